@@ -1,0 +1,297 @@
+//! Seeded per-image augmentation, and the deterministic evaluation resize.
+//!
+//! Every geometric transform (random resized crop, flips, rotation, translation, scale) is
+//! composed into one affine map from output pixels to source pixels and sampled once with
+//! bilinear interpolation, so an image is resampled a single time whatever the preset. Pixels
+//! that fall outside the source are filled with 0.
+//!
+//! Presets:
+//! - `none`: the evaluation transform (resize the whole image to the output size).
+//! - `natural`: horizontal flip 0.5, random resized crop scale 0.08–1.0 (ratio 3/4–4/3),
+//!   rotation ±15°, brightness/contrast ±0.2 (torchvision's ImageNet recipe plus a little
+//!   rotation).
+//! - `mammo`: no flips, crop scale 0.95–1.0 (ratio 0.95–1.05), rotation ±7°, translate ±5%,
+//!   scale 0.95–1.05, brightness/contrast ±0.1: nothing that cuts a small lesion out.
+
+use std::f64::consts::PI;
+use std::str::FromStr;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Named augmentation presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AugmentPreset {
+    /// No augmentation (the evaluation transform).
+    None,
+    /// Natural-image augmentation.
+    Natural,
+    /// Mammography-safe augmentation.
+    Mammo,
+}
+
+impl FromStr for AugmentPreset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "natural" => Ok(Self::Natural),
+            "mammo" => Ok(Self::Mammo),
+            _ => Err(format!("unknown augmentation `{s}` (expected none, natural or mammo)")),
+        }
+    }
+}
+
+/// Every augmentation knob. Ranges are `[min, max]`, drawn uniformly per image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Probability of a horizontal flip.
+    pub hflip: f64,
+    /// Probability of a vertical flip.
+    pub vflip: f64,
+    /// Area fraction of the random resized crop.
+    pub crop_scale: [f64; 2],
+    /// Aspect ratio (w/h) of the random resized crop (drawn log-uniformly).
+    pub crop_ratio: [f64; 2],
+    /// Maximum rotation in degrees (drawn in `±rotation`).
+    pub rotation: f64,
+    /// Maximum translation as a fraction of the output size (drawn in `±translate`).
+    pub translate: f64,
+    /// Zoom factor range of the affine transform.
+    pub scale: [f64; 2],
+    /// Brightness factor drawn in `1 ± brightness`.
+    pub brightness: f64,
+    /// Contrast factor drawn in `1 ± contrast` (around the image mean).
+    pub contrast: f64,
+}
+
+impl AugmentConfig {
+    /// The preset's knobs.
+    pub fn preset(preset: AugmentPreset) -> Self {
+        match preset {
+            AugmentPreset::None => Self {
+                hflip: 0.0,
+                vflip: 0.0,
+                crop_scale: [1.0, 1.0],
+                crop_ratio: [1.0, 1.0],
+                rotation: 0.0,
+                translate: 0.0,
+                scale: [1.0, 1.0],
+                brightness: 0.0,
+                contrast: 0.0,
+            },
+            AugmentPreset::Natural => Self {
+                hflip: 0.5,
+                vflip: 0.0,
+                crop_scale: [0.08, 1.0],
+                crop_ratio: [3.0 / 4.0, 4.0 / 3.0],
+                rotation: 15.0,
+                translate: 0.0,
+                scale: [1.0, 1.0],
+                brightness: 0.2,
+                contrast: 0.2,
+            },
+            AugmentPreset::Mammo => Self {
+                hflip: 0.0,
+                vflip: 0.0,
+                crop_scale: [0.95, 1.0],
+                crop_ratio: [0.95, 1.05],
+                rotation: 7.0,
+                translate: 0.05,
+                scale: [0.95, 1.05],
+                brightness: 0.1,
+                contrast: 0.1,
+            },
+        }
+    }
+
+    /// Checks every knob, naming the one at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        let prob = |name: &str, p: f64| {
+            if (0.0..=1.0).contains(&p) { Ok(()) } else { Err(format!("augment.{name} must be in [0, 1], got {p}")) }
+        };
+        let range = |name: &str, r: [f64; 2], lo: f64, hi: f64| {
+            if r[0] <= r[1] && r[0] > lo && r[1] <= hi && r[0].is_finite() {
+                Ok(())
+            } else {
+                Err(format!("augment.{name} must be [min, max] with {lo} < min <= max <= {hi}, got {r:?}"))
+            }
+        };
+        prob("hflip", self.hflip)?;
+        prob("vflip", self.vflip)?;
+        range("crop_scale", self.crop_scale, 0.0, 1.0)?;
+        range("crop_ratio", self.crop_ratio, 0.0, f64::MAX)?;
+        range("scale", self.scale, 0.0, f64::MAX)?;
+        if !(0.0..=180.0).contains(&self.rotation) {
+            return Err(format!("augment.rotation must be in [0, 180] degrees, got {}", self.rotation));
+        }
+        prob("translate", self.translate)?;
+        prob("brightness", self.brightness)?;
+        prob("contrast", self.contrast)?;
+        Ok(())
+    }
+}
+
+/// One image's drawn parameters (exposed for tests and the lesion-coverage measurement).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Draw {
+    /// Crop centre in source pixels `(x, y)`.
+    pub crop_center: (f64, f64),
+    /// Crop size in source pixels `(w, h)`.
+    pub crop_size: (f64, f64),
+    /// Horizontal flip.
+    pub hflip: bool,
+    /// Vertical flip.
+    pub vflip: bool,
+    /// Rotation in radians.
+    pub angle: f64,
+    /// Translation as a fraction of the output size `(x, y)`.
+    pub translate: (f64, f64),
+    /// Zoom factor.
+    pub scale: f64,
+    /// Brightness factor.
+    pub brightness: f64,
+    /// Contrast factor.
+    pub contrast: f64,
+}
+
+/// An augmentation pipeline producing square `size`×`size` images.
+#[derive(Debug, Clone)]
+pub struct Augment {
+    /// The knobs.
+    pub config: AugmentConfig,
+    /// Output side in pixels.
+    pub size: usize,
+}
+
+impl Augment {
+    /// Pipeline with the given knobs and output size.
+    pub fn new(config: AugmentConfig, size: usize) -> Self {
+        Self { config, size }
+    }
+
+    /// The evaluation transform: the whole image resized to `size`.
+    pub fn eval(size: usize) -> Self {
+        Self::new(AugmentConfig::preset(AugmentPreset::None), size)
+    }
+
+    /// Draws the parameters for one image of `w`×`h` source pixels.
+    pub fn draw(&self, rng: &mut impl Rng, w: usize, h: usize) -> Draw {
+        let c = &self.config;
+        let uniform = |rng: &mut dyn rand::RngCore, [lo, hi]: [f64; 2]| {
+            if hi > lo { rng.random_range(lo..hi) } else { lo }
+        };
+        let (wf, hf) = (w as f64, h as f64);
+        // torchvision RandomResizedCrop: 10 tries, then fall back to the whole image.
+        let mut crop = ((wf / 2.0, hf / 2.0), (wf, hf));
+        if c.crop_scale != [1.0, 1.0] || c.crop_ratio != [1.0, 1.0] {
+            for _ in 0..10 {
+                let area = wf * hf * uniform(rng, c.crop_scale);
+                let log_ratio = uniform(rng, [c.crop_ratio[0].ln(), c.crop_ratio[1].ln()]);
+                let ratio = log_ratio.exp();
+                let cw = (area * ratio).sqrt();
+                let ch = (area / ratio).sqrt();
+                if cw <= wf && ch <= hf {
+                    let x0 = uniform(rng, [0.0, wf - cw]);
+                    let y0 = uniform(rng, [0.0, hf - ch]);
+                    crop = ((x0 + cw / 2.0, y0 + ch / 2.0), (cw, ch));
+                    break;
+                }
+            }
+        }
+        let sym = |rng: &mut dyn rand::RngCore, m: f64| uniform(rng, [-m, m]);
+        Draw {
+            crop_center: crop.0,
+            crop_size: crop.1,
+            hflip: c.hflip > 0.0 && rng.random::<f64>() < c.hflip,
+            vflip: c.vflip > 0.0 && rng.random::<f64>() < c.vflip,
+            angle: sym(rng, c.rotation) * PI / 180.0,
+            translate: (sym(rng, c.translate), sym(rng, c.translate)),
+            scale: uniform(rng, c.scale),
+            brightness: 1.0 + sym(rng, c.brightness),
+            contrast: 1.0 + sym(rng, c.contrast),
+        }
+    }
+
+    /// Maps an output pixel centre `(u, v)` (in output pixels) to source coordinates.
+    pub fn source_point(&self, d: &Draw, u: f64, v: f64) -> (f64, f64) {
+        let s = self.size as f64;
+        // Undo translation, then rotation and zoom, around the output centre.
+        let px = u - s / 2.0 - d.translate.0 * s;
+        let py = v - s / 2.0 - d.translate.1 * s;
+        let (sin, cos) = (-d.angle).sin_cos();
+        let mut qx = (cos * px - sin * py) / d.scale;
+        let mut qy = (sin * px + cos * py) / d.scale;
+        if d.hflip {
+            qx = -qx;
+        }
+        if d.vflip {
+            qy = -qy;
+        }
+        (
+            d.crop_center.0 + qx * d.crop_size.0 / s,
+            d.crop_center.1 + qy * d.crop_size.1 / s,
+        )
+    }
+
+    /// Applies drawn parameters to an `[h, w, c]` image, returning `[size, size, c]`.
+    pub fn apply(&self, d: &Draw, src: &[u8], [h, w, c]: [usize; 3]) -> Vec<u8> {
+        let s = self.size;
+        let mut out = vec![0f32; s * s * c];
+        for v in 0..s {
+            for u in 0..s {
+                let (x, y) = self.source_point(d, u as f64 + 0.5, v as f64 + 0.5);
+                bilinear(src, [h, w, c], x - 0.5, y - 0.5, &mut out[(v * s + u) * c..][..c]);
+            }
+        }
+        if d.brightness != 1.0 || d.contrast != 1.0 {
+            let mean = out.iter().sum::<f32>() / out.len().max(1) as f32;
+            let (b, k) = (d.brightness as f32, d.contrast as f32);
+            for p in &mut out {
+                *p = ((*p - mean) * k + mean) * b;
+            }
+        }
+        out.into_iter().map(|p| p.round().clamp(0.0, 255.0) as u8).collect()
+    }
+
+    /// Draws from a per-image RNG seeded by `(seed, epoch, index)` and applies: the result does
+    /// not depend on thread scheduling.
+    pub fn run(&self, src: &[u8], shape: [usize; 3], seed: u64, epoch: usize, index: usize) -> Vec<u8> {
+        let d = self.draw(&mut image_rng(seed, epoch, index), shape[1], shape[0]);
+        self.apply(&d, src, shape)
+    }
+}
+
+/// The RNG of one image in one epoch.
+pub fn image_rng(seed: u64, epoch: usize, index: usize) -> StdRng {
+    let mut z = seed
+        ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    StdRng::seed_from_u64(z ^ (z >> 31))
+}
+
+/// Bilinear sample at continuous pixel coordinates (pixel centres at integers). Points inside
+/// the image area (`-0.5..w-0.5`) clamp to the edge pixels, as PIL and torchvision resize do;
+/// points outside it are 0 (the fill of rotations and translations).
+fn bilinear(src: &[u8], [h, w, c]: [usize; 3], x: f64, y: f64, out: &mut [f32]) {
+    if x < -0.5 || y < -0.5 || x > w as f64 - 0.5 || y > h as f64 - 0.5 {
+        out.fill(0.0);
+        return;
+    }
+    let x = x.clamp(0.0, (w - 1) as f64);
+    let y = y.clamp(0.0, (h - 1) as f64);
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
+    let (fx, fy) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32);
+    let at = |xi: usize, yi: usize, ch: usize| src[(yi * w + xi) * c + ch] as f32;
+    for (ch, o) in out.iter_mut().enumerate() {
+        let top = at(x0, y0, ch) * (1.0 - fx) + at(x1, y0, ch) * fx;
+        let bottom = at(x0, y1, ch) * (1.0 - fx) + at(x1, y1, ch) * fx;
+        *o = top * (1.0 - fy) + bottom * fy;
+    }
+}

@@ -1,0 +1,167 @@
+//! Batch assembly: augment and normalise images on worker threads, a few batches ahead of the
+//! training loop, then hand them to the device as `[batch, channels, h, w]` tensors.
+
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::thread::JoinHandle;
+
+use burn::prelude::*;
+use rayon::prelude::*;
+
+use crate::augment::Augment;
+use crate::dataset::ImageDataset;
+
+/// Turns `u8` pixels into network inputs: `x * scale[c] + shift[c]`, and adapts the channel
+/// count (grayscale replicated to 3 channels; RGB averaged for a 1-channel stem).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalize {
+    /// Per input channel `(scale, shift)`.
+    pub affine: [(f32, f32); 3],
+    /// Channels the model expects (1 or 3).
+    pub out_channels: usize,
+}
+
+impl Normalize {
+    /// Writes one `[s, s, c_in]` image as planar `[out_channels, s, s]` floats into `out`.
+    fn write(&self, img: &[u8], c_in: usize, out: &mut [f32]) {
+        let plane = img.len() / c_in;
+        for oc in 0..self.out_channels {
+            let (scale, shift) = if self.out_channels == 1 {
+                let n = 3.0;
+                let s: f32 = self.affine.iter().map(|a| a.0).sum::<f32>() / n;
+                let t: f32 = self.affine.iter().map(|a| a.1).sum::<f32>() / n;
+                (s, t)
+            } else {
+                self.affine[oc]
+            };
+            let dst = &mut out[oc * plane..(oc + 1) * plane];
+            for (p, d) in dst.iter_mut().enumerate() {
+                let px = &img[p * c_in..(p + 1) * c_in];
+                let v = if c_in == self.out_channels {
+                    px[oc] as f32
+                } else if c_in == 1 {
+                    px[0] as f32
+                } else {
+                    px.iter().map(|&x| x as f32).sum::<f32>() / c_in as f32
+                };
+                *d = v * scale + shift;
+            }
+        }
+    }
+}
+
+/// One batch on the host.
+#[derive(Debug, Clone)]
+pub struct HostBatch {
+    /// `[batch, channels, size, size]` normalised pixels, planar.
+    pub pixels: Vec<f32>,
+    /// `[batch, channels, size, size]`.
+    pub shape: [usize; 4],
+    /// Class labels.
+    pub labels: Vec<i64>,
+    /// Dataset index of each item.
+    pub indices: Vec<usize>,
+}
+
+impl HostBatch {
+    /// Uploads the images: `[batch, channels, size, size]`.
+    pub fn images(&self, device: &Device) -> Tensor<4> {
+        Tensor::from_data(TensorData::new(self.pixels.clone(), self.shape), device)
+    }
+
+    /// Uploads the labels: `[batch]`.
+    pub fn targets(&self, device: &Device) -> Tensor<1, Int> {
+        Tensor::from_data(TensorData::new(self.labels.clone(), [self.labels.len()]), device)
+    }
+}
+
+/// How batches are assembled.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    /// Images per batch (the last batch may be smaller).
+    pub batch_size: usize,
+    /// Batches prepared ahead of the consumer.
+    pub prefetch: usize,
+    /// Output transform: augmentation for training, [`Augment::eval`] otherwise.
+    pub augment: Augment,
+    /// Pixel normalisation.
+    pub normalize: Normalize,
+    /// Seed of the augmentation draws.
+    pub seed: u64,
+    /// Epoch (part of the augmentation seed).
+    pub epoch: usize,
+}
+
+/// Iterator over batches, produced on a background thread (images of a batch in parallel).
+pub struct Loader {
+    receiver: Receiver<HostBatch>,
+    worker: Option<JoinHandle<()>>,
+    batches: usize,
+}
+
+impl Loader {
+    /// Starts producing the batches of `order` (dataset indices, in visiting order).
+    pub fn spawn(dataset: &ImageDataset, order: Vec<usize>, config: LoaderConfig) -> Self {
+        let batch_size = config.batch_size.max(1);
+        let batches = order.len().div_ceil(batch_size);
+        let (sender, receiver) = sync_channel(config.prefetch.max(1));
+        let dataset = dataset.clone();
+        let worker = std::thread::spawn(move || {
+            for chunk in order.chunks(batch_size) {
+                let batch = assemble(&dataset, chunk, &config);
+                if sender.send(batch).is_err() {
+                    return; // consumer dropped: stop early
+                }
+            }
+        });
+        Self { receiver, worker: Some(worker), batches }
+    }
+
+    /// Number of batches this loader yields.
+    pub fn len(&self) -> usize {
+        self.batches
+    }
+
+    /// Whether it yields no batch.
+    pub fn is_empty(&self) -> bool {
+        self.batches == 0
+    }
+}
+
+impl Iterator for Loader {
+    type Item = HostBatch;
+    fn next(&mut self) -> Option<HostBatch> {
+        match self.receiver.recv() {
+            Ok(b) => Some(b),
+            Err(_) => {
+                if let Some(w) = self.worker.take()
+                    && let Err(panic) = w.join()
+                {
+                    std::panic::resume_unwind(panic);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Augments and normalises the images at `indices` into one batch.
+pub fn assemble(dataset: &ImageDataset, indices: &[usize], config: &LoaderConfig) -> HostBatch {
+    let shape = dataset.image_shape();
+    let s = config.augment.size;
+    let c = config.normalize.out_channels;
+    let per_image = c * s * s;
+    let mut pixels = vec![0f32; indices.len() * per_image];
+    pixels
+        .par_chunks_mut(per_image)
+        .zip(indices.par_iter())
+        .for_each(|(out, &i)| {
+            let img = config.augment.run(dataset.image(i), shape, config.seed, config.epoch, i);
+            config.normalize.write(&img, shape[2], out);
+        });
+    HostBatch {
+        pixels,
+        shape: [indices.len(), c, s, s],
+        labels: indices.iter().map(|&i| dataset.label(i) as i64).collect(),
+        indices: indices.to_vec(),
+    }
+}

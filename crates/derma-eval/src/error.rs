@@ -1,0 +1,119 @@
+//! The crate's error type.
+//!
+//! Every function that reads user data (labels, predicted classes, scores, probabilities,
+//! rule text) returns [`EvalError`] instead of panicking. Each message says what was wrong
+//! and where (the sample index, the class, the text given), so that a user can act on it
+//! without reading the source.
+
+/// Shorthand for `Result<T, derma_eval::EvalError>`.
+pub type Result<T, E = EvalError> = std::result::Result<T, E>;
+
+/// What is wrong with the labels, predictions or threshold rule given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// There is no sample at all.
+    #[error("no samples to evaluate: the labels are empty")]
+    Empty,
+
+    /// Labels and predictions differ in length.
+    #[error("{labels} labels but {predictions} predictions: every sample needs exactly one of each")]
+    LengthMismatch {
+        /// Number of labels.
+        labels: usize,
+        /// Number of predictions (scores, predicted classes or probability rows).
+        predictions: usize,
+    },
+
+    /// A score or probability is NaN or infinite.
+    #[error(
+        "the prediction for sample {index} is {value}, not a finite number \
+         (NaN scores usually mean that the model diverged)"
+    )]
+    NotFinite {
+        /// Sample (row) index.
+        index: usize,
+        /// The offending value.
+        value: f64,
+    },
+
+    /// A threshold given to [`apply`](crate::apply) or [`BinaryCounts::at`](crate::BinaryCounts::at)
+    /// is NaN.
+    #[error("the threshold is NaN; use a number (or +inf to predict nothing positive)")]
+    NanThreshold,
+
+    /// The number of classes is zero, or a probability row is empty.
+    #[error("the number of classes must be at least 1, got 0")]
+    NoClasses,
+
+    /// A label or predicted class is not below the number of classes.
+    #[error("{what} {value} at sample {index} is not a class index: expected 0..{classes}")]
+    BadClass {
+        /// `"label"` or `"predicted class"`.
+        what: &'static str,
+        /// Sample index.
+        index: usize,
+        /// The offending value.
+        value: usize,
+        /// Number of classes.
+        classes: usize,
+    },
+
+    /// Probability rows differ in length.
+    #[error("probability row {index} has {len} columns but row 0 has {expected}: every row needs one column per class")]
+    RaggedRows {
+        /// Row index.
+        index: usize,
+        /// Length of that row.
+        len: usize,
+        /// Length of row 0.
+        expected: usize,
+    },
+
+    /// A binary computation that needs both classes got labels of one class only.
+    #[error("{what} needs both positives and negatives, but all {n} labels are {only}")]
+    OneClass {
+        /// `"positives"` or `"negatives"`.
+        only: &'static str,
+        /// Number of labels.
+        n: usize,
+        /// What needed both, e.g. `"ROC AUC"`.
+        what: &'static str,
+    },
+
+    /// A multi-class computation that needs at least two classes got labels of one class only.
+    #[error("{what} needs at least two classes in the labels, but all {n} labels are class {class}")]
+    SingleClass {
+        /// The only class present.
+        class: usize,
+        /// Number of labels.
+        n: usize,
+        /// What needed two, e.g. `"one-vs-rest ROC AUC"`.
+        what: &'static str,
+    },
+
+    /// A class has no sample in the labels, so its one-vs-rest AUC is undefined.
+    #[error(
+        "class {class} (of {classes}) has no sample in the labels, so its one-vs-rest ROC AUC is \
+         undefined and the macro average cannot include it; use `ovr_auc` to average over the \
+         classes present instead"
+    )]
+    ClassAbsent {
+        /// The absent class.
+        class: usize,
+        /// Number of classes.
+        classes: usize,
+    },
+
+    /// A threshold rule could not be parsed, or its value is out of range.
+    #[error(
+        "invalid threshold rule `{text}`: {reason}; accepted forms: min-spec:<s>, recall:<r>, \
+         fixed:<t> (s, r, t in (0, 1]), fbeta:<beta> (beta > 0), youden"
+    )]
+    BadRule {
+        /// The text given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}

@@ -1,0 +1,168 @@
+//! Pretrained weights: torchvision MobileNetV2 state dicts (`.pth` through burn-store's PyTorch
+//! reader, `.safetensors`) mapped onto [`MobileNetV2`], and the input normalisation each weight
+//! source was trained with.
+//!
+//! Loading is strict: every backbone tensor must be present with the right shape, and every
+//! tensor in the file must be used (only `num_batches_tracked` is ignored), so a width or
+//! architecture mismatch is an error that names the keys. The classifier is loaded only when
+//! `keep_classifier` is set; otherwise the task's freshly initialised head stays (head swap).
+
+use std::path::{Path, PathBuf};
+
+use burn_store::{
+    ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::mobilenet::MobileNetV2;
+
+/// How raw `u8` RGB pixels are turned into network inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputNorm {
+    /// torchvision: `(x / 255 - mean) / std` with the ImageNet mean and std.
+    ImageNet,
+    /// Inception / TF-slim: `x / 127.5 - 1`, range `[-1, 1]` (the TF-lite weights).
+    MinusOneToOne,
+}
+
+impl InputNorm {
+    /// Per-channel `(scale, shift)` so that `input = x * scale + shift` for `x` in `0..=255`.
+    pub fn affine(self) -> [(f32, f32); 3] {
+        match self {
+            InputNorm::ImageNet => {
+                const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+                const STD: [f32; 3] = [0.229, 0.224, 0.225];
+                std::array::from_fn(|c| (1.0 / (255.0 * STD[c]), -MEAN[c] / STD[c]))
+            }
+            InputNorm::MinusOneToOne => [(1.0 / 127.5, -1.0); 3],
+        }
+    }
+}
+
+/// Where the initial weights come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WeightSource {
+    /// Random initialisation (torchvision's scheme).
+    None,
+    /// A torchvision-layout state dict (`.pth`/`.pt` or `.safetensors`).
+    File(PathBuf),
+}
+
+/// torchvision key → [`MobileNetV2`] key, as `(regex, replacement)` pairs applied in order.
+fn torchvision_key_map() -> Vec<(String, String)> {
+    let mut map = vec![
+        (r"^features\.0\.0\.".into(), "stem.conv.".into()),
+        (r"^features\.0\.1\.".into(), "stem.bn.".into()),
+        (r"^features\.18\.0\.".into(), "head.conv.".into()),
+        (r"^features\.18\.1\.".into(), "head.bn.".into()),
+        (r"^classifier\.1\.".into(), "classifier.".into()),
+    ];
+    // features.1 has no expansion: conv.0 = depthwise, conv.1 = project, conv.2 = its BN.
+    let first = [
+        ("conv.0.0", "depthwise.conv"),
+        ("conv.0.1", "depthwise.bn"),
+        ("conv.1", "project"),
+        ("conv.2", "project_bn"),
+    ];
+    let expanded = [
+        ("conv.0.0", "expand.conv"),
+        ("conv.0.1", "expand.bn"),
+        ("conv.1.0", "depthwise.conv"),
+        ("conv.1.1", "depthwise.bn"),
+        ("conv.2", "project"),
+        ("conv.3", "project_bn"),
+    ];
+    for k in 1..=17 {
+        let parts: &[(&str, &str)] = if k == 1 { &first } else { &expanded };
+        for (from, to) in parts {
+            map.push((
+                format!(r"^features\.{k}\.{}\.", from.replace('.', r"\.")),
+                format!("blocks.{}.{to}.", k - 1),
+            ));
+        }
+    }
+    map
+}
+
+/// The key map as a burn-store [`KeyRemapper`].
+fn torchvision_remapper() -> KeyRemapper {
+    torchvision_key_map()
+        .into_iter()
+        .fold(KeyRemapper::new(), |r, (from, to)| {
+            r.add_pattern(from, to).expect("the torchvision key map is valid regex")
+        })
+}
+
+/// Loads a torchvision MobileNetV2 state dict into `model`.
+///
+/// The format follows the extension: `.safetensors`, else PyTorch pickle (`.pth`, `.pt`).
+/// With `keep_classifier` the file's classifier must match the model's class count.
+pub fn load_torchvision(
+    model: MobileNetV2,
+    path: &Path,
+    keep_classifier: bool,
+) -> anyhow::Result<MobileNetV2> {
+    if !path.is_file() {
+        anyhow::bail!("weight file {} does not exist", path.display());
+    }
+    let mut model = model;
+    let keep_fn: fn(&str, &str) -> bool = if keep_classifier {
+        |_, _| true
+    } else {
+        |p, _| !p.starts_with("classifier.")
+    };
+    let is_safetensors = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    let result: ApplyResult = if is_safetensors {
+        let mut store = SafetensorsStore::from_file(path)
+            .with_from_adapter(PyTorchToBurnAdapter)
+            .map_indices_contiguous(false)
+            .allow_partial(true)
+            .validate(false)
+            .with_predicate(keep_fn)
+            .remap(torchvision_remapper());
+        model
+            .load_from(&mut store)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+    } else {
+        let mut store = PytorchStore::from_file(path)
+            .map_indices_contiguous(false)
+            .allow_partial(true)
+            .validate(false)
+            .with_predicate(keep_fn)
+            .remap(torchvision_remapper());
+        model
+            .load_from(&mut store)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+    };
+    check_strict(&result, path)?;
+    Ok(model)
+}
+
+/// Turns an [`ApplyResult`] into an error naming every missing, mis-shaped or unexpected key.
+fn check_strict(result: &ApplyResult, path: &Path) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for e in &result.errors {
+        problems.push(format!("  {e}"));
+    }
+    for (key, _) in &result.missing {
+        problems.push(format!("  missing tensor for `{key}`"));
+    }
+    for key in &result.unused {
+        if key.ends_with("num_batches_tracked") || key.starts_with("classifier.") {
+            continue;
+        }
+        problems.push(format!("  unexpected tensor `{key}` (not part of MobileNetV2 at this width)"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} is not a torchvision MobileNetV2 state dict matching this model:\n{}",
+            path.display(),
+            problems.join("\n")
+        )
+    }
+}

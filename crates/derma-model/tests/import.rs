@@ -1,0 +1,61 @@
+//! torchvision equivalence: `scripts/reference_torch.py` saved a random-init
+//! `torchvision.models.mobilenet_v2(width_mult=0.25, num_classes=7)` (with non-trivial batch-norm
+//! statistics), an input batch and the logits torchvision computes in eval mode. Loading the
+//! state dict must reproduce those logits.
+
+use std::path::PathBuf;
+
+use burn::prelude::*;
+use derma_model::{MobileNetV2Config, load_torchvision};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures")).join(name)
+}
+
+fn check(file: &str) {
+    let io: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("mobilenet_v2_w025_io.json")).unwrap()).unwrap();
+    let shape: Vec<usize> = io["input_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    let input: Vec<f32> = io["input"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let expected: Vec<f32> = io["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .collect();
+    let device = Device::flex();
+    let model = MobileNetV2Config::new(7).with_width(0.25).init(&device);
+    let model = load_torchvision(model, &fixture(file), true).unwrap();
+    let x = Tensor::<4>::from_data(TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]), &device);
+    let got: Vec<f32> = model.valid().forward(x).into_data().try_into_vec().unwrap();
+    let max = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max <= 1e-4, "{file}: max |logit difference| {max} > 1e-4\n got {got:?}\nwant {expected:?}");
+}
+
+#[test]
+fn pth_state_dict_reproduces_torchvision_logits() {
+    check("mobilenet_v2_w025.pth");
+}
+
+#[test]
+fn safetensors_state_dict_reproduces_torchvision_logits() {
+    check("mobilenet_v2_w025.safetensors");
+}
+
+/// Loading into a model of another width names the mis-shaped keys.
+#[test]
+fn width_mismatch_is_an_error_naming_keys() {
+    let device = Device::flex();
+    let model = MobileNetV2Config::new(7).with_width(0.5).init(&device);
+    let err = load_torchvision(model, &fixture("mobilenet_v2_w025.pth"), false).unwrap_err().to_string();
+    assert!(err.contains("stem.conv.weight") || err.contains("features.0.0.weight"), "{err}");
+}
+
+/// Without `keep_classifier` the task's own head stays (head swap), whatever its size.
+#[test]
+fn head_swap_keeps_a_fresh_classifier() {
+    let device = Device::flex();
+    let model = MobileNetV2Config::new(2).with_width(0.25).init(&device);
+    let loaded = load_torchvision(model, &fixture("mobilenet_v2_w025.pth"), false).unwrap();
+    assert_eq!(loaded.num_classes(), 2);
+}

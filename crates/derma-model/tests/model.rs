@@ -1,0 +1,74 @@
+//! MobileNetV2 structure: parameter counts and output shapes.
+
+use burn::prelude::*;
+use derma_model::{MobileNetV2Config, make_divisible};
+
+/// torchvision reference:
+/// `sum(p.numel() for p in torchvision.models.mobilenet_v2().parameters())` → 3504872
+#[test]
+fn parameter_count_matches_torchvision_at_width_1() {
+    let model = MobileNetV2Config::new(1000).init(&Device::flex());
+    assert_eq!(model.num_trainable_params(), 3_504_872);
+    assert_eq!(model.blocks.len(), 17);
+}
+
+/// Values of torchvision's `_make_divisible(v, 8)`.
+#[test]
+fn make_divisible_matches_torchvision() {
+    // _make_divisible(32*0.35, 8) = 16 (11.2 → 8 is < 0.9*11.2, so +8), (16*0.35) → 8,
+    // (1280*1.0) → 1280, (24*0.75) → 24 (18 → 16 < 16.2 → 24), (96*1.4) → 136.
+    assert_eq!(make_divisible(32.0 * 0.35, 8), 16);
+    assert_eq!(make_divisible(16.0 * 0.35, 8), 8);
+    assert_eq!(make_divisible(1280.0, 8), 1280);
+    assert_eq!(make_divisible(24.0 * 0.75, 8), 24);
+    assert_eq!(make_divisible(96.0 * 1.4, 8), 136);
+}
+
+#[test]
+fn output_shapes_at_28_64_224() {
+    let device = Device::flex();
+    let model = MobileNetV2Config::new(7).with_width(0.25).init(&device);
+    for (size, fmap) in [(28, 1), (64, 2), (224, 7)] {
+        let x = Tensor::<4>::zeros([2, 3, size, size], &device);
+        let features = model.forward_features(x.clone());
+        assert_eq!(features.dims(), [2, 1280, fmap, fmap], "input {size}");
+        assert_eq!(model.forward(x).dims(), [2, 7]);
+    }
+}
+
+#[test]
+fn reduced_output_stride_keeps_larger_maps_and_the_same_parameters() {
+    let device = Device::flex();
+    let base = MobileNetV2Config::new(7).with_width(0.25);
+    let s8 = base.clone().with_output_stride(8).init(&device);
+    let x = Tensor::<4>::zeros([1, 3, 28, 28], &device);
+    // 28 / 8 = 3.5 → stride-2 convs with padding 1 round up: 28 → 14 → 7 → 4.
+    assert_eq!(s8.forward_features(x).dims(), [1, 1280, 4, 4]);
+    assert_eq!(s8.num_params(), base.init(&device).num_params());
+}
+
+#[test]
+fn grayscale_stem_and_single_logit_head() {
+    let device = Device::flex();
+    let model = MobileNetV2Config::new(1).with_width(0.25).with_in_channels(1).init(&device);
+    let x = Tensor::<4>::zeros([3, 1, 32, 32], &device);
+    assert_eq!(model.forward(x).dims(), [3, 1]);
+}
+
+#[test]
+fn head_swap_changes_only_the_classifier() {
+    let device = Device::flex();
+    let model = MobileNetV2Config::new(1000).with_width(0.25).init(&device);
+    let before = model.num_trainable_params();
+    let swapped = model.with_classifier(7, &device);
+    assert_eq!(swapped.num_classes(), 7);
+    assert_eq!(before - swapped.num_trainable_params(), 1280 * (1000 - 7) + (1000 - 7));
+}
+
+#[test]
+fn invalid_configs_are_refused_with_the_field_name() {
+    let err = MobileNetV2Config::new(7).with_output_stride(4).validate().unwrap_err();
+    assert!(err.contains("output_stride"), "{err}");
+    let err = MobileNetV2Config::new(7).with_in_channels(2).validate().unwrap_err();
+    assert!(err.contains("in_channels"), "{err}");
+}

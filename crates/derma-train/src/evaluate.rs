@@ -1,0 +1,146 @@
+//! Model → probabilities on a split, and the metrics of those probabilities (through
+//! `derma-eval`): multi-class accuracy, balanced accuracy, macro one-vs-rest AUC; for binary
+//! tasks also the operating threshold chosen on validation and the screening metrics at it.
+
+use burn::prelude::*;
+use burn::tensor::activation::{sigmoid, softmax};
+use derma_data::{Augment, ImageDataset, Loader, LoaderConfig, Normalize};
+use derma_eval::{BinaryMetrics, ThresholdChoice, ThresholdRule};
+use derma_model::MobileNetV2;
+
+use crate::loss::Loss;
+
+/// Probabilities of every image of a split.
+#[derive(Debug, Clone)]
+pub struct Predictions {
+    /// Dataset index of each row.
+    pub indices: Vec<usize>,
+    /// True class of each row.
+    pub labels: Vec<usize>,
+    /// Per row: class probabilities (`K ≥ 2`) or the positive-class probability (binary).
+    pub probs: Vec<Vec<f64>>,
+    /// Mean loss over the split.
+    pub loss: f64,
+}
+
+impl Predictions {
+    /// Whether this is a single-logit (binary) task.
+    pub fn is_binary(&self) -> bool {
+        self.probs.first().is_some_and(|p| p.len() == 1)
+    }
+
+    /// Positive-class probabilities of a binary task.
+    pub fn scores(&self) -> Vec<f64> {
+        self.probs.iter().map(|p| p[0]).collect()
+    }
+
+    /// Labels as booleans (binary task).
+    pub fn positives(&self) -> Vec<bool> {
+        self.labels.iter().map(|&l| l == 1).collect()
+    }
+}
+
+/// Runs `model` (validation mode) over all of `dataset` with the evaluation transform.
+pub fn predict(
+    model: &MobileNetV2,
+    dataset: &ImageDataset,
+    size: usize,
+    normalize: Normalize,
+    batch_size: usize,
+    loss: &Loss,
+    device: &Device,
+) -> Predictions {
+    let loader = Loader::spawn(
+        dataset,
+        (0..dataset.len()).collect(),
+        LoaderConfig {
+            batch_size,
+            prefetch: 2,
+            augment: Augment::eval(size),
+            normalize,
+            seed: 0,
+            epoch: 0,
+        },
+    );
+    let mut out = Predictions { indices: Vec::new(), labels: Vec::new(), probs: Vec::new(), loss: 0.0 };
+    let mut loss_sum = Tensor::<1>::zeros([1], device);
+    for batch in loader {
+        let logits = model.forward(batch.images(device)); // [batch, k]
+        let [b, k] = logits.dims();
+        loss_sum = loss_sum + loss.forward(logits.clone(), batch.targets(device)).mul_scalar(b as f64);
+        let probs = if k == 1 { sigmoid(logits) } else { softmax(logits, 1) };
+        let flat: Vec<f32> = probs.into_data().try_into_vec::<f32>().expect("probabilities are f32");
+        out.probs.extend(flat.chunks(k).map(|r| r.iter().map(|&p| p as f64).collect()));
+        out.labels.extend(batch.labels.iter().map(|&l| l as usize));
+        out.indices.extend(batch.indices);
+    }
+    out.loss = loss_sum.into_scalar::<f32>() as f64 / dataset.len().max(1) as f64;
+    out
+}
+
+/// Metrics of one split.
+#[derive(Debug, Clone)]
+pub struct SplitMetrics {
+    /// Mean loss.
+    pub loss: f64,
+    /// Accuracy (binary: at the operating threshold).
+    pub accuracy: f64,
+    /// Balanced accuracy (mean per-class recall).
+    pub balanced_accuracy: f64,
+    /// Macro one-vs-rest ROC AUC (binary: the ROC AUC).
+    pub auc: f64,
+    /// Predicted class per row.
+    pub predicted: Vec<usize>,
+    /// Binary tasks only.
+    pub binary: Option<BinarySplit>,
+}
+
+/// Screening metrics of a binary split.
+#[derive(Debug, Clone)]
+pub struct BinarySplit {
+    /// Average precision (PR AUC).
+    pub ap: f64,
+    /// Counts and rates at the operating threshold.
+    pub at_threshold: BinaryMetrics,
+}
+
+/// Metrics of `pred`; `threshold` is the operating threshold of a binary task.
+pub fn split_metrics(pred: &Predictions, threshold: f64) -> anyhow::Result<SplitMetrics> {
+    let k = if pred.is_binary() { 2 } else { pred.probs[0].len() };
+    if pred.is_binary() {
+        let scores = pred.scores();
+        let positives = pred.positives();
+        let predicted: Vec<usize> = scores.iter().map(|&s| usize::from(s >= threshold)).collect();
+        let at = derma_eval::apply(threshold, &positives, &scores)?;
+        Ok(SplitMetrics {
+            loss: pred.loss,
+            accuracy: derma_eval::accuracy(&pred.labels, &predicted)?,
+            balanced_accuracy: derma_eval::balanced_accuracy(&pred.labels, &predicted, k)?,
+            auc: derma_eval::roc_auc(&positives, &scores)?,
+            predicted,
+            binary: Some(BinarySplit { ap: derma_eval::average_precision(&positives, &scores)?, at_threshold: at }),
+        })
+    } else {
+        let predicted: Vec<usize> = pred.probs.iter().map(|p| argmax(p)).collect();
+        Ok(SplitMetrics {
+            loss: pred.loss,
+            accuracy: derma_eval::accuracy(&pred.labels, &predicted)?,
+            balanced_accuracy: derma_eval::balanced_accuracy(&pred.labels, &predicted, k)?,
+            auc: derma_eval::macro_auc_ovr(&pred.labels, &pred.probs)?,
+            predicted,
+            binary: None,
+        })
+    }
+}
+
+/// Chooses the operating threshold of a binary task on validation predictions.
+pub fn choose_threshold(rule: &ThresholdRule, val: &Predictions) -> anyhow::Result<ThresholdChoice> {
+    Ok(derma_eval::select_threshold(rule, &val.positives(), &val.scores())?)
+}
+
+fn argmax(p: &[f64]) -> usize {
+    p.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .0
+}

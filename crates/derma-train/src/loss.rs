@@ -1,0 +1,287 @@
+//! Training losses for imbalanced classification, computed from log-softmax / log-sigmoid so
+//! confident logits never produce `inf` or `NaN`.
+//!
+//! Heads: a multi-class task has `K ≥ 2` softmax logits; a binary task (mammography, or
+//! `--positive-classes`) has **one sigmoid logit** whose probability is that of the positive
+//! class.
+//!
+//! | loss | `K ≥ 2` logits | 1 logit |
+//! |---|---|---|
+//! | `ce` | `F.cross_entropy(weight=w)` | `F.binary_cross_entropy_with_logits` |
+//! | `bce` | BCE on one-hot targets (one-vs-rest) | BCE |
+//! | `focal` | softmax focal `-α_y (1-p_y)^γ log p_y` | `torchvision.ops.sigmoid_focal_loss` |
+//! | `combined` | `bce_weight`·BCE + `focal_weight`·sigmoid focal, one-hot | same on the logit |
+//!
+//! Class weights `w_c` (`--class-weights`) weight each sample by its class: softmax losses
+//! (`ce`, softmax `focal`) average as PyTorch's weighted cross-entropy does,
+//! `Σ w_{y_i} l_i / Σ w_{y_i}`; sigmoid losses multiply element-wise and take the plain mean, as
+//! `binary_cross_entropy_with_logits(weight=...)` does.
+//!
+//! `α` (`--alpha`): a scalar weights positives by `α` and negatives by `1-α` for sigmoid
+//! losses (torchvision; `α < 0` disables it) and for a 2-logit softmax (class 1 = positive);
+//! for a softmax over `K > 2` classes a scalar multiplies every class alike, and a per-class
+//! list gives `α_c` per class.
+
+use burn::prelude::*;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
+use serde::{Deserialize, Serialize};
+
+/// Which loss to train with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// Cross-entropy (BCE on a single logit).
+    Ce,
+    /// Binary cross-entropy (one-vs-rest on one-hot targets for `K ≥ 2`).
+    Bce,
+    /// Focal loss (softmax for `K ≥ 2`, sigmoid on one logit).
+    Focal,
+    /// `bce_weight` × BCE + `focal_weight` × sigmoid focal.
+    Combined,
+}
+
+impl std::str::FromStr for LossKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ce" => Ok(Self::Ce),
+            "bce" => Ok(Self::Bce),
+            "focal" => Ok(Self::Focal),
+            "combined" => Ok(Self::Combined),
+            _ => Err(format!("unknown loss `{s}` (expected ce, bce, focal or combined)")),
+        }
+    }
+}
+
+/// The focal `α`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Alpha {
+    /// One value (see the module docs for its meaning per head).
+    Scalar(f64),
+    /// One value per class.
+    PerClass(Vec<f64>),
+}
+
+/// Everything that defines the loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossConfig {
+    /// The loss.
+    pub kind: LossKind,
+    /// Focusing parameter `γ ≥ 0` (focal and combined).
+    pub gamma: f64,
+    /// Focal `α` (`None`: off).
+    pub alpha: Option<Alpha>,
+    /// Per-class sample weights (`None`: all 1).
+    pub class_weights: Option<Vec<f64>>,
+    /// Weight of the BCE term of `combined`.
+    pub bce_weight: f64,
+    /// Weight of the focal term of `combined`.
+    pub focal_weight: f64,
+}
+
+impl LossConfig {
+    /// Plain cross-entropy.
+    pub fn ce() -> Self {
+        Self {
+            kind: LossKind::Ce,
+            gamma: 0.0,
+            alpha: None,
+            class_weights: None,
+            bce_weight: 0.5,
+            focal_weight: 0.5,
+        }
+    }
+
+    /// Checks values against a head with `num_logits` outputs over `num_classes` classes,
+    /// naming the flag at fault.
+    pub fn validate(&self, num_classes: usize) -> Result<(), String> {
+        if !(self.gamma.is_finite() && self.gamma >= 0.0) {
+            return Err(format!("--gamma must be >= 0, got {}", self.gamma));
+        }
+        match &self.alpha {
+            Some(Alpha::Scalar(a)) if !(a.is_finite() && *a <= 1.0) => {
+                return Err(format!("--alpha must be in [0, 1] (or < 0 to disable), got {a}"));
+            }
+            Some(Alpha::PerClass(v)) => {
+                if v.len() != num_classes {
+                    return Err(format!("--alpha lists {} values but there are {num_classes} classes", v.len()));
+                }
+                if v.iter().any(|a| !(a.is_finite() && *a >= 0.0)) {
+                    return Err(format!("--alpha values must be >= 0, got {v:?}"));
+                }
+            }
+            _ => {}
+        }
+        if let Some(w) = &self.class_weights {
+            if w.len() != num_classes {
+                return Err(format!("--class-weights lists {} values but there are {num_classes} classes", w.len()));
+            }
+            if w.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+                return Err(format!("--class-weights must all be > 0, got {w:?}"));
+            }
+        }
+        for (flag, v) in [("--bce-weight", self.bce_weight), ("--focal-weight", self.focal_weight)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{flag} must be >= 0, got {v}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Places the per-class constants on `device`.
+    pub fn init(&self, device: &Device) -> Loss {
+        let tensor = |v: &Vec<f64>| {
+            Tensor::<1>::from_data(TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), [v.len()]), device)
+        };
+        Loss {
+            config: self.clone(),
+            class_weights: self.class_weights.as_ref().map(tensor),
+            alpha_per_class: match &self.alpha {
+                Some(Alpha::PerClass(v)) => Some(tensor(v)),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A loss ready to run on one device.
+#[derive(Debug, Clone)]
+pub struct Loss {
+    config: LossConfig,
+    class_weights: Option<Tensor<1>>,
+    alpha_per_class: Option<Tensor<1>>,
+}
+
+impl Loss {
+    /// Mean loss of a batch: `logits` `[batch, k]` (`k = 1`: one sigmoid logit), `targets`
+    /// `[batch]` class indices. Returns a `[1]` tensor.
+    pub fn forward(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+        let [_, k] = logits.dims();
+        let c = &self.config;
+        if k == 1 {
+            let x = logits.flatten::<1>(0, 1); // [batch]
+            let t = targets.float(); // [batch]
+            let w = self.sample_weights_binary(&t);
+            return match c.kind {
+                LossKind::Ce | LossKind::Bce => mean_weighted(bce_logits(x, t), w),
+                LossKind::Focal => mean_weighted(self.sigmoid_focal(x, t), w),
+                LossKind::Combined => {
+                    let bce = mean_weighted(bce_logits(x.clone(), t.clone()), w.clone());
+                    let focal = mean_weighted(self.sigmoid_focal(x, t), w);
+                    bce.mul_scalar(c.bce_weight) + focal.mul_scalar(c.focal_weight)
+                }
+            };
+        }
+        match c.kind {
+            LossKind::Ce => self.softmax_focal(logits, targets, 0.0, false),
+            LossKind::Focal => self.softmax_focal(logits, targets, c.gamma, true),
+            LossKind::Bce | LossKind::Combined => {
+                let t = targets.clone().one_hot::<2>(k).float(); // [batch, k]
+                let w = self.sample_weights_onehot(&targets, k);
+                let bce = mean_weighted2(bce_logits(logits.clone(), t.clone()), w.clone());
+                if c.kind == LossKind::Bce {
+                    return bce;
+                }
+                let focal = mean_weighted2(self.sigmoid_focal(logits, t), w);
+                bce.mul_scalar(c.bce_weight) + focal.mul_scalar(c.focal_weight)
+            }
+        }
+    }
+
+    /// `[batch]` class weight of each sample of a binary batch (`t` in {0, 1}).
+    fn sample_weights_binary(&self, t: &Tensor<1>) -> Option<Tensor<1>> {
+        self.class_weights.as_ref().map(|w| {
+            let w0 = w.clone().slice([0..1]);
+            let w1 = w.clone().slice([1..2]);
+            // w0 + t (w1 - w0): broadcast [1] over [batch]
+            t.clone().mul(w1 - w0.clone()).add(w0)
+        })
+    }
+
+    /// `[batch, k]` class weight of each sample, repeated over its `k` one-vs-rest terms.
+    fn sample_weights_onehot(&self, targets: &Tensor<1, Int>, k: usize) -> Option<Tensor<2>> {
+        self.class_weights.as_ref().map(|w| {
+            let per_sample = w.clone().select(0, targets.clone()); // [batch]
+            per_sample.unsqueeze_dim::<2>(1).repeat_dim(1, k) // [batch, k]
+        })
+    }
+
+    /// Element-wise torchvision `sigmoid_focal_loss` (no reduction); works for any rank.
+    fn sigmoid_focal<const D: usize>(&self, x: Tensor<D>, t: Tensor<D>) -> Tensor<D> {
+        let c = &self.config;
+        let ce = bce_logits(x.clone(), t.clone());
+        // log(1 - p_t): t=1 → log σ(-x); t=0 → log σ(x).
+        let log_one_minus_pt =
+            t.clone().mul(log_sigmoid(x.clone().neg())) + t.clone().neg().add_scalar(1.0).mul(log_sigmoid(x));
+        let mut loss = if c.gamma == 0.0 {
+            ce
+        } else {
+            ce.mul(log_one_minus_pt.mul_scalar(c.gamma).exp())
+        };
+        if let Some(Alpha::Scalar(a)) = c.alpha
+            && a >= 0.0
+        {
+            // α t + (1 - α)(1 - t)
+            loss = loss.mul(t.mul_scalar(2.0 * a - 1.0).add_scalar(1.0 - a));
+        }
+        loss
+    }
+
+    /// Softmax focal loss `-α_y (1 - p_y)^γ log p_y`, averaged with class weights as PyTorch's
+    /// weighted cross-entropy. `γ = 0` without `α` is exactly cross-entropy.
+    fn softmax_focal(&self, logits: Tensor<2>, targets: Tensor<1, Int>, gamma: f64, use_alpha: bool) -> Tensor<1> {
+        let [batch, k] = logits.dims();
+        let logp = log_softmax(logits, 1) // [batch, k]
+            .gather(1, targets.clone().reshape([batch, 1]))
+            .flatten::<1>(0, 1); // [batch]: log p_y
+        let mut loss = logp.clone().neg();
+        if gamma != 0.0 {
+            // (1 - p_y)^γ = exp(γ log(1 - p_y)); 1 - p_y is clamped away from 0 only inside the log.
+            let one_minus = logp.exp().neg().add_scalar(1.0).clamp_min(1e-30);
+            loss = loss.mul(one_minus.log().mul_scalar(gamma).exp());
+        }
+        if use_alpha {
+            match (&self.config.alpha, &self.alpha_per_class) {
+                (_, Some(a)) => loss = loss.mul(a.clone().select(0, targets.clone())),
+                (Some(Alpha::Scalar(a)), None) if *a >= 0.0 => {
+                    if k == 2 {
+                        let t = targets.clone().float();
+                        loss = loss.mul(t.mul_scalar(2.0 * a - 1.0).add_scalar(1.0 - a));
+                    } else {
+                        loss = loss.mul_scalar(*a);
+                    }
+                }
+                _ => {}
+            }
+        }
+        match &self.class_weights {
+            Some(w) => {
+                let w = w.clone().select(0, targets); // [batch]
+                loss.mul(w.clone()).sum().div(w.sum())
+            }
+            None => loss.mean(),
+        }
+    }
+}
+
+/// Element-wise `binary_cross_entropy_with_logits`: `-(t log σ(x) + (1 - t) log σ(-x))`.
+fn bce_logits<const D: usize>(x: Tensor<D>, t: Tensor<D>) -> Tensor<D> {
+    let pos = t.clone().mul(log_sigmoid(x.clone()));
+    let neg = t.neg().add_scalar(1.0).mul(log_sigmoid(x.neg()));
+    (pos + neg).neg()
+}
+
+fn mean_weighted(l: Tensor<1>, w: Option<Tensor<1>>) -> Tensor<1> {
+    match w {
+        Some(w) => l.mul(w).mean(),
+        None => l.mean(),
+    }
+}
+
+fn mean_weighted2(l: Tensor<2>, w: Option<Tensor<2>>) -> Tensor<1> {
+    match w {
+        Some(w) => l.mul(w).mean(),
+        None => l.mean(),
+    }
+}

@@ -1,0 +1,196 @@
+//! The run folder's files, each written atomically (temporary file in the same folder, then
+//! rename), and the summary table printed at the end of a run.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use derma_eval::{BinaryMetrics, ThresholdChoice};
+use serde_json::{Value, json};
+
+use crate::evaluate::{Predictions, SplitMetrics};
+
+/// Writes `contents` to `path` atomically: a reader sees the old file or the new one, never a
+/// partial one, and a crash leaves no half-written result.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!("writing {}: {e}", path.display());
+    }
+    Ok(())
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone)]
+pub struct EpochRow {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation metrics.
+    pub val: SplitMetrics,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Wall time of the epoch (training and validation).
+    pub seconds: f64,
+    /// Training throughput.
+    pub images_per_second: f64,
+}
+
+/// `metrics.csv`: `epoch,train_loss,val_loss,val_acc,val_bal_acc,val_auc,lr,seconds` and, for
+/// binary tasks, the screening columns at the operating threshold.
+pub fn metrics_csv(rows: &[EpochRow]) -> String {
+    let binary = rows.first().is_some_and(|r| r.val.binary.is_some());
+    let mut s = String::from("epoch,train_loss,val_loss,val_acc,val_bal_acc,val_auc,lr,seconds,images_per_second");
+    if binary {
+        s.push_str(",val_threshold,val_sensitivity,val_specificity,val_precision,val_f1,val_f2,val_tp,val_fp,val_tn,val_fn,val_ap");
+    }
+    s.push('\n');
+    for r in rows {
+        let _ = write!(
+            s,
+            "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.2},{:.1}",
+            r.epoch, r.train_loss, r.val.loss, r.val.accuracy, r.val.balanced_accuracy, r.val.auc, r.lr, r.seconds, r.images_per_second
+        );
+        if let Some(b) = &r.val.binary {
+            let m = &b.at_threshold;
+            let _ = write!(
+                s,
+                ",{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{:.6}",
+                m.threshold, m.sensitivity, m.specificity, m.precision, m.f1, m.f2, m.tp, m.fp, m.tn, m.fn_, b.ap
+            );
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// `predictions.csv`: `split,index,label,prob_0..prob_{k-1}` (binary: `split,index,label,prob`).
+pub fn predictions_csv(splits: &[(&str, &Predictions)]) -> String {
+    let binary = splits.first().is_some_and(|(_, p)| p.is_binary());
+    let k = splits.first().map_or(0, |(_, p)| p.probs.first().map_or(0, Vec::len));
+    let mut s = String::from("split,index,label");
+    if binary {
+        s.push_str(",prob");
+    } else {
+        for c in 0..k {
+            let _ = write!(s, ",prob_{c}");
+        }
+    }
+    s.push('\n');
+    for (name, p) in splits {
+        for ((i, l), probs) in p.indices.iter().zip(&p.labels).zip(&p.probs) {
+            let _ = write!(s, "{name},{i},{l}");
+            for v in probs {
+                let _ = write!(s, ",{v:.6}");
+            }
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// `thresholds.csv`: the validation ROC table (`threshold,tpr,fpr,precision`).
+pub fn thresholds_csv(val: &Predictions) -> anyhow::Result<String> {
+    let roc = derma_eval::roc_curve(&val.positives(), &val.scores())?;
+    let positives = val.positives();
+    let scores = val.scores();
+    let mut s = String::from("threshold,tpr,fpr,precision\n");
+    for ((t, tpr), fpr) in roc.thresholds.iter().zip(&roc.tpr).zip(&roc.fpr) {
+        let precision = if t.is_finite() {
+            derma_eval::apply(*t, &positives, &scores)?.precision
+        } else {
+            0.0
+        };
+        let _ = writeln!(s, "{t},{tpr:.6},{fpr:.6},{precision:.6}");
+    }
+    Ok(s)
+}
+
+fn binary_json(m: &BinaryMetrics) -> Value {
+    json!({
+        "sensitivity": m.sensitivity, "specificity": m.specificity, "precision": m.precision,
+        "f1": m.f1, "f2": m.f2, "tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn_,
+    })
+}
+
+/// `report.json`.
+pub fn report_json(
+    best_epoch: usize,
+    class_names: &[String],
+    test_pred: &Predictions,
+    test: &SplitMetrics,
+    threshold: Option<(&ThresholdChoice, &SplitMetrics)>,
+) -> anyhow::Result<Value> {
+    let k = class_names.len();
+    let per_class = derma_eval::per_class_report(&test_pred.labels, &test.predicted, k)?;
+    let cm = derma_eval::confusion_matrix(&test_pred.labels, &test.predicted, k)?;
+    let mut test_json = json!({
+        "accuracy": test.accuracy,
+        "balanced_accuracy": test.balanced_accuracy,
+        "auc_macro": test.auc,
+        "loss": test.loss,
+        "per_class": per_class.iter().zip(class_names).map(|(r, n)| json!({
+            "name": n, "precision": r.precision, "recall": r.recall, "f1": r.f1, "support": r.support,
+        })).collect::<Vec<_>>(),
+        "confusion_matrix": cm,
+    });
+    let mut report = json!({ "best_epoch": best_epoch, "classes": class_names });
+    if let (Some((choice, val)), Some(b)) = (threshold, &test.binary) {
+        test_json["auc"] = json!(test.auc);
+        test_json["ap"] = json!(b.ap);
+        report["threshold"] = json!({
+            "rule": choice.rule.to_string(),
+            "value": choice.value,
+            "met": choice.met,
+            "note": choice.note,
+            "val": binary_json(&val.binary.as_ref().expect("binary val").at_threshold),
+            "test": binary_json(&b.at_threshold),
+        });
+    }
+    report["test"] = test_json;
+    Ok(report)
+}
+
+/// The end-of-run table: per-class precision/recall/F1/support and the confusion matrix.
+pub fn summary_table(class_names: &[String], test_pred: &Predictions, test: &SplitMetrics) -> anyhow::Result<String> {
+    let k = class_names.len();
+    let per_class = derma_eval::per_class_report(&test_pred.labels, &test.predicted, k)?;
+    let cm = derma_eval::confusion_matrix(&test_pred.labels, &test.predicted, k)?;
+    let w = class_names.iter().map(String::len).max().unwrap_or(5).max(8);
+    let mut s = String::new();
+    let _ = writeln!(s, "{:w$}  precision  recall     f1  support", "class");
+    for (r, n) in per_class.iter().zip(class_names) {
+        let _ = writeln!(s, "{n:w$}  {:9.3}  {:6.3}  {:5.3}  {:7}", r.precision, r.recall, r.f1, r.support);
+    }
+    let _ = writeln!(
+        s,
+        "\naccuracy {:.4}   balanced accuracy {:.4}   AUC {:.4}",
+        test.accuracy, test.balanced_accuracy, test.auc
+    );
+    let _ = writeln!(s, "\nconfusion matrix (rows: true, columns: predicted)");
+    let cw = 7;
+    let _ = write!(s, "{:w$}", "");
+    for n in class_names {
+        let short: String = n.chars().take(cw - 1).collect();
+        let _ = write!(s, "{short:>cw$}");
+    }
+    s.push('\n');
+    for (row, n) in cm.iter().zip(class_names) {
+        let _ = write!(s, "{n:w$}");
+        for v in row {
+            let _ = write!(s, "{v:>cw$}");
+        }
+        s.push('\n');
+    }
+    Ok(s)
+}

@@ -1,0 +1,311 @@
+//! The training run: data → model → epochs of AdamW with warmup + cosine, validation after
+//! every epoch, best-epoch selection, and the final test evaluation written to the run folder.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::prelude::*;
+use burn_store::{BurnpackStore, ModuleSnapshot};
+use derma_data::{Augment, AugmentConfig, ImageDataset, Loader, LoaderConfig, Normalize};
+use derma_eval::ThresholdRule;
+use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::TrainConfig;
+use crate::evaluate::{SplitMetrics, choose_threshold, predict, split_metrics};
+use crate::report::{self, EpochRow, write_atomic};
+
+/// The three splits of a task, with the task's class names.
+pub struct TaskData {
+    /// Training split.
+    pub train: ImageDataset,
+    /// Validation split.
+    pub val: ImageDataset,
+    /// Test split.
+    pub test: ImageDataset,
+}
+
+impl TaskData {
+    /// Single-logit binary task?
+    pub fn is_binary(&self) -> bool {
+        self.train.num_classes() == 2
+    }
+}
+
+fn to_dataset(split: &medmnist::Split, names: &[String]) -> anyhow::Result<ImageDataset> {
+    ImageDataset::new(
+        split.images.clone(),
+        split.labels.iter().map(|&l| l as usize).collect(),
+        [split.height, split.width, split.channels],
+        names.to_vec(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Loads (downloading if needed) the configured MedMNIST dataset, or the `.npz` given with
+/// `--npz`, and applies the binary view of `--positive-classes`.
+pub fn load_data(config: &TrainConfig) -> anyhow::Result<TaskData> {
+    let info = medmnist::lookup(&config.dataset)?;
+    let arrays = match &config.npz {
+        Some(path) => medmnist::read_npz_checked(path, info.n_classes())?,
+        None => {
+            let size = medmnist::ImageSize::from_pixels(config.size)?;
+            let fetcher = medmnist::Fetcher::new(medmnist::Fetcher::resolve_root(config.data_root.clone()))
+                .with_offline(config.offline)
+                .with_progress(std::io::stderr().is_terminal());
+            medmnist::load(&config.dataset, size, &fetcher)?
+        }
+    };
+    let names: Vec<String> = info.labels.iter().map(|s| s.to_string()).collect();
+    let mut data = TaskData {
+        train: to_dataset(&arrays.train, &names)?,
+        val: to_dataset(&arrays.val, &names)?,
+        test: to_dataset(&arrays.test, &names)?,
+    };
+    if let Some(pos) = &config.positive_classes {
+        let positives = pos
+            .iter()
+            .map(|p| {
+                p.parse::<usize>()
+                    .ok()
+                    .filter(|&i| i < names.len())
+                    .or_else(|| names.iter().position(|n| n == p))
+                    .ok_or_else(|| anyhow::anyhow!("--positive-classes: `{p}` is not a class of {} (classes: {})", info.flag, names.join(", ")))
+            })
+            .collect::<anyhow::Result<Vec<usize>>>()?;
+        let pos_names: Vec<&str> = positives.iter().map(|&i| names[i].as_str()).collect();
+        let bin = [format!("not {}", pos_names.join("/")), pos_names.join("/")];
+        data.train = data.train.binary(&positives, bin.clone());
+        data.val = data.val.binary(&positives, bin.clone());
+        data.test = data.test.binary(&positives, bin);
+    }
+    for (name, d) in [("train", &data.train), ("val", &data.val), ("test", &data.test)] {
+        if d.is_empty() {
+            anyhow::bail!("the {name} split of {} is empty", info.flag);
+        }
+    }
+    Ok(data)
+}
+
+/// Learning rate at `step` (0-based) of `total`: linear warmup over `warmup` steps, then
+/// cosine decay to 0.
+pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64 {
+    if step < warmup {
+        peak * (step + 1) as f64 / warmup as f64
+    } else {
+        let span = (total - warmup).max(1) as f64;
+        let t = (step - warmup) as f64 / span;
+        0.5 * peak * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+    }
+}
+
+/// What a finished run leaves behind.
+pub struct RunOutcome {
+    /// The run folder.
+    pub out_dir: PathBuf,
+    /// Best epoch (1-based).
+    pub best_epoch: usize,
+    /// Test metrics of the best model.
+    pub test: SplitMetrics,
+    /// `report.json` content.
+    pub report: serde_json::Value,
+}
+
+/// Value of the selection metric (higher is better).
+fn selection_score(metric: &str, m: &SplitMetrics) -> f64 {
+    match metric {
+        "loss" => -m.loss,
+        "acc" => m.accuracy,
+        "bal_acc" => m.balanced_accuracy,
+        "ap" => m.binary.as_ref().map_or(f64::NAN, |b| b.ap),
+        "f2" => m.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.f2),
+        "sens@spec" => m.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.sensitivity),
+        _ => m.auc,
+    }
+}
+
+/// Trains with `config` on `device` and writes the run folder.
+pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &Path) -> anyhow::Result<RunOutcome> {
+    config.validate().map_err(|e| anyhow::anyhow!(e))?;
+    for w in config.warnings() {
+        eprintln!("{w}");
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
+    write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
+
+    let data = load_data(config)?;
+    let binary = data.is_binary();
+    let num_logits = if binary { 1 } else { data.train.num_classes() };
+    let class_names = data.train.class_names().to_vec();
+    let counts = data.train.class_counts();
+    let loss_config = config.loss(&counts).map_err(|e| anyhow::anyhow!(e))?;
+    let sampler = config.sampler().map_err(|e| anyhow::anyhow!(e))?;
+    let rule: ThresholdRule = config.threshold.parse().map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
+    println!(
+        "data: {} train / {} val / {} test images of {:?}; classes {}",
+        data.train.len(),
+        data.val.len(),
+        data.test.len(),
+        data.train.image_shape(),
+        class_names.iter().zip(&counts).map(|(n, c)| format!("{n}={c}")).collect::<Vec<_>>().join(" ")
+    );
+
+    let train_device = device.clone().autodiff();
+    device.seed(config.seed);
+    let model_config = MobileNetV2Config::new(num_logits)
+        .with_width(config.width)
+        .with_output_stride(config.output_stride)
+        .with_dropout(config.dropout);
+    let mut model = model_config.init(&train_device);
+    let input_norm = InputNorm::ImageNet;
+    let normalize = Normalize { affine: input_norm.affine(), out_channels: 3 };
+    let size = config.image_size();
+    let train_augment = Augment::new(AugmentConfig::preset(config.augment), size);
+    let loss_train = loss_config.init(&train_device);
+    let loss_eval = loss_config.init(device);
+    let mut optim = AdamWConfig::new().with_weight_decay(config.weight_decay as f32).init();
+
+    let steps_per_epoch = sampler
+        .epoch_indices(data.train.labels(), data.train.num_classes(), config.seed, 0)
+        .len()
+        .div_ceil(config.batch_size);
+    let total_steps = steps_per_epoch * config.epochs;
+    let warmup = (config.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    println!(
+        "model: MobileNetV2 width {} ({} parameters), {} px, backend {backend_name}; {} steps/epoch",
+        config.width,
+        model.num_trainable_params(),
+        size,
+        steps_per_epoch
+    );
+
+    let tty = std::io::stdout().is_terminal();
+    let mut rows: Vec<EpochRow> = Vec::new();
+    let mut best: Option<(f64, usize, MobileNetV2)> = None;
+    let mut step = 0;
+    for epoch in 0..config.epochs {
+        let started = Instant::now();
+        let order = sampler.epoch_indices(data.train.labels(), data.train.num_classes(), config.seed, epoch);
+        let n_images = order.len();
+        let loader = Loader::spawn(
+            &data.train,
+            order,
+            LoaderConfig {
+                batch_size: config.batch_size,
+                prefetch: 4,
+                augment: train_augment.clone(),
+                normalize,
+                seed: config.seed,
+                epoch,
+            },
+        );
+        let bar = if tty {
+            let b = ProgressBar::new(loader.len() as u64);
+            b.set_style(
+                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(format!("{}/{}", epoch + 1, config.epochs));
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        // The running loss stays on the device; it is read every `report_every` steps only.
+        let mut loss_sum = Tensor::<1>::zeros([1], device);
+        let mut seen = 0usize;
+        let report_every = 20;
+        let mut lr = config.lr;
+        for (i, batch) in loader.enumerate() {
+            lr = learning_rate(config.lr, step, warmup, total_steps);
+            let b = batch.labels.len();
+            let logits = model.forward(batch.images(&train_device)); // [batch, k]
+            let loss = loss_train.forward(logits, batch.targets(&train_device)); // [1]
+            loss_sum = loss_sum + loss.clone().detach().without_autodiff().mul_scalar(b as f64);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            seen += b;
+            step += 1;
+            if tty && (i % report_every == report_every - 1) {
+                let mean = loss_sum.clone().into_scalar::<f32>() as f64 / seen as f64;
+                let ips = seen as f64 / started.elapsed().as_secs_f64();
+                bar.set_message(format!("loss {mean:.4}  {ips:.0} img/s"));
+            }
+            bar.inc(1);
+        }
+        let train_loss = loss_sum.into_scalar::<f32>() as f64 / seen.max(1) as f64;
+        let train_seconds = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        if !train_loss.is_finite() {
+            anyhow::bail!("training diverged at epoch {} (loss {train_loss}); lower --lr", epoch + 1);
+        }
+
+        let eval_model = model.valid();
+        let val_pred = predict(&eval_model, &data.val, size, normalize, config.batch_size, &loss_eval, device);
+        let threshold = if binary { choose_threshold(&rule, &val_pred)?.value } else { 0.5 };
+        let val = split_metrics(&val_pred, threshold)?;
+        let images_per_second = n_images as f64 / train_seconds;
+        let row = EpochRow { epoch: epoch + 1, train_loss, val, lr, seconds: started.elapsed().as_secs_f64(), images_per_second };
+        let mut line = format!(
+            "epoch {:>3}/{}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}  val_bal_acc {:.4}  val_auc {:.4}",
+            row.epoch, config.epochs, row.train_loss, row.val.loss, row.val.accuracy, row.val.balanced_accuracy, row.val.auc
+        );
+        if let Some(b) = &row.val.binary {
+            let m = &b.at_threshold;
+            line += &format!("  sens {:.3} spec {:.3} @{:.3}  fp {}", m.sensitivity, m.specificity, m.threshold, m.fp);
+        }
+        line += &format!("  {:.0} img/s  {:.1}s", row.images_per_second, row.seconds);
+        println!("{line}");
+        let score = selection_score(&config.select_metric, &row.val);
+        if best.as_ref().is_none_or(|(s, _, _)| score > *s || s.is_nan()) {
+            best = Some((score, epoch + 1, eval_model));
+        }
+        rows.push(row);
+        write_atomic(&out_dir.join("metrics.csv"), report::metrics_csv(&rows).as_bytes())?;
+    }
+
+    let (_, best_epoch, best_model) = best.expect("at least one epoch ran");
+    save_model(&best_model, &out_dir.join("model.bpk"))?;
+    let val_pred = predict(&best_model, &data.val, size, normalize, config.batch_size, &loss_eval, device);
+    let test_pred = predict(&best_model, &data.test, size, normalize, config.batch_size, &loss_eval, device);
+    let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };
+    let threshold = choice.as_ref().map_or(0.5, |c| c.value);
+    let val = split_metrics(&val_pred, threshold)?;
+    let test = split_metrics(&test_pred, threshold)?;
+    write_atomic(
+        &out_dir.join("predictions.csv"),
+        report::predictions_csv(&[("val", &val_pred), ("test", &test_pred)]).as_bytes(),
+    )?;
+    if binary {
+        write_atomic(&out_dir.join("thresholds.csv"), report::thresholds_csv(&val_pred)?.as_bytes())?;
+    }
+    let report_value = report::report_json(best_epoch, &class_names, &test_pred, &test, choice.as_ref().map(|c| (c, &val)))?;
+    write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report_value)?.as_bytes())?;
+
+    println!("\nbest epoch {best_epoch} (by val {}); test set:", config.select_metric);
+    print!("{}", report::summary_table(&class_names, &test_pred, &test)?);
+    if let (Some(c), Some(b)) = (&choice, &test.binary) {
+        if let Some(note) = &c.note {
+            println!("note: {note}");
+        }
+        let m = &b.at_threshold;
+        println!(
+            "threshold {} = {:.4} (chosen on val): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4}, AP {:.4}",
+            c.rule, c.value, m.sensitivity, m.specificity, m.precision, m.f2, m.tp, m.fp, m.tn, m.fn_, test.auc, b.ap
+        );
+    }
+    println!("run folder: {}", out_dir.display());
+    Ok(RunOutcome { out_dir: out_dir.to_path_buf(), best_epoch, test, report: report_value })
+}
+
+/// Saves model weights (burnpack) atomically.
+pub fn save_model(model: &MobileNetV2, path: &Path) -> anyhow::Result<()> {
+    let tmp = path.with_extension("bpk.tmp");
+    let mut store = BurnpackStore::from_file(&tmp).overwrite(true);
+    model.save_into(&mut store).map_err(|e| anyhow::anyhow!("saving {}: {e}", path.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("saving {}: {e}", path.display()))?;
+    Ok(())
+}
+

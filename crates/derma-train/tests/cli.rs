@@ -1,0 +1,150 @@
+//! End-to-end tests of the `derma-train` binary on the CPU backend.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use medmnist::{MedMnistArrays, Split};
+
+/// 28x28 RGB images whose class sets the mean colour, plus heavy per-pixel noise (σ ≈ 40):
+/// learnable, but not by memorising pixels.
+fn colour_split(per_class: usize, seed: u64) -> Split {
+    const PALETTE: [[f32; 3]; 7] = [
+        [230.0, 40.0, 40.0],
+        [40.0, 230.0, 40.0],
+        [40.0, 40.0, 230.0],
+        [230.0, 230.0, 40.0],
+        [230.0, 40.0, 230.0],
+        [40.0, 230.0, 230.0],
+        [128.0, 128.0, 128.0],
+    ];
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut noise = move || {
+        // sum of 4 uniforms: roughly normal, σ ≈ 40
+        (0..4)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 33) as f32 / (1u64 << 31) as f32 - 0.5
+            })
+            .sum::<f32>()
+            * 69.0
+    };
+    let n = 7 * per_class;
+    let mut images = Vec::with_capacity(n * 28 * 28 * 3);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = i % 7;
+        labels.push(c as u8);
+        for _ in 0..28 * 28 {
+            for ch in 0..3 {
+                images.push((PALETTE[c][ch] + noise()).clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    Split { images, labels, len: n, height: 28, width: 28, channels: 3 }
+}
+
+fn write_fixture(path: &Path) {
+    let arrays = MedMnistArrays { train: colour_split(20, 1), val: colour_split(8, 2), test: colour_split(8, 3) };
+    medmnist::write_npz(path, &arrays).unwrap();
+}
+
+fn derma_train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_derma-train")).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The whole job on a tiny dataset: it must really learn (test AUC > 0.9; chance is 0.5) and
+/// leave every file of the run folder.
+#[test]
+fn trains_and_writes_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("colours.npz");
+    write_fixture(&npz);
+    let out = dir.path().join("run");
+    let o = derma_train(&[
+        "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
+        "--epochs", "6", "--batch-size", "10", "--lr", "0.003", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let auc = report["test"]["auc_macro"].as_f64().unwrap();
+    assert!(auc > 0.9, "test AUC {auc} — the model did not learn the colour signal");
+    let best = report["best_epoch"].as_u64().unwrap();
+    assert!((1..=6).contains(&best));
+    let cm = report["test"]["confusion_matrix"].as_array().unwrap();
+    assert_eq!(cm.len(), 7);
+    let total: u64 = cm.iter().flat_map(|r| r.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 56);
+    assert_eq!(report["test"]["per_class"].as_array().unwrap().len(), 7);
+
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let mut lines = metrics.lines();
+    assert!(lines.next().unwrap().starts_with("epoch,train_loss,val_loss,val_acc,val_bal_acc,val_auc,lr,seconds"));
+    assert_eq!(lines.count(), 6);
+
+    let preds = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    let mut lines = preds.lines();
+    assert_eq!(lines.next().unwrap(), "split,index,label,prob_0,prob_1,prob_2,prob_3,prob_4,prob_5,prob_6");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 56 + 56);
+    for row in &rows {
+        let probs: f64 = row.split(',').skip(3).map(|p| p.parse::<f64>().unwrap()).sum();
+        assert!((probs - 1.0).abs() < 1e-4, "probabilities of `{row}` sum to {probs}");
+    }
+
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("epochs = 6") && config.contains("width = 0.25"), "{config}");
+    assert!(out.join("model.bpk").metadata().unwrap().len() > 100_000);
+    // atomic writes leave no temporary file behind
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(!name.starts_with('.') && !name.ends_with(".tmp"), "left over: {name}");
+    }
+}
+
+/// Invalid values are refused before any work, naming the flag.
+#[test]
+fn invalid_flags_are_refused_with_the_flag_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    for (args, flag) in [
+        (vec!["--gamma", "-1"], "--gamma"),
+        (vec!["--alpha", "1.5"], "--alpha"),
+        (vec!["--epochs", "0"], "--epochs"),
+        (vec!["--size", "32"], "--size"),
+        (vec!["--threshold", "min-spec:2"], "--threshold"),
+        (vec!["--class-weights", "heavy"], "--class-weights"),
+        (vec!["--sampler", "magic"], "--sampler"),
+        (vec!["--select-metric", "f2"], "--select-metric"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--out", out.to_str().unwrap(), "--backend", "cpu"]);
+        let o = derma_train(&all);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        let err = text(&o.stderr);
+        assert!(err.contains(flag), "{args:?}: error does not name {flag}: {err}");
+        assert!(!out.exists(), "{args:?}: work started before validation");
+    }
+    let o = derma_train(&["--loss", "hinge"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("--loss"), "{}", text(&o.stderr));
+}
+
+/// Offline without the file: a clear error with the URL and where to put the file.
+#[test]
+fn offline_without_data_explains_what_to_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = derma_train(&[
+        "--offline", "--data-root", dir.path().to_str().unwrap(), "--backend", "cpu",
+        "--out", dir.path().join("run").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("https://zenodo.org/records/10519652/files/dermamnist.npz"), "{err}");
+    assert!(err.contains("0744692d530f8e62ec473284d019b0c7"), "{err}");
+    assert!(err.contains(&dir.path().join("dermamnist.npz").display().to_string()), "{err}");
+}

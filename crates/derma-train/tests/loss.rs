@@ -1,0 +1,202 @@
+//! Losses against PyTorch / torchvision. Every expected value is read from
+//! `tests/fixtures/torch_reference.json`, written by `scripts/reference_torch.py` (torch 2.11,
+//! torchvision 0.26): `F.cross_entropy(weight=...)`, `F.binary_cross_entropy_with_logits`,
+//! `torchvision.ops.sigmoid_focal_loss`, and a reference softmax focal loss
+//! (`-alpha_y (1-p_y)^gamma log p_y`, see the script).
+
+use burn::prelude::*;
+use derma_train::{Alpha, LossConfig, LossKind};
+use serde_json::Value;
+
+fn reference() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/torch_reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("run scripts/reference_torch.py")).unwrap()
+}
+
+fn floats(v: &Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().flat_map(|x| match x.as_array() {
+        Some(row) => row.iter().map(|y| y.as_f64().unwrap() as f32).collect::<Vec<_>>(),
+        None => vec![x.as_f64().unwrap() as f32],
+    }).collect()
+}
+
+fn f64s(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+fn multiclass(r: &Value, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let m = &r["multiclass"];
+    let x = floats(&m["logits"]);
+    let t: Vec<i64> = m["targets"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    let n = t.len();
+    (
+        Tensor::from_data(TensorData::new(x, [n, 4]), device),
+        Tensor::from_data(TensorData::new(t, [n]), device),
+    )
+}
+
+fn binary(r: &Value, device: &Device) -> (Tensor<2>, Tensor<1, Int>) {
+    let b = &r["binary"];
+    let x = floats(&b["logits"]);
+    let t: Vec<i64> = f64s(&b["targets"]).iter().map(|&v| v as i64).collect();
+    let n = t.len();
+    (Tensor::from_data(TensorData::new(x, [n, 1]), device), Tensor::from_data(TensorData::new(t, [n]), device))
+}
+
+fn config(kind: LossKind, gamma: f64, alpha: Option<Alpha>, weights: Option<Vec<f64>>) -> LossConfig {
+    LossConfig { kind, gamma, alpha, class_weights: weights, bce_weight: 0.5, focal_weight: 0.5 }
+}
+
+fn value(loss: Tensor<1>) -> f64 {
+    loss.into_scalar::<f32>() as f64
+}
+
+fn close(got: f64, want: f64, what: &str) {
+    let tol = 2e-5 * want.abs().max(1.0);
+    assert!((got - want).abs() <= tol, "{what}: got {got}, PyTorch {want}");
+    assert!(got.is_finite(), "{what}: not finite");
+}
+
+#[test]
+fn cross_entropy_plain_and_weighted_match_pytorch() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = multiclass(&r, &d);
+    let w = f64s(&r["multiclass"]["class_weights"]);
+    close(value(config(LossKind::Ce, 0.0, None, None).init(&d).forward(x.clone(), t.clone())), r["multiclass"]["ce"].as_f64().unwrap(), "ce");
+    close(value(config(LossKind::Ce, 0.0, None, Some(w)).init(&d).forward(x, t)), r["multiclass"]["ce_weighted"].as_f64().unwrap(), "weighted ce");
+}
+
+/// gamma = 0 without alpha is exactly cross-entropy (same code path, same value).
+#[test]
+fn focal_with_gamma_zero_is_cross_entropy() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = multiclass(&r, &d);
+    let w = f64s(&r["multiclass"]["class_weights"]);
+    for weights in [None, Some(w)] {
+        let ce = value(config(LossKind::Ce, 0.0, None, weights.clone()).init(&d).forward(x.clone(), t.clone()));
+        let focal = value(config(LossKind::Focal, 0.0, None, weights).init(&d).forward(x.clone(), t.clone()));
+        assert_eq!(ce, focal);
+    }
+}
+
+#[test]
+fn softmax_focal_matches_the_reference_for_several_gammas() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = multiclass(&r, &d);
+    let m = &r["multiclass"];
+    let w = f64s(&m["class_weights"]);
+    let a = f64s(&m["alpha_per_class"]);
+    for (g, expected) in m["focal"].as_object().unwrap() {
+        let gamma: f64 = g.parse().unwrap();
+        let plain = config(LossKind::Focal, gamma, None, None).init(&d).forward(x.clone(), t.clone());
+        close(value(plain), expected["plain"].as_f64().unwrap(), &format!("focal γ={g}"));
+        let alpha = config(LossKind::Focal, gamma, Some(Alpha::PerClass(a.clone())), None).init(&d).forward(x.clone(), t.clone());
+        close(value(alpha), expected["alpha"].as_f64().unwrap(), &format!("focal γ={g} per-class α"));
+        let weighted = config(LossKind::Focal, gamma, None, Some(w.clone())).init(&d).forward(x.clone(), t.clone());
+        close(value(weighted), expected["weighted"].as_f64().unwrap(), &format!("focal γ={g} weighted"));
+    }
+}
+
+/// Gradient of the γ=2 softmax focal loss: equal to PyTorch autograd, and to central finite
+/// differences of our own forward pass.
+#[test]
+fn softmax_focal_gradient_matches_autograd_and_finite_differences() {
+    let r = reference();
+    let d = Device::flex().autodiff();
+    let (x, t) = multiclass(&r, &d);
+    let loss = config(LossKind::Focal, 2.0, None, None).init(&d);
+    let x = x.require_grad();
+    let grads = loss.forward(x.clone(), t.clone()).backward();
+    let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec().unwrap();
+    let torch = floats(&r["multiclass"]["focal_grad_gamma2"]);
+    for (i, (a, b)) in g.iter().zip(&torch).enumerate() {
+        assert!((a - b).abs() < 1e-5, "d loss / d x[{i}]: got {a}, autograd {b}");
+    }
+    // finite differences on the non-saturated rows (0, 1, 4, 5), in f32 with h = 1e-2
+    let x0 = floats(&r["multiclass"]["logits"]);
+    let plain = Device::flex();
+    let f = |v: &[f32]| {
+        let xt = Tensor::<2>::from_data(TensorData::new(v.to_vec(), [6, 4]), &plain);
+        let tt = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 3, 0, 0, 2, 1], [6]), &plain);
+        value(config(LossKind::Focal, 2.0, None, None).init(&plain).forward(xt, tt))
+    };
+    for row in [0, 1, 4, 5] {
+        for col in 0..4 {
+            let i = row * 4 + col;
+            let h = 1e-2f32;
+            let (mut up, mut down) = (x0.clone(), x0.clone());
+            up[i] += h;
+            down[i] -= h;
+            let fd = (f(&up) - f(&down)) / (2.0 * h as f64);
+            assert!((fd - g[i] as f64).abs() < 2e-3, "x[{row},{col}]: finite difference {fd}, autodiff {}", g[i]);
+        }
+    }
+}
+
+#[test]
+fn one_vs_rest_bce_and_combined_match_pytorch() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = multiclass(&r, &d);
+    let m = &r["multiclass"];
+    close(value(config(LossKind::Bce, 0.0, None, None).init(&d).forward(x.clone(), t.clone())), m["bce_onehot"].as_f64().unwrap(), "one-hot bce");
+    let combined = config(LossKind::Combined, 3.0, Some(Alpha::Scalar(1.0)), None).init(&d).forward(x, t);
+    close(value(combined), m["combined_onehot_a1_g3"].as_f64().unwrap(), "combined one-hot");
+}
+
+#[test]
+fn single_logit_bce_weighted_bce_and_combined_match_pytorch() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = binary(&r, &d);
+    let b = &r["binary"];
+    close(value(config(LossKind::Bce, 0.0, None, None).init(&d).forward(x.clone(), t.clone())), b["bce"].as_f64().unwrap(), "bce");
+    // `ce` on one logit is BCE too
+    close(value(config(LossKind::Ce, 0.0, None, None).init(&d).forward(x.clone(), t.clone())), b["bce"].as_f64().unwrap(), "ce on one logit");
+    let w = f64s(&b["class_weights"]);
+    close(value(config(LossKind::Bce, 0.0, None, Some(w)).init(&d).forward(x.clone(), t.clone())), b["bce_weighted"].as_f64().unwrap(), "weighted bce");
+    let combined = config(LossKind::Combined, 3.0, Some(Alpha::Scalar(1.0)), None).init(&d).forward(x, t);
+    close(value(combined), b["combined_a1_g3"].as_f64().unwrap(), "combined");
+}
+
+/// `torchvision.ops.sigmoid_focal_loss(reduction="mean")` for α ∈ {0.25, 0.75, -1 (off), 1}
+/// and γ ∈ {0, 2, 3}, with logits of ±50 in the batch.
+#[test]
+fn sigmoid_focal_matches_torchvision_including_extreme_logits() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = binary(&r, &d);
+    for case in r["binary"]["sigmoid_focal"].as_array().unwrap() {
+        let (a, g) = (case["alpha"].as_f64().unwrap(), case["gamma"].as_f64().unwrap());
+        let got = value(config(LossKind::Focal, g, Some(Alpha::Scalar(a)), None).init(&d).forward(x.clone(), t.clone()));
+        close(got, case["loss"].as_f64().unwrap(), &format!("sigmoid focal α={a} γ={g}"));
+    }
+}
+
+/// scikit-learn `compute_class_weight("balanced")` on the DermaMNIST-ham training counts.
+#[test]
+fn balanced_class_weights_match_scikit_learn() {
+    let r = reference();
+    let counts: Vec<usize> = f64s(&r["balanced_weights"]["counts"]).iter().map(|&c| c as usize).collect();
+    let got = derma_data::balanced_class_weights(&counts).unwrap();
+    for (g, w) in got.iter().zip(f64s(&r["balanced_weights"]["weights"])) {
+        assert!((g - w).abs() < 1e-12, "{g} vs sklearn {w}");
+    }
+    assert!(derma_data::balanced_class_weights(&[3, 0, 2]).is_err());
+}
+
+/// Parameter counts of torchvision's mobilenet_v2 at several widths and class counts.
+#[test]
+fn parameter_counts_match_torchvision() {
+    let r = reference();
+    let d = Device::flex();
+    for case in r["param_counts"].as_array().unwrap() {
+        let width = case["width"].as_f64().unwrap();
+        let classes = case["classes"].as_u64().unwrap() as usize;
+        let model = derma_model::MobileNetV2Config::new(classes).with_width(width).init(&d);
+        assert_eq!(model.num_trainable_params() as u64, case["params"].as_u64().unwrap(), "width {width}, {classes} classes");
+    }
+}

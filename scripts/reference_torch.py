@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Reference values from PyTorch, torchvision and scikit-learn for derma-train's tests.
+
+Run where torch + torchvision + scikit-learn are installed (e.g. the GPU machine):
+
+    python3 scripts/reference_torch.py tests/fixtures
+
+Writes (all small, committed):
+  torch_reference.json        losses, gradients, class weights, parameter counts
+  mobilenet_v2_w025.pth       torchvision mobilenet_v2(width_mult=0.25, num_classes=7) state dict,
+  mobilenet_v2_w025.safetensors   the same tensors as safetensors,
+  mobilenet_v2_w025_io.json   an input batch and the eval-mode logits torchvision computes on it.
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from sklearn.utils.class_weight import compute_class_weight
+from torchvision.ops import sigmoid_focal_loss
+
+out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures"
+os.makedirs(out, exist_ok=True)
+torch.manual_seed(0)
+ref = {"torch": torch.__version__, "torchvision": torchvision.__version__}
+
+# ---- multi-class losses -------------------------------------------------------------------
+logits = torch.tensor([
+    [2.0, -1.0, 0.5, 0.0],
+    [0.1, 0.2, 0.3, 0.4],
+    [50.0, -50.0, 0.0, 10.0],     # extreme, confident and right
+    [-50.0, 50.0, 0.0, -10.0],    # extreme, confident and wrong (target 0)
+    [1.5, 1.5, -2.0, 3.0],
+    [-0.7, 0.0, 2.2, -1.1],
+], dtype=torch.float64)
+targets = torch.tensor([0, 3, 0, 0, 2, 1])
+w = torch.tensor([1.0, 2.5, 0.5, 4.0], dtype=torch.float64)
+ref["multiclass"] = {"logits": logits.tolist(), "targets": targets.tolist(), "class_weights": w.tolist()}
+ref["multiclass"]["ce"] = F.cross_entropy(logits, targets).item()
+ref["multiclass"]["ce_weighted"] = F.cross_entropy(logits, targets, weight=w).item()
+
+
+def softmax_focal(x, t, gamma, alpha=None, weight=None):
+    """Reference softmax focal loss: -alpha_y (1-p_y)^gamma log p_y, weighted mean as F.cross_entropy."""
+    logp = F.log_softmax(x, dim=1).gather(1, t[:, None])[:, 0]
+    loss = -((1 - logp.exp()) ** gamma) * logp
+    if alpha is not None:
+        loss = loss * alpha[t]
+    if weight is not None:
+        return (loss * weight[t]).sum() / weight[t].sum()
+    return loss.mean()
+
+
+alpha_pc = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
+ref["multiclass"]["alpha_per_class"] = alpha_pc.tolist()
+ref["multiclass"]["focal"] = {}
+for g in [0.0, 1.0, 2.0, 5.0]:
+    ref["multiclass"]["focal"][str(g)] = {
+        "plain": softmax_focal(logits, targets, g).item(),
+        "alpha": softmax_focal(logits, targets, g, alpha=alpha_pc).item(),
+        "weighted": softmax_focal(logits, targets, g, weight=w).item(),
+    }
+# gradient of the gamma=2 softmax focal loss w.r.t. the logits (rows 0,1,4,5: not saturated)
+x = logits.clone().requires_grad_(True)
+softmax_focal(x, targets, 2.0).backward()
+ref["multiclass"]["focal_grad_gamma2"] = x.grad.tolist()
+# one-vs-rest BCE and combined (bce + sigmoid focal) on one-hot targets
+onehot = F.one_hot(targets, 4).double()
+ref["multiclass"]["bce_onehot"] = F.binary_cross_entropy_with_logits(logits, onehot).item()
+ref["multiclass"]["combined_onehot_a1_g3"] = (
+    0.5 * F.binary_cross_entropy_with_logits(logits, onehot)
+    + 0.5 * sigmoid_focal_loss(logits, onehot, alpha=1.0, gamma=3.0, reduction="mean")
+).item()
+
+# ---- binary (single logit) losses ---------------------------------------------------------
+z = torch.tensor([3.0, -2.0, 0.0, 50.0, -50.0, 50.0, -50.0, 0.7, -0.3, 1.2], dtype=torch.float64)
+y = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+ref["binary"] = {"logits": z.tolist(), "targets": y.tolist()}
+ref["binary"]["bce"] = F.binary_cross_entropy_with_logits(z, y).item()
+wb = torch.tensor([0.7, 3.0], dtype=torch.float64)
+ref["binary"]["class_weights"] = wb.tolist()
+ref["binary"]["bce_weighted"] = F.binary_cross_entropy_with_logits(z, y, weight=wb[y.long()]).item()
+ref["binary"]["sigmoid_focal"] = []
+for a in [0.25, 0.75, -1.0, 1.0]:
+    for g in [0.0, 2.0, 3.0]:
+        ref["binary"]["sigmoid_focal"].append(
+            {"alpha": a, "gamma": g, "loss": sigmoid_focal_loss(z, y, alpha=a, gamma=g, reduction="mean").item()}
+        )
+ref["binary"]["combined_a1_g3"] = (
+    0.5 * F.binary_cross_entropy_with_logits(z, y) + 0.5 * sigmoid_focal_loss(z, y, alpha=1.0, gamma=3.0, reduction="mean")
+).item()
+
+# ---- class weights (scikit-learn) ---------------------------------------------------------
+# DermaMNIST-ham training counts (../shared/data/dermamnist-ham/README.md)
+counts = [114, 162, 358, 33, 307, 2675, 49]
+yy = np.concatenate([np.full(n, c) for c, n in enumerate(counts)])
+ref["balanced_weights"] = {"counts": counts, "weights": compute_class_weight("balanced", classes=np.arange(7), y=yy).tolist()}
+
+# ---- torchvision parameter counts ---------------------------------------------------------
+ref["param_counts"] = []
+for width in [0.25, 0.35, 0.5, 0.75, 1.0, 1.4]:
+    for classes in [1, 7, 1000]:
+        m = torchvision.models.mobilenet_v2(width_mult=width, num_classes=classes)
+        ref["param_counts"].append({"width": width, "classes": classes, "params": sum(p.numel() for p in m.parameters())})
+
+with open(os.path.join(out, "torch_reference.json"), "w") as f:
+    json.dump(ref, f, indent=1)
+
+# ---- equivalence fixture: small torchvision mobilenet_v2 ----------------------------------
+torch.manual_seed(1)
+m = torchvision.models.mobilenet_v2(width_mult=0.25, num_classes=7)
+with torch.no_grad():  # non-trivial BN statistics and affine so eval-mode BN is not the identity
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.uniform_(0.5, 1.5)
+            mod.bias.uniform_(-0.2, 0.2)
+    m.classifier[1].weight.normal_(0, 0.1)
+m.eval()
+sd = m.state_dict()
+torch.save(sd, os.path.join(out, "mobilenet_v2_w025.pth"))
+from safetensors.torch import save_file
+save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(out, "mobilenet_v2_w025.safetensors"))
+inp = torch.rand(2, 3, 32, 32) * 2 - 1
+with torch.no_grad():
+    logits = m(inp)
+with open(os.path.join(out, "mobilenet_v2_w025_io.json"), "w") as f:
+    json.dump({"input_shape": list(inp.shape), "input": inp.flatten().tolist(), "logits": logits.tolist()}, f)
+print("wrote", out)
