@@ -74,15 +74,14 @@ impl BinaryCounts {
         ratio(self.tp, self.tp + self.fp)
     }
 
-    /// F-β from the counts, `(1 + β²) tp / ((1 + β²) tp + β² fn + fp)`, as scikit-learn's
-    /// `fbeta_score` computes it; 0 when `tp = 0`. `beta` should be positive.
+    /// F-β from the counts, `(1 + β²) tp / (β² (tp + fn) + (tp + fp))`, the expression
+    /// scikit-learn's `fbeta_score` evaluates; 0 when `tp = 0`. `beta` should be positive.
     pub fn fbeta(&self, beta: f64) -> f64 {
         if self.tp == 0 {
             return 0.0;
         }
         let b2 = beta * beta;
-        let weighted_tp = (1.0 + b2) * self.tp as f64;
-        weighted_tp / (weighted_tp + b2 * self.fn_ as f64 + self.fp as f64)
+        (1.0 + b2) * self.tp as f64 / (b2 * self.positives() as f64 + (self.tp + self.fp) as f64)
     }
 }
 

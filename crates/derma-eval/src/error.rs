@@ -27,11 +27,11 @@ pub enum EvalError {
 
     /// A score or probability is NaN or infinite.
     #[error(
-        "the prediction for sample {index} is {value}, not a finite number \
+        "the prediction at index {index} is {value}, not a finite number \
          (NaN scores usually mean that the model diverged)"
     )]
     NotFinite {
-        /// Sample (row) index.
+        /// Sample (row) index; for [`argmax`](crate::argmax), the position in the row.
         index: usize,
         /// The offending value.
         value: f64,
@@ -71,7 +71,7 @@ pub enum EvalError {
     },
 
     /// A binary computation that needs both classes got labels of one class only.
-    #[error("{what} needs both positives and negatives, but all {n} labels are {only}")]
+    #[error("{what} needs both positives and negatives, but it has only {only} ({n} labels)")]
     OneClass {
         /// `"positives"` or `"negatives"`.
         only: &'static str,
@@ -95,8 +95,8 @@ pub enum EvalError {
     /// A class has no sample in the labels, so its one-vs-rest AUC is undefined.
     #[error(
         "class {class} (of {classes}) has no sample in the labels, so its one-vs-rest ROC AUC is \
-         undefined and the macro average cannot include it; use `ovr_auc` to average over the \
-         classes present instead"
+         undefined and the macro average over all classes cannot be computed (the split is too \
+         small or the class numbering does not match the probabilities)"
     )]
     ClassAbsent {
         /// The absent class.

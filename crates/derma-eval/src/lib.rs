@@ -1,14 +1,23 @@
 //! # derma-eval
 //!
-//! The *metrics* and *threshold* stages: what predicted probabilities are worth. Plain slices
-//! in, numbers out (no tensors), each function matching its scikit-learn counterpart.
+//! What predicted probabilities are worth: plain slices in (`&[usize]` classes, `&[bool]`
+//! binary labels, `&[f64]` scores, rows of class probabilities), numbers out — no tensors,
+//! no framework. Every metric matches the scikit-learn function named in its documentation
+//! (the tests check them against values scikit-learn produced), and every problem with the
+//! data (empty input, mismatched lengths, NaN scores, one class only) is an [`EvalError`],
+//! never a panic.
 //!
 //! - [`metrics`]: multi-class — confusion matrix, accuracy, balanced accuracy, per-class
-//!   precision/recall/F1, macro one-vs-rest ROC AUC.
-//! - [`curve`]: binary — ROC curve and AUC, precision-recall curve and average precision.
-//! - [`binary`]: counts and screening rates at one threshold.
+//!   precision/recall/F1/support, macro one-vs-rest ROC AUC (MedMNIST's `getAUC`), arg-max.
+//! - [`curve`]: binary ranking — ROC curve and AUC, precision-recall curve and average
+//!   precision.
+//! - [`binary`]: binary counts and screening rates (sensitivity, specificity, precision,
+//!   F1, F2) at one threshold, `score >= threshold` being positive.
 //! - [`threshold`]: choosing the operating threshold on validation data
-//!   (`min-spec:0.80`, `recall:0.99`, `fbeta:2`, `youden`, `fixed:0.5`).
+//!   (`min-spec:0.8`, `recall:0.99`, `fbeta:2`, `youden`, `fixed:0.5`).
+//! - [`error`]: the error type.
+
+mod check;
 
 pub mod binary;
 pub mod curve;
@@ -16,8 +25,10 @@ pub mod error;
 pub mod metrics;
 pub mod threshold;
 
-pub use binary::{BinaryMetrics, apply, fbeta};
+pub use binary::{BinaryCounts, BinaryMetrics, apply, fbeta};
 pub use curve::{PrCurve, RocCurve, average_precision, precision_recall_curve, roc_auc, roc_curve};
-pub use error::EvalError;
-pub use metrics::{ClassReport, accuracy, balanced_accuracy, confusion_matrix, macro_auc_ovr, per_class_report};
+pub use error::{EvalError, Result};
+pub use metrics::{
+    ClassReport, accuracy, argmax, argmax_rows, balanced_accuracy, confusion_matrix, macro_auc_ovr, per_class_report,
+};
 pub use threshold::{ThresholdChoice, ThresholdRule, select_threshold};

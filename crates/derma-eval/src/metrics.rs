@@ -1,114 +1,165 @@
-//! Multi-class metrics of predicted classes and probabilities.
+//! Multi-class metrics of predicted classes and class probabilities: confusion matrix,
+//! accuracy, balanced accuracy, per-class precision/recall/F1/support, macro one-vs-rest ROC
+//! AUC, and the arg-max that turns probabilities into predicted classes.
+//!
+//! Classes are indices `0..n_classes`. Each function matches the scikit-learn function
+//! named in its documentation, with `labels=range(n_classes)` where scikit-learn takes it.
 
+use serde::{Deserialize, Serialize};
+
+use crate::check;
 use crate::curve::roc_auc;
-use crate::error::EvalError;
+use crate::error::{EvalError, Result};
 
-fn check_classes(name_rows: &[usize], k: usize) -> Result<(), EvalError> {
-    match name_rows.iter().enumerate().find(|(_, c)| **c >= k) {
-        Some((index, &value)) => Err(EvalError::BadClass { index, value, classes: k }),
-        None => Ok(()),
-    }
-}
-
-fn check_pair(labels: &[usize], preds: &[usize], k: usize) -> Result<(), EvalError> {
-    if labels.is_empty() {
-        return Err(EvalError::Empty);
-    }
-    if labels.len() != preds.len() {
-        return Err(EvalError::LengthMismatch { labels: labels.len(), scores: preds.len() });
-    }
-    check_classes(labels, k)?;
-    check_classes(preds, k)
-}
-
-/// `sklearn.metrics.confusion_matrix(y, p, labels=range(k))`: rows true, columns predicted.
-pub fn confusion_matrix(labels: &[usize], preds: &[usize], k: usize) -> Result<Vec<Vec<u64>>, EvalError> {
-    check_pair(labels, preds, k)?;
-    let mut m = vec![vec![0u64; k]; k];
+/// The confusion matrix, `m[true][predicted]` = number of samples of class `true` predicted
+/// as `predicted`; equal to `sklearn.metrics.confusion_matrix(labels, preds,
+/// labels=range(n_classes))`.
+///
+/// Errors on empty input, mismatched lengths, `n_classes == 0` or a class `>= n_classes`.
+pub fn confusion_matrix(labels: &[usize], preds: &[usize], n_classes: usize) -> Result<Vec<Vec<u64>>> {
+    check::class_pairs(labels, preds, n_classes)?;
+    let mut m = vec![vec![0u64; n_classes]; n_classes];
     for (&l, &p) in labels.iter().zip(preds) {
         m[l][p] += 1;
     }
     Ok(m)
 }
 
-/// Fraction of correct predictions.
-pub fn accuracy(labels: &[usize], preds: &[usize]) -> Result<f64, EvalError> {
-    if labels.is_empty() {
-        return Err(EvalError::Empty);
-    }
-    if labels.len() != preds.len() {
-        return Err(EvalError::LengthMismatch { labels: labels.len(), scores: preds.len() });
-    }
-    Ok(labels.iter().zip(preds).filter(|(a, b)| a == b).count() as f64 / labels.len() as f64)
+/// Fraction of samples whose predicted class equals the label
+/// (`sklearn.metrics.accuracy_score`).
+///
+/// Errors on empty input or mismatched lengths.
+pub fn accuracy(labels: &[usize], preds: &[usize]) -> Result<f64> {
+    check::lengths(labels.len(), preds.len())?;
+    let correct = labels.iter().zip(preds).filter(|(l, p)| l == p).count();
+    Ok(correct as f64 / labels.len() as f64)
 }
 
-/// `sklearn.metrics.balanced_accuracy_score`: mean recall over the classes present in
-/// `labels`.
-pub fn balanced_accuracy(labels: &[usize], preds: &[usize], k: usize) -> Result<f64, EvalError> {
-    let m = confusion_matrix(labels, preds, k)?;
+/// Balanced accuracy: the mean recall over the classes present in `labels`; equal to
+/// `sklearn.metrics.balanced_accuracy_score(labels, preds)`. A class that is predicted but
+/// never true is left out of the mean, as scikit-learn does.
+///
+/// Errors on empty input, mismatched lengths, `n_classes == 0` or a class `>= n_classes`.
+pub fn balanced_accuracy(labels: &[usize], preds: &[usize], n_classes: usize) -> Result<f64> {
+    let m = confusion_matrix(labels, preds, n_classes)?;
     let recalls: Vec<f64> = m
         .iter()
         .enumerate()
         .filter_map(|(c, row)| {
-            let n: u64 = row.iter().sum();
-            (n > 0).then(|| row[c] as f64 / n as f64)
+            let support: u64 = row.iter().sum();
+            (support > 0).then(|| row[c] as f64 / support as f64)
         })
         .collect();
+    // Non-empty: the labels are non-empty, so some class has support.
     Ok(recalls.iter().sum::<f64>() / recalls.len() as f64)
 }
 
 /// Precision, recall, F1 and support of one class.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClassReport {
-    /// `tp / (tp + fp)` (0 when nothing was predicted as this class).
+    /// `tp / (tp + fp)`; 0 when nothing is predicted as this class.
     pub precision: f64,
-    /// `tp / support` (0 without support).
+    /// `tp / support`; 0 when the class has no sample.
     pub recall: f64,
-    /// Harmonic mean of precision and recall (0 when both are 0).
+    /// `2 tp / (support + predicted)`, the harmonic mean of precision and recall; 0 when
+    /// `tp = 0`.
     pub f1: f64,
-    /// True samples of the class.
+    /// Number of samples whose label is this class.
     pub support: u64,
 }
 
-/// `sklearn.metrics.precision_recall_fscore_support(y, p, labels=range(k), zero_division=0)`.
-pub fn per_class_report(labels: &[usize], preds: &[usize], k: usize) -> Result<Vec<ClassReport>, EvalError> {
-    let m = confusion_matrix(labels, preds, k)?;
-    Ok((0..k)
+/// Precision, recall, F1 and support of every class `0..n_classes`; equal to
+/// `sklearn.metrics.precision_recall_fscore_support(labels, preds,
+/// labels=range(n_classes), zero_division=0)`.
+///
+/// Errors on empty input, mismatched lengths, `n_classes == 0` or a class `>= n_classes`.
+pub fn per_class_report(labels: &[usize], preds: &[usize], n_classes: usize) -> Result<Vec<ClassReport>> {
+    let m = confusion_matrix(labels, preds, n_classes)?;
+    Ok((0..n_classes)
         .map(|c| {
-            let tp = m[c][c] as f64;
+            let tp = m[c][c];
             let support: u64 = m[c].iter().sum();
             let predicted: u64 = m.iter().map(|row| row[c]).sum();
-            let precision = if predicted == 0 { 0.0 } else { tp / predicted as f64 };
-            let recall = if support == 0 { 0.0 } else { tp / support as f64 };
-            let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-            ClassReport { precision, recall, f1, support }
+            let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+            ClassReport {
+                precision: ratio(tp, predicted),
+                recall: ratio(tp, support),
+                f1: ratio(2 * tp, support + predicted),
+                support,
+            }
         })
         .collect())
 }
 
-/// Macro one-vs-rest ROC AUC, as MedMNIST's `getAUC` and
-/// `roc_auc_score(y, p, multi_class="ovr", average="macro")` compute it: the mean over classes
-/// of the AUC of "class c vs the rest" scored by `probs[:, c]`.
+/// Macro one-vs-rest ROC AUC of class probabilities, as MedMNIST's `getAUC` computes it.
 ///
-/// Every class must be present in `labels` (scikit-learn raises otherwise): a class without
-/// samples has no AUC, and silently dropping it would inflate the average.
-pub fn macro_auc_ovr(labels: &[usize], probs: &[Vec<f64>]) -> Result<f64, EvalError> {
-    if labels.is_empty() {
-        return Err(EvalError::Empty);
+/// `probs` has one row per sample and one column per class (`Vec<f64>`, `[f64; K]`, …);
+/// rows need not sum to 1.
+///
+/// - `K >= 3` columns: the mean over classes `c` of
+///   `roc_auc_score(labels == c, probs[:, c])`, equal to
+///   `sklearn.metrics.roc_auc_score(labels, probs, multi_class="ovr", average="macro")`.
+/// - `K == 2`: the binary AUC of the last column, `roc_auc_score(labels, probs[:, 1])`
+///   (MedMNIST's binary-class case).
+/// - `K == 1`: the single column is the positive-class probability and labels are 0 or 1.
+///
+/// **A class without samples in `labels` is an error** ([`EvalError::ClassAbsent`]), as in
+/// scikit-learn: its AUC is undefined, and averaging over the classes present instead would
+/// silently change what the number means. Labels of one class only give
+/// [`EvalError::SingleClass`]. Also errors on empty input, mismatched lengths, ragged or
+/// empty rows, non-finite probabilities and labels `>= K` (`>= 2` when `K == 1`).
+pub fn macro_auc_ovr<R: AsRef<[f64]>>(labels: &[usize], probs: &[R]) -> Result<f64> {
+    let k = check::prob_rows(labels.len(), probs)?;
+    let n_classes = k.max(2);
+    check::classes(labels, n_classes, "label")?;
+    let mut support = vec![0usize; n_classes];
+    for &l in labels {
+        support[l] += 1;
     }
-    if labels.len() != probs.len() {
-        return Err(EvalError::LengthMismatch { labels: labels.len(), scores: probs.len() });
+    if let Some(class) = support.iter().position(|&s| s == labels.len()) {
+        return Err(EvalError::SingleClass { class, n: labels.len(), what: "one-vs-rest ROC AUC" });
     }
-    let k = probs[0].len();
-    check_classes(labels, k)?;
+    if k <= 2 {
+        let positives: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
+        let scores: Vec<f64> = probs.iter().map(|row| row.as_ref()[k - 1]).collect();
+        return roc_auc(&positives, &scores);
+    }
+    if let Some(class) = support.iter().position(|&s| s == 0) {
+        return Err(EvalError::ClassAbsent { class, classes: k });
+    }
     let mut total = 0.0;
     for c in 0..k {
         let is_c: Vec<bool> = labels.iter().map(|&l| l == c).collect();
-        let scores: Vec<f64> = probs.iter().map(|p| p[c]).collect();
-        total += roc_auc(&is_c, &scores).map_err(|e| match e {
-            EvalError::OneClass { .. } => EvalError::ClassAbsent { class: c },
-            other => other,
-        })?;
+        let scores: Vec<f64> = probs.iter().map(|row| row.as_ref()[c]).collect();
+        total += roc_auc(&is_c, &scores)?;
     }
     Ok(total / k as f64)
+}
+
+/// Index of the largest value of `row`, the first one among ties (as `numpy.argmax`).
+///
+/// Errors on an empty row ([`EvalError::NoClasses`]) or a NaN/infinite value.
+pub fn argmax(row: &[f64]) -> Result<usize> {
+    if row.is_empty() {
+        return Err(EvalError::NoClasses);
+    }
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if !v.is_finite() {
+            return Err(EvalError::NotFinite { index: i, value: v });
+        }
+        if v > row[best] {
+            best = i;
+        }
+    }
+    Ok(best)
+}
+
+/// The predicted class of every row of `probs` ([`argmax`] of each row, as
+/// `numpy.argmax(probs, axis=1)`).
+///
+/// Errors on no rows, ragged or empty rows, or a non-finite value (naming its row).
+pub fn argmax_rows<R: AsRef<[f64]>>(probs: &[R]) -> Result<Vec<usize>> {
+    check::prob_rows(probs.len(), probs)?;
+    probs.iter().map(|row| argmax(row.as_ref())).collect()
 }

@@ -74,7 +74,9 @@ pub fn metrics_csv(rows: &[EpochRow]) -> String {
     s
 }
 
-/// `predictions.csv`: `split,index,label,prob_0..prob_{k-1}` (binary: `split,index,label,prob`).
+/// `predictions.csv`: `split,index,label,prob_0..prob_{k-1}` (binary: `split,index,label,prob`),
+/// probabilities printed exactly (shortest round-trip form), so a threshold from `report.json`
+/// reproduces the reported counts.
 pub fn predictions_csv(splits: &[(&str, &Predictions)]) -> String {
     let binary = splits.first().is_some_and(|(_, p)| p.is_binary());
     let k = splits.first().map_or(0, |(_, p)| p.probs.first().map_or(0, Vec::len));
@@ -91,7 +93,7 @@ pub fn predictions_csv(splits: &[(&str, &Predictions)]) -> String {
         for ((i, l), probs) in p.indices.iter().zip(&p.labels).zip(&p.probs) {
             let _ = write!(s, "{name},{i},{l}");
             for v in probs {
-                let _ = write!(s, ",{v:.6}");
+                let _ = write!(s, ",{v}");
             }
             s.push('\n');
         }

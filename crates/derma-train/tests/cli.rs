@@ -148,3 +148,57 @@ fn offline_without_data_explains_what_to_download() {
     assert!(err.contains("0744692d530f8e62ec473284d019b0c7"), "{err}");
     assert!(err.contains(&dir.path().join("dermamnist.npz").display().to_string()), "{err}");
 }
+
+/// Binary screening view: one sigmoid logit, threshold chosen on validation under a
+/// specificity floor and reported on test, with the screening columns and files.
+#[test]
+fn binary_screening_run_reports_the_validation_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("colours.npz");
+    write_fixture(&npz);
+    let out = dir.path().join("run");
+    let o = derma_train(&[
+        "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
+        "--epochs", "3", "--batch-size", "10", "--lr", "0.003", "--positive-classes", "mel,bcc,0",
+        "--loss", "focal", "--gamma", "2", "--threshold", "min-spec:0.8", "--select-metric", "sens@spec",
+        "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let th = &report["threshold"];
+    assert_eq!(th["rule"], "min-spec:0.8");
+    let value = th["value"].as_f64().unwrap();
+    // the rule's constraint holds on validation whenever it is reported as met
+    if th["met"].as_bool().unwrap() {
+        assert!(th["val"]["specificity"].as_f64().unwrap() >= 0.8);
+    }
+    for key in ["sensitivity", "specificity", "precision", "f2", "tp", "fp", "tn", "fn"] {
+        assert!(th["test"][key].is_number(), "test.{key} missing");
+    }
+    // 3 positive classes × 8 test images each
+    let t = &th["test"];
+    assert_eq!(t["tp"].as_u64().unwrap() + t["fn"].as_u64().unwrap(), 24);
+    assert_eq!(t["tn"].as_u64().unwrap() + t["fp"].as_u64().unwrap(), 32);
+    assert!(report["test"]["auc"].is_number() && report["test"]["ap"].is_number());
+
+    // predictions.csv: split,index,label,prob; the decision at `value` reproduces the test counts
+    let preds = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    let mut lines = preds.lines();
+    assert_eq!(lines.next().unwrap(), "split,index,label,prob");
+    let (mut tp, mut fp) = (0, 0);
+    for row in lines.filter(|l| l.starts_with("test,")) {
+        let f: Vec<&str> = row.split(',').collect();
+        let (label, prob): (u8, f64) = (f[2].parse().unwrap(), f[3].parse().unwrap());
+        assert!(label <= 1);
+        if prob >= value {
+            if label == 1 { tp += 1 } else { fp += 1 }
+        }
+    }
+    assert_eq!((tp, fp), (t["tp"].as_u64().unwrap(), t["fp"].as_u64().unwrap()));
+
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    assert!(metrics.lines().next().unwrap().contains("val_sensitivity,val_specificity,val_precision,val_f1,val_f2,val_tp,val_fp,val_tn,val_fn,val_ap"));
+    let roc = std::fs::read_to_string(out.join("thresholds.csv")).unwrap();
+    assert_eq!(roc.lines().next().unwrap(), "threshold,tpr,fpr,precision");
+    assert!(roc.lines().count() > 3);
+}
