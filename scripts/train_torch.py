@@ -29,11 +29,12 @@ p.add_argument("--weight-decay", type=float, default=1e-4)
 p.add_argument("--warmup-epochs", type=float, default=1.0)
 p.add_argument("--width", type=float, default=1.0)
 p.add_argument("--seed", type=int, default=0)
+p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 a = p.parse_args()
 
 torch.manual_seed(a.seed)
 torch.backends.cudnn.benchmark = True
-dev = "cuda"
+dev = a.device
 d = np.load(a.npz)
 mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1)
 std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1)
@@ -69,7 +70,8 @@ for epoch in range(a.epochs):
     model.train()
     g = torch.Generator(device="cpu").manual_seed(a.seed * 1000 + epoch)
     order = torch.randperm(len(xtr), generator=g).to(dev)
-    torch.cuda.synchronize()
+    if dev == "cuda":
+        torch.cuda.synchronize()
     t0 = time.time()
     for i in range(steps):
         idx = order[i * a.batch_size:(i + 1) * a.batch_size]
@@ -80,7 +82,8 @@ for epoch in range(a.epochs):
         loss.backward()
         opt.step()
         step += 1
-    torch.cuda.synchronize()
+    if dev == "cuda":
+        torch.cuda.synchronize()
     train_time += time.time() - t0
     seen += len(xtr)
     pv = predict(xva)

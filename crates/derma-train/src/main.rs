@@ -11,7 +11,7 @@ use derma_train::{LossKind, backend, train};
 
 /// Train MobileNetV2 for imbalanced medical image classification.
 #[derive(Parser, Debug)]
-#[command(name = "derma-train", version, about)]
+#[command(name = "derma-train", version, about, allow_negative_numbers = true)]
 struct Cli {
     /// TOML config replacing the built-in `configs/dermamnist.toml` (missing keys keep defaults).
     #[arg(long)]
