@@ -7,13 +7,14 @@
 //! architecture mismatch is an error that names the keys. The classifier is loaded only when
 //! `keep_classifier` is set; otherwise the task's freshly initialised head stays (head swap).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn_store::{
     ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 use serde::{Deserialize, Serialize};
 
+use crate::block::Padding;
 use crate::mobilenet::MobileNetV2;
 
 /// How raw `u8` RGB pixels are turned into network inputs.
@@ -21,6 +22,7 @@ use crate::mobilenet::MobileNetV2;
 #[serde(rename_all = "snake_case")]
 pub enum InputNorm {
     /// torchvision: `(x / 255 - mean) / std` with the ImageNet mean and std.
+    #[serde(rename = "imagenet")]
     ImageNet,
     /// Inception / TF-slim: `x / 127.5 - 1`, range `[-1, 1]` (the TF-lite weights).
     MinusOneToOne,
@@ -40,13 +42,40 @@ impl InputNorm {
     }
 }
 
-/// Where the initial weights come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WeightSource {
-    /// Random initialisation (torchvision's scheme).
-    None,
-    /// A torchvision-layout state dict (`.pth`/`.pt` or `.safetensors`).
-    File(PathBuf),
+/// The input normalisation and padding a weight file was trained with.
+///
+/// A `.safetensors` file may say so in its metadata (`input_norm`: `imagenet` or
+/// `minus_one_to_one`; `padding`: `symmetric` or `tf_same`), as `scripts/convert_tflite.py`
+/// writes it for the TF-lite ImageNet weights; anything else follows torchvision's conventions
+/// (ImageNet mean/std, symmetric padding).
+pub fn weight_conventions(path: &Path) -> anyhow::Result<(InputNorm, Padding)> {
+    let defaults = (InputNorm::ImageNet, Padding::Symmetric);
+    if !path.extension().is_some_and(|e| e.eq_ignore_ascii_case("safetensors")) {
+        return Ok(defaults);
+    }
+    let bad = |why: String| anyhow::anyhow!("{}: not a safetensors file ({why})", path.display());
+    let mut file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut len = [0u8; 8];
+    std::io::Read::read_exact(&mut file, &mut len).map_err(|e| bad(e.to_string()))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100 << 20 {
+        return Err(bad(format!("header of {len} bytes")));
+    }
+    let mut header = vec![0u8; len as usize];
+    std::io::Read::read_exact(&mut file, &mut header).map_err(|e| bad(e.to_string()))?;
+    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+    let meta = &header["__metadata__"];
+    let norm = match meta["input_norm"].as_str() {
+        None | Some("imagenet") => InputNorm::ImageNet,
+        Some("minus_one_to_one") => InputNorm::MinusOneToOne,
+        Some(other) => anyhow::bail!("{}: unknown input_norm `{other}` in its metadata (expected imagenet or minus_one_to_one)", path.display()),
+    };
+    let padding = match meta["padding"].as_str() {
+        None | Some("symmetric") => Padding::Symmetric,
+        Some("tf_same") => Padding::TfSame,
+        Some(other) => anyhow::bail!("{}: unknown padding `{other}` in its metadata (expected symmetric or tf_same)", path.display()),
+    };
+    Ok((norm, padding))
 }
 
 /// torchvision key → [`MobileNetV2`] key, as `(regex, replacement)` pairs applied in order.

@@ -15,5 +15,5 @@ pub mod import;
 pub mod mobilenet;
 
 pub use block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
-pub use import::{InputNorm, WeightSource, load_torchvision};
+pub use import::{InputNorm, load_torchvision, weight_conventions};
 pub use mobilenet::{MobileNetV2, MobileNetV2Config, make_divisible};

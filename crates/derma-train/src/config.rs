@@ -80,6 +80,15 @@ pub struct TrainConfig {
     pub dropout: f64,
     /// `none`, `imagenet` or a weight file.
     pub pretrained: String,
+    /// Epochs training only the classifier (backbone frozen, its batch norms on running
+    /// statistics) before everything is unfrozen.
+    pub freeze_backbone_epochs: usize,
+    /// Learning-rate multiplier of the backbone (the classifier gets `lr`).
+    pub backbone_lr_mult: f64,
+    /// Input normalisation and padding of the weights (resolved from `pretrained`; written to
+    /// `config.toml` for the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_norm: Option<derma_model::InputNorm>,
     /// Epochs.
     pub epochs: usize,
     /// Batch size.
@@ -277,6 +286,18 @@ impl TrainConfig {
         }
         if self.pretrained != "none" && self.pretrained != "imagenet" && !Path::new(&self.pretrained).is_file() {
             return Err(format!("--pretrained `{}`: expected none, imagenet or an existing weight file", self.pretrained));
+        }
+        if self.pretrained == "imagenet" && self.width != 1.0 {
+            return Err(format!("--pretrained imagenet holds the width-1.0 network; got --width {}", self.width));
+        }
+        if self.freeze_backbone_epochs >= self.epochs && self.freeze_backbone_epochs > 0 {
+            return Err(format!(
+                "--freeze-backbone-epochs {} must be below --epochs {} (the backbone would never train)",
+                self.freeze_backbone_epochs, self.epochs
+            ));
+        }
+        if !(self.backbone_lr_mult.is_finite() && self.backbone_lr_mult > 0.0) {
+            return Err(format!("--backbone-lr-mult must be > 0, got {}", self.backbone_lr_mult));
         }
         Ok(())
     }

@@ -70,6 +70,12 @@ struct Cli {
     pretrained: Option<String>,
     #[arg(long)]
     seed: Option<u64>,
+    /// Train only the classifier for the first N epochs (backbone frozen), then everything.
+    #[arg(long)]
+    freeze_backbone_epochs: Option<usize>,
+    /// Backbone learning rate = lr x this (the classifier gets lr).
+    #[arg(long)]
+    backbone_lr_mult: Option<f64>,
     /// ce, bce, focal or combined.
     #[arg(long)]
     loss: Option<LossKind>,
@@ -116,7 +122,7 @@ impl Cli {
             ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
         }
         set!(dataset, size, augment, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
-             output_stride, dropout, pretrained, seed, loss, gamma, class_weights, bce_weight, focal_weight,
+             output_stride, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, select_metric, threshold);
         set_opt!(data_root, npz, image_size, positive_classes, out, samples_per_epoch);
         if self.offline {

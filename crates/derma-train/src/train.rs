@@ -5,12 +5,14 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use burn::module::ParamGroup;
+use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn_store::{BurnpackStore, ModuleSnapshot};
 use derma_data::{Augment, AugmentConfig, ImageDataset, Loader, LoaderConfig, Normalize};
 use derma_eval::ThresholdRule;
-use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config};
+use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config, Padding, load_torchvision, weight_conventions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::TrainConfig;
@@ -101,6 +103,16 @@ pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64
     }
 }
 
+/// Per-parameter learning rates: the classifier gets `lr`, the backbone `lr * backbone_mult`.
+fn module_lr(lr: f64, backbone_mult: f64) -> ModuleLearningRate {
+    if backbone_mult == 1.0 {
+        return lr.into();
+    }
+    ModuleLrScheduler::new(lr * backbone_mult)
+        .with_group(ParamGroup::from_predicate("classifier"), lr)
+        .step()
+}
+
 /// What a finished run leaves behind.
 pub struct RunOutcome {
     /// The run folder.
@@ -133,6 +145,14 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
         eprintln!("{w}");
     }
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
+    let weights = crate::pretrained::resolve(&config.pretrained, config.offline)?;
+    let (input_norm, padding) = match &weights {
+        Some(path) => weight_conventions(path)?,
+        None => (InputNorm::ImageNet, Padding::Symmetric),
+    };
+    let mut config = config.clone();
+    config.input_norm = Some(input_norm);
+    let config = &config;
     write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
 
     let data = load_data(config)?;
@@ -157,9 +177,13 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     let model_config = MobileNetV2Config::new(num_logits)
         .with_width(config.width)
         .with_output_stride(config.output_stride)
-        .with_dropout(config.dropout);
+        .with_dropout(config.dropout)
+        .with_padding(padding);
     let mut model = model_config.init(&train_device);
-    let input_norm = InputNorm::ImageNet;
+    if let Some(path) = &weights {
+        model = load_torchvision(model, path, false).map_err(|e| anyhow::anyhow!("--pretrained: {e:#}"))?;
+        println!("weights: {} (input normalisation {input_norm:?}, padding {padding:?}; new {num_logits}-logit classifier)", path.display());
+    }
     let normalize = Normalize { affine: input_norm.affine(), out_channels: 3 };
     let size = config.image_size();
     let train_augment = Augment::new(AugmentConfig::preset(config.augment), size);
@@ -217,15 +241,21 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
         let mut loss_sum = Tensor::<1>::zeros([1], device);
         let mut seen = 0usize;
         let report_every = 20;
+        if config.freeze_backbone_epochs > 0 && (epoch == 0 || epoch == config.freeze_backbone_epochs) {
+            let frozen = epoch < config.freeze_backbone_epochs;
+            model = model.set_backbone_frozen(frozen);
+            println!("epoch {}: backbone {}", epoch + 1, if frozen { "frozen (classifier only)" } else { "unfrozen" });
+        }
         let mut lr = config.lr;
         for (i, batch) in loader.enumerate() {
             lr = learning_rate(config.lr, step, warmup, total_steps);
+            let lr_groups = module_lr(lr, config.backbone_lr_mult);
             let b = batch.labels.len();
             let logits = model.forward(batch.images(&train_device)); // [batch, k]
             let loss = loss_train.forward(logits, batch.targets(&train_device)); // [1]
             loss_sum = loss_sum + loss.clone().detach().without_autodiff().mul_scalar(b as f64);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            model = optim.step(lr_groups, model, grads);
             seen += b;
             step += 1;
             if tty && (i % report_every == report_every - 1) {

@@ -202,3 +202,33 @@ fn binary_screening_run_reports_the_validation_threshold() {
     assert_eq!(roc.lines().next().unwrap(), "threshold,tpr,fpr,precision");
     assert!(roc.lines().count() > 3);
 }
+
+/// Transfer learning from a torchvision state dict: strict load with a new head, a frozen
+/// first epoch, a smaller backbone learning rate, and the normalisation recorded.
+#[test]
+fn pretrained_torchvision_weights_fine_tune() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("colours.npz");
+    write_fixture(&npz);
+    let out = dir.path().join("run");
+    let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/mobilenet_v2_w025.pth");
+    let o = derma_train(&[
+        "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--epochs", "2",
+        "--batch-size", "20", "--pretrained", weights, "--freeze-backbone-epochs", "1",
+        "--backbone-lr-mult", "0.1", "--positive-classes", "nv", "--out", out.to_str().unwrap(),
+    ]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&o.stderr));
+    assert!(stdout.contains("mobilenet_v2_w025.pth") && stdout.contains("backbone frozen") && stdout.contains("backbone unfrozen"), "{stdout}");
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("input_norm = \"imagenet\""), "{config}");
+
+    // a width mismatch is refused, naming the weight file's keys
+    let o = derma_train(&[
+        "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.5", "--epochs", "1",
+        "--pretrained", weights, "--out", dir.path().join("bad").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("--pretrained") && err.contains("stem.conv.weight"), "{err}");
+}

@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::Path;
 
 use md5::{Digest, Md5};
+use sha2::Sha256;
 
 use crate::error::{Error, Result};
 
@@ -19,6 +20,10 @@ use crate::error::{Error, Result};
 pub enum Checksum {
     /// MD5 digest, 32 hexadecimal digits (what MedMNIST publishes).
     Md5(String),
+    /// The first hexadecimal digits of a SHA-256 digest (torchvision's rule: the hex in a
+    /// weight file's name, e.g. `7ebf99e0` of `mobilenet_v2-7ebf99e0.pth`, must start the
+    /// file's SHA-256). A computed value holds the full 64 digits.
+    Sha256Prefix(String),
 }
 
 impl Checksum {
@@ -37,17 +42,31 @@ impl Checksum {
         Ok(Self::Md5(hex.to_ascii_lowercase()))
     }
 
+    /// A SHA-256 prefix checksum from 8 to 64 hexadecimal digits (either case).
+    pub fn sha256_prefix(hex: &str) -> Result<Self> {
+        let ok = (8..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        if !ok {
+            return Err(Error::InvalidChecksum {
+                algorithm: "sha256",
+                value: hex.to_owned(),
+                expected: "8 to 64 hexadecimal digits",
+            });
+        }
+        Ok(Self::Sha256Prefix(hex.to_ascii_lowercase()))
+    }
+
     /// Name of the digest algorithm, e.g. `"md5"`.
     pub fn algorithm(&self) -> &'static str {
         match self {
             Self::Md5(_) => "md5",
+            Self::Sha256Prefix(_) => "sha256",
         }
     }
 
     /// The digest as hexadecimal text.
     pub fn hex(&self) -> &str {
         match self {
-            Self::Md5(hex) => hex,
+            Self::Md5(hex) | Self::Sha256Prefix(hex) => hex,
         }
     }
 
@@ -56,6 +75,10 @@ impl Checksum {
     pub fn matches(&self, actual: &Checksum) -> bool {
         match (self, actual) {
             (Self::Md5(want), Self::Md5(got)) => want.eq_ignore_ascii_case(got),
+            (Self::Sha256Prefix(want), Self::Sha256Prefix(got)) => {
+                got.len() >= want.len() && got[..want.len()].eq_ignore_ascii_case(want)
+            }
+            _ => false,
         }
     }
 
@@ -63,6 +86,7 @@ impl Checksum {
     pub fn hasher(&self) -> Hasher {
         match self {
             Self::Md5(_) => Hasher(HasherKind::Md5(Md5::new())),
+            Self::Sha256Prefix(_) => Hasher(HasherKind::Sha256(Sha256::new())),
         }
     }
 
@@ -103,6 +127,7 @@ pub struct Hasher(HasherKind);
 #[derive(Clone)]
 enum HasherKind {
     Md5(Md5),
+    Sha256(Sha256),
 }
 
 impl Hasher {
@@ -110,6 +135,7 @@ impl Hasher {
     pub fn update(&mut self, bytes: &[u8]) {
         match &mut self.0 {
             HasherKind::Md5(h) => h.update(bytes),
+            HasherKind::Sha256(h) => h.update(bytes),
         }
     }
 
@@ -117,6 +143,7 @@ impl Hasher {
     pub fn finish(self) -> Checksum {
         match self.0 {
             HasherKind::Md5(h) => Checksum::Md5(hex::encode(h.finalize())),
+            HasherKind::Sha256(h) => Checksum::Sha256Prefix(hex::encode(h.finalize())),
         }
     }
 }
@@ -125,6 +152,7 @@ impl fmt::Debug for Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let algorithm = match self.0 {
             HasherKind::Md5(_) => "md5",
+            HasherKind::Sha256(_) => "sha256",
         };
         f.debug_struct("Hasher")
             .field("algorithm", &algorithm)
@@ -140,6 +168,20 @@ mod tests {
     const MD5_ABC: &str = "900150983cd24fb0d6963f7d28e17f72";
     // RFC 1321, appendix A.5: MD5("") (also `printf '' | md5sum`).
     const MD5_EMPTY: &str = "d41d8cd98f00b204e9800998ecf8427e";
+
+    /// FIPS 180-2 test vector: SHA-256("abc") =
+    /// ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad
+    #[test]
+    fn sha256_prefix_matches_the_fips_vector_by_prefix_only() {
+        let mut h = Checksum::sha256_prefix("ba7816bf").expect("valid").hasher();
+        h.update(b"abc");
+        let got = h.finish();
+        assert_eq!(got.hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert!(Checksum::sha256_prefix("BA7816BF8F01").unwrap().matches(&got));
+        assert!(!Checksum::sha256_prefix("7ebf99e0").unwrap().matches(&got));
+        assert!(!Checksum::md5(MD5_ABC).unwrap().matches(&got), "different algorithms never match");
+        assert!(Checksum::sha256_prefix("abc").is_err(), "too short to mean anything");
+    }
 
     #[test]
     fn md5_hasher_matches_rfc_vectors() {
