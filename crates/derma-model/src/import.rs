@@ -144,27 +144,24 @@ pub fn load_torchvision(
     let is_safetensors = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    // Both stores share these builder methods but no trait: one macro configures either.
+    macro_rules! load_with {
+        ($store:expr) => {{
+            let mut store = $store
+                .map_indices_contiguous(false)
+                .allow_partial(true)
+                .validate(false)
+                .with_predicate(keep_fn)
+                .remap(torchvision_remapper());
+            model
+                .load_from(&mut store)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+        }};
+    }
     let result: ApplyResult = if is_safetensors {
-        let mut store = SafetensorsStore::from_file(path)
-            .with_from_adapter(PyTorchToBurnAdapter)
-            .map_indices_contiguous(false)
-            .allow_partial(true)
-            .validate(false)
-            .with_predicate(keep_fn)
-            .remap(torchvision_remapper());
-        model
-            .load_from(&mut store)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+        load_with!(SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter))
     } else {
-        let mut store = PytorchStore::from_file(path)
-            .map_indices_contiguous(false)
-            .allow_partial(true)
-            .validate(false)
-            .with_predicate(keep_fn)
-            .remap(torchvision_remapper());
-        model
-            .load_from(&mut store)
-            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?
+        load_with!(PytorchStore::from_file(path))
     };
     check_strict(&result, path)?;
     Ok(model)

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `derma-train` binary on the CPU backend.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use medmnist::{MedMnistArrays, Split};
@@ -43,9 +43,15 @@ fn colour_split(per_class: usize, seed: u64) -> Split {
     Split { images, labels, len: n, height: 28, width: 28, channels: 3 }
 }
 
-fn write_fixture(path: &Path) {
+/// A temporary folder holding the colour dataset (`colours.npz`, 140/56/56 images), and the
+/// run folder path inside it.
+fn colour_run_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("colours.npz");
     let arrays = MedMnistArrays { train: colour_split(20, 1), val: colour_split(8, 2), test: colour_split(8, 3) };
-    medmnist::write_npz(path, &arrays).unwrap();
+    medmnist::write_npz(&npz, &arrays).unwrap();
+    let out = dir.path().join("run");
+    (dir, npz, out)
 }
 
 fn derma_train(args: &[&str]) -> Output {
@@ -60,10 +66,7 @@ fn text(bytes: &[u8]) -> String {
 /// leave every file of the run folder.
 #[test]
 fn trains_and_writes_the_run_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let npz = dir.path().join("colours.npz");
-    write_fixture(&npz);
-    let out = dir.path().join("run");
+    let (_dir, npz, out) = colour_run_dir();
     let o = derma_train(&[
         "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
         "--epochs", "6", "--batch-size", "10", "--lr", "0.003", "--out", out.to_str().unwrap(),
@@ -153,10 +156,7 @@ fn offline_without_data_explains_what_to_download() {
 /// specificity floor and reported on test, with the screening columns and files.
 #[test]
 fn binary_screening_run_reports_the_validation_threshold() {
-    let dir = tempfile::tempdir().unwrap();
-    let npz = dir.path().join("colours.npz");
-    write_fixture(&npz);
-    let out = dir.path().join("run");
+    let (_dir, npz, out) = colour_run_dir();
     let o = derma_train(&[
         "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
         "--epochs", "3", "--batch-size", "10", "--lr", "0.003", "--positive-classes", "mel,bcc,0",
@@ -207,10 +207,7 @@ fn binary_screening_run_reports_the_validation_threshold() {
 /// first epoch, a smaller backbone learning rate, and the normalisation recorded.
 #[test]
 fn pretrained_torchvision_weights_fine_tune() {
-    let dir = tempfile::tempdir().unwrap();
-    let npz = dir.path().join("colours.npz");
-    write_fixture(&npz);
-    let out = dir.path().join("run");
+    let (dir, npz, out) = colour_run_dir();
     let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/mobilenet_v2_w025.pth");
     let o = derma_train(&[
         "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--epochs", "2",
