@@ -144,8 +144,9 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     for w in config.warnings() {
         eprintln!("{w}");
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
     let weights = crate::pretrained::resolve(&config.pretrained, config.offline)?;
+    let data = load_data(config)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
     let (input_norm, padding) = match &weights {
         Some(path) => weight_conventions(path)?,
         None => (InputNorm::ImageNet, Padding::Symmetric),
@@ -155,7 +156,6 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     let config = &config;
     write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
 
-    let data = load_data(config)?;
     let binary = data.is_binary();
     let num_logits = if binary { 1 } else { data.train.num_classes() };
     let class_names = data.train.class_names().to_vec();

@@ -150,6 +150,7 @@ fn offline_without_data_explains_what_to_download() {
     assert!(err.contains("https://zenodo.org/records/10519652/files/dermamnist.npz"), "{err}");
     assert!(err.contains("0744692d530f8e62ec473284d019b0c7"), "{err}");
     assert!(err.contains(&dir.path().join("dermamnist.npz").display().to_string()), "{err}");
+    assert!(!dir.path().join("run").exists(), "a failed start leaves no run folder");
 }
 
 /// Binary screening view: one sigmoid logit, threshold chosen on validation under a
