@@ -230,3 +230,23 @@ fn pretrained_torchvision_weights_fine_tune() {
     let err = text(&o.stderr);
     assert!(err.contains("--pretrained") && err.contains("stem.conv.weight"), "{err}");
 }
+
+/// Every shipped config parses over the defaults and validates.
+#[test]
+fn shipped_configs_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config = derma_train::TrainConfig::from_file(&path).unwrap();
+            config.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+    let combined = derma_train::TrainConfig::from_file(std::path::Path::new(&format!("{dir}/combined-loss.toml"))).unwrap();
+    assert_eq!(combined.loss, derma_train::LossKind::Combined);
+    assert_eq!((combined.gamma, combined.bce_weight, combined.focal_weight), (3.0, 0.5, 0.5));
+    assert_eq!(combined.alpha, Some(derma_train::Alpha::Scalar(1.0)));
+}
