@@ -89,6 +89,10 @@ pub struct TrainConfig {
     /// `config.toml` for the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_norm: Option<derma_model::InputNorm>,
+    /// Convolution padding of the weights (resolved from `pretrained`, recorded like
+    /// `input_norm` so the model can be rebuilt from the run folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<derma_model::Padding>,
     /// Epochs.
     pub epochs: usize,
     /// Batch size.

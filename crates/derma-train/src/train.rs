@@ -153,6 +153,7 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     };
     let mut config = config.clone();
     config.input_norm = Some(input_norm);
+    config.padding = Some(padding);
     let config = &config;
     write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
 

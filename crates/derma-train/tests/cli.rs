@@ -219,7 +219,7 @@ fn pretrained_torchvision_weights_fine_tune() {
     assert!(o.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&o.stderr));
     assert!(stdout.contains("mobilenet_v2_w025.pth") && stdout.contains("backbone frozen") && stdout.contains("backbone unfrozen"), "{stdout}");
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(config.contains("input_norm = \"imagenet\""), "{config}");
+    assert!(config.contains("input_norm = \"imagenet\"") && config.contains("padding = \"Symmetric\""), "{config}");
 
     // a width mismatch is refused, naming the weight file's keys
     let o = derma_train(&[
