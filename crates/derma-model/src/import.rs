@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use burn::module::Param;
 use burn_store::{
     ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
@@ -126,7 +127,8 @@ fn torchvision_remapper() -> KeyRemapper {
 /// Loads a torchvision MobileNetV2 state dict into `model`.
 ///
 /// The format follows the extension: `.safetensors`, else PyTorch pickle (`.pth`, `.pt`).
-/// With `keep_classifier` the file's classifier must match the model's class count.
+/// With `keep_classifier` the file's classifier must match the model's class count. A model
+/// with a 1-channel stem gets the RGB stem summed over its input channels.
 pub fn load_torchvision(
     model: MobileNetV2,
     path: &Path,
@@ -135,7 +137,14 @@ pub fn load_torchvision(
     if !path.is_file() {
         anyhow::bail!("weight file {} does not exist", path.display());
     }
+    // A grayscale (1-channel) stem loads the RGB stem and sums it over the colour channels:
+    // the same response to a gray image fed as three equal channels.
+    let gray_stem = model.stem.conv.weight.dims()[1] == 1;
     let mut model = model;
+    if gray_stem {
+        let w = model.stem.conv.weight.val(); // [out, 1, 3, 3]
+        model.stem.conv.weight = Param::from_tensor(w.repeat_dim(1, 3)); // [out, 3, 3, 3]
+    }
     let keep_fn: fn(&str, &str) -> bool = if keep_classifier {
         |_, _| true
     } else {
@@ -164,6 +173,10 @@ pub fn load_torchvision(
         load_with!(PytorchStore::from_file(path))
     };
     check_strict(&result, path)?;
+    if gray_stem {
+        let w = model.stem.conv.weight.val().sum_dim(1); // [out, 1, 3, 3]
+        model.stem.conv.weight = Param::from_tensor(w);
+    }
     Ok(model)
 }
 

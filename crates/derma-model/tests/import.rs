@@ -59,3 +59,21 @@ fn head_swap_keeps_a_fresh_classifier() {
     let loaded = load_torchvision(model, &fixture("mobilenet_v2_w025.pth"), false).unwrap();
     assert_eq!(loaded.num_classes(), 2);
 }
+
+/// A 1-channel stem gets the RGB stem summed over colours, so a gray image `g` gives the logits
+/// the RGB model gives for `[g, g, g]` (conv linearity: Σ_c w_c * g = (Σ_c w_c) * g).
+#[test]
+fn gray_stem_equals_rgb_model_on_replicated_gray() {
+    let device = Device::flex();
+    let rgb = load_torchvision(MobileNetV2Config::new(7).with_width(0.25).init(&device), &fixture("mobilenet_v2_w025.pth"), true)
+        .unwrap()
+        .valid();
+    let gray = MobileNetV2Config::new(7).with_width(0.25).with_in_channels(1).init(&device);
+    let gray = load_torchvision(gray, &fixture("mobilenet_v2_w025.pth"), true).unwrap().valid();
+    assert_eq!(gray.stem.conv.weight.dims(), [8, 1, 3, 3]);
+    let g = Tensor::<4>::random([2, 1, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let a: Vec<f32> = gray.forward(g.clone()).into_data().try_into_vec().unwrap();
+    let b: Vec<f32> = rgb.forward(g.repeat_dim(1, 3)).into_data().try_into_vec().unwrap();
+    let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(max <= 1e-4, "max |logit difference| {max}");
+}

@@ -4,10 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use derma_data::{AugmentPreset, Sampler};
+use derma_data::{AugmentConfig, AugmentPreset, Sampler};
 use serde::{Deserialize, Serialize};
 
 use crate::loss::{Alpha, LossConfig, LossKind};
+
+/// `dataset` values that read image files instead of a MedMNIST `.npz`.
+pub const FILE_DATASETS: [&str; 3] = ["folder", "csv", "cbis-ddsm"];
 
 /// The built-in defaults (the repository's `configs/dermamnist.toml`).
 pub const DEFAULT_CONFIG: &str = include_str!("../../../configs/dermamnist.toml");
@@ -47,17 +50,89 @@ pub fn parse_alpha(s: &str) -> Result<Alpha, String> {
     Ok(if v.len() == 1 { Alpha::Scalar(v[0]) } else { Alpha::PerClass(v) })
 }
 
+/// Per-knob overrides of the augmentation preset (`[augment_knobs]` in TOML, `--hflip`,
+/// `--rotation`, ... as flags).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AugmentOverrides {
+    /// Horizontal flip probability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hflip: Option<f64>,
+    /// Vertical flip probability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vflip: Option<f64>,
+    /// Random resized crop area fraction `[min, max]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_scale: Option<[f64; 2]>,
+    /// Random resized crop aspect ratio `[min, max]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_ratio: Option<[f64; 2]>,
+    /// Maximum rotation (degrees).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<f64>,
+    /// Maximum translation (fraction of the size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translate: Option<f64>,
+    /// Affine zoom `[min, max]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zoom: Option<[f64; 2]>,
+    /// Brightness jitter (factor in `1 ± brightness`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brightness: Option<f64>,
+    /// Contrast jitter (factor in `1 ± contrast`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<f64>,
+}
+
+impl AugmentOverrides {
+    /// Whether no knob is overridden.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `base` with the overridden knobs replaced.
+    pub fn apply(&self, mut base: AugmentConfig) -> AugmentConfig {
+        macro_rules! over {
+            ($($field:ident => $target:ident),*) => { $( if let Some(v) = self.$field { base.$target = v; } )* };
+        }
+        over!(hflip => hflip, vflip => vflip, crop_scale => crop_scale, crop_ratio => crop_ratio, rotation => rotation,
+              translate => translate, zoom => scale, brightness => brightness, contrast => contrast);
+        base
+    }
+}
+
 /// Everything a training run is made of. Field names are the config keys; flags use dashes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// MedMNIST dataset flag.
+    /// A MedMNIST dataset flag (`dermamnist`, `breastmnist`, ...) or a file dataset: `folder`
+    /// (`data_dir/<class>/*.png`), `csv` (`manifest`) or `cbis-ddsm` (`manifest` = its
+    /// case-description CSVs).
     pub dataset: String,
     /// MedMNIST file resolution (28, 64, 128, 224).
     pub size: u32,
-    /// Training resolution (default: `size`).
+    /// Training resolution (default: `size` for MedMNIST, 384 for file datasets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<usize>,
+    /// `folder`: the folder holding one subfolder per class; `cbis-ddsm`: the image root the
+    /// CSVs' paths are relative to (default: each CSV's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// `csv`: the manifest (`path,label[,patient_id][,split]`); `cbis-ddsm`: one or more
+    /// case-description CSVs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Vec<PathBuf>>,
+    /// File datasets: intensity window of 16-bit images (`percentile:0.5,99.5`,
+    /// `fixed:LO,HI` or `none`).
+    pub intensity: String,
+    /// File datasets: how an image becomes square (`crop`: shorter side to the size, centre
+    /// crop; `pad`: letterbox; `stretch`).
+    pub resize: String,
+    /// File datasets without a split column: patient-level train/val/test fractions.
+    pub split_fractions: [f64; 3],
+    /// Model input channels: 3 (grayscale replicated) or 1 (grayscale stem; pretrained stem
+    /// weights summed over RGB).
+    pub in_channels: usize,
     /// A MedMNIST-layout `.npz` to train on instead of the catalogue file (no download, no
     /// md5 check; labels are those of `dataset`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,8 +145,12 @@ pub struct TrainConfig {
     /// Binary view: these classes (names or indices) are positive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub positive_classes: Option<Vec<String>>,
-    /// Augmentation preset.
-    pub augment: AugmentPreset,
+    /// Augmentation preset (default: `none` for MedMNIST, `mammo` for file datasets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<AugmentPreset>,
+    /// Knob overrides of the preset (absent: the preset's value).
+    #[serde(default, skip_serializing_if = "AugmentOverrides::is_empty")]
+    pub augment_knobs: AugmentOverrides,
     /// Width multiplier.
     pub width: f64,
     /// Output stride (32, 16, 8).
@@ -167,9 +246,27 @@ impl TrainConfig {
         toml::to_string(self).expect("a TrainConfig always serialises")
     }
 
+    /// Whether the data comes from image files (`folder`, `csv`, `cbis-ddsm`) rather than a
+    /// MedMNIST `.npz`.
+    pub fn is_file_dataset(&self) -> bool {
+        FILE_DATASETS.contains(&self.dataset.as_str())
+    }
+
     /// The training resolution.
     pub fn image_size(&self) -> usize {
-        self.image_size.unwrap_or(self.size as usize)
+        self.image_size
+            .unwrap_or(if self.is_file_dataset() { 384 } else { self.size as usize })
+    }
+
+    /// The augmentation preset (resolved default).
+    pub fn augment_preset(&self) -> AugmentPreset {
+        self.augment
+            .unwrap_or(if self.is_file_dataset() { AugmentPreset::Mammo } else { AugmentPreset::None })
+    }
+
+    /// The training augmentation: the preset with the knob overrides.
+    pub fn augment_config(&self) -> AugmentConfig {
+        self.augment_knobs.apply(AugmentConfig::preset(self.augment_preset()))
     }
 
     /// The sampler.
@@ -220,6 +317,41 @@ impl TrainConfig {
         if !(16..=1024).contains(&image) {
             return Err(format!("--image-size must be in 16..=1024, got {image}"));
         }
+        match self.dataset.as_str() {
+            "folder" => match &self.data_dir {
+                None => return Err("--dataset folder needs --data-dir DIR (one subfolder of images per class)".into()),
+                Some(d) if !d.is_dir() => return Err(format!("--data-dir {}: not a folder", d.display())),
+                _ => {}
+            },
+            "csv" | "cbis-ddsm" => {
+                let files = self.manifest.as_deref().unwrap_or_default();
+                if files.is_empty() {
+                    return Err(format!("--dataset {} needs --manifest FILE", self.dataset));
+                }
+                if self.dataset == "csv" && files.len() > 1 {
+                    return Err(format!("--dataset csv takes one --manifest, got {}", files.len()));
+                }
+                if let Some(f) = files.iter().find(|f| !f.is_file()) {
+                    return Err(format!("--manifest {}: no such file", f.display()));
+                }
+            }
+            _ => {}
+        }
+        if self.is_file_dataset() {
+            if self.npz.is_some() {
+                return Err(format!("--npz is for MedMNIST datasets, not --dataset {}", self.dataset));
+            }
+            self.intensity.parse::<mammo::Intensity>().map_err(|e| format!("--intensity: {e}"))?;
+            self.resize.parse::<mammo::Fit>().map_err(|e| format!("--resize: {e}"))?;
+            let f = self.split_fractions;
+            if f.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || f[0] <= 0.0 || (f.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
+                return Err(format!("--split-fractions must be train,val,test >= 0 summing to 1 (train > 0), got {f:?}"));
+            }
+        }
+        if self.in_channels != 1 && self.in_channels != 3 {
+            return Err(format!("--in-channels must be 1 or 3, got {}", self.in_channels));
+        }
+        self.augment_config().validate().map_err(|e| e.replace("augment.scale", "augment.zoom"))?;
         if self.epochs == 0 {
             return Err("--epochs must be at least 1".into());
         }
@@ -267,7 +399,9 @@ impl TrainConfig {
         if !["auto", "wgpu", "cpu"].contains(&self.backend.as_str()) {
             return Err(format!("--backend `{}`: expected auto, wgpu or cpu", self.backend));
         }
-        let binary = self.positive_classes.is_some();
+        // File datasets are usually binary (benign/malignant); their class count is checked
+        // once the data is read.
+        let binary = self.positive_classes.is_some() || self.is_file_dataset();
         let metrics: &[&str] = if binary {
             &["auc", "bal_acc", "acc", "loss", "ap", "f2", "sens@spec"]
         } else {

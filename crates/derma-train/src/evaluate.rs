@@ -40,14 +40,15 @@ impl Predictions {
     }
 }
 
-/// Runs `model` (validation mode) over all of `dataset` with the evaluation transform.
+/// Runs `model` (validation mode) over all of `dataset` with the evaluation transform; the
+/// mean `loss` is computed when a loss is given (else NaN: unlabelled inputs).
 pub fn predict(
     model: &MobileNetV2,
     dataset: &ImageDataset,
     size: usize,
     normalize: Normalize,
     batch_size: usize,
-    loss: &Loss,
+    loss: Option<&Loss>,
     device: &Device,
 ) -> Predictions {
     let loader = Loader::spawn(
@@ -67,14 +68,19 @@ pub fn predict(
     for batch in loader {
         let logits = model.forward(batch.images(device)); // [batch, k]
         let [b, k] = logits.dims();
-        loss_sum = loss_sum + loss.forward(logits.clone(), batch.targets(device)).mul_scalar(b as f64);
+        if let Some(loss) = loss {
+            loss_sum = loss_sum + loss.forward(logits.clone(), batch.targets(device)).mul_scalar(b as f64);
+        }
         let probs = if k == 1 { sigmoid(logits) } else { softmax(logits, 1) };
         let flat: Vec<f32> = probs.into_data().try_into_vec::<f32>().expect("probabilities are f32");
         out.probs.extend(flat.chunks(k).map(|r| r.iter().map(|&p| p as f64).collect()));
         out.labels.extend(batch.labels.iter().map(|&l| l as usize));
         out.indices.extend(batch.indices);
     }
-    out.loss = loss_sum.into_scalar::<f32>() as f64 / dataset.len().max(1) as f64;
+    out.loss = match loss {
+        Some(_) => loss_sum.into_scalar::<f32>() as f64 / dataset.len().max(1) as f64,
+        None => f64::NAN,
+    };
     out
 }
 

@@ -6,16 +6,29 @@
 //! - [`backend`]: the device — wgpu GPU or the Flex CPU backend.
 //! - [`pretrained`]: where ImageNet / user weights come from.
 //! - [`loss`]: cross-entropy, BCE, focal and combined losses with class weights.
+//! - [`step`]: one optimisation step (forward, loss, backward, AdamW), shared with `derma-bench`.
 //! - [`train`]: the training loop (AdamW, warmup + cosine, best-epoch selection).
 //! - [`evaluate`]: model → probabilities → metrics and the operating threshold.
 //! - [`report`]: the run folder's files (atomic) and the summary table.
+//! - [`predict`]: a finished run folder → model, preprocessing and threshold → predictions
+//!   for image files or an `.npz` split (the `derma-predict` binary).
+//! - [`gradcam`]: Grad-CAM heatmaps on the last convolutional block, and overlays.
+//! - [`folds`]: stratified (patient-grouped) k-fold splits and inner validation splits.
+//! - [`sweep`]: cross-validated hyper-parameter sweeps in phases (the `derma-sweep` binary).
+//! - [`cascade`]: a two-stage screener + specialist cascade (the `derma-cascade` binary).
 
 pub mod backend;
+pub mod cascade;
 pub mod config;
 pub mod evaluate;
+pub mod folds;
+pub mod gradcam;
 pub mod loss;
+pub mod predict;
 pub mod pretrained;
 pub mod report;
+pub mod step;
+pub mod sweep;
 pub mod train;
 
 pub use config::TrainConfig;

@@ -16,9 +16,28 @@ struct Cli {
     /// TOML config replacing the built-in `configs/dermamnist.toml` (missing keys keep defaults).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// MedMNIST dataset flag.
+    /// A MedMNIST flag (dermamnist, breastmnist, ...) or folder | csv | cbis-ddsm.
     #[arg(long)]
     dataset: Option<String>,
+    /// --dataset folder: one subfolder of images per class; cbis-ddsm: the image root.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// --dataset csv: path,label[,patient_id][,split]; cbis-ddsm: case-description CSVs
+    /// (repeat the flag for several).
+    #[arg(long)]
+    manifest: Vec<PathBuf>,
+    /// 16-bit intensity window: percentile:0.5,99.5 | fixed:LO,HI | none.
+    #[arg(long)]
+    intensity: Option<String>,
+    /// How file images become square: crop | pad | stretch.
+    #[arg(long)]
+    resize: Option<String>,
+    /// Patient-level train,val,test fractions (file datasets without a split column).
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    split_fractions: Option<Vec<f64>>,
+    /// Model input channels: 3, or 1 (grayscale stem).
+    #[arg(long)]
+    in_channels: Option<usize>,
     /// Cache folder (default: $MEDMNIST_ROOT, else ~/.medmnist).
     #[arg(long)]
     data_root: Option<PathBuf>,
@@ -40,6 +59,33 @@ struct Cli {
     /// Augmentation: none, natural or mammo.
     #[arg(long)]
     augment: Option<AugmentPreset>,
+    /// Augmentation knob: horizontal flip probability.
+    #[arg(long)]
+    hflip: Option<f64>,
+    /// Augmentation knob: vertical flip probability.
+    #[arg(long)]
+    vflip: Option<f64>,
+    /// Augmentation knob: random resized crop area MIN,MAX.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    crop_scale: Option<Vec<f64>>,
+    /// Augmentation knob: random resized crop aspect ratio MIN,MAX.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    crop_ratio: Option<Vec<f64>>,
+    /// Augmentation knob: maximum rotation in degrees.
+    #[arg(long)]
+    rotation: Option<f64>,
+    /// Augmentation knob: maximum translation (fraction of the size).
+    #[arg(long)]
+    translate: Option<f64>,
+    /// Augmentation knob: affine zoom MIN,MAX.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    zoom: Option<Vec<f64>>,
+    /// Augmentation knob: brightness jitter.
+    #[arg(long)]
+    brightness: Option<f64>,
+    /// Augmentation knob: contrast jitter.
+    #[arg(long)]
+    contrast: Option<f64>,
     /// Run folder (default: runs/<dataset>-<timestamp>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -121,10 +167,26 @@ impl Cli {
         macro_rules! set_opt {
             ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
         }
-        set!(dataset, size, augment, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
+        set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
              output_stride, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, select_metric, threshold);
-        set_opt!(data_root, npz, image_size, positive_classes, out, samples_per_epoch);
+        set_opt!(data_root, data_dir, npz, image_size, positive_classes, augment, out, samples_per_epoch);
+        if !self.manifest.is_empty() {
+            c.manifest = Some(self.manifest);
+        }
+        if let Some(f) = self.split_fractions {
+            c.split_fractions = [f[0], f[1], f[2]];
+        }
+        let pair = |v: Vec<f64>| [v[0], v[1]];
+        let k = &mut c.augment_knobs;
+        macro_rules! knob {
+            ($($field:ident),*) => { $( if self.$field.is_some() { k.$field = self.$field; } )* };
+        }
+        knob!(hflip, vflip, rotation, translate, brightness, contrast);
+        macro_rules! knob_pair {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { k.$field = Some(pair(v)); } )* };
+        }
+        knob_pair!(crop_scale, crop_ratio, zoom);
         if self.offline {
             c.offline = true;
         }

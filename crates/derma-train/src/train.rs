@@ -10,7 +10,7 @@ use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleL
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn_store::{BurnpackStore, ModuleSnapshot};
-use derma_data::{Augment, AugmentConfig, ImageDataset, Loader, LoaderConfig, Normalize};
+use derma_data::{Augment, ImageDataset, Loader, LoaderConfig, Normalize};
 use derma_eval::ThresholdRule;
 use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config, Padding, load_torchvision, weight_conventions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,6 +27,10 @@ pub struct TaskData {
     pub val: ImageDataset,
     /// Test split.
     pub test: ImageDataset,
+    /// File datasets: the patient of every image of train, val and test (an image without a
+    /// patient id is its own patient), for patient-grouped cross-validation. `None` for
+    /// MedMNIST, whose images are independent.
+    pub patients: Option<[Vec<String>; 3]>,
 }
 
 impl TaskData {
@@ -46,9 +50,95 @@ fn to_dataset(split: &medmnist::Split, names: &[String]) -> anyhow::Result<Image
     .map_err(|e| anyhow::anyhow!(e))
 }
 
-/// Loads (downloading if needed) the configured MedMNIST dataset, or the `.npz` given with
-/// `--npz`, and applies the binary view of `--positive-classes`.
+/// Loads the configured data — a MedMNIST dataset (downloading it if needed), the `.npz`
+/// given with `--npz`, or image files (`folder`, `csv`, `cbis-ddsm`) — and applies the binary
+/// view of `--positive-classes`.
 pub fn load_data(config: &TrainConfig) -> anyhow::Result<TaskData> {
+    let (mut data, source) = if config.is_file_dataset() {
+        (load_files(config)?, config.dataset.clone())
+    } else {
+        (load_medmnist(config)?, config.dataset.clone())
+    };
+    if let Some(pos) = &config.positive_classes {
+        let names = data.train.class_names().to_vec();
+        let positives = pos
+            .iter()
+            .map(|p| {
+                p.parse::<usize>()
+                    .ok()
+                    .filter(|&i| i < names.len())
+                    .or_else(|| names.iter().position(|n| n == p))
+                    .ok_or_else(|| anyhow::anyhow!("--positive-classes: `{p}` is not a class of {source} (classes: {})", names.join(", ")))
+            })
+            .collect::<anyhow::Result<Vec<usize>>>()?;
+        let pos_names: Vec<&str> = positives.iter().map(|&i| names[i].as_str()).collect();
+        let bin = [format!("not {}", pos_names.join("/")), pos_names.join("/")];
+        data.train = data.train.binary(&positives, bin.clone());
+        data.val = data.val.binary(&positives, bin.clone());
+        data.test = data.test.binary(&positives, bin);
+    }
+    for (name, d) in [("train", &data.train), ("val", &data.val), ("test", &data.test)] {
+        if d.is_empty() {
+            anyhow::bail!("the {name} split of {source} is empty");
+        }
+    }
+    let binary_metric = ["ap", "f2", "sens@spec"].contains(&config.select_metric.as_str());
+    if binary_metric && !data.is_binary() {
+        anyhow::bail!(
+            "--select-metric {} needs a two-class task; {source} has {} classes (use --positive-classes)",
+            config.select_metric,
+            data.train.num_classes()
+        );
+    }
+    Ok(data)
+}
+
+/// Image files through the `mammo` crate: manifest → patient-level splits → decoded,
+/// windowed and resized `u8` images at the training resolution.
+fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
+    let manifests = config.manifest.clone().unwrap_or_default();
+    let manifest = match config.dataset.as_str() {
+        "folder" => {
+            let dir = config.data_dir.as_deref().ok_or_else(|| anyhow::anyhow!("--dataset folder needs --data-dir"))?;
+            mammo::read_folder(dir)?
+        }
+        "csv" => mammo::read_csv(&manifests[0], None)?,
+        _ => mammo::read_cbis_ddsm(&manifests, config.data_dir.as_deref())?,
+    };
+    let load = mammo::LoadConfig {
+        size: config.image_size(),
+        fit: config.resize.parse().map_err(|e| anyhow::anyhow!("--resize: {e}"))?,
+        intensity: config.intensity.parse().map_err(|e| anyhow::anyhow!("--intensity: {e}"))?,
+        fractions: config.split_fractions,
+        seed: config.seed,
+    };
+    let crops = mammo::load(&manifest, &load)?;
+    println!(
+        "decoded {} images in {:.1}s ({:.0} images/s, {} px, {} channel(s))",
+        crops.report.images,
+        crops.report.seconds,
+        crops.report.images as f64 / crops.report.seconds.max(1e-9),
+        load.size,
+        crops.train.channels
+    );
+    let patients = |split: &mammo::CropSplit| -> Vec<String> {
+        split
+            .patients
+            .iter()
+            .zip(&split.paths)
+            .map(|(p, path)| p.clone().unwrap_or_else(|| format!("image:{}", path.display())))
+            .collect()
+    };
+    let patients = Some([patients(&crops.train), patients(&crops.val), patients(&crops.test)]);
+    let to_dataset = |split: mammo::CropSplit| {
+        ImageDataset::new(split.pixels, split.labels, [split.height, split.width, split.channels], crops.class_names.clone())
+            .map_err(|e| anyhow::anyhow!(e))
+    };
+    Ok(TaskData { train: to_dataset(crops.train)?, val: to_dataset(crops.val)?, test: to_dataset(crops.test)?, patients })
+}
+
+/// A MedMNIST dataset (downloaded and md5-checked, or the `--npz` file).
+fn load_medmnist(config: &TrainConfig) -> anyhow::Result<TaskData> {
     let info = medmnist::lookup(&config.dataset)?;
     let arrays = match &config.npz {
         Some(path) => medmnist::read_npz_checked(path, info.n_classes())?,
@@ -61,34 +151,12 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<TaskData> {
         }
     };
     let names: Vec<String> = info.labels.iter().map(|s| s.to_string()).collect();
-    let mut data = TaskData {
+    Ok(TaskData {
         train: to_dataset(&arrays.train, &names)?,
         val: to_dataset(&arrays.val, &names)?,
         test: to_dataset(&arrays.test, &names)?,
-    };
-    if let Some(pos) = &config.positive_classes {
-        let positives = pos
-            .iter()
-            .map(|p| {
-                p.parse::<usize>()
-                    .ok()
-                    .filter(|&i| i < names.len())
-                    .or_else(|| names.iter().position(|n| n == p))
-                    .ok_or_else(|| anyhow::anyhow!("--positive-classes: `{p}` is not a class of {} (classes: {})", info.flag, names.join(", ")))
-            })
-            .collect::<anyhow::Result<Vec<usize>>>()?;
-        let pos_names: Vec<&str> = positives.iter().map(|&i| names[i].as_str()).collect();
-        let bin = [format!("not {}", pos_names.join("/")), pos_names.join("/")];
-        data.train = data.train.binary(&positives, bin.clone());
-        data.val = data.val.binary(&positives, bin.clone());
-        data.test = data.test.binary(&positives, bin);
-    }
-    for (name, d) in [("train", &data.train), ("val", &data.val), ("test", &data.test)] {
-        if d.is_empty() {
-            anyhow::bail!("the {name} split of {} is empty", info.flag);
-        }
-    }
-    Ok(data)
+        patients: None,
+    })
 }
 
 /// Learning rate at `step` (0-based) of `total`: linear warmup over `warmup` steps, then
@@ -138,7 +206,8 @@ fn selection_score(metric: &str, m: &SplitMetrics) -> f64 {
     }
 }
 
-/// Trains with `config` on `device` and writes the run folder.
+/// Trains with `config` on `device` and writes the run folder: resolves the weights and the
+/// data (before creating the folder, so a bad flag leaves nothing behind), then [`fit`].
 pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &Path) -> anyhow::Result<RunOutcome> {
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
     for w in config.warnings() {
@@ -146,8 +215,20 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     }
     let weights = crate::pretrained::resolve(&config.pretrained, config.offline)?;
     let data = load_data(config)?;
+    fit(config, &data, weights.as_deref(), device, backend_name, out_dir)
+}
+
+/// Trains on already loaded `data` (e.g. one cross-validation fold) and writes the run folder.
+pub fn fit(
+    config: &TrainConfig,
+    data: &TaskData,
+    weights: Option<&Path>,
+    device: &Device,
+    backend_name: &str,
+    out_dir: &Path,
+) -> anyhow::Result<RunOutcome> {
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
-    let (input_norm, padding) = match &weights {
+    let (input_norm, padding) = match weights {
         Some(path) => weight_conventions(path)?,
         None => (InputNorm::ImageNet, Padding::Symmetric),
     };
@@ -177,17 +258,18 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     device.seed(config.seed);
     let model_config = MobileNetV2Config::new(num_logits)
         .with_width(config.width)
+        .with_in_channels(config.in_channels)
         .with_output_stride(config.output_stride)
         .with_dropout(config.dropout)
         .with_padding(padding);
     let mut model = model_config.init(&train_device);
-    if let Some(path) = &weights {
+    if let Some(path) = weights {
         model = load_torchvision(model, path, false).map_err(|e| anyhow::anyhow!("--pretrained: {e:#}"))?;
         println!("weights: {} (input normalisation {input_norm:?}, padding {padding:?}; new {num_logits}-logit classifier)", path.display());
     }
-    let normalize = Normalize { affine: input_norm.affine(), out_channels: 3 };
+    let normalize = Normalize { affine: input_norm.affine(), out_channels: config.in_channels };
     let size = config.image_size();
-    let train_augment = Augment::new(AugmentConfig::preset(config.augment), size);
+    let train_augment = Augment::new(config.augment_config(), size);
     let loss_train = loss_config.init(&train_device);
     let loss_eval = loss_config.init(device);
     let mut optim = AdamWConfig::new().with_weight_decay(config.weight_decay as f32).init();
@@ -274,7 +356,7 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
         }
 
         let eval_model = model.valid();
-        let val_pred = predict(&eval_model, &data.val, size, normalize, config.batch_size, &loss_eval, device);
+        let val_pred = predict(&eval_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
         let threshold = if binary { choose_threshold(&rule, &val_pred)?.value } else { 0.5 };
         let val = split_metrics(&val_pred, threshold)?;
         let images_per_second = n_images as f64 / train_seconds;
@@ -299,8 +381,8 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
 
     let (_, best_epoch, best_model) = best.expect("at least one epoch ran");
     save_model(&best_model, &out_dir.join("model.bpk"))?;
-    let val_pred = predict(&best_model, &data.val, size, normalize, config.batch_size, &loss_eval, device);
-    let test_pred = predict(&best_model, &data.test, size, normalize, config.batch_size, &loss_eval, device);
+    let val_pred = predict(&best_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
+    let test_pred = predict(&best_model, &data.test, size, normalize, config.batch_size, Some(&loss_eval), device);
     let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };
     let threshold = choice.as_ref().map_or(0.5, |c| c.value);
     let val = split_metrics(&val_pred, threshold)?;
@@ -314,6 +396,7 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     }
     let report_value = report::report_json(best_epoch, &class_names, &test_pred, &test, choice.as_ref().map(|c| (c, &val)))?;
     write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report_value)?.as_bytes())?;
+    write_report_pages(out_dir, data, &counts);
 
     println!("\nbest epoch {best_epoch} (by val {}); test set:", config.select_metric);
     print!("{}", report::summary_table(&class_names, &test_pred, &test)?);
@@ -329,6 +412,33 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     }
     println!("run folder: {}", out_dir.display());
     Ok(RunOutcome { out_dir: out_dir.to_path_buf(), best_epoch, test, report: report_value })
+}
+
+/// Plots, `report.md`/`report.html` and the test error gallery (`derma-report`). The results
+/// are already on disk: a failure here is a warning, not a lost run.
+fn write_report_pages(out_dir: &Path, data: &TaskData, train_counts: &[usize]) {
+    let thumbs = |split: &str, i: usize| -> Option<derma_report::Thumb> {
+        let d = match split {
+            "test" => &data.test,
+            "val" => &data.val,
+            _ => return None,
+        };
+        let [height, width, channels] = d.image_shape();
+        (i < d.len()).then(|| derma_report::Thumb { pixels: d.image(i).to_vec(), height, width, channels })
+    };
+    let options = derma_report::ReportOptions {
+        train_counts: Some(train_counts.iter().map(|&c| c as u64).collect()),
+        ..Default::default()
+    };
+    match derma_report::write_report(out_dir, &options, Some(&thumbs)) {
+        Ok(files) => {
+            for note in &files.notes {
+                println!("report note: {note}");
+            }
+            println!("report: {} (plots in {})", files.markdown.display(), out_dir.join("plots").display());
+        }
+        Err(e) => eprintln!("warning: the report pages were not written: {e}"),
+    }
 }
 
 /// Saves model weights (burnpack) atomically.

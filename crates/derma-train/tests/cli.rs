@@ -58,6 +58,10 @@ fn derma_train(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_derma-train")).args(args).output().unwrap()
 }
 
+fn derma_predict(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_derma-predict")).args(args).output().unwrap()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -98,6 +102,72 @@ fn trains_and_writes_the_run_folder() {
         let probs: f64 = row.split(',').skip(3).map(|p| p.parse::<f64>().unwrap()).sum();
         assert!((probs - 1.0).abs() < 1e-4, "probabilities of `{row}` sum to {probs}");
     }
+
+    // derma-predict on the same test images, from the .npz and from PNG files, agrees with
+    // the run's own predictions.csv.
+    let expected: Vec<Vec<f64>> = rows
+        .iter()
+        .filter(|r| r.starts_with("test,"))
+        .map(|r| r.split(',').skip(3).map(|p| p.parse().unwrap()).collect())
+        .collect();
+    let close = |got: &[f64], want: &[f64], what: &str| {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "{what}: {got:?} vs {want:?}");
+        }
+    };
+    let csv = out.join("predict-npz.csv");
+    let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", npz.to_str().unwrap(), "--split", "test",
+        "--out", csv.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let pred = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = pred.lines();
+    assert_eq!(lines.next().unwrap(), "path_or_index,label,prob_akiec,prob_bcc,prob_bkl,prob_df,prob_mel,prob_nv,prob_vasc,decision");
+    let pred_rows: Vec<&str> = lines.collect();
+    assert_eq!(pred_rows.len(), 56);
+    for (row, want) in pred_rows.iter().zip(&expected) {
+        let f: Vec<&str> = row.split(',').collect();
+        let probs: Vec<f64> = f[2..9].iter().map(|p| p.parse().unwrap()).collect();
+        close(&probs, want, row);
+        let argmax = (0..7).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).unwrap();
+        assert_eq!(f[9], ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"][argmax], "{row}");
+    }
+    let test_split = colour_split(8, 3);
+    let pngs = out.join("pngs");
+    std::fs::create_dir_all(&pngs).unwrap();
+    for i in 0..test_split.len {
+        let img = &test_split.images[i * 28 * 28 * 3..(i + 1) * 28 * 28 * 3];
+        image::save_buffer(pngs.join(format!("img{i:03}.png")), img, 28, 28, image::ExtendedColorType::Rgb8).unwrap();
+    }
+    let csv = out.join("predict-png.csv");
+    let cams = out.join("cams");
+    let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", pngs.to_str().unwrap(), "--out", csv.to_str().unwrap(),
+        "--backend", "cpu", "--gradcam", cams.to_str().unwrap()]);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let pred = std::fs::read_to_string(&csv).unwrap();
+    let pred_rows: Vec<&str> = pred.lines().skip(1).collect();
+    assert_eq!(pred_rows.len(), 56);
+    for (row, want) in pred_rows.iter().zip(&expected) {
+        assert!(row.contains("img"), "{row}");
+        let probs: Vec<f64> = row.split(',').skip(1).take(7).map(|p| p.parse().unwrap()).collect();
+        close(&probs, want, row);
+    }
+    let overlays: Vec<_> = std::fs::read_dir(&cams).unwrap().collect();
+    assert_eq!(overlays.len(), 56);
+    let first = overlays[0].as_ref().unwrap().path();
+    assert_eq!(image::image_dimensions(&first).unwrap(), (224, 224), "{}", first.display());
+    let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", out.join("missing.png").to_str().unwrap(),
+        "--out", csv.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("missing.png"), "{}", text(&o.stderr));
+    std::fs::remove_dir_all(&pngs).unwrap();
+    std::fs::remove_dir_all(&cams).unwrap();
+
+    // the report pages (derma-report) come with every run
+    for f in ["report.md", "report.html", "plots/curves.png", "plots/roc.png", "plots/pr.png", "plots/confusion.png", "plots/recall.png"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("plots/confusion.png") && md.contains("akiec"), "{md}");
+    assert_eq!(image::image_dimensions(out.join("plots/recall.png")).unwrap(), (900, 600));
 
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("epochs = 6") && config.contains("width = 0.25"), "{config}");
@@ -239,12 +309,15 @@ fn shipped_configs_are_valid() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let config = derma_train::TrainConfig::from_file(&path).unwrap();
+            let mut config = derma_train::TrainConfig::from_file(&path).unwrap();
+            if config.dataset == "folder" {
+                config.data_dir = Some(std::env::temp_dir()); // the user's --data-dir
+            }
             config.validate().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             n += 1;
         }
     }
-    assert!(n >= 2);
+    assert!(n >= 3);
     let combined = derma_train::TrainConfig::from_file(std::path::Path::new(&format!("{dir}/combined-loss.toml"))).unwrap();
     assert_eq!(combined.loss, derma_train::LossKind::Combined);
     assert_eq!((combined.gamma, combined.bce_weight, combined.focal_weight), (3.0, 0.5, 0.5));

@@ -1,0 +1,145 @@
+//! `derma-bench`: MobileNetV2 training and inference throughput, and device memory, on this
+//! project's code path. Compare with `scripts/bench_torch.py`; `scripts/bench_gpu.sh` runs both.
+//!
+//! ```sh
+//! derma-bench --backend wgpu --sizes 28:256,224:128 --modes step,e2e,infer --json burn.json
+//! ```
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use derma_bench::measure::Schedule;
+use derma_bench::options::{DataSource, Mode, SizeBatch, Upload, parse_modes, parse_sizes};
+use derma_bench::report::{BenchReport, table};
+use derma_bench::run::{Settings, run_config};
+use derma_data::AugmentPreset;
+
+/// MobileNetV2 training/inference throughput and device memory (this project's code path).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// auto | wgpu | cpu (auto: wgpu if a GPU adapter answers, else the CPU).
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    /// Comma-separated SIZE:BATCH configurations.
+    #[arg(long, default_value = "28:256,224:128", value_parser = parse_sizes)]
+    sizes: std::vec::Vec<SizeBatch>,
+    /// MobileNetV2 width multiplier.
+    #[arg(long, default_value_t = 1.0)]
+    width: f64,
+    /// Classifier outputs (DermaMNIST: 7).
+    #[arg(long, default_value_t = 7)]
+    classes: usize,
+    /// Untimed iterations before each measurement (compilation, autotuning).
+    #[arg(long, default_value_t = 10)]
+    warmup_steps: usize,
+    /// Timed iterations per measurement.
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Comma-separated modes: step (resident batch), e2e (loader + augmentation + upload +
+    /// step), loader (the loader alone), infer.
+    #[arg(long, default_value = "step,e2e,infer", value_parser = parse_modes)]
+    modes: std::vec::Vec<Mode>,
+    /// synthetic | npz:PATH (a MedMNIST-layout file; its train split, resized to each size).
+    #[arg(long, default_value = "synthetic")]
+    data: DataSource,
+    /// Synthetic images per configuration (at least one batch).
+    #[arg(long, default_value_t = 2048)]
+    synthetic_images: usize,
+    /// Loader augmentation: none | natural | mammo.
+    #[arg(long, default_value = "natural")]
+    augment: AugmentPreset,
+    /// Batches the loader prepares ahead (the training loop uses 4).
+    #[arg(long, default_value_t = 4)]
+    prefetch: usize,
+    /// copy (what the training loop does: HostBatch::images) | move (no host copy).
+    #[arg(long, default_value = "copy")]
+    upload: Upload,
+    /// Constant AdamW learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f64,
+    /// Seed (model initialisation, synthetic data, augmentation).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() {
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn backend_description(name: &str) -> String {
+    if name == "wgpu" {
+        let compiler = if cfg!(feature = "vulkan") { "SPIR-V on Vulkan, else WGSL" } else { "WGSL" };
+        let extra = if cfg!(feature = "autotune-cache") { ", autotune cache on disk" } else { "" };
+        format!("wgpu (fusion, autotune, {compiler}{extra})")
+    } else {
+        name.to_string()
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if !(args.width > 0.0 && args.width.is_finite()) {
+        anyhow::bail!("--width must be > 0, got {}", args.width);
+    }
+    if args.steps == 0 {
+        anyhow::bail!("--steps must be at least 1");
+    }
+    if args.classes == 0 {
+        anyhow::bail!("--classes must be at least 1");
+    }
+    let backend = derma_train::backend::select(&args.backend)?;
+    let settings = Settings {
+        width: args.width,
+        classes: args.classes,
+        modes: args.modes.clone(),
+        schedule: Schedule { warmup: args.warmup_steps, steps: args.steps },
+        data: args.data.clone(),
+        synthetic_images: args.synthetic_images,
+        augment: args.augment,
+        prefetch: args.prefetch,
+        upload: args.upload,
+        lr: args.lr,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+    };
+    let mut report = BenchReport {
+        framework: "burn".into(),
+        framework_version: "0.22.1".into(),
+        backend: backend_description(backend.name),
+        width: args.width,
+        classes: args.classes,
+        data: args.data.to_string(),
+        augment: format!("{:?}", args.augment).to_lowercase(),
+        upload: format!("{:?}", args.upload).to_lowercase(),
+        warmup_steps: args.warmup_steps,
+        steps: args.steps,
+        lr: args.lr,
+        pid: std::process::id(),
+        results: Vec::new(),
+    };
+    eprintln!("derma-bench: {} (pid {})", report.backend, report.pid);
+    for &sb in &args.sizes {
+        let result = run_config(&settings, sb, &backend.device, |line| eprintln!("{line}"))?;
+        report.results.push(result);
+        // Keep what is measured so far if a later configuration fails.
+        if let Some(path) = &args.json {
+            write_json(path, &report)?;
+        }
+    }
+    print!("{}", table(&report));
+    Ok(())
+}
+
+fn write_json(path: &std::path::Path, report: &BenchReport) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text + "\n").map_err(|e| anyhow::anyhow!("--json {}: {e}", path.display()))
+}

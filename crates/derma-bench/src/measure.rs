@@ -1,0 +1,202 @@
+//! The timed loops. Each runs `warmup` untimed iterations (kernel compilation, autotuning,
+//! allocator growth), synchronises the device, times `steps` iterations, and synchronises
+//! again before stopping the clock. Nothing is read back inside the timed loop: training
+//! losses are summed on the device ([`RunningLoss`]) and read after the clock stops.
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use derma_data::{HostBatch, ImageDataset, Loader, LoaderConfig};
+use derma_model::MobileNetV2;
+use derma_train::step::{RunningLoss, TrainStep};
+use serde::Serialize;
+
+use crate::options::Upload;
+
+/// How many iterations to run untimed, then timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Untimed iterations first.
+    pub warmup: usize,
+    /// Timed iterations.
+    pub steps: usize,
+}
+
+/// One timed loop's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measurement {
+    /// Timed iterations.
+    pub steps: usize,
+    /// Images processed in them.
+    pub images: usize,
+    /// Wall-clock seconds between the two synchronisations.
+    pub seconds: f64,
+    /// `images / seconds`.
+    pub images_per_second: f64,
+    /// Milliseconds per iteration.
+    pub ms_per_step: f64,
+    /// Training modes: mean loss over the timed steps (read after the clock stopped).
+    pub mean_loss: Option<f64>,
+}
+
+impl Measurement {
+    fn new(steps: usize, images: usize, seconds: f64, mean_loss: Option<f64>) -> Self {
+        let seconds = seconds.max(f64::MIN_POSITIVE);
+        Self {
+            steps,
+            images,
+            seconds,
+            images_per_second: images as f64 / seconds,
+            ms_per_step: 1e3 * seconds / steps.max(1) as f64,
+            mean_loss,
+        }
+    }
+}
+
+/// Waits for every operation queued on `device` (fusion queues included).
+pub fn sync(device: &Device) -> anyhow::Result<()> {
+    device.sync().map_err(|e| anyhow::anyhow!("device synchronisation failed: {e:?}"))
+}
+
+/// Puts a host batch on `device`: images `[batch, c, h, w]` and targets `[batch]`.
+pub fn upload(batch: HostBatch, device: &Device, how: Upload) -> (Tensor<4>, Tensor<1, Int>) {
+    let targets = batch.targets(device);
+    let images = match how {
+        Upload::Copy => batch.images(device),
+        Upload::Move => Tensor::from_data(TensorData::new(batch.pixels, batch.shape), device),
+    };
+    (images, targets)
+}
+
+fn check_loss(mode: &str, loss: f64) -> anyhow::Result<f64> {
+    if loss.is_finite() { Ok(loss) } else { anyhow::bail!("{mode}: the training loss is {loss} (diverged)") }
+}
+
+/// Training steps on one batch uploaded once: the device's training throughput, free of the
+/// loader and of host-to-device copies. `train_device` is the autodiff device the model's
+/// parameters live on, `device` the same device without autodiff.
+pub fn train_resident(
+    model: MobileNetV2,
+    step: &mut TrainStep,
+    batch: &HostBatch,
+    train_device: &Device,
+    device: &Device,
+    schedule: Schedule,
+    lr: f64,
+) -> anyhow::Result<(MobileNetV2, Measurement)> {
+    let b = batch.labels.len();
+    let images = batch.images(train_device);
+    let targets = batch.targets(train_device);
+    let mut model = model;
+    let mut warm = RunningLoss::new(device);
+    for _ in 0..schedule.warmup {
+        let (next, loss) = step.step(model, images.clone(), targets.clone(), lr);
+        model = next;
+        warm.add(loss, b);
+    }
+    sync(train_device)?;
+    let mut running = RunningLoss::new(device);
+    let started = Instant::now();
+    for _ in 0..schedule.steps {
+        let (next, loss) = step.step(model, images.clone(), targets.clone(), lr);
+        model = next;
+        running.add(loss, b);
+    }
+    sync(train_device)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let loss = check_loss("step", running.mean())?;
+    Ok((model, Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(loss))))
+}
+
+/// The dataset indices of `batches` full batches, cycling through the dataset.
+fn cycling_order(dataset: &ImageDataset, batches: usize, batch_size: usize) -> Vec<usize> {
+    let n = dataset.len().max(1);
+    (0..batches * batch_size).map(|i| i % n).collect()
+}
+
+/// Training end to end, as the training loop runs it: [`Loader`] (augmentation and
+/// normalisation on worker threads, `config.prefetch` batches ahead), upload, step.
+#[allow(clippy::too_many_arguments)]
+pub fn train_e2e(
+    model: MobileNetV2,
+    step: &mut TrainStep,
+    dataset: &ImageDataset,
+    config: LoaderConfig,
+    train_device: &Device,
+    device: &Device,
+    schedule: Schedule,
+    lr: f64,
+    how: Upload,
+) -> anyhow::Result<(MobileNetV2, Measurement)> {
+    let order = cycling_order(dataset, schedule.warmup + schedule.steps, config.batch_size);
+    let mut loader = Loader::spawn(dataset, order, config);
+    let mut model = model;
+    let mut run = |model: MobileNetV2, running: &mut RunningLoss, n: usize| -> anyhow::Result<MobileNetV2> {
+        let mut model = model;
+        for _ in 0..n {
+            let batch = loader.next().ok_or_else(|| anyhow::anyhow!("e2e: the loader ended early"))?;
+            let b = batch.labels.len();
+            let (images, targets) = upload(batch, train_device, how);
+            let (next, loss) = step.step(model, images, targets, lr);
+            model = next;
+            running.add(loss, b);
+        }
+        Ok(model)
+    };
+    let mut warm = RunningLoss::new(device);
+    model = run(model, &mut warm, schedule.warmup)?;
+    sync(train_device)?;
+    let mut running = RunningLoss::new(device);
+    let started = Instant::now();
+    model = run(model, &mut running, schedule.steps)?;
+    sync(train_device)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let images = running.seen();
+    let loss = check_loss("e2e", running.mean())?;
+    Ok((model, Measurement::new(schedule.steps, images, seconds, Some(loss))))
+}
+
+/// The loader alone (augmentation, normalisation, batching on the host): the most images per
+/// second end-to-end training can reach with it.
+pub fn loader_only(dataset: &ImageDataset, config: LoaderConfig, schedule: Schedule) -> anyhow::Result<Measurement> {
+    let order = cycling_order(dataset, schedule.warmup + schedule.steps, config.batch_size);
+    let mut loader = Loader::spawn(dataset, order, config);
+    for _ in 0..schedule.warmup {
+        loader.next().ok_or_else(|| anyhow::anyhow!("loader: ended early"))?;
+    }
+    let started = Instant::now();
+    let mut images = 0;
+    let mut checksum = 0f64;
+    for _ in 0..schedule.steps {
+        let batch = loader.next().ok_or_else(|| anyhow::anyhow!("loader: ended early"))?;
+        images += batch.labels.len();
+        checksum += batch.pixels.first().copied().unwrap_or(0.0) as f64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    std::hint::black_box(checksum);
+    Ok(Measurement::new(schedule.steps, images, seconds, None))
+}
+
+/// Inference on a resident batch with `model` (call [`burn::module::Module::valid`]
+/// first: evaluation mode, no autodiff). The logits are summed on the device so that every
+/// forward pass is consumed.
+pub fn infer_resident(model: &MobileNetV2, batch: &HostBatch, device: &Device, schedule: Schedule) -> anyhow::Result<Measurement> {
+    let b = batch.labels.len();
+    let images = batch.images(device);
+    let mut acc = Tensor::<1>::zeros([1], device);
+    for _ in 0..schedule.warmup {
+        acc = acc + model.forward(images.clone()).sum();
+    }
+    sync(device)?;
+    let started = Instant::now();
+    for _ in 0..schedule.steps {
+        acc = acc + model.forward(images.clone()).sum();
+    }
+    sync(device)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let total = acc.into_scalar::<f32>();
+    if !total.is_finite() {
+        anyhow::bail!("infer: the logits are not finite (sum {total})");
+    }
+    Ok(Measurement::new(schedule.steps, schedule.steps * b, seconds, None))
+}

@@ -1,0 +1,139 @@
+//! What to measure: `size:batch` pairs, modes and the data source, parsed from flags.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// One configuration: images of `size`×`size` pixels, `batch` per step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeBatch {
+    /// Image side in pixels (the network input).
+    pub size: usize,
+    /// Images per step.
+    pub batch: usize,
+}
+
+impl FromStr for SizeBatch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (size, batch) = s.split_once(':').ok_or_else(|| format!("`{s}`: expected SIZE:BATCH, e.g. 28:256"))?;
+        let parse = |what: &str, v: &str| match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("`{s}`: {what} must be a positive integer, got `{v}`")),
+        };
+        Ok(Self { size: parse("size", size)?, batch: parse("batch", batch)? })
+    }
+}
+
+/// Parses a comma-separated `SIZE:BATCH` list (`28:256,224:128`).
+pub fn parse_sizes(s: &str) -> Result<Vec<SizeBatch>, String> {
+    let v = s.split(',').filter(|p| !p.trim().is_empty()).map(|p| p.trim().parse()).collect::<Result<Vec<_>, _>>()?;
+    if v.is_empty() {
+        return Err("--sizes: no SIZE:BATCH given".into());
+    }
+    Ok(v)
+}
+
+/// A measurement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Training steps on one batch uploaded once (the device's training throughput).
+    Step,
+    /// Training end to end: loader, augmentation, upload and step.
+    E2e,
+    /// The loader and augmentation alone (host throughput, no device work).
+    Loader,
+    /// Inference (`model.valid()` forward) on a resident batch.
+    Infer,
+}
+
+impl Mode {
+    /// The flag spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Step => "step",
+            Mode::E2e => "e2e",
+            Mode::Loader => "loader",
+            Mode::Infer => "infer",
+        }
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "step" => Ok(Mode::Step),
+            "e2e" => Ok(Mode::E2e),
+            "loader" => Ok(Mode::Loader),
+            "infer" => Ok(Mode::Infer),
+            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader or infer)")),
+        }
+    }
+}
+
+/// Parses a comma-separated mode list (`step,e2e,infer`).
+pub fn parse_modes(s: &str) -> Result<Vec<Mode>, String> {
+    let mut v: Vec<Mode> = Vec::new();
+    for m in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let m: Mode = m.parse()?;
+        if !v.contains(&m) {
+            v.push(m);
+        }
+    }
+    if v.is_empty() {
+        return Err("--modes: no mode given".into());
+    }
+    Ok(v)
+}
+
+/// Where the images come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    /// Generated `u8` images of the benchmark size.
+    Synthetic,
+    /// The training split of a MedMNIST-layout `.npz`, resized by the augmentation.
+    Npz(PathBuf),
+}
+
+impl FromStr for DataSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "synthetic" => Ok(DataSource::Synthetic),
+            _ => match s.strip_prefix("npz:") {
+                Some(p) if !p.is_empty() => Ok(DataSource::Npz(PathBuf::from(p))),
+                _ => Err(format!("--data `{s}`: expected synthetic or npz:PATH")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for DataSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataSource::Synthetic => write!(f, "synthetic"),
+            DataSource::Npz(p) => write!(f, "npz:{}", p.display()),
+        }
+    }
+}
+
+/// How a host batch reaches the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upload {
+    /// `HostBatch::images` (copies the pixels first): what the training loop does today.
+    Copy,
+    /// The batch's pixel buffer handed over without a copy.
+    Move,
+}
+
+impl FromStr for Upload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "copy" => Ok(Upload::Copy),
+            "move" => Ok(Upload::Move),
+            _ => Err(format!("--upload `{s}`: expected copy or move")),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! One configuration end to end: data, a fresh model and optimiser, then the chosen modes in
+//! a fixed order (step, e2e, loader, infer) and the allocator reading.
+
+use burn::module::Module;
+use burn::prelude::*;
+use derma_data::{Augment, AugmentConfig, AugmentPreset, LoaderConfig, Normalize, batch::assemble};
+use derma_model::{InputNorm, MobileNetV2Config};
+use derma_train::LossConfig;
+use derma_train::step::TrainStep;
+
+use crate::measure::{self, Schedule};
+use crate::memory;
+use crate::options::{DataSource, Mode, SizeBatch, Upload};
+use crate::report::ConfigResult;
+
+/// What every configuration shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// MobileNetV2 width multiplier.
+    pub width: f64,
+    /// Classifier outputs (DermaMNIST: 7).
+    pub classes: usize,
+    /// Modes to run.
+    pub modes: Vec<Mode>,
+    /// Untimed, then timed iterations.
+    pub schedule: Schedule,
+    /// Images.
+    pub data: DataSource,
+    /// Synthetic images generated per configuration.
+    pub synthetic_images: usize,
+    /// Loader augmentation.
+    pub augment: AugmentPreset,
+    /// Batches the loader prepares ahead.
+    pub prefetch: usize,
+    /// Host-to-device transfer of loader batches.
+    pub upload: Upload,
+    /// Constant AdamW learning rate (classifier and backbone alike).
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Seed of the model initialisation, data and augmentation.
+    pub seed: u64,
+}
+
+/// The loader configuration of a benchmark configuration.
+pub fn loader_config(settings: &Settings, sb: SizeBatch) -> LoaderConfig {
+    LoaderConfig {
+        batch_size: sb.batch,
+        prefetch: settings.prefetch,
+        augment: Augment::new(AugmentConfig::preset(settings.augment), sb.size),
+        normalize: Normalize { affine: InputNorm::ImageNet.affine(), out_channels: 3 },
+        seed: settings.seed,
+        epoch: 0,
+    }
+}
+
+/// Runs `settings.modes` for `sb` on `device` (without autodiff; training uses its autodiff
+/// twin). `log` receives one line per finished mode.
+pub fn run_config(settings: &Settings, sb: SizeBatch, device: &Device, mut log: impl FnMut(&str)) -> anyhow::Result<ConfigResult> {
+    let dataset = crate::data::load(&settings.data, sb.size, settings.synthetic_images.max(sb.batch), settings.classes, settings.seed)?;
+    let config = loader_config(settings, sb);
+    let first: Vec<usize> = (0..sb.batch).map(|i| i % dataset.len()).collect();
+    let batch = assemble(&dataset, &first, &config);
+
+    let train_device = device.clone().autodiff();
+    device.seed(settings.seed);
+    let mut model = MobileNetV2Config::new(dataset.num_classes()).with_width(settings.width).init(&train_device);
+    let loss = LossConfig::ce().init(&train_device);
+    let mut step = TrainStep::new(loss, settings.weight_decay, 1.0);
+    let mut result = ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, memory: None };
+    let mut note = |mode: Mode, m: &measure::Measurement| {
+        log(&format!(
+            "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step{}",
+            sb.size,
+            sb.batch,
+            mode.name(),
+            m.images_per_second,
+            m.ms_per_step,
+            m.mean_loss.map_or(String::new(), |l| format!("  loss {l:.4}"))
+        ))
+    };
+    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer] {
+        if !settings.modes.contains(&mode) {
+            continue;
+        }
+        match mode {
+            Mode::Step => {
+                let (next, m) = measure::train_resident(model, &mut step, &batch, &train_device, device, settings.schedule, settings.lr)?;
+                model = next;
+                note(mode, &m);
+                result.step = Some(m);
+            }
+            Mode::E2e => {
+                let (next, m) = measure::train_e2e(
+                    model,
+                    &mut step,
+                    &dataset,
+                    config.clone(),
+                    &train_device,
+                    device,
+                    settings.schedule,
+                    settings.lr,
+                    settings.upload,
+                )?;
+                model = next;
+                note(mode, &m);
+                result.e2e = Some(m);
+            }
+            Mode::Loader => {
+                let m = measure::loader_only(&dataset, config.clone(), settings.schedule)?;
+                note(mode, &m);
+                result.loader = Some(m);
+            }
+            Mode::Infer => {
+                let m = measure::infer_resident(&model.valid(), &batch, device, settings.schedule)?;
+                note(mode, &m);
+                result.infer = Some(m);
+            }
+        }
+    }
+    measure::sync(device)?;
+    result.memory = memory::read(device);
+    Ok(result)
+}

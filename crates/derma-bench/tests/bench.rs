@@ -1,0 +1,162 @@
+//! The benchmark's measurement functions on the CPU backend, tiny: width 0.25, 28 px.
+
+use burn::prelude::*;
+use derma_bench::data;
+use derma_bench::measure::{self, Measurement, Schedule};
+use derma_bench::options::{DataSource, Mode, SizeBatch, Upload, parse_modes, parse_sizes};
+use derma_bench::report::{BenchReport, table};
+use derma_bench::run::{Settings, loader_config, run_config};
+use derma_data::AugmentPreset;
+use derma_data::batch::assemble;
+use derma_model::{MobileNetV2, MobileNetV2Config};
+use derma_train::LossConfig;
+use derma_train::step::TrainStep;
+
+fn settings() -> Settings {
+    Settings {
+        width: 0.25,
+        classes: 7,
+        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer],
+        schedule: Schedule { warmup: 1, steps: 2 },
+        data: DataSource::Synthetic,
+        synthetic_images: 16,
+        augment: AugmentPreset::Natural,
+        prefetch: 2,
+        upload: Upload::Copy,
+        lr: 1e-2,
+        weight_decay: 1e-4,
+        seed: 0,
+    }
+}
+
+fn check(m: &Measurement, steps: usize, images: usize, training: bool) {
+    assert_eq!(m.steps, steps);
+    assert_eq!(m.images, images);
+    for (name, v) in [("seconds", m.seconds), ("images_per_second", m.images_per_second), ("ms_per_step", m.ms_per_step)] {
+        assert!(v.is_finite() && v > 0.0, "{name} = {v}");
+    }
+    let expected = m.images as f64 / m.seconds;
+    assert!((m.images_per_second - expected).abs() <= 1e-9 * expected, "{} vs {expected}", m.images_per_second);
+    match (training, m.mean_loss) {
+        (true, Some(l)) => assert!(l.is_finite() && l > 0.0, "loss {l}"),
+        (false, None) => {}
+        other => panic!("unexpected loss {other:?}"),
+    }
+}
+
+/// Classifier and stem weights as host vectors.
+fn weights(model: &MobileNetV2) -> (Vec<f32>, Vec<f32>) {
+    let v = |d: TensorData| d.try_into_vec::<f32>().expect("f32 weights");
+    (v(model.classifier.weight.val().into_data()), v(model.stem.conv.weight.val().into_data()))
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn measurements_are_positive_and_steps_update_the_weights() {
+    let device = Device::flex();
+    let train_device = device.clone().autodiff();
+    let s = settings();
+    let sb = SizeBatch { size: 28, batch: 4 };
+    let dataset = data::synthetic(16, 28, 7, 0);
+    let config = loader_config(&s, sb);
+    let batch = assemble(&dataset, &[0, 1, 2, 3], &config);
+    assert_eq!(batch.shape, [4, 3, 28, 28]);
+
+    device.seed(0);
+    let model = MobileNetV2Config::new(7).with_width(0.25).init(&train_device);
+    let (cls0, stem0) = weights(&model);
+    let mut step = TrainStep::new(LossConfig::ce().init(&train_device), 1e-4, 1.0);
+
+    let schedule = Schedule { warmup: 0, steps: 2 };
+    let (model, m) = measure::train_resident(model, &mut step, &batch, &train_device, &device, schedule, 1e-2).unwrap();
+    check(&m, 2, 8, true);
+    let (cls1, stem1) = weights(&model);
+    // AdamW's first steps move every parameter by about lr: far above rounding.
+    assert!(max_abs_diff(&cls0, &cls1) > 1e-4, "the classifier did not change");
+    assert!(max_abs_diff(&stem0, &stem1) > 1e-4, "the backbone (stem) did not change");
+
+    let (model, m) =
+        measure::train_e2e(model, &mut step, &dataset, config.clone(), &train_device, &device, schedule, 1e-2, Upload::Move).unwrap();
+    check(&m, 2, 8, true);
+    let (cls2, _) = weights(&model);
+    assert!(max_abs_diff(&cls1, &cls2) > 1e-4, "end-to-end steps did not change the weights");
+
+    check(&measure::loader_only(&dataset, config, Schedule { warmup: 1, steps: 2 }).unwrap(), 2, 8, false);
+    let eval = model.valid();
+    check(&measure::infer_resident(&eval, &batch, &device, Schedule { warmup: 1, steps: 2 }).unwrap(), 2, 8, false);
+}
+
+#[test]
+fn a_configuration_fills_every_mode_and_the_table() {
+    let s = settings();
+    let mut lines = Vec::new();
+    let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |l| lines.push(l.to_string())).unwrap();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    check(r.step.as_ref().unwrap(), 2, 8, true);
+    check(r.e2e.as_ref().unwrap(), 2, 8, true);
+    check(r.loader.as_ref().unwrap(), 2, 8, false);
+    check(r.infer.as_ref().unwrap(), 2, 8, false);
+    if let Some(m) = r.memory {
+        assert!(m.peak_reserved_bytes >= m.reserved_bytes && m.reserved_bytes >= m.in_use_bytes, "{m:?}");
+    }
+    let report = BenchReport {
+        framework: "burn".into(),
+        framework_version: "0.22.1".into(),
+        backend: "cpu (flex)".into(),
+        width: 0.25,
+        classes: 7,
+        data: "synthetic".into(),
+        augment: "natural".into(),
+        upload: "copy".into(),
+        warmup_steps: 1,
+        steps: 2,
+        lr: 1e-2,
+        pid: std::process::id(),
+        results: vec![r],
+    };
+    let text = table(&report);
+    assert!(text.lines().nth(2).is_some_and(|l| l.trim_start().starts_with("28")), "{text}");
+    let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+    assert!(json["results"][0]["step"]["images_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn an_npz_dataset_is_resized_by_the_loader() {
+    let dir = std::env::temp_dir().join(format!("derma-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.npz");
+    let split = |n: usize| medmnist::Split {
+        images: (0..n * 8 * 8 * 3).map(|i| (i % 251) as u8).collect(),
+        labels: (0..n).map(|i| (i % 3) as u8).collect(),
+        len: n,
+        height: 8,
+        width: 8,
+        channels: 3,
+    };
+    medmnist::write_npz(&path, &medmnist::MedMnistArrays { train: split(6), val: split(2), test: split(2) }).unwrap();
+    let dataset = data::load(&DataSource::Npz(path.clone()), 28, 0, 7, 0).unwrap();
+    assert_eq!((dataset.len(), dataset.num_classes(), dataset.image_shape()), (6, 7, [8, 8, 3]));
+    let batch = assemble(&dataset, &[0, 1, 2], &loader_config(&settings(), SizeBatch { size: 28, batch: 3 }));
+    assert_eq!(batch.shape, [3, 3, 28, 28]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn flags_parse_and_bad_values_are_refused() {
+    assert_eq!(
+        parse_sizes("28:256, 224:128").unwrap(),
+        vec![SizeBatch { size: 28, batch: 256 }, SizeBatch { size: 224, batch: 128 }]
+    );
+    for bad in ["28", "0:4", "28:0", "28:x", ""] {
+        assert!(parse_sizes(bad).is_err(), "{bad} accepted");
+    }
+    assert_eq!(parse_modes("step,infer,step").unwrap(), vec![Mode::Step, Mode::Infer]);
+    assert!(parse_modes("step,bogus").is_err());
+    assert_eq!("npz:a.npz".parse::<DataSource>().unwrap(), DataSource::Npz("a.npz".into()));
+    assert!("npz:".parse::<DataSource>().is_err());
+    assert!("zip".parse::<Upload>().is_err());
+}

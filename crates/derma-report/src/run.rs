@@ -1,0 +1,465 @@
+//! Reading a finished run folder: `config.toml`, `metrics.csv`, `predictions.csv`,
+//! `report.json` and (binary tasks) `thresholds.csv`, in the formats derma-train writes
+//! (see its `report` module), checked against each other.
+//!
+//! Required: `metrics.csv`, `predictions.csv`, `report.json`. Optional: `config.toml` (the
+//! configuration table is left out without it) and `thresholds.csv` (the threshold table is
+//! left out). Every problem is an [`Error`] naming the file and line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::csv::{Csv, read_text};
+use crate::error::{Error, Result};
+use crate::rule::Rule;
+
+/// Everything the report is made from.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// `config.toml` as `key → value` (strings unquoted, lists joined with `, `); `None`
+    /// when the file is absent.
+    pub config: Option<BTreeMap<String, String>>,
+    /// `metrics.csv`, one row per epoch.
+    pub epochs: Vec<Epoch>,
+    /// `report.json`.
+    pub report: ReportJson,
+    /// Validation rows of `predictions.csv`.
+    pub val: Split,
+    /// Test rows of `predictions.csv`.
+    pub test: Split,
+    /// `thresholds.csv` (binary tasks; `None` when absent).
+    pub thresholds: Option<Vec<ThresholdRow>>,
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Epoch {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation accuracy.
+    pub val_acc: f64,
+    /// Validation balanced accuracy.
+    pub val_bal_acc: f64,
+    /// Validation (macro one-vs-rest) ROC AUC.
+    pub val_auc: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+    /// Training throughput (`None` for runs written before the column existed).
+    pub images_per_second: Option<f64>,
+    /// Binary tasks: validation metrics at that epoch's operating threshold.
+    pub binary: Option<EpochBinary>,
+}
+
+/// The binary columns of a `metrics.csv` row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochBinary {
+    /// Operating threshold chosen on validation at this epoch (`inf`: nothing positive).
+    pub threshold: f64,
+    /// Sensitivity at it.
+    pub sensitivity: f64,
+    /// Specificity at it.
+    pub specificity: f64,
+    /// Precision at it.
+    pub precision: f64,
+    /// F1 at it.
+    pub f1: f64,
+    /// F2 at it.
+    pub f2: f64,
+    /// Counts at it: true positives, false positives, true negatives, false negatives.
+    pub counts: [u64; 4],
+    /// Validation average precision.
+    pub ap: f64,
+}
+
+/// The rows of one split in `predictions.csv`, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Split {
+    /// `val` or `test`.
+    pub name: String,
+    /// Dataset index of each row (the index an [`ImageSource`](crate::ImageSource) gets).
+    pub indices: Vec<usize>,
+    /// True class of each row (binary: 1 = positive).
+    pub labels: Vec<usize>,
+    /// Per row: the class probabilities, or one value, the positive-class probability
+    /// (binary).
+    pub probs: Vec<Vec<f64>>,
+}
+
+impl Split {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the split has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Rows per true class, for `n_classes` classes.
+    pub fn class_counts(&self, n_classes: usize) -> Vec<u64> {
+        let mut counts = vec![0; n_classes];
+        for &l in &self.labels {
+            if let Some(c) = counts.get_mut(l) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
+    /// Binary: the positive-class probability of each row.
+    pub fn scores(&self) -> Vec<f64> {
+        self.probs.iter().map(|p| p[0]).collect()
+    }
+
+    /// Binary: whether each row is a positive.
+    pub fn positives(&self) -> Vec<bool> {
+        self.labels.iter().map(|&l| l == 1).collect()
+    }
+}
+
+/// One row of `thresholds.csv` (the validation ROC table).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThresholdRow {
+    /// `score >= threshold` is positive; the first row is `inf` (nothing positive).
+    pub threshold: f64,
+    /// Sensitivity.
+    pub tpr: f64,
+    /// 1 − specificity.
+    pub fpr: f64,
+    /// Precision (0 where nothing is positive).
+    pub precision: f64,
+}
+
+/// `report.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ReportJson {
+    /// The epoch whose weights were kept (1-based).
+    pub best_epoch: usize,
+    /// Class names (binary: negative, positive).
+    pub classes: Vec<String>,
+    /// Test results of the best epoch.
+    pub test: TestJson,
+    /// Binary tasks: the operating threshold.
+    #[serde(default)]
+    pub threshold: Option<ThresholdJson>,
+}
+
+/// `report.json`'s `test`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TestJson {
+    /// Accuracy (binary: at the operating threshold).
+    pub accuracy: f64,
+    /// Balanced accuracy.
+    pub balanced_accuracy: f64,
+    /// Macro one-vs-rest ROC AUC (binary: the ROC AUC).
+    pub auc_macro: f64,
+    /// Per-class precision, recall, F1 and support.
+    pub per_class: Vec<ClassJson>,
+    /// `confusion_matrix[true][predicted]`.
+    pub confusion_matrix: Vec<Vec<u64>>,
+    /// Binary: ROC AUC.
+    #[serde(default)]
+    pub auc: Option<f64>,
+    /// Binary: average precision.
+    #[serde(default)]
+    pub ap: Option<f64>,
+}
+
+/// One entry of `per_class`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClassJson {
+    /// Class name.
+    pub name: String,
+    /// Precision.
+    pub precision: f64,
+    /// Recall.
+    pub recall: f64,
+    /// F1.
+    pub f1: f64,
+    /// Test samples of the class.
+    pub support: u64,
+}
+
+/// `report.json`'s `threshold` (binary tasks).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ThresholdJson {
+    /// The rule, e.g. `min-spec:0.8`.
+    pub rule: String,
+    /// The threshold; JSON `null` is `+inf` (serde_json writes infinity as null): nothing is
+    /// predicted positive.
+    pub value: Option<f64>,
+    /// Whether the rule's constraint was met on validation.
+    pub met: bool,
+    /// What the user should know about the choice.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Validation metrics at the threshold.
+    pub val: BinaryJson,
+    /// Test metrics at the threshold.
+    pub test: BinaryJson,
+}
+
+/// Screening metrics at the operating threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct BinaryJson {
+    /// Sensitivity.
+    pub sensitivity: f64,
+    /// Specificity.
+    pub specificity: f64,
+    /// Precision.
+    pub precision: f64,
+    /// F1.
+    pub f1: f64,
+    /// F2.
+    pub f2: f64,
+    /// True positives.
+    pub tp: u64,
+    /// False positives.
+    pub fp: u64,
+    /// True negatives.
+    pub tn: u64,
+    /// False negatives.
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+}
+
+impl ThresholdJson {
+    /// The threshold as a number (`+inf` for `null`).
+    pub fn threshold(&self) -> f64 {
+        self.value.unwrap_or(f64::INFINITY)
+    }
+}
+
+impl Run {
+    /// Reads and cross-checks the run folder `dir`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let report = read_report_json(&dir.join("report.json"))?;
+        let (binary, val, test) = read_predictions(&dir.join("predictions.csv"), &report)?;
+        let epochs = read_metrics(&dir.join("metrics.csv"), binary)?;
+        let config = read_config(&dir.join("config.toml"))?;
+        let thresholds = if binary { read_thresholds(&dir.join("thresholds.csv"))? } else { None };
+        let run = Self { dir: dir.to_path_buf(), config, epochs, report, val, test, thresholds };
+        run.check()?;
+        Ok(run)
+    }
+
+    /// Single-probability (binary) task?
+    pub fn is_binary(&self) -> bool {
+        self.test.probs.first().is_some_and(|p| p.len() == 1)
+    }
+
+    /// Class names from `report.json`.
+    pub fn classes(&self) -> &[String] {
+        &self.report.classes
+    }
+
+    /// The prediction rule the run reported its results with: `prob >= threshold` (binary)
+    /// or arg-max.
+    pub fn rule(&self) -> Rule {
+        match &self.report.threshold {
+            Some(t) if self.is_binary() => Rule::Threshold(t.threshold()),
+            _ => Rule::Argmax,
+        }
+    }
+
+    /// The best epoch's `metrics.csv` row, if present.
+    pub fn best(&self) -> Option<&Epoch> {
+        self.epochs.iter().find(|e| e.epoch == self.report.best_epoch)
+    }
+
+    /// The files agree with each other.
+    fn check(&self) -> Result<()> {
+        let json = self.dir.join("report.json");
+        let k = self.classes().len();
+        let inconsistent = |reason: String| Err(Error::Inconsistent { path: json.clone(), reason });
+        if self.is_binary() && self.report.threshold.is_none() {
+            return inconsistent("predictions.csv has one probability column (a binary task) but report.json has no `threshold`".into());
+        }
+        if self.report.test.per_class.len() != k {
+            return inconsistent(format!("`test.per_class` has {} entries for {k} classes", self.report.test.per_class.len()));
+        }
+        let cm = &self.report.test.confusion_matrix;
+        if cm.len() != k || cm.iter().any(|r| r.len() != k) {
+            return inconsistent(format!("`test.confusion_matrix` is not {k}x{k}"));
+        }
+        if !self.epochs.iter().any(|e| e.epoch == self.report.best_epoch) {
+            return inconsistent(format!("best_epoch {} has no row in metrics.csv", self.report.best_epoch));
+        }
+        Ok(())
+    }
+}
+
+fn read_report_json(path: &Path) -> Result<ReportJson> {
+    let text = read_text(path, "derma-train writes it at the end of a run; is the run finished?")?;
+    let report: ReportJson =
+        serde_json::from_str(&text).map_err(|e| Error::Parse { path: path.into(), reason: e.to_string() })?;
+    if report.classes.len() < 2 {
+        return Err(Error::Inconsistent {
+            path: path.into(),
+            reason: format!("`classes` has {} entries; a task has at least 2", report.classes.len()),
+        });
+    }
+    Ok(report)
+}
+
+/// `predictions.csv` → (binary, val, test).
+fn read_predictions(path: &Path, report: &ReportJson) -> Result<(bool, Split, Split)> {
+    let csv = Csv::read(path, "derma-train writes it at the end of a run; is the run finished?")?;
+    let k = report.classes.len();
+    let head = csv.header.iter().map(String::as_str).collect::<Vec<_>>();
+    let binary = head == ["split", "index", "label", "prob"];
+    let expected: Vec<String> = if binary {
+        vec!["prob".into()]
+    } else {
+        (0..csv.header.len().saturating_sub(3)).map(|c| format!("prob_{c}")).collect()
+    };
+    if head.len() < 4 || head[..3] != ["split", "index", "label"] || csv.header[3..] != expected[..] {
+        return Err(csv.malformed(1, format!("expected `split,index,label,prob` or `split,index,label,prob_0,…`, got `{}`", csv.header.join(","))));
+    }
+    let n_probs = csv.header.len() - 3;
+    if binary && k != 2 || !binary && n_probs != k {
+        return Err(Error::Inconsistent {
+            path: path.into(),
+            reason: format!("{n_probs} probability column(s), but report.json lists {k} classes"),
+        });
+    }
+    let (mut val, mut test) = (Split { name: "val".into(), ..Split::default() }, Split { name: "test".into(), ..Split::default() });
+    for (line, fields) in &csv.rows {
+        let line = *line;
+        csv.check_width(line, fields)?;
+        let split = match fields[0].as_str() {
+            "val" => &mut val,
+            "test" => &mut test,
+            other => return Err(csv.malformed(line, format!("split `{other}` is neither `val` nor `test`"))),
+        };
+        let index = csv.count(line, fields, 1)?;
+        let label = csv.count(line, fields, 2)?;
+        if label >= k {
+            return Err(csv.malformed(line, format!("label {label} is not a class index: expected 0..{k}")));
+        }
+        let probs = (3..fields.len())
+            .map(|c| {
+                let p = csv.float(line, fields, c)?;
+                if (0.0..=1.0).contains(&p) {
+                    Ok(p)
+                } else {
+                    Err(csv.malformed(line, format!("`{}` is {p}, not a probability in [0, 1]", csv.header[c])))
+                }
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        split.indices.push(index);
+        split.labels.push(label);
+        split.probs.push(probs);
+    }
+    if test.is_empty() {
+        return Err(Error::Inconsistent { path: path.into(), reason: "no `test` rows".into() });
+    }
+    Ok((binary, val, test))
+}
+
+const EPOCH_COLUMNS: [&str; 8] = ["epoch", "train_loss", "val_loss", "val_acc", "val_bal_acc", "val_auc", "lr", "seconds"];
+const BINARY_COLUMNS: [&str; 11] = [
+    "val_threshold",
+    "val_sensitivity",
+    "val_specificity",
+    "val_precision",
+    "val_f1",
+    "val_f2",
+    "val_tp",
+    "val_fp",
+    "val_tn",
+    "val_fn",
+    "val_ap",
+];
+
+fn read_metrics(path: &Path, binary: bool) -> Result<Vec<Epoch>> {
+    let csv = Csv::read(path, "derma-train writes it after every epoch")?;
+    let cols = EPOCH_COLUMNS.iter().map(|c| csv.column(c)).collect::<Result<Vec<_>>>()?;
+    let ips = csv.column("images_per_second").ok();
+    let bin_cols = if binary { Some(BINARY_COLUMNS.iter().map(|c| csv.column(c)).collect::<Result<Vec<_>>>()?) } else { None };
+    let mut epochs = Vec::with_capacity(csv.rows.len());
+    for (line, f) in &csv.rows {
+        let line = *line;
+        csv.check_width(line, f)?;
+        let x = |i: usize| csv.float(line, f, cols[i]);
+        let binary = match &bin_cols {
+            Some(b) => {
+                let y = |i: usize| csv.float(line, f, b[i]);
+                let n = |i: usize| csv.count(line, f, b[i]).map(|v| v as u64);
+                Some(EpochBinary {
+                    threshold: y(0)?,
+                    sensitivity: y(1)?,
+                    specificity: y(2)?,
+                    precision: y(3)?,
+                    f1: y(4)?,
+                    f2: y(5)?,
+                    counts: [n(6)?, n(7)?, n(8)?, n(9)?],
+                    ap: y(10)?,
+                })
+            }
+            None => None,
+        };
+        epochs.push(Epoch {
+            epoch: csv.count(line, f, cols[0])?,
+            train_loss: x(1)?,
+            val_loss: x(2)?,
+            val_acc: x(3)?,
+            val_bal_acc: x(4)?,
+            val_auc: x(5)?,
+            lr: x(6)?,
+            seconds: x(7)?,
+            images_per_second: ips.map(|c| csv.float(line, f, c)).transpose()?,
+            binary,
+        });
+    }
+    if epochs.is_empty() {
+        return Err(csv.malformed(1, "no epoch rows after the header"));
+    }
+    Ok(epochs)
+}
+
+fn read_thresholds(path: &Path) -> Result<Option<Vec<ThresholdRow>>> {
+    let csv = match Csv::read(path, "") {
+        Ok(csv) => csv,
+        Err(Error::Missing { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let cols = ["threshold", "tpr", "fpr", "precision"].iter().map(|c| csv.column(c)).collect::<Result<Vec<_>>>()?;
+    let mut rows = Vec::with_capacity(csv.rows.len());
+    for (line, f) in &csv.rows {
+        csv.check_width(*line, f)?;
+        let x = |i: usize| csv.float(*line, f, cols[i]);
+        rows.push(ThresholdRow { threshold: x(0)?, tpr: x(1)?, fpr: x(2)?, precision: x(3)? });
+    }
+    Ok(Some(rows))
+}
+
+fn read_config(path: &Path) -> Result<Option<BTreeMap<String, String>>> {
+    let text = match read_text(path, "") {
+        Ok(text) => text,
+        Err(Error::Missing { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let table: toml::Table = toml::from_str(&text).map_err(|e| Error::Parse { path: path.into(), reason: e.to_string() })?;
+    Ok(Some(table.into_iter().map(|(k, v)| (k, config_value(&v))).collect()))
+}
+
+/// A TOML value as a person reads it: strings unquoted, lists joined with `, `.
+fn config_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(a) => a.iter().map(config_value).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,159 @@
+//! End to end: synthetic binary and 3-class run folders → plots, gallery, report.md and
+//! report.html.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use derma_report::{ReportOptions, curves, write_report};
+
+fn assert_real_png(path: &Path, size: (u32, u32)) {
+    assert!(path.is_file(), "{} was not written", path.display());
+    let img = decode(path);
+    assert_eq!((img.width(), img.height()), size, "{} has the wrong size", path.display());
+    // Curves, text and shading: far more than a flat background plus a line colour.
+    let colours = distinct_colours(&img);
+    assert!(colours > 20, "{} looks blank ({colours} colours)", path.display());
+}
+
+#[test]
+fn binary_report_writes_every_plot_as_a_real_png() {
+    let run = binary_run();
+    let source = images(None);
+    let files = write_report(run.path(), &ReportOptions::default(), Some(&source)).unwrap();
+    assert_real_png(&files.curves, curves::size(true));
+    assert_eq!(curves::size(true), (900, 3 * curves::PANEL_HEIGHT));
+    assert_real_png(&files.roc, derma_report::roc::SIZE);
+    assert_real_png(&files.pr, derma_report::roc::SIZE);
+    assert_real_png(&files.confusion, derma_report::confusion::SIZE);
+    assert_real_png(&files.recall, derma_report::recall::SIZE);
+    for f in files.all() {
+        assert!(f.starts_with(run.path()), "{} is outside the run folder", f.display());
+        assert!(f.is_file(), "{} listed but missing", f.display());
+    }
+    // No temporary file is left behind by the atomic writes.
+    for dir in [run.path().to_path_buf(), run.path().join("plots"), run.path().join("gallery")] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(!name.contains(".tmp-"), "temporary file {name} left in {}", dir.display());
+        }
+    }
+}
+
+#[test]
+fn multiclass_report_writes_every_plot_as_a_real_png() {
+    let run = multi_run();
+    let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
+    assert_real_png(&files.curves, curves::size(false));
+    assert_eq!(curves::size(false), (900, 2 * curves::PANEL_HEIGHT));
+    for p in [&files.roc, &files.pr] {
+        assert_real_png(p, derma_report::roc::SIZE);
+    }
+    assert_real_png(&files.confusion, derma_report::confusion::SIZE);
+    assert_real_png(&files.recall, derma_report::recall::SIZE);
+    assert!(files.gallery.is_empty());
+}
+
+#[test]
+fn binary_markdown_has_the_sections_numbers_and_existing_links() {
+    let run = binary_run();
+    let options = ReportOptions { train_counts: Some(vec![900, 123]), ..ReportOptions::default() };
+    let source = images(None);
+    let files = write_report(run.path(), &options, Some(&source)).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    for section in [
+        "## Configuration",
+        "## Class counts",
+        "## Test results",
+        "## Operating threshold",
+        "## Training curves",
+        "## ROC curve",
+        "## Precision-recall curve",
+        "## Confusion matrix",
+        "## Per-class recall",
+        "## Validation threshold table",
+        "## Error gallery (test)",
+        "### False positives with the highest probability",
+        "### False negatives with the lowest probability",
+    ] {
+        assert!(md.contains(section), "report.md lacks `{section}`:\n{md}");
+    }
+    // The threshold from report.json, exactly, and the test sensitivity/specificity at it
+    // (5/7 and 4/7, see BINARY_TEST).
+    assert!(md.contains("threshold: 0.6123 "), "threshold value missing:\n{md}");
+    assert!(md.contains("| sensitivity | 0.7500 | 0.7143 |"), "val/test sensitivity row missing:\n{md}");
+    assert!(md.contains("| specificity | 0.7500 | 0.5714 |"), "val/test specificity row missing:\n{md}");
+    assert!(md.contains("| TP | 3 | 5 |") && md.contains("| FN | 1 | 2 |"), "count rows missing:\n{md}");
+    assert!(md.contains("rule: recall:0.75") && md.contains("rule met on validation: yes"));
+    // Configuration: the settings that matter for this loss and sampler.
+    assert!(md.contains("| gamma | 2.0 |") && md.contains("| sampler\\_power | 0.5 |"), "config table:\n{md}");
+    assert!(!md.contains("undersample\\_ratio"), "an unused setting is shown:\n{md}");
+    // Class counts: train from the options, val/test from predictions.csv.
+    assert!(md.contains("| mel/bcc | 123 (12.0%) | 4 (50.0%) | 7 (50.0%) |"), "class counts:\n{md}");
+    // Threshold table: the chosen row and specificity floors.
+    // Validation (BINARY_VAL): at 0.8 specificity 1 (every floor up to 0.99), at 0.6123 the
+    // chosen threshold, at 0.4 specificity 0.75 (floors 0.6, 0.7), at 0.3 0.5.
+    assert!(md.contains("| chosen | 0.6123 | 0.7500 | 0.7500 | 0.7500 |"), "threshold table lacks the chosen row:\n{md}");
+    assert!(md.contains("| spec ≥ 0.80, 0.85, 0.90, 0.95, 0.99 | 0.8000 | 0.5000 | 1.0000 | 1.0000 |"), "threshold table:\n{md}");
+    assert!(md.contains("| spec ≥ 0.60, 0.70 | 0.4000 | 1.0000 | 0.7500 | 0.8000 |"), "threshold table:\n{md}");
+    let links = markdown_links(&md);
+    assert_eq!(links.iter().filter(|l| l.starts_with("plots")).count(), 5, "{links:?}");
+    assert_eq!(links.iter().filter(|l| l.starts_with("gallery")).count(), 5, "3 FP + 2 FN thumbnails: {links:?}");
+    for link in &links {
+        assert!(link.is_relative(), "{} is not relative", link.display());
+        assert!(run.path().join(link).is_file(), "report.md links to missing {}", link.display());
+    }
+}
+
+#[test]
+fn multiclass_markdown_has_per_class_tables_and_no_binary_sections() {
+    let run = multi_run();
+    let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.contains("| bcc | 0.5000 | 0.3333 | 0.4000 | 3 |"), "per-class row:\n{md}");
+    assert!(md.contains("| nv | 1 | 0 | 2 |"), "confusion table row:\n{md}");
+    assert!(md.contains("macro one-vs-rest ROC AUC"));
+    assert!(!md.contains("## Operating threshold") && !md.contains("threshold table"));
+    for link in markdown_links(&md) {
+        assert!(run.path().join(&link).is_file(), "report.md links to missing {}", link.display());
+    }
+}
+
+#[test]
+fn html_is_self_contained() {
+    let run = binary_run();
+    let source = images(None);
+    let files = write_report(run.path(), &ReportOptions::default(), Some(&source)).unwrap();
+    let html = std::fs::read_to_string(&files.html).unwrap();
+    let inlined = html.matches("<img src=\"data:image/png;base64,").count();
+    assert_eq!(inlined, 5 + 5, "5 plots and 5 thumbnails inlined");
+    assert_eq!(html.matches("<img").count(), inlined, "every image is inlined");
+    for local in ["src=\"plots/", "src=\"gallery/", "href=", "url(", "<link", "<script"] {
+        assert!(!html.contains(local), "report.html refers to another file: `{local}`");
+    }
+    // Same content as the Markdown.
+    assert!(html.contains("<h2>Operating threshold</h2>") && html.contains("0.7143"));
+    // The plot bytes really are in the page: the inlined ROC plot is as long as the file.
+    let roc_len = std::fs::metadata(&files.roc).unwrap().len() as usize;
+    let longest = html.split("base64,").skip(1).map(|s| s.split('"').next().unwrap().len()).max().unwrap();
+    assert!(longest >= roc_len * 4 / 3, "inlined images are shorter than the PNG files");
+}
+
+#[test]
+fn a_report_can_be_regenerated_and_stale_thumbnails_go() {
+    let run = binary_run();
+    let source = images(None);
+    let big = ReportOptions { gallery_size: 3, ..ReportOptions::default() };
+    let first = write_report(run.path(), &big, Some(&source)).unwrap();
+    assert_eq!(first.gallery.len(), 5, "3 FP + 2 FN");
+    let small = ReportOptions { gallery_size: 1, ..ReportOptions::default() };
+    let second = write_report(run.path(), &small, Some(&source)).unwrap();
+    assert_eq!(second.gallery.len(), 2);
+    let left: Vec<_> = std::fs::read_dir(run.path().join("gallery")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut left_sorted = left.clone();
+    left_sorted.sort();
+    let mut expected = second.gallery.clone();
+    expected.sort();
+    assert_eq!(left_sorted, expected, "old thumbnails must be removed");
+}

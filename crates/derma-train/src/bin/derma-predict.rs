@@ -1,0 +1,147 @@
+//! `derma-predict`: probabilities and decisions of a finished run on new images (PNG, JPEG,
+//! TIFF; 8/16-bit), a folder of them, or an `.npz` split, at the run's chosen threshold; and
+//! Grad-CAM overlays with `--gradcam DIR`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use derma_data::{Augment, SplitName};
+use derma_train::gradcam::{gradcam, overlay};
+use derma_train::predict::{RunModel, list_images, predictions_csv, read_images, read_npz_split};
+use derma_train::report::write_atomic;
+use derma_train::backend;
+use image::ImageEncoder as _;
+
+/// Predict with a trained derma-train run.
+#[derive(Parser, Debug)]
+#[command(name = "derma-predict", version, about)]
+struct Cli {
+    /// The run folder (config.toml, report.json, model.bpk).
+    #[arg(long)]
+    run: PathBuf,
+    /// An image file, a folder of images (searched recursively) or a MedMNIST-layout .npz.
+    #[arg(long)]
+    input: PathBuf,
+    /// Split of an .npz input: train, val or test.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Output CSV: path_or_index,prob...,decision.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write a Grad-CAM overlay PNG per image into this folder.
+    #[arg(long)]
+    gradcam: Option<PathBuf>,
+    /// Binary runs: use this threshold instead of the run's chosen one.
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// auto, wgpu or cpu.
+    #[arg(long, default_value = "auto")]
+    backend: String,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    let backend = backend::select(&cli.backend)?;
+    let device = backend.device;
+    let mut run = RunModel::load(&cli.run, &device)?;
+    if let Some(t) = cli.threshold {
+        if !run.is_binary() {
+            anyhow::bail!("--threshold applies to binary runs; {} has {} classes", cli.run.display(), run.class_names.len());
+        }
+        if !(0.0..=1.0).contains(&t) {
+            anyhow::bail!("--threshold must be in [0, 1], got {t}");
+        }
+        run.threshold = Some(t);
+    }
+    let is_npz = cli.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    let (dataset, names) = if is_npz {
+        let split = match cli.split.as_str() {
+            "train" => SplitName::Train,
+            "val" => SplitName::Val,
+            "test" => SplitName::Test,
+            other => anyhow::bail!("--split `{other}`: expected train, val or test"),
+        };
+        let d = read_npz_split(&cli.input, split, &run.class_names)?;
+        let names = (0..d.len()).map(|i| i.to_string()).collect::<Vec<_>>();
+        (d, names)
+    } else {
+        let paths = list_images(&cli.input)?;
+        let d = read_images(&paths, &run.config, &run.class_names)?;
+        (d, paths.iter().map(|p| p.display().to_string()).collect())
+    };
+    let pred = run.predict(&dataset, cli.batch_size, &device);
+    write_atomic(&cli.out, predictions_csv(&run, &names, &pred, is_npz).as_bytes())?;
+    println!(
+        "{} images → {} ({} on {}{})",
+        dataset.len(),
+        cli.out.display(),
+        if run.is_binary() { "binary" } else { "multi-class" },
+        backend.name,
+        run.threshold.map_or(String::new(), |t| format!(", threshold {t}"))
+    );
+
+    if let Some(dir) = &cli.gradcam {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--gradcam {}: cannot create it: {e}", dir.display()))?;
+        let size = run.image_size();
+        let view = size.max(224); // overlays of small inputs are enlarged to be legible
+        let eval = Augment::eval(size);
+        let shown = Augment::eval(view);
+        let shape = dataset.image_shape();
+        for start in (0..dataset.len()).step_by(cli.batch_size) {
+            let idx: Vec<usize> = (start..(start + cli.batch_size).min(dataset.len())).collect();
+            let batch = derma_data::batch::assemble(
+                &dataset,
+                &idx,
+                &derma_data::LoaderConfig {
+                    batch_size: idx.len(),
+                    prefetch: 1,
+                    augment: eval.clone(),
+                    normalize: run.normalize,
+                    seed: 0,
+                    epoch: 0,
+                },
+            );
+            // Binary: the positive logit; multi-class: the predicted class.
+            let targets: Vec<usize> = idx
+                .iter()
+                .map(|&i| if run.is_binary() { 0 } else { run.decision(&pred.probs[i]) })
+                .collect();
+            let maps = gradcam(&run.model, batch.images(&device), &targets);
+            for (&i, map) in idx.iter().zip(&maps) {
+                let img = shown.run(dataset.image(i), shape, 0, 0, i);
+                let heat = map.upsample(view, view);
+                let rgb = overlay(&img, [view, view, shape[2]], &heat, 0.5);
+                let stem = if is_npz {
+                    format!("{}-{i:05}", cli.split)
+                } else {
+                    PathBuf::from(&names[i]).file_stem().map_or(format!("{i:05}"), |s| format!("{i:05}-{}", s.to_string_lossy()))
+                };
+                let decision = &run.class_names[run.decision(&pred.probs[i])];
+                let path = dir.join(format!("{stem}-{}.png", decision.replace(['/', ' '], "_")));
+                let mut png = Vec::new();
+                image::codecs::png::PngEncoder::new(&mut png)
+                    .write_image(&rgb, view as u32, view as u32, image::ExtendedColorType::Rgb8)
+                    .map_err(|e| anyhow::anyhow!("encoding {}: {e}", path.display()))?;
+                write_atomic(&path, &png)?;
+            }
+        }
+        println!("Grad-CAM overlays → {}", dir.display());
+    }
+    Ok(())
+}

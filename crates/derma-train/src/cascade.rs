@@ -1,0 +1,554 @@
+//! A two-stage screening cascade (the `derma-cascade` binary).
+//!
+//! - **Stage 1, the screener**: weighted cross-entropy (`class_weights = "balanced"`) with 1:2
+//!   undersampling (`sampler = "undersample"`, `undersample_ratio = 2`) and threshold
+//!   `recall:0.99` chosen on validation ([`stage1_recipe`]).
+//! - **Stage 2, the specialist**: trained only on the images stage 1 flags positive at its
+//!   threshold — on train, stage 1's predictions on the training split; on validation, the
+//!   same — with focal loss (`alpha = 0.75`, `gamma = 1`, no class weights, no sampler) and
+//!   threshold `recall:0.99` chosen on its validation subset ([`stage2_recipe`]). Its `test`
+//!   set (for its own run folder's report) is the flagged test images.
+//! - **The cascade** flags an image positive iff both stages do.
+//!
+//! Both stages start from the same base configuration (`--config` and the data/model flags);
+//! the recipes are applied over it and `--stage1 KEY=VALUE` / `--stage2 KEY=VALUE` over them.
+//!
+//! ## Reported numbers (`cascade.json`, `cascade.md`)
+//!
+//! For every recall target `r` (default 0.99 and 0.98), with all probabilities recomputed from
+//! the saved models ([`RunModel`]):
+//!
+//! - *stage 1 alone*: `t1(r)` = the highest threshold whose **validation** recall is `≥ r`
+//!   (rule `recall:r`); test precision, recall, specificity and counts at `t1(r)`.
+//! - *cascade*: `t1(r)` as above; `V2(r)` = validation images with stage-1 probability
+//!   `≥ t1(r)`; `t2(r)` = the highest threshold whose recall **on `V2(r)`** is `≥ r` (each stage
+//!   at recall `r` on its own validation population, so the cascade's validation recall is
+//!   about `r²`). A test image is positive iff `p1 ≥ t1(r)` and `p2 ≥ t2(r)`.
+//! - *cascade, end-to-end*: the same, but `t2(r)` is the highest threshold that keeps the
+//!   cascade's recall over **all** validation positives `≥ r` (stage-2 recall on `V2(r)` `≥ r ·
+//!   P / P2`, `P` and `P2` the positives of the validation set and of `V2(r)`): the like-for-like
+//!   comparison with stage 1 alone at the same recall.
+//!
+//! The specialist is trained once, on the images flagged by stage 1's configured threshold
+//! rule (default `recall:0.99`); a lower target only raises `t1`, so its flagged set is a
+//! subset of the training population. The cascade's confusion matrix (rows true
+//! negative/positive, columns predicted) is that of the first target, per-stage rule.
+//!
+//! ## Edge cases
+//!
+//! - The task must be binary (`--positive-classes`, or a two-class file dataset).
+//! - If the images stage 1 flags on **train or validation hold one class only** (or none),
+//!   there is nothing for a specialist to learn or to calibrate on: stage 2 is **skipped**,
+//!   the cascade is stage 1 alone, `cascade.json` has `stage2.skipped` with the reason and a
+//!   warning is printed. (Typical cause: stage 1 separates the training images perfectly.)
+//! - If the flagged **test** images hold one class only, stage 2's own run folder reports on
+//!   the whole test set instead (its report needs both classes); the cascade numbers are
+//!   unaffected.
+//! - If, at a lower recall target, `V2(r)` holds one class only, that target's cascade is
+//!   stage 1 alone, with a note.
+//!
+//! Caveat: stage 1 has seen its training images, so its training-split probabilities are
+//! optimistic; fewer training negatives pass its threshold than test negatives will.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use derma_data::ImageDataset;
+use derma_eval::{BinaryCounts, BinaryMetrics, ThresholdRule};
+use serde_json::{Value, json};
+
+use crate::config::TrainConfig;
+use crate::evaluate::Predictions;
+use crate::predict::RunModel;
+use crate::report::write_atomic;
+use crate::sweep::{data_fingerprint, merge_config};
+use crate::train::{TaskData, fit, load_data};
+
+/// Stage 1's keys over the base configuration.
+pub fn stage1_recipe() -> toml::Table {
+    toml::from_str(
+        r#"
+        loss = "ce"
+        class_weights = "balanced"
+        sampler = "undersample"
+        undersample_ratio = 2.0
+        threshold = "recall:0.99"
+        "#,
+    )
+    .expect("valid TOML")
+}
+
+/// Stage 2's keys over the base configuration.
+pub fn stage2_recipe() -> toml::Table {
+    toml::from_str(
+        r#"
+        loss = "focal"
+        alpha = 0.75
+        gamma = 1.0
+        class_weights = "none"
+        sampler = "none"
+        threshold = "recall:0.99"
+        "#,
+    )
+    .expect("valid TOML")
+}
+
+/// Parses `KEY=VALUE` into a one-key table; VALUE is TOML (`2`, `0.5`, `"x"`, `[1, 2]`) or,
+/// when it does not parse as TOML, a bare string (`threshold=recall:0.95`).
+pub fn parse_assignment(s: &str) -> Result<(String, toml::Value), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}`: expected KEY=VALUE"))?;
+    let k = k.trim();
+    if k.is_empty() {
+        return Err(format!("`{s}`: empty key"));
+    }
+    let v = v.trim();
+    let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(v.to_string()));
+    Ok((k.to_string(), value))
+}
+
+/// What `derma-cascade` is asked to do.
+#[derive(Debug, Clone)]
+pub struct CascadeOptions {
+    /// The base configuration keys (config file, then flags).
+    pub base: toml::Table,
+    /// Keys over stage 1's recipe.
+    pub stage1: toml::Table,
+    /// Keys over stage 2's recipe.
+    pub stage2: toml::Table,
+    /// Recall targets of the report (the first one gives the confusion matrix).
+    pub recalls: Vec<f64>,
+}
+
+impl CascadeOptions {
+    /// Stage configurations, validated, with messages naming the stage.
+    pub fn configs(&self) -> anyhow::Result<(TrainConfig, TrainConfig)> {
+        let c1 = merge_config(&[&self.base, &stage1_recipe(), &self.stage1]).map_err(|e| anyhow::anyhow!("stage 1: {e}"))?;
+        let c2 = merge_config(&[&self.base, &stage2_recipe(), &self.stage2]).map_err(|e| anyhow::anyhow!("stage 2: {e}"))?;
+        for (n, c) in [(1, &c1), (2, &c2)] {
+            c.validate().map_err(|e| anyhow::anyhow!("stage {n}: {e}"))?;
+            if c.positive_classes.is_none() && !c.is_file_dataset() {
+                anyhow::bail!("derma-cascade needs a binary task: give --positive-classes (e.g. mel,bcc,akiec)");
+            }
+        }
+        if data_fingerprint(&c1) != data_fingerprint(&c2) {
+            anyhow::bail!(
+                "--stage1/--stage2 must not change the data (dataset, files, positive classes, size; for image files also \
+                 image_size, intensity, resize, split_fractions, seed): both stages see the same images"
+            );
+        }
+        if self.recalls.is_empty() || self.recalls.iter().any(|r| !(*r > 0.0 && *r <= 1.0)) {
+            anyhow::bail!("--recall values must be in (0, 1], got {:?}", self.recalls);
+        }
+        Ok((c1, c2))
+    }
+}
+
+/// Which images stage 2 trains on, or why it is skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage2Data {
+    /// Indices (into each split) of the images stage 1 flags.
+    Train {
+        /// Flagged training images.
+        train: Vec<usize>,
+        /// Flagged validation images.
+        val: Vec<usize>,
+        /// Flagged test images, or all of them when the flagged ones hold one class only.
+        test: Vec<usize>,
+        /// Whether `test` is the whole test set (see the module documentation).
+        test_is_all: bool,
+    },
+    /// Stage 2 cannot be trained; the cascade is stage 1 alone.
+    Skip(String),
+}
+
+fn flagged(scores: &[f64], t: f64) -> Vec<usize> {
+    (0..scores.len()).filter(|&i| scores[i] >= t).collect()
+}
+
+fn class_count(labels: &[usize], idx: &[usize]) -> (usize, usize) {
+    let pos = idx.iter().filter(|&&i| labels[i] == 1).count();
+    (idx.len() - pos, pos)
+}
+
+/// The stage-2 populations: the images of each split whose stage-1 probability is `≥ t1`
+/// (labels 0/1, probabilities per split). Skips when the flagged training or validation
+/// images lack a class.
+pub fn stage2_data(labels: [&[usize]; 3], scores: [&[f64]; 3], t1: f64) -> Stage2Data {
+    let [train, val, test] = [0, 1, 2].map(|s| flagged(scores[s], t1));
+    for (name, idx, l) in [("training", &train, labels[0]), ("validation", &val, labels[1])] {
+        let (neg, pos) = class_count(l, idx);
+        if neg == 0 || pos == 0 {
+            return Stage2Data::Skip(format!(
+                "stage 1 flags {} {name} images at threshold {t1} ({pos} positive, {neg} negative): a specialist needs both classes; \
+                 the cascade is stage 1 alone",
+                idx.len()
+            ));
+        }
+    }
+    let (neg, pos) = class_count(labels[2], &test);
+    let test_is_all = neg == 0 || pos == 0;
+    let test = if test_is_all { (0..labels[2].len()).collect() } else { test };
+    Stage2Data::Train { train, val, test, test_is_all }
+}
+
+/// Binary metrics as JSON (`recall` = sensitivity).
+fn metrics_json(m: &BinaryMetrics) -> Value {
+    json!({
+        "threshold": if m.threshold.is_finite() { json!(m.threshold) } else { json!("inf") },
+        "precision": m.precision, "recall": m.sensitivity, "specificity": m.specificity,
+        "tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn_,
+    })
+}
+
+/// Counts of the cascade: positive iff `s1 ≥ t1` and `s2 ≥ t2`.
+pub fn cascade_counts(labels: &[usize], s1: &[f64], s2: &[f64], t1: f64, t2: f64) -> BinaryCounts {
+    let mut c = BinaryCounts::default();
+    for ((&l, &a), &b) in labels.iter().zip(s1).zip(s2) {
+        match (l == 1, a >= t1 && b >= t2) {
+            (true, true) => c.tp += 1,
+            (false, true) => c.fp += 1,
+            (false, false) => c.tn += 1,
+            (true, false) => c.fn_ += 1,
+        }
+    }
+    c
+}
+
+fn pick(rule: ThresholdRule, labels: &[usize], scores: &[f64]) -> anyhow::Result<f64> {
+    let positives: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
+    Ok(derma_eval::select_threshold(&rule, &positives, scores)?.value)
+}
+
+fn at(t: f64, labels: &[usize], scores: &[f64]) -> anyhow::Result<BinaryMetrics> {
+    let positives: Vec<bool> = labels.iter().map(|&l| l == 1).collect();
+    Ok(derma_eval::apply(t, &positives, scores)?)
+}
+
+fn select(v: &[f64], idx: &[usize]) -> Vec<f64> {
+    idx.iter().map(|&i| v[i]).collect()
+}
+
+fn select_usize(v: &[usize], idx: &[usize]) -> Vec<usize> {
+    idx.iter().map(|&i| v[i]).collect()
+}
+
+/// The predictions of every split by both stages.
+struct Scores {
+    labels: [Vec<usize>; 3],
+    s1: [Vec<f64>; 3],
+    /// Stage 2 on validation and test (all images), when it was trained.
+    s2: Option<[Vec<f64>; 2]>,
+}
+
+/// One recall target's rows.
+fn target_rows(r: f64, sc: &Scores) -> anyhow::Result<Value> {
+    let [_, lv, lt] = [&sc.labels[0], &sc.labels[1], &sc.labels[2]];
+    let [_, s1v, s1t] = [&sc.s1[0], &sc.s1[1], &sc.s1[2]];
+    let t1 = pick(ThresholdRule::Recall(r), lv, s1v)?;
+    let stage1 = json!({ "threshold": t1, "val": metrics_json(&at(t1, lv, s1v)?), "test": metrics_json(&at(t1, lt, s1t)?) });
+    let alone = |note: String| -> anyhow::Result<Value> {
+        let test = at(t1, lt, s1t)?;
+        Ok(json!({
+            "stage1_threshold": t1, "stage2_threshold": Value::Null, "note": note,
+            "val": metrics_json(&at(t1, lv, s1v)?), "test": metrics_json(&test),
+            "confusion_matrix": [[test.tn, test.fp], [test.fn_, test.tp]],
+        }))
+    };
+    let (cascade, end_to_end) = match &sc.s2 {
+        None => {
+            let note = "stage 2 was skipped: the cascade is stage 1 alone".to_string();
+            (alone(note.clone())?, alone(note)?)
+        }
+        Some([s2v, s2t]) => {
+            let v2 = flagged(s1v, t1);
+            let (neg, pos) = class_count(lv, &v2);
+            if neg == 0 || pos == 0 {
+                let note = format!("at recall {r} stage 1 flags {} validation images with {pos} positive(s), {neg} negative(s): no stage-2 threshold can be chosen, the cascade is stage 1 alone", v2.len());
+                (alone(note.clone())?, alone(note)?)
+            } else {
+                let (l2, sv2) = (select_usize(lv, &v2), select(s2v, &v2));
+                let p_all = lv.iter().filter(|&&l| l == 1).count() as f64;
+                let row = |t2: f64, note: Option<String>| {
+                    let val = BinaryMetrics::from_counts(t2, cascade_counts(lv, s1v, s2v, t1, t2));
+                    let test = BinaryMetrics::from_counts(t2, cascade_counts(lt, s1t, s2t, t1, t2));
+                    json!({
+                        "stage1_threshold": t1, "stage2_threshold": t2, "note": note,
+                        "val": metrics_json(&val), "test": metrics_json(&test),
+                        "confusion_matrix": [[test.tn, test.fp], [test.fn_, test.tp]],
+                    })
+                };
+                let t2 = pick(ThresholdRule::Recall(r), &l2, &sv2)?;
+                // End to end: recall on V2 >= r * P / P2 keeps the overall validation recall >= r.
+                let target = (r * p_all / pos as f64 - 1e-12).clamp(f64::MIN_POSITIVE, 1.0);
+                let t2e = pick(ThresholdRule::Recall(target), &l2, &sv2)?;
+                (row(t2, None), row(t2e, Some(format!("stage-2 recall target on its validation subset: {target:.4}"))))
+            }
+        }
+    };
+    Ok(json!({ "recall": r, "stage1": stage1, "cascade": cascade, "cascade_end_to_end": end_to_end }))
+}
+
+fn fmt_t(v: &Value) -> String {
+    match v.as_f64() {
+        Some(t) => format!("{t:.4}"),
+        None => v.as_str().unwrap_or("—").to_string(),
+    }
+}
+
+/// `cascade.md`.
+fn cascade_md(report: &Value) -> String {
+    let mut s = String::from("# Two-stage cascade\n\n");
+    let _ = writeln!(
+        s,
+        "Positive class: `{}`. Thresholds are chosen on validation at recall ≥ the target (stage 2 on the validation \
+         images stage 1 flags) and applied unchanged to test. *cascade*: each stage at the target recall on its own \
+         validation population; *cascade, end-to-end*: stage 2's threshold keeps the cascade's recall over all \
+         validation positives ≥ the target.\n",
+        report["positive_class"].as_str().unwrap_or("?")
+    );
+    let st1 = &report["stage1"];
+    let flags = |k: &str| {
+        let f = &st1["flagged"][k];
+        format!("{}/{} {k} ({} positive, {} negative)", f["images"], f["of"], f["positives"], f["negatives"])
+    };
+    let _ = writeln!(
+        s,
+        "Stage 1 (`stage1/`, threshold rule `{}` on validation → {}) flags {}, {}, {}.\n",
+        st1["threshold_rule"].as_str().unwrap_or("?"),
+        fmt_t(&st1["threshold"]),
+        flags("train"),
+        flags("val"),
+        flags("test")
+    );
+    match report["stage2"]["skipped"].as_str() {
+        Some(skip) => {
+            let _ = writeln!(s, "**Stage 2 skipped**: {skip}\n");
+        }
+        None => {
+            let st2 = &report["stage2"];
+            let _ = writeln!(
+                s,
+                "Stage 2 (`stage2/`) trained on the {} flagged training images ({} positive, {} negative), threshold \
+                 rule `{}` on the {} flagged validation images → {}.\n",
+                st2["train_images"],
+                st2["train_positives"],
+                st2["train_negatives"],
+                st2["threshold_rule"].as_str().unwrap_or("?"),
+                st2["val_images"],
+                fmt_t(&st2["threshold"])
+            );
+        }
+    }
+    let _ = writeln!(s, "| recall target | model | thresholds | val recall | test precision | test recall | test specificity | test FP | test TP | test FN |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for t in report["targets"].as_array().into_iter().flatten() {
+        let r = t["recall"].as_f64().unwrap_or(f64::NAN);
+        let rows = [
+            ("stage 1 alone", &t["stage1"], fmt_t(&t["stage1"]["threshold"])),
+            ("cascade", &t["cascade"], format!("{} / {}", fmt_t(&t["cascade"]["stage1_threshold"]), fmt_t(&t["cascade"]["stage2_threshold"]))),
+            (
+                "cascade, end-to-end",
+                &t["cascade_end_to_end"],
+                format!("{} / {}", fmt_t(&t["cascade_end_to_end"]["stage1_threshold"]), fmt_t(&t["cascade_end_to_end"]["stage2_threshold"])),
+            ),
+        ];
+        for (name, m, th) in rows {
+            let f = |k: &str| m["test"][k].as_f64().map_or("—".into(), |v| format!("{v:.4}"));
+            let n = |k: &str| m["test"][k].as_u64().map_or("—".into(), |v| v.to_string());
+            let _ = writeln!(
+                s,
+                "| {:.0}% | {name} | {th} | {} | {} | {} | {} | {} | {} | {} |",
+                r * 100.0,
+                m["val"]["recall"].as_f64().map_or("—".into(), |v| format!("{v:.4}")),
+                f("precision"),
+                f("recall"),
+                f("specificity"),
+                n("fp"),
+                n("tp"),
+                n("fn")
+            );
+        }
+    }
+    for t in report["targets"].as_array().into_iter().flatten() {
+        if let Some(note) = t["cascade"]["note"].as_str() {
+            let _ = writeln!(s, "\nnote (recall {}): {note}", t["recall"]);
+        }
+    }
+    let cm = &report["confusion_matrix"];
+    let names = report["classes"].as_array().cloned().unwrap_or_default();
+    let name = |i: usize| names.get(i).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let _ = writeln!(s, "\n## Cascade confusion matrix on test (recall target {})\n", report["targets"][0]["recall"]);
+    let _ = writeln!(s, "| true \\ predicted | {} | {} |\n|---|---|---|", name(0), name(1));
+    for i in 0..2 {
+        let _ = writeln!(s, "| {} | {} | {} |", name(i), cm[i][0], cm[i][1]);
+    }
+    s
+}
+
+fn predictions_csv(sc: &Scores) -> String {
+    let mut s = String::from("split,index,label,stage1_prob,stage2_prob\n");
+    for (k, split) in ["train", "val", "test"].iter().enumerate() {
+        for i in 0..sc.labels[k].len() {
+            let s2 = match (&sc.s2, k) {
+                (Some(v), 1 | 2) => v[k - 1][i].to_string(),
+                _ => String::new(),
+            };
+            let _ = writeln!(s, "{split},{i},{},{},{s2}", sc.labels[k][i], sc.s1[k][i]);
+        }
+    }
+    s
+}
+
+fn subset_patients(p: &Option<[Vec<String>; 3]>, idx: [&[usize]; 3]) -> Option<[Vec<String>; 3]> {
+    p.as_ref().map(|p| [0, 1, 2].map(|s| idx[s].iter().map(|&i| p[s][i].clone()).collect()))
+}
+
+fn predict_all(model: &RunModel, splits: &[&ImageDataset], batch: usize, device: &Device) -> Vec<Predictions> {
+    splits.iter().map(|d| model.predict(d, batch, device)).collect()
+}
+
+/// Trains both stages into `out/stage1` and `out/stage2` and writes `cascade.json`,
+/// `cascade.md` and `cascade-predictions.csv` (`split,index,label,stage1_prob,stage2_prob`,
+/// stage 2 on validation and test). Returns the `cascade.json` content.
+pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: &str) -> anyhow::Result<Value> {
+    let (c1, c2) = options.configs()?;
+    for (n, c) in [(1, &c1), (2, &c2)] {
+        for w in c.warnings() {
+            // Stage 1 stacks class weights and undersampling on purpose (a high-recall screener).
+            if n == 2 || !w.contains("class weights") {
+                eprintln!("stage {n}: {w}");
+            }
+        }
+    }
+    let w1 = crate::pretrained::resolve(&c1.pretrained, c1.offline)?;
+    let w2 = crate::pretrained::resolve(&c2.pretrained, c2.offline)?;
+    let data = load_data(&c1)?;
+    if !data.is_binary() {
+        anyhow::bail!("derma-cascade needs a two-class task; the data has {} classes (use --positive-classes)", data.train.num_classes());
+    }
+    let rule1: ThresholdRule = c1.threshold.parse().map_err(|e| anyhow::anyhow!("stage 1 --threshold: {e}"))?;
+
+    println!("=== stage 1: screener ===");
+    let stage1_dir = out.join("stage1");
+    fit(&c1, &data, w1.as_deref(), device, backend_name, &stage1_dir)?;
+    let m1 = RunModel::load(&stage1_dir, device)?;
+    let p1 = predict_all(&m1, &[&data.train, &data.val, &data.test], c1.batch_size, device);
+    let labels: [Vec<usize>; 3] = [data.train.labels().to_vec(), data.val.labels().to_vec(), data.test.labels().to_vec()];
+    let s1: [Vec<f64>; 3] = [p1[0].scores(), p1[1].scores(), p1[2].scores()];
+    let t1 = pick(rule1, &labels[1], &s1[1])?;
+    let flag_info = |k: usize| {
+        let idx = flagged(&s1[k], t1);
+        let (neg, pos) = class_count(&labels[k], &idx);
+        json!({ "images": idx.len(), "of": labels[k].len(), "positives": pos, "negatives": neg })
+    };
+    let stage1_json = json!({
+        "run": "stage1", "threshold_rule": rule1.to_string(), "threshold": t1,
+        "flagged": { "train": flag_info(0), "val": flag_info(1), "test": flag_info(2) },
+    });
+
+    let plan = stage2_data([&labels[0], &labels[1], &labels[2]], [&s1[0], &s1[1], &s1[2]], t1);
+    let (stage2_json, s2) = match &plan {
+        Stage2Data::Skip(reason) => {
+            eprintln!("warning: stage 2 skipped: {reason}");
+            (json!({ "skipped": reason }), None)
+        }
+        Stage2Data::Train { train, val, test, test_is_all } => {
+            println!(
+                "\n=== stage 2: specialist on the {} training / {} validation images stage 1 flags (threshold {t1}) ===",
+                train.len(),
+                val.len()
+            );
+            if *test_is_all {
+                println!("note: the flagged test images hold one class only; stage 2's run folder reports on the whole test set");
+            }
+            let sub = TaskData {
+                train: data.train.subset(train),
+                val: data.val.subset(val),
+                test: data.test.subset(test),
+                patients: subset_patients(&data.patients, [train, val, test]),
+            };
+            let stage2_dir = out.join("stage2");
+            fit(&c2, &sub, w2.as_deref(), device, backend_name, &stage2_dir)?;
+            let m2 = RunModel::load(&stage2_dir, device)?;
+            let p2 = predict_all(&m2, &[&data.val, &data.test], c2.batch_size, device);
+            let rule2: ThresholdRule = c2.threshold.parse().map_err(|e| anyhow::anyhow!("stage 2 --threshold: {e}"))?;
+            let (neg, pos) = class_count(&labels[0], train);
+            let j = json!({
+                "run": "stage2", "threshold_rule": rule2.to_string(),
+                "threshold": pick(rule2, &select_usize(&labels[1], val), &select(&p2[0].scores(), val))?,
+                "train_images": train.len(), "train_positives": pos, "train_negatives": neg,
+                "val_images": val.len(), "test_images": test.len(), "test_is_all": test_is_all,
+            });
+            (j, Some([p2[0].scores(), p2[1].scores()]))
+        }
+    };
+    let scores = Scores { labels, s1, s2 };
+    let targets = options.recalls.iter().map(|&r| target_rows(r, &scores)).collect::<anyhow::Result<Vec<_>>>()?;
+    let confusion = targets[0]["cascade"]["confusion_matrix"].clone();
+    let report = json!({
+        "classes": data.train.class_names(),
+        "positive_class": data.train.class_names()[1],
+        "stage1": stage1_json,
+        "stage2": stage2_json,
+        "targets": targets,
+        "confusion_matrix": confusion,
+        "confusion_matrix_layout": "rows: true [negative, positive]; columns: predicted [negative, positive]",
+        "definitions": "per target r: stage-1 threshold = highest with validation recall >= r; cascade: stage-2 threshold = highest with recall >= r on the validation images stage 1 flags; cascade_end_to_end: stage-2 threshold = highest keeping the cascade's recall over all validation positives >= r; an image is positive iff both stages flag it; test metrics at those thresholds",
+    });
+    write_atomic(&out.join("cascade.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
+    write_atomic(&out.join("cascade.md"), cascade_md(&report).as_bytes())?;
+    write_atomic(&out.join("cascade-predictions.csv"), predictions_csv(&scores).as_bytes())?;
+    println!("\n{}", cascade_md(&report));
+    println!("cascade folder: {}", out.display());
+    Ok(report)
+}
+
+/// Default output folder: `runs/cascade-<unix time>`.
+pub fn default_out() -> PathBuf {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    PathBuf::from("runs").join(format!("cascade-{stamp}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignments_parse_as_toml_or_strings() {
+        assert_eq!(parse_assignment("gamma=2").unwrap(), ("gamma".into(), toml::Value::Integer(2)));
+        assert_eq!(parse_assignment("alpha = 0.5").unwrap(), ("alpha".into(), toml::Value::Float(0.5)));
+        assert_eq!(parse_assignment("threshold=recall:0.95").unwrap().1, toml::Value::String("recall:0.95".into()));
+        assert!(parse_assignment("gamma").is_err());
+    }
+
+    #[test]
+    fn stage2_is_skipped_when_stage1_flags_one_class() {
+        let l = [0usize, 0, 1, 1];
+        // Only the two positives reach 0.5 on train: nothing negative left to learn from.
+        let train = [0.1, 0.2, 0.8, 0.9];
+        let val = [0.6, 0.2, 0.8, 0.9];
+        match stage2_data([&l, &l, &l], [&train, &val, &val], 0.5) {
+            Stage2Data::Skip(reason) => assert!(reason.contains("training") && reason.contains("0 negative"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // Nothing flagged at all.
+        assert!(matches!(stage2_data([&l, &l, &l], [&val, &val, &val], 0.95), Stage2Data::Skip(_)));
+        // Both classes on train and val; the flagged test images are all positive → test = all.
+        let test = [0.1, 0.2, 0.8, 0.9];
+        assert_eq!(
+            stage2_data([&l, &l, &l], [&val, &val, &test], 0.5),
+            Stage2Data::Train { train: vec![0, 2, 3], val: vec![0, 2, 3], test: vec![0, 1, 2, 3], test_is_all: true }
+        );
+    }
+
+    #[test]
+    fn cascade_needs_both_stages() {
+        let labels = [1usize, 1, 0, 0];
+        let c = cascade_counts(&labels, &[0.9, 0.9, 0.9, 0.1], &[0.9, 0.1, 0.2, 0.9], 0.5, 0.5);
+        assert_eq!((c.tp, c.fn_, c.fp, c.tn), (1, 1, 0, 2));
+    }
+}

@@ -1,0 +1,229 @@
+//! Inference from a finished run folder: the model, its preprocessing and its operating
+//! threshold are rebuilt from `config.toml`, `report.json` and `model.bpk`. Inputs are image
+//! files (PNG, JPEG, TIFF; 8- or 16-bit), folders of them, or one split of a MedMNIST `.npz`.
+//! Files go through the run's own file pipeline (intensity window, square fit, training size),
+//! `.npz` images through the evaluation resize, exactly as during training.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use burn::prelude::*;
+use burn_store::{BurnpackStore, ModuleSnapshot};
+use derma_data::{ImageDataset, Normalize, SplitName};
+use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config, Padding};
+use rayon::prelude::*;
+
+use crate::config::TrainConfig;
+use crate::evaluate::{Predictions, predict};
+
+/// A trained model with everything needed to use it as it was validated.
+pub struct RunModel {
+    /// The run's configuration (`config.toml`).
+    pub config: TrainConfig,
+    /// Class names (`report.json`); binary runs: `[negative, positive]`.
+    pub class_names: Vec<String>,
+    /// Binary runs: the operating threshold chosen on validation.
+    pub threshold: Option<f64>,
+    /// The model, in evaluation mode.
+    pub model: MobileNetV2,
+    /// Input normalisation of the run.
+    pub normalize: Normalize,
+}
+
+impl RunModel {
+    /// Reads `run_dir`'s `config.toml`, `report.json` and `model.bpk`.
+    pub fn load(run_dir: &Path, device: &Device) -> anyhow::Result<Self> {
+        let file = |name: &str| run_dir.join(name);
+        for name in ["config.toml", "report.json", "model.bpk"] {
+            if !file(name).is_file() {
+                anyhow::bail!(
+                    "--run {}: no {name} (is this a finished derma-train run folder?)",
+                    run_dir.display()
+                );
+            }
+        }
+        let config = TrainConfig::from_file(&file("config.toml"))?;
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(file("report.json")).with_context(|| format!("reading {}", file("report.json").display()))?,
+        )
+        .with_context(|| format!("{} is not valid JSON", file("report.json").display()))?;
+        let class_names: Vec<String> = report["classes"]
+            .as_array()
+            .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect())
+            .ok_or_else(|| anyhow::anyhow!("{}: no `classes` list", file("report.json").display()))?;
+        if class_names.len() < 2 {
+            anyhow::bail!("{}: `classes` needs at least 2 names", file("report.json").display());
+        }
+        let threshold = report["threshold"]["value"].as_f64();
+        let binary = class_names.len() == 2;
+        let logits = if binary { 1 } else { class_names.len() };
+        let model = MobileNetV2Config::new(logits)
+            .with_width(config.width)
+            .with_in_channels(config.in_channels)
+            .with_output_stride(config.output_stride)
+            .with_dropout(config.dropout)
+            .with_padding(config.padding.unwrap_or(Padding::Symmetric))
+            .init(device);
+        let mut model = model;
+        let mut store = BurnpackStore::from_file(file("model.bpk"));
+        model
+            .load_from(&mut store)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file("model.bpk").display()))?;
+        let input_norm = config.input_norm.unwrap_or(InputNorm::ImageNet);
+        let normalize = Normalize { affine: input_norm.affine(), out_channels: config.in_channels };
+        Ok(Self {
+            threshold: if binary { Some(threshold.unwrap_or(0.5)) } else { None },
+            config,
+            class_names,
+            model,
+            normalize,
+        })
+    }
+
+    /// Single-logit binary model?
+    pub fn is_binary(&self) -> bool {
+        self.threshold.is_some()
+    }
+
+    /// Input side in pixels.
+    pub fn image_size(&self) -> usize {
+        self.config.image_size()
+    }
+
+    /// Probabilities of every image (labels, if any, are carried through).
+    pub fn predict(&self, images: &ImageDataset, batch_size: usize, device: &Device) -> Predictions {
+        predict(&self.model, images, self.image_size(), self.normalize, batch_size, None, device)
+    }
+
+    /// The decision for one row of probabilities: the class at or above the threshold
+    /// (binary), else the most probable class.
+    pub fn decision(&self, probs: &[f64]) -> usize {
+        match self.threshold {
+            Some(t) => usize::from(probs[0] >= t),
+            None => probs
+                .iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |b, (i, &p)| if p > b.1 { (i, p) } else { b })
+                .0,
+        }
+    }
+}
+
+/// Image file extensions read as inputs.
+const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "tif", "tiff"];
+
+/// `path` itself if it is a file, else the image files under the folder (recursively, sorted).
+pub fn list_images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        anyhow::bail!("--input {}: no such file or folder", path.display());
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).with_context(|| format!("--input: cannot list {}", dir.display()))?;
+        for entry in entries {
+            let p = entry.with_context(|| format!("--input: cannot list {}", dir.display()))?.path();
+            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            let image = p
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if image {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        anyhow::bail!("--input {}: no image files (png, jpg, jpeg, tif, tiff) in it", path.display());
+    }
+    Ok(out)
+}
+
+/// Decodes `paths` with the run's file pipeline into a dataset at the run's image size
+/// (labels 0: unknown). Grayscale files stay 1-channel unless some file is colour.
+pub fn read_images(paths: &[PathBuf], config: &TrainConfig, class_names: &[String]) -> anyhow::Result<ImageDataset> {
+    let intensity: mammo::Intensity = config.intensity.parse().map_err(|e| anyhow::anyhow!("config intensity: {e}"))?;
+    let fit: mammo::Fit = config.resize.parse().map_err(|e| anyhow::anyhow!("config resize: {e}"))?;
+    let size = config.image_size();
+    let images: Vec<mammo::Image> = paths
+        .par_iter()
+        .map(|p| mammo::decode(p, &intensity).and_then(|img| mammo::resize(&img, size, fit)))
+        .collect::<Result<_, _>>()?;
+    let channels = if images.iter().all(|i| i.channels == 1) { 1 } else { 3 };
+    let mut pixels = Vec::with_capacity(images.len() * size * size * channels);
+    for img in &images {
+        if img.channels == channels {
+            pixels.extend_from_slice(&img.pixels);
+        } else {
+            pixels.extend(img.pixels.iter().flat_map(|&v| [v, v, v]));
+        }
+    }
+    ImageDataset::new(pixels, vec![0; images.len()], [size, size, channels], class_names.to_vec())
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// One split of a MedMNIST-layout `.npz` (labels kept).
+pub fn read_npz_split(path: &Path, split: SplitName, class_names: &[String]) -> anyhow::Result<ImageDataset> {
+    let arrays = medmnist::read_npz(path)?;
+    let s = match split {
+        SplitName::Train => arrays.train,
+        SplitName::Val => arrays.val,
+        SplitName::Test => arrays.test,
+    };
+    let labels: Vec<usize> = s.labels.iter().map(|&l| l as usize).collect();
+    // A binary run has two class names while the file keeps its own labels: extra label
+    // values get numbered names (the CSV writes the raw label).
+    let max = labels.iter().copied().max().unwrap_or(0);
+    let names: Vec<String> = (0..=max.max(class_names.len() - 1))
+        .map(|i| class_names.get(i).cloned().unwrap_or_else(|| i.to_string()))
+        .collect();
+    ImageDataset::new(s.images, labels, [s.height, s.width, s.channels], names).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// The output CSV: `path_or_index,<probability columns>,decision` — binary runs one `prob`
+/// column (of the positive class), others `prob_<class>` per class; `decision` is a class name.
+/// `.npz` inputs add the file's `label` column.
+pub fn predictions_csv(run: &RunModel, names: &[String], pred: &Predictions, labels: bool) -> String {
+    let mut s = String::from("path_or_index");
+    if labels {
+        s.push_str(",label");
+    }
+    if run.is_binary() {
+        s.push_str(",prob");
+    } else {
+        for c in &run.class_names {
+            let _ = write!(s, ",prob_{c}");
+        }
+    }
+    s.push_str(",decision\n");
+    for ((i, l), probs) in pred.indices.iter().zip(&pred.labels).zip(&pred.probs) {
+        let _ = write!(s, "{}", csv_field(&names[*i]));
+        if labels {
+            let _ = write!(s, ",{l}");
+        }
+        for p in probs {
+            let _ = write!(s, ",{p}");
+        }
+        let _ = writeln!(s, ",{}", csv_field(&run.class_names[run.decision(probs)]));
+    }
+    s
+}
+
+/// Quotes a CSV field when it holds a comma, quote or newline.
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}

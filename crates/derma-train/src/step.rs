@@ -1,0 +1,141 @@
+//! One optimisation step — forward, loss, backward, AdamW update with per-group learning
+//! rates — shared by the training loop and the throughput benchmark (`derma-bench`), so both
+//! run, and measure, one code path.
+//!
+//! Nothing here reads a value back to the host: the batch loss is returned as a detached
+//! `[1]` tensor on the inference device and summed there by [`RunningLoss`], so the device
+//! queue never drains inside an epoch. Read [`RunningLoss::mean`] only when the number is
+//! needed (a progress line, the end of the epoch).
+//!
+//! ```ignore
+//! let mut step = TrainStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult);
+//! let mut running = RunningLoss::new(&device);
+//! for batch in loader {
+//!     let lr = learning_rate(config.lr, global_step, warmup, total_steps);
+//!     let (next, loss) = step.step(model, batch.images(&train_device), batch.targets(&train_device), lr);
+//!     model = next;
+//!     running.add(loss, batch.labels.len());
+//! }
+//! let train_loss = running.mean();
+//! ```
+
+use burn::module::ParamGroup;
+use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use derma_model::MobileNetV2;
+
+use crate::loss::Loss;
+
+/// Per-parameter learning rates: the classifier gets `lr`, the backbone `lr * backbone_mult`
+/// (one group for everything when `backbone_mult` is 1).
+pub fn module_lr(lr: f64, backbone_mult: f64) -> ModuleLearningRate {
+    if backbone_mult == 1.0 {
+        return lr.into();
+    }
+    ModuleLrScheduler::new(lr * backbone_mult)
+        .with_group(ParamGroup::from_predicate("classifier"), lr)
+        .step()
+}
+
+/// The training optimiser: AdamW (β 0.9/0.999, ε 1e-5) with decoupled weight decay.
+pub fn adamw(weight_decay: f64) -> ModuleOptimizer {
+    AdamWConfig::new().with_weight_decay(weight_decay as f32).init()
+}
+
+/// One step on `model` (whose parameters live on an autodiff device): logits of `images`
+/// (`[batch, c, h, w]`), `loss` against `targets` (`[batch]`), backward, and the AdamW update
+/// with learning rate `lr` (backbone: `lr * backbone_lr_mult`).
+///
+/// Returns the updated model and the batch's mean loss as a `[1]` tensor, detached and off
+/// autodiff, still on the device (no host sync).
+pub fn train_step(
+    model: MobileNetV2,
+    optim: &mut ModuleOptimizer,
+    loss: &Loss,
+    images: Tensor<4>,
+    targets: Tensor<1, Int>,
+    lr: f64,
+    backbone_lr_mult: f64,
+) -> (MobileNetV2, Tensor<1>) {
+    let logits = model.forward(images); // [batch, k]
+    let batch_loss = loss.forward(logits, targets); // [1]
+    let reported = batch_loss.clone().detach().without_autodiff();
+    let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
+    let model = optim.step(module_lr(lr, backbone_lr_mult), model, grads);
+    (model, reported)
+}
+
+/// The state a training run carries from step to step: the optimiser (AdamW moments), the
+/// loss (its class weights live on the training device) and the backbone learning-rate
+/// multiplier.
+#[derive(Clone)]
+pub struct TrainStep {
+    optim: ModuleOptimizer,
+    loss: Loss,
+    backbone_lr_mult: f64,
+}
+
+impl TrainStep {
+    /// AdamW with `weight_decay`; `loss` must have been initialised on the training
+    /// (autodiff) device.
+    pub fn new(loss: Loss, weight_decay: f64, backbone_lr_mult: f64) -> Self {
+        Self::with_optimizer(adamw(weight_decay), loss, backbone_lr_mult)
+    }
+
+    /// Any [`ModuleOptimizer`] (e.g. one restored from a record).
+    pub fn with_optimizer(optim: ModuleOptimizer, loss: Loss, backbone_lr_mult: f64) -> Self {
+        Self { optim, loss, backbone_lr_mult }
+    }
+
+    /// One step at learning rate `lr`: see [`train_step`].
+    pub fn step(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1, Int>, lr: f64) -> (MobileNetV2, Tensor<1>) {
+        train_step(model, &mut self.optim, &self.loss, images, targets, lr, self.backbone_lr_mult)
+    }
+
+    /// The optimiser and its state.
+    pub fn optimizer(&self) -> &ModuleOptimizer {
+        &self.optim
+    }
+
+    /// The loss.
+    pub fn loss(&self) -> &Loss {
+        &self.loss
+    }
+
+    /// Backbone learning rate = classifier learning rate × this.
+    pub fn backbone_lr_mult(&self) -> f64 {
+        self.backbone_lr_mult
+    }
+}
+
+/// Sum of `batch mean loss × batch size` kept on the device, and the number of images seen.
+pub struct RunningLoss {
+    sum: Tensor<1>,
+    seen: usize,
+}
+
+impl RunningLoss {
+    /// Zero, on `device` (the inference device, without autodiff).
+    pub fn new(device: &Device) -> Self {
+        Self { sum: Tensor::<1>::zeros([1], device), seen: 0 }
+    }
+
+    /// Adds one batch's mean loss (as returned by [`train_step`]) over `batch_size` images.
+    /// No host sync.
+    pub fn add(&mut self, batch_mean: Tensor<1>, batch_size: usize) {
+        self.sum = self.sum.clone() + batch_mean.mul_scalar(batch_size as f64);
+        self.seen += batch_size;
+    }
+
+    /// Images added so far.
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// Mean loss per image so far (0 before any batch). Reads the sum back: waits for every
+    /// queued step to finish.
+    pub fn mean(&self) -> f64 {
+        self.sum.clone().into_scalar::<f32>() as f64 / self.seen.max(1) as f64
+    }
+}

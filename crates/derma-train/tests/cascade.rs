@@ -1,0 +1,188 @@
+//! The `derma-cascade` binary end to end on a tiny binary task (CPU backend).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use derma_data::ImageDataset;
+use derma_train::backend;
+use derma_train::predict::RunModel;
+use medmnist::{MedMnistArrays, Split};
+
+/// 28x28 RGB images whose class sets the mean colour, plus noise (as in `tests/cli.rs`).
+fn colour_split(per_class: usize, seed: u64) -> Split {
+    const PALETTE: [[f32; 3]; 7] = [
+        [230.0, 40.0, 40.0],
+        [40.0, 230.0, 40.0],
+        [40.0, 40.0, 230.0],
+        [230.0, 230.0, 40.0],
+        [230.0, 40.0, 230.0],
+        [40.0, 230.0, 230.0],
+        [128.0, 128.0, 128.0],
+    ];
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut noise = move || {
+        (0..4)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 33) as f32 / (1u64 << 31) as f32 - 0.5
+            })
+            .sum::<f32>()
+            * 69.0
+    };
+    let n = 7 * per_class;
+    let mut images = Vec::with_capacity(n * 28 * 28 * 3);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = i % 7;
+        labels.push(c as u8);
+        for _ in 0..28 * 28 {
+            for &v in &PALETTE[c] {
+                images.push((v + noise()).clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    Split { images, labels, len: n, height: 28, width: 28, channels: 3 }
+}
+
+const NAMES: [&str; 7] = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"];
+
+/// The binary view (akiec, bcc, mel = indices 0, 1, 4 positive) of a split.
+fn binary(split: &Split) -> ImageDataset {
+    let labels = split.labels.iter().map(|&l| l as usize).collect();
+    let names = NAMES.iter().map(|s| s.to_string()).collect();
+    ImageDataset::new(split.images.clone(), labels, [28, 28, 3], names)
+        .unwrap()
+        .binary(&[0, 1, 4], ["not akiec/bcc/mel".into(), "akiec/bcc/mel".into()])
+}
+
+fn derma_cascade(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_derma-cascade")).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `split -> probabilities` column `col` of a predictions CSV.
+fn column(csv: &str, split: &str, col: usize) -> Vec<f64> {
+    csv.lines().skip(1).filter(|l| l.starts_with(&format!("{split},"))).map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect()
+}
+
+/// Both stages train; the reported cascade confusion matrix, thresholds and stage-2 training
+/// population are recomputed here from the two saved models' own predictions.
+#[test]
+fn cascade_end_to_end_matches_its_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("colours.npz");
+    let (train, val, test) = (colour_split(6, 1), colour_split(4, 2), colour_split(4, 3));
+    let arrays = MedMnistArrays { train: train.clone(), val: val.clone(), test: test.clone() };
+    medmnist::write_npz(&npz, &arrays).unwrap();
+    let out = dir.path().join("cascade");
+    let o = derma_cascade(&[
+        "--npz", npz.to_str().unwrap(), "--positive-classes", "mel,bcc,akiec", "--backend", "cpu", "--width", "0.25",
+        "--output-stride", "8", "--epochs", "2", "--batch-size", "8", "--lr", "0.003", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    let report = json(&out.join("cascade.json"));
+    assert!(report["stage2"]["skipped"].is_null(), "stage 2 was skipped: {}", report["stage2"]);
+    for stage in ["stage1", "stage2"] {
+        for f in ["config.toml", "metrics.csv", "predictions.csv", "report.json", "model.bpk"] {
+            assert!(out.join(stage).join(f).is_file(), "{stage}/{f}");
+        }
+    }
+    // The recipes reached the run folders.
+    let c1: toml::Table = toml::from_str(&std::fs::read_to_string(out.join("stage1/config.toml")).unwrap()).unwrap();
+    let c2: toml::Table = toml::from_str(&std::fs::read_to_string(out.join("stage2/config.toml")).unwrap()).unwrap();
+    assert_eq!((c1["loss"].as_str(), c1["class_weights"].as_str(), c1["sampler"].as_str()), (Some("ce"), Some("balanced"), Some("undersample")));
+    assert_eq!((c1["undersample_ratio"].as_float(), c1["threshold"].as_str()), (Some(2.0), Some("recall:0.99")));
+    assert_eq!((c2["loss"].as_str(), c2["alpha"].as_float(), c2["gamma"].as_float()), (Some("focal"), Some(0.75), Some(1.0)));
+
+    // Both models, reloaded here, on every split.
+    let device = backend::select("cpu").unwrap().device;
+    let m1 = RunModel::load(&out.join("stage1"), &device).unwrap();
+    let m2 = RunModel::load(&out.join("stage2"), &device).unwrap();
+    let (dtrain, dval, dtest) = (binary(&train), binary(&val), binary(&test));
+    let p1 = |d: &ImageDataset| m1.predict(d, 16, &device).scores();
+    let p2 = |d: &ImageDataset| m2.predict(d, 16, &device).scores();
+    let (s1_train, s1_val, s1_test, s2_val, s2_test) = (p1(&dtrain), p1(&dval), p1(&dtest), p2(&dval), p2(&dtest));
+    let close = |a: &[f64], b: &[f64], what: &str| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-5, "{what}: {x} vs {y}");
+        }
+    };
+    // Stage 1's run folder (fit's own predictions) and the cascade's predictions agree with them.
+    close(&column(&std::fs::read_to_string(out.join("stage1/predictions.csv")).unwrap(), "test", 3), &s1_test, "stage1 run test");
+    let preds = std::fs::read_to_string(out.join("cascade-predictions.csv")).unwrap();
+    assert!(preds.starts_with("split,index,label,stage1_prob,stage2_prob\n"));
+    close(&column(&preds, "train", 3), &s1_train, "stage1 train");
+    close(&column(&preds, "test", 3), &s1_test, "stage1 test");
+    close(&column(&preds, "test", 4), &s2_test, "stage2 test");
+
+    // Stage 2 trained on exactly the training images stage 1 flags at its threshold.
+    let t_rule = report["stage1"]["threshold"].as_f64().unwrap();
+    let flagged_train = s1_train.iter().filter(|&&s| s >= t_rule).count();
+    let flagged_val = s1_val.iter().filter(|&&s| s >= t_rule).count();
+    assert_eq!(report["stage2"]["train_images"].as_u64().unwrap() as usize, flagged_train);
+    assert_eq!(report["stage2"]["val_images"].as_u64().unwrap() as usize, flagged_val);
+    let stage2_preds = std::fs::read_to_string(out.join("stage2/predictions.csv")).unwrap();
+    assert_eq!(stage2_preds.lines().filter(|l| l.starts_with("val,")).count(), flagged_val);
+    // Validation recall of stage 1 at its threshold is >= 0.99 (all positives, here).
+    let pos_val: Vec<usize> = (0..dval.len()).filter(|&i| dval.label(i) == 1).collect();
+    assert!(pos_val.iter().all(|&i| s1_val[i] >= t_rule), "a validation positive below the recall:0.99 threshold");
+
+    // The cascade confusion matrix, recomputed from the two stages at the reported thresholds.
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.iter().map(|t| t["recall"].as_f64().unwrap()).collect::<Vec<_>>(), [0.99, 0.98]);
+    let first = &targets[0]["cascade"];
+    let (t1, t2) = (first["stage1_threshold"].as_f64().unwrap(), first["stage2_threshold"].as_f64().unwrap());
+    let mut cm = [[0u64; 2]; 2];
+    for i in 0..dtest.len() {
+        let predicted = usize::from(s1_test[i] >= t1 && s2_test[i] >= t2);
+        cm[dtest.label(i)][predicted] += 1;
+    }
+    let reported: Vec<Vec<u64>> = serde_json::from_value(report["confusion_matrix"].clone()).unwrap();
+    assert_eq!(reported, cm.map(|r| r.to_vec()).to_vec(), "cascade confusion matrix");
+    assert_eq!(cm.iter().flatten().sum::<u64>(), 28);
+    let m = &first["test"];
+    assert_eq!([m["tn"].as_u64(), m["fp"].as_u64(), m["fn"].as_u64(), m["tp"].as_u64()], [cm[0][0], cm[0][1], cm[1][0], cm[1][1]].map(Some));
+    // Cascade = both stages: never more positives than stage 1 alone at the same threshold.
+    let stage1 = &targets[0]["stage1"];
+    assert_eq!(stage1["threshold"].as_f64().unwrap(), t1);
+    let s1_pos = s1_test.iter().filter(|&&s| s >= t1).count() as u64;
+    assert_eq!(stage1["test"]["tp"].as_u64().unwrap() + stage1["test"]["fp"].as_u64().unwrap(), s1_pos);
+    assert!(cm[0][1] + cm[1][1] <= s1_pos);
+    // Each threshold met its validation recall on its own population.
+    let v2: Vec<usize> = (0..dval.len()).filter(|&i| s1_val[i] >= t1).collect();
+    let v2_pos: Vec<usize> = v2.iter().copied().filter(|&i| dval.label(i) == 1).collect();
+    let kept = v2_pos.iter().filter(|&&i| s2_val[i] >= t2).count();
+    assert!(kept as f64 >= 0.99 * v2_pos.len() as f64, "stage-2 validation recall {kept}/{}", v2_pos.len());
+    let e2e = &targets[0]["cascade_end_to_end"];
+    assert!(e2e["val"]["recall"].as_f64().unwrap() >= 0.99);
+
+    let md = std::fs::read_to_string(out.join("cascade.md")).unwrap();
+    for want in ["| 99% | stage 1 alone |", "| 99% | cascade |", "| 98% | cascade, end-to-end |", "Cascade confusion matrix"] {
+        assert!(md.contains(want), "`{want}` missing:\n{md}");
+    }
+}
+
+#[test]
+fn cascade_refuses_a_multi_class_task_and_bad_stage_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("c");
+    let o = derma_cascade(&["--npz", "nothing.npz", "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("binary task"), "{}", text(&o.stderr));
+    let o = derma_cascade(&["--npz", "x.npz", "--positive-classes", "mel", "--stage2", "gama=2", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    assert!(e.contains("stage 2") && e.contains("gama"), "{e}");
+    let o = derma_cascade(&["--npz", "x.npz", "--positive-classes", "mel", "--stage1", "positive_classes=[\"bcc\"]", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("must not change the data"), "{}", text(&o.stderr));
+    assert!(!out.exists(), "nothing is written before the checks pass");
+}

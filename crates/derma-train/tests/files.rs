@@ -1,0 +1,115 @@
+//! `derma-train` on image-file datasets (mammography-style crops): 16-bit grayscale PNGs in a
+//! folder per class or listed in a CSV manifest with patient ids, trained end to end on the CPU.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn derma_train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_derma-train")).args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes `n` 16-bit grayscale crops (40x48, 12-bit noise around 1500); malignant ones carry a
+/// bright 12-bit blob. Returns `(relative path, label, patient)` per image.
+fn write_crops(root: &Path, n: usize) -> Vec<(String, &'static str, String)> {
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut rows = Vec::new();
+    for i in 0..n {
+        let malignant = i % 3 == 0;
+        let class = if malignant { "malignant" } else { "benign" };
+        let (w, h) = (40u32, 48u32);
+        let (cx, cy) = (10.0 + 20.0 * next(), 12.0 + 24.0 * next());
+        let mut px = Vec::with_capacity((w * h) as usize);
+        for y in 0..h {
+            for x in 0..w {
+                let d2 = (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2);
+                let blob = if malignant && d2 < 36.0 { 2000.0 } else { 0.0 };
+                px.push((1500.0 + 600.0 * (next() - 0.5) + blob) as u16);
+            }
+        }
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        let rel = format!("{class}/crop{i:03}.png");
+        image::ImageBuffer::<image::Luma<u16>, _>::from_raw(w, h, px).unwrap().save(root.join(&rel)).unwrap();
+        rows.push((rel, class, format!("P{:03}", i / 2)));
+    }
+    rows
+}
+
+/// A CSV manifest with patient ids (two images per patient) trains a binary screening model
+/// end to end: patient-level split, min-specificity threshold, grayscale stem.
+#[test]
+fn csv_manifest_trains_a_screening_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = write_crops(dir.path(), 60);
+    let mut csv = String::from("path,label,patient_id\n");
+    for (p, l, id) in &rows {
+        csv += &format!("{p},{l},{id}\n");
+    }
+    let manifest = dir.path().join("crops.csv");
+    std::fs::write(&manifest, csv).unwrap();
+    let out = dir.path().join("run");
+    let o = derma_train(&[
+        "--config", concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs/mammo.toml"),
+        "--dataset", "csv", "--manifest", manifest.to_str().unwrap(), "--pretrained", "none",
+        "--freeze-backbone-epochs", "0", "--image-size", "32", "--width", "0.25", "--in-channels", "1",
+        "--epochs", "2", "--batch-size", "8", "--lr", "0.003", "--backend", "cpu", "--out", out.to_str().unwrap(),
+    ]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&o.stderr));
+    assert!(stdout.contains("decoded 60 images"), "{stdout}");
+    assert!(stdout.contains("classes benign=") && stdout.contains("[32, 32, 1]"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["classes"], serde_json::json!(["benign", "malignant"]));
+    assert_eq!(report["threshold"]["rule"], "min-spec:0.8");
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("dataset = \"csv\"") && config.contains("in_channels = 1") && config.contains("augment = \"mammo\""), "{config}");
+    // val + test rows: 30 patients, 70/10/20 → 3 val and 6 test patients of 2 images each.
+    let preds = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    let val = preds.lines().filter(|l| l.starts_with("val,")).count();
+    let test = preds.lines().filter(|l| l.starts_with("test,")).count();
+    assert_eq!((val, test), (6, 12), "{preds}");
+}
+
+/// A folder per class, and the errors of file datasets: each names the flag, file or row, and
+/// no run folder is left behind.
+#[test]
+fn folder_dataset_and_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_crops(dir.path(), 30);
+    let out = dir.path().join("run");
+    let common = ["--image-size", "32", "--width", "0.25", "--epochs", "1", "--batch-size", "8", "--backend", "cpu"];
+
+    let o = derma_train(&[&["--dataset", "folder"][..], &common, &["--out", out.to_str().unwrap()]].concat());
+    assert!(!o.status.success() && text(&o.stderr).contains("--data-dir"), "{}", text(&o.stderr));
+
+    let missing = dir.path().join("missing.csv");
+    let o = derma_train(&[&["--dataset", "csv", "--manifest", missing.to_str().unwrap()][..], &common, &["--out", out.to_str().unwrap()]].concat());
+    assert!(!o.status.success() && text(&o.stderr).contains("missing.csv"), "{}", text(&o.stderr));
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "path,label\nbenign/crop001.png,benign\nmalignant/nothere.png,malignant\n").unwrap();
+    let o = derma_train(&[&["--dataset", "csv", "--manifest", bad.to_str().unwrap()][..], &common, &["--out", out.to_str().unwrap()]].concat());
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("bad.csv") && err.contains("line 3") && err.contains("nothere.png"), "{err}");
+
+    std::fs::write(dir.path().join("benign").join("broken.png"), b"not a png").unwrap();
+    let o = derma_train(&[&["--dataset", "folder", "--data-dir", dir.path().to_str().unwrap()][..], &common, &["--out", out.to_str().unwrap()]].concat());
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("broken.png"), "{err}");
+    assert!(!out.exists(), "a failed start leaves no run folder");
+    std::fs::remove_file(dir.path().join("benign").join("broken.png")).unwrap();
+
+    let o = derma_train(&[&["--dataset", "folder", "--data-dir", dir.path().to_str().unwrap(), "--augment", "natural", "--hflip", "0"][..], &common, &["--out", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("augment = \"natural\"") && config.contains("hflip = 0.0"), "{config}");
+}

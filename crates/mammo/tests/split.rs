@@ -1,0 +1,298 @@
+//! Patient-level splits: leakage, stratification, determinism, given splits, carving val.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+
+use common::{chain, record, write};
+use mammo::{Error, Record, Split, assign_splits, read_csv};
+
+/// `n_patients` patients with 1–3 images each; every 5th patient has a malignant image (label
+/// 1) among benign ones. Every 7th patient has no id: each of those images is its own patient.
+fn cohort(n_patients: usize) -> Vec<Record> {
+    let mut records = Vec::new();
+    for p in 0..n_patients {
+        let id = format!("P_{p:05}");
+        for k in 0..(p % 3 + 1) {
+            let label = usize::from(p % 5 == 0 && k == 0);
+            let patient = (p % 7 != 3).then_some(id.as_str());
+            records.push(record(records.len(), label, patient, None));
+        }
+    }
+    records
+}
+
+/// Patient key as the splitter sees it (no id: the record alone).
+fn key(records: &[Record], i: usize) -> String {
+    records[i]
+        .patient
+        .clone()
+        .unwrap_or_else(|| format!("record {i}"))
+}
+
+fn splits_of_patients(records: &[Record], splits: &[Split]) -> HashMap<String, HashSet<Split>> {
+    let mut map: HashMap<String, HashSet<Split>> = HashMap::new();
+    for (i, split) in splits.iter().enumerate() {
+        map.entry(key(records, i)).or_default().insert(*split);
+    }
+    map
+}
+
+#[test]
+fn no_patient_in_two_splits_and_every_split_has_both_classes() {
+    let records = cohort(90);
+    for seed in 0..200 {
+        let splits = assign_splits(&records, [0.7, 0.1, 0.2], seed).unwrap();
+        assert_eq!(splits.len(), records.len());
+        for (patient, set) in splits_of_patients(&records, &splits) {
+            assert_eq!(set.len(), 1, "seed {seed}: patient {patient} in {set:?}");
+        }
+        for split in Split::ALL {
+            let labels: HashSet<usize> = records
+                .iter()
+                .zip(&splits)
+                .filter(|(_, s)| **s == split)
+                .map(|(r, _)| r.label)
+                .collect();
+            assert_eq!(
+                labels,
+                HashSet::from([0, 1]),
+                "seed {seed}: {split} has labels {labels:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn patient_counts_follow_the_fractions_per_stratum() {
+    // 100 single-image benign patients and 20 malignant ones, fractions 0.7/0.1/0.2:
+    // benign val round(100*0.1) = 10, test round(100*0.2) = 20, train the other 70;
+    // malignant val round(20*0.1) = 2, test round(20*0.2) = 4, train 14.
+    let records: Vec<Record> = (0..120)
+        .map(|i| record(i, usize::from(i >= 100), Some(&format!("P{i}")), None))
+        .collect();
+    let splits = assign_splits(&records, [0.7, 0.1, 0.2], 3).unwrap();
+    let count = |label: usize, split: Split| {
+        records
+            .iter()
+            .zip(&splits)
+            .filter(|(r, s)| r.label == label && **s == split)
+            .count()
+    };
+    assert_eq!(
+        [
+            count(0, Split::Train),
+            count(0, Split::Val),
+            count(0, Split::Test)
+        ],
+        [70, 10, 20]
+    );
+    assert_eq!(
+        [
+            count(1, Split::Train),
+            count(1, Split::Val),
+            count(1, Split::Test)
+        ],
+        [14, 2, 4]
+    );
+    // Fractions are relative: [7, 1, 2] is the same split.
+    assert_eq!(assign_splits(&records, [7.0, 1.0, 2.0], 3).unwrap(), splits);
+}
+
+#[test]
+fn three_patients_per_class_fill_every_split() {
+    // round(3 * 0.1) = 0 val patients would leave val without the class; each split gets one.
+    let records: Vec<Record> = (0..6)
+        .map(|i| record(i, usize::from(i >= 3), Some(&format!("P{i}")), None))
+        .collect();
+    for seed in 0..20 {
+        let splits = assign_splits(&records, [0.8, 0.1, 0.1], seed).unwrap();
+        for label in 0..2 {
+            let mut got: Vec<Split> = records
+                .iter()
+                .zip(&splits)
+                .filter(|(r, _)| r.label == label)
+                .map(|(_, s)| *s)
+                .collect();
+            got.sort();
+            assert_eq!(got, Split::ALL, "seed {seed} label {label}");
+        }
+    }
+}
+
+#[test]
+fn a_patients_stratum_is_their_largest_label() {
+    // Patient A has one malignant and four benign images; B..G are benign only. With three
+    // malignant patients (A, H, I), each split gets exactly one, so A's five images are in
+    // the split of one malignant patient, never split apart.
+    let mut records = Vec::new();
+    for k in 0..5 {
+        records.push(record(records.len(), usize::from(k == 2), Some("A"), None));
+    }
+    for p in ["B", "C", "D", "E", "F", "G"] {
+        records.push(record(records.len(), 0, Some(p), None));
+    }
+    for p in ["H", "I"] {
+        records.push(record(records.len(), 1, Some(p), None));
+    }
+    for seed in 0..50 {
+        let splits = assign_splits(&records, [0.6, 0.2, 0.2], seed).unwrap();
+        assert!(
+            splits[..5].iter().all(|s| *s == splits[0]),
+            "seed {seed}: {splits:?}"
+        );
+        let malignant_splits: HashSet<Split> = [splits[0], splits[11], splits[12]].into();
+        assert_eq!(malignant_splits.len(), 3, "seed {seed}: {splits:?}");
+    }
+}
+
+#[test]
+fn deterministic_for_a_seed_and_different_for_another() {
+    let records = cohort(60);
+    let a = assign_splits(&records, [0.7, 0.1, 0.2], 42).unwrap();
+    assert_eq!(assign_splits(&records, [0.7, 0.1, 0.2], 42).unwrap(), a);
+    let b = assign_splits(&records, [0.7, 0.1, 0.2], 43).unwrap();
+    assert_ne!(a, b);
+}
+
+#[test]
+fn a_csv_split_column_is_used_as_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("path,label,patient_id,split\n");
+    let given = [
+        "train",
+        "val",
+        "test",
+        "TRAIN",
+        "validation",
+        "test",
+        "train",
+    ];
+    for (i, s) in given.iter().enumerate() {
+        common::save_small(&dir.path().join(format!("{i}.png")), i as u8);
+        csv.push_str(&format!("{i}.png,{},P{i},{s}\n", i % 2));
+    }
+    let manifest = read_csv(write(&dir.path().join("m.csv"), &csv), None).unwrap();
+    let splits = assign_splits(&manifest.records, [0.1, 0.8, 0.1], 9).unwrap();
+    use Split::*;
+    assert_eq!(splits, [Train, Val, Test, Train, Val, Test, Train]);
+}
+
+#[test]
+fn train_test_only_carves_val_out_of_train_by_patient() {
+    // CBIS-DDSM style: 40 train patients (2 images each, every 4th malignant), 10 test.
+    let mut records = Vec::new();
+    for p in 0..50 {
+        let split = if p < 40 { Split::Train } else { Split::Test };
+        for _ in 0..2 {
+            records.push(record(
+                records.len(),
+                usize::from(p % 4 == 0),
+                Some(&format!("P{p}")),
+                Some(split),
+            ));
+        }
+    }
+    for seed in 0..30 {
+        let splits = assign_splits(&records, [0.7, 0.1, 0.2], seed).unwrap();
+        // Test is untouched.
+        for (r, s) in records.iter().zip(&splits) {
+            assert_eq!(r.split == Some(Split::Test), *s == Split::Test);
+        }
+        for (patient, set) in splits_of_patients(&records, &splits) {
+            assert_eq!(set.len(), 1, "seed {seed}: {patient} {set:?}");
+        }
+        // val fraction of train = 0.1 / (0.7 + 0.1) = 0.125: benign round(30 * 0.125) = 4
+        // patients, malignant round(10 * 0.125) = 1 patient; 2 images each.
+        let val: Vec<&Record> = records
+            .iter()
+            .zip(&splits)
+            .filter(|(_, s)| **s == Split::Val)
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(val.len(), 10, "seed {seed}");
+        assert_eq!(
+            val.iter().filter(|r| r.label == 1).count(),
+            2,
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn images_without_patient_are_their_own_patient() {
+    let records: Vec<Record> = (0..40)
+        .map(|i| record(i, usize::from(i % 4 == 0), None, None))
+        .collect();
+    let splits = assign_splits(&records, [0.5, 0.25, 0.25], 1).unwrap();
+    // 30 benign: val round(7.5) = 8, test 8, train 14; 10 malignant: 3 / 3 / 4 (round half away).
+    let n = |s: Split| splits.iter().filter(|x| **x == s).count();
+    assert_eq!(
+        [n(Split::Train), n(Split::Val), n(Split::Test)],
+        [14 + 4, 8 + 3, 8 + 3]
+    );
+}
+
+#[test]
+fn mixed_or_leaky_given_splits_are_refused() {
+    let records = vec![
+        record(0, 0, Some("A"), Some(Split::Train)),
+        record(1, 1, Some("B"), None),
+        record(2, 1, Some("C"), Some(Split::Test)),
+    ];
+    let err = assign_splits(&records, [0.7, 0.1, 0.2], 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::MixedSplit {
+                with: 2,
+                without: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("test record 0") && msg.contains("test record 1"),
+        "{msg}"
+    );
+
+    let records = vec![
+        record(0, 0, Some("A"), Some(Split::Train)),
+        record(1, 1, Some("B"), Some(Split::Test)),
+        record(2, 1, Some("A"), Some(Split::Test)),
+        record(3, 0, Some("C"), Some(Split::Val)),
+    ];
+    let err = assign_splits(&records, [0.7, 0.1, 0.2], 0).unwrap_err();
+    let msg = chain(&err);
+    assert!(
+        matches!(err, Error::PatientInSeveralSplits { .. }),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("`A`") && msg.contains("train and test") && msg.contains("test record 2"),
+        "{msg}"
+    );
+
+    for bad in [[0.0, 0.0, 0.0], [0.7, -0.1, 0.4], [f64::NAN, 0.1, 0.2]] {
+        let err = assign_splits(&records, bad, 0).unwrap_err();
+        assert!(matches!(err, Error::BadFractions { .. }), "{err:?}");
+    }
+}
+
+#[test]
+fn split_names_parse() {
+    for (s, want) in [
+        ("train", Split::Train),
+        ("Training", Split::Train),
+        ("val", Split::Val),
+        ("valid", Split::Val),
+        (" validation ", Split::Val),
+        ("TEST", Split::Test),
+    ] {
+        assert_eq!(s.parse::<Split>().unwrap(), want, "{s}");
+    }
+    assert!("dev".parse::<Split>().is_err());
+    assert_eq!(Split::Val.to_string(), "val");
+}

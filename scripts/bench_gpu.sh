@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# derma-bench (Burn, wgpu) against scripts/bench_torch.py (PyTorch, CUDA) on one GPU machine.
+#
+#   scripts/bench_gpu.sh prepare            # here, no GPU needed: release binaries packed into
+#                                           # .dev/*.xz, the Vulkan loader's .debs into .gl/
+#   scripts/bench_gpu.sh run [PLAN...]      # on the GPU machine, from the repository root
+#   scripts/bench_gpu.sh compare DIR        # comparison table of the JSON files in DIR
+#
+# PLANs (default: main):
+#   main     PyTorch, then each packed derma-bench binary (WGSL; SPIR-V if packed), one process
+#            per size so each peak-memory reading belongs to one configuration; comparison table.
+#   levers   runtime levers on the first packed binary, one variable at a time: autotune level,
+#            wgpu task batching, upload without a host copy, no augmentation, loader prefetch.
+#   profile  per-kernel device time of a few training steps: CubeCL's profiling log (Burn) and
+#            torch.profiler (PyTorch).
+#   all      main, levers, profile.
+#
+# Settings (environment): SIZES ("28:256 224:128"), WIDTH (1.0), STEPS (50), WARMUP (10),
+# WORKERS (PyTorch DataLoader workers, 8), AUGMENT (natural), DATA (synthetic | npz:PATH),
+# DEADLINE (seconds for the whole run, 540: a run still going then is stopped, later ones are
+# skipped), OUT (results folder: $OUT on the device machine, else bench-out/), BACKEND (wgpu)
+# and TORCH_DEVICE (cuda): `BACKEND=cpu TORCH_DEVICE=cpu` dry-runs the whole script on a CPU.
+#
+# On the device machine (one call, within its 10-minute limit):
+#   run(command="scripts/bench_gpu.sh run main", carry=[".dev", ".gl"], timeout_s=600)
+set -uo pipefail
+
+sizes=${SIZES:-"28:256 224:128"}
+width=${WIDTH:-1.0}
+steps=${STEPS:-50}
+warmup=${WARMUP:-10}
+workers=${WORKERS:-8}
+augment=${AUGMENT:-natural}
+data=${DATA:-synthetic}
+deadline=${DEADLINE:-540}
+out=${OUT:-bench-out}
+started=$(date +%s)
+
+prepare() {
+  set -e
+  for d in /.dev/ /.gl/; do grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >>.git/info/exclude; done
+  mkdir -p .dev .gl
+  cargo build --release -p derma-bench
+  xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-wgsl.xz
+  if [ "${SPIRV:-1}" = 1 ]; then
+    cargo build --release -p derma-bench --features vulkan
+    xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-spirv.xz
+  fi
+  # The Vulkan loader (the device machine has the NVIDIA driver's ICD but maybe no loader).
+  local o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  mkdir -p /tmp/amd64/partial
+  # shellcheck disable=SC2086
+  apt-get $o update >/dev/null
+  # shellcheck disable=SC2086
+  (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
+  du -ch .dev/* .gl/* | tail -1
+  echo 'now, on the device: run(command="scripts/bench_gpu.sh run main", carry=[".dev", ".gl"], timeout_s=600)'
+}
+
+# Seconds left before the deadline.
+left() { echo $((deadline - ($(date +%s) - started))); }
+
+# timed NAME LOG CMD...: runs CMD (output to LOG) if at least 20 s are left, else says it skipped.
+timed() {
+  local name=$1 log=$2; shift 2
+  local t; t=$(left)
+  if [ "$t" -lt 20 ]; then echo "skip $name: deadline (${deadline}s) reached"; return 0; fi
+  local t0; t0=$(date +%s)
+  if timeout "$t" "$@" >"$log" 2>&1; then
+    echo "ok   $name ($(($(date +%s) - t0)) s)"
+  else
+    echo "FAIL $name (exit $?, $(($(date +%s) - t0)) s):"; tail -5 "$log" | sed 's/^/     /'
+  fi
+}
+
+setup_device() {
+  for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+  ldconfig
+  if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1 \
+    && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  fi
+  bindir=/tmp/derma-bench-bin
+  mkdir -p "$bindir"
+  bins=()
+  for x in .dev/derma-bench-wgsl.xz .dev/derma-bench-spirv.xz; do
+    [ -f "$x" ] || continue
+    local b; b="$bindir/$(basename "$x" .xz)"
+    xz -dc "$x" >"$b" && chmod +x "$b" && bins+=("$b")
+  done
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  {
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    python3 -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
+    ldconfig -p | grep -m1 libvulkan || echo "no libvulkan in ldconfig"
+    echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
+    nproc
+  } 2>&1 | tee "$out/machine.txt"
+  # Per-process GPU memory as the driver sees it (CUDA context and Vulkan device included).
+  nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits -lms 200 >"$out/smi.csv" 2>/dev/null &
+  smi_pid=$!
+  trap 'kill $smi_pid 2>/dev/null' EXIT
+}
+
+backend=${BACKEND:-wgpu}
+torch_device=${TORCH_DEVICE:-cuda}
+
+burn_args() { echo --backend "$backend" --width "$width" --steps "$steps" --warmup-steps "$warmup" --augment "$augment" --data "$data"; }
+
+plan_main() {
+  local torch_sizes; torch_sizes=$(echo "$sizes" | tr ' ' ',')
+  timed "torch $torch_sizes" "$out/torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
+    --width "$width" --steps "$steps" --warmup-steps "$warmup" --modes step,e2e,loader,infer --workers "$workers" \
+    --augment "$augment" --data "$data" --json "$out/torch.json"
+  for b in "${bins[@]}"; do
+    local v; v=$(basename "$b"); v=${v#derma-bench-}
+    for sb in $sizes; do
+      # shellcheck disable=SC2046
+      timed "burn-$v $sb" "$out/burn-$v-${sb%%:*}.log" "$b" $(burn_args) --sizes "$sb" --modes step,e2e,loader,infer \
+        --json "$out/burn-$v-${sb%%:*}.json"
+    done
+  done
+}
+
+plan_levers() {
+  [ ${#bins[@]} -gt 0 ] || { echo "levers: no packed binary"; return; }
+  local b=${bins[0]} v; v=$(basename "$b"); v=${v#derma-bench-}
+  for sb in $sizes; do
+    local s=${sb%%:*}
+    for level in minimal extensive; do
+      # shellcheck disable=SC2046
+      timed "lever autotune=$level $sb" "$out/lever-autotune-$level-$s.log" env CUBECL_AUTOTUNE_LEVEL=$level \
+        "$b" $(burn_args) --sizes "$sb" --modes step --json "$out/lever-$v-autotune_$level-$s.json"
+    done
+    for tasks in 8 128; do
+      # shellcheck disable=SC2046
+      timed "lever wgpu_tasks=$tasks $sb" "$out/lever-tasks-$tasks-$s.log" env CUBECL_WGPU_MAX_TASKS=$tasks \
+        "$b" $(burn_args) --sizes "$sb" --modes step --json "$out/lever-$v-tasks_$tasks-$s.json"
+    done
+    # shellcheck disable=SC2046
+    timed "lever upload=move $sb" "$out/lever-move-$s.log" "$b" $(burn_args) --sizes "$sb" --modes e2e --upload move \
+      --json "$out/lever-$v-upload_move-$s.json"
+    # shellcheck disable=SC2046
+    timed "lever prefetch=8 $sb" "$out/lever-prefetch-$s.log" "$b" $(burn_args) --sizes "$sb" --modes e2e --prefetch 8 \
+      --json "$out/lever-$v-prefetch_8-$s.json"
+    # shellcheck disable=SC2046
+    timed "lever augment=none $sb" "$out/lever-noaug-$s.log" "$b" $(burn_args | sed 's/--augment [a-z]*/--augment none/') \
+      --sizes "$sb" --modes e2e,loader --json "$out/lever-$v-augment_none-$s.json"
+  done
+}
+
+plan_profile() {
+  local torch_sizes; torch_sizes=$(echo "$sizes" | tr ' ' ',')
+  timed "torch profile" "$out/profile-torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
+    --width "$width" --steps 5 --warmup-steps "$warmup" --modes step --profile-steps 5
+  for b in "${bins[@]}"; do
+    local v; v=$(basename "$b"); v=${v#derma-bench-}
+    for sb in $sizes; do
+      local s=${sb%%:*} dir; dir=$(mktemp -d)
+      # CubeCL reads cubecl.toml from the working directory: per-kernel device times, one
+      # summary table per synchronisation (the last one covers the timed steps).
+      printf '[profiling.logger]\nlevel = "basic"\nappend = false\nfile = "%s"\n' "$out/profile-$v-$s.log" >"$dir/cubecl.toml"
+      # shellcheck disable=SC2046
+      timed "burn-$v profile $sb" "$out/profile-$v-$s.out" bash -c "cd '$dir' && '$b' $(burn_args) --sizes '$sb' --modes step --steps 5"
+      python3 - "$out/profile-$v-$s.log" <<'EOF'
+import sys
+try:
+    lines = open(sys.argv[1], encoding="utf-8", errors="replace").read().splitlines()
+except OSError as e:
+    sys.exit(f"no profile log: {e}")
+heads = [i for i, l in enumerate(lines) if "Num Computed" in l]
+if not heads:
+    sys.exit(f"{sys.argv[1]}: no summary table")
+start = max(heads[-1] - 2, 0)
+print(f"== {sys.argv[1]}: last summary (timed steps) ==")
+print("\n".join(lines[start:start + 40]))
+EOF
+    done
+  done
+  grep -A 28 "== torch profile" "$out/profile-torch.log" | head -80
+}
+
+compare() {
+  python3 - "$1" <<'EOF'
+import csv, glob, json, os, sys
+d = sys.argv[1]
+def load(p):
+    try:
+        return json.load(open(p))
+    except (OSError, ValueError):
+        return None
+torch_rep = load(os.path.join(d, "torch.json"))
+torch_by = {(r["size"], r["batch"]): r for r in (torch_rep or {}).get("results", [])}
+# nvidia-smi samples: max used MiB per pid.
+smi = {}
+try:
+    for row in csv.reader(open(os.path.join(d, "smi.csv"))):
+        if len(row) >= 2 and row[0].strip().isdigit():
+            pid, mib = int(row[0]), row[1].strip()
+            if mib.isdigit():
+                smi[pid] = max(smi.get(pid, 0), int(mib))
+except OSError:
+    pass
+runs = []  # (label, report)
+for p in sorted(glob.glob(os.path.join(d, "burn-*.json"))) + sorted(glob.glob(os.path.join(d, "lever-*.json"))):
+    rep = load(p)
+    if rep:
+        label = os.path.basename(p)[:-5].rsplit("-", 1)[0]
+        runs.append((label, rep))
+def ips(r, mode):
+    m = r.get(mode) if r else None
+    return m["images_per_second"] if m else None
+def f(x, nd=1):
+    return "-" if x is None else f"{x:.{nd}f}"
+print(f"\nPyTorch: {torch_rep['framework_version']} | {torch_rep['backend']}" if torch_rep else "\nPyTorch: no torch.json")
+print(f"{'run':<34} {'size':>4} {'batch':>5} {'mode':<6} {'burn img/s':>11} {'torch img/s':>11} {'ratio':>6}")
+for label, rep in runs:
+    for r in rep["results"]:
+        t = torch_by.get((r["size"], r["batch"]))
+        for mode in ("step", "e2e", "loader", "infer"):
+            b = ips(r, mode)
+            if b is None:
+                continue
+            tv = ips(t, mode)
+            ratio = b / tv if tv else None
+            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode:<6} {f(b):>11} {f(tv):>11} {f(ratio, 2):>6}")
+print(f"\n{'memory (MiB)':<34} {'size':>4} {'batch':>5} {'burn peak':>10} {'burn smi':>9} {'torch peak':>11} {'torch alloc':>12} {'torch smi':>10}")
+torch_smi = smi.get(torch_rep["pid"]) if torch_rep else None
+for label, rep in runs:
+    for r in rep["results"]:
+        t = torch_by.get((r["size"], r["batch"]))
+        bm, tm = r.get("memory"), (t or {}).get("memory")
+        mib = lambda m, k: None if not m else m[k] / 2**20
+        print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {f(mib(bm, 'peak_reserved_bytes'), 0):>10} {f(smi.get(rep['pid']), 0):>9} "
+              f"{f(mib(tm, 'peak_reserved_bytes'), 0):>11} {f(mib(tm, 'peak_allocated_bytes'), 0):>12} {f(torch_smi, 0):>10}")
+print("burn peak: CubeCL pools' reserved peak (derma-bench memory.rs); torch peak/alloc: max_memory_reserved/allocated per size;")
+print("smi: nvidia-smi's largest per-process reading (context included; torch's covers all its sizes in one process).")
+EOF
+}
+
+cmd=${1:-run}
+shift || true
+case "$cmd" in
+  prepare) prepare ;;
+  compare) compare "${1:-$out}" ;;
+  run)
+    setup_device
+    plans=("$@"); [ ${#plans[@]} -gt 0 ] || plans=(main)
+    for p in "${plans[@]}"; do
+      case "$p" in
+        main) plan_main ;;
+        levers) plan_levers ;;
+        profile) plan_profile ;;
+        all) plan_main; plan_levers; plan_profile ;;
+        *) echo "unknown plan $p (main, levers, profile, all)"; exit 2 ;;
+      esac
+    done
+    kill "$smi_pid" 2>/dev/null
+    compare "$out" | tee "$out/compare.txt"
+    ;;
+  *) echo "usage: $0 prepare | run [main|levers|profile|all ...] | compare DIR"; exit 2 ;;
+esac
