@@ -3,6 +3,7 @@
 //! The training side of the data flow, after the model:
 //!
 //! - [`config`]: the run configuration (TOML + flags) and its validation.
+//! - [`cli`]: the training flags shared by the binaries, and their error exit.
 //! - [`backend`]: the device — wgpu GPU or the Flex CPU backend.
 //! - [`pretrained`]: where ImageNet / user weights come from.
 //! - [`loss`]: cross-entropy, BCE, focal and combined losses with class weights.
@@ -19,6 +20,7 @@
 
 pub mod backend;
 pub mod cascade;
+pub mod cli;
 pub mod config;
 pub mod evaluate;
 pub mod folds;

@@ -139,3 +139,30 @@ impl RunningLoss {
         self.sum.clone().into_scalar::<f32>() as f64 / self.seen.max(1) as f64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::module::ParamId;
+
+    use super::*;
+
+    #[test]
+    fn running_loss_is_the_image_weighted_mean() {
+        let device = Device::flex();
+        let mut running = RunningLoss::new(&device);
+        assert_eq!(running.mean(), 0.0);
+        running.add(Tensor::<1>::from_floats([1.0], &device), 2);
+        running.add(Tensor::<1>::from_floats([4.0], &device), 1);
+        assert_eq!(running.seen(), 3);
+        assert!((running.mean() - 2.0).abs() < 1e-6, "{}", running.mean());
+    }
+
+    #[test]
+    fn the_backbone_gets_its_multiple_of_the_learning_rate() {
+        let lr = module_lr(1e-3, 0.1);
+        let id = ParamId::new();
+        assert!((lr.lr_from_param(id, Some("classifier.weight")) - 1e-3).abs() < 1e-15);
+        assert!((lr.lr_from_param(id, Some("blocks.3.depthwise.conv.weight")) - 1e-4).abs() < 1e-15);
+        assert!((module_lr(1e-3, 1.0).lr_from_param(id, Some("stem.conv.weight")) - 1e-3).abs() < 1e-15);
+    }
+}

@@ -357,7 +357,11 @@ pub fn fit(
 
         let eval_model = model.valid();
         let val_pred = predict(&eval_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
-        let threshold = if binary { choose_threshold(&rule, &val_pred)?.value } else { 0.5 };
+        let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };
+        let threshold = choice.as_ref().map_or(0.5, |c| c.value);
+        // A floor no threshold meets leaves only the empty operating point (threshold above
+        // every score: sensitivity 0), whatever the fallback threshold shows.
+        let floor_met = choice.as_ref().is_none_or(|c| c.met);
         let val = split_metrics(&val_pred, threshold)?;
         let images_per_second = n_images as f64 / train_seconds;
         let row = EpochRow { epoch: epoch + 1, train_loss, val, lr, seconds: started.elapsed().as_secs_f64(), images_per_second };
@@ -371,7 +375,11 @@ pub fn fit(
         }
         line += &format!("  {:.0} img/s  {:.1}s", row.images_per_second, row.seconds);
         println!("{line}");
-        let score = selection_score(&config.select_metric, &row.val);
+        let score = if config.select_metric == "sens@spec" && !floor_met {
+            0.0
+        } else {
+            selection_score(&config.select_metric, &row.val)
+        };
         if best.as_ref().is_none_or(|(s, _, _)| score > *s || s.is_nan()) {
             best = Some((score, epoch + 1, eval_model));
         }

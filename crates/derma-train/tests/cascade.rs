@@ -1,5 +1,8 @@
 //! The `derma-cascade` binary end to end on a tiny binary task (CPU backend).
 
+mod common;
+use common::{colour_split, text};
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -8,41 +11,6 @@ use derma_train::backend;
 use derma_train::predict::RunModel;
 use medmnist::{MedMnistArrays, Split};
 
-/// 28x28 RGB images whose class sets the mean colour, plus noise (as in `tests/cli.rs`).
-fn colour_split(per_class: usize, seed: u64) -> Split {
-    const PALETTE: [[f32; 3]; 7] = [
-        [230.0, 40.0, 40.0],
-        [40.0, 230.0, 40.0],
-        [40.0, 40.0, 230.0],
-        [230.0, 230.0, 40.0],
-        [230.0, 40.0, 230.0],
-        [40.0, 230.0, 230.0],
-        [128.0, 128.0, 128.0],
-    ];
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut noise = move || {
-        (0..4)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 33) as f32 / (1u64 << 31) as f32 - 0.5
-            })
-            .sum::<f32>()
-            * 69.0
-    };
-    let n = 7 * per_class;
-    let mut images = Vec::with_capacity(n * 28 * 28 * 3);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = i % 7;
-        labels.push(c as u8);
-        for _ in 0..28 * 28 {
-            for &v in &PALETTE[c] {
-                images.push((v + noise()).clamp(0.0, 255.0) as u8);
-            }
-        }
-    }
-    Split { images, labels, len: n, height: 28, width: 28, channels: 3 }
-}
 
 const NAMES: [&str; 7] = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"];
 
@@ -59,9 +27,6 @@ fn derma_cascade(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_derma-cascade")).args(args).output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -1,47 +1,13 @@
 //! End-to-end tests of the `derma-train` binary on the CPU backend.
 
+mod common;
+use common::{colour_split, text};
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use medmnist::{MedMnistArrays, Split};
+use medmnist::MedMnistArrays;
 
-/// 28x28 RGB images whose class sets the mean colour, plus heavy per-pixel noise (σ ≈ 40):
-/// learnable, but not by memorising pixels.
-fn colour_split(per_class: usize, seed: u64) -> Split {
-    const PALETTE: [[f32; 3]; 7] = [
-        [230.0, 40.0, 40.0],
-        [40.0, 230.0, 40.0],
-        [40.0, 40.0, 230.0],
-        [230.0, 230.0, 40.0],
-        [230.0, 40.0, 230.0],
-        [40.0, 230.0, 230.0],
-        [128.0, 128.0, 128.0],
-    ];
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut noise = move || {
-        // sum of 4 uniforms: roughly normal, σ ≈ 40
-        (0..4)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 33) as f32 / (1u64 << 31) as f32 - 0.5
-            })
-            .sum::<f32>()
-            * 69.0
-    };
-    let n = 7 * per_class;
-    let mut images = Vec::with_capacity(n * 28 * 28 * 3);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = i % 7;
-        labels.push(c as u8);
-        for _ in 0..28 * 28 {
-            for ch in 0..3 {
-                images.push((PALETTE[c][ch] + noise()).clamp(0.0, 255.0) as u8);
-            }
-        }
-    }
-    Split { images, labels, len: n, height: 28, width: 28, channels: 3 }
-}
 
 /// A temporary folder holding the colour dataset (`colours.npz`, 140/56/56 images), and the
 /// run folder path inside it.
@@ -62,9 +28,6 @@ fn derma_predict(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_derma-predict")).args(args).output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// The whole job on a tiny dataset: it must really learn (test AUC > 0.9; chance is 0.5) and
 /// leave every file of the run folder.

@@ -1,6 +1,9 @@
 //! `derma-train` on image-file datasets (mammography-style crops): 16-bit grayscale PNGs in a
 //! folder per class or listed in a CSV manifest with patient ids, trained end to end on the CPU.
 
+mod common;
+use common::text;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -8,9 +11,6 @@ fn derma_train(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_derma-train")).args(args).output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Writes `n` 16-bit grayscale crops (40x48, 12-bit noise around 1500); malignant ones carry a
 /// bright 12-bit blob. Returns `(relative path, label, patient)` per image.

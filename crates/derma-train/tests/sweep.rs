@@ -1,12 +1,15 @@
 //! Cross-validation folds and the `derma-sweep` binary (CPU backend, tiny data).
 
+mod common;
+use common::{colour_split, text};
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use derma_train::folds::{cross_validation, holdout, stratified_group_kfold, stratified_kfold};
 use derma_train::sweep::Plan;
-use medmnist::{MedMnistArrays, Split};
+use medmnist::MedMnistArrays;
 
 // ---------------------------------------------------------------------------------------------
 // folds
@@ -248,49 +251,11 @@ fn plan_errors_name_the_file_and_the_key() {
 // ---------------------------------------------------------------------------------------------
 // the binary
 
-/// 28x28 RGB images whose class sets the mean colour, plus noise (as in `tests/cli.rs`).
-fn colour_split(per_class: usize, seed: u64) -> Split {
-    const PALETTE: [[f32; 3]; 7] = [
-        [230.0, 40.0, 40.0],
-        [40.0, 230.0, 40.0],
-        [40.0, 40.0, 230.0],
-        [230.0, 230.0, 40.0],
-        [230.0, 40.0, 230.0],
-        [40.0, 230.0, 230.0],
-        [128.0, 128.0, 128.0],
-    ];
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let mut noise = move || {
-        (0..4)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (state >> 33) as f32 / (1u64 << 31) as f32 - 0.5
-            })
-            .sum::<f32>()
-            * 69.0
-    };
-    let n = 7 * per_class;
-    let mut images = Vec::with_capacity(n * 28 * 28 * 3);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = i % 7;
-        labels.push(c as u8);
-        for _ in 0..28 * 28 {
-            for &v in &PALETTE[c] {
-                images.push((v + noise()).clamp(0.0, 255.0) as u8);
-            }
-        }
-    }
-    Split { images, labels, len: n, height: 28, width: 28, channels: 3 }
-}
 
 fn derma_sweep(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_derma-sweep")).args(args).output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn mtimes(dir: &Path) -> BTreeMap<PathBuf, std::time::SystemTime> {
     let mut out = BTreeMap::new();

@@ -3,11 +3,11 @@
 //! the screener flags; reports precision at 99% / 98% recall for stage 1 alone vs the cascade.
 //! See `derma_train::cascade`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use derma_train::backend;
+use derma_train::cli::{TrainArgs, exit};
 use derma_train::cascade::{self, CascadeOptions, parse_assignment};
 use derma_train::sweep::merge_config;
 
@@ -15,71 +15,10 @@ use derma_train::sweep::merge_config;
 #[derive(Parser, Debug)]
 #[command(name = "derma-cascade", version, about = "Train and evaluate a two-stage screening cascade (screener + specialist)", allow_negative_numbers = true)]
 struct Cli {
-    /// Base TOML config of both stages (missing keys keep the built-in defaults).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Output folder: stage1/, stage2/, cascade.json, cascade.md (default runs/cascade-<time>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// A MedMNIST flag (dermamnist, ...) or folder | csv | cbis-ddsm.
-    #[arg(long)]
-    dataset: Option<String>,
-    /// Train on this MedMNIST-layout .npz instead of the downloaded file.
-    #[arg(long)]
-    npz: Option<PathBuf>,
-    /// Cache folder (default: $MEDMNIST_ROOT, else ~/.medmnist).
-    #[arg(long)]
-    data_root: Option<PathBuf>,
-    /// --dataset folder: one subfolder per class; cbis-ddsm: the image root.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// --dataset csv / cbis-ddsm manifest(s) (repeat the flag for several).
-    #[arg(long)]
-    manifest: Vec<PathBuf>,
-    /// MedMNIST file resolution: 28, 64, 128 or 224.
-    #[arg(long)]
-    size: Option<u32>,
-    /// Training resolution.
-    #[arg(long)]
-    image_size: Option<usize>,
-    /// Never touch the network.
-    #[arg(long)]
-    offline: bool,
-    /// Binary task: these classes (names or indices, comma-separated) vs the rest.
-    #[arg(long, value_delimiter = ',')]
-    positive_classes: Option<Vec<String>>,
-    /// Augmentation: none, natural or mammo.
-    #[arg(long)]
-    augment: Option<String>,
-    /// auto, wgpu or cpu.
-    #[arg(long)]
-    backend: Option<String>,
-    #[arg(long)]
-    epochs: Option<usize>,
-    #[arg(long)]
-    batch_size: Option<usize>,
-    #[arg(long)]
-    lr: Option<f64>,
-    #[arg(long)]
-    weight_decay: Option<f64>,
-    #[arg(long)]
-    warmup_epochs: Option<f64>,
-    /// MobileNetV2 width multiplier.
-    #[arg(long)]
-    width: Option<f64>,
-    /// 32, 16 or 8.
-    #[arg(long)]
-    output_stride: Option<usize>,
-    #[arg(long)]
-    dropout: Option<f64>,
-    /// none, imagenet or a weight file.
-    #[arg(long)]
-    pretrained: Option<String>,
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Best epoch by: auc, bal_acc, acc, loss, ap, f2.
-    #[arg(long)]
-    select_metric: Option<String>,
+    /// The data, model and training flags of both stages (`--out` is the cascade's folder:
+    /// stage1/, stage2/, cascade.json, cascade.md; default runs/cascade-<time>).
+    #[command(flatten)]
+    train: TrainArgs,
     /// Any config key for both stages, KEY=VALUE (TOML value), repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -97,13 +36,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    exit(run())
 }
 
 fn table(assignments: &[String], flag: &str) -> anyhow::Result<toml::Table> {
@@ -117,48 +50,16 @@ fn table(assignments: &[String], flag: &str) -> anyhow::Result<toml::Table> {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut base = match &cli.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--config {}: cannot read it: {e}", path.display()))?;
-            toml::from_str::<toml::Table>(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))?
-        }
-        None => toml::Table::new(),
-    };
-    let path = |p: &PathBuf| toml::Value::String(p.display().to_string());
-    let mut set = |k: &str, v: Option<toml::Value>| {
-        if let Some(v) = v {
-            base.insert(k.to_string(), v);
-        }
-    };
-    use toml::Value as V;
-    set("dataset", cli.dataset.clone().map(V::String));
-    set("npz", cli.npz.as_ref().map(path));
-    set("data_root", cli.data_root.as_ref().map(path));
-    set("data_dir", cli.data_dir.as_ref().map(path));
-    set("manifest", (!cli.manifest.is_empty()).then(|| V::Array(cli.manifest.iter().map(path).collect())));
-    set("size", cli.size.map(|v| V::Integer(v.into())));
-    set("image_size", cli.image_size.map(|v| V::Integer(v as i64)));
-    set("offline", cli.offline.then_some(V::Boolean(true)));
-    set("positive_classes", cli.positive_classes.clone().map(|v| V::Array(v.into_iter().map(V::String).collect())));
-    set("augment", cli.augment.clone().map(V::String));
-    set("backend", cli.backend.clone().map(V::String));
-    set("epochs", cli.epochs.map(|v| V::Integer(v as i64)));
-    set("batch_size", cli.batch_size.map(|v| V::Integer(v as i64)));
-    set("lr", cli.lr.map(V::Float));
-    set("weight_decay", cli.weight_decay.map(V::Float));
-    set("warmup_epochs", cli.warmup_epochs.map(V::Float));
-    set("width", cli.width.map(V::Float));
-    set("output_stride", cli.output_stride.map(|v| V::Integer(v as i64)));
-    set("dropout", cli.dropout.map(V::Float));
-    set("pretrained", cli.pretrained.clone().map(V::String));
-    set("seed", cli.seed.map(|v| V::Integer(v as i64)));
-    set("select_metric", cli.select_metric.clone().map(V::String));
+    let out = cli.train.out.clone();
+    let config = cli.train.into_config()?;
+    let mut base: toml::Table = toml::from_str(&config.to_toml()).map_err(|e| anyhow::anyhow!("the merged configuration: {e}"))?;
+    base.remove("out");
     for (k, v) in table(&cli.set, "set")? {
         base.insert(k, v);
     }
     let options = CascadeOptions { base, stage1: table(&cli.stage1, "stage1")?, stage2: table(&cli.stage2, "stage2")?, recalls: cli.recall };
     options.configs()?; // every flag checked before any work
-    let out = cli.out.unwrap_or_else(cascade::default_out);
+    let out = out.unwrap_or_else(cascade::default_out);
     let backend = backend::select(&merge_config(&[&options.base]).map_err(|e| anyhow::anyhow!(e))?.backend)?;
     cascade::run(&options, &out, &backend.device, backend.name)?;
     Ok(())

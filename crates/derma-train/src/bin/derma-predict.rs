@@ -15,7 +15,7 @@ use image::ImageEncoder as _;
 
 /// Predict with a trained derma-train run.
 #[derive(Parser, Debug)]
-#[command(name = "derma-predict", version, about)]
+#[command(name = "derma-predict", version, about = "Probabilities, decisions and Grad-CAM overlays of a trained derma-train run on new images")]
 struct Cli {
     /// The run folder (config.toml, report.json, model.bpk).
     #[arg(long)]
@@ -43,13 +43,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    derma_train::cli::exit(run())
 }
 
 fn run() -> anyhow::Result<()> {

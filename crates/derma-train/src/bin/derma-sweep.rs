@@ -37,13 +37,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    derma_train::cli::exit(run())
 }
 
 fn run() -> anyhow::Result<()> {

@@ -1,0 +1,30 @@
+//! `derma-report RUN_DIR...`: (re)writes the plots, `report.md` and `report.html` of finished
+//! run folders from their files. The images are not in a run folder, so the error gallery
+//! lists the items without thumbnails (training runs write it with them).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let dirs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if dirs.is_empty() || dirs.iter().any(|d| d.to_str().is_some_and(|s| s.starts_with('-'))) {
+        eprintln!("usage: derma-report RUN_DIR...  (re)writes plots/, report.md and report.html of each run folder");
+        return ExitCode::FAILURE;
+    }
+    let mut status = ExitCode::SUCCESS;
+    for dir in &dirs {
+        match derma_report::write_report(dir, &derma_report::ReportOptions::default(), None) {
+            Ok(files) => {
+                println!("{}: {}", dir.display(), files.markdown.display());
+                for note in &files.notes {
+                    println!("  note: {note}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", dir.display());
+                status = ExitCode::FAILURE;
+            }
+        }
+    }
+    status
+}

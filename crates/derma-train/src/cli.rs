@@ -1,0 +1,212 @@
+//! The training flags shared by the binaries (`derma-train`, `derma-cascade`), and the common
+//! way a binary reports an error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use derma_data::AugmentPreset;
+
+use crate::LossKind;
+use crate::config::{ClassWeights, TrainConfig, parse_alpha};
+
+/// Every training flag; each overrides the config key of the same name (dashes for
+/// underscores). Binaries flatten it into their own command line.
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// TOML config replacing the built-in `configs/dermamnist.toml` (missing keys keep defaults).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A MedMNIST flag (dermamnist, breastmnist, ...) or folder | csv | cbis-ddsm.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// --dataset folder: one subfolder of images per class; cbis-ddsm: the image root.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// --dataset csv: path,label[,patient_id][,split]; cbis-ddsm: case-description CSVs
+    /// (repeat the flag for several).
+    #[arg(long)]
+    pub manifest: Vec<PathBuf>,
+    /// 16-bit intensity window: percentile:0.5,99.5 | fixed:LO,HI | none.
+    #[arg(long)]
+    pub intensity: Option<String>,
+    /// How file images become square: crop | pad | stretch.
+    #[arg(long)]
+    pub resize: Option<String>,
+    /// Patient-level train,val,test fractions (file datasets without a split column).
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    pub split_fractions: Option<Vec<f64>>,
+    /// Model input channels: 3, or 1 (grayscale stem).
+    #[arg(long)]
+    pub in_channels: Option<usize>,
+    /// Cache folder (default: $MEDMNIST_ROOT, else ~/.medmnist).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Train on this MedMNIST-layout .npz instead of the downloaded file.
+    #[arg(long)]
+    pub npz: Option<PathBuf>,
+    /// MedMNIST file resolution: 28, 64, 128 or 224.
+    #[arg(long)]
+    pub size: Option<u32>,
+    /// Training resolution (default: --size).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Never touch the network.
+    #[arg(long)]
+    pub offline: bool,
+    /// Binary task: these classes (names or indices, comma-separated) vs the rest.
+    #[arg(long, value_delimiter = ',')]
+    pub positive_classes: Option<Vec<String>>,
+    /// Augmentation: none, natural or mammo.
+    #[arg(long)]
+    pub augment: Option<AugmentPreset>,
+    /// Augmentation knob: horizontal flip probability.
+    #[arg(long)]
+    pub hflip: Option<f64>,
+    /// Augmentation knob: vertical flip probability.
+    #[arg(long)]
+    pub vflip: Option<f64>,
+    /// Augmentation knob: random resized crop area MIN,MAX.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub crop_scale: Option<Vec<f64>>,
+    /// Augmentation knob: random resized crop aspect ratio MIN,MAX.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub crop_ratio: Option<Vec<f64>>,
+    /// Augmentation knob: maximum rotation in degrees.
+    #[arg(long)]
+    pub rotation: Option<f64>,
+    /// Augmentation knob: maximum translation (fraction of the size).
+    #[arg(long)]
+    pub translate: Option<f64>,
+    /// Augmentation knob: affine zoom MIN,MAX.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub zoom: Option<Vec<f64>>,
+    /// Augmentation knob: brightness jitter.
+    #[arg(long)]
+    pub brightness: Option<f64>,
+    /// Augmentation knob: contrast jitter.
+    #[arg(long)]
+    pub contrast: Option<f64>,
+    /// Run folder (default: runs/<dataset>-<timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// auto, wgpu or cpu.
+    #[arg(long)]
+    pub backend: Option<String>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate (AdamW).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// MobileNetV2 width multiplier.
+    #[arg(long)]
+    pub width: Option<f64>,
+    /// 32 (torchvision), 16 or 8.
+    #[arg(long)]
+    pub output_stride: Option<usize>,
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// none, imagenet or a torchvision .pth/.safetensors file.
+    #[arg(long)]
+    pub pretrained: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train only the classifier for the first N epochs (backbone frozen), then everything.
+    #[arg(long)]
+    pub freeze_backbone_epochs: Option<usize>,
+    /// Backbone learning rate = lr x this (the classifier gets lr).
+    #[arg(long)]
+    pub backbone_lr_mult: Option<f64>,
+    /// ce, bce, focal or combined.
+    #[arg(long)]
+    pub loss: Option<LossKind>,
+    /// Focal focusing parameter (>= 0).
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Focal alpha: a scalar or a per-class comma list; negative disables it.
+    #[arg(long, allow_hyphen_values = true)]
+    pub alpha: Option<String>,
+    /// none, balanced or w0,w1,...
+    #[arg(long)]
+    pub class_weights: Option<ClassWeights>,
+    #[arg(long)]
+    pub bce_weight: Option<f64>,
+    #[arg(long)]
+    pub focal_weight: Option<f64>,
+    /// none, weighted or undersample.
+    #[arg(long)]
+    pub sampler: Option<String>,
+    #[arg(long)]
+    pub sampler_power: Option<f64>,
+    #[arg(long)]
+    pub samples_per_epoch: Option<usize>,
+    #[arg(long)]
+    pub undersample_ratio: Option<f64>,
+    /// auc, bal_acc, acc, loss (binary also ap, f2, sens@spec).
+    #[arg(long)]
+    pub select_metric: Option<String>,
+    /// Binary operating threshold: min-spec:0.80, recall:0.99, fbeta:2, youden, fixed:0.5.
+    #[arg(long)]
+    pub threshold: Option<String>,
+}
+
+impl TrainArgs {
+    /// The configuration: `--config FILE` (else the built-in defaults) with every given flag
+    /// applied over it. Not yet validated.
+    pub fn into_config(self) -> anyhow::Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(path) => TrainConfig::from_file(path)?,
+            None => TrainConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
+        }
+        macro_rules! set_opt {
+            ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
+        }
+        set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
+             output_stride, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
+             sampler, sampler_power, undersample_ratio, select_metric, threshold);
+        set_opt!(data_root, data_dir, npz, image_size, positive_classes, augment, out, samples_per_epoch);
+        if !self.manifest.is_empty() {
+            c.manifest = Some(self.manifest);
+        }
+        if let Some(f) = self.split_fractions {
+            c.split_fractions = [f[0], f[1], f[2]];
+        }
+        let pair = |v: Vec<f64>| [v[0], v[1]];
+        let k = &mut c.augment_knobs;
+        macro_rules! knob {
+            ($($field:ident),*) => { $( if self.$field.is_some() { k.$field = self.$field; } )* };
+        }
+        knob!(hflip, vflip, rotation, translate, brightness, contrast);
+        macro_rules! knob_pair {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { k.$field = Some(pair(v)); } )* };
+        }
+        knob_pair!(crop_scale, crop_ratio, zoom);
+        if self.offline {
+            c.offline = true;
+        }
+        if let Some(a) = &self.alpha {
+            c.alpha = Some(parse_alpha(a).map_err(|e| anyhow::anyhow!(e))?);
+        }
+        Ok(c)
+    }
+}
+
+/// The exit of a binary: success, or the error chain on stderr and a failure status.
+pub fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
