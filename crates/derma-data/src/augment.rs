@@ -241,10 +241,15 @@ impl Augment {
     pub fn apply(&self, d: &Draw, src: &[u8], [h, w, c]: [usize; 3]) -> Vec<u8> {
         let s = self.size;
         let mut out = vec![0f32; s * s * c];
-        for v in 0..s {
-            for u in 0..s {
-                let (x, y) = self.source_point(d, u as f64 + 0.5, v as f64 + 0.5);
-                bilinear(src, [h, w, c], x - 0.5, y - 0.5, &mut out[(v * s + u) * c..][..c]);
+        // `source_point` is affine in (u, v): evaluate it at three pixel centres, then step.
+        let (x0, y0) = self.source_point(d, 0.5, 0.5);
+        let (xu, yu) = self.source_point(d, 1.5, 0.5);
+        let (xv, yv) = self.source_point(d, 0.5, 1.5);
+        let (dxu, dyu, dxv, dyv) = (xu - x0, yu - y0, xv - x0, yv - y0);
+        for (v, row) in out.chunks_exact_mut(s * c).enumerate() {
+            let (rx, ry) = (x0 - 0.5 + v as f64 * dxv, y0 - 0.5 + v as f64 * dyv);
+            for (u, px) in row.chunks_exact_mut(c).enumerate() {
+                bilinear(src, [h, w, c], rx + u as f64 * dxu, ry + u as f64 * dyu, px);
             }
         }
         if d.brightness != 1.0 || d.contrast != 1.0 {

@@ -21,7 +21,8 @@ pub struct Normalize {
 }
 
 impl Normalize {
-    /// Writes one `[s, s, c_in]` image as planar `[out_channels, s, s]` floats into `out`.
+    /// Writes one `[s, s, c_in]` image as planar `[out_channels, s, s]` floats into `out`,
+    /// through a 256-entry table per output channel (inputs are `u8`).
     fn write(&self, img: &[u8], c_in: usize, out: &mut [f32]) {
         let plane = img.len() / c_in;
         for oc in 0..self.out_channels {
@@ -33,17 +34,23 @@ impl Normalize {
             } else {
                 self.affine[oc]
             };
+            let lut: [f32; 256] = std::array::from_fn(|x| x as f32 * scale + shift);
             let dst = &mut out[oc * plane..(oc + 1) * plane];
-            for (p, d) in dst.iter_mut().enumerate() {
-                let px = &img[p * c_in..(p + 1) * c_in];
-                let v = if c_in == self.out_channels {
-                    px[oc] as f32
-                } else if c_in == 1 {
-                    px[0] as f32
-                } else {
-                    px.iter().map(|&x| x as f32).sum::<f32>() / c_in as f32
-                };
-                *d = v * scale + shift;
+            if c_in == 1 {
+                // grayscale, replicated to every output channel
+                for (d, &x) in dst.iter_mut().zip(img) {
+                    *d = lut[x as usize];
+                }
+            } else if c_in == self.out_channels {
+                for (d, px) in dst.iter_mut().zip(img.chunks_exact(c_in)) {
+                    *d = lut[px[oc] as usize];
+                }
+            } else {
+                // colour into a 1-channel stem: the mean of the channels
+                for (d, px) in dst.iter_mut().zip(img.chunks_exact(c_in)) {
+                    let mean = px.iter().map(|&x| x as f32).sum::<f32>() / c_in as f32;
+                    *d = mean * scale + shift;
+                }
             }
         }
     }

@@ -9,11 +9,16 @@
 //!   input channels, class count, output stride, head swap and backbone freezing.
 //! - [`import`]: torchvision state dicts (`.pth`, `.safetensors`) → [`MobileNetV2`], with the
 //!   input normalisation each weight source expects ([`InputNorm`]).
+//! - [`embedding`]: the training-only metric-learning head on the pooled features
+//!   ([`Embedding`]: `Linear(last_channel → dim)` + L2 normalisation), kept outside
+//!   [`MobileNetV2`] so its key layout and classifier path do not change.
 
 pub mod block;
+pub mod embedding;
 pub mod import;
 pub mod mobilenet;
 
 pub use block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
+pub use embedding::{Embedding, EmbeddingConfig, global_pool, l2_normalize};
 pub use import::{InputNorm, load_torchvision, weight_conventions};
 pub use mobilenet::{MobileNetV2, MobileNetV2Config, make_divisible};

@@ -202,6 +202,33 @@ impl MobileNetV2 {
         self.classifier.weight.shape().dims::<2>()[1]
     }
 
+    /// Freezes (or unfreezes) the batch-norm statistics of the whole network: the batch norms
+    /// normalise with their running mean and variance even in training (no batch statistics,
+    /// no running-average updates), while their scale and shift keep training. For small
+    /// batches (high-resolution inputs) and for weights whose batch norms were folded into the
+    /// convolutions (the TF-lite ImageNet weights: identity statistics), where batch statistics
+    /// would change the pretrained function. torchvision detection's `FrozenBatchNorm2d`
+    /// freezes the statistics the same way.
+    pub fn set_bn_frozen(mut self, frozen: bool) -> Self {
+        let f = |mut c: ConvBnAct| {
+            c.bn.training = c.bn.training.with_value(!frozen);
+            c
+        };
+        self.stem = f(self.stem);
+        self.head = f(self.head);
+        self.blocks = self
+            .blocks
+            .into_iter()
+            .map(|mut b| {
+                b.expand = b.expand.map(f);
+                b.depthwise = f(b.depthwise);
+                b.project_bn.training = b.project_bn.training.with_value(!frozen);
+                b
+            })
+            .collect();
+        self
+    }
+
     /// Freezes (or unfreezes) everything but the classifier. A frozen backbone gets no
     /// gradients and its batch norms use their running statistics (they are not updated): the
     /// usual "linear probe" stage of fine-tuning.

@@ -72,3 +72,29 @@ fn invalid_configs_are_refused_with_the_field_name() {
     let err = MobileNetV2Config::new(7).with_in_channels(2).validate().unwrap_err();
     assert!(err.contains("in_channels"), "{err}");
 }
+
+/// Frozen batch-norm statistics: on the training (autodiff) device the network computes what
+/// the evaluation-mode network computes, its running statistics stay untouched, and the batch
+/// norms' scale still receives gradients.
+#[test]
+fn frozen_bn_statistics_behave_as_in_evaluation_on_the_training_device() {
+    let device = Device::flex().autodiff();
+    let model = MobileNetV2Config::new(3).with_width(0.25).with_dropout(0.0).init(&device).set_bn_frozen(true);
+    let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let mean_before: Vec<f32> = model.stem.bn.running_mean.value().into_data().try_into_vec().unwrap();
+    let train_out = model.forward(x.clone());
+    let eval_out = model.valid().forward(x.clone().inner());
+    let a: Vec<f32> = train_out.clone().into_data().try_into_vec().unwrap();
+    let b: Vec<f32> = eval_out.into_data().try_into_vec().unwrap();
+    let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(max < 1e-5, "frozen-statistics training forward differs from evaluation by {max}");
+    let mean_after: Vec<f32> = model.stem.bn.running_mean.value().into_data().try_into_vec().unwrap();
+    assert_eq!(mean_before, mean_after, "running statistics were updated");
+    let grads = train_out.sum().backward();
+    assert!(model.stem.bn.gamma.grad(&grads).is_some(), "the scale no longer trains");
+    // and unfreezing restores batch statistics: the output then differs from evaluation
+    let model = model.set_bn_frozen(false);
+    let c: Vec<f32> = model.forward(x).into_data().try_into_vec().unwrap();
+    let max = c.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(max > 1e-3, "unfrozen batch norms still use running statistics");
+}
