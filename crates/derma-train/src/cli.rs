@@ -148,6 +148,25 @@ pub struct TrainArgs {
     pub samples_per_epoch: Option<usize>,
     #[arg(long)]
     pub undersample_ratio: Option<f64>,
+    /// After each epoch, draw the highest-loss training images more often (binary: the
+    /// negatives; multi-class: all images).
+    #[arg(long)]
+    pub hard_negative_mining: bool,
+    /// Mining: a mined image is drawn 1 + strength times as often.
+    #[arg(long, allow_hyphen_values = true)]
+    pub mining_strength: Option<f64>,
+    /// Mining: the top fraction (by loss) that is up-weighted, in (0, 1].
+    #[arg(long, allow_hyphen_values = true)]
+    pub mining_fraction: Option<f64>,
+    /// Weight of the auxiliary triplet loss on a training-only embedding head (0 = off).
+    #[arg(long, allow_hyphen_values = true)]
+    pub metric_weight: Option<f64>,
+    /// Triplet margin of the metric loss.
+    #[arg(long, allow_hyphen_values = true)]
+    pub triplet_margin: Option<f64>,
+    /// Dimension of the embedding head.
+    #[arg(long)]
+    pub embedding_dim: Option<usize>,
     /// auc, bal_acc, acc, loss (binary also ap, f2, sens@spec).
     #[arg(long)]
     pub select_metric: Option<String>,
@@ -172,7 +191,8 @@ impl TrainArgs {
         }
         set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
              output_stride, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
-             sampler, sampler_power, undersample_ratio, select_metric, threshold);
+             sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
+             embedding_dim, select_metric, threshold);
         set_opt!(data_root, data_dir, npz, image_size, positive_classes, augment, out, samples_per_epoch);
         if !self.manifest.is_empty() {
             c.manifest = Some(self.manifest);
@@ -192,6 +212,9 @@ impl TrainArgs {
         knob_pair!(crop_scale, crop_ratio, zoom);
         if self.offline {
             c.offline = true;
+        }
+        if self.hard_negative_mining {
+            c.hard_negative_mining = true;
         }
         if let Some(a) = &self.alpha {
             c.alpha = Some(parse_alpha(a).map_err(|e| anyhow::anyhow!(e))?);

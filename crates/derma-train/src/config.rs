@@ -206,6 +206,22 @@ pub struct TrainConfig {
     pub samples_per_epoch: Option<usize>,
     /// Undersampling cap ratio.
     pub undersample_ratio: f64,
+    /// Online hard-negative mining: after each epoch, the training images with the highest
+    /// loss (binary: negatives; multi-class: all images) are drawn more often next epoch
+    /// (see [`crate::mining`]).
+    pub hard_negative_mining: bool,
+    /// Mining: a mined image is drawn `1 + mining_strength` times as often (≥ 0).
+    pub mining_strength: f64,
+    /// Mining: the top fraction, by loss, of the competing images that is up-weighted, in
+    /// `(0, 1]`.
+    pub mining_fraction: f64,
+    /// Weight of the metric-learning loss (triplet loss with batch-hard mining and hard-sample
+    /// generation on a training-only embedding head, see [`crate::metric`]); 0 = off.
+    pub metric_weight: f64,
+    /// Triplet margin of the metric loss (> 0).
+    pub triplet_margin: f64,
+    /// Dimension of the training-only embedding head.
+    pub embedding_dim: usize,
     /// Validation metric that picks the best epoch.
     pub select_metric: String,
     /// Operating-threshold rule of binary tasks.
@@ -282,6 +298,18 @@ impl TrainConfig {
         };
         s.validate()?;
         Ok(s)
+    }
+
+    /// The hard-negative mining settings (`None`: off).
+    pub fn mining(&self) -> Option<crate::mining::MiningConfig> {
+        self.hard_negative_mining
+            .then_some(crate::mining::MiningConfig { fraction: self.mining_fraction, strength: self.mining_strength })
+    }
+
+    /// The metric-learning settings (`None`: `metric_weight` is 0).
+    pub fn metric(&self) -> Option<crate::metric::MetricConfig> {
+        (self.metric_weight > 0.0)
+            .then(|| crate::metric::MetricConfig::new(self.metric_weight, self.triplet_margin, self.embedding_dim))
     }
 
     /// The loss, with `balanced` weights resolved from the training class counts.
@@ -396,6 +424,21 @@ impl TrainConfig {
             return Err(format!("--class-weights `{n}`: expected none, balanced or a list of numbers"));
         }
         self.sampler()?;
+        if !(self.mining_strength.is_finite() && self.mining_strength >= 0.0) {
+            return Err(format!("--mining-strength must be >= 0, got {}", self.mining_strength));
+        }
+        if !(self.mining_fraction.is_finite() && self.mining_fraction > 0.0 && self.mining_fraction <= 1.0) {
+            return Err(format!("--mining-fraction must be in (0, 1], got {}", self.mining_fraction));
+        }
+        if !(self.metric_weight.is_finite() && self.metric_weight >= 0.0) {
+            return Err(format!("--metric-weight must be >= 0 (0 = off), got {}", self.metric_weight));
+        }
+        if !(self.triplet_margin.is_finite() && self.triplet_margin > 0.0) {
+            return Err(format!("--triplet-margin must be > 0, got {}", self.triplet_margin));
+        }
+        if !(1..=4096).contains(&self.embedding_dim) {
+            return Err(format!("--embedding-dim must be in 1..=4096, got {}", self.embedding_dim));
+        }
         if !["auto", "wgpu", "cpu"].contains(&self.backend.as_str()) {
             return Err(format!("--backend `{}`: expected auto, wgpu or cpu", self.backend));
         }

@@ -7,6 +7,10 @@
 //! - [`backend`]: the device — wgpu GPU or the Flex CPU backend.
 //! - [`pretrained`]: where ImageNet / user weights come from.
 //! - [`loss`]: cross-entropy, BCE, focal and combined losses with class weights.
+//! - [`metric`]: the metric-learning auxiliary loss: batch-hard triplets on the embedding
+//!   head and two-stage hard-sample generation (`--metric-weight`).
+//! - [`mining`]: online hard-negative (hard-example) mining: per-sample training losses →
+//!   sampling multipliers of the next epoch (`--hard-negative-mining`).
 //! - [`step`]: one optimisation step (forward, loss, backward, AdamW), shared with `derma-bench`.
 //! - [`train`]: the training loop (AdamW, warmup + cosine, best-epoch selection).
 //! - [`evaluate`]: model → probabilities → metrics and the operating threshold.
@@ -26,6 +30,8 @@ pub mod evaluate;
 pub mod folds;
 pub mod gradcam;
 pub mod loss;
+pub mod metric;
+pub mod mining;
 pub mod predict;
 pub mod pretrained;
 pub mod report;

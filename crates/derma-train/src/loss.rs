@@ -21,6 +21,10 @@
 //! losses (torchvision; `α < 0` disables it) and for a 2-logit softmax (class 1 = positive);
 //! for a softmax over `K > 2` classes a scalar multiplies every class alike, and a per-class
 //! list gives `α_c` per class.
+//!
+//! [`Loss::forward_per_sample`] also returns each sample's loss `l_i` before class weights
+//! (`K ≥ 2` one-vs-rest losses: the mean of the `K` terms), which hard-example mining ranks
+//! (`crate::mining`).
 
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, log_softmax};
@@ -157,34 +161,43 @@ impl Loss {
     /// Mean loss of a batch: `logits` `[batch, k]` (`k = 1`: one sigmoid logit), `targets`
     /// `[batch]` class indices. Returns a `[1]` tensor.
     pub fn forward(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+        self.forward_per_sample(logits, targets).0
+    }
+
+    /// The batch mean of [`forward`](Self::forward) and the per-sample losses it reduces:
+    /// `([1], [batch])`. The per-sample loss `l_i` is the configured loss of sample `i`
+    /// (focal `α` included, one-vs-rest terms averaged over the `k` logits) **before** class
+    /// weights; the mean is `Σ w_{y_i} l_i / Σ w_{y_i}` for softmax losses and
+    /// `mean(w_{y_i} l_i)` for sigmoid losses (see the module docs).
+    pub fn forward_per_sample(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
         let [_, k] = logits.dims();
         let c = &self.config;
         if k == 1 {
             let x = logits.flatten::<1>(0, 1); // [batch]
             let t = targets.float(); // [batch]
             let w = self.sample_weights_binary(&t);
-            return match c.kind {
-                LossKind::Ce | LossKind::Bce => mean_weighted(bce_logits(x, t), w),
-                LossKind::Focal => mean_weighted(self.sigmoid_focal(x, t), w),
+            let l = match c.kind {
+                LossKind::Ce | LossKind::Bce => bce_logits(x, t),
+                LossKind::Focal => self.sigmoid_focal(x, t),
                 LossKind::Combined => {
-                    let bce = mean_weighted(bce_logits(x.clone(), t.clone()), w.clone());
-                    let focal = mean_weighted(self.sigmoid_focal(x, t), w);
-                    bce.mul_scalar(c.bce_weight) + focal.mul_scalar(c.focal_weight)
+                    let bce = bce_logits(x.clone(), t.clone()).mul_scalar(c.bce_weight);
+                    bce + self.sigmoid_focal(x, t).mul_scalar(c.focal_weight)
                 }
             };
+            return (mean_weighted(l.clone(), w), l);
         }
         match c.kind {
             LossKind::Ce => self.softmax_focal(logits, targets, 0.0, false),
             LossKind::Focal => self.softmax_focal(logits, targets, c.gamma, true),
             LossKind::Bce | LossKind::Combined => {
                 let t = targets.clone().one_hot::<2>(k).float(); // [batch, k]
-                let w = self.sample_weights_onehot(&targets, k);
-                let bce = mean_weighted2(bce_logits(logits.clone(), t.clone()), w.clone());
-                if c.kind == LossKind::Bce {
-                    return bce;
+                let mut l = bce_logits(logits.clone(), t.clone()); // [batch, k]
+                if c.kind == LossKind::Combined {
+                    l = l.mul_scalar(c.bce_weight) + self.sigmoid_focal(logits, t).mul_scalar(c.focal_weight);
                 }
-                let focal = mean_weighted2(self.sigmoid_focal(logits, t), w);
-                bce.mul_scalar(c.bce_weight) + focal.mul_scalar(c.focal_weight)
+                let l = l.mean_dim(1).flatten::<1>(0, 1); // [batch]: mean over the k terms
+                let w = self.class_weights.as_ref().map(|w| w.clone().select(0, targets));
+                (mean_weighted(l.clone(), w), l)
             }
         }
     }
@@ -192,18 +205,10 @@ impl Loss {
     /// `[batch]` class weight of each sample of a binary batch (`t` in {0, 1}).
     fn sample_weights_binary(&self, t: &Tensor<1>) -> Option<Tensor<1>> {
         self.class_weights.as_ref().map(|w| {
-            let w0 = w.clone().slice([0..1]);
-            let w1 = w.clone().slice([1..2]);
+            let w0 = w.clone().slice(0..1);
+            let w1 = w.clone().slice(1..2);
             // w0 + t (w1 - w0): broadcast [1] over [batch]
             t.clone().mul(w1 - w0.clone()).add(w0)
-        })
-    }
-
-    /// `[batch, k]` class weight of each sample, repeated over its `k` one-vs-rest terms.
-    fn sample_weights_onehot(&self, targets: &Tensor<1, Int>, k: usize) -> Option<Tensor<2>> {
-        self.class_weights.as_ref().map(|w| {
-            let per_sample = w.clone().select(0, targets.clone()); // [batch]
-            per_sample.unsqueeze_dim::<2>(1).repeat_dim(1, k) // [batch, k]
         })
     }
 
@@ -229,8 +234,9 @@ impl Loss {
     }
 
     /// Softmax focal loss `-α_y (1 - p_y)^γ log p_y`, averaged with class weights as PyTorch's
-    /// weighted cross-entropy. `γ = 0` without `α` is exactly cross-entropy.
-    fn softmax_focal(&self, logits: Tensor<2>, targets: Tensor<1, Int>, gamma: f64, use_alpha: bool) -> Tensor<1> {
+    /// weighted cross-entropy, and its per-sample terms. `γ = 0` without `α` is exactly
+    /// cross-entropy.
+    fn softmax_focal(&self, logits: Tensor<2>, targets: Tensor<1, Int>, gamma: f64, use_alpha: bool) -> (Tensor<1>, Tensor<1>) {
         let [batch, k] = logits.dims();
         let logp = log_softmax(logits, 1) // [batch, k]
             .gather(1, targets.clone().reshape([batch, 1]))
@@ -255,13 +261,14 @@ impl Loss {
                 _ => {}
             }
         }
-        match &self.class_weights {
+        let mean = match &self.class_weights {
             Some(w) => {
                 let w = w.clone().select(0, targets); // [batch]
-                loss.mul(w.clone()).sum().div(w.sum())
+                loss.clone().mul(w.clone()).sum().div(w.sum())
             }
-            None => loss.mean(),
-        }
+            None => loss.clone().mean(),
+        };
+        (mean, loss)
     }
 }
 
@@ -273,13 +280,6 @@ fn bce_logits<const D: usize>(x: Tensor<D>, t: Tensor<D>) -> Tensor<D> {
 }
 
 fn mean_weighted(l: Tensor<1>, w: Option<Tensor<1>>) -> Tensor<1> {
-    match w {
-        Some(w) => l.mul(w).mean(),
-        None => l.mean(),
-    }
-}
-
-fn mean_weighted2(l: Tensor<2>, w: Option<Tensor<2>>) -> Tensor<1> {
     match w {
         Some(w) => l.mul(w).mean(),
         None => l.mean(),

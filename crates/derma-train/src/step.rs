@@ -18,6 +18,12 @@
 //! }
 //! let train_loss = running.mean();
 //! ```
+//!
+//! [`TrainStep::step_full`] is the training loop's step: it also returns the batch's
+//! per-sample losses (for hard-example mining, [`crate::mining`]) and, with a metric head
+//! ([`TrainStep::with_metric`]), adds `metric_weight × metric loss` ([`crate::metric`]) to the
+//! classification loss and updates the head with the classifier's learning rate. Still no
+//! host sync: the batch labels it needs for the triplet masks are the host's copy.
 
 use burn::module::ParamGroup;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
@@ -26,6 +32,7 @@ use burn::prelude::*;
 use derma_model::MobileNetV2;
 
 use crate::loss::Loss;
+use crate::metric::{MetricHead, metric_loss};
 
 /// Per-parameter learning rates: the classifier gets `lr`, the backbone `lr * backbone_mult`
 /// (one group for everything when `backbone_mult` is 1).
@@ -66,14 +73,26 @@ pub fn train_step(
     (model, reported)
 }
 
+/// What [`TrainStep::step_full`] returns, detached, off autodiff and on the device.
+pub struct StepOutput {
+    /// `[1]`: the batch's mean classification loss.
+    pub loss: Tensor<1>,
+    /// `[batch]`: each sample's classification loss, before class weights.
+    pub per_sample: Tensor<1>,
+    /// `[1]`: the metric loss (real + synthetic triplets, before `metric_weight`) and the
+    /// number of anchors it averages; `None` without a metric head or a valid anchor.
+    pub metric: Option<(Tensor<1>, usize)>,
+}
+
 /// The state a training run carries from step to step: the optimiser (AdamW moments), the
-/// loss (its class weights live on the training device) and the backbone learning-rate
-/// multiplier.
+/// loss (its class weights live on the training device), the backbone learning-rate
+/// multiplier and the optional training-only metric head.
 #[derive(Clone)]
 pub struct TrainStep {
     optim: ModuleOptimizer,
     loss: Loss,
     backbone_lr_mult: f64,
+    metric: Option<MetricHead>,
 }
 
 impl TrainStep {
@@ -85,7 +104,67 @@ impl TrainStep {
 
     /// Any [`ModuleOptimizer`] (e.g. one restored from a record).
     pub fn with_optimizer(optim: ModuleOptimizer, loss: Loss, backbone_lr_mult: f64) -> Self {
-        Self { optim, loss, backbone_lr_mult }
+        Self { optim, loss, backbone_lr_mult, metric: None }
+    }
+
+    /// Adds the metric-learning head (on the training device): [`step_full`](Self::step_full)
+    /// then trains it jointly.
+    pub fn with_metric(mut self, head: MetricHead) -> Self {
+        self.metric = Some(head);
+        self
+    }
+
+    /// The metric head, if any (training-only: not part of the saved model).
+    pub fn metric(&self) -> Option<&MetricHead> {
+        self.metric.as_ref()
+    }
+
+    /// One step with everything the training loop needs: classification loss, per-sample
+    /// losses and, with a metric head, `loss + metric_weight × metric_loss` back-propagated
+    /// into the network and the head. `labels` are the host copy of `targets`; `progress` is
+    /// the training progress in `[0, 1]` (hard-sample generation schedule). No host sync.
+    pub fn step_full(
+        &mut self,
+        model: MobileNetV2,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+        labels: &[usize],
+        lr: f64,
+        progress: f64,
+    ) -> (MobileNetV2, StepOutput) {
+        let Some(head) = self.metric.take() else {
+            let logits = model.forward(images);
+            let (batch_loss, per_sample) = self.loss.forward_per_sample(logits, targets);
+            let out = StepOutput {
+                loss: batch_loss.clone().detach().without_autodiff(),
+                per_sample: per_sample.detach().without_autodiff(),
+                metric: None,
+            };
+            let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
+            let model = self.optim.step(module_lr(lr, self.backbone_lr_mult), model, grads);
+            return (model, out);
+        };
+        let features = model.forward_features(images);
+        let logits = model.classify(features.clone());
+        let (batch_loss, per_sample) = self.loss.forward_per_sample(logits, targets);
+        let metric = metric_loss(head.embed(features), labels, &head.config, progress);
+        let total = match &metric {
+            Some((m, _)) => batch_loss.clone() + m.clone().mul_scalar(head.config.weight),
+            None => batch_loss.clone(),
+        };
+        let out = StepOutput {
+            loss: batch_loss.detach().without_autodiff(),
+            per_sample: per_sample.detach().without_autodiff(),
+            metric: metric.map(|(m, n)| (m.detach().without_autodiff(), n)),
+        };
+        let mut grads = total.backward();
+        let model_grads = GradientsParams::from_module(&mut grads, &model);
+        let head_grads = GradientsParams::from_module(&mut grads, &head.embedding);
+        let model = self.optim.step(module_lr(lr, self.backbone_lr_mult), model, model_grads);
+        // The head is a new layer on top, like the classifier: it gets `lr`.
+        let embedding = self.optim.step(lr, head.embedding, head_grads);
+        self.metric = Some(MetricHead { embedding, config: head.config });
+        (model, out)
     }
 
     /// One step at learning rate `lr`: see [`train_step`].

@@ -5,9 +5,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::ParamGroup;
-use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
-use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn_store::{BurnpackStore, ModuleSnapshot};
 use derma_data::{Augment, ImageDataset, Loader, LoaderConfig, Normalize};
@@ -17,7 +14,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::TrainConfig;
 use crate::evaluate::{SplitMetrics, choose_threshold, predict, split_metrics};
+use crate::metric::MetricHead;
+use crate::mining::{EpochLosses, HardMining, Mined};
 use crate::report::{self, EpochRow, write_atomic};
+use crate::step::{RunningLoss, TrainStep};
 
 /// The three splits of a task, with the task's class names.
 pub struct TaskData {
@@ -171,16 +171,6 @@ pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64
     }
 }
 
-/// Per-parameter learning rates: the classifier gets `lr`, the backbone `lr * backbone_mult`.
-fn module_lr(lr: f64, backbone_mult: f64) -> ModuleLearningRate {
-    if backbone_mult == 1.0 {
-        return lr.into();
-    }
-    ModuleLrScheduler::new(lr * backbone_mult)
-        .with_group(ParamGroup::from_predicate("classifier"), lr)
-        .step()
-}
-
 /// What a finished run leaves behind.
 pub struct RunOutcome {
     /// The run folder.
@@ -270,9 +260,23 @@ pub fn fit(
     let normalize = Normalize { affine: input_norm.affine(), out_channels: config.in_channels };
     let size = config.image_size();
     let train_augment = Augment::new(config.augment_config(), size);
-    let loss_train = loss_config.init(&train_device);
     let loss_eval = loss_config.init(device);
-    let mut optim = AdamWConfig::new().with_weight_decay(config.weight_decay as f32).init();
+    let mut step_state = TrainStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult);
+    if let Some(metric) = config.metric() {
+        // Initialised after the network, so the network's initialisation does not change.
+        step_state = step_state.with_metric(MetricHead::new(metric, model_config.last_channel(), &train_device));
+        println!(
+            "metric head: Linear({} -> {}) + L2 norm, batch-hard triplet loss (margin {}) + synthetic hard triplets, \
+             weight {} (training-only: not saved in model.bpk)",
+            model_config.last_channel(),
+            metric.dim,
+            metric.margin,
+            metric.weight
+        );
+    }
+    let train_labels = data.train.labels();
+    let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));
+    let mut mined: Option<Mined> = None;
 
     let steps_per_epoch = sampler
         .epoch_indices(data.train.labels(), data.train.num_classes(), config.seed, 0)
@@ -294,7 +298,16 @@ pub fn fit(
     let mut step = 0;
     for epoch in 0..config.epochs {
         let started = Instant::now();
-        let order = sampler.epoch_indices(data.train.labels(), data.train.num_classes(), config.seed, epoch);
+        let order = match mined.as_ref().filter(|m| m.is_active()) {
+            Some(m) => sampler.epoch_indices_with_multipliers(
+                train_labels,
+                data.train.num_classes(),
+                &m.multipliers,
+                config.seed,
+                epoch,
+            ),
+            None => sampler.epoch_indices(train_labels, data.train.num_classes(), config.seed, epoch),
+        };
         let n_images = order.len();
         let loader = Loader::spawn(
             &data.train,
@@ -321,8 +334,9 @@ pub fn fit(
             ProgressBar::hidden()
         };
         // The running loss stays on the device; it is read every `report_every` steps only.
-        let mut loss_sum = Tensor::<1>::zeros([1], device);
-        let mut seen = 0usize;
+        let mut running = RunningLoss::new(device);
+        let mut running_metric = RunningLoss::new(device);
+        let mut epoch_losses = EpochLosses::new();
         let report_every = 20;
         if config.freeze_backbone_epochs > 0 && (epoch == 0 || epoch == config.freeze_backbone_epochs) {
             let frozen = epoch < config.freeze_backbone_epochs;
@@ -332,28 +346,35 @@ pub fn fit(
         let mut lr = config.lr;
         for (i, batch) in loader.enumerate() {
             lr = learning_rate(config.lr, step, warmup, total_steps);
-            let lr_groups = module_lr(lr, config.backbone_lr_mult);
-            let b = batch.labels.len();
-            let logits = model.forward(batch.images(&train_device)); // [batch, k]
-            let loss = loss_train.forward(logits, batch.targets(&train_device)); // [1]
-            loss_sum = loss_sum + loss.clone().detach().without_autodiff().mul_scalar(b as f64);
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr_groups, model, grads);
-            seen += b;
+            let labels: Vec<usize> = batch.labels.iter().map(|&l| l as usize).collect();
+            let progress = (step as f64 / total_steps.max(1) as f64).min(1.0);
+            let (next, out) =
+                step_state.step_full(model, batch.images(&train_device), batch.targets(&train_device), &labels, lr, progress);
+            model = next;
+            running.add(out.loss, labels.len());
+            if let Some((metric, anchors)) = out.metric {
+                running_metric.add(metric, anchors);
+            }
+            if mining.is_some() {
+                epoch_losses.add(&batch.indices, out.per_sample);
+            }
             step += 1;
             if tty && (i % report_every == report_every - 1) {
-                let mean = loss_sum.clone().into_scalar::<f32>() as f64 / seen as f64;
-                let ips = seen as f64 / started.elapsed().as_secs_f64();
+                let mean = running.mean();
+                let ips = running.seen() as f64 / started.elapsed().as_secs_f64();
                 bar.set_message(format!("loss {mean:.4}  {ips:.0} img/s"));
             }
             bar.inc(1);
         }
-        let train_loss = loss_sum.into_scalar::<f32>() as f64 / seen.max(1) as f64;
+        let train_loss = running.mean();
         let train_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         if !train_loss.is_finite() {
             anyhow::bail!("training diverged at epoch {} (loss {train_loss}); lower --lr", epoch + 1);
         }
+        let metric_loss = (running_metric.seen() > 0).then(|| running_metric.mean());
+        // One read of the epoch's per-sample losses → the next epoch's sampling multipliers.
+        mined = mining.as_mut().map(|m| m.update(epoch_losses.read(data.train.len())));
 
         let eval_model = model.valid();
         let val_pred = predict(&eval_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
@@ -373,8 +394,14 @@ pub fn fit(
             let m = &b.at_threshold;
             line += &format!("  sens {:.3} spec {:.3} @{:.3}  fp {}", m.sensitivity, m.specificity, m.threshold, m.fp);
         }
+        if let Some(m) = metric_loss {
+            line += &format!("  triplet {m:.4}");
+        }
         line += &format!("  {:.0} img/s  {:.1}s", row.images_per_second, row.seconds);
         println!("{line}");
+        if let Some(m) = mined.as_ref().filter(|_| epoch + 1 < config.epochs) {
+            println!("{}", mining_line(m, binary, epoch + 2));
+        }
         let score = if config.select_metric == "sens@spec" && !floor_met {
             0.0
         } else {
@@ -420,6 +447,20 @@ pub fn fit(
     }
     println!("run folder: {}", out_dir.display());
     Ok(RunOutcome { out_dir: out_dir.to_path_buf(), best_epoch, test, report: report_value })
+}
+
+/// The per-epoch mining summary: how many images the next epoch up-weights.
+fn mining_line(m: &Mined, binary: bool, next_epoch: usize) -> String {
+    let what = if binary { "negatives" } else { "images (hard-example mining over all classes)" };
+    let mut line = format!("mining: {} of {} {what} up-weighted for epoch {next_epoch}", m.up_weighted, m.competing);
+    if m.ranked < m.competing {
+        line += &format!(" ({} with a known loss)", m.ranked);
+    }
+    match (m.threshold, m.multipliers.iter().copied().fold(1.0f64, f64::max)) {
+        (Some(t), x) if m.is_active() => line += &format!(", drawn x{x} as often: training loss >= {t:.4}"),
+        _ => line += " (plain sampler)",
+    }
+    line
 }
 
 /// Plots, `report.md`/`report.html` and the test error gallery (`derma-report`). The results
