@@ -98,3 +98,19 @@ fn frozen_bn_statistics_behave_as_in_evaluation_on_the_training_device() {
     let max = c.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(max > 1e-3, "unfrozen batch norms still use running statistics");
 }
+
+/// Unfreezing the backbone re-enables batch statistics; `set_bn_frozen` after it (as the
+/// training loop does with `--freeze-bn`) turns them off again, in every block.
+#[test]
+fn bn_freeze_survives_the_backbone_unfreeze_when_reapplied() {
+    let device = Device::flex().autodiff();
+    let model = MobileNetV2Config::new(2).with_width(0.25).init(&device).set_bn_frozen(true);
+    let model = model.set_backbone_frozen(true).set_backbone_frozen(false);
+    assert!(model.stem.bn.training.is_enabled(), "unfreeze should restore batch statistics");
+    let model = model.set_bn_frozen(true);
+    assert!(!model.stem.bn.training.is_enabled() && !model.head.bn.training.is_enabled());
+    for b in &model.blocks {
+        assert!(!b.depthwise.bn.training.is_enabled() && !b.project_bn.training.is_enabled());
+        assert!(b.expand.as_ref().is_none_or(|e| !e.bn.training.is_enabled()));
+    }
+}

@@ -123,6 +123,10 @@ pub struct TrainArgs {
     /// Backbone learning rate = lr x this (the classifier gets lr).
     #[arg(long)]
     pub backbone_lr_mult: Option<f64>,
+    /// Batch norms use their running statistics throughout training (small batches; weights
+    /// with folded batch norms such as the converted TF-lite ones).
+    #[arg(long)]
+    pub freeze_bn: bool,
     /// ce, bce, focal or combined.
     #[arg(long)]
     pub loss: Option<LossKind>,
@@ -194,6 +198,9 @@ impl TrainArgs {
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
              embedding_dim, select_metric, threshold);
         set_opt!(data_root, data_dir, npz, image_size, positive_classes, augment, out, samples_per_epoch);
+        if self.freeze_bn {
+            c.freeze_bn = true;
+        }
         if !self.manifest.is_empty() {
             c.manifest = Some(self.manifest);
         }

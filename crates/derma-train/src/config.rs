@@ -164,6 +164,9 @@ pub struct TrainConfig {
     pub freeze_backbone_epochs: usize,
     /// Learning-rate multiplier of the backbone (the classifier gets `lr`).
     pub backbone_lr_mult: f64,
+    /// Batch norms normalise with their running statistics during training too (their scale
+    /// and shift still train): for small batches and for weights with folded batch norms.
+    pub freeze_bn: bool,
     /// Input normalisation and padding of the weights (resolved from `pretrained`; written to
     /// `config.toml` for the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]

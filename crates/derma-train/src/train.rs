@@ -257,6 +257,10 @@ pub fn fit(
         model = load_torchvision(model, path, false).map_err(|e| anyhow::anyhow!("--pretrained: {e:#}"))?;
         println!("weights: {} (input normalisation {input_norm:?}, padding {padding:?}; new {num_logits}-logit classifier)", path.display());
     }
+    if config.freeze_bn {
+        model = model.set_bn_frozen(true);
+        println!("batch norms: running statistics throughout training (--freeze-bn)");
+    }
     let normalize = Normalize { affine: input_norm.affine(), out_channels: config.in_channels };
     let size = config.image_size();
     let train_augment = Augment::new(config.augment_config(), size);
@@ -341,6 +345,9 @@ pub fn fit(
         if config.freeze_backbone_epochs > 0 && (epoch == 0 || epoch == config.freeze_backbone_epochs) {
             let frozen = epoch < config.freeze_backbone_epochs;
             model = model.set_backbone_frozen(frozen);
+            if config.freeze_bn {
+                model = model.set_bn_frozen(true); // unfreezing re-enabled batch statistics
+            }
             println!("epoch {}: backbone {}", epoch + 1, if frozen { "frozen (classifier only)" } else { "unfrozen" });
         }
         let mut lr = config.lr;

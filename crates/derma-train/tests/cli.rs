@@ -254,6 +254,30 @@ fn pretrained_torchvision_weights_fine_tune() {
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("input_norm = \"imagenet\"") && config.contains("padding = \"Symmetric\""), "{config}");
 
+    // --freeze-bn: with the whole network training from the first step, the batch-norm running
+    // statistics stay those of the weight file (without the flag every epoch updates them).
+    let frozen_out = dir.path().join("frozen-bn");
+    let o = derma_train(&[
+        "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--epochs", "2",
+        "--batch-size", "20", "--pretrained", weights, "--freeze-bn",
+        "--positive-classes", "nv", "--out", frozen_out.to_str().unwrap(),
+    ]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success() && stdout.contains("running statistics throughout training"), "stdout:\n{stdout}\nstderr:\n{}", text(&o.stderr));
+    assert!(std::fs::read_to_string(frozen_out.join("config.toml")).unwrap().contains("freeze_bn = true"));
+    let device = burn::prelude::Device::flex();
+    let trained = derma_train::predict::RunModel::load(&frozen_out, &device).unwrap().model;
+    let file = derma_model::load_torchvision(
+        derma_model::MobileNetV2Config::new(1).with_width(0.25).init(&device),
+        std::path::Path::new(weights),
+        false,
+    )
+    .unwrap();
+    let values = |t: burn::prelude::Tensor<1>| -> Vec<f32> { t.into_data().try_into_vec().unwrap() };
+    let (a, b) = (&trained.blocks[5].depthwise.bn, &file.blocks[5].depthwise.bn);
+    assert_eq!(values(a.running_mean.value()), values(b.running_mean.value()), "running mean changed");
+    assert_eq!(values(a.running_var.value()), values(b.running_var.value()), "running variance changed");
+
     // a width mismatch is refused, naming the weight file's keys
     let o = derma_train(&[
         "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.5", "--epochs", "1",
