@@ -32,6 +32,7 @@ warmup=${WARMUP:-10}
 workers=${WORKERS:-8}
 augment=${AUGMENT:-natural}
 data=${DATA:-synthetic}
+case "$data" in npz:/*) ;; npz:*) data="npz:$PWD/${data#npz:}" ;; esac # profile runs elsewhere
 deadline=${DEADLINE:-540}
 out=${OUT:-bench-out}
 started=$(date +%s)
@@ -106,7 +107,8 @@ setup_device() {
 backend=${BACKEND:-wgpu}
 torch_device=${TORCH_DEVICE:-cuda}
 
-burn_args() { echo --backend "$backend" --width "$width" --steps "$steps" --warmup-steps "$warmup" --augment "$augment" --data "$data"; }
+# burn_args [STEPS]: the flags every derma-bench run shares.
+burn_args() { echo --backend "$backend" --width "$width" --steps "${1:-$steps}" --warmup-steps "$warmup" --augment "$augment" --data "$data"; }
 
 plan_main() {
   local torch_sizes; torch_sizes=$(echo "$sizes" | tr ' ' ',')
@@ -162,7 +164,8 @@ plan_profile() {
       # summary table per synchronisation (the last one covers the timed steps).
       printf '[profiling.logger]\nlevel = "basic"\nappend = false\nfile = "%s"\n' "$out/profile-$v-$s.log" >"$dir/cubecl.toml"
       # shellcheck disable=SC2046
-      timed "burn-$v profile $sb" "$out/profile-$v-$s.out" bash -c "cd '$dir' && '$b' $(burn_args) --sizes '$sb' --modes step --steps 5"
+      timed "burn-$v profile $sb" "$out/profile-$v-$s.out" bash -c "cd '$dir' && '$b' $(burn_args 5) --sizes '$sb' --modes step"
+      [ -f "$out/profile-$v-$s.log" ] || continue
       python3 - "$out/profile-$v-$s.log" <<'EOF'
 import sys
 try:
@@ -178,7 +181,7 @@ print("\n".join(lines[start:start + 40]))
 EOF
     done
   done
-  grep -A 28 "== torch profile" "$out/profile-torch.log" | head -80
+  [ -f "$out/profile-torch.log" ] && grep -A 28 "== torch profile" "$out/profile-torch.log" | head -80
 }
 
 compare() {

@@ -230,7 +230,7 @@ def profile(model, opt, x, y, steps, dev, label):
         for _ in range(steps):
             train_step(model, opt, x, y)
         sync(dev)
-    key = "cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+    key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"
     print(f"\n== torch profile, {label}, {steps} steps ==", file=sys.stderr)
     print(prof.key_averages().table(sort_by=key, row_limit=20), file=sys.stderr)
 

@@ -2,6 +2,9 @@
 //! allocator growth), synchronises the device, times `steps` iterations, and synchronises
 //! again before stopping the clock. Nothing is read back inside the timed loop: training
 //! losses are summed on the device ([`RunningLoss`]) and read after the clock stops.
+//!
+//! The training step is [`TrainStep::step_full`], called as the training loop (`train.rs`)
+//! calls it: host labels, images and targets uploaded to the autodiff device, no metric head.
 
 use std::time::Instant;
 
@@ -68,6 +71,11 @@ pub fn upload(batch: HostBatch, device: &Device, how: Upload) -> (Tensor<4>, Ten
     (images, targets)
 }
 
+/// The batch's labels as the training loop hands them to [`TrainStep::step_full`].
+fn host_labels(batch: &HostBatch) -> Vec<usize> {
+    batch.labels.iter().map(|&l| l as usize).collect()
+}
+
 fn check_loss(mode: &str, loss: f64) -> anyhow::Result<f64> {
     if loss.is_finite() { Ok(loss) } else { anyhow::bail!("{mode}: the training loss is {loss} (diverged)") }
 }
@@ -85,22 +93,23 @@ pub fn train_resident(
     lr: f64,
 ) -> anyhow::Result<(MobileNetV2, Measurement)> {
     let b = batch.labels.len();
+    let labels = host_labels(batch);
     let images = batch.images(train_device);
     let targets = batch.targets(train_device);
     let mut model = model;
     let mut warm = RunningLoss::new(device);
     for _ in 0..schedule.warmup {
-        let (next, loss) = step.step(model, images.clone(), targets.clone(), lr);
+        let (next, out) = step.step_full(model, images.clone(), targets.clone(), &labels, lr, 0.0);
         model = next;
-        warm.add(loss, b);
+        warm.add(out.loss, b);
     }
     sync(train_device)?;
     let mut running = RunningLoss::new(device);
     let started = Instant::now();
     for _ in 0..schedule.steps {
-        let (next, loss) = step.step(model, images.clone(), targets.clone(), lr);
+        let (next, out) = step.step_full(model, images.clone(), targets.clone(), &labels, lr, 0.0);
         model = next;
-        running.add(loss, b);
+        running.add(out.loss, b);
     }
     sync(train_device)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -135,11 +144,11 @@ pub fn train_e2e(
         let mut model = model;
         for _ in 0..n {
             let batch = loader.next().ok_or_else(|| anyhow::anyhow!("e2e: the loader ended early"))?;
-            let b = batch.labels.len();
+            let labels = host_labels(&batch);
             let (images, targets) = upload(batch, train_device, how);
-            let (next, loss) = step.step(model, images, targets, lr);
+            let (next, out) = step.step_full(model, images, targets, &labels, lr, 0.0);
             model = next;
-            running.add(loss, b);
+            running.add(out.loss, labels.len());
         }
         Ok(model)
     };

@@ -1,5 +1,6 @@
-//! Picks the device: wgpu (GPU) when built with the `wgpu` feature and an adapter answers,
-//! else the Flex CPU backend.
+//! Picks the device: wgpu when built with the `wgpu` feature and a hardware GPU adapter
+//! (discrete, then integrated, then virtual) answers, else the Flex CPU backend. Software
+//! adapters are never picked.
 
 use burn::prelude::*;
 
@@ -21,7 +22,7 @@ pub fn select(choice: &str) -> anyhow::Result<Backend> {
             anyhow::anyhow!(
                 "--backend wgpu: {}",
                 if cfg!(feature = "wgpu") {
-                    "no GPU adapter answered (is a Vulkan/Metal/DX12 driver installed?)"
+                    "no hardware GPU adapter answered (is a Vulkan/Metal/DX12 driver installed? software rasterisers are not used)"
                 } else {
                     "this binary was built without the `wgpu` feature"
                 }
@@ -37,17 +38,32 @@ pub fn select(choice: &str) -> anyhow::Result<Backend> {
 
 #[cfg(feature = "wgpu")]
 fn wgpu() -> Option<Backend> {
-    // Device creation is lazy and a missing adapter panics on first use: probe with a tiny
-    // readback, silencing the panic message.
+    use burn::tensor::DeviceKind;
+    // Hardware adapters only: wgpu's default pick can be a software rasteriser (Mesa llvmpipe
+    // through OpenGL, `DeviceKind::Cpu`) on a machine without a GPU driver, which trains
+    // thousands of times slower than the Flex CPU backend.
+    [
+        (DeviceKind::DiscreteGpu(0), "wgpu (discrete GPU)"),
+        (DeviceKind::IntegratedGpu(0), "wgpu (integrated GPU)"),
+        (DeviceKind::VirtualGpu(0), "wgpu (virtual GPU)"),
+    ]
+    .into_iter()
+    .find_map(|(kind, name)| probe(kind).map(|device| Backend { device, name }))
+}
+
+/// Device creation is lazy and a missing adapter panics on first use: probe with a tiny
+/// readback, silencing the panic message.
+#[cfg(feature = "wgpu")]
+fn probe(kind: burn::tensor::DeviceKind) -> Option<Device> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let probe = std::panic::catch_unwind(|| {
-        let device = Device::wgpu(burn::tensor::DeviceKind::DefaultDevice);
+        let device = Device::wgpu(kind);
         let x = Tensor::<1>::ones([4], &device).sum().into_scalar::<f32>();
         (x == 4.0).then_some(device)
     });
     std::panic::set_hook(hook);
-    probe.ok().flatten().map(|device| Backend { device, name: "wgpu" })
+    probe.ok().flatten()
 }
 
 #[cfg(not(feature = "wgpu"))]
