@@ -156,6 +156,15 @@ fn invalid_flags_are_refused_with_the_flag_name() {
         (vec!["--class-weights", "heavy"], "--class-weights"),
         (vec!["--sampler", "magic"], "--sampler"),
         (vec!["--select-metric", "f2"], "--select-metric"),
+        (vec!["--mining-fraction", "1.5"], "--mining-fraction"),
+        (vec!["--mining-fraction", "0"], "--mining-fraction"),
+        (vec!["--mining-strength", "-1"], "--mining-strength"),
+        (vec!["--metric-weight", "-1"], "--metric-weight"),
+        (vec!["--triplet-margin", "0"], "--triplet-margin"),
+        (vec!["--embedding-dim", "0"], "--embedding-dim"),
+        (vec!["--in-channels", "2"], "--in-channels"),
+        (vec!["--rotation", "200"], "rotation"),
+        (vec!["--split-fractions", "0.5,0.5,0.5", "--dataset", "folder", "--data-dir", "/"], "--split-fractions"),
     ] {
         let mut all = args.clone();
         all.extend(["--out", out.to_str().unwrap(), "--backend", "cpu"]);
