@@ -26,10 +26,12 @@ fn main() -> anyhow::Result<()> {
     let epochs: usize = flag("--epochs", "2").parse()?;
     let preset: AugmentPreset = flag("--augment", "mammo").parse().map_err(|e: String| anyhow::anyhow!(e))?;
 
-    let mut config = TrainConfig::default();
-    config.dataset = "folder".into();
-    config.data_dir = Some(dir.into());
-    config.image_size = Some(size);
+    let config = TrainConfig {
+        dataset: "folder".into(),
+        data_dir: Some(dir.into()),
+        image_size: Some(size),
+        ..TrainConfig::default()
+    };
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
     let data = load_data(&config)?; // prints the decode rate
     let threads = rayon::current_num_threads();

@@ -88,17 +88,19 @@ fn discs(n: usize, seed: u64) -> ImageDataset {
 fn heatmap_mass_lies_in_the_signal_region() {
     let device = Device::flex();
     let data = TaskData { train: discs(256, 1), val: discs(48, 2), test: discs(48, 3), patients: None };
-    let mut config = TrainConfig::default();
-    config.image_size = Some(S);
-    config.width = 0.35;
-    config.output_stride = 8; // 6x6 final map
-    config.epochs = 6;
-    config.batch_size = 16;
-    // By validation loss: the calibrated epoch, once the batch-norm running statistics have
-    // caught up (an early epoch can reach AUC 1 with every logit still negative).
-    config.select_metric = "loss".into();
-    config.lr = 0.003;
-    config.loss = derma_train::LossKind::Bce;
+    let config = TrainConfig {
+        image_size: Some(S),
+        width: 0.35,
+        output_stride: 8, // 6x6 final map
+        epochs: 6,
+        batch_size: 16,
+        // By validation loss: the calibrated epoch, once the batch-norm running statistics
+        // have caught up (an early epoch can reach AUC 1 with every logit still negative).
+        select_metric: "loss".into(),
+        lr: 0.003,
+        loss: derma_train::LossKind::Bce,
+        ..TrainConfig::default()
+    };
     let dir = tempfile::tempdir().unwrap();
     let outcome = fit(&config, &data, None, &device, "cpu", &dir.path().join("run")).unwrap();
     assert!(outcome.test.auc > 0.95, "the model did not learn the disc (test AUC {})", outcome.test.auc);

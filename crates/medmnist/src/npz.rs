@@ -486,38 +486,6 @@ fn fortran_to_c(data: &[u8], shape: &[usize]) -> Vec<u8> {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fortran_to_c_transposes() {
-        // numpy: a = np.arange(6).reshape(2, 3); a.flatten(order='F') == [0, 3, 1, 4, 2, 5]
-        assert_eq!(
-            fortran_to_c(&[0, 3, 1, 4, 2, 5], &[2, 3]),
-            vec![0, 1, 2, 3, 4, 5]
-        );
-        // np.arange(24).reshape(2, 3, 4).flatten(order='F')
-        let c: Vec<u8> = (0..24).collect();
-        let mut f = Vec::new();
-        for k in 0..4 {
-            for j in 0..3 {
-                for i in 0..2 {
-                    f.push(c[i * 12 + j * 4 + k]);
-                }
-            }
-        }
-        assert_eq!(fortran_to_c(&f, &[2, 3, 4]), c);
-        assert_eq!(fortran_to_c(&[], &[0, 3]), Vec::<u8>::new());
-    }
-
-    #[test]
-    fn shapes_format_like_python() {
-        assert_eq!(format_shape(&[3usize]), "(3,)");
-        assert_eq!(format_shape(&[2u64, 28, 28]), "(2, 28, 28)");
-        assert_eq!(format_shape::<u64>(&[]), "()");
-    }
-}
 
 /// Writes `arrays` as a MedMNIST-layout `.npz` (deflate-compressed `uint8` `.npy` members,
 /// labels shaped `(N, 1)`, grayscale images `(N, H, W)`), atomically: the archive is built in
@@ -571,4 +539,37 @@ fn npy_u8_bytes(shape: &[usize], data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(data);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fortran_to_c_transposes() {
+        // numpy: a = np.arange(6).reshape(2, 3); a.flatten(order='F') == [0, 3, 1, 4, 2, 5]
+        assert_eq!(
+            fortran_to_c(&[0, 3, 1, 4, 2, 5], &[2, 3]),
+            vec![0, 1, 2, 3, 4, 5]
+        );
+        // np.arange(24).reshape(2, 3, 4).flatten(order='F')
+        let c: Vec<u8> = (0..24).collect();
+        let mut f = Vec::new();
+        for k in 0..4 {
+            for j in 0..3 {
+                for i in 0..2 {
+                    f.push(c[i * 12 + j * 4 + k]);
+                }
+            }
+        }
+        assert_eq!(fortran_to_c(&f, &[2, 3, 4]), c);
+        assert_eq!(fortran_to_c(&[], &[0, 3]), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn shapes_format_like_python() {
+        assert_eq!(format_shape(&[3usize]), "(3,)");
+        assert_eq!(format_shape(&[2u64, 28, 28]), "(2, 28, 28)");
+        assert_eq!(format_shape::<u64>(&[]), "()");
+    }
 }
