@@ -52,7 +52,8 @@ pub use rule::Rule;
 pub use run::Run;
 
 use document::{Computed, GallerySection};
-use output::{create_dir, write_atomic};
+pub use output::write_atomic;
+use output::create_dir;
 
 /// What the report should contain besides the run folder's files.
 #[derive(Debug, Clone, PartialEq, Eq)]

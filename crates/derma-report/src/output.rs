@@ -6,8 +6,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Writes `contents` to `path` atomically.
-pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+/// Writes `contents` to `path` atomically (also derma-train's writer of the run folder).
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));

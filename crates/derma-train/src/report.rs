@@ -2,7 +2,6 @@
 //! rename), and the summary table printed at the end of a run.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 use derma_eval::{BinaryMetrics, ThresholdChoice};
@@ -11,22 +10,9 @@ use serde_json::{Value, json};
 use crate::evaluate::{Predictions, SplitMetrics};
 
 /// Writes `contents` to `path` atomically: a reader sees the old file or the new one, never a
-/// partial one, and a crash leaves no half-written result.
+/// partial one, and a crash leaves no half-written result (`derma_report::write_atomic`).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow::bail!("writing {}: {e}", path.display());
-    }
-    Ok(())
+    Ok(derma_report::write_atomic(path, contents)?)
 }
 
 /// One row of `metrics.csv`.

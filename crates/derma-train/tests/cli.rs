@@ -1,32 +1,10 @@
 //! End-to-end tests of the `derma-train` binary on the CPU backend.
 
 mod common;
-use common::{colour_split, text};
-
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-use medmnist::MedMnistArrays;
+use common::{colour_run_dir, colour_split, derma_predict, derma_train, text};
 
 
-/// A temporary folder holding the colour dataset (`colours.npz`, 140/56/56 images), and the
-/// run folder path inside it.
-fn colour_run_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let npz = dir.path().join("colours.npz");
-    let arrays = MedMnistArrays { train: colour_split(20, 1), val: colour_split(8, 2), test: colour_split(8, 3) };
-    medmnist::write_npz(&npz, &arrays).unwrap();
-    let out = dir.path().join("run");
-    (dir, npz, out)
-}
 
-fn derma_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_derma-train")).args(args).output().unwrap()
-}
-
-fn derma_predict(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_derma-predict")).args(args).output().unwrap()
-}
 
 
 /// The whole job on a tiny dataset: it must really learn (test AUC > 0.9; chance is 0.5) and

@@ -2,14 +2,9 @@
 //! folder per class or listed in a CSV manifest with patient ids, trained end to end on the CPU.
 
 mod common;
-use common::text;
+use common::{derma_train, text};
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn derma_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_derma-train")).args(args).output().unwrap()
-}
 
 
 /// Writes `n` 16-bit grayscale crops (40x48, 12-bit noise around 1500); malignant ones carry a

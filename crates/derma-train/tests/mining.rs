@@ -4,10 +4,8 @@
 //! differences, one training step with the head, and `derma-train` end to end.
 
 mod common;
-use common::{colour_split, text};
+use common::{colour_run_dir, derma_predict, derma_train, text};
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use burn::prelude::*;
 use derma_data::Sampler;
@@ -20,7 +18,6 @@ use derma_train::metric::{
 use derma_train::mining::{MiningConfig, competing, multipliers};
 use derma_train::step::TrainStep;
 use derma_train::LossConfig;
-use medmnist::MedMnistArrays;
 
 // ---------------------------------------------------------------- weighted draw
 
@@ -403,19 +400,6 @@ fn a_step_with_the_metric_head_trains_the_head_and_returns_per_sample_losses() {
 
 // ---------------------------------------------------------------- end to end
 
-fn colour_run_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let npz = dir.path().join("colours.npz");
-    let arrays = MedMnistArrays { train: colour_split(20, 1), val: colour_split(8, 2), test: colour_split(8, 3) };
-    medmnist::write_npz(&npz, &arrays).unwrap();
-    let out = dir.path().join("run");
-    (dir, npz, out)
-}
-
-fn derma_train(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_derma-train")).args(args).output().unwrap()
-}
-
 /// Binary screening (`mel` = 20 of 140 training images) with both features on: it trains,
 /// prints the mining counts (round(0.2 × 120 negatives) = 24) and the triplet loss, writes
 /// the run folder, records the new keys, and `model.bpk` stays the plain network (the head
@@ -446,10 +430,7 @@ fn binary_run_with_mining_and_metric_head_writes_the_run_folder() {
         assert!(config.contains(key), "config.toml lacks `{key}`:\n{config}");
     }
     let csv = out.join("predict.csv");
-    let o = Command::new(env!("CARGO_BIN_EXE_derma-predict"))
-        .args(["--run", out.to_str().unwrap(), "--input", npz.to_str().unwrap(), "--split", "test", "--out", csv.to_str().unwrap(), "--backend", "cpu"])
-        .output()
-        .unwrap();
+    let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", npz.to_str().unwrap(), "--split", "test", "--out", csv.to_str().unwrap(), "--backend", "cpu"]);
     assert!(o.status.success(), "derma-predict on the run's model.bpk:\n{}", text(&o.stderr));
     assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 57);
 }

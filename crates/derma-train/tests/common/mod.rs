@@ -2,7 +2,10 @@
 
 #![allow(dead_code)] // each test crate uses its own part
 
-use medmnist::Split;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use medmnist::{MedMnistArrays, Split};
 
 /// 28x28 RGB images whose class sets the mean colour, plus heavy per-pixel noise (σ ≈ 40):
 /// learnable, but not by memorising pixels.
@@ -44,4 +47,25 @@ pub fn colour_split(per_class: usize, seed: u64) -> Split {
 /// Process output as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A temporary folder holding the colour dataset (`colours.npz`, 140/56/56 images), and the
+/// run folder path inside it.
+pub fn colour_run_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("colours.npz");
+    let arrays = MedMnistArrays { train: colour_split(20, 1), val: colour_split(8, 2), test: colour_split(8, 3) };
+    medmnist::write_npz(&npz, &arrays).unwrap();
+    let out = dir.path().join("run");
+    (dir, npz, out)
+}
+
+/// Runs the `derma-train` binary.
+pub fn derma_train(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_derma-train")).args(args).output().unwrap()
+}
+
+/// Runs the `derma-predict` binary.
+pub fn derma_predict(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_derma-predict")).args(args).output().unwrap()
 }
