@@ -141,7 +141,20 @@ fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
 fn load_medmnist(config: &TrainConfig) -> anyhow::Result<TaskData> {
     let info = medmnist::lookup(&config.dataset)?;
     let arrays = match &config.npz {
-        Some(path) => medmnist::read_npz_checked(path, info.n_classes())?,
+        Some(path) => {
+            let arrays = medmnist::read_npz_checked(path, info.n_classes())?;
+            // `--size` is the MedMNIST resolution the run records and `--image-size` defaults
+            // to; a file of another resolution would otherwise be resampled without a word.
+            let (h, w) = (arrays.train.height, arrays.train.width);
+            if h != config.size as usize || w != config.size as usize {
+                anyhow::bail!(
+                    "--npz {}: its images are {h}x{w} but --size is {}: pass --size {h} (and --image-size N to train at another resolution)",
+                    path.display(),
+                    config.size
+                );
+            }
+            arrays
+        }
         None => {
             let size = medmnist::ImageSize::from_pixels(config.size)?;
             let fetcher = medmnist::Fetcher::new(medmnist::Fetcher::resolve_root(config.data_root.clone()))

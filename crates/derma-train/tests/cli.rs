@@ -173,6 +173,18 @@ fn offline_without_data_explains_what_to_download() {
     assert!(!dir.path().join("run").exists(), "a failed start leaves no run folder");
 }
 
+/// An `.npz` whose resolution is not `--size` is refused (it would be resampled silently).
+#[test]
+fn npz_of_another_resolution_than_size_is_refused() {
+    let (dir, npz, out) = colour_run_dir();
+    let o = derma_train(&["--npz", npz.to_str().unwrap(), "--size", "64", "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(err.contains("28x28") && err.contains("--size 28") && err.contains("colours.npz"), "{err}");
+    assert!(!out.exists(), "a failed start leaves no run folder");
+    drop(dir);
+}
+
 /// Binary screening view: one sigmoid logit, threshold chosen on validation under a
 /// specificity floor and reported on test, with the screening columns and files.
 #[test]
