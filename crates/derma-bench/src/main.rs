@@ -18,7 +18,8 @@ use derma_data::AugmentPreset;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// auto | wgpu | cpu (auto: wgpu if a GPU adapter answers, else the CPU).
+    /// auto | wgpu | wgpu-software | cpu (auto: wgpu if a GPU adapter answers, else the CPU;
+    /// wgpu-software: a software Vulkan adapter such as lavapipe, to check the GPU path).
     #[arg(long, default_value = "auto")]
     backend: String,
     /// Comma-separated SIZE:BATCH configurations.

@@ -1,6 +1,7 @@
 //! Picks the device: wgpu when built with the `wgpu` feature and a hardware GPU adapter
 //! (discrete, then integrated, then virtual) answers, else the Flex CPU backend. Software
-//! adapters are never picked.
+//! adapters are never picked automatically; `wgpu-software` asks for one explicitly, to run the
+//! GPU code path (shaders, fusion, autotune) on a machine without a GPU, e.g. Mesa's lavapipe.
 
 use burn::prelude::*;
 
@@ -13,7 +14,8 @@ pub struct Backend {
 }
 
 /// `auto` tries wgpu and falls back to the CPU with a warning; `wgpu` fails without a GPU;
-/// `cpu` is the Flex backend.
+/// `wgpu-software` is wgpu on a software (CPU) adapter, for checks only; `cpu` is the Flex
+/// backend.
 pub fn select(choice: &str) -> anyhow::Result<Backend> {
     let cpu = || Backend { device: Device::flex(), name: "cpu (flex)" };
     match choice {
@@ -28,11 +30,21 @@ pub fn select(choice: &str) -> anyhow::Result<Backend> {
                 }
             )
         }),
+        "wgpu-software" => wgpu_software().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--backend wgpu-software: {}",
+                if cfg!(feature = "wgpu") {
+                    "no software wgpu adapter answered (install a software Vulkan driver, e.g. Mesa lavapipe: `apt install mesa-vulkan-drivers`)"
+                } else {
+                    "this binary was built without the `wgpu` feature"
+                }
+            )
+        }),
         "auto" => Ok(wgpu().unwrap_or_else(|| {
             eprintln!("warning: no wgpu GPU adapter available; training on the CPU (flex), which is slow");
             cpu()
         })),
-        other => anyhow::bail!("--backend `{other}`: expected auto, wgpu or cpu"),
+        other => anyhow::bail!("--backend `{other}`: expected auto, wgpu, wgpu-software or cpu"),
     }
 }
 
@@ -49,6 +61,13 @@ fn wgpu() -> Option<Backend> {
     ]
     .into_iter()
     .find_map(|(kind, name)| probe(kind).map(|device| Backend { device, name }))
+}
+
+/// A software adapter (`DeviceKind::Cpu`: lavapipe, llvmpipe, WARP). Correct but slow: for
+/// checking the GPU code path without a GPU.
+#[cfg(feature = "wgpu")]
+fn wgpu_software() -> Option<Backend> {
+    probe(burn::tensor::DeviceKind::Cpu).map(|device| Backend { device, name: "wgpu (software adapter)" })
 }
 
 /// Device creation is lazy and a missing adapter panics on first use: probe with a tiny
@@ -68,5 +87,10 @@ fn probe(kind: burn::tensor::DeviceKind) -> Option<Device> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu() -> Option<Backend> {
+    None
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_software() -> Option<Backend> {
     None
 }

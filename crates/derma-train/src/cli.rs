@@ -90,7 +90,7 @@ pub struct TrainArgs {
     /// Run folder (default: runs/<dataset>-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// auto, wgpu or cpu.
+    /// auto, wgpu, wgpu-software (a software Vulkan adapter: checks only) or cpu.
     #[arg(long)]
     pub backend: Option<String>,
     #[arg(long)]

@@ -35,7 +35,7 @@ struct Cli {
     /// Binary runs: use this threshold instead of the run's chosen one.
     #[arg(long)]
     threshold: Option<f64>,
-    /// auto, wgpu or cpu.
+    /// auto, wgpu, wgpu-software (a software Vulkan adapter: checks only) or cpu.
     #[arg(long, default_value = "auto")]
     backend: String,
     #[arg(long, default_value_t = 64)]

@@ -25,7 +25,7 @@ struct Cli {
     /// Fold score: auc, bal_acc, acc, ap, f2, sens@spec (overrides the plan).
     #[arg(long)]
     metric: Option<String>,
-    /// auto, wgpu or cpu (overrides the configuration's backend).
+    /// auto, wgpu, wgpu-software or cpu (overrides the configuration's backend).
     #[arg(long)]
     backend: Option<String>,
     /// Epochs of every training run (overrides every trial, for quick runs).
