@@ -8,6 +8,23 @@ evaluated on test. Prints one JSON line with test accuracy, balanced accuracy, m
 training images/s.
 
     python3 scripts/train_torch.py --npz dermamnist_ham_28.npz --epochs 10 --batch-size 128
+
+Transfer learning, as `derma-train --pretrained FILE --image-size N [--freeze-bn]` does it:
+
+    python3 scripts/train_torch.py --npz dermamnist_ham_64.npz --image-size 128 \
+        --pretrained weights/mobilenet_v2_tflite.safetensors --freeze-bn
+
+`--pretrained` takes a torchvision-layout `.safetensors` or `.pth` state dict; everything but
+`classifier.1` loads strictly and the classifier is torchvision's fresh one for the 7 classes
+(N(0, 0.01) weights, zero bias; derma-model initialises its head the same way). A safetensors file whose
+metadata says `input_norm = minus_one_to_one` (the converted TF-lite weights) is fed
+x / 127.5 - 1 instead of ImageNet mean/std, and `padding = tf_same` replaces the padding of
+every convolution by TensorFlow's SAME rule (stride-2 convolutions pad the extra row/column at
+the bottom/right), as derma-model's `Padding::TfSame` does. `--image-size` resizes the uint8
+images once, bilinear with half-pixel centres (F.interpolate, align_corners=False, which is
+derma-data's evaluation resize when upsampling), rounded back to uint8. `--freeze-bn` keeps
+every BatchNorm in eval mode while training (running statistics, not updated; affine
+parameters still learn), like derma-train's `--freeze-bn`.
 """
 import argparse
 import json
@@ -30,24 +47,79 @@ p.add_argument("--warmup-epochs", type=float, default=1.0)
 p.add_argument("--width", type=float, default=1.0)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+p.add_argument("--pretrained", help="torchvision-layout .safetensors / .pth state dict")
+p.add_argument("--image-size", type=int, help="training resolution (default: the npz's)")
+p.add_argument("--freeze-bn", action="store_true", help="BatchNorms on running statistics")
 a = p.parse_args()
+
+
+class TfSamePad(torch.nn.Module):
+    """TensorFlow SAME padding in front of a padding-free convolution (burn-nn's rule)."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+        self.k, self.s = conv.kernel_size[0], conv.stride[0]
+        conv.padding = (0, 0)
+
+    def forward(self, x):
+        def pads(n):
+            total = max((-(-n // self.s) - 1) * self.s + self.k - n, 0)
+            return total // 2, total - total // 2
+
+        (t, b), (l, r) = pads(x.shape[2]), pads(x.shape[3])
+        return self.conv(F.pad(x, (l, r, t, b)))
+
+
+def load_state(path):
+    if path.endswith(".safetensors"):
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+        with safe_open(path, "pt") as f:
+            meta = f.metadata() or {}
+        return load_file(path), meta
+    return torch.load(path, map_location="cpu", weights_only=True), {}
+
+
+def tf_same(module):
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.Conv2d) and child.kernel_size[0] > 1:
+            setattr(module, name, TfSamePad(child))
+        else:
+            tf_same(child)
 
 torch.manual_seed(a.seed)
 torch.backends.cudnn.benchmark = True
 dev = a.device
 d = np.load(a.npz)
-mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1)
-std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1)
+state, meta = load_state(a.pretrained) if a.pretrained else (None, {})
+if meta.get("input_norm") == "minus_one_to_one":
+    mean = torch.full((1, 3, 1, 1), 0.5, device=dev)
+    std = torch.full((1, 3, 1, 1), 0.5, device=dev)
+else:
+    mean = torch.tensor([0.485, 0.456, 0.406], device=dev).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=dev).view(1, 3, 1, 1)
 
 
 def split(name):
-    x = torch.tensor(d[f"{name}_images"], device=dev).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.tensor(d[f"{name}_images"], device=dev).permute(0, 3, 1, 2).float()
+    if a.image_size and a.image_size != x.shape[2]:
+        x = F.interpolate(x, size=(a.image_size, a.image_size), mode="bilinear", align_corners=False)
+        x = x.round().clamp(0, 255)
+    x = x / 255.0
     return (x - mean) / std, torch.tensor(d[f"{name}_labels"].reshape(-1).astype(np.int64), device=dev)
 
 
 (xtr, ytr), (xva, yva), (xte, yte) = split("train"), split("val"), split("test")
 k = 7
-model = torchvision.models.mobilenet_v2(width_mult=a.width, num_classes=k).to(dev)
+model = torchvision.models.mobilenet_v2(width_mult=a.width, num_classes=k)
+if state is not None:
+    state = {n: t for n, t in state.items() if not n.startswith("classifier.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) == {"classifier.1.weight", "classifier.1.bias"}, (missing, unexpected)
+    if meta.get("padding") == "tf_same":
+        tf_same(model.features)
+model = model.to(dev)
 opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay, eps=1e-5)
 steps = math.ceil(len(xtr) / a.batch_size)
 total, warm = steps * a.epochs, round(a.warmup_epochs * steps)
@@ -68,6 +140,10 @@ def predict(x):
 best, step, train_time, seen = (-1, None, None), 0, 0.0, 0
 for epoch in range(a.epochs):
     model.train()
+    if a.freeze_bn:
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
     g = torch.Generator(device="cpu").manual_seed(a.seed * 1000 + epoch)
     order = torch.randperm(len(xtr), generator=g).to(dev)
     if dev == "cuda":
@@ -95,6 +171,7 @@ pt = predict(xte)
 yt = yte.cpu().numpy()
 print(json.dumps({
     "framework": "pytorch " + torch.__version__, "npz": a.npz, "width": a.width, "epochs": a.epochs,
+    "pretrained": a.pretrained, "image_size": int(xtr.shape[2]), "freeze_bn": a.freeze_bn,
     "best_epoch": best[1], "test_accuracy": float((pt.argmax(1) == yt).mean()),
     "test_balanced_accuracy": float(balanced_accuracy_score(yt, pt.argmax(1))),
     "test_auc_macro": float(roc_auc_score(yt, pt, multi_class="ovr", average="macro")),
