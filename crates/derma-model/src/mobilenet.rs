@@ -1,7 +1,7 @@
 //! MobileNetV2 (Sandler et al., 2018) with torchvision's layout: stem, 17 inverted residual
 //! blocks, 1x1 head convolution, global average pool, dropout and a linear classifier.
 
-use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::nn::{BatchNorm, Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
 use crate::block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
@@ -186,15 +186,31 @@ impl MobileNetV2 {
     /// Trainable parameters, counted as PyTorch's `sum(p.numel() for p in model.parameters())`
     /// does: Burn's `num_params` also counts the batch-norm running mean and variance.
     pub fn num_trainable_params(&self) -> usize {
-        let bn = |b: &burn::nn::BatchNorm| 2 * b.gamma.shape().dims::<1>()[0];
-        let running: usize = [&self.stem, &self.head]
-            .into_iter()
-            .map(|c| bn(&c.bn))
-            .chain(self.blocks.iter().map(|b| {
-                b.expand.as_ref().map_or(0, |e| bn(&e.bn)) + bn(&b.depthwise.bn) + bn(&b.project_bn)
-            }))
-            .sum();
+        let running: usize = self.batch_norms().map(|b| 2 * b.gamma.shape().dims::<1>()[0]).sum();
         self.num_params() - running
+    }
+
+    /// Every batch norm, stem to head.
+    fn batch_norms(&self) -> impl Iterator<Item = &BatchNorm> {
+        std::iter::once(&self.stem.bn)
+            .chain(self.blocks.iter().flat_map(|b| {
+                b.expand.iter().map(|e| &e.bn).chain([&b.depthwise.bn, &b.project_bn])
+            }))
+            .chain(std::iter::once(&self.head.bn))
+    }
+
+    /// Whether every batch norm holds identity running statistics (mean 0 within 1e-6,
+    /// variance 1 within 2e-5): a freshly initialised network, or weights whose batch norms were
+    /// folded into the convolutions (the converted TF-lite weights: variance 1 - 1e-5). Such
+    /// statistics say nothing about the activations, so batch norms in training mode would
+    /// replace the pretrained scaling with batch statistics; see
+    /// [`set_bn_frozen`](Self::set_bn_frozen). Reads one scalar per statistic from the device.
+    pub fn has_identity_bn_statistics(&self) -> bool {
+        self.batch_norms().all(|bn| {
+            let mean = bn.running_mean.value().abs().max().into_scalar::<f32>();
+            let var = (bn.running_var.value() - 1.0).abs().max().into_scalar::<f32>();
+            mean <= 1e-6 && var <= 2e-5
+        })
     }
 
     /// Number of output classes.

@@ -77,3 +77,15 @@ fn gray_stem_equals_rgb_model_on_replicated_gray() {
     let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(max <= 1e-4, "max |logit difference| {max}");
 }
+
+/// Identity batch-norm statistics (mean 0, variance 1) are told apart from trained ones: a fresh
+/// network has them; the torchvision fixture (statistics randomised by reference_torch.py) does
+/// not.
+#[test]
+fn identity_bn_statistics_are_detected() {
+    let device = Device::flex();
+    let fresh = MobileNetV2Config::new(7).with_width(0.25).init(&device);
+    assert!(fresh.has_identity_bn_statistics());
+    let loaded = load_torchvision(fresh, &fixture("mobilenet_v2_w025.pth"), false).unwrap();
+    assert!(!loaded.has_identity_bn_statistics());
+}

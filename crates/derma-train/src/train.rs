@@ -269,6 +269,15 @@ pub fn fit(
     if let Some(path) = weights {
         model = load_torchvision(model, path, false).map_err(|e| anyhow::anyhow!("--pretrained: {e:#}"))?;
         println!("weights: {} (input normalisation {input_norm:?}, padding {padding:?}; new {num_logits}-logit classifier)", path.display());
+        if !config.freeze_bn && model.has_identity_bn_statistics() {
+            eprintln!(
+                "warning: {} holds identity batch-norm statistics (mean 0, variance 1: batch norms folded into the \
+                 convolutions, as in the converted TF-lite weights). In training mode every batch norm re-normalises \
+                 its layer with batch statistics, which changes the pretrained function; --freeze-bn keeps it \
+                 (docs/results.md, transfer learning: 64 px DermaMNIST-ham, with and without).",
+                path.display()
+            );
+        }
     }
     if config.freeze_bn {
         model = model.set_bn_frozen(true);
