@@ -58,6 +58,12 @@ prepare() {
   echo 'now, on the device: run(command="scripts/bench_gpu.sh run main", carry=[".dev", ".gl"], timeout_s=600)'
 }
 
+# unxz SRC DST: xz if the machine has it, else Python's lzma (the device image may lack xz).
+unxz() {
+  if command -v xz >/dev/null; then xz -dc "$1" >"$2"
+  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
+}
+
 # Seconds left before the deadline.
 left() { echo $((deadline - ($(date +%s) - started))); }
 
@@ -87,7 +93,7 @@ setup_device() {
   for x in .dev/derma-bench-wgsl.xz .dev/derma-bench-spirv.xz; do
     [ -f "$x" ] || continue
     local b; b="$bindir/$(basename "$x" .xz)"
-    xz -dc "$x" >"$b" && chmod +x "$b" && bins+=("$b")
+    unxz "$x" "$b" && chmod +x "$b" && bins+=("$b")
   done
   mkdir -p "$out"
   out=$(cd "$out" && pwd)

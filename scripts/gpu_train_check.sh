@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Real-data training on the GPU machine, derma-train (wgpu) beside PyTorch (CUDA): the H100 rows
+# of the end-to-end, imbalance, screening and transfer-learning issues, within one device call.
+#
+#   scripts/gpu_train_check.sh prepare      # here: pack the release binary, the DermaMNIST-ham
+#                                           # files and the converted TF-lite weights into .dev/
+#   scripts/gpu_train_check.sh run PLAN     # on the device machine, from the repository root
+#
+# The device machine has no network, no Rust and not ../shared, so `prepare` packs what a plan
+# needs (xz; the binary stripped; the npz files re-saved uncompressed first, which xz then packs
+# ~20 % smaller than their deflate): .dev/derma-train.xz (14 MB), .dev/dermamnist_ham_28.npz.xz
+# (8 MB), .dev/dermamnist_ham_64.npz.xz (40 MB), .dev/mobilenet_v2_tflite.safetensors.xz (3 MB).
+# A call carries at most 64 MiB with the tracked tree (5 MB), hence one plan per size (the 64 px
+# call carries 63 MB):
+#
+#   run(command="scripts/gpu_train_check.sh run 28", timeout_s=600,
+#       carry=[".gl", ".dev/derma-train.xz", ".dev/dermamnist_ham_28.npz.xz"])
+#   run(command="scripts/gpu_train_check.sh run 64", timeout_s=600,
+#       carry=[".gl", ".dev/derma-train.xz", ".dev/dermamnist_ham_64.npz.xz", ".dev/mobilenet_v2_tflite.safetensors.xz"])
+#
+# PLANs (each derma-train run is 10 epochs, the built-in recipe; torch rows run
+# scripts/train_torch.py with the same recipe on CUDA):
+#   28   scratch (Burn, PyTorch); focal γ=2; balanced class weights.
+#   64   scratch (Burn, PyTorch); TF-lite pretrained with --freeze-bn (Burn, PyTorch); screening
+#        malignant-vs-rest, focal γ=2, min-spec:0.80; combined loss; weighted sampler; TF-lite
+#        pretrained at --image-size 128.
+# Runs go in priority order under a DEADLINE (540 s): a run still going then is stopped and the
+# rest are skipped. Run folders and logs are written under /tmp/gpu-train/runs; $OUT (else
+# gpu-train-out/) gets summary.txt and runs.tar.gz (each run's report.json, metrics.csv,
+# config.toml, thresholds.csv and log; no model.bpk). The last lines printed are the summary
+# table (scripts/summarize_runs.py) and the PyTorch JSON lines.
+#
+# Dry run on a CPU (done on the development machine): BACKEND=cpu TORCH_DEVICE=cpu EPOCHS=1 \
+#   SKIP_SETUP=1 scripts/gpu_train_check.sh run 28
+set -uo pipefail
+deadline=${DEADLINE:-540}
+out=${OUT:-gpu-train-out}
+backend=${BACKEND:-wgpu}
+torch_device=${TORCH_DEVICE:-cuda}
+epochs=${EPOCHS:-10}
+started=$(date +%s)
+weights=.dev/mobilenet_v2_tflite.safetensors
+
+prepare() {
+  set -e
+  grep -qxF /.dev/ .git/info/exclude 2>/dev/null || echo /.dev/ >>.git/info/exclude
+  mkdir -p .dev
+  cargo build --release -p derma-train
+  strip -o /tmp/derma-train-stripped target/release/derma-train
+  xz -T0 -9 -c /tmp/derma-train-stripped >.dev/derma-train.xz && rm /tmp/derma-train-stripped
+  local shared=${SHARED:-../shared}
+  for s in 28 64; do
+    python3 -c 'import sys, numpy as np; d = np.load(sys.argv[1]); np.savez(sys.argv[2], **{k: d[k] for k in d.files})' \
+      "$shared/data/dermamnist-ham/dermamnist_ham_$s.npz" /tmp/dermamnist_ham_$s.npz
+    xz -T0 -9 -c /tmp/dermamnist_ham_$s.npz >.dev/dermamnist_ham_$s.npz.xz
+    rm /tmp/dermamnist_ham_$s.npz
+  done
+  [ -f weights/mobilenet_v2_tflite.safetensors ] || python3 scripts/convert_tflite.py \
+    "$shared/weights/mobilenet_v2_1.0_224_quant.tflite" weights/mobilenet_v2_tflite.safetensors
+  xz -T0 -9 -c weights/mobilenet_v2_tflite.safetensors >.dev/mobilenet_v2_tflite.safetensors.xz
+  [ -d .gl ] || echo "also fetch the Vulkan loader into .gl/: scripts/bench_gpu.sh prepare does it"
+  du -h .dev/*.xz
+}
+
+# unxz SRC DST: xz if the machine has it, else Python's lzma (the device image may lack xz).
+unxz() {
+  if command -v xz >/dev/null; then xz -dc "$1" >"$2"
+  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
+}
+
+left() { echo $((deadline - ($(date +%s) - started))); }
+
+# one NAME FLAGS...: a derma-train run (or, for a name starting with `torch`, train_torch.py).
+one() {
+  local name=$1; shift
+  local t; t=$(left)
+  if [ "$t" -lt 20 ]; then echo "skip $name: deadline (${deadline}s) reached"; return; fi
+  local t0; t0=$(date +%s)
+  if [ "${name#torch}" != "$name" ]; then
+    timeout "$t" python3 scripts/train_torch.py --npz "$npz" --device "$torch_device" --epochs "$epochs" "$@" >"$runs/$name.log" 2>&1
+  else
+    timeout "$t" "$bin" --npz "$npz" --size "$size" --backend "$backend" --epochs "$epochs" --out "$runs/$name" "$@" >"$runs/$name.log" 2>&1
+  fi
+  local rc=$?
+  if [ $rc = 0 ]; then echo "ok   $name ($(($(date +%s) - t0)) s)"; else echo "FAIL $name (exit $rc):"; tail -3 "$runs/$name.log" | sed 's/^/     /'; fi
+}
+
+run() {
+  local plan=$1
+  if [ -z "${SKIP_SETUP:-}" ]; then
+    for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
+    ldconfig
+  fi
+  if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1 \
+    && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  fi
+  runs=/tmp/gpu-train/runs
+  rm -rf "$runs" && mkdir -p "$out" "$runs"
+  out=$(cd "$out" && pwd)
+  bin=/tmp/gpu-train/derma-train
+  unxz .dev/derma-train.xz "$bin" && chmod +x "$bin" || { echo "no .dev/derma-train.xz"; exit 2; }
+  size=$plan
+  npz=/tmp/gpu-train/dermamnist_ham_$size.npz
+  unxz ".dev/dermamnist_ham_$size.npz.xz" "$npz" || { echo "no .dev/dermamnist_ham_$size.npz.xz"; exit 2; }
+  [ -f "$weights.xz" ] && unxz "$weights.xz" /tmp/gpu-train/tflite.safetensors
+  local w=/tmp/gpu-train/tflite.safetensors
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1
+  case "$plan" in
+    28)
+      one scratch
+      one torch-scratch
+      one focal --loss focal --gamma 2
+      one balanced --class-weights balanced
+      ;;
+    64)
+      one scratch
+      one torch-scratch
+      one tflite-frozenbn --pretrained "$w" --freeze-bn
+      one torch-tflite-frozenbn --pretrained "$w" --freeze-bn
+      one screen --positive-classes mel,bcc,akiec --loss focal --gamma 2 --threshold min-spec:0.80
+      one combined --loss combined --alpha 1 --gamma 3
+      one weighted --sampler weighted
+      one tflite-frozenbn-128 --pretrained "$w" --freeze-bn --image-size 128
+      ;;
+    *) echo "unknown plan $plan (28, 64)"; exit 2 ;;
+  esac
+  local done_runs=()
+  for d in "$runs"/*/; do [ -f "$d/report.json" ] && done_runs+=("${d%/}"); done
+  {
+    [ ${#done_runs[@]} -gt 0 ] && python3 scripts/summarize_runs.py "${done_runs[@]}"
+    for f in "$runs"/torch*.log; do [ -f "$f" ] && echo "$(basename "$f" .log): $(tail -1 "$f")"; done
+  } | tee "$out/summary.txt"
+  (cd "$runs" && tar czf "$out/runs.tar.gz" --exclude=model.bpk --exclude=predictions.csv --exclude=plots ./*)
+}
+
+case "${1:-}" in
+  prepare) prepare ;;
+  run) run "${2:?PLAN: 28 or 64}" ;;
+  *) echo "usage: $0 prepare | run 28|64"; exit 2 ;;
+esac
