@@ -22,7 +22,7 @@
 # and TORCH_DEVICE (cuda): `BACKEND=cpu TORCH_DEVICE=cpu` dry-runs the whole script on a CPU.
 #
 # On the device machine (one call, within its 10-minute limit):
-#   run(command="scripts/bench_gpu.sh run main", carry=[".dev", ".gl"], timeout_s=600)
+#   run(command="scripts/bench_gpu.sh run main", carry=[".gl", ".dev/derma-bench-wgsl.xz", ".dev/derma-bench-spirv.xz"], timeout_s=600)
 set -uo pipefail
 
 sizes=${SIZES:-"28:256 224:128"}
@@ -55,7 +55,7 @@ prepare() {
   # shellcheck disable=SC2086
   (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
   du -ch .dev/* .gl/* | tail -1
-  echo 'now, on the device: run(command="scripts/bench_gpu.sh run main", carry=[".dev", ".gl"], timeout_s=600)'
+  echo 'now, on the device: run(command="scripts/bench_gpu.sh run main", carry=[".gl", ".dev/derma-bench-wgsl.xz", ".dev/derma-bench-spirv.xz"], timeout_s=600)'
 }
 
 # unxz SRC DST: xz if the machine has it, else Python's lzma (the device image may lack xz).
