@@ -143,15 +143,17 @@ fn load_medmnist(config: &TrainConfig) -> anyhow::Result<TaskData> {
     let arrays = match &config.npz {
         Some(path) => {
             let arrays = medmnist::read_npz_checked(path, info.n_classes())?;
-            // `--size` is the MedMNIST resolution the run records and `--image-size` defaults
-            // to; a file of another resolution would otherwise be resampled without a word.
+            // Without `--image-size` the run trains at `--size`: a file of another resolution
+            // would be resampled without a word. With it, resampling is what was asked for.
             let (h, w) = (arrays.train.height, arrays.train.width);
-            if h != config.size as usize || w != config.size as usize {
-                anyhow::bail!(
-                    "--npz {}: its images are {h}x{w} but --size is {}: pass --size {h} (and --image-size N to train at another resolution)",
-                    path.display(),
-                    config.size
-                );
+            let side = config.size as usize;
+            if config.image_size.is_none() && (h != side || w != side) {
+                let fix = if h == w && [28, 64, 128, 224].contains(&h) {
+                    format!("pass --size {h}, or --image-size N to resample to N px")
+                } else {
+                    "pass --image-size N to resample to N px".to_string()
+                };
+                anyhow::bail!("--npz {}: its images are {h}x{w} but --size is {side}: {fix}", path.display());
             }
             arrays
         }

@@ -173,7 +173,8 @@ fn offline_without_data_explains_what_to_download() {
     assert!(!dir.path().join("run").exists(), "a failed start leaves no run folder");
 }
 
-/// An `.npz` whose resolution is not `--size` is refused (it would be resampled silently).
+/// An `.npz` whose resolution is not `--size` is refused without `--image-size` (it would be
+/// resampled silently).
 #[test]
 fn npz_of_another_resolution_than_size_is_refused() {
     let (dir, npz, out) = colour_run_dir();
