@@ -58,11 +58,8 @@ prepare() {
   echo 'now, on the device: run(command="scripts/bench_gpu.sh run main", carry=[".gl", ".dev/derma-bench-wgsl.xz", ".dev/derma-bench-spirv.xz"], timeout_s=600)'
 }
 
-# unxz SRC DST: xz if the machine has it, else Python's lzma (the device image may lack xz).
-unxz() {
-  if command -v xz >/dev/null; then xz -dc "$1" >"$2"
-  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
-}
+# shellcheck source=scripts/device_lib.sh
+. "$(dirname "$0")/device_lib.sh"
 
 # Seconds left before the deadline.
 left() { echo $((deadline - ($(date +%s) - started))); }
@@ -81,12 +78,7 @@ timed() {
 }
 
 setup_device() {
-  for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
-  ldconfig
-  if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1 \
-    && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  fi
+  vulkan_setup
   bindir=/tmp/derma-bench-bin
   mkdir -p "$bindir"
   bins=()

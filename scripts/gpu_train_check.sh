@@ -62,11 +62,8 @@ prepare() {
   du -h .dev/*.xz
 }
 
-# unxz SRC DST: xz if the machine has it, else Python's lzma (the device image may lack xz).
-unxz() {
-  if command -v xz >/dev/null; then xz -dc "$1" >"$2"
-  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
-}
+# shellcheck source=scripts/device_lib.sh
+. "$(dirname "$0")/device_lib.sh"
 
 left() { echo $((deadline - ($(date +%s) - started))); }
 
@@ -87,14 +84,7 @@ one() {
 
 run() {
   local plan=$1
-  if [ -z "${SKIP_SETUP:-}" ]; then
-    for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
-    ldconfig
-  fi
-  if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1 \
-    && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  fi
+  [ -n "${SKIP_SETUP:-}" ] || vulkan_setup
   runs=/tmp/gpu-train/runs
   rm -rf "$runs" && mkdir -p "$out" "$runs"
   out=$(cd "$out" && pwd)
