@@ -8,20 +8,32 @@
 # Each run is a name, ` -- `, then derma-train flags; a name starting with `torch` runs
 # scripts/train_torch.py with those flags instead. Ends with the summary table of the derma-train
 # runs (scripts/summarize_runs.py) and the PyTorch JSON lines.
+#
+# DEADLINE (seconds, optional): runs go in the order given; one still going when the deadline
+# passes is stopped, and the rest are skipped (for the 10-minute device calls).
 set -uo pipefail
 bin=$1; npz=$2; out=$3; shift 3
 if [ ! -f "$npz" ]; then echo "skip: $npz not found (the real-data check needs ../shared/data/dermamnist-ham)"; exit 0; fi
 mkdir -p "$out"
+started=$(date +%s)
 runs=()
 for spec in "$@"; do
   name=${spec%% -- *}; flags=${spec#* -- }
+  limit=()
+  if [ -n "${DEADLINE:-}" ]; then
+    left=$((DEADLINE - ($(date +%s) - started)))
+    if [ "$left" -lt 20 ]; then echo "skip $name: deadline (${DEADLINE}s) reached"; continue; fi
+    limit=(timeout "$left")
+  fi
+  t0=$(date +%s)
   if [ "${name#torch}" != "$name" ]; then
     # shellcheck disable=SC2086
-    python3 scripts/train_torch.py --npz "$npz" $flags > "$out/$name.log" 2>&1 || echo "$name failed: $(tail -3 "$out/$name.log")"
+    "${limit[@]}" python3 scripts/train_torch.py --npz "$npz" $flags > "$out/$name.log" 2>&1 || echo "$name failed: $(tail -3 "$out/$name.log")"
   else
     # shellcheck disable=SC2086
-    if "$bin" --npz "$npz" --out "$out/$name" $flags > "$out/$name.log" 2>&1; then runs+=("$out/$name"); else echo "$name failed: $(tail -3 "$out/$name.log")"; fi
+    if "${limit[@]}" "$bin" --npz "$npz" --out "$out/$name" $flags > "$out/$name.log" 2>&1; then runs+=("$out/$name"); else echo "$name failed: $(tail -3 "$out/$name.log")"; fi
   fi
+  [ -n "${DEADLINE:-}" ] && echo "done $name ($(($(date +%s) - t0)) s)"
 done
 [ ${#runs[@]} -gt 0 ] && python3 scripts/summarize_runs.py "${runs[@]}"
 for f in "$out"/torch*.log; do [ -f "$f" ] && echo "$(basename "$f" .log): $(tail -1 "$f")"; done

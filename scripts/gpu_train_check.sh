@@ -24,7 +24,8 @@
 #   64   scratch (Burn, PyTorch); TF-lite pretrained with --freeze-bn (Burn, PyTorch); screening
 #        malignant-vs-rest, focal γ=2, min-spec:0.80; combined loss; weighted sampler; TF-lite
 #        pretrained at --image-size 128.
-# Runs go in priority order under a DEADLINE (540 s): a run still going then is stopped and the
+# The runs go through scripts/gpu_check.sh, in priority order under a DEADLINE (540 s, counted
+# from the end of unpacking): a run still going then is stopped and the
 # rest are skipped. Run folders and logs are written under /tmp/gpu-train/runs; $OUT (else
 # gpu-train-out/) gets summary.txt and runs.tar.gz (each run's report.json, metrics.csv,
 # config.toml, thresholds.csv and log; no model.bpk). The last lines printed are the summary
@@ -38,7 +39,6 @@ out=${OUT:-gpu-train-out}
 backend=${BACKEND:-wgpu}
 torch_device=${TORCH_DEVICE:-cuda}
 epochs=${EPOCHS:-10}
-started=$(date +%s)
 weights=.dev/mobilenet_v2_tflite.safetensors
 
 prepare() {
@@ -65,23 +65,6 @@ prepare() {
 # shellcheck source=scripts/device_lib.sh
 . "$(dirname "$0")/device_lib.sh"
 
-left() { echo $((deadline - ($(date +%s) - started))); }
-
-# one NAME FLAGS...: a derma-train run (or, for a name starting with `torch`, train_torch.py).
-one() {
-  local name=$1; shift
-  local t; t=$(left)
-  if [ "$t" -lt 20 ]; then echo "skip $name: deadline (${deadline}s) reached"; return; fi
-  local t0; t0=$(date +%s)
-  if [ "${name#torch}" != "$name" ]; then
-    timeout "$t" python3 scripts/train_torch.py --npz "$npz" --device "$torch_device" --epochs "$epochs" "$@" >"$runs/$name.log" 2>&1
-  else
-    timeout "$t" "$bin" --npz "$npz" --size "$size" --backend "$backend" --epochs "$epochs" --out "$runs/$name" "$@" >"$runs/$name.log" 2>&1
-  fi
-  local rc=$?
-  if [ $rc = 0 ]; then echo "ok   $name ($(($(date +%s) - t0)) s)"; else echo "FAIL $name (exit $rc):"; tail -3 "$runs/$name.log" | sed 's/^/     /'; fi
-}
-
 run() {
   local plan=$1
   [ -n "${SKIP_SETUP:-}" ] || vulkan_setup
@@ -96,31 +79,24 @@ run() {
   [ -f "$weights.xz" ] && unxz "$weights.xz" /tmp/gpu-train/tflite.safetensors
   local w=/tmp/gpu-train/tflite.safetensors
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1
+  # Each run: derma-train on $backend, or (a name starting with `torch`) train_torch.py.
+  local b="--size $size --backend $backend --epochs $epochs" t="--device $torch_device --epochs $epochs"
+  local specs
   case "$plan" in
     28)
-      one scratch
-      one torch-scratch
-      one focal --loss focal --gamma 2
-      one balanced --class-weights balanced
+      specs=("scratch -- $b" "torch-scratch -- $t" "focal -- $b --loss focal --gamma 2"
+        "balanced -- $b --class-weights balanced")
       ;;
     64)
-      one scratch
-      one torch-scratch
-      one tflite-frozenbn --pretrained "$w" --freeze-bn
-      one torch-tflite-frozenbn --pretrained "$w" --freeze-bn
-      one screen --positive-classes mel,bcc,akiec --loss focal --gamma 2 --threshold min-spec:0.80
-      one combined --loss combined --alpha 1 --gamma 3
-      one weighted --sampler weighted
-      one tflite-frozenbn-128 --pretrained "$w" --freeze-bn --image-size 128
+      specs=("scratch -- $b" "torch-scratch -- $t" "tflite-frozenbn -- $b --pretrained $w --freeze-bn"
+        "torch-tflite-frozenbn -- $t --pretrained $w --freeze-bn"
+        "screen -- $b --positive-classes mel,bcc,akiec --loss focal --gamma 2 --threshold min-spec:0.80"
+        "combined -- $b --loss combined --alpha 1 --gamma 3" "weighted -- $b --sampler weighted"
+        "tflite-frozenbn-128 -- $b --pretrained $w --freeze-bn --image-size 128")
       ;;
     *) echo "unknown plan $plan (28, 64)"; exit 2 ;;
   esac
-  local done_runs=()
-  for d in "$runs"/*/; do [ -f "$d/report.json" ] && done_runs+=("${d%/}"); done
-  {
-    [ ${#done_runs[@]} -gt 0 ] && python3 scripts/summarize_runs.py "${done_runs[@]}"
-    for f in "$runs"/torch*.log; do [ -f "$f" ] && echo "$(basename "$f" .log): $(tail -1 "$f")"; done
-  } | tee "$out/summary.txt"
+  DEADLINE=$deadline scripts/gpu_check.sh "$bin" "$npz" "$runs" "${specs[@]}" | tee "$out/summary.txt"
   (cd "$runs" && tar czf "$out/runs.tar.gz" --exclude=model.bpk --exclude=predictions.csv --exclude=plots ./*)
 }
 
