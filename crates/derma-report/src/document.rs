@@ -10,7 +10,7 @@ use crate::confusion::{Confusion, rule_text};
 use crate::gallery::{ErrorKind, Figure, Group};
 use crate::plot::threshold_text;
 use crate::roc::Curves;
-use crate::run::{BinaryJson, Run, ThresholdRow};
+use crate::run::{Run, ThresholdRow};
 
 /// One piece of the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -299,23 +299,23 @@ fn threshold_section(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
     if half.is_some() {
         header.push("test at 0.5".into());
     }
-    let row = |name: &str, f: fn(&BinaryJson) -> String, g: fn(&BinaryMetrics) -> String| {
+    let row = |name: &str, f: fn(&BinaryMetrics) -> String| {
         let mut r = cells([name.to_string(), f(&th.val), f(&th.test)]);
         if let Some(h) = &half {
-            r.push(g(h).into());
+            r.push(f(h).into());
         }
         r
     };
     let rows = vec![
-        row("sensitivity", |m| num(m.sensitivity), |m| num(m.sensitivity)),
-        row("specificity", |m| num(m.specificity), |m| num(m.specificity)),
-        row("precision", |m| num(m.precision), |m| num(m.precision)),
-        row("F1", |m| num(m.f1), |m| num(m.f1)),
-        row("F2", |m| num(m.f2), |m| num(m.f2)),
-        row("TP", |m| m.tp.to_string(), |m| m.tp.to_string()),
-        row("FP", |m| m.fp.to_string(), |m| m.fp.to_string()),
-        row("TN", |m| m.tn.to_string(), |m| m.tn.to_string()),
-        row("FN", |m| m.fn_.to_string(), |m| m.fn_.to_string()),
+        row("sensitivity", |m| num(m.sensitivity)),
+        row("specificity", |m| num(m.specificity)),
+        row("precision", |m| num(m.precision)),
+        row("F1", |m| num(m.f1)),
+        row("F2", |m| num(m.f2)),
+        row("TP", |m| m.tp.to_string()),
+        row("FP", |m| m.fp.to_string()),
+        row("TN", |m| m.tn.to_string()),
+        row("FN", |m| m.fn_.to_string()),
     ];
     doc.push(Block::Table { header, rows });
     let t = &run.report.test;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use derma_eval::{BinaryCounts, BinaryMetrics};
 use serde::Deserialize;
 
 use crate::csv::{Csv, read_text};
@@ -193,6 +194,7 @@ pub struct ClassJson {
 
 /// `report.json`'s `threshold` (binary tasks).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "ThresholdWire")]
 pub struct ThresholdJson {
     /// The rule, e.g. `min-spec:0.8`.
     pub rule: String,
@@ -202,36 +204,39 @@ pub struct ThresholdJson {
     /// Whether the rule's constraint was met on validation.
     pub met: bool,
     /// What the user should know about the choice.
-    #[serde(default)]
     pub note: Option<String>,
     /// Validation metrics at the threshold.
-    pub val: BinaryJson,
+    pub val: BinaryMetrics,
     /// Test metrics at the threshold.
-    pub test: BinaryJson,
+    pub test: BinaryMetrics,
 }
 
-/// Screening metrics at the operating threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-pub struct BinaryJson {
-    /// Sensitivity.
-    pub sensitivity: f64,
-    /// Specificity.
-    pub specificity: f64,
-    /// Precision.
-    pub precision: f64,
-    /// F1.
-    pub f1: f64,
-    /// F2.
-    pub f2: f64,
-    /// True positives.
-    pub tp: u64,
-    /// False positives.
-    pub fp: u64,
-    /// True negatives.
-    pub tn: u64,
-    /// False negatives.
-    #[serde(rename = "fn")]
-    pub fn_: u64,
+/// `report.json`'s `threshold` as written. Of `val` and `test` only the counts are read: the
+/// rates beside them are derived from the counts, and are derived again here, so the report
+/// can never show rates that disagree with its own TP/FP/TN/FN.
+#[derive(Deserialize)]
+struct ThresholdWire {
+    rule: String,
+    value: Option<f64>,
+    met: bool,
+    #[serde(default)]
+    note: Option<String>,
+    val: BinaryCounts,
+    test: BinaryCounts,
+}
+
+impl From<ThresholdWire> for ThresholdJson {
+    fn from(w: ThresholdWire) -> Self {
+        let t = w.value.unwrap_or(f64::INFINITY);
+        Self {
+            rule: w.rule,
+            value: w.value,
+            met: w.met,
+            note: w.note,
+            val: BinaryMetrics::from_counts(t, w.val),
+            test: BinaryMetrics::from_counts(t, w.test),
+        }
+    }
 }
 
 impl ThresholdJson {

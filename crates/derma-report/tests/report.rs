@@ -157,3 +157,22 @@ fn a_report_can_be_regenerated_and_stale_thumbnails_go() {
     expected.sort();
     assert_eq!(left_sorted, expected, "old thumbnails must be removed");
 }
+
+#[test]
+fn operating_threshold_rates_are_derived_from_the_counts() {
+    // report.json's rates beside TP/FP/TN/FN are derived data; a file whose rates disagree
+    // with its counts (edited by hand, or written by another tool) must not put the wrong
+    // numbers in the report.
+    let run = binary_run();
+    let path = run.path().join("report.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["threshold"]["val"]["sensitivity"] = serde_json::json!(0.123);
+    json["threshold"]["test"]["specificity"] = serde_json::json!(0.987);
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    // val 3 of 4 positives found, test 5 of 7; test 4 of 7 negatives right (BINARY_VAL/TEST).
+    assert!(md.contains("| sensitivity | 0.7500 | 0.7143 |"), "sensitivity row:\n{md}");
+    assert!(md.contains("| specificity | 0.7500 | 0.5714 |"), "specificity row:\n{md}");
+    assert!(!md.contains("0.1230") && !md.contains("0.9870"), "a stale rate from report.json is shown:\n{md}");
+}
