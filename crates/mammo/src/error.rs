@@ -280,6 +280,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// For `map_err`: an I/O failure while doing `action` (e.g. "cannot read manifest") on `path`.
+    pub(crate) fn io<'p>(action: &'static str, path: &'p Path) -> impl Fn(std::io::Error) -> Error + 'p {
+        move |source| Error::Io { action, path: path.to_path_buf(), source }
+    }
+
     /// Attach the manifest origin of the image to an image error that has none yet.
     pub fn with_origin(mut self, record_origin: &str) -> Self {
         match &mut self {
@@ -326,3 +331,4 @@ fn others_patients(others: usize) -> String {
 fn line_suffix(line: Option<u64>) -> String {
     line.map(|l| format!(" line {l}")).unwrap_or_default()
 }
+

@@ -136,14 +136,10 @@ fn is_hidden(path: &Path) -> bool {
 
 /// Sorted, non-hidden entries of `dir`.
 fn list_dir(dir: &Path, action: &'static str) -> Result<Vec<PathBuf>> {
-    let io = |source| Error::Io {
-        action,
-        path: dir.to_path_buf(),
-        source,
-    };
+    let io = Error::io(action, dir);
     let mut entries = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io)? {
-        let path = entry.map_err(io)?.path();
+    for entry in fs::read_dir(dir).map_err(&io)? {
+        let path = entry.map_err(&io)?.path();
         if !is_hidden(&path) {
             entries.push(path);
         }
@@ -230,11 +226,7 @@ struct CsvTable {
 
 impl CsvTable {
     fn read(path: &Path) -> Result<CsvTable> {
-        let bytes = fs::read(path).map_err(|source| Error::Io {
-            action: "cannot read manifest",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = fs::read(path).map_err(Error::io("cannot read manifest", path))?;
         let bytes = bytes
             .strip_prefix(b"\xEF\xBB\xBF".as_slice())
             .unwrap_or(&bytes);

@@ -92,18 +92,11 @@ impl Checksum {
 
     /// Digest the file at `path` with the same algorithm as `self`.
     pub fn compute_file(&self, path: &Path) -> Result<Checksum> {
-        let io_err = |action| {
-            move |source| Error::Io {
-                action,
-                path: path.to_owned(),
-                source,
-            }
-        };
-        let mut file = File::open(path).map_err(io_err("cannot open"))?;
+        let mut file = File::open(path).map_err(Error::io("cannot open", path))?;
         let mut hasher = self.hasher();
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = file.read(&mut buf).map_err(io_err("cannot read"))?;
+            let n = file.read(&mut buf).map_err(Error::io("cannot read", path))?;
             if n == 0 {
                 break;
             }

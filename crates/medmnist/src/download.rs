@@ -186,11 +186,7 @@ pub fn download_verified(
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&dir).map_err(|source| Error::Io {
-        action: "cannot create the cache directory",
-        path: dir.clone(),
-        source,
-    })?;
+    fs::create_dir_all(&dir).map_err(Error::io("cannot create the cache directory", &dir))?;
 
     let mut part_name = OsString::from(".");
     part_name.push(file_name);
@@ -209,11 +205,7 @@ pub fn download_verified(
             dest: dest.to_owned(),
         });
     }
-    fs::rename(&part.path, dest).map_err(|source| Error::Io {
-        action: "cannot move the finished download into place at",
-        path: dest.to_owned(),
-        source,
-    })?;
+    fs::rename(&part.path, dest).map_err(Error::io("cannot move the finished download into place at", dest))?;
     part.disarm();
     // Make the rename durable; failure here does not invalidate the file.
     if let Ok(d) = File::open(&dir) {
@@ -243,14 +235,7 @@ fn stream_to(url: &str, part: &Path, checksum: &Checksum, progress: bool) -> Res
     }
 
     let bar = progress_bar(response.content_length(), progress, url);
-    let io_err = |action| {
-        move |source| Error::Io {
-            action,
-            path: part.to_owned(),
-            source,
-        }
-    };
-    let mut file = File::create(part).map_err(io_err("cannot create"))?;
+    let mut file = File::create(part).map_err(Error::io("cannot create", part))?;
     let mut hasher = checksum.hasher();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -262,10 +247,10 @@ fn stream_to(url: &str, part: &Path, checksum: &Checksum, progress: bool) -> Res
             break;
         }
         hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(io_err("cannot write"))?;
+        file.write_all(&buf[..n]).map_err(Error::io("cannot write", part))?;
         bar.inc(n as u64);
     }
-    file.sync_all().map_err(io_err("cannot sync"))?;
+    file.sync_all().map_err(Error::io("cannot sync", part))?;
     bar.finish_and_clear();
     Ok(hasher.finish())
 }

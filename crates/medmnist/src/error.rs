@@ -7,7 +7,7 @@
 //! repeated in the message; print the whole chain (for example with anyhow's
 //! `{:#}`) to see them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::checksum::Checksum;
 
@@ -303,4 +303,11 @@ pub enum Error {
         /// The checksum the cached file has.
         actual: Checksum,
     },
+}
+
+impl Error {
+    /// For `map_err`: an I/O failure while doing `action` (e.g. "cannot read") on `path`.
+    pub(crate) fn io<'p>(action: &'static str, path: &'p Path) -> impl Fn(std::io::Error) -> Error + 'p {
+        move |source| Error::Io { action, path: path.to_owned(), source }
+    }
 }

@@ -136,19 +136,12 @@ fn read(path: &Path, n_classes: Option<usize>) -> Result<MedMnistArrays> {
 /// Open `path` as a zip archive, telling "not a zip at all" apart from
 /// "a damaged zip".
 fn open_zip(path: &Path) -> Result<ZipArchive<BufReader<File>>> {
-    let io_err = |action| {
-        move |source| Error::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        }
-    };
-    let mut file = File::open(path).map_err(io_err("cannot open"))?;
+    let mut file = File::open(path).map_err(Error::io("cannot open", path))?;
     let mut magic = Vec::with_capacity(4);
     (&mut file)
         .take(4)
         .read_to_end(&mut magic)
-        .map_err(io_err("cannot read"))?;
+        .map_err(Error::io("cannot read", path))?;
     // Local file header, or end-of-central-directory of an empty archive.
     if magic != b"PK\x03\x04" && magic != b"PK\x05\x06" {
         let found = if magic.is_empty() {
@@ -162,7 +155,7 @@ fn open_zip(path: &Path) -> Result<ZipArchive<BufReader<File>>> {
         });
     }
     file.seek(SeekFrom::Start(0))
-        .map_err(io_err("cannot read"))?;
+        .map_err(Error::io("cannot read", path))?;
     ZipArchive::new(BufReader::new(file)).map_err(|source| Error::CorruptZip {
         path: path.to_owned(),
         source,
@@ -493,7 +486,6 @@ fn fortran_to_c(data: &[u8], shape: &[usize]) -> Vec<u8> {
 pub fn write_npz(path: impl AsRef<Path>, arrays: &MedMnistArrays) -> Result<()> {
     use std::io::Write;
     let path = path.as_ref();
-    let io_err = |source: io::Error| Error::Io { action: "cannot write", path: path.to_path_buf(), source };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.part-{}", std::process::id()));
     let write = || -> std::result::Result<(), io::Error> {
@@ -519,7 +511,7 @@ pub fn write_npz(path: impl AsRef<Path>, arrays: &MedMnistArrays) -> Result<()> 
     };
     write().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        io_err(e)
+        Error::io("cannot write", path)(e)
     })
 }
 
