@@ -39,6 +39,7 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::tensor::Gradients;
+use clap::Parser;
 use derma_model::MobileNetV2Config;
 use derma_train::backend;
 use derma_train::loss::LossConfig;
@@ -118,20 +119,38 @@ fn run(model: &derma_model::MobileNetV2, device: &Device, images: &TensorData, t
     )
 }
 
+/// One training batch on the CPU and on another backend, from the same seeded weights.
+#[derive(Parser)]
+struct Args {
+    /// The backend compared with the CPU (wgpu, wgpu-software, …).
+    #[arg(long, default_value = "wgpu")]
+    backend: String,
+    /// Width multiplier of the network.
+    #[arg(long, default_value_t = 0.25)]
+    width: f64,
+    /// Input size in pixels.
+    #[arg(long, default_value_t = 28)]
+    size: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Seed of the initial weights.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Loss: ce, or focal (γ = 2).
+    #[arg(long, default_value = "ce", value_parser = ["ce", "focal"])]
+    loss: String,
+    /// Print every gradient tensor's difference.
+    #[arg(long)]
+    verbose: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str, default: &str| -> String {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
-    };
-    let other = backend::select(&flag("--backend", "wgpu"))?;
-    let width: f64 = flag("--width", "0.25").parse()?;
-    let size: usize = flag("--size", "28").parse()?;
-    let batch: usize = flag("--batch", "16").parse()?;
-    let seed: u64 = flag("--seed", "1").parse()?;
-    let loss = match flag("--loss", "ce").as_str() {
-        "ce" => LossConfig::ce(),
+    let Args { backend: other, width, size, batch, seed, loss, verbose } = Args::parse();
+    let other = backend::select(&other)?;
+    let loss = match loss.as_str() {
         "focal" => LossConfig { kind: derma_train::loss::LossKind::Focal, gamma: 2.0, ..LossConfig::ce() },
-        other => anyhow::bail!("--loss `{other}`: expected ce or focal"),
+        _ => LossConfig::ce(),
     };
     let classes = 7;
 
@@ -170,7 +189,7 @@ fn main() -> anyhow::Result<()> {
         "gradients: {} tensors, median {median:.2e}, worst {worst:.2e} ({name}); noise floor median {noise_median:.2e}, worst {noise_worst:.2e}",
         grads.len()
     );
-    if args.iter().any(|a| a == "--verbose") {
+    if verbose {
         for ((n, d), (_, floor)) in grads.iter().zip(&noise) {
             println!("{n:<28} difference {d:.2e}  noise floor {floor:.2e}");
         }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use derma_data::augment::{Augment, Draw, image_rng};
 use derma_data::{AugmentConfig, AugmentPreset};
+use clap::Parser;
 
 struct Lesion {
     width: f64,
@@ -62,18 +63,26 @@ fn augment_point(aug: &Augment, d: &Draw, (x, y): (f64, f64)) -> (f64, f64) {
     ((a22 * px - a12 * py) / det, (-a21 * px + a11 * py) / det)
 }
 
+/// Fraction of lesions that stay fully inside the model input after the square fit and
+/// seeded augmentation draws.
+#[derive(Parser)]
+struct Args {
+    /// `lesions.csv` written by scripts/make_mammo_crops.py.
+    lesions: PathBuf,
+    /// Model input size in pixels.
+    #[arg(long, default_value_t = 384)]
+    size: usize,
+    /// Augmentation draws per lesion and preset.
+    #[arg(long, default_value_t = 20)]
+    draws: usize,
+    /// Square fit of the file pipeline.
+    #[arg(long, default_value = "crop", value_parser = ["crop", "pad", "stretch"])]
+    fit: String,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str, default: &str| -> String {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
-    };
-    let csv = args.first().filter(|a| !a.starts_with("--")).ok_or_else(|| {
-        anyhow::anyhow!("usage: lesion_coverage LESIONS.csv [--size 384] [--draws 20] [--fit crop|pad|stretch]")
-    })?;
-    let size: usize = flag("--size", "384").parse()?;
-    let draws: usize = flag("--draws", "20").parse()?;
-    let fit = flag("--fit", "crop");
-    let lesions = read_lesions(Path::new(csv))?;
+    let Args { lesions, size, draws, fit } = Args::parse();
+    let lesions = read_lesions(&lesions)?;
     let s = size as f64;
     let inside = |p: (f64, f64)| p.0 >= 0.0 && p.1 >= 0.0 && p.0 <= s && p.1 <= s;
     let boundary = |l: &Lesion| -> Vec<(f64, f64)> {

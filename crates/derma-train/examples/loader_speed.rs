@@ -7,28 +7,40 @@
 //! ```
 //! `DIR` holds one subfolder of images per class (e.g. `scripts/make_mammo_crops.py` output).
 
+use std::path::PathBuf;
 use std::time::Instant;
+
+use clap::Parser;
 
 use derma_data::{Augment, AugmentConfig, AugmentPreset, Loader, LoaderConfig, Normalize};
 use derma_train::TrainConfig;
 use derma_train::train::load_data;
 
+/// Images per second of the data pipeline alone (no model).
+#[derive(Parser)]
+struct Args {
+    /// A folder with one subfolder of images per class.
+    dir: PathBuf,
+    /// Model input size in pixels.
+    #[arg(long, default_value_t = 512)]
+    size: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Passes over the training split.
+    #[arg(long, default_value_t = 2)]
+    epochs: usize,
+    /// Augmentation preset (none, natural, mammo).
+    #[arg(long, default_value = "mammo")]
+    augment: AugmentPreset,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str, default: &str| -> String {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned().unwrap_or_else(|| default.to_string())
-    };
-    let dir = args.first().filter(|a| !a.starts_with("--")).ok_or_else(|| {
-        anyhow::anyhow!("usage: loader_speed DIR [--size 512] [--batch 32] [--epochs 2] [--augment mammo]")
-    })?;
-    let size: usize = flag("--size", "512").parse()?;
-    let batch: usize = flag("--batch", "32").parse()?;
-    let epochs: usize = flag("--epochs", "2").parse()?;
-    let preset: AugmentPreset = flag("--augment", "mammo").parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let Args { dir, size, batch, epochs, augment: preset } = Args::parse();
 
     let config = TrainConfig {
         dataset: "folder".into(),
-        data_dir: Some(dir.into()),
+        data_dir: Some(dir),
         image_size: Some(size),
         ..TrainConfig::default()
     };
