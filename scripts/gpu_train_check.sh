@@ -17,6 +17,8 @@
 #       carry=[".gl", ".dev/derma-train.xz", ".dev/dermamnist_ham_28.npz.xz"])
 #   run(command="scripts/gpu_train_check.sh run 64", timeout_s=600,
 #       carry=[".gl", ".dev/derma-train.xz", ".dev/dermamnist_ham_64.npz.xz", ".dev/mobilenet_v2_tflite.safetensors.xz"])
+#   run(command="scripts/gpu_train_check.sh run 64imb", timeout_s=600,
+#       carry=[".gl", ".dev/derma-train.xz", ".dev/dermamnist_ham_64.npz.xz"])
 #
 # PLANs (each derma-train run is 10 epochs, the built-in recipe; torch rows run
 # scripts/train_torch.py with the same recipe on CUDA):
@@ -24,6 +26,8 @@
 #   64   scratch (Burn, PyTorch); TF-lite pretrained with --freeze-bn (Burn, PyTorch); screening
 #        malignant-vs-rest, focal γ=2, min-spec:0.80; combined loss; weighted sampler; TF-lite
 #        pretrained at --image-size 128.
+#   64imb  the imbalance table at 64 px (issue #3; its CPU rows are in docs/results.md): plain CE,
+#        balanced class weights, focal γ=2, weighted sampler, combined loss (α=1, γ=3).
 # The runs go through scripts/gpu_check.sh, in priority order under a DEADLINE (540 s, counted
 # from the end of unpacking): a run still going then is stopped and the
 # rest are skipped. Run folders and logs are written under /tmp/gpu-train/runs; $OUT (else
@@ -73,7 +77,7 @@ run() {
   out=$(cd "$out" && pwd)
   bin=/tmp/gpu-train/derma-train
   unxz .dev/derma-train.xz "$bin" && chmod +x "$bin" || { echo "no .dev/derma-train.xz"; exit 2; }
-  size=$plan
+  size=${plan%%[a-z]*}
   npz=/tmp/gpu-train/dermamnist_ham_$size.npz
   unxz ".dev/dermamnist_ham_$size.npz.xz" "$npz" || { echo "no .dev/dermamnist_ham_$size.npz.xz"; exit 2; }
   [ -f "$weights.xz" ] && unxz "$weights.xz" /tmp/gpu-train/tflite.safetensors
@@ -94,7 +98,11 @@ run() {
         "combined -- $b --loss combined --alpha 1 --gamma 3" "weighted -- $b --sampler weighted"
         "tflite-frozenbn-128 -- $b --pretrained $w --freeze-bn --image-size 128")
       ;;
-    *) echo "unknown plan $plan (28, 64)"; exit 2 ;;
+    64imb)
+      specs=("scratch -- $b" "balanced -- $b --class-weights balanced" "focal -- $b --loss focal --gamma 2"
+        "weighted -- $b --sampler weighted" "combined -- $b --loss combined --alpha 1 --gamma 3")
+      ;;
+    *) echo "unknown plan $plan (28, 64, 64imb)"; exit 2 ;;
   esac
   DEADLINE=$deadline scripts/gpu_check.sh "$bin" "$npz" "$runs" "${specs[@]}" | tee "$out/summary.txt"
   (cd "$runs" && tar czf "$out/runs.tar.gz" --exclude=model.bpk --exclude=predictions.csv --exclude=plots ./*)
@@ -102,6 +110,6 @@ run() {
 
 case "${1:-}" in
   prepare) prepare ;;
-  run) run "${2:?PLAN: 28 or 64}" ;;
-  *) echo "usage: $0 prepare | run 28|64"; exit 2 ;;
+  run) run "${2:?PLAN: 28, 64 or 64imb}" ;;
+  *) echo "usage: $0 prepare | run 28|64|64imb"; exit 2 ;;
 esac
