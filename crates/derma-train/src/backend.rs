@@ -13,6 +13,9 @@ pub struct Backend {
     pub name: &'static str,
 }
 
+/// The `--backend` values [`select`] accepts.
+pub const CHOICES: [&str; 4] = ["auto", "wgpu", "wgpu-software", "cpu"];
+
 /// `auto` tries wgpu and falls back to the CPU with a warning; `wgpu` fails without a GPU;
 /// `wgpu-software` is wgpu on a software (CPU) adapter, for checks only; `cpu` is the Flex
 /// backend.
@@ -21,31 +24,35 @@ pub fn select(choice: &str) -> anyhow::Result<Backend> {
     match choice {
         "cpu" => Ok(cpu()),
         "wgpu" => wgpu().ok_or_else(|| {
-            anyhow::anyhow!(
-                "--backend wgpu: {}",
-                if cfg!(feature = "wgpu") {
-                    "no hardware GPU adapter answered (is a Vulkan/Metal/DX12 driver installed? software rasterisers are not used)"
-                } else {
-                    "this binary was built without the `wgpu` feature"
-                }
+            unavailable(
+                "wgpu",
+                "no hardware GPU adapter answered (is a Vulkan/Metal/DX12 driver installed? software rasterisers are not used)",
             )
         }),
         "wgpu-software" => wgpu_software().ok_or_else(|| {
-            anyhow::anyhow!(
-                "--backend wgpu-software: {}",
-                if cfg!(feature = "wgpu") {
-                    "no software wgpu adapter answered (install a software Vulkan driver, e.g. Mesa lavapipe: `apt install mesa-vulkan-drivers`)"
-                } else {
-                    "this binary was built without the `wgpu` feature"
-                }
+            unavailable(
+                "wgpu-software",
+                "no software wgpu adapter answered (install a software Vulkan driver, e.g. Mesa lavapipe: `apt install mesa-vulkan-drivers`)",
             )
         }),
         "auto" => Ok(wgpu().unwrap_or_else(|| {
             eprintln!("warning: no wgpu GPU adapter available; training on the CPU (flex), which is slow");
             cpu()
         })),
-        other => anyhow::bail!("--backend `{other}`: expected auto, wgpu, wgpu-software or cpu"),
+        other => anyhow::bail!("{}", unknown(other)),
     }
+}
+
+/// The message for a `--backend` value that is not one of [`CHOICES`].
+pub fn unknown(choice: &str) -> String {
+    format!("--backend `{choice}`: expected auto, wgpu, wgpu-software or cpu")
+}
+
+/// The error for `--backend CHOICE` when its adapter did not answer: `no_adapter`, or that the
+/// binary has no wgpu at all.
+fn unavailable(choice: &str, no_adapter: &str) -> anyhow::Error {
+    let why = if cfg!(feature = "wgpu") { no_adapter } else { "this binary was built without the `wgpu` feature" };
+    anyhow::anyhow!("--backend {choice}: {why}")
 }
 
 #[cfg(feature = "wgpu")]

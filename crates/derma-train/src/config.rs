@@ -442,8 +442,8 @@ impl TrainConfig {
         if !(1..=4096).contains(&self.embedding_dim) {
             return Err(format!("--embedding-dim must be in 1..=4096, got {}", self.embedding_dim));
         }
-        if !["auto", "wgpu", "wgpu-software", "cpu"].contains(&self.backend.as_str()) {
-            return Err(format!("--backend `{}`: expected auto, wgpu, wgpu-software or cpu", self.backend));
+        if !crate::backend::CHOICES.contains(&self.backend.as_str()) {
+            return Err(crate::backend::unknown(&self.backend));
         }
         // File datasets are usually binary (benign/malignant); their class count is checked
         // once the data is read.

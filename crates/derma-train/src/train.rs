@@ -148,7 +148,7 @@ fn load_medmnist(config: &TrainConfig) -> anyhow::Result<TaskData> {
             let (h, w) = (arrays.train.height, arrays.train.width);
             let side = config.size as usize;
             if config.image_size.is_none() && (h != side || w != side) {
-                let fix = if h == w && [28, 64, 128, 224].contains(&h) {
+                let fix = if h == w && u32::try_from(h).is_ok_and(|px| medmnist::ImageSize::from_pixels(px).is_ok()) {
                     format!("pass --size {h}, or --image-size N to resample to N px")
                 } else {
                     "pass --image-size N to resample to N px".to_string()
