@@ -82,19 +82,19 @@ fn panels(binary: bool) -> Vec<Panel> {
                     label: "sensitivity",
                     color: color(3),
                     dashed: false,
-                    value: |e| e.binary.as_ref().map_or(f64::NAN, |b| b.sensitivity),
+                    value: |e| e.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.sensitivity),
                 },
                 Line {
                     label: "specificity",
                     color: color(0),
                     dashed: false,
-                    value: |e| e.binary.as_ref().map_or(f64::NAN, |b| b.specificity),
+                    value: |e| e.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.specificity),
                 },
                 Line {
                     label: "threshold",
                     color: GREY,
                     dashed: true,
-                    value: |e| e.binary.as_ref().map_or(f64::NAN, |b| b.threshold),
+                    value: |e| e.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.threshold),
                 },
             ],
         });

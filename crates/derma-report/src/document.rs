@@ -343,9 +343,9 @@ fn plots(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
             if let Some(bin) = &b.binary {
                 text += &format!(
                     ", val sensitivity {} and specificity {} at threshold {}",
-                    num(bin.sensitivity),
-                    num(bin.specificity),
-                    threshold_text(bin.threshold)
+                    num(bin.at_threshold.sensitivity),
+                    num(bin.at_threshold.specificity),
+                    threshold_text(bin.at_threshold.threshold)
                 );
             }
             doc.push(Block::Paragraph(text + "."));

@@ -61,23 +61,14 @@ pub struct Epoch {
     pub binary: Option<EpochBinary>,
 }
 
-/// The binary columns of a `metrics.csv` row.
+/// The binary columns of a `metrics.csv` row. Of the metrics at the threshold only the
+/// threshold and the counts are read: the rates are derived from the counts (as derma-train
+/// derives the columns it writes), so a plot or report can never disagree with the counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochBinary {
-    /// Operating threshold chosen on validation at this epoch (`inf`: nothing positive).
-    pub threshold: f64,
-    /// Sensitivity at it.
-    pub sensitivity: f64,
-    /// Specificity at it.
-    pub specificity: f64,
-    /// Precision at it.
-    pub precision: f64,
-    /// F1 at it.
-    pub f1: f64,
-    /// F2 at it.
-    pub f2: f64,
-    /// Counts at it: true positives, false positives, true negatives, false negatives.
-    pub counts: [u64; 4],
+    /// Validation metrics at the operating threshold chosen at this epoch (threshold `inf`:
+    /// nothing positive).
+    pub at_threshold: BinaryMetrics,
     /// Validation average precision.
     pub ap: f64,
 }
@@ -374,19 +365,9 @@ fn read_predictions(path: &Path, report: &ReportJson) -> Result<(bool, Split, Sp
 }
 
 const EPOCH_COLUMNS: [&str; 8] = ["epoch", "train_loss", "val_loss", "val_acc", "val_bal_acc", "val_auc", "lr", "seconds"];
-const BINARY_COLUMNS: [&str; 11] = [
-    "val_threshold",
-    "val_sensitivity",
-    "val_specificity",
-    "val_precision",
-    "val_f1",
-    "val_f2",
-    "val_tp",
-    "val_fp",
-    "val_tn",
-    "val_fn",
-    "val_ap",
-];
+// Read from a binary run's metrics.csv; its rate columns (val_sensitivity, ...) are derived
+// from the counts again, see `EpochBinary`.
+const BINARY_COLUMNS: [&str; 6] = ["val_threshold", "val_tp", "val_fp", "val_tn", "val_fn", "val_ap"];
 
 fn read_metrics(path: &Path, binary: bool) -> Result<Vec<Epoch>> {
     let csv = Csv::read(path, "derma-train writes it after every epoch")?;
@@ -402,16 +383,8 @@ fn read_metrics(path: &Path, binary: bool) -> Result<Vec<Epoch>> {
             Some(b) => {
                 let y = |i: usize| csv.float(line, f, b[i]);
                 let n = |i: usize| csv.count(line, f, b[i]).map(|v| v as u64);
-                Some(EpochBinary {
-                    threshold: y(0)?,
-                    sensitivity: y(1)?,
-                    specificity: y(2)?,
-                    precision: y(3)?,
-                    f1: y(4)?,
-                    f2: y(5)?,
-                    counts: [n(6)?, n(7)?, n(8)?, n(9)?],
-                    ap: y(10)?,
-                })
+                let counts = BinaryCounts { tp: n(1)?, fp: n(2)?, tn: n(3)?, fn_: n(4)? };
+                Some(EpochBinary { at_threshold: BinaryMetrics::from_counts(y(0)?, counts), ap: y(5)? })
             }
             None => None,
         };

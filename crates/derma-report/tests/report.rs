@@ -176,3 +176,20 @@ fn operating_threshold_rates_are_derived_from_the_counts() {
     assert!(md.contains("| specificity | 0.7500 | 0.5714 |"), "specificity row:\n{md}");
     assert!(!md.contains("0.1230") && !md.contains("0.9870"), "a stale rate from report.json is shown:\n{md}");
 }
+
+#[test]
+fn epoch_rates_are_derived_from_the_metrics_csv_counts() {
+    // metrics.csv's val_sensitivity/val_specificity beside val_tp/fp/tn/fn are derived data,
+    // like report.json's: rates that disagree with the counts must not reach the report.
+    let run = binary_run();
+    let path = run.path().join("metrics.csv");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Epoch 2 (the best) was written with 3 of 4 positives and 3 of 4 negatives right.
+    let row = text.lines().find(|l| l.starts_with("2,")).unwrap().to_string();
+    assert!(row.contains(",0.750000,0.750000,"), "fixture row changed: {row}");
+    std::fs::write(&path, text.replace(&row, &row.replacen(",0.750000,0.750000,", ",0.123000,0.987000,", 1))).unwrap();
+    let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(md.contains("val sensitivity 0.7500 and specificity 0.7500"), "best-epoch paragraph:\n{md}");
+    assert!(!md.contains("0.1230") && !md.contains("0.9870"), "a stale rate from metrics.csv is shown:\n{md}");
+}

@@ -98,8 +98,15 @@ fn metrics(binary: bool) -> String {
     for (e, tl, vl, acc, bal, auc) in rows {
         let _ = write!(s, "{e},{tl:.6},{vl:.6},{acc:.6},{bal:.6},{auc:.6},{:.6e},{:.2},{:.1}", 1e-3 / f64::from(e), 12.5, 800.0);
         if binary {
-            let (t, sens, spec) = [(0.7, 0.5, 0.8), (THRESHOLD, 0.75, 0.75), (0.55, 0.8, 0.7)][e as usize - 1];
-            let _ = write!(s, ",{t:.6},{sens:.6},{spec:.6},0.600000,0.600000,0.650000,3,1,3,1,0.800000");
+            // Validation has 4 positives and 4 negatives (BINARY_VAL); epoch 2 is the best one,
+            // at the run's threshold. The rates are derived from the counts, as derma-train does.
+            let (t, tp, fp) = [(0.7, 2, 1), (THRESHOLD, 3, 1), (0.55, 4, 2)][e as usize - 1];
+            let m = derma_eval::BinaryMetrics::from_counts(t, derma_eval::BinaryCounts { tp, fp, tn: 4 - fp, fn_: 4 - tp });
+            let _ = write!(
+                s,
+                ",{t:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},0.800000",
+                m.sensitivity, m.specificity, m.precision, m.f1, m.f2, m.tp, m.fp, m.tn, m.fn_
+            );
         }
         s.push('\n');
     }
