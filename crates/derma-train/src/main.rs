@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use derma_train::cli::{TrainArgs, exit};
-use derma_train::{backend, train};
+use derma_train::{backend, report, train};
 
 /// Train MobileNetV2 for imbalanced medical image classification.
 #[derive(Parser, Debug)]
@@ -14,6 +14,10 @@ use derma_train::{backend, train};
 struct Cli {
     #[command(flatten)]
     args: TrainArgs,
+    /// Replace the results of a previous run in `--out` (without it, a folder that already
+    /// holds a run is refused).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 fn main() -> ExitCode {
@@ -21,7 +25,8 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let config = Cli::parse().args.into_config()?;
+    let cli = Cli::parse();
+    let config = cli.args.into_config()?;
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
     let out = config.out.clone().unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
@@ -30,6 +35,7 @@ fn run() -> anyhow::Result<()> {
             .unwrap_or(0);
         PathBuf::from("runs").join(format!("{}-{stamp}", config.dataset))
     });
+    report::check_out_is_free(&out, &report::RUN_FILES, cli.overwrite)?;
     let backend = backend::select(&config.backend)?;
     train::run(&config, &backend.device, backend.name, &out)?;
     Ok(())

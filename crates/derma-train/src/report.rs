@@ -15,6 +15,25 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(derma_report::write_atomic(path, contents)?)
 }
 
+/// The files of a run folder that make it a run (a finished or an interrupted one).
+pub const RUN_FILES: [&str; 4] = ["config.toml", "metrics.csv", "report.json", "model.bpk"];
+
+/// Refuses `--out DIR` when `DIR` already holds one of `marks` (a previous run's results),
+/// unless `overwrite`: a new run would replace them file by file, and if it stopped early the
+/// folder would mix the two runs. Names the folder, the file found and the ways out.
+pub fn check_out_is_free(out: &Path, marks: &[&str], overwrite: bool) -> anyhow::Result<()> {
+    if overwrite {
+        return Ok(());
+    }
+    if let Some(found) = marks.iter().find(|m| out.join(m).exists()) {
+        anyhow::bail!(
+            "--out {}: the folder already holds a run ({found}); choose another --out, remove the folder, or pass --overwrite to replace it",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone)]
 pub struct EpochRow {

@@ -133,6 +133,14 @@ fn cascade_end_to_end_matches_its_stages() {
     for want in ["| 99% | stage 1 alone |", "| 99% | cascade |", "| 98% | cascade, end-to-end |", "Cascade confusion matrix"] {
         assert!(md.contains(want), "`{want}` missing:\n{md}");
     }
+
+    // the same --out again is refused before any work (--overwrite replaces it)
+    let before = std::fs::read(out.join("cascade.json")).unwrap();
+    let o = derma_cascade(&["--npz", npz.to_str().unwrap(), "--positive-classes", "mel", "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success(), "a second cascade into the same --out was accepted");
+    let err = text(&o.stderr);
+    assert!(err.contains("--out") && err.contains("cascade.json") && err.contains("--overwrite"), "{err}");
+    assert_eq!(std::fs::read(out.join("cascade.json")).unwrap(), before);
 }
 
 #[test]

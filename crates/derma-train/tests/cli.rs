@@ -118,6 +118,25 @@ fn trains_and_writes_the_run_folder() {
         let name = entry.unwrap().file_name().into_string().unwrap();
         assert!(!name.starts_with('.') && !name.ends_with(".tmp"), "left over: {name}");
     }
+
+    // the same --out again: refused before any work, the finished run untouched; with
+    // --overwrite the new run replaces it
+    let report_before = std::fs::read(out.join("report.json")).unwrap();
+    let again = |extra: &[&str]| {
+        let mut args = vec!["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
+            "--epochs", "1", "--batch-size", "10", "--out", out.to_str().unwrap()];
+        args.extend(extra);
+        derma_train(&args)
+    };
+    let o = again(&[]);
+    assert!(!o.status.success(), "a second run into the same --out was accepted");
+    let err = text(&o.stderr);
+    assert!(err.contains("--out") && err.contains("config.toml") && err.contains("--overwrite"), "{err}");
+    assert_eq!(std::fs::read(out.join("report.json")).unwrap(), report_before, "the refused run touched report.json");
+    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("epochs = 6"));
+    let o = again(&["--overwrite"]);
+    assert!(o.status.success(), "--overwrite: {}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 2, "one epoch after --overwrite");
 }
 
 /// Invalid values are refused before any work, naming the flag.

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use derma_train::backend;
+use derma_train::{backend, report};
 use derma_train::cli::{TrainArgs, exit};
 use derma_train::cascade::{self, CascadeOptions, parse_assignment};
 use derma_train::sweep::merge_config;
@@ -33,6 +33,10 @@ struct Cli {
     /// Recall targets of the report (the first gives the confusion matrix).
     #[arg(long, value_delimiter = ',', default_value = "0.99,0.98")]
     recall: Vec<f64>,
+    /// Replace the results of a previous cascade in `--out` (without it, a folder that
+    /// already holds one is refused).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,7 @@ fn run() -> anyhow::Result<()> {
     let options = CascadeOptions { base, stage1: table(&cli.stage1, "stage1")?, stage2: table(&cli.stage2, "stage2")?, recalls: cli.recall };
     options.configs()?; // every flag checked before any work
     let out = out.unwrap_or_else(cascade::default_out);
+    report::check_out_is_free(&out, &["cascade.json", "stage1", "stage2"], cli.overwrite)?;
     let backend = backend::select(&merge_config(&[&options.base]).map_err(|e| anyhow::anyhow!(e))?.backend)?;
     cascade::run(&options, &out, &backend.device, backend.name)?;
     Ok(())
