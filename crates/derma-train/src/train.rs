@@ -439,6 +439,9 @@ pub fn fit(
             selection_score(&config.select_metric, &row.val)
         };
         if best.as_ref().is_none_or(|(s, _, _)| score > *s || s.is_nan()) {
+            // Saved as soon as it is the best, so a run stopped later (Ctrl-C, divergence, a
+            // lost machine) keeps its best model beside metrics.csv.
+            save_model(&eval_model, &out_dir.join("model.bpk"))?;
             best = Some((score, epoch + 1, eval_model));
         }
         rows.push(row);
@@ -446,7 +449,6 @@ pub fn fit(
     }
 
     let (_, best_epoch, best_model) = best.expect("at least one epoch ran");
-    save_model(&best_model, &out_dir.join("model.bpk"))?;
     let val_pred = predict(&best_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
     let test_pred = predict(&best_model, &data.test, size, normalize, config.batch_size, Some(&loss_eval), device);
     let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };

@@ -139,6 +139,35 @@ fn trains_and_writes_the_run_folder() {
     assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 2, "one epoch after --overwrite");
 }
 
+/// A run stopped hard after its first epoch (SIGKILL: a lost machine, a killed job) keeps
+/// that epoch's metrics and its best model so far: the model is saved when an epoch becomes
+/// the best, not only at the end.
+#[test]
+fn a_killed_run_keeps_its_best_model_so_far() {
+    let (_dir, npz, out) = colour_run_dir();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_derma-train"))
+        .args(["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
+            "--epochs", "200", "--batch-size", "10", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !out.join("metrics.csv").exists() {
+        assert!(child.try_wait().unwrap().is_none(), "derma-train exited before its first epoch");
+        assert!(started.elapsed().as_secs() < 300, "no epoch finished in 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!out.join("report.json").exists(), "the run finished its 200 epochs before it was killed");
+    let rows = std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count() - 1;
+    assert!(rows >= 1);
+    // metrics.csv is written after the model of a new best epoch, and epoch 1 is always one
+    let model = out.join("model.bpk").metadata().expect("model.bpk of the best epoch so far");
+    assert!(model.len() > 100_000, "model.bpk is {} bytes", model.len());
+}
+
 /// Invalid values are refused before any work, naming the flag.
 #[test]
 fn invalid_flags_are_refused_with_the_flag_name() {
