@@ -89,6 +89,10 @@ fn binary_markdown_has_the_sections_numbers_and_existing_links() {
     // Configuration: the settings that matter for this loss and sampler.
     assert!(md.contains("| gamma | 2.0 |") && md.contains("| sampler\\_power | 0.5 |"), "config table:\n{md}");
     assert!(!md.contains("undersample\\_ratio"), "an unused setting is shown:\n{md}");
+    for row in ["| mining\\_strength | 2.0 |", "| patience | 3 |", "| freeze\\_bn | true |"] {
+        assert!(md.contains(row), "config table lacks `{row}`:\n{md}");
+    }
+    assert!(!md.contains("triplet\\_margin"), "the margin of a metric head that is off is shown:\n{md}");
     // Class counts: train from the options, val/test from predictions.csv.
     assert!(md.contains("| mel/bcc | 123 (12.0%) | 4 (50.0%) | 7 (50.0%) |"), "class counts:\n{md}");
     // Threshold table: the chosen row and specificity floors.

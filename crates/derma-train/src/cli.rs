@@ -174,6 +174,9 @@ pub struct TrainArgs {
     /// auc, bal_acc, acc, loss (binary also ap, f2, sens@spec).
     #[arg(long)]
     pub select_metric: Option<String>,
+    /// Early stopping: stop after N epochs without a better --select-metric; 0 = off.
+    #[arg(long)]
+    pub patience: Option<usize>,
     /// Binary operating threshold: min-spec:0.80, recall:0.99, fbeta:2, youden, fixed:0.5.
     #[arg(long)]
     pub threshold: Option<String>,
@@ -196,7 +199,7 @@ impl TrainArgs {
         set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
              output_stride, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
-             embedding_dim, select_metric, threshold);
+             embedding_dim, select_metric, patience, threshold);
         set_opt!(data_root, data_dir, npz, image_size, positive_classes, augment, out, samples_per_epoch);
         if self.freeze_bn {
             c.freeze_bn = true;

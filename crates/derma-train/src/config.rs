@@ -227,6 +227,10 @@ pub struct TrainConfig {
     pub embedding_dim: usize,
     /// Validation metric that picks the best epoch.
     pub select_metric: String,
+    /// Early stopping: stop after this many epochs without a better `select_metric` on
+    /// validation (the learning-rate schedule keeps its planned length; epochs with a frozen
+    /// backbone do not count); 0 = off.
+    pub patience: usize,
     /// Operating-threshold rule of binary tasks.
     pub threshold: String,
     /// `auto`, `wgpu` or `cpu`.

@@ -446,6 +446,18 @@ pub fn fit(
         }
         rows.push(row);
         write_atomic(&out_dir.join("metrics.csv"), report::metrics_csv(&rows).as_bytes())?;
+        // Counted from the unfreezing epoch at the earliest: a frozen backbone is no plateau.
+        let since_best = (epoch + 1).saturating_sub(best.as_ref().map_or(0, |(_, e, _)| *e).max(config.freeze_backbone_epochs));
+        if config.patience > 0 && since_best >= config.patience && epoch + 1 < config.epochs {
+            println!(
+                "early stop after epoch {}: no better val {} for {} epochs (--patience {})",
+                epoch + 1,
+                config.select_metric,
+                since_best,
+                config.patience
+            );
+            break;
+        }
     }
 
     let (_, best_epoch, best_model) = best.expect("at least one epoch ran");

@@ -168,6 +168,25 @@ fn a_killed_run_keeps_its_best_model_so_far() {
     assert!(model.len() > 100_000, "model.bpk is {} bytes", model.len());
 }
 
+/// `--patience N` stops N epochs after the best one (by --select-metric), the best model and
+/// the report intact. The colour data is learnt within a few epochs (validation AUC 1 or
+/// loss flat), so 40 epochs never run.
+#[test]
+fn patience_stops_after_epochs_without_improvement() {
+    let (_dir, npz, out) = colour_run_dir();
+    let o = derma_train(&[
+        "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
+        "--epochs", "40", "--batch-size", "10", "--lr", "0.003", "--patience", "2", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let best = report["best_epoch"].as_u64().unwrap() as usize;
+    let rows = std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count() - 1;
+    assert_eq!(rows, best + 2, "best epoch {best}, {rows} epochs run");
+    assert!(text(&o.stdout).contains(&format!("early stop after epoch {rows}")), "{}", text(&o.stdout));
+    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("patience = 2"));
+}
+
 /// Invalid values are refused before any work, naming the flag.
 #[test]
 fn invalid_flags_are_refused_with_the_flag_name() {

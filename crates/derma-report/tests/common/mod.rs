@@ -79,7 +79,9 @@ fn config(binary: bool) -> String {
     if binary {
         s += "positive_classes = [\"mel\", \"bcc\"]\nloss = \"focal\"\ngamma = 2.0\nalpha = 0.25\nclass_weights = \"none\"\n\
               bce_weight = 0.5\nfocal_weight = 0.5\nsampler = \"weighted\"\nsampler_power = 0.5\nundersample_ratio = 1.0\n\
-              select_metric = \"sens@spec\"\nthreshold = \"recall:0.75\"\nbackend = \"cpu\"\n";
+              select_metric = \"sens@spec\"\nthreshold = \"recall:0.75\"\nbackend = \"cpu\"\n\
+              hard_negative_mining = true\nmining_strength = 2.0\nmining_fraction = 0.2\nmetric_weight = 0.0\ntriplet_margin = 0.2\n\
+              patience = 3\nfreeze_bn = true\n";
     } else {
         s += "loss = \"ce\"\ngamma = 2.0\nclass_weights = \"balanced\"\nbce_weight = 0.5\nfocal_weight = 0.5\nsampler = \"none\"\n\
               sampler_power = 1.0\nundersample_ratio = 1.0\nselect_metric = \"auc\"\nthreshold = \"fixed:0.5\"\nbackend = \"cpu\"\n";
