@@ -145,6 +145,36 @@ impl CascadeOptions {
         }
         Ok((c1, c2))
     }
+
+    /// One warning per setting of the base configuration (a flag, `--set`, the `--config`
+    /// file) that differs from the built-in default but that a stage's recipe replaces
+    /// (e.g. `--gamma 2`, `--set threshold=recall:0.95`): it would otherwise have no effect
+    /// without a word. `--stage1` / `--stage2` are the way to change a recipe key.
+    pub fn ignored_settings(&self) -> Vec<String> {
+        let defaults: toml::Table = toml::from_str(&TrainConfig::default().to_toml()).expect("the defaults serialise to TOML");
+        let mut warnings = Vec::new();
+        for (key, value) in &self.base {
+            if defaults.get(key) == Some(value) {
+                continue;
+            }
+            let replaced: Vec<String> = [(1, stage1_recipe(), &self.stage1), (2, stage2_recipe(), &self.stage2)]
+                .iter()
+                .filter(|(_, recipe, over)| recipe.contains_key(key) || over.contains_key(key))
+                .map(|(n, recipe, over)| format!("stage {n} uses {key} = {}", over.get(key).or(recipe.get(key)).expect("a key of one of them")))
+                .collect();
+            if replaced.len() == 2 {
+                warnings.push(format!(
+                    "warning: {key} = {value} of the base configuration has no effect: {}; set it per stage with --stage1 {key}=VALUE / --stage2 {key}=VALUE",
+                    replaced.join(", ")
+                ));
+            } else if let Some(r) = replaced.first() {
+                warnings.push(format!(
+                    "warning: {key} = {value} of the base configuration is replaced in one stage: {r} (--stage1/--stage2 {key}=VALUE sets it per stage)"
+                ));
+            }
+        }
+        warnings
+    }
 }
 
 /// Which images stage 2 trains on, or why it is skipped.
@@ -523,6 +553,29 @@ mod tests {
         assert_eq!(parse_assignment("alpha = 0.5").unwrap(), ("alpha".into(), toml::Value::Float(0.5)));
         assert_eq!(parse_assignment("threshold=recall:0.95").unwrap().1, toml::Value::String("recall:0.95".into()));
         assert!(parse_assignment("gamma").is_err());
+    }
+
+    #[test]
+    fn base_settings_a_recipe_replaces_are_named() {
+        let mut base: toml::Table = toml::from_str(&TrainConfig::default().to_toml()).unwrap();
+        base.insert("gamma".into(), toml::Value::Float(4.0)); // stage 2's recipe: gamma 1
+        base.insert("threshold".into(), toml::Value::String("recall:0.95".into())); // both recipes
+        base.insert("lr".into(), toml::Value::Float(0.01)); // no recipe: used as given
+        let stage2: toml::Table = toml::from_str("threshold = \"youden\"").unwrap();
+        let options = CascadeOptions { base, stage1: toml::Table::new(), stage2, recalls: vec![0.99] };
+        let w = options.ignored_settings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w.iter().any(|m| m.contains("gamma = 4.0") && m.contains("stage 2 uses gamma = 1.0") && m.contains("one stage")), "{w:?}");
+        assert!(
+            w.iter().any(|m| m.contains("threshold = \"recall:0.95\"")
+                && m.contains("no effect")
+                && m.contains("stage 1 uses threshold = \"recall:0.99\"")
+                && m.contains("stage 2 uses threshold = \"youden\"")),
+            "{w:?}"
+        );
+        // The defaults alone warn about nothing.
+        let plain = CascadeOptions { base: toml::from_str(&TrainConfig::default().to_toml()).unwrap(), ..options };
+        assert!(plain.ignored_settings().is_empty(), "{:?}", plain.ignored_settings());
     }
 
     #[test]

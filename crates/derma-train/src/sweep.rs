@@ -27,13 +27,18 @@
 //! phase order), then the trial's own keys, then the command-line overrides (`--epochs`,
 //! `--backend`); each layer replaces whole top-level keys. Every trial's configuration is
 //! built and [`TrainConfig::validate`]d before anything trains (for phases after the first,
-//! with every possible combination of earlier winners, up to [`MAX_COMBINATIONS`]).
+//! with every possible combination of earlier winners — a trial of each earlier phase, or
+//! nothing for a phase after the first whose best does not beat the winner so far — up to
+//! [`MAX_COMBINATIONS`]).
 //!
 //! **Scoring.** The training and validation splits are pooled and cut into `folds` stratified
 //! folds (patient-grouped when the data has patient ids; see [`crate::folds`]); the test split
 //! is never touched. For fold k, [`fit`] trains on the other folds minus an inner validation
 //! split (best epoch and threshold), and the held-out fold k is `fit`'s test set: the fold's
-//! score is `metric` on it. A trial's score is the mean and the sample standard deviation
+//! score is `metric` on it (`sens@spec`: 0 when no threshold met the specificity floor on the
+//! inner validation split, as `derma-train` scores such an epoch; a fold whose training
+//! diverged scores NaN, is named in `results.md`, and the sweep goes on). A trial's score is
+//! the mean and the sample standard deviation
 //! over folds. The best trial of a phase is the one with the highest mean (ties: the first).
 //! Phases are coordinate ascent from the current best: a phase's best trial fixes its keys
 //! for the later phases only if its mean beats the best trial so far (the previous phases'
@@ -67,7 +72,7 @@ use crate::config::TrainConfig;
 use crate::evaluate::SplitMetrics;
 use crate::folds::{self, Fold};
 use crate::report::write_atomic;
-use crate::train::{TaskData, fit, load_data};
+use crate::train::{Diverged, RunOutcome, TaskData, fit, load_data};
 
 /// Above this many combinations of earlier-phase winners, a later phase's trials are validated
 /// only with the first trial of every earlier phase.
@@ -134,6 +139,16 @@ impl Metric {
             Self::F2 => m.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.f2),
             Self::SensAtSpec => m.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.sensitivity),
         }
+    }
+
+    /// A fold's score: the metric on its held-out images. `sens@spec` is 0 when no threshold
+    /// met the specificity floor on the inner validation split (as `derma-train` scores such
+    /// an epoch): the fallback threshold's sensitivity is not a sensitivity at the floor.
+    pub fn fold_score(&self, outcome: &RunOutcome) -> f64 {
+        if *self == Self::SensAtSpec && outcome.report["threshold"]["met"].as_bool() == Some(false) {
+            return 0.0;
+        }
+        self.score(&outcome.test)
     }
 }
 
@@ -356,26 +371,38 @@ impl Plan {
         self.config(&toml::Table::new()).map_err(|e| anyhow::anyhow!("plan {at}: [base]: {e}"))?;
         for (p, phase) in self.phases.iter().enumerate() {
             let earlier = &self.phases[..p];
-            let combos: usize = earlier.iter().map(|q| q.trials.len()).product();
-            let choices: Vec<Vec<usize>> = if combos <= MAX_COMBINATIONS {
+            // What each earlier phase may leave fixed: one of its trials, or (after the first
+            // phase, whose best always wins) nothing, when its best does not beat the winner.
+            let options = |q: usize| -> Vec<Option<usize>> {
+                let none = (q > 0).then_some(None);
+                none.into_iter().chain((0..self.phases[q].trials.len()).map(Some)).collect()
+            };
+            let combos = (0..p).try_fold(1usize, |n, q| n.checked_mul(options(q).len()));
+            let choices: Vec<Vec<Option<usize>>> = if combos.is_some_and(|n| n <= MAX_COMBINATIONS) {
                 let mut all = vec![Vec::new()];
-                for q in earlier {
-                    all = all.into_iter().flat_map(|c: Vec<usize>| (0..q.trials.len()).map(move |t| [c.clone(), vec![t]].concat())).collect();
+                for q in 0..p {
+                    all = all.into_iter().flat_map(|c: Vec<Option<usize>>| options(q).into_iter().map(move |t| [c.clone(), vec![t]].concat())).collect();
                 }
                 all
             } else {
-                vec![vec![0; earlier.len()]]
+                vec![vec![Some(0); p]]
             };
             for choice in &choices {
                 let mut fixed = toml::Table::new();
-                for (q, &t) in earlier.iter().zip(choice) {
-                    fixed = Self::params(&fixed, &q.trials[t]);
+                for (q, t) in earlier.iter().zip(choice) {
+                    if let Some(t) = t {
+                        fixed = Self::params(&fixed, &q.trials[*t]);
+                    }
                 }
                 for (t, own) in phase.trials.iter().enumerate() {
                     let params = Self::params(&fixed, own);
                     self.config(&params).map_err(|e| {
                         let with = if p > 0 {
-                            format!(" with earlier winners {}", earlier.iter().zip(choice).map(|(q, &t)| format!("`{}` trial {}", q.name, t + 1)).collect::<Vec<_>>().join(", "))
+                            let winner = |(q, t): (&Phase, &Option<usize>)| match t {
+                                Some(t) => format!("`{}` trial {}", q.name, t + 1),
+                                None => format!("`{}` fixing nothing", q.name),
+                            };
+                            format!(" with earlier winners {}", earlier.iter().zip(choice).map(winner).collect::<Vec<_>>().join(", "))
                         } else {
                             String::new()
                         };
@@ -533,8 +560,9 @@ fn fmt_score(v: f64) -> String {
 
 /// `results.md`: one table per phase (trial, its own parameters, the ones fixed by earlier
 /// phases, mean ± std, per-fold scores), the best trial of each phase in bold with ★, and
-/// what each finished phase fixed (`notes`).
-fn results_md(plan: &Plan, schedule: &[Scheduled], rows: &[TrialRow], notes: &[String], grouped: bool) -> String {
+/// the folds that scored NaN because their training diverged (`fold_notes`, by phase index)
+/// and what each finished phase fixed (`notes`, one per phase).
+fn results_md(plan: &Plan, schedule: &[Scheduled], rows: &[TrialRow], notes: &[String], fold_notes: &[(usize, String)], grouped: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Sweep `{}`\n", plan.name);
     let _ = writeln!(
@@ -589,6 +617,9 @@ fn results_md(plan: &Plan, schedule: &[Scheduled], rows: &[TrialRow], notes: &[S
                     let _ = writeln!(s, "| {:03} | {own} | {fixed} | pending | |", t.number);
                 }
             }
+        }
+        for (_, note) in fold_notes.iter().filter(|(q, _)| *q == p) {
+            let _ = writeln!(s, "\n{note}");
         }
         if let Some(note) = notes.get(p) {
             let _ = writeln!(s, "\n{note}");
@@ -696,15 +727,18 @@ pub fn folds_csv(folds: &[Fold], labels: &[usize], groups: Option<&[String]>) ->
     s
 }
 
-/// A finished fold's record (`fold-K/score.json`).
-fn read_fold_score(dir: &Path, config_toml: &str, metric: Metric) -> Option<f64> {
+/// A finished fold's record (`fold-K/score.json`): its score and, for a fold whose training
+/// diverged, why it is NaN. `None` (train it again) for another configuration or metric, or
+/// a record without a readable score.
+fn read_fold_score(dir: &Path, config_toml: &str, metric: Metric) -> Option<(f64, Option<String>)> {
     let text = std::fs::read_to_string(dir.join("score.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     if v["config"].as_str() != Some(config_toml) || v["metric"].as_str() != Some(&metric.to_string()) {
         return None;
     }
     // `score_text` is the exact value (shortest round-trip form); `score` is for people.
-    Some(v["score_text"].as_str().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN))
+    let score = v["score_text"].as_str()?.parse().ok()?;
+    Some((score, v["diverged"].as_str().map(str::to_string)))
 }
 
 /// Runs (or resumes) the sweep of `plan` into `out`: see the module documentation.
@@ -759,9 +793,10 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
         sched
     };
     let mut notes: Vec<String> = Vec::new();
-    let write_results = |rows: &[TrialRow], winners: &[toml::Table], notes: &[String]| -> anyhow::Result<()> {
+    let mut fold_notes: Vec<(usize, String)> = Vec::new();
+    let write_results = |rows: &[TrialRow], winners: &[toml::Table], notes: &[String], fold_notes: &[(usize, String)]| -> anyhow::Result<()> {
         write_atomic(&csv_path, results_csv(rows, plan.folds).as_bytes())?;
-        let md = results_md(plan, &schedule_of(winners), rows, notes, grouped);
+        let md = results_md(plan, &schedule_of(winners), rows, notes, fold_notes, grouped);
         write_atomic(&out.join("results.md"), md.as_bytes())
     };
 
@@ -808,8 +843,12 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
             let mut scores = Vec::with_capacity(plan.folds);
             for (k, fold) in pl.folds.iter().enumerate() {
                 let dir = out.join(format!("trial-{number:03}")).join(format!("fold-{}", k + 1));
-                if let Some(score) = read_fold_score(&dir, &config_toml, plan.metric) {
+                let diverged_note = |why: &str| format!("Trial {number:03} ({shown}) fold {}: {why}; the fold scores NaN.", k + 1);
+                if let Some((score, diverged)) = read_fold_score(&dir, &config_toml, plan.metric) {
                     println!("trial {number:03} fold {}/{}: reusing the finished fold ({metric_name} {})", k + 1, plan.folds, fmt_score(score));
+                    if let Some(why) = diverged {
+                        fold_notes.push((p, diverged_note(&why)));
+                    }
                     summary.reused_folds += 1;
                     scores.push(score);
                     continue;
@@ -825,14 +864,26 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                         [groups(&fold.train).unwrap_or_default(), groups(&fold.val).unwrap_or_default(), groups(&fold.test).unwrap_or_default()]
                     }),
                 };
-                let outcome = fit(&config, &data, weights.as_deref(), device, backend_name, &dir)
-                    .map_err(|e| anyhow::anyhow!("trial {number:03} ({shown}) fold {}: {e:#}", k + 1))?;
-                let score = plan.metric.score(&outcome.test);
+                // A diverging trial (e.g. too high a learning rate) scores NaN and ranks last;
+                // it must not end the sweep, nor stop every resume at the same fold.
+                let (score, best_epoch, diverged) = match fit(&config, &data, weights.as_deref(), device, backend_name, &dir) {
+                    Ok(outcome) => (plan.metric.fold_score(&outcome), Some(outcome.best_epoch), None),
+                    Err(e) => match e.downcast_ref::<Diverged>() {
+                        Some(d) => {
+                            let note = diverged_note(&d.to_string());
+                            eprintln!("{note}");
+                            fold_notes.push((p, note));
+                            (f64::NAN, None, Some(d.to_string()))
+                        }
+                        None => return Err(anyhow::anyhow!("trial {number:03} ({shown}) fold {}: {e:#}", k + 1)),
+                    },
+                };
                 let record = json!({
                     "metric": metric_name,
                     "score": if score.is_finite() { json!(score) } else { serde_json::Value::Null },
                     "score_text": score.to_string(),
-                    "best_epoch": outcome.best_epoch,
+                    "best_epoch": best_epoch,
+                    "diverged": diverged,
                     "held_out_images": fold.test.len(),
                     "config": config_toml,
                 });
@@ -846,7 +897,7 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
             let row = TrialRow { trial: number, phase: phase.name.clone(), params: key, metric: metric_name.clone(), mean, std, folds: scores };
             rows.push(row.clone());
             phase_rows.push((t, row));
-            write_results(&rows, &summary.winners, &notes)?;
+            write_results(&rows, &summary.winners, &notes, &fold_notes)?;
         }
         let best = best_of(phase_rows.iter().map(|(_, r)| r)).expect("a phase has trials");
         let (t, _) = phase_rows.iter().find(|(_, r)| std::ptr::eq(r, best)).expect("found");
@@ -887,7 +938,7 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
     if stale > 0 {
         println!("note: {stale} row(s) of the old results.csv match no trial of the plan any more and were dropped");
     }
-    write_results(&rows, &summary.winners, &notes)?;
+    write_results(&rows, &summary.winners, &notes, &fold_notes)?;
     let best_config = plan.config(&fixed).map_err(|e| anyhow::anyhow!(e))?;
     let mut best_toml = format!(
         "# derma-sweep `{}`: the base configuration with the winning parameters ({}).\n# derma-train --config {}\n",
@@ -974,6 +1025,32 @@ mod tests {
         dedup.sort();
         dedup.dedup();
         assert_eq!(dedup.len(), 6, "{keys:?}");
+    }
+
+    #[test]
+    fn sens_at_spec_is_zero_when_the_floor_was_not_met() {
+        // 8 of 10 positives found on the held-out fold, at a threshold that met (or missed)
+        // the floor on the inner validation split.
+        let counts = derma_eval::BinaryCounts { tp: 8, fp: 3, tn: 7, fn_: 2 };
+        let test = SplitMetrics {
+            loss: 0.5,
+            accuracy: 0.75,
+            balanced_accuracy: 0.75,
+            auc: 0.8,
+            predicted: Vec::new(),
+            binary: Some(crate::evaluate::BinarySplit { ap: 0.7, at_threshold: derma_eval::BinaryMetrics::from_counts(0.4, counts) }),
+        };
+        let outcome = |met: bool| RunOutcome {
+            out_dir: PathBuf::new(),
+            best_epoch: 1,
+            test: test.clone(),
+            report: json!({ "threshold": { "rule": "min-spec:0.9", "met": met } }),
+        };
+        assert_eq!(Metric::SensAtSpec.fold_score(&outcome(true)), 0.8);
+        assert_eq!(Metric::SensAtSpec.fold_score(&outcome(false)), 0.0);
+        // Other metrics do not depend on the floor.
+        assert_eq!(Metric::F2.fold_score(&outcome(false)), counts.fbeta(2.0));
+        assert_eq!(Metric::Auc.fold_score(&outcome(false)), 0.8);
     }
 
     #[test]

@@ -186,6 +186,24 @@ pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64
     }
 }
 
+/// The error of a run whose training loss became NaN or infinite (the run folder keeps
+/// `metrics.csv` and the best model so far). A sweep scores such a fold NaN and goes on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Diverged {
+    /// The epoch (1-based) whose mean training loss was not finite.
+    pub epoch: usize,
+    /// That loss.
+    pub loss: f64,
+}
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "training diverged at epoch {} (loss {}); lower --lr", self.epoch, self.loss)
+    }
+}
+
+impl std::error::Error for Diverged {}
+
 /// What a finished run leaves behind.
 pub struct RunOutcome {
     /// The run folder.
@@ -401,7 +419,7 @@ pub fn fit(
         let train_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         if !train_loss.is_finite() {
-            anyhow::bail!("training diverged at epoch {} (loss {train_loss}); lower --lr", epoch + 1);
+            return Err(Diverged { epoch: epoch + 1, loss: train_loss }.into());
         }
         let metric_loss = (running_metric.seen() > 0).then(|| running_metric.mean());
         // One read of the epoch's per-sample losses → the next epoch's sampling multipliers.

@@ -223,7 +223,7 @@ fn plan_errors_name_the_file_and_the_key() {
         ("[[phase]]\nname = \"g\"\ntrials = [{ gamma = 1.0 }]\ngrid = { alpha = [0.5] }\n".to_string(), vec!["my-plan.toml", "either"]),
         ("folds = 1\n[[phase]]\nname = \"g\"\ntrials = [{ gamma = 1.0 }]\n".to_string(), vec!["my-plan.toml", "folds"]),
         ("name = \"x\"\n".to_string(), vec!["my-plan.toml", "phase"]),
-        // Valid alone, invalid with the earlier winner: sens@spec needs a min-spec threshold.
+        // A trial invalid with the plan's metric: sens@spec needs a min-spec threshold.
         (
             "metric = \"sens@spec\"\n[base]\npositive_classes = [\"mel\"]\nthreshold = \"min-spec:0.8\"\n\
              [[phase]]\nname = \"t\"\ntrials = [{ threshold = \"youden\" }, {}]\n[[phase]]\nname = \"g\"\ntrials = [{ gamma = 1.0 }]\n"
@@ -234,6 +234,14 @@ fn plan_errors_name_the_file_and_the_key() {
             "[[phase]]\nname = \"e\"\ntrials = [{}, { epochs = 2 }]\n[[phase]]\nname = \"f\"\ntrials = [{ freeze_backbone_epochs = 3 }]\n"
                 .to_string(),
             vec!["my-plan.toml", "phase `f` trial 1", "earlier winners `e` trial 2", "--freeze-backbone-epochs 3"],
+        ),
+        // Valid with either trial of `b` fixed, invalid when `b` fixes nothing (its best does
+        // not beat `a`'s winner) and epochs stays at the base's 4.
+        (
+            "[base]\nepochs = 4\n[[phase]]\nname = \"a\"\ntrials = [{}]\n[[phase]]\nname = \"b\"\ntrials = [{ epochs = 20 }, { epochs = 30 }]\n\
+             [[phase]]\nname = \"c\"\ntrials = [{ freeze_backbone_epochs = 10 }]\n"
+                .to_string(),
+            vec!["my-plan.toml", "phase `c` trial 1", "`a` trial 1, `b` fixing nothing", "--freeze-backbone-epochs 10"],
         ),
     ];
     for (text, words) in cases {
@@ -518,4 +526,46 @@ fn sweep_on_image_files_never_splits_a_patient() {
     for ((fold, patient), parts) in &part_of {
         assert_eq!(parts.len(), 1, "fold {fold}: {patient} is in {parts:?}");
     }
+}
+
+/// A trial whose training diverges (lr 1e38: the weights overflow float32 and the loss is
+/// NaN) scores NaN, is named in results.md and ranks last; the sweep goes on to the next
+/// trial and a second run resumes past it instead of failing at the same fold again.
+#[test]
+fn a_diverging_trial_scores_nan_and_the_sweep_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("colours.npz");
+    let arrays = MedMnistArrays { train: colour_split(4, 1), val: colour_split(2, 2), test: colour_split(1, 3) };
+    medmnist::write_npz(&npz, &arrays).unwrap();
+    let plan_path = dir.path().join("lr.toml");
+    std::fs::write(
+        &plan_path,
+        format!(
+            "folds = 2\nmetric = \"auc\"\n[base]\nnpz = \"{}\"\npositive_classes = [\"mel\"]\nwidth = 0.25\noutput_stride = 8\n\
+             epochs = 2\nbatch_size = 8\nwarmup_epochs = 0.0\n[[phase]]\nname = \"lr\"\ntrials = [{{ lr = 1e38 }}, {{ lr = 0.003 }}]\n",
+            npz.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("sweep");
+    let args = ["--plan", plan_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", "cpu"];
+    let o = derma_sweep(&args);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let r = rows(&csv);
+    assert_eq!(r.len(), 2, "{csv}");
+    assert!(r[0].3.is_nan() && r[0].4.iter().all(|s| s.is_nan()), "trial 1 (lr 1e38): {:?}", r[0]);
+    assert!(r[1].3.is_finite(), "trial 2 (lr 0.003): {:?}", r[1]);
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains(") fold 1: training diverged at epoch 1") && md.contains("Trial 001 (lr="), "{md}");
+    assert!(md.contains("| **002** ★"), "the finite trial wins:\n{md}");
+    let score: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("trial-001/fold-2/score.json")).unwrap()).unwrap();
+    assert!(score["diverged"].as_str().unwrap().contains("diverged"), "{score}");
+    // Resumed: nothing trains again, the note stays.
+    std::fs::write(out.join("results.csv"), csv.lines().filter(|l| !l.starts_with("1,")).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let o = derma_sweep(&args);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("0 fold(s) trained, 2 reused"), "{}", text(&o.stdout));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains(") fold 2: training diverged at epoch 1"), "{md}");
 }

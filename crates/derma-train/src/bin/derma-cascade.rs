@@ -19,7 +19,9 @@ struct Cli {
     /// stage1/, stage2/, cascade.json, cascade.md; default runs/cascade-<time>).
     #[command(flatten)]
     train: TrainArgs,
-    /// Any config key for both stages, KEY=VALUE (TOML value), repeatable.
+    /// Any config key for both stages, KEY=VALUE (TOML value), repeatable. A key a stage's
+    /// recipe sets (loss, gamma, alpha, class_weights, sampler, undersample_ratio, threshold)
+    /// is replaced there, with a warning: use --stage1/--stage2 for those.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// A config key over stage 1's recipe (loss ce, class_weights balanced, sampler
@@ -63,6 +65,9 @@ fn run() -> anyhow::Result<()> {
     }
     let options = CascadeOptions { base, stage1: table(&cli.stage1, "stage1")?, stage2: table(&cli.stage2, "stage2")?, recalls: cli.recall };
     options.configs()?; // every flag checked before any work
+    for w in options.ignored_settings() {
+        eprintln!("{w}");
+    }
     let out = out.unwrap_or_else(cascade::default_out);
     report::check_out_is_free(&out, &["cascade.json", "stage1", "stage2"], cli.overwrite)?;
     let backend = backend::select(&merge_config(&[&options.base]).map_err(|e| anyhow::anyhow!(e))?.backend)?;
