@@ -31,7 +31,9 @@
 //!
 //! The specialist is trained once, on the images flagged by stage 1's configured threshold
 //! rule (default `recall:0.99`); a lower target only raises `t1`, so its flagged set is a
-//! subset of the training population. The cascade's confusion matrix (rows true
+//! subset of the training population. A higher target (or a looser `--stage1` rule) lowers
+//! `t1`: stage 2 then also scores images outside its training population, and the target's
+//! rows say so in a note. The cascade's confusion matrix (rows true
 //! negative/positive, columns predicted) is that of the first target, per-stage rule.
 //!
 //! ## Edge cases
@@ -272,6 +274,8 @@ struct Scores {
     s1: [Vec<f64>; 3],
     /// Stage 2 on validation and test (all images), when it was trained.
     s2: Option<[Vec<f64>; 2]>,
+    /// Stage 1's threshold (its configured rule) that chose stage 2's training images.
+    t_train: f64,
 }
 
 /// One recall target's rows.
@@ -315,7 +319,22 @@ fn target_rows(r: f64, sc: &Scores) -> anyhow::Result<Value> {
                 // End to end: recall on V2 >= r * P / P2 keeps the overall validation recall >= r.
                 let target = (r * p_all / pos as f64 - 1e-12).clamp(f64::MIN_POSITIVE, 1.0);
                 let t2e = pick(ThresholdRule::Recall(target), &l2, &sv2)?;
-                (row(t2, None), row(t2e, Some(format!("stage-2 recall target on its validation subset: {target:.4}"))))
+                // A target above stage 1's own rule lowers t1 below the threshold that chose
+                // stage 2's training images: stage 2 then also scores images unlike any it
+                // was trained on.
+                let outside = (t1 < sc.t_train).then(|| {
+                    format!(
+                        "stage 1's threshold at this target ({t1:.4}) is below the one that chose stage 2's training images ({:.4}): \
+                         stage 2 also scores images outside its training population",
+                        sc.t_train
+                    )
+                });
+                let e2e_note = format!("stage-2 recall target on its validation subset: {target:.4}");
+                let e2e_note = match &outside {
+                    Some(o) => format!("{e2e_note}; {o}"),
+                    None => e2e_note,
+                };
+                (row(t2, outside), row(t2e, Some(e2e_note)))
             }
         }
     };
@@ -516,7 +535,7 @@ pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: 
             (j, Some([p2[0].scores(), p2[1].scores()]))
         }
     };
-    let scores = Scores { labels, s1, s2 };
+    let scores = Scores { labels, s1, s2, t_train: t1 };
     let targets = options.recalls.iter().map(|&r| target_rows(r, &scores)).collect::<anyhow::Result<Vec<_>>>()?;
     let confusion = targets[0]["cascade"]["confusion_matrix"].clone();
     let report = json!({
@@ -553,6 +572,28 @@ mod tests {
         assert_eq!(parse_assignment("alpha = 0.5").unwrap(), ("alpha".into(), toml::Value::Float(0.5)));
         assert_eq!(parse_assignment("threshold=recall:0.95").unwrap().1, toml::Value::String("recall:0.95".into()));
         assert!(parse_assignment("gamma").is_err());
+    }
+
+    #[test]
+    fn a_target_below_stage2s_training_threshold_is_noted() {
+        // Validation: positives score 0.3..0.9 under stage 1, so recall 0.99 needs t1 = 0.3.
+        let labels = [vec![0, 1], vec![0, 0, 1, 1, 1, 1], vec![0, 1]];
+        let s1 = [vec![0.1, 0.9], vec![0.2, 0.6, 0.3, 0.5, 0.8, 0.9], vec![0.4, 0.7]];
+        let s2 = Some([vec![0.1, 0.7, 0.6, 0.8, 0.9, 0.95], vec![0.3, 0.9]]);
+        let note = |t_train: f64| {
+            let sc = Scores { labels: labels.clone(), s1: s1.clone(), s2: s2.clone(), t_train };
+            let rows = target_rows(0.99, &sc).unwrap();
+            assert_eq!(rows["cascade"]["stage1_threshold"].as_f64(), Some(0.3));
+            (rows["cascade"]["note"].as_str().map(str::to_string), rows["cascade_end_to_end"]["note"].as_str().unwrap().to_string())
+        };
+        // Stage 2 trained behind 0.5 (e.g. --stage1 threshold=recall:0.75): 0.3 lets in more.
+        let (cascade, e2e) = note(0.5);
+        assert!(cascade.as_deref().is_some_and(|n| n.contains("(0.3000) is below") && n.contains("(0.5000)")), "{cascade:?}");
+        assert!(e2e.contains("outside its training population"), "{e2e}");
+        // Trained behind the same threshold: nothing to say.
+        let (cascade, e2e) = note(0.3);
+        assert_eq!(cascade, None);
+        assert!(!e2e.contains("outside"), "{e2e}");
     }
 
     #[test]

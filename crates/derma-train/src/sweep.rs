@@ -285,6 +285,9 @@ impl Plan {
             if p.name.trim().is_empty() {
                 anyhow::bail!("plan {at}: phase {} has an empty name", i + 1);
             }
+            if p.name.chars().any(char::is_control) {
+                anyhow::bail!("{what}: a phase name must be one line of text (it is a results.csv field and a heading)");
+            }
             if phases.iter().any(|q| q.name == p.name) {
                 anyhow::bail!("{what}: two phases are named `{}`", p.name);
             }

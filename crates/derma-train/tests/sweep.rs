@@ -223,6 +223,7 @@ fn plan_errors_name_the_file_and_the_key() {
         ("[[phase]]\nname = \"g\"\ntrials = [{ gamma = 1.0 }]\ngrid = { alpha = [0.5] }\n".to_string(), vec!["my-plan.toml", "either"]),
         ("folds = 1\n[[phase]]\nname = \"g\"\ntrials = [{ gamma = 1.0 }]\n".to_string(), vec!["my-plan.toml", "folds"]),
         ("name = \"x\"\n".to_string(), vec!["my-plan.toml", "phase"]),
+        ("[[phase]]\nname = \"two\\nlines\"\ntrials = [{ gamma = 1.0 }]\n".to_string(), vec!["my-plan.toml", "one line"]),
         // A trial invalid with the plan's metric: sens@spec needs a min-spec threshold.
         (
             "metric = \"sens@spec\"\n[base]\npositive_classes = [\"mel\"]\nthreshold = \"min-spec:0.8\"\n\
