@@ -46,9 +46,12 @@
 //! fixes nothing (e.g. phase 2 tries γ ∈ {1, 2, 4, 5} while phase 1 ran γ = 3: if none beats
 //! it, γ = 3 is kept).
 //!
-//! **Output** (`--out`): `trial-NNN/fold-K/` run folders (each with a `score.json` once
-//! finished), `results.csv`, `results.md`, `folds.csv` (which pooled image is in which part of
-//! which fold, with its patient), `sweep.json` (the settings the folder belongs to) and, when
+//! **Output** (`--out`): `trial-NNN-HHHHHHHH/fold-K/` run folders (trial number and a hash of
+//! its parameters; each with a `score.json` once finished), `results.csv`, `results.md`,
+//! `folds.csv` (which pooled image is in which part of which fold, with its patient;
+//! `folds-2.csv`, ... for trials whose data keys load other data, with a note in
+//! `results.md`), `data.json` (a hash of each pooled data set and its folds: a resumed sweep
+//! whose data changed is refused), `sweep.json` (the settings the folder belongs to) and, when
 //! every phase is complete, `best.toml` (the winning configuration, usable with
 //! `derma-train --config`). Results are rewritten atomically after every trial.
 //!
@@ -744,6 +747,36 @@ fn read_fold_score(dir: &Path, config_toml: &str, metric: Metric) -> Option<(f64
     Some((score, v["diverged"].as_str().map(str::to_string)))
 }
 
+/// FNV-1a, 64 bits: a stable hash (the same on every platform and build) for folder names
+/// and data fingerprints.
+fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A trial's run folder: `trial-NNN-HHHHHHHH`, the trial number and a hash of its effective
+/// parameters, so a trial inserted into an edited plan never trains into (and overwrites)
+/// the folder of the trial that had its number before.
+pub fn trial_dir(number: usize, params_key: &str) -> String {
+    format!("trial-{number:03}-{:08x}", fnv1a(FNV_OFFSET, params_key.as_bytes()) as u32)
+}
+
+/// Hash of the pooled images, labels and patients and of the fold assignment: resuming a
+/// sweep whose data file was regenerated at the same path must not mix old and new scores.
+fn pool_hash(images: &ImageDataset, groups: Option<&[String]>, folds_text: &str) -> String {
+    let mut h = FNV_OFFSET;
+    for i in 0..images.len() {
+        h = fnv1a(h, images.image(i));
+        h = fnv1a(h, &(images.label(i) as u64).to_le_bytes());
+    }
+    for g in groups.unwrap_or_default() {
+        h = fnv1a(h, g.as_bytes());
+        h = fnv1a(h, &[0]);
+    }
+    format!("{:016x}", fnv1a(h, folds_text.as_bytes()))
+}
+
 /// Runs (or resumes) the sweep of `plan` into `out`: see the module documentation.
 pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyhow::Result<SweepSummary> {
     plan.validate()?;
@@ -768,6 +801,16 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
         }
     } else {
         write_atomic(&settings_path, serde_json::to_string_pretty(&settings)?.as_bytes())?;
+    }
+    // The pooled data of each data configuration (keys of `data_fingerprint`) met so far: its
+    // hash and its folds file.
+    let data_path = out.join("data.json");
+    let mut data: serde_json::Value = match std::fs::read_to_string(&data_path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", data_path.display()))?,
+        Err(_) => json!({}),
+    };
+    if !data.is_object() {
+        anyhow::bail!("{}: expected a JSON object", data_path.display());
     }
     let csv_path = out.join("results.csv");
     let recorded = match std::fs::read_to_string(&csv_path) {
@@ -797,8 +840,15 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
     };
     let mut notes: Vec<String> = Vec::new();
     let mut fold_notes: Vec<(usize, String)> = Vec::new();
-    let write_results = |rows: &[TrialRow], winners: &[toml::Table], notes: &[String], fold_notes: &[(usize, String)]| -> anyhow::Result<()> {
-        write_atomic(&csv_path, results_csv(rows, plan.folds).as_bytes())?;
+    // Mid-sweep, the recorded rows this call has not reached yet are kept in results.csv
+    // (after the reached ones), so an interruption of a resumed sweep loses none of them; the
+    // final write drops those that match no trial of the plan.
+    let write_results = |rows: &[TrialRow], winners: &[toml::Table], notes: &[String], fold_notes: &[(usize, String)], last: bool| -> anyhow::Result<()> {
+        let mut all = rows.to_vec();
+        if !last {
+            all.extend(recorded.iter().filter(|r| !rows.iter().any(|x| x.phase == r.phase && x.params == r.params)).cloned());
+        }
+        write_atomic(&csv_path, results_csv(&all, plan.folds).as_bytes())?;
         let md = results_md(plan, &schedule_of(winners), rows, notes, fold_notes, grouped);
         write_atomic(&out.join("results.md"), md.as_bytes())
     };
@@ -834,18 +884,45 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
             }
             let fp = data_fingerprint(&config);
             if pool.as_ref().is_none_or(|pl| pl.fingerprint != fp) {
-                let pl = load_pool(plan, &config)?;
+                let pl = load_pool(plan, &config).map_err(|e| anyhow::anyhow!("trial {number:03} ({shown}): {e:#}"))?;
                 let text = folds_csv(&pl.folds, pl.images.labels(), pl.groups.as_deref());
-                write_atomic(&out.join("folds.csv"), text.as_bytes())?;
+                let hash = pool_hash(&pl.images, pl.groups.as_deref(), &text);
+                let entries = data.as_object_mut().expect("data.json is an object");
+                let folds_file = match entries.get(&fp) {
+                    Some(old) if old["hash"].as_str() != Some(&hash) => anyhow::bail!(
+                        "--out {}: the data of this sweep changed since it started (images, labels, patients or folds of {} differ \
+                         from data.json): its earlier scores were made on other data; choose another --out",
+                        out.display(),
+                        old["folds"].as_str().unwrap_or("folds.csv")
+                    ),
+                    Some(old) => old["folds"].as_str().unwrap_or("folds.csv").to_string(),
+                    None => {
+                        let name = if entries.is_empty() { "folds.csv".to_string() } else { format!("folds-{}.csv", entries.len() + 1) };
+                        entries.insert(fp.clone(), json!({ "hash": hash, "folds": name, "images": pl.images.len(), "keys": fp }));
+                        write_atomic(&data_path, serde_json::to_string_pretty(&data)?.as_bytes())?;
+                        name
+                    }
+                };
+                write_atomic(&out.join(&folds_file), text.as_bytes())?;
+                if data.as_object().is_some_and(|d| d.len() > 1) && folds_file != "folds.csv" {
+                    let note = format!(
+                        "Trial {number:03} ({shown}) loads other data than the sweep's first data (its data keys differ, e.g. \
+                         positive_classes, size or, for image files, seed): its folds are in {folds_file}, not folds.csv, so its \
+                         score is not on the same folds as those of the trials on folds.csv."
+                    );
+                    eprintln!("note: {note}");
+                    fold_notes.push((p, note));
+                }
                 pool = Some(pl);
             }
             let pl = pool.as_ref().expect("loaded");
-            let weights = crate::pretrained::resolve(&config.pretrained, config.offline)?;
+            let weights = crate::pretrained::resolve(&config.pretrained, config.offline)
+                .map_err(|e| anyhow::anyhow!("trial {number:03} ({shown}): {e:#}"))?;
             let config_toml = config.to_toml();
             println!("\ntrial {number:03} [{}] {shown}", phase.name);
             let mut scores = Vec::with_capacity(plan.folds);
             for (k, fold) in pl.folds.iter().enumerate() {
-                let dir = out.join(format!("trial-{number:03}")).join(format!("fold-{}", k + 1));
+                let dir = out.join(trial_dir(number, &key)).join(format!("fold-{}", k + 1));
                 let diverged_note = |why: &str| format!("Trial {number:03} ({shown}) fold {}: {why}; the fold scores NaN.", k + 1);
                 if let Some((score, diverged)) = read_fold_score(&dir, &config_toml, plan.metric) {
                     println!("trial {number:03} fold {}/{}: reusing the finished fold ({metric_name} {})", k + 1, plan.folds, fmt_score(score));
@@ -900,7 +977,7 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
             let row = TrialRow { trial: number, phase: phase.name.clone(), params: key, metric: metric_name.clone(), mean, std, folds: scores };
             rows.push(row.clone());
             phase_rows.push((t, row));
-            write_results(&rows, &summary.winners, &notes, &fold_notes)?;
+            write_results(&rows, &summary.winners, &notes, &fold_notes, false)?;
         }
         let best = best_of(phase_rows.iter().map(|(_, r)| r)).expect("a phase has trials");
         let (t, _) = phase_rows.iter().find(|(_, r)| std::ptr::eq(r, best)).expect("found");
@@ -941,7 +1018,7 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
     if stale > 0 {
         println!("note: {stale} row(s) of the old results.csv match no trial of the plan any more and were dropped");
     }
-    write_results(&rows, &summary.winners, &notes, &fold_notes)?;
+    write_results(&rows, &summary.winners, &notes, &fold_notes, true)?;
     let best_config = plan.config(&fixed).map_err(|e| anyhow::anyhow!(e))?;
     let mut best_toml = format!(
         "# derma-sweep `{}`: the base configuration with the winning parameters ({}).\n# derma-train --config {}\n",

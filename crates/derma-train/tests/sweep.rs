@@ -277,6 +277,19 @@ fn mtimes(dir: &Path) -> BTreeMap<PathBuf, std::time::SystemTime> {
     out
 }
 
+/// The run folder of trial `number` (`trial-NNN-HHHHHHHH`: number and parameter hash).
+fn trial_folder(out: &Path, number: usize) -> PathBuf {
+    let prefix = format!("trial-{number:03}-");
+    let found: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(found.len(), 1, "trial {number}: {found:?}");
+    found[0].clone()
+}
+
 /// Splits a CSV line (fields may be quoted, `""` inside quotes is a quote).
 fn csv_fields(line: &str) -> Vec<String> {
     let (mut out, mut field, mut quoted) = (Vec::new(), String::new(), false);
@@ -369,7 +382,7 @@ grid = {{ dropout = [0.0, 0.3] }}
         assert!((mean - (folds[0] + folds[1]) / 2.0).abs() < 1e-12, "trial {trial}: mean {mean} of {folds:?}");
         // The fold score is the held-out fold's AUC of that fold's run folder.
         for (k, score) in folds.iter().enumerate() {
-            let fold_dir = out.join(format!("trial-{trial:03}/fold-{}", k + 1));
+            let fold_dir = trial_folder(&out, *trial).join(format!("fold-{}", k + 1));
             let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fold_dir.join("report.json")).unwrap()).unwrap();
             let auc = report["test"]["auc"].as_f64().unwrap();
             assert!((auc - score).abs() < 1e-12, "trial {trial} fold {}: {auc} vs {score}", k + 1);
@@ -388,7 +401,7 @@ grid = {{ dropout = [0.0, 0.3] }}
             assert!(p.contains(kv), "phase-2 trial {:?} lacks the winner's {kv}", r[i]);
         }
         assert_ne!(p, loser.2.split(';').chain([dropout]).collect::<HashSet<_>>());
-        let config = std::fs::read_to_string(out.join(format!("trial-{:03}/fold-1/config.toml", i + 1))).unwrap();
+        let config = std::fs::read_to_string(trial_folder(&out, i + 1).join("fold-1/config.toml")).unwrap();
         let config: toml::Table = toml::from_str(&config).unwrap();
         assert_eq!(config["loss"].as_str().unwrap(), if winner.0 == 1 { "ce" } else { "focal" });
     }
@@ -412,7 +425,8 @@ grid = {{ dropout = [0.0, 0.3] }}
     // An interrupted trial: its row never written and its second fold unfinished.
     let without_4: String = csv.lines().filter(|l| !l.starts_with("4,")).map(|l| format!("{l}\n")).collect();
     std::fs::write(out.join("results.csv"), without_4).unwrap();
-    std::fs::remove_file(out.join("trial-004/fold-2/score.json")).unwrap();
+    let trial_4 = trial_folder(&out, 4);
+    std::fs::remove_file(trial_4.join("fold-2/score.json")).unwrap();
     let o = derma_sweep(&args);
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     let stdout = text(&o.stdout);
@@ -420,7 +434,7 @@ grid = {{ dropout = [0.0, 0.3] }}
     assert!(stdout.contains("1 fold(s) trained, 1 reused"), "{stdout}");
     let after = mtimes(&out);
     for (path, t) in &before {
-        let retrained = path.ends_with("trial-004/fold-2/model.bpk");
+        let retrained = *path == trial_4.join("fold-2/model.bpk");
         assert_eq!(after[path] != *t, retrained, "{}", path.display());
     }
     let r2 = rows(&std::fs::read_to_string(out.join("results.csv")).unwrap());
@@ -432,6 +446,16 @@ grid = {{ dropout = [0.0, 0.3] }}
     assert!(!o.status.success());
     let e = text(&o.stderr);
     assert!(e.contains("other settings") && e.contains("folds"), "{e}");
+
+    // The data file regenerated at the same path (other images): the recorded scores were
+    // made on other data, so resuming is refused, naming the cause.
+    let arrays = MedMnistArrays { train: colour_split(4, 11), val: colour_split(2, 12), test: colour_split(1, 13) };
+    medmnist::write_npz(&npz, &arrays).unwrap();
+    std::fs::write(out.join("results.csv"), csv.lines().filter(|l| !l.starts_with("4,")).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let o = derma_sweep(&args);
+    assert!(!o.status.success(), "resumed on changed data");
+    let e = text(&o.stderr);
+    assert!(e.contains("data of this sweep changed") && e.contains("folds.csv"), "{e}");
 }
 
 #[test]
@@ -560,7 +584,7 @@ fn a_diverging_trial_scores_nan_and_the_sweep_goes_on() {
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains(") fold 1: training diverged at epoch 1") && md.contains("Trial 001 (lr="), "{md}");
     assert!(md.contains("| **002** ★"), "the finite trial wins:\n{md}");
-    let score: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("trial-001/fold-2/score.json")).unwrap()).unwrap();
+    let score: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(trial_folder(&out, 1).join("fold-2/score.json")).unwrap()).unwrap();
     assert!(score["diverged"].as_str().unwrap().contains("diverged"), "{score}");
     // Resumed: nothing trains again, the note stays.
     std::fs::write(out.join("results.csv"), csv.lines().filter(|l| !l.starts_with("1,")).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
@@ -569,4 +593,64 @@ fn a_diverging_trial_scores_nan_and_the_sweep_goes_on() {
     assert!(text(&o.stdout).contains("0 fold(s) trained, 2 reused"), "{}", text(&o.stdout));
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains(") fold 2: training diverged at epoch 1"), "{md}");
+}
+
+/// Trials whose data keys differ (here `positive_classes`) load other data: their folds go to
+/// folds-2.csv with a note in results.md. And a resumed sweep that stops early (here a trial
+/// that cannot start: ImageNet weights offline, none cached) keeps every recorded row in
+/// results.csv, also those it had not reached yet.
+#[test]
+fn other_data_gets_its_own_folds_and_an_interrupted_resume_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("colours.npz");
+    let arrays = MedMnistArrays { train: colour_split(4, 1), val: colour_split(2, 2), test: colour_split(1, 3) };
+    medmnist::write_npz(&npz, &arrays).unwrap();
+    let plan_path = dir.path().join("data.toml");
+    let write_plan = |trials: &str| {
+        std::fs::write(
+            &plan_path,
+            format!(
+                "folds = 2\nmetric = \"auc\"\n[base]\nnpz = \"{}\"\nwidth = 0.25\noutput_stride = 8\nepochs = 1\nbatch_size = 8\n\
+                 lr = 0.003\n[[phase]]\nname = \"task\"\ntrials = [{trials}]\n",
+                npz.display()
+            ),
+        )
+        .unwrap()
+    };
+    write_plan("{ positive_classes = [\"mel\"] }, { positive_classes = [\"bcc\"] }");
+    let out = dir.path().join("sweep");
+    let torch_home = dir.path().join("torch-home");
+    let sweep = || {
+        Command::new(env!("CARGO_BIN_EXE_derma-sweep"))
+            .args(["--plan", plan_path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", "cpu"])
+            .env("TORCH_HOME", &torch_home)
+            .output()
+            .unwrap()
+    };
+    let o = sweep();
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    assert!(out.join("folds.csv").is_file() && out.join("folds-2.csv").is_file());
+    let data: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("data.json")).unwrap()).unwrap();
+    assert_eq!(data.as_object().unwrap().len(), 2, "{data}");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("Trial 002 (positive_classes=[\"bcc\"]) loads other data than the sweep's first") && md.contains("folds-2.csv"), "{md}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(rows(&csv).len(), 2);
+
+    // The plan edited: a new trial first, then one that fails at its start, then the two
+    // recorded ones. The new trial trains, the next one stops the sweep: the two recorded
+    // rows must still be in results.csv.
+    write_plan(
+        "{ positive_classes = [\"akiec\"] }, { positive_classes = [\"df\"], pretrained = \"imagenet\", width = 1.0, offline = true }, \
+         { positive_classes = [\"mel\"] }, { positive_classes = [\"bcc\"] }",
+    );
+    let o = sweep();
+    assert!(!o.status.success(), "the offline ImageNet trial started");
+    assert!(text(&o.stderr).contains("trial 002"), "{}", text(&o.stderr));
+    let r = rows(&std::fs::read_to_string(out.join("results.csv")).unwrap());
+    let params: Vec<&str> = r.iter().map(|x| x.2.as_str()).collect();
+    assert_eq!(r.len(), 3, "{params:?}");
+    for p in ["positive_classes=[\"akiec\"]", "positive_classes=[\"mel\"]", "positive_classes=[\"bcc\"]"] {
+        assert!(params.contains(&p), "{p} lost: {params:?}");
+    }
 }
