@@ -13,6 +13,7 @@
 //!   sampling multipliers of the next epoch (`--hard-negative-mining`).
 //! - [`step`]: one optimisation step (forward, loss, backward, AdamW), shared with `derma-bench`.
 //! - [`train`]: the training loop (AdamW, warmup + cosine, best-epoch selection).
+//! - [`checkpoint`]: the per-epoch checkpoint of a run, and resuming from it (`--resume`).
 //! - [`evaluate`]: model → probabilities → metrics and the operating threshold.
 //! - [`report`]: the run folder's files (atomic) and the summary table.
 //! - [`predict`]: a finished run folder → model, preprocessing and threshold → predictions
@@ -24,6 +25,7 @@
 
 pub mod backend;
 pub mod cascade;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod evaluate;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use derma_train::cli::{TrainArgs, exit};
+use derma_train::config::TrainConfig;
 use derma_train::{backend, report, train};
 
 /// Train MobileNetV2 for imbalanced medical image classification.
@@ -18,6 +19,10 @@ struct Cli {
     /// holds a run is refused).
     #[arg(long)]
     overwrite: bool,
+    /// Continue the interrupted run in RUN_DIR from its last finished epoch (its checkpoint/);
+    /// the configuration is RUN_DIR/config.toml: no other flag but --backend may be given.
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -26,6 +31,25 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.resume {
+        if cli.overwrite {
+            anyhow::bail!("--resume continues the run in {}; --overwrite would replace it: give one of them", dir.display());
+        }
+        let backend_flag = cli.args.backend.clone();
+        let mut given = cli.args.into_config()?;
+        given.backend = TrainConfig::default().backend;
+        if given != TrainConfig::default() {
+            anyhow::bail!("--resume {}: the configuration is the run's config.toml; only --backend may be given with --resume", dir.display());
+        }
+        let mut config = TrainConfig::from_file(&dir.join("config.toml")).map_err(|e| anyhow::anyhow!("--resume: {e:#}"))?;
+        if let Some(b) = backend_flag {
+            config.backend = b;
+        }
+        config.out = Some(dir.clone());
+        let backend = backend::select(&config.backend)?;
+        train::resume(&config, &backend.device, backend.name, dir)?;
+        return Ok(());
+    }
     let config = cli.args.into_config()?;
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
     let out = config.out.clone().unwrap_or_else(|| {

@@ -161,6 +161,21 @@ impl HardMining {
         }
         multipliers(&self.last, &self.competing, &self.config)
     }
+
+    /// The last known loss of every training image (what a checkpoint keeps).
+    pub fn losses(&self) -> &[Option<f64>] {
+        &self.last
+    }
+
+    /// Restores the losses of a checkpoint and returns the multipliers they give (those of
+    /// the epoch after the checkpoint). Errors if their number is not the training set's.
+    pub fn restore(&mut self, losses: Vec<Option<f64>>) -> Result<Mined, String> {
+        if losses.len() != self.last.len() {
+            return Err(format!("the checkpoint holds {} mining losses for {} training images", losses.len(), self.last.len()));
+        }
+        self.last = losses;
+        Ok(multipliers(&self.last, &self.competing, &self.config))
+    }
 }
 
 #[cfg(test)]

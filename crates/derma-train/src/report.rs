@@ -26,8 +26,13 @@ pub fn check_out_is_free(out: &Path, marks: &[&str], overwrite: bool) -> anyhow:
         return Ok(());
     }
     if let Some(found) = marks.iter().find(|m| out.join(m).exists()) {
+        let resume = if out.join(crate::checkpoint::DIR).join("state.json").is_file() {
+            format!(" It stopped before its last epoch: `derma-train --resume {}` continues it.", out.display())
+        } else {
+            String::new()
+        };
         anyhow::bail!(
-            "--out {}: the folder already holds a run ({found}); choose another --out, remove the folder, or pass --overwrite to replace it",
+            "--out {}: the folder already holds a run ({found}); choose another --out, remove the folder, or pass --overwrite to replace it.{resume}",
             out.display()
         );
     }
@@ -52,14 +57,18 @@ pub struct EpochRow {
 }
 
 /// `metrics.csv`: `epoch,train_loss,val_loss,val_acc,val_bal_acc,val_auc,lr,seconds` and, for
-/// binary tasks, the screening columns at the operating threshold.
-pub fn metrics_csv(rows: &[EpochRow]) -> String {
-    let binary = rows.first().is_some_and(|r| r.val.binary.is_some());
+/// `binary` tasks, the screening columns at the operating threshold; `earlier` are rows
+/// already written (the epochs before a resumed run's checkpoint), kept as they are.
+pub fn metrics_csv(binary: bool, earlier: &[String], rows: &[EpochRow]) -> String {
     let mut s = String::from("epoch,train_loss,val_loss,val_acc,val_bal_acc,val_auc,lr,seconds,images_per_second");
     if binary {
         s.push_str(",val_threshold,val_sensitivity,val_specificity,val_precision,val_f1,val_f2,val_tp,val_fp,val_tn,val_fn,val_ap");
     }
     s.push('\n');
+    for line in earlier {
+        s.push_str(line);
+        s.push('\n');
+    }
     for r in rows {
         let _ = write!(
             s,

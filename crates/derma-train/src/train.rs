@@ -12,12 +12,13 @@ use derma_eval::ThresholdRule;
 use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config, Padding, load_torchvision, weight_conventions};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::checkpoint;
 use crate::config::TrainConfig;
 use crate::evaluate::{SplitMetrics, choose_threshold, predict, split_metrics};
 use crate::metric::MetricHead;
 use crate::mining::{EpochLosses, HardMining, Mined};
 use crate::report::{self, EpochRow, write_atomic};
-use crate::step::{RunningLoss, TrainStep};
+use crate::step::{RunningLoss, TrainStep, adamw};
 
 /// The three splits of a task, with the task's class names.
 pub struct TaskData {
@@ -241,6 +242,19 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     fit(config, &data, weights.as_deref(), device, backend_name, out_dir)
 }
 
+/// Continues the interrupted run in `run_dir` from its checkpoint (see [`crate::checkpoint`]):
+/// `config` is the folder's `config.toml` (the backend may differ), the data is loaded again
+/// and training goes on from the epoch after the checkpoint's.
+pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir: &Path) -> anyhow::Result<RunOutcome> {
+    config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", run_dir.join("config.toml").display()))?;
+    let state = checkpoint::read_state(run_dir)?;
+    if state.epoch >= config.epochs {
+        anyhow::bail!("--resume {}: the checkpoint is of epoch {} of {}: nothing left to train", run_dir.display(), state.epoch, config.epochs);
+    }
+    let data = load_data(config)?;
+    fit_from(config, &data, None, device, backend_name, run_dir, Some(state))
+}
+
 /// Trains on already loaded `data` (e.g. one cross-validation fold) and writes the run folder.
 pub fn fit(
     config: &TrainConfig,
@@ -250,15 +264,37 @@ pub fn fit(
     backend_name: &str,
     out_dir: &Path,
 ) -> anyhow::Result<RunOutcome> {
+    fit_from(config, data, weights, device, backend_name, out_dir, None)
+}
+
+/// [`fit`], from scratch (`from: None`) or from the run folder's checkpoint.
+fn fit_from(
+    config: &TrainConfig,
+    data: &TaskData,
+    weights: Option<&Path>,
+    device: &Device,
+    backend_name: &str,
+    out_dir: &Path,
+    from: Option<checkpoint::State>,
+) -> anyhow::Result<RunOutcome> {
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
-    let (input_norm, padding) = match weights {
-        Some(path) => weight_conventions(path)?,
-        None => (InputNorm::ImageNet, Padding::Symmetric),
+    let (input_norm, padding) = match (weights, &from) {
+        // A resumed run keeps the conventions its config.toml recorded (the checkpoint holds
+        // the weights; the pretrained file is not needed again).
+        (_, Some(_)) => match (config.input_norm, config.padding) {
+            (Some(n), Some(p)) => (n, p),
+            _ => anyhow::bail!("--resume {}: config.toml lacks input_norm/padding (not written by derma-train)", out_dir.display()),
+        },
+        (Some(path), None) => weight_conventions(path)?,
+        (None, None) => (InputNorm::ImageNet, Padding::Symmetric),
     };
     let mut config = config.clone();
     config.input_norm = Some(input_norm);
     config.padding = Some(padding);
     let config = &config;
+    if from.is_none() {
+        checkpoint::remove(out_dir); // an older run's (--overwrite, a retrained sweep fold)
+    }
     write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
 
     let binary = data.is_binary();
@@ -324,6 +360,40 @@ pub fn fit(
     let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));
     let mut mined: Option<Mined> = None;
 
+    // Where training starts: epoch 0, or the epoch after the checkpoint's with its model,
+    // optimiser, metric head, mining losses, step, best epoch and metrics.csv rows.
+    let mut start_epoch = 0;
+    let mut step = 0;
+    let mut best: Option<(f64, usize, MobileNetV2)> = None;
+    let mut earlier_rows: Vec<String> = Vec::new();
+    if let Some(state) = &from {
+        let head = step_state.metric().map(|h| h.embedding.clone());
+        let (restored, record, head) = checkpoint::load(out_dir, state, model, head)?;
+        model = restored;
+        let mut resumed = TrainStep::with_optimizer(adamw(config.weight_decay).load_record(record), step_state.loss().clone(), config.backbone_lr_mult);
+        if let (Some(h), Some(old)) = (head, step_state.metric()) {
+            resumed = resumed.with_metric(MetricHead { embedding: h, config: old.config });
+        }
+        step_state = resumed;
+        if let (Some(m), Some(losses)) = (mining.as_mut(), state.mining_losses.clone()) {
+            mined = Some(m.restore(losses).map_err(|e| anyhow::anyhow!("--resume {}: {e}", out_dir.display()))?);
+        }
+        let best_model = checkpoint::load_best(out_dir, model_config.init(device))?;
+        best = Some((state.best_score(), state.best_epoch, best_model));
+        earlier_rows = state.metrics_rows.clone();
+        if earlier_rows.len() != state.epoch {
+            anyhow::bail!("--resume {}: the checkpoint holds {} metrics rows for {} epochs", out_dir.display(), earlier_rows.len(), state.epoch);
+        }
+        if config.freeze_bn {
+            model = model.set_bn_frozen(true);
+        }
+        start_epoch = state.epoch;
+        step = state.step;
+        // Dropout draws from the device generator: re-seeded per resumed epoch (see checkpoint).
+        device.seed(config.seed.wrapping_add(start_epoch as u64));
+        println!("resuming after epoch {start_epoch} of {} (step {step}; best epoch so far {})", config.epochs, state.best_epoch);
+    }
+
     let steps_per_epoch = sampler
         .epoch_indices(data.train.labels(), data.train.num_classes(), config.seed, 0)
         .len()
@@ -340,9 +410,7 @@ pub fn fit(
 
     let tty = std::io::stdout().is_terminal();
     let mut rows: Vec<EpochRow> = Vec::new();
-    let mut best: Option<(f64, usize, MobileNetV2)> = None;
-    let mut step = 0;
-    for epoch in 0..config.epochs {
+    for epoch in start_epoch..config.epochs {
         let started = Instant::now();
         let order = match mined.as_ref().filter(|m| m.is_active()) {
             Some(m) => sampler.epoch_indices_with_multipliers(
@@ -384,7 +452,7 @@ pub fn fit(
         let mut running_metric = RunningLoss::new(device);
         let mut epoch_losses = EpochLosses::new();
         let report_every = 20;
-        if config.freeze_backbone_epochs > 0 && (epoch == 0 || epoch == config.freeze_backbone_epochs) {
+        if config.freeze_backbone_epochs > 0 && (epoch == start_epoch || epoch == config.freeze_backbone_epochs) {
             let frozen = epoch < config.freeze_backbone_epochs;
             model = model.set_backbone_frozen(frozen);
             if config.freeze_bn {
@@ -463,7 +531,19 @@ pub fn fit(
             best = Some((score, epoch + 1, eval_model));
         }
         rows.push(row);
-        write_atomic(&out_dir.join("metrics.csv"), report::metrics_csv(&rows).as_bytes())?;
+        let metrics = report::metrics_csv(binary, &earlier_rows, &rows);
+        write_atomic(&out_dir.join("metrics.csv"), metrics.as_bytes())?;
+        let (best_score, best_epoch) = best.as_ref().map(|(s, e, _)| (*s, *e)).expect("set at the first epoch");
+        let state = checkpoint::State {
+            epoch: epoch + 1,
+            step,
+            best_epoch,
+            best_score_text: best_score.to_string(),
+            mining_losses: mining.as_ref().map(|m| m.losses().to_vec()),
+            head: step_state.metric().is_some(),
+            metrics_rows: metrics.lines().skip(1).map(str::to_string).collect(),
+        };
+        checkpoint::save(out_dir, &state, &model, step_state.optimizer().to_record(), step_state.metric().map(|h| &h.embedding))?;
         // Counted from the unfreezing epoch at the earliest: a frozen backbone is no plateau.
         let since_best = (epoch + 1).saturating_sub(best.as_ref().map_or(0, |(_, e, _)| *e).max(config.freeze_backbone_epochs));
         if config.patience > 0 && since_best >= config.patience && epoch + 1 < config.epochs {
@@ -479,6 +559,7 @@ pub fn fit(
     }
 
     let (_, best_epoch, best_model) = best.expect("at least one epoch ran");
+    checkpoint::remove(out_dir);
     let val_pred = predict(&best_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
     let test_pred = predict(&best_model, &data.test, size, normalize, config.batch_size, Some(&loss_eval), device);
     let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };

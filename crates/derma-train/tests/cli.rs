@@ -139,33 +139,110 @@ fn trains_and_writes_the_run_folder() {
     assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 2, "one epoch after --overwrite");
 }
 
-/// A run stopped hard after its first epoch (SIGKILL: a lost machine, a killed job) keeps
-/// that epoch's metrics and its best model so far: the model is saved when an epoch becomes
-/// the best, not only at the end.
+/// A run stopped hard after an epoch (SIGKILL: a lost machine, a killed job) keeps its best
+/// model so far and a checkpoint, and `--resume` finishes it. With dropout 0 (data order and
+/// augmentation are seeded per epoch) the resumed run is the uninterrupted one exactly: same
+/// metrics every epoch, same test report — so the model, AdamW's moments, batch-norm
+/// statistics, the step and the best epoch all came back.
 #[test]
-fn a_killed_run_keeps_its_best_model_so_far() {
-    let (_dir, npz, out) = colour_run_dir();
+fn a_killed_run_resumes_to_the_uninterrupted_result() {
+    let (dir, npz, out) = colour_run_dir();
+    let flags = |out: &std::path::Path| -> Vec<String> {
+        ["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8", "--epochs", "6",
+            "--batch-size", "10", "--lr", "0.003", "--dropout", "0", "--out", out.to_str().unwrap()]
+        .map(String::from)
+        .to_vec()
+    };
+    let whole = dir.path().join("whole");
+    let o = derma_train(&flags(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_derma-train"))
-        .args(["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
-            "--epochs", "200", "--batch-size", "10", "--out", out.to_str().unwrap()])
+        .args(flags(&out))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    while !out.join("metrics.csv").exists() {
-        assert!(child.try_wait().unwrap().is_none(), "derma-train exited before its first epoch");
+    while !out.join("checkpoint/state.json").exists() {
+        assert!(child.try_wait().unwrap().is_none(), "derma-train exited before its first checkpoint");
         assert!(started.elapsed().as_secs() < 300, "no epoch finished in 300 s");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!out.join("report.json").exists(), "the run finished its 200 epochs before it was killed");
-    let rows = std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count() - 1;
-    assert!(rows >= 1);
-    // metrics.csv is written after the model of a new best epoch, and epoch 1 is always one
+    assert!(!out.join("report.json").exists(), "the run finished before it was killed");
     let model = out.join("model.bpk").metadata().expect("model.bpk of the best epoch so far");
     assert!(model.len() > 100_000, "model.bpk is {} bytes", model.len());
+
+    // The same --out again points to --resume.
+    let o = derma_train(&flags(&out).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success() && text(&o.stderr).contains(&format!("--resume {}", out.display())), "{}", text(&o.stderr));
+    // Only --backend may come with --resume.
+    let o = derma_train(&["--resume", out.to_str().unwrap(), "--epochs", "9"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("only --backend"), "{}", text(&o.stderr));
+    let o = derma_train(&["--resume", out.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("resuming after epoch"), "{}", text(&o.stdout));
+    assert!(!out.join("checkpoint").exists(), "a finished run keeps its checkpoint");
+
+    // Every column but the timings, every epoch, and the test report: identical.
+    let without_timings = |run: &std::path::Path| -> Vec<String> {
+        let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+        csv.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != 7 && *i != 8).map(|(_, f)| f).collect::<Vec<_>>().join(",")).collect()
+    };
+    let resumed = without_timings(&out);
+    assert_eq!(resumed.len(), 1 + 6);
+    assert_eq!(resumed, without_timings(&whole));
+    assert_eq!(std::fs::read(out.join("report.json")).unwrap(), std::fs::read(whole.join("report.json")).unwrap());
+    assert_eq!(std::fs::read(out.join("predictions.csv")).unwrap(), std::fs::read(whole.join("predictions.csv")).unwrap());
+
+    // Nothing left to resume.
+    let o = derma_train(&["--resume", out.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o.stderr).contains("no checkpoint"), "{}", text(&o.stderr));
+}
+
+/// The same with everything else a checkpoint carries: hard-example mining's per-image
+/// losses, the metric head and its moments, a backbone frozen for the first epochs, a binary
+/// task. Killed after epoch 1 (inside the frozen phase), resumed: identical to uninterrupted.
+#[test]
+fn a_resumed_run_restores_mining_the_metric_head_and_the_freeze_schedule() {
+    let (dir, npz, out) = colour_run_dir();
+    let flags = |out: &std::path::Path| -> Vec<String> {
+        ["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8", "--epochs", "4",
+            "--batch-size", "10", "--lr", "0.003", "--dropout", "0", "--positive-classes", "mel,bcc", "--hard-negative-mining",
+            "--metric-weight", "0.5", "--freeze-backbone-epochs", "2", "--threshold", "min-spec:0.8", "--out", out.to_str().unwrap()]
+        .map(String::from)
+        .to_vec()
+    };
+    let whole = dir.path().join("whole");
+    let o = derma_train(&flags(&whole).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    // Killed as soon as the first checkpoint exists (inside the two frozen epochs).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_derma-train"))
+        .args(flags(&out))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !out.join("checkpoint/state.json").exists() {
+        assert!(child.try_wait().unwrap().is_none(), "derma-train exited before its first checkpoint");
+        assert!(started.elapsed().as_secs() < 300, "no epoch finished in 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert!(state["head"].as_bool().unwrap() && state["mining_losses"].as_array().is_some_and(|l| l.len() == 140), "{state}");
+    let o = derma_train(&["--resume", out.to_str().unwrap()]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    let strip = |run: &std::path::Path| -> Vec<String> {
+        let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+        csv.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != 7 && *i != 8).map(|(_, f)| f).collect::<Vec<_>>().join(",")).collect()
+    };
+    assert_eq!(strip(&out), strip(&whole));
+    assert_eq!(std::fs::read(out.join("report.json")).unwrap(), std::fs::read(whole.join("report.json")).unwrap());
 }
 
 /// `--patience N` stops N epochs after the best one (by --select-metric), the best model and
