@@ -37,10 +37,12 @@ impl RunModel {
         let file = |name: &str| run_dir.join(name);
         for name in ["config.toml", "report.json", "model.bpk"] {
             if !file(name).is_file() {
-                anyhow::bail!(
-                    "--run {}: no {name} (is this a finished derma-train run folder?)",
-                    run_dir.display()
-                );
+                let stopped = if run_dir.join(crate::checkpoint::DIR).join("state.json").is_file() {
+                    format!("; the run stopped before its last epoch: `derma-train --resume {}` finishes it", run_dir.display())
+                } else {
+                    String::new()
+                };
+                anyhow::bail!("--run {}: no {name} (is this a finished derma-train run folder?){stopped}", run_dir.display());
             }
         }
         let config = TrainConfig::from_file(&file("config.toml"))?;

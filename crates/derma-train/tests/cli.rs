@@ -175,7 +175,9 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let model = out.join("model.bpk").metadata().expect("model.bpk of the best epoch so far");
     assert!(model.len() > 100_000, "model.bpk is {} bytes", model.len());
 
-    // The same --out again points to --resume.
+    // derma-predict and the same --out again point to --resume.
+    let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", npz.to_str().unwrap(), "--out", dir.path().join("p.csv").to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o.stderr).contains("--resume"), "{}", text(&o.stderr));
     let o = derma_train(&flags(&out).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!o.status.success() && text(&o.stderr).contains(&format!("--resume {}", out.display())), "{}", text(&o.stderr));
     // Only --backend may come with --resume.
