@@ -60,7 +60,7 @@ pub fn run_config(settings: &Settings, sb: SizeBatch, device: &Device, mut log: 
     let dataset = crate::data::load(&settings.data, sb.size, settings.synthetic_images.max(sb.batch), settings.classes, settings.seed)?;
     let config = loader_config(settings, sb);
     let first: Vec<usize> = (0..sb.batch).map(|i| i % dataset.len()).collect();
-    let batch = assemble(&dataset, &first, &config);
+    let batch = assemble(&dataset, &first, 0, &config);
 
     let train_device = device.clone().autodiff();
     device.seed(settings.seed);

@@ -63,7 +63,7 @@ fn measurements_are_positive_and_steps_update_the_weights() {
     let sb = SizeBatch { size: 28, batch: 4 };
     let dataset = data::synthetic(16, 28, 7, 0);
     let config = loader_config(&s, sb);
-    let batch = assemble(&dataset, &[0, 1, 2, 3], &config);
+    let batch = assemble(&dataset, &[0, 1, 2, 3], 0, &config);
     assert_eq!(batch.shape, [4, 3, 28, 28]);
 
     device.seed(0);
@@ -140,7 +140,7 @@ fn an_npz_dataset_is_resized_by_the_loader() {
     medmnist::write_npz(&path, &medmnist::MedMnistArrays { train: split(6), val: split(2), test: split(2) }).unwrap();
     let dataset = data::load(&DataSource::Npz(path.clone()), 28, 0, 7, 0).unwrap();
     assert_eq!((dataset.len(), dataset.num_classes(), dataset.image_shape()), (6, 7, [8, 8, 3]));
-    let batch = assemble(&dataset, &[0, 1, 2], &loader_config(&settings(), SizeBatch { size: 28, batch: 3 }));
+    let batch = assemble(&dataset, &[0, 1, 2], 0, &loader_config(&settings(), SizeBatch { size: 28, batch: 3 }));
     assert_eq!(batch.shape, [3, 3, 28, 28]);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -262,19 +262,20 @@ impl Augment {
         out.into_iter().map(|p| p.round().clamp(0.0, 255.0) as u8).collect()
     }
 
-    /// Draws from a per-image RNG seeded by `(seed, epoch, index)` and applies: the result does
-    /// not depend on thread scheduling.
-    pub fn run(&self, src: &[u8], shape: [usize; 3], seed: u64, epoch: usize, index: usize) -> Vec<u8> {
-        let d = self.draw(&mut image_rng(seed, epoch, index), shape[1], shape[0]);
+    /// Draws from an RNG seeded by `(seed, epoch, position)` — `position`: the draw's place in
+    /// the epoch's order — and applies: the result does not depend on thread scheduling.
+    pub fn run(&self, src: &[u8], shape: [usize; 3], seed: u64, epoch: usize, position: usize) -> Vec<u8> {
+        let d = self.draw(&mut image_rng(seed, epoch, position), shape[1], shape[0]);
         self.apply(&d, src, shape)
     }
 }
 
-/// The RNG of one image in one epoch.
-pub fn image_rng(seed: u64, epoch: usize, index: usize) -> StdRng {
+/// The RNG of the draw at `position` of an epoch's order. Position `p` mixes `p + 1`, so no
+/// draw shares its stream with the sampler's epoch RNG (`seed ^ epoch·φ`).
+pub fn image_rng(seed: u64, epoch: usize, position: usize) -> StdRng {
     let mut z = seed
         ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        ^ (position as u64).wrapping_add(1).wrapping_mul(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     StdRng::seed_from_u64(z ^ (z >> 31))

@@ -113,8 +113,8 @@ impl Loader {
         let (sender, receiver) = sync_channel(config.prefetch.max(1));
         let dataset = dataset.clone();
         let worker = std::thread::spawn(move || {
-            for chunk in order.chunks(batch_size) {
-                let batch = assemble(&dataset, chunk, &config);
+            for (b, chunk) in order.chunks(batch_size).enumerate() {
+                let batch = assemble(&dataset, chunk, b * batch_size, &config);
                 if sender.send(batch).is_err() {
                     return; // consumer dropped: stop early
                 }
@@ -151,8 +151,11 @@ impl Iterator for Loader {
     }
 }
 
-/// Augments and normalises the images at `indices` into one batch.
-pub fn assemble(dataset: &ImageDataset, indices: &[usize], config: &LoaderConfig) -> HostBatch {
+/// Augments and normalises the images at `indices` into one batch. `first` is the position of
+/// `indices[0]` in the epoch's order: each draw's augmentation is seeded by its position, so
+/// an image drawn several times in one epoch (weighted sampler, hard-example mining) gets a
+/// different augmentation each time, and the result does not depend on thread scheduling.
+pub fn assemble(dataset: &ImageDataset, indices: &[usize], first: usize, config: &LoaderConfig) -> HostBatch {
     let shape = dataset.image_shape();
     let s = config.augment.size;
     let c = config.normalize.out_channels;
@@ -160,9 +163,9 @@ pub fn assemble(dataset: &ImageDataset, indices: &[usize], config: &LoaderConfig
     let mut pixels = vec![0f32; indices.len() * per_image];
     pixels
         .par_chunks_mut(per_image)
-        .zip(indices.par_iter())
-        .for_each(|(out, &i)| {
-            let img = config.augment.run(dataset.image(i), shape, config.seed, config.epoch, i);
+        .zip(indices.par_iter().enumerate())
+        .for_each(|(out, (j, &i))| {
+            let img = config.augment.run(dataset.image(i), shape, config.seed, config.epoch, first + j);
             config.normalize.write(&img, shape[2], out);
         });
     HostBatch {

@@ -110,6 +110,7 @@ fn heatmap_mass_lies_in_the_signal_region() {
     let batch = derma_data::batch::assemble(
         &data.test,
         &positives,
+        0,
         &derma_data::LoaderConfig {
             batch_size: positives.len(),
             prefetch: 1,

@@ -102,6 +102,7 @@ fn run() -> anyhow::Result<()> {
             let batch = derma_data::batch::assemble(
                 &dataset,
                 &idx,
+                start,
                 &derma_data::LoaderConfig {
                     batch_size: idx.len(),
                     prefetch: 1,
