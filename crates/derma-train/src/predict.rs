@@ -159,7 +159,11 @@ pub fn read_images(paths: &[PathBuf], config: &TrainConfig, class_names: &[Strin
     let size = config.image_size();
     let images: Vec<mammo::Image> = paths
         .par_iter()
-        .map(|p| mammo::decode(p, &intensity).and_then(|img| mammo::resize(&img, size, fit)))
+        .map(|p| {
+            mammo::decode(p, &intensity)
+                .and_then(|img| mammo::check_aspect(&img, fit, p).map(|()| img))
+                .and_then(|img| mammo::resize(&img, size, fit))
+        })
         .collect::<Result<_, _>>()?;
     let channels = if images.iter().all(|i| i.channels == 1) { 1 } else { 3 };
     let mut pixels = Vec::with_capacity(images.len() * size * size * channels);

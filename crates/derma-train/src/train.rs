@@ -82,6 +82,23 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<TaskData> {
         if d.is_empty() {
             anyhow::bail!("the {name} split of {source} is empty");
         }
+        // A class missing from a split leaves its recall, the AUC and the screening threshold
+        // undefined there (or unlearnable, in train): refused rather than reported as numbers.
+        let counts = d.class_counts();
+        if let Some(c) = counts.iter().position(|&n| n == 0) {
+            let names = d.class_names();
+            let fix = if config.is_file_dataset() {
+                "; more patients of that class, other --split-fractions or a split column in the manifest fix it"
+            } else {
+                ""
+            };
+            anyhow::bail!(
+                "the {name} split of {source} has no `{}` image ({} images: {}){fix}",
+                names[c],
+                d.len(),
+                names.iter().zip(&counts).map(|(n, k)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
+            );
+        }
     }
     let binary_metric = ["ap", "f2", "sens@spec"].contains(&config.select_metric.as_str());
     if binary_metric && !data.is_binary() {

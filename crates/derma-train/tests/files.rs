@@ -108,3 +108,33 @@ fn folder_dataset_and_its_errors() {
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("augment = \"natural\"") && config.contains("hflip = 0.0"), "{config}");
 }
+
+/// A split column whose validation rows are all benign: no threshold, recall or AUC can be
+/// computed there, so the run is refused before any work, naming the split and the class.
+#[test]
+fn a_split_without_a_class_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = write_crops(dir.path(), 30);
+    let mut csv = String::from("path,label,patient_id,split\n");
+    for (i, (p, l, _)) in rows.iter().enumerate() {
+        let id = format!("Q{i:03}"); // one image per patient: any split assignment is patient-level
+        let split = match i {
+            _ if i < 18 => "train",
+            _ if *l == "benign" && i < 24 => "val",
+            _ if i < 24 => "train",
+            _ => "test",
+        };
+        csv += &format!("{p},{l},{id},{split}\n");
+    }
+    let manifest = dir.path().join("crops.csv");
+    std::fs::write(&manifest, csv).unwrap();
+    let out = dir.path().join("run");
+    let o = derma_train(&[
+        "--dataset", "csv", "--manifest", manifest.to_str().unwrap(), "--image-size", "32", "--width", "0.25",
+        "--epochs", "1", "--backend", "cpu", "--out", out.to_str().unwrap(),
+    ]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success(), "a validation split without malignant images was accepted");
+    assert!(err.contains("the val split") && err.contains("no `malignant` image") && err.contains("benign 4, malignant 0"), "{err}");
+    assert!(!out.exists(), "a failed start leaves no run folder");
+}

@@ -11,8 +11,10 @@
 //! Each pixel value `x` is mapped through a window `[lo, hi]` to
 //! `y = round(clamp((x - lo) / (hi - lo), 0, 1) · 255)`, where `round` rounds halves away
 //! from zero (Rust's `f64::round`; for numpy use `np.floor(v + 0.5)`, not `np.round`, which
-//! rounds halves to even). A window with `hi <= lo` (e.g. a constant image under a percentile
-//! window) maps every pixel to 0.
+//! rounds halves to even). A window with `hi <= lo` is a step at `lo`: pixels `<= lo` map to
+//! 0, brighter ones to 255 — a constant image is all 0, and a small bright lesion on a flat
+//! background (fewer pixels than the percentile's tail, so both percentiles are the
+//! background value) stays visible instead of vanishing.
 //!
 //! - `percentile:P_LO,P_HI` (the default, `percentile:0.5,99.5`): for 16-bit images the window
 //!   is the `P_LO`-th and `P_HI`-th percentile of the image's own pixel values (for RGB, of all
@@ -31,7 +33,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use crate::error::{Error, Result};
 use crate::manifest::is_dicom_path;
@@ -164,7 +166,12 @@ pub fn decode(path: impl AsRef<Path>, intensity: &Intensity) -> Result<Image> {
         .map_err(|e| decode_err(image::ImageError::IoError(e)))?
         .with_guessed_format()
         .map_err(|e| decode_err(image::ImageError::IoError(e)))?;
-    let img = reader.decode().map_err(decode_err)?;
+    // EXIF / TIFF orientation applied, as PIL's `exif_transpose` and viewers do (a phone or
+    // scanner JPEG stored sideways would otherwise train and predict rotated).
+    let mut decoder = reader.into_decoder().map_err(decode_err)?;
+    let orientation = decoder.orientation().map_err(decode_err)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    img.apply_orientation(orientation);
     let (width, height) = (img.width() as usize, img.height() as usize);
     let unsupported = |found: String| Error::UnsupportedPixelFormat {
         path: path.to_path_buf(),
@@ -198,10 +205,10 @@ fn drop_alpha<T: Copy>(values: Vec<T>, keep: usize) -> Vec<T> {
         .collect()
 }
 
-/// `round(clamp((x - lo) / (hi - lo), 0, 1) · 255)`; all 0 when `hi <= lo`.
+/// `round(clamp((x - lo) / (hi - lo), 0, 1) · 255)`; when `hi <= lo`, a step at `lo`.
 fn map_window(x: f64, lo: f64, hi: f64) -> u8 {
     if hi <= lo {
-        return 0;
+        return if x > lo { 255 } else { 0 };
     }
     (((x - lo) / (hi - lo)).clamp(0.0, 1.0) * 255.0).round() as u8
 }

@@ -119,6 +119,27 @@ pub enum Error {
         found: String,
     },
 
+    /// An image too elongated for the `crop` fit, which resizes the short side to the
+    /// training size first (the long side would need `size × aspect` pixels).
+    #[error(
+        "image {} is {width}x{height} px (aspect ratio {:.0}:1); expected a lesion crop of aspect ratio at most \
+         {max}:1 for --resize crop: fix or remove the file, or use --resize pad or stretch",
+        located(.path, .origin),
+        *.width.max(.height) as f64 / (*.width.min(.height)).max(1) as f64
+    )]
+    ExtremeAspect {
+        /// The image file.
+        path: PathBuf,
+        /// Where it was listed (empty if not from a manifest).
+        origin: String,
+        /// Rows.
+        height: usize,
+        /// Columns.
+        width: usize,
+        /// The largest accepted aspect ratio.
+        max: usize,
+    },
+
     // ----- manifests ---------------------------------------------------------
     /// The CSV is malformed (unequal field counts, invalid UTF-8, ...).
     #[error(
@@ -291,6 +312,7 @@ impl Error {
             Error::Dicom { origin, .. }
             | Error::Decode { origin, .. }
             | Error::UnsupportedPixelFormat { origin, .. }
+            | Error::ExtremeAspect { origin, .. }
             | Error::MissingImage { origin, .. }
                 if origin.is_empty() =>
             {

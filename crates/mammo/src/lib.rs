@@ -36,5 +36,5 @@ pub use manifest::{
     CBIS_PATHOLOGY, IMAGE_EXTENSIONS, Manifest, Record, is_dicom_path, is_image_path,
     read_cbis_ddsm, read_csv, read_folder,
 };
-pub use resize::{Fit, resize};
+pub use resize::{Fit, MAX_CROP_ASPECT, check_aspect, resize};
 pub use split::{Split, assign_splits, check_split_column};

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use crate::decode::{Image, Intensity, decode};
 use crate::error::{Error, Result, located};
 use crate::manifest::Manifest;
-use crate::resize::{Fit, resize};
+use crate::resize::{Fit, check_aspect, resize};
 use crate::split::{Split, assign_splits, count_patients};
 
 /// How to turn a manifest into training arrays.
@@ -183,6 +183,7 @@ pub fn load(manifest: &Manifest, config: &LoadConfig) -> Result<Crops> {
         .par_iter()
         .map(|r| {
             decode(&r.path, &config.intensity)
+                .and_then(|img| check_aspect(&img, config.fit, &r.path).map(|()| img))
                 .and_then(|img| resize(&img, config.size, config.fit))
                 .map_err(|e| e.with_origin(&r.origin))
         })

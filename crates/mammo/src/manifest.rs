@@ -460,7 +460,22 @@ pub fn read_csv(path: impl AsRef<Path>, class_names: Option<&[String]>) -> Resul
 
     let names: Vec<String> = match class_names {
         Some(names) => names.to_vec(),
-        None => derive_class_names(&labels),
+        None => {
+            // Integer labels are class indices. One beyond both the row count and 1000 is a
+            // typo (20000000 would otherwise make that many classes); smaller gaps are
+            // reported as the empty class they leave.
+            let bound = labels.len().max(MAX_INDEX_LABEL + 1);
+            if labels.iter().all(|l| l.parse::<usize>().is_ok())
+                && let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| l.parse::<usize>().is_ok_and(|v| v >= bound))
+            {
+                return Err(Error::UnknownLabel {
+                    origin: records[i].origin.clone(),
+                    label: l.clone(),
+                    known: format!("integer class indices 0..{} (at most one class per row)", bound - 1),
+                });
+            }
+            derive_class_names(&labels)
+        }
     };
     for (record, label) in records.iter_mut().zip(&labels) {
         record.label = resolve_label(label, &names).ok_or_else(|| Error::UnknownLabel {
@@ -478,6 +493,9 @@ pub fn read_csv(path: impl AsRef<Path>, class_names: Option<&[String]>) -> Resul
     manifest.check_classes(&table.place())?;
     Ok(manifest)
 }
+
+/// Integer labels up to this are accepted as class indices whatever the row count.
+const MAX_INDEX_LABEL: usize = 999;
 
 /// Sorted unique labels, or `"0"..="max"` when every label is an integer.
 fn derive_class_names(labels: &[String]) -> Vec<String> {

@@ -67,6 +67,25 @@ impl FromStr for Fit {
 
 /// `image` resized to `size × size` according to `fit` (same channel count).
 ///
+/// The largest aspect ratio (long side / short side) [`Fit::Crop`] accepts: the intermediate
+/// image has `size × aspect` pixels on its long side.
+pub const MAX_CROP_ASPECT: usize = 16;
+
+/// Refuses an image `path` whose aspect ratio exceeds [`MAX_CROP_ASPECT`] under `fit` = crop.
+pub fn check_aspect(image: &Image, fit: Fit, path: &std::path::Path) -> Result<()> {
+    let (long, short) = (image.height.max(image.width), image.height.min(image.width));
+    if fit == Fit::Crop && short > 0 && long > MAX_CROP_ASPECT * short {
+        return Err(Error::ExtremeAspect {
+            path: path.to_path_buf(),
+            origin: String::new(),
+            height: image.height,
+            width: image.width,
+            max: MAX_CROP_ASPECT,
+        });
+    }
+    Ok(())
+}
+
 /// `size` must be positive ([`Error::ZeroSize`]); an empty image gives an all-black square.
 pub fn resize(image: &Image, size: usize, fit: Fit) -> Result<Image> {
     if size == 0 {

@@ -193,6 +193,26 @@ fn constant_image_is_all_zero_not_nan() {
     assert_eq!(img.pixels, vec![77; 12]);
 }
 
+/// A small bright lesion (49 of 10,000 pixels, under the 0.5 % tail) on a flat background:
+/// both percentiles are the background value,
+/// `np.percentile(x, [0.5, 99.5])` = `[0, 0]` for `x = zeros(100, 100); x[:7, :7] = 3000`,
+/// so the window is empty; the lesion must stay visible (255), not be mapped to 0.
+#[test]
+fn a_degenerate_percentile_window_keeps_a_small_bright_lesion() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lesion.png");
+    let mut px = vec![0u16; 100 * 100];
+    for y in 0..7 {
+        for x in 0..7 {
+            px[y * 100 + x] = 3000;
+        }
+    }
+    save_gray16(&path, 100, 100, &px);
+    let img = decode(&path, &Intensity::default()).unwrap();
+    assert_eq!(img.pixels.iter().filter(|&&v| v == 255).count(), 49);
+    assert_eq!(img.pixels.iter().filter(|&&v| v == 0).count(), 100 * 100 - 49);
+}
+
 #[test]
 fn intensity_parses_and_displays() {
     for s in [
@@ -280,4 +300,36 @@ fn float_tiff_is_an_unsupported_pixel_format() {
         err.to_string().contains("f.tif") && err.to_string().contains("Rgb32F"),
         "{err}"
     );
+}
+
+/// A JPEG whose EXIF orientation is 6 ("rotate 90° clockwise to display", as phones and some
+/// scanners store portrait images) decodes upright, as PIL's `ImageOps.exif_transpose` gives
+/// it: 16x8 stored (dark left half, bright right half) → 8x16 displayed, dark on top.
+#[test]
+fn exif_orientation_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sideways.jpg");
+    let (w, h) = (16u32, 8u32);
+    let px: Vec<u8> = (0..w * h).map(|i| if i % w < w / 2 { 20 } else { 230 }).collect();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+        .encode(&px, w, h, image::ExtendedColorType::L8)
+        .unwrap();
+    // APP1 "Exif\0\0" + little-endian TIFF header + IFD0 with one entry: 0x0112 Orientation,
+    // SHORT, count 1, value 6; no next IFD. Inserted right after SOI (FF D8).
+    let mut app1 = vec![0xFF, 0xE1, 0x00, 0x22];
+    app1.extend_from_slice(b"Exif\0\0");
+    app1.extend_from_slice(&[0x49, 0x49, 0x2A, 0x00, 0x08, 0x00, 0x00, 0x00]);
+    app1.extend_from_slice(&[0x01, 0x00, 0x12, 0x01, 0x03, 0x00, 0x01, 0x00, 0x00, 0x00, 0x06, 0x00, 0x00, 0x00]);
+    app1.extend_from_slice(&[0x00, 0x00, 0x00, 0x00]);
+    assert_eq!(app1.len() - 2, 0x22);
+    let bytes: Vec<u8> = [&jpeg[..2], &app1[..], &jpeg[2..]].concat();
+    std::fs::write(&path, bytes).unwrap();
+    let img = decode(&path, &Intensity::default()).unwrap();
+    assert_eq!((img.height, img.width), (16, 8), "orientation not applied");
+    let mean = |rows: std::ops::Range<usize>| {
+        let v: Vec<f64> = rows.flat_map(|y| (0..8).map(move |x| (y, x))).map(|(y, x)| f64::from(img.pixels[y * 8 + x])).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(mean(0..6) < 60.0 && mean(10..16) > 190.0, "top {} bottom {}", mean(0..6), mean(10..16));
 }

@@ -193,6 +193,27 @@ fn undecodable_file_in_a_class_folder_is_named() {
     );
 }
 
+/// `--resize crop` resizes the short side to the training size first: a 1x400 image would
+/// need a 1x(400 x size) buffer (a 1x11 million PNG of 21 KB panicked); it is refused, naming
+/// the file, and `pad` takes it.
+#[test]
+fn an_extremely_elongated_image_is_refused_for_crop() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for i in 0..3 {
+        save_small(&root.join(format!("benign/{i}.png")), i);
+        save_small(&root.join(format!("malignant/{i}.png")), i);
+    }
+    let strip = root.join("malignant/strip.png");
+    save_gray16(&strip, 400, 1, &[1000; 400]);
+    let m = read_folder(root).unwrap();
+    let err = load(&m, &config(8)).unwrap_err();
+    assert!(matches!(err, Error::ExtremeAspect { height: 1, width: 400, .. }), "{err:?}");
+    assert!(err.to_string().contains(&format!("`{}`", strip.display())) && err.to_string().contains("--resize pad"), "{err}");
+    let padded = load(&m, &LoadConfig { fit: Fit::Pad, ..config(8) }).unwrap();
+    assert_eq!(padded.report.images, 7);
+}
+
 #[test]
 fn an_empty_split_is_named_with_the_counts() {
     let dir = tempfile::tempdir().unwrap();

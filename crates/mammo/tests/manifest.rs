@@ -186,6 +186,14 @@ fn csv_integer_labels_and_given_class_names() {
         matches!(err, Error::EmptyClass { ref class, .. } if class == "1"),
         "{err:?}"
     );
+    // A label far beyond any class count (a typo) names its row instead of making 20 million
+    // empty classes (or overflowing for u64::MAX).
+    for huge in ["20000000", "18446744073709551615"] {
+        let csv = write(&dir.path().join("huge.csv"), &format!("path,label\nimg/a.png,0\nimg/b.png,{huge}\n"));
+        let err = read_csv(&csv, None).unwrap_err();
+        assert!(matches!(err, Error::UnknownLabel { ref label, .. } if label == huge), "{err:?}");
+        assert!(err.to_string().contains("huge.csv") && err.to_string().contains("line 3"), "{err}");
+    }
 }
 
 #[test]
