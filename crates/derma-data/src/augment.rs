@@ -8,10 +8,18 @@
 //! Presets:
 //! - `none`: the evaluation transform (resize the whole image to the output size).
 //! - `natural`: horizontal flip 0.5, random resized crop scale 0.08–1.0 (ratio 3/4–4/3),
-//!   rotation ±15°, brightness/contrast ±0.2 (torchvision's ImageNet recipe plus a little
-//!   rotation).
+//!   rotation ±15°, colour jitter: brightness/contrast/saturation ±0.2 and hue ±0.02 of a turn
+//!   (torchvision's ImageNet recipe plus a little rotation; dermoscopy colour varies with
+//!   camera and lighting).
 //! - `mammo`: no flips, crop scale 0.95–1.0 (ratio 0.95–1.05), rotation ±7°, translate ±5%,
 //!   scale 0.95–1.05, brightness/contrast ±0.1: nothing that cuts a small lesion out.
+//!
+//! Colour jitter is applied after the geometry, in the order brightness, contrast,
+//! saturation, hue, with torchvision's definitions (`torchvision.transforms.functional`):
+//! brightness scales the pixels; contrast blends with the mean of the grayscale image
+//! (`0.299 R + 0.587 G + 0.114 B`; the mean of the pixels for grayscale); saturation blends
+//! each pixel with its grayscale value; hue shifts the HSV hue by a fraction of a turn.
+//! Saturation and hue leave grayscale images unchanged.
 
 use std::f64::consts::PI;
 use std::str::FromStr;
@@ -66,6 +74,12 @@ pub struct AugmentConfig {
     pub brightness: f64,
     /// Contrast factor drawn in `1 ± contrast` (around the image mean).
     pub contrast: f64,
+    /// Saturation factor drawn in `1 ± saturation` (colour images).
+    #[serde(default)]
+    pub saturation: f64,
+    /// Hue shift drawn in `± hue` turns, at most 0.5 (colour images).
+    #[serde(default)]
+    pub hue: f64,
 }
 
 impl AugmentConfig {
@@ -82,6 +96,8 @@ impl AugmentConfig {
                 scale: [1.0, 1.0],
                 brightness: 0.0,
                 contrast: 0.0,
+                saturation: 0.0,
+                hue: 0.0,
             },
             AugmentPreset::Natural => Self {
                 hflip: 0.5,
@@ -93,6 +109,8 @@ impl AugmentConfig {
                 scale: [1.0, 1.0],
                 brightness: 0.2,
                 contrast: 0.2,
+                saturation: 0.2,
+                hue: 0.02,
             },
             AugmentPreset::Mammo => Self {
                 hflip: 0.0,
@@ -104,6 +122,8 @@ impl AugmentConfig {
                 scale: [0.95, 1.05],
                 brightness: 0.1,
                 contrast: 0.1,
+                saturation: 0.0,
+                hue: 0.0,
             },
         }
     }
@@ -131,6 +151,10 @@ impl AugmentConfig {
         prob("translate", self.translate)?;
         prob("brightness", self.brightness)?;
         prob("contrast", self.contrast)?;
+        prob("saturation", self.saturation)?;
+        if !(0.0..=0.5).contains(&self.hue) {
+            return Err(format!("augment.hue must be in [0, 0.5] turns, got {}", self.hue));
+        }
         Ok(())
     }
 }
@@ -156,6 +180,10 @@ pub struct Draw {
     pub brightness: f64,
     /// Contrast factor.
     pub contrast: f64,
+    /// Saturation factor.
+    pub saturation: f64,
+    /// Hue shift in turns.
+    pub hue: f64,
 }
 
 /// An augmentation pipeline producing square `size`×`size` images.
@@ -213,6 +241,8 @@ impl Augment {
             scale: uniform(rng, c.scale),
             brightness: 1.0 + sym(rng, c.brightness),
             contrast: 1.0 + sym(rng, c.contrast),
+            saturation: 1.0 + sym(rng, c.saturation),
+            hue: sym(rng, c.hue),
         }
     }
 
@@ -252,13 +282,7 @@ impl Augment {
                 bilinear(src, [h, w, c], rx + u as f64 * dxu, ry + u as f64 * dyu, px);
             }
         }
-        if d.brightness != 1.0 || d.contrast != 1.0 {
-            let mean = out.iter().sum::<f32>() / out.len().max(1) as f32;
-            let (b, k) = (d.brightness as f32, d.contrast as f32);
-            for p in &mut out {
-                *p = ((*p - mean) * k + mean) * b;
-            }
-        }
+        color_jitter(&mut out, c, d);
         out.into_iter().map(|p| p.round().clamp(0.0, 255.0) as u8).collect()
     }
 
@@ -268,6 +292,73 @@ impl Augment {
         let d = self.draw(&mut image_rng(seed, epoch, position), shape[1], shape[0]);
         self.apply(&d, src, shape)
     }
+}
+
+/// Grayscale value of an RGB pixel (ITU-R 601-2 luma, as torchvision's `rgb_to_grayscale`).
+fn luma(p: &[f32]) -> f32 {
+    0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
+}
+
+/// Brightness, contrast, saturation, hue (see the module documentation) on `[.., c]` pixels in
+/// `0..=255`, clamped after each step as torchvision's float path does.
+fn color_jitter(out: &mut [f32], c: usize, d: &Draw) {
+    let clamp = |v: f32| v.clamp(0.0, 255.0);
+    if d.brightness != 1.0 {
+        let b = d.brightness as f32;
+        out.iter_mut().for_each(|p| *p = clamp(*p * b));
+    }
+    if d.contrast != 1.0 {
+        let n = (out.len() / c).max(1) as f32;
+        let mean = if c == 3 { out.chunks_exact(3).map(luma).sum::<f32>() / n } else { out.iter().sum::<f32>() / out.len().max(1) as f32 };
+        let k = d.contrast as f32;
+        out.iter_mut().for_each(|p| *p = clamp((*p - mean) * k + mean));
+    }
+    if c != 3 {
+        return;
+    }
+    if d.saturation != 1.0 {
+        let s = d.saturation as f32;
+        for px in out.chunks_exact_mut(3) {
+            let g = luma(px);
+            px.iter_mut().for_each(|p| *p = clamp((*p - g) * s + g));
+        }
+    }
+    if d.hue != 0.0 {
+        for px in out.chunks_exact_mut(3) {
+            shift_hue(px, d.hue as f32);
+        }
+    }
+}
+
+/// Shifts the HSV hue of one RGB pixel (`0..=255`) by `turns`, keeping value and saturation.
+fn shift_hue(px: &mut [f32], turns: f32) {
+    let (r, g, b) = (px[0], px[1], px[2]);
+    let max = r.max(g).max(b);
+    let min = r.min(g).min(b);
+    let chroma = max - min;
+    if chroma <= 0.0 {
+        return; // gray: no hue
+    }
+    let h = if max == r {
+        ((g - b) / chroma).rem_euclid(6.0)
+    } else if max == g {
+        (b - r) / chroma + 2.0
+    } else {
+        (r - g) / chroma + 4.0
+    } / 6.0;
+    let h = (h + turns).rem_euclid(1.0) * 6.0;
+    let x = chroma * (1.0 - ((h % 2.0) - 1.0).abs());
+    let (r1, g1, b1) = match h as u32 {
+        0 => (chroma, x, 0.0),
+        1 => (x, chroma, 0.0),
+        2 => (0.0, chroma, x),
+        3 => (0.0, x, chroma),
+        4 => (x, 0.0, chroma),
+        _ => (chroma, 0.0, x),
+    };
+    px[0] = r1 + min;
+    px[1] = g1 + min;
+    px[2] = b1 + min;
 }
 
 /// The RNG of the draw at `position` of an epoch's order. Position `p` mixes `p + 1`, so no

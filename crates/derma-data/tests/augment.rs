@@ -14,6 +14,7 @@ fn mammo_preset_never_flips_and_keeps_crops_large() {
         assert!(d.angle.abs() <= 7f64.to_radians() + 1e-12);
         assert!(d.translate.0.abs() <= 0.05 && d.translate.1.abs() <= 0.05);
         assert!((0.95..=1.05).contains(&d.scale));
+        assert!(d.saturation == 1.0 && d.hue == 0.0, "seed {seed}: colour jitter on mammograms");
     }
 }
 
@@ -68,5 +69,65 @@ fn invalid_knobs_are_named() {
     let mut cfg = AugmentConfig::preset(AugmentPreset::Mammo);
     cfg.hflip = 2.0;
     assert!(cfg.validate().unwrap_err().contains("hflip"));
+    let mut cfg = AugmentConfig::preset(AugmentPreset::Natural);
+    cfg.hue = 0.7;
+    assert!(cfg.validate().unwrap_err().contains("hue"));
     assert!("fancy".parse::<AugmentPreset>().unwrap_err().contains("none, natural or mammo"));
+}
+
+/// A draw with no geometric change on a `size`×`size` image and the given colour factors.
+fn colour_draw(size: usize, brightness: f64, contrast: f64, saturation: f64, hue: f64) -> derma_data::augment::Draw {
+    let s = size as f64;
+    derma_data::augment::Draw {
+        crop_center: (s / 2.0, s / 2.0),
+        crop_size: (s, s),
+        hflip: false,
+        vflip: false,
+        angle: 0.0,
+        translate: (0.0, 0.0),
+        scale: 1.0,
+        brightness,
+        contrast,
+        saturation,
+        hue,
+    }
+}
+
+/// Colour jitter matches torchvision's functional ops applied in the same order:
+///
+/// ```python
+/// import torch, torchvision.transforms.functional as F   # torchvision 0.26.0
+/// px = [(i * 37 + 11) % 256 for i in range(48)]
+/// img = torch.tensor(px, dtype=torch.float32).reshape(4, 4, 3).permute(2, 0, 1) / 255
+/// x = F.adjust_hue(F.adjust_saturation(F.adjust_contrast(F.adjust_brightness(img, 1.2), 0.8), 1.3), 0.1)
+/// (x * 255).round().permute(1, 2, 0).flatten().int().tolist()          # JITTER below
+/// (F.adjust_hue(img, -0.3) * 255).round().permute(1, 2, 0).flatten().int().tolist()   # HUE
+/// g = torch.tensor(px[:16], dtype=torch.float32).reshape(1, 4, 4) / 255
+/// (F.adjust_contrast(F.adjust_brightness(g, 0.9), 1.25) * 255).round().flatten().int().tolist()   # GRAY
+/// ```
+///
+/// (within 1 grey level: torchvision rounds at the end of float ops, as here, but in float32
+/// on [0, 1]).
+#[test]
+fn colour_jitter_matches_torchvision() {
+    const JITTER: [u8; 48] = [
+        41, 32, 124, 147, 138, 231, 255, 117, 25, 115, 106, 198, 80, 241, 0, 82, 73, 165, 180, 191, 240, 50, 40, 133, 156, 147,
+        239, 255, 121, 34, 123, 114, 207, 95, 240, 8, 91, 82, 174, 189, 207, 237, 58, 49, 141, 164, 156, 246,
+    ];
+    const HUE: [u8; 48] = [
+        33, 85, 11, 144, 196, 122, 21, 14, 233, 110, 162, 88, 236, 17, 155, 76, 128, 54, 187, 239, 165, 42, 94, 20, 153, 205,
+        131, 30, 23, 242, 119, 171, 97, 245, 26, 164, 85, 137, 63, 196, 248, 174, 51, 103, 29, 162, 214, 140,
+    ];
+    const GRAY: [u8; 16] = [0, 29, 70, 112, 154, 195, 237, 0, 32, 74, 115, 157, 199, 240, 0, 35];
+    let px: Vec<u8> = (0..48).map(|i| ((i * 37 + 11) % 256) as u8).collect();
+    let aug = Augment::eval(4);
+    let close = |got: &[u8], want: &[u8], what: &str| {
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((i32::from(*g) - i32::from(*w)).abs() <= 1, "{what}[{i}]: {g} vs torchvision {w}\n{got:?}");
+        }
+    };
+    close(&aug.apply(&colour_draw(4, 1.2, 0.8, 1.3, 0.1), &px, [4, 4, 3]), &JITTER, "b1.2 c0.8 s1.3 h0.1");
+    close(&aug.apply(&colour_draw(4, 1.0, 1.0, 1.0, -0.3), &px, [4, 4, 3]), &HUE, "hue -0.3");
+    // Grayscale: brightness and contrast apply, saturation and hue cannot.
+    close(&aug.apply(&colour_draw(4, 0.9, 1.25, 1.7, 0.2), &px[..16], [4, 4, 1]), &GRAY, "gray b0.9 c1.25");
 }

@@ -87,6 +87,12 @@ pub struct TrainArgs {
     /// Augmentation knob: contrast jitter.
     #[arg(long)]
     pub contrast: Option<f64>,
+    /// Augmentation knob: saturation jitter (colour images).
+    #[arg(long)]
+    pub saturation: Option<f64>,
+    /// Augmentation knob: hue jitter in turns, at most 0.5 (colour images).
+    #[arg(long)]
+    pub hue: Option<f64>,
     /// Run folder (default: runs/<dataset>-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -215,7 +221,7 @@ impl TrainArgs {
         macro_rules! knob {
             ($($field:ident),*) => { $( if self.$field.is_some() { k.$field = self.$field; } )* };
         }
-        knob!(hflip, vflip, rotation, translate, brightness, contrast);
+        knob!(hflip, vflip, rotation, translate, brightness, contrast, saturation, hue);
         macro_rules! knob_pair {
             ($($field:ident),*) => { $( if let Some(v) = self.$field { k.$field = Some(pair(v)); } )* };
         }

@@ -82,6 +82,12 @@ pub struct AugmentOverrides {
     /// Contrast jitter (factor in `1 ± contrast`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contrast: Option<f64>,
+    /// Saturation jitter (factor in `1 ± saturation`; colour images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saturation: Option<f64>,
+    /// Hue jitter (shift in `± hue` turns, at most 0.5; colour images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hue: Option<f64>,
 }
 
 impl AugmentOverrides {
@@ -96,7 +102,8 @@ impl AugmentOverrides {
             ($($field:ident => $target:ident),*) => { $( if let Some(v) = self.$field { base.$target = v; } )* };
         }
         over!(hflip => hflip, vflip => vflip, crop_scale => crop_scale, crop_ratio => crop_ratio, rotation => rotation,
-              translate => translate, zoom => scale, brightness => brightness, contrast => contrast);
+              translate => translate, zoom => scale, brightness => brightness, contrast => contrast,
+              saturation => saturation, hue => hue);
         base
     }
 }
