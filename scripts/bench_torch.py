@@ -69,7 +69,7 @@ def transform(preset, size):
             v2.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), interpolation=bilinear, antialias=False),
             v2.RandomHorizontalFlip(0.5),
             v2.RandomRotation(15, interpolation=bilinear),
-            v2.ColorJitter(brightness=0.2, contrast=0.2),
+            v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
         ]
     elif preset == "mammo":
         ops = [
