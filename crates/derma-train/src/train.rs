@@ -155,6 +155,26 @@ fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
     Ok(TaskData { train: to_dataset(crops.train)?, val: to_dataset(crops.val)?, test: to_dataset(crops.test)?, patients })
 }
 
+/// `d` with its images resized to `size`×`size` when they are larger, with an area-averaging
+/// (antialiased) filter, once: the per-batch bilinear sampling of `derma-data` takes two taps
+/// and would alias a downscale (e.g. `--size 224 --image-size 64`), where torchvision's
+/// `Resize` antialiases. Smaller images are left to the per-batch (bilinear) upsampling.
+pub fn shrink_to(d: ImageDataset, size: usize) -> anyhow::Result<ImageDataset> {
+    use rayon::prelude::*;
+    let [h, w, c] = d.image_shape();
+    if h <= size && w <= size {
+        return Ok(d);
+    }
+    let images: Vec<Vec<u8>> = (0..d.len())
+        .into_par_iter()
+        .map(|i| {
+            let img = mammo::Image { pixels: d.image(i).to_vec(), height: h, width: w, channels: c };
+            mammo::resize(&img, size, mammo::Fit::Stretch).map(|r| r.pixels)
+        })
+        .collect::<Result<_, _>>()?;
+    ImageDataset::new(images.concat(), d.labels().to_vec(), [size, size, c], d.class_names().to_vec()).map_err(|e| anyhow::anyhow!(e))
+}
+
 /// A MedMNIST dataset (downloaded and md5-checked, or the `--npz` file).
 fn load_medmnist(config: &TrainConfig) -> anyhow::Result<TaskData> {
     let info = medmnist::lookup(&config.dataset)?;
@@ -184,10 +204,11 @@ fn load_medmnist(config: &TrainConfig) -> anyhow::Result<TaskData> {
         }
     };
     let names: Vec<String> = info.labels.iter().map(|s| s.to_string()).collect();
+    let size = config.image_size();
     Ok(TaskData {
-        train: to_dataset(&arrays.train, &names)?,
-        val: to_dataset(&arrays.val, &names)?,
-        test: to_dataset(&arrays.test, &names)?,
+        train: shrink_to(to_dataset(&arrays.train, &names)?, size)?,
+        val: shrink_to(to_dataset(&arrays.val, &names)?, size)?,
+        test: shrink_to(to_dataset(&arrays.test, &names)?, size)?,
         patients: None,
     })
 }
@@ -660,3 +681,22 @@ pub fn save_model(model: &MobileNetV2, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1-px checkerboard (mean 127.5) shrunk 32 → 8: the area filter gives flat grey, where
+    /// two-tap bilinear sampling would pick single pixels (0 or 255, aliasing).
+    #[test]
+    fn shrinking_averages_instead_of_aliasing() {
+        let px: Vec<u8> = (0..32 * 32).map(|i| if (i / 32 + i % 32) % 2 == 0 { 0 } else { 255 }).collect();
+        let d = ImageDataset::new(px, vec![0], [32, 32, 1], vec!["a".into()]).unwrap();
+        let s = shrink_to(d, 8).unwrap();
+        assert_eq!(s.image_shape(), [8, 8, 1]);
+        assert!(s.image(0).iter().all(|&v| (120..=135).contains(&v)), "{:?}", s.image(0));
+        // Not larger: unchanged.
+        let d = ImageDataset::new(vec![7; 4 * 4 * 3], vec![0], [4, 4, 3], vec!["a".into()]).unwrap();
+        assert_eq!(shrink_to(d, 8).unwrap().image_shape(), [4, 4, 3]);
+    }
+}

@@ -71,7 +71,8 @@ fn run() -> anyhow::Result<()> {
             "test" => SplitName::Test,
             other => anyhow::bail!("--split `{other}`: expected train, val or test"),
         };
-        let d = read_npz_split(&cli.input, split, &run.class_names)?;
+        // Shrunk as the training run shrank its file (area filter), so the scores match.
+        let d = derma_train::train::shrink_to(read_npz_split(&cli.input, split, &run.class_names)?, run.image_size())?;
         let names = (0..d.len()).map(|i| i.to_string()).collect::<Vec<_>>();
         (d, names)
     } else {
