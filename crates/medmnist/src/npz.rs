@@ -251,7 +251,8 @@ fn read_npy(mut reader: impl Read, name: &str, total_size: Option<u64>) -> Resul
                     found,
                 });
             }
-            n_bytes
+            // The zip entry's size is the file's claim too: the buffer grows as bytes arrive.
+            n_bytes.min(64 << 20)
         }
         // Unknown length: do not trust the header with a huge allocation.
         None => n_bytes.min(64 << 20),
@@ -336,31 +337,41 @@ fn read_header(reader: &mut impl Read, name: &str) -> Result<(NpyHeader, u64, Ve
     // `header_len <= 12 + MAX_HEADER_LEN`, so it fits in usize.
     let leftover = head.split_off((header_len as usize).min(head.len()));
 
-    if let Some(dims) = head.get(text_start as usize..).and_then(declared_shape) {
-        let fits = dims
-            .iter()
-            .filter(|&&d| d != 0)
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d));
-        if fits.is_none() {
-            return Err(Error::Shape {
-                array: name.to_owned(),
-                shape: format_shape(&dims),
-                expected: "dimensions whose product fits in 64 bits",
-            });
-        }
+    // npyz multiplies the dimensions unchecked: a header whose shape cannot be checked here
+    // (not numpy's one `'shape': (..)` entry of integers) is refused rather than passed on.
+    let dims = head.get(text_start as usize..).and_then(declared_shape).ok_or_else(|| {
+        invalid("the header's `shape` is not one tuple of non-negative integers, as numpy writes it".to_string())
+    })?;
+    let fits = dims
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d));
+    if fits.is_none() {
+        return Err(Error::Shape {
+            array: name.to_owned(),
+            shape: format_shape(&dims),
+            expected: "dimensions whose product fits in 64 bits",
+        });
     }
     let header = NpyHeader::from_reader(head.as_slice()).map_err(header_err)?;
     Ok((header, header_len, leftover))
 }
 
-/// The `shape` tuple of a `.npy` header dict, if it can be picked out
-/// (npyz does the authoritative parse).
+/// The `shape` of a `.npy` header dict: `None` unless the text names `shape` exactly once and
+/// its value is a tuple (or list) of integers (npyz does the authoritative parse, and keeps
+/// the last of repeated keys).
 fn declared_shape(text: &[u8]) -> Option<Vec<u64>> {
     let text = std::str::from_utf8(text).ok()?;
+    if text.matches("'shape'").count() + text.matches("\"shape\"").count() != 1 {
+        return None;
+    }
     let key = text.find("'shape'").or_else(|| text.find("\"shape\""))?;
-    let rest = text.get(key + "'shape'".len()..)?;
-    let open = rest.find('(')?;
-    let close = open + rest.get(open..)?.find(')')?;
+    let rest = text.get(key + "'shape'".len()..)?.trim_start().strip_prefix(':')?.trim_start();
+    let (open, close) = match rest.chars().next()? {
+        '(' => (0, rest.find(')')?),
+        '[' => (0, rest.find(']')?),
+        _ => return None,
+    };
     rest.get(open + 1..close)?
         .split(',')
         .map(str::trim)

@@ -514,3 +514,123 @@ fn written_npz_reads_back_exactly() {
     names.sort();
     assert_eq!(names, ["w1.npz", "w3.npz"]);
 }
+
+/// A `.npy` v1.0 file with the header dict text as given (padded as numpy pads it).
+fn npy_raw(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut dict = dict.to_string();
+    let unpadded = 10 + dict.len() + 1;
+    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((dict.len() as u16).to_le_bytes());
+    out.extend(dict.as_bytes());
+    out.extend(data);
+    out
+}
+
+/// Headers whose shape the overflow pre-check cannot read the way npyz does — a list, the key
+/// twice (npyz keeps the last), a decoy `'shape'` inside another value — made npyz multiply
+/// 2^32 · 2^32 · 2^32 unchecked (a panic in debug builds). They are refused, naming the member.
+#[test]
+fn headers_hiding_an_overflowing_shape_are_refused() {
+    let huge = "4294967296, 4294967296, 4294967296";
+    for dict in [
+        format!("{{'descr': '|u1', 'fortran_order': False, 'shape': [{huge}], }}"),
+        format!("{{'descr': '|u1', 'fortran_order': False, 'shape': (1,), 'shape': ({huge}), }}"),
+        format!("{{'x': \"'shape': (1,)\", 'descr': '|u1', 'fortran_order': False, 'shape': ({huge}), }}"),
+    ] {
+        let mut ms = members(&rgb_splits());
+        replace(&mut ms, "train_images.npy", npy_raw(&dict, &[]));
+        let (_dir, path) = npz_with(&ms, CompressionMethod::Stored);
+        let err = read_npz(&path).expect_err(&dict);
+        assert!(chain(&err).contains("train_images.npy"), "{dict}: {}", chain(&err));
+    }
+    // numpy's own header with a list-free, single shape still reads.
+    let mut ms = members(&rgb_splits());
+    replace(&mut ms, "train_images.npy", npy_raw("{'descr': '|u1', 'fortran_order': False, 'shape': (0, 28, 28, 3), }", &[]));
+    replace(&mut ms, "train_labels.npy", npy_u8(&[0, 1], &[]));
+    let (_dir, path) = npz_with(&ms, CompressionMethod::Stored);
+    assert_eq!(read_npz(&path).unwrap().train.len, 0);
+}
+
+/// A stored member whose header declares 2^40 bytes and whose zip64 central-directory entry
+/// claims that size too (the file is 2 KB): the reader used to allocate the claimed size up
+/// front and abort the process ("memory allocation of 1099511627776 bytes failed"); now the
+/// buffer grows with the bytes that really arrive and the short data is an error.
+#[test]
+fn a_claimed_huge_member_size_is_not_allocated_up_front() {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    // (name, data, claimed uncompressed size for a zip64 extra field)
+    let header = npy_raw("{'descr': '|u1', 'fortran_order': False, 'shape': (1099511627776,), }", &[]);
+    let mut members: Vec<(String, Vec<u8>, Option<u64>)> = vec![(
+        "train_images.npy".into(),
+        [header.clone(), vec![0u8; 16]].concat(),
+        Some(header.len() as u64 + (1 << 40)),
+    )];
+    for (name, bytes) in common::members(&rgb_splits()) {
+        if name != "train_images.npy" {
+            members.push((name, bytes, None));
+        }
+    }
+    let (mut out, mut cd) = (Vec::new(), Vec::new());
+    let le16 = |v: &mut Vec<u8>, x: u16| v.extend(x.to_le_bytes());
+    let le32 = |v: &mut Vec<u8>, x: u32| v.extend(x.to_le_bytes());
+    for (name, data, claim) in &members {
+        let offset = out.len() as u32;
+        let crc = crc32(data);
+        le32(&mut out, 0x0403_4b50);
+        for x in [45u16, 0, 0, 0, 0] {
+            le16(&mut out, x);
+        }
+        le32(&mut out, crc);
+        le32(&mut out, data.len() as u32);
+        le32(&mut out, data.len() as u32);
+        le16(&mut out, name.len() as u16);
+        le16(&mut out, 0);
+        out.extend(name.as_bytes());
+        out.extend(data);
+        le32(&mut cd, 0x0201_4b50);
+        for x in [45u16, 45, 0, 0, 0, 0] {
+            le16(&mut cd, x);
+        }
+        le32(&mut cd, crc);
+        le32(&mut cd, data.len() as u32);
+        le32(&mut cd, if claim.is_some() { 0xFFFF_FFFF } else { data.len() as u32 });
+        le16(&mut cd, name.len() as u16);
+        le16(&mut cd, if claim.is_some() { 12 } else { 0 });
+        for x in [0u16, 0, 0] {
+            le16(&mut cd, x);
+        }
+        le32(&mut cd, 0);
+        le32(&mut cd, offset);
+        cd.extend(name.as_bytes());
+        if let Some(size) = claim {
+            le16(&mut cd, 1); // zip64 extended information: the uncompressed size
+            le16(&mut cd, 8);
+            cd.extend(size.to_le_bytes());
+        }
+    }
+    let cd_offset = out.len() as u32;
+    out.extend(&cd);
+    le32(&mut out, 0x0605_4b50);
+    for x in [0u16, 0, members.len() as u16, members.len() as u16] {
+        le16(&mut out, x);
+    }
+    le32(&mut out, cd.len() as u32);
+    le32(&mut out, cd_offset);
+    le16(&mut out, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("claims.npz");
+    std::fs::write(&path, out).unwrap();
+    let err = read_npz(&path).expect_err("16 bytes of a declared 2^40");
+    assert!(chain(&err).contains("train_images.npy"), "{}", chain(&err));
+}
