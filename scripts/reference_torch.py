@@ -10,7 +10,9 @@ Writes (all small, committed):
   torch_reference.json        losses, gradients, class weights, parameter counts
   mobilenet_v2_w025.pth       torchvision mobilenet_v2(width_mult=0.25, num_classes=7) state dict,
   mobilenet_v2_w025.safetensors   the same tensors as safetensors,
-  mobilenet_v2_w025_io.json   an input batch and the eval-mode logits torchvision computes on it.
+  mobilenet_v2_w025_io.json   an input batch and the eval-mode logits torchvision computes on it,
+                              also with output stride 16 and 8 (DeepLab-style: strides removed,
+                              later depthwise convolutions dilated).
 """
 import json
 import os
@@ -129,6 +131,36 @@ save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(out, "mobilen
 inp = torch.rand(2, 3, 32, 32) * 2 - 1
 with torch.no_grad():
     logits = m(inp)
+
+
+def with_output_stride(model, output_stride):
+    """DeepLab's MobileNetV2 backbone (TF-slim / VainF DeepLabV3Plus-Pytorch): once the running
+    stride reaches `output_stride`, a stage's stride becomes 1 and the dilation grows by it; a
+    stage's first block keeps the previous dilation, the later blocks use the new one; padding =
+    dilation."""
+    import copy
+    model = copy.deepcopy(model)
+    setting = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+    current, dilation, idx = 2, 1, 1
+    for _, _, n, s in setting:
+        previous = dilation
+        if current == output_stride:
+            stride, dilation = 1, dilation * s
+        else:
+            stride, current = s, current * s
+        for i in range(n):
+            dw = [c for c in model.features[idx].conv.modules() if isinstance(c, torch.nn.Conv2d) and c.groups > 1][0]
+            d = previous if i == 0 else dilation
+            dw.stride = (stride, stride) if i == 0 else (1, 1)
+            dw.dilation, dw.padding = (d, d), (d, d)
+            idx += 1
+    return model
+
+
+with torch.no_grad():
+    logits16 = with_output_stride(m, 16)(inp)
+    logits8 = with_output_stride(m, 8)(inp)
 with open(os.path.join(out, "mobilenet_v2_w025_io.json"), "w") as f:
-    json.dump({"input_shape": list(inp.shape), "input": inp.flatten().tolist(), "logits": logits.tolist()}, f)
+    json.dump({"input_shape": list(inp.shape), "input": inp.flatten().tolist(), "logits": logits.tolist(),
+               "logits_os16": logits16.tolist(), "logits_os8": logits8.tolist()}, f)
 print("wrote", out)

@@ -17,8 +17,15 @@ pub enum Padding {
 }
 
 impl Padding {
-    fn config(self, kernel: usize) -> PaddingConfig2d {
+    fn config(self, kernel: usize, dilation: usize) -> PaddingConfig2d {
         match self {
+            // A dilated convolution (stride 1 in this network) pads `dilation · (k - 1) / 2` on
+            // every side under both conventions: TF SAME is symmetric for an odd effective
+            // kernel at stride 1.
+            _ if dilation > 1 => {
+                let p = dilation * (kernel - 1) / 2;
+                PaddingConfig2d::Explicit(p, p, p, p)
+            }
             Padding::Symmetric => {
                 let p = (kernel - 1) / 2;
                 PaddingConfig2d::Explicit(p, p, p, p)
@@ -42,15 +49,16 @@ fn kaiming_fan_out(out_channels: usize, kernel: usize) -> Initializer {
 pub(crate) fn conv(
     channels: [usize; 2],
     kernel: usize,
-    stride: usize,
+    [stride, dilation]: [usize; 2],
     groups: usize,
     padding: Padding,
     device: &Device,
 ) -> Conv2d {
     Conv2dConfig::new(channels, [kernel, kernel])
         .with_stride([stride, stride])
+        .with_dilation([dilation, dilation])
         .with_groups(groups)
-        .with_padding(padding.config(kernel))
+        .with_padding(padding.config(kernel, dilation))
         .with_bias(false)
         .with_initializer(kaiming_fan_out(channels[1], kernel))
         .init(device)
@@ -66,6 +74,9 @@ pub struct ConvBnActConfig {
     /// Stride.
     #[config(default = 1)]
     pub stride: usize,
+    /// Dilation (reduced output stride, see `MobileNetV2Config::output_stride`).
+    #[config(default = 1)]
+    pub dilation: usize,
     /// Groups (`= channels` for a depthwise convolution).
     #[config(default = 1)]
     pub groups: usize,
@@ -90,7 +101,7 @@ impl ConvBnActConfig {
             conv: conv(
                 self.channels,
                 self.kernel,
-                self.stride,
+                [self.stride, self.dilation],
                 self.groups,
                 self.padding,
                 device,
@@ -118,6 +129,9 @@ pub struct InvertedResidualConfig {
     pub stride: usize,
     /// Expansion ratio `t` (1 means no expansion convolution).
     pub expand_ratio: usize,
+    /// Dilation of the depthwise convolution.
+    #[config(default = 1)]
+    pub dilation: usize,
     /// Padding convention.
     #[config(default = "Padding::Symmetric")]
     pub padding: Padding,
@@ -152,10 +166,11 @@ impl InvertedResidualConfig {
             expand,
             depthwise: ConvBnActConfig::new([hidden, hidden], 3)
                 .with_stride(self.stride)
+                .with_dilation(self.dilation)
                 .with_groups(hidden)
                 .with_padding(self.padding)
                 .init(device),
-            project: conv([hidden, self.output], 1, 1, 1, self.padding, device),
+            project: conv([hidden, self.output], 1, [1, 1], 1, self.padding, device),
             project_bn: BatchNormConfig::new(self.output).init(device),
             use_residual: self.stride == 1 && self.input == self.output,
         }

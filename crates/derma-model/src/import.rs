@@ -172,7 +172,7 @@ pub fn load_torchvision(
     } else {
         load_with!(PytorchStore::from_file(path))
     };
-    check_strict(&result, path)?;
+    check_strict(&result, path, keep_classifier)?;
     if gray_stem {
         let w = model.stem.conv.weight.val().sum_dim(1); // [out, 1, 3, 3]
         model.stem.conv.weight = Param::from_tensor(w);
@@ -181,12 +181,17 @@ pub fn load_torchvision(
 }
 
 /// Turns an [`ApplyResult`] into an error naming every missing, mis-shaped or unexpected key.
-fn check_strict(result: &ApplyResult, path: &Path) -> anyhow::Result<()> {
+/// Without `keep_classifier` the file need not have a classifier (a backbone-only state dict):
+/// the model's own, freshly initialised head stays.
+fn check_strict(result: &ApplyResult, path: &Path, keep_classifier: bool) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     for e in &result.errors {
         problems.push(format!("  {e}"));
     }
     for (key, _) in &result.missing {
+        if !keep_classifier && key.starts_with("classifier.") {
+            continue;
+        }
         problems.push(format!("  missing tensor for `{key}`"));
     }
     for key in &result.unused {

@@ -1,6 +1,7 @@
 //! MobileNetV2 (Sandler et al., 2018) with torchvision's layout: stem, 17 inverted residual
 //! blocks, 1x1 head convolution, global average pool, dropout and a linear classifier.
 
+use burn::module::Param;
 use burn::nn::{BatchNorm, Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
@@ -45,8 +46,9 @@ pub struct MobileNetV2Config {
     #[config(default = 0.2)]
     pub dropout: f64,
     /// Total downsampling: 32 is torchvision's network (a 28-px input ends in a 1x1 map);
-    /// 16 or 8 drop the stride of the last stride-2 stages (same weights, larger final maps)
-    /// for small inputs.
+    /// 16 or 8 drop the stride of the last stride-2 stages and dilate the later depthwise
+    /// convolutions instead (DeepLab's MobileNetV2 backbone: same weights, same receptive
+    /// field, larger final maps) for small inputs.
     #[config(default = 32)]
     pub output_stride: usize,
     /// Padding convention (`TfSame` matches the TF-lite ImageNet weights).
@@ -111,19 +113,27 @@ impl MobileNetV2Config {
             .with_padding(self.padding)
             .init(device);
         let mut blocks = Vec::with_capacity(17);
+        // Reduced output stride as DeepLab's MobileNetV2 backbone (TF-slim; VainF's
+        // DeepLabV3Plus-Pytorch): once the running stride reaches `output_stride`, a stage's
+        // stride becomes 1 and the dilation grows by it instead; the stage's first block keeps
+        // the previous dilation, its later blocks use the new one. The receptive field, and
+        // what pretrained kernels see, stay those of the stride-32 network.
+        let mut dilation = 1;
         for (t, c, n, s) in SETTING {
             let output = make_divisible(c as f64 * self.width, 8);
+            let previous = dilation;
+            let stage_stride = if stride_so_far == self.output_stride {
+                dilation *= s;
+                1
+            } else {
+                stride_so_far *= s;
+                s
+            };
             for i in 0..n {
-                let mut stride = if i == 0 { s } else { 1 };
-                if stride == 2 {
-                    if stride_so_far * 2 > self.output_stride {
-                        stride = 1;
-                    } else {
-                        stride_so_far *= 2;
-                    }
-                }
+                let (stride, d) = if i == 0 { (stage_stride, previous) } else { (1, dilation) };
                 blocks.push(
                     InvertedResidualConfig::new(input, output, stride, t)
+                        .with_dilation(d)
                         .with_padding(self.padding)
                         .init(device),
                 );
@@ -143,10 +153,14 @@ impl MobileNetV2Config {
     }
 }
 
+/// torchvision's classifier initialisation: weight N(0, 0.01), bias 0 (Burn's initializer
+/// would draw the bias from the same normal).
 fn classifier(input: usize, classes: usize, device: &Device) -> Linear {
-    LinearConfig::new(input, classes)
+    let mut linear = LinearConfig::new(input, classes)
         .with_initializer(Initializer::Normal { mean: 0.0, std: 0.01 })
-        .init(device)
+        .init(device);
+    linear.bias = Some(Param::from_tensor(Tensor::zeros([classes], device)));
+    linear
 }
 
 impl MobileNetV2 {

@@ -13,23 +13,38 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn check(file: &str) {
+    check_stride(file, 32, "logits");
+}
+
+/// Loads `file` into a width-0.25 model of `output_stride` and compares its eval logits on the
+/// fixture input with the fixture's `key`.
+fn check_stride(file: &str, output_stride: usize, key: &str) {
     let io: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("mobilenet_v2_w025_io.json")).unwrap()).unwrap();
     let shape: Vec<usize> = io["input_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let input: Vec<f32> = io["input"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
-    let expected: Vec<f32> = io["logits"]
+    let expected: Vec<f32> = io[key]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
         .collect();
     let device = Device::flex();
-    let model = MobileNetV2Config::new(7).with_width(0.25).init(&device);
+    let model = MobileNetV2Config::new(7).with_width(0.25).with_output_stride(output_stride).init(&device);
     let model = load_torchvision(model, &fixture(file), true).unwrap();
     let x = Tensor::<4>::from_data(TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]), &device);
     let got: Vec<f32> = model.valid().forward(x).into_data().try_into_vec().unwrap();
     let max = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(max <= 1e-4, "{file}: max |logit difference| {max} > 1e-4\n got {got:?}\nwant {expected:?}");
+    assert!(max <= 1e-4, "{file} (output stride {output_stride}): max |logit difference| {max} > 1e-4\n got {got:?}\nwant {expected:?}");
+}
+
+/// Output stride 16 and 8 equal torchvision's network made DeepLab-style (strides removed,
+/// later depthwise convolutions dilated; `with_output_stride` in scripts/reference_torch.py).
+/// Without the dilation the logits differ by up to 0.075 on this input.
+#[test]
+fn reduced_output_stride_is_deeplabs_dilated_network() {
+    check_stride("mobilenet_v2_w025.pth", 16, "logits_os16");
+    check_stride("mobilenet_v2_w025.pth", 8, "logits_os8");
 }
 
 #[test]
@@ -88,4 +103,38 @@ fn identity_bn_statistics_are_detected() {
     assert!(fresh.has_identity_bn_statistics());
     let loaded = load_torchvision(fresh, &fixture("mobilenet_v2_w025.pth"), false).unwrap();
     assert!(!loaded.has_identity_bn_statistics());
+}
+
+/// A backbone-only state dict (no `classifier.*`, as `train_torch.py` loads TF-lite weights)
+/// serves a head swap; with `keep_classifier` its missing classifier is an error naming it.
+/// The file is the safetensors fixture with the classifier tensors removed, rewritten here
+/// (8-byte header length, JSON header with data offsets, data).
+#[test]
+fn a_state_dict_without_classifier_serves_a_head_swap() {
+    let bytes = std::fs::read(fixture("mobilenet_v2_w025.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let (mut kept, mut out_data) = (serde_json::Map::new(), Vec::new());
+    for (name, info) in &header {
+        if name.starts_with("classifier.") || name == "__metadata__" {
+            continue;
+        }
+        let [a, b] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
+        let mut info = info.clone();
+        info["data_offsets"] = serde_json::json!([out_data.len(), out_data.len() + (b - a)]);
+        out_data.extend_from_slice(&data[a..b]);
+        kept.insert(name.clone(), info);
+    }
+    assert!(kept.len() + 2 <= header.len(), "the fixture had no classifier to remove");
+    let text = serde_json::to_vec(&kept).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("backbone.safetensors");
+    std::fs::write(&path, [(text.len() as u64).to_le_bytes().to_vec(), text, out_data].concat()).unwrap();
+
+    let device = Device::flex();
+    let swapped = load_torchvision(MobileNetV2Config::new(2).with_width(0.25).init(&device), &path, false).unwrap();
+    assert_eq!(swapped.num_classes(), 2);
+    let err = load_torchvision(MobileNetV2Config::new(7).with_width(0.25).init(&device), &path, true).unwrap_err().to_string();
+    assert!(err.contains("classifier.weight"), "{err}");
 }

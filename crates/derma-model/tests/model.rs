@@ -55,6 +55,21 @@ fn grayscale_stem_and_single_logit_head() {
     assert_eq!(model.forward(x).dims(), [3, 1]);
 }
 
+/// torchvision initialises the classifier bias to 0 (`nn.init.zeros_`), its weight N(0, 0.01).
+#[test]
+fn classifier_starts_with_zero_bias() {
+    let device = Device::flex();
+    let model = MobileNetV2Config::new(1000).with_width(0.25).init(&device);
+    let bias: Vec<f32> = model.classifier.bias.as_ref().unwrap().val().into_data().try_into_vec().unwrap();
+    assert!(bias.iter().all(|&b| b == 0.0), "non-zero classifier bias");
+    let w: Vec<f32> = model.classifier.weight.val().into_data().try_into_vec().unwrap();
+    let std = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
+    assert!((std - 0.01).abs() < 0.001, "classifier weight std {std}");
+    let swapped = model.with_classifier(7, &device);
+    let bias: Vec<f32> = swapped.classifier.bias.as_ref().unwrap().val().into_data().try_into_vec().unwrap();
+    assert!(bias.iter().all(|&b| b == 0.0));
+}
+
 #[test]
 fn head_swap_changes_only_the_classifier() {
     let device = Device::flex();
@@ -81,14 +96,16 @@ fn frozen_bn_statistics_behave_as_in_evaluation_on_the_training_device() {
     let device = Device::flex().autodiff();
     let model = MobileNetV2Config::new(3).with_width(0.25).with_dropout(0.0).init(&device).set_bn_frozen(true);
     let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-    let mean_before: Vec<f32> = model.stem.bn.running_mean.value().into_data().try_into_vec().unwrap();
+    // `value_sync`: `value()` may lag one update behind (Burn's RunningState), which would make
+    // the "not updated" check below pass whatever happened.
+    let mean_before: Vec<f32> = model.stem.bn.running_mean.value_sync().into_data().try_into_vec().unwrap();
     let train_out = model.forward(x.clone());
     let eval_out = model.valid().forward(x.clone().inner());
     let a: Vec<f32> = train_out.clone().into_data().try_into_vec().unwrap();
     let b: Vec<f32> = eval_out.into_data().try_into_vec().unwrap();
     let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(max < 1e-5, "frozen-statistics training forward differs from evaluation by {max}");
-    let mean_after: Vec<f32> = model.stem.bn.running_mean.value().into_data().try_into_vec().unwrap();
+    let mean_after: Vec<f32> = model.stem.bn.running_mean.value_sync().into_data().try_into_vec().unwrap();
     assert_eq!(mean_before, mean_after, "running statistics were updated");
     let grads = train_out.sum().backward();
     assert!(model.stem.bn.gamma.grad(&grads).is_some(), "the scale no longer trains");
