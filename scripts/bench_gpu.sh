@@ -18,11 +18,19 @@
 # Settings (environment): SIZES ("28:256 224:128"), WIDTH (1.0), STEPS (50), WARMUP (10),
 # WORKERS (PyTorch DataLoader workers, 8), AUGMENT (natural), DATA (synthetic | npz:PATH),
 # DEADLINE (seconds for the whole run, 540: a run still going then is stopped, later ones are
-# skipped), OUT (results folder: $OUT on the device machine, else bench-out/), BACKEND (wgpu)
-# and TORCH_DEVICE (cuda): `BACKEND=cpu TORCH_DEVICE=cpu` dry-runs the whole script on a CPU.
+# skipped; set it from the device budget left, see docs/performance.md), CAP (seconds one run
+# may take at most, 200, so a slow first run cannot starve the others), OUT (results folder:
+# $OUT on the device machine, else bench-out/), BACKEND (wgpu) and TORCH_DEVICE (cuda):
+# `BACKEND=cpu TORCH_DEVICE=cpu` dry-runs the whole script on a CPU.
 #
-# On the device machine (one call, within its 10-minute limit):
-#   run(command="scripts/bench_gpu.sh run main", carry=[".gl", ".dev/derma-bench-wgsl.xz", ".dev/derma-bench-spirv.xz"], timeout_s=600)
+# $OUT receives three files only (the device returns at most 8): machine.txt, compare.txt and
+# bench.tar.gz — every log and JSON, re-packed after each run, so a call stopped early still
+# returns what finished. `scripts/bench_gpu.sh compare DIR` re-prints the table from the
+# unpacked archive.
+#
+# On the device machine (one call, within its 10-minute limit; budgets in docs/performance.md):
+#   run(command="DEADLINE=420 scripts/bench_gpu.sh run main", timeout_s=480,
+#       carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-bench-spirv.xz"])
 set -uo pipefail
 
 sizes=${SIZES:-"28:256 224:128"}
@@ -34,7 +42,9 @@ augment=${AUGMENT:-natural}
 data=${DATA:-synthetic}
 case "$data" in npz:/*) ;; npz:*) data="npz:$PWD/${data#npz:}" ;; esac # profile runs elsewhere
 deadline=${DEADLINE:-540}
+cap=${CAP:-200}
 out=${OUT:-bench-out}
+work=/tmp/bench-work # every log and JSON; packed into $out/bench.tar.gz
 started=$(date +%s)
 
 prepare() {
@@ -43,9 +53,11 @@ prepare() {
   mkdir -p .dev .gl
   cargo build --release -p derma-bench
   xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-wgsl.xz
+  build_stamp derma-bench-wgsl
   if [ "${SPIRV:-1}" = 1 ]; then
     cargo build --release -p derma-bench --features vulkan
     xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-spirv.xz
+    build_stamp derma-bench-spirv
   fi
   # The Vulkan loader (the device machine has the NVIDIA driver's ICD but maybe no loader).
   local o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
@@ -55,7 +67,7 @@ prepare() {
   # shellcheck disable=SC2086
   (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
   du -ch .dev/* .gl/* | tail -1
-  echo 'now, on the device: run(command="scripts/bench_gpu.sh run main", carry=[".gl", ".dev/derma-bench-wgsl.xz", ".dev/derma-bench-spirv.xz"], timeout_s=600)'
+  echo 'now, on the device: run(command="DEADLINE=420 scripts/bench_gpu.sh run main", timeout_s=480, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-bench-spirv.xz"])'
 }
 
 # shellcheck source=scripts/device_lib.sh
@@ -64,17 +76,23 @@ prepare() {
 # Seconds left before the deadline.
 left() { echo $((deadline - ($(date +%s) - started))); }
 
-# timed NAME LOG CMD...: runs CMD (output to LOG) if at least 20 s are left, else says it skipped.
+# pack: every result so far into $out/bench.tar.gz (after each run: a stopped call keeps them).
+pack() { tar czf "$out/bench.tar.gz.tmp" -C "$work" . 2>/dev/null && mv "$out/bench.tar.gz.tmp" "$out/bench.tar.gz"; }
+
+# timed NAME LOG CMD...: runs CMD (output to LOG) for at most min(CAP, time left) if at least
+# 20 s are left, else says it skipped; then packs the results.
 timed() {
   local name=$1 log=$2; shift 2
   local t; t=$(left)
   if [ "$t" -lt 20 ]; then echo "skip $name: deadline (${deadline}s) reached"; return 0; fi
+  [ "$t" -le "$cap" ] || t=$cap
   local t0; t0=$(date +%s)
-  if timeout "$t" "$@" >"$log" 2>&1; then
+  if timeout -k 10 "$t" "$@" >"$log" 2>&1; then
     echo "ok   $name ($(($(date +%s) - t0)) s)"
   else
     echo "FAIL $name (exit $?, $(($(date +%s) - t0)) s):"; tail -5 "$log" | sed 's/^/     /'
   fi
+  pack
 }
 
 setup_device() {
@@ -89,15 +107,18 @@ setup_device() {
   done
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
+  rm -rf "$work" && mkdir -p "$work"
   {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     python3 -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
-    ldconfig -p | grep -m1 libvulkan || echo "no libvulkan in ldconfig"
+    ldconfig -p | grep -m1 'libvulkan\.so\.1' || echo "no libvulkan.so.1 in ldconfig"
     echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
+    for s in .dev/BUILD-derma-bench-*; do [ -f "$s" ] && echo "$(basename "$s"): $(cat "$s")"; done
     nproc
   } 2>&1 | tee "$out/machine.txt"
+  cp "$out/machine.txt" "$work/"
   # Per-process GPU memory as the driver sees it (CUDA context and Vulkan device included).
-  nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits -lms 200 >"$out/smi.csv" 2>/dev/null &
+  nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits -lms 200 >"$work/smi.csv" 2>/dev/null &
   smi_pid=$!
   trap 'kill $smi_pid 2>/dev/null' EXIT
 }
@@ -110,15 +131,16 @@ burn_args() { echo --backend "$backend" --width "$width" --steps "${1:-$steps}" 
 
 plan_main() {
   local torch_sizes; torch_sizes=$(echo "$sizes" | tr ' ' ',')
-  timed "torch $torch_sizes" "$out/torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
+  timed "torch $torch_sizes" "$work/torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
     --width "$width" --steps "$steps" --warmup-steps "$warmup" --modes step,e2e,loader,infer --workers "$workers" \
-    --augment "$augment" --data "$data" --json "$out/torch.json"
-  for b in "${bins[@]}"; do
-    local v; v=$(basename "$b"); v=${v#derma-bench-}
-    for sb in $sizes; do
+    --augment "$augment" --data "$data" --json "$work/torch.json"
+  # Size by size, each runtime in turn: under the deadline both WGSL and SPIR-V get the first size.
+  for sb in $sizes; do
+    for b in "${bins[@]}"; do
+      local v; v=$(basename "$b"); v=${v#derma-bench-}
       # shellcheck disable=SC2046
-      timed "burn-$v $sb" "$out/burn-$v-${sb%%:*}.log" "$b" $(burn_args) --sizes "$sb" --modes step,e2e,loader,infer \
-        --json "$out/burn-$v-${sb%%:*}.json"
+      timed "burn-$v $sb" "$work/burn-$v-${sb%%:*}.log" "$b" $(burn_args) --sizes "$sb" --modes step,e2e,loader,infer \
+        --json "$work/burn-$v-${sb%%:*}.json"
     done
   done
 }
@@ -130,29 +152,29 @@ plan_levers() {
     local s=${sb%%:*}
     for level in minimal extensive; do
       # shellcheck disable=SC2046
-      timed "lever autotune=$level $sb" "$out/lever-autotune-$level-$s.log" env CUBECL_AUTOTUNE_LEVEL=$level \
-        "$b" $(burn_args) --sizes "$sb" --modes step --json "$out/lever-$v-autotune_$level-$s.json"
+      timed "lever autotune=$level $sb" "$work/lever-autotune-$level-$s.log" env CUBECL_AUTOTUNE_LEVEL=$level \
+        "$b" $(burn_args) --sizes "$sb" --modes step --json "$work/lever-$v-autotune_$level-$s.json"
     done
     for tasks in 8 128; do
       # shellcheck disable=SC2046
-      timed "lever wgpu_tasks=$tasks $sb" "$out/lever-tasks-$tasks-$s.log" env CUBECL_WGPU_MAX_TASKS=$tasks \
-        "$b" $(burn_args) --sizes "$sb" --modes step --json "$out/lever-$v-tasks_$tasks-$s.json"
+      timed "lever wgpu_tasks=$tasks $sb" "$work/lever-tasks-$tasks-$s.log" env CUBECL_WGPU_MAX_TASKS=$tasks \
+        "$b" $(burn_args) --sizes "$sb" --modes step --json "$work/lever-$v-tasks_$tasks-$s.json"
     done
     # shellcheck disable=SC2046
-    timed "lever upload=move $sb" "$out/lever-move-$s.log" "$b" $(burn_args) --sizes "$sb" --modes e2e --upload move \
-      --json "$out/lever-$v-upload_move-$s.json"
+    timed "lever upload=move $sb" "$work/lever-move-$s.log" "$b" $(burn_args) --sizes "$sb" --modes e2e --upload move \
+      --json "$work/lever-$v-upload_move-$s.json"
     # shellcheck disable=SC2046
-    timed "lever prefetch=8 $sb" "$out/lever-prefetch-$s.log" "$b" $(burn_args) --sizes "$sb" --modes e2e --prefetch 8 \
-      --json "$out/lever-$v-prefetch_8-$s.json"
+    timed "lever prefetch=8 $sb" "$work/lever-prefetch-$s.log" "$b" $(burn_args) --sizes "$sb" --modes e2e --prefetch 8 \
+      --json "$work/lever-$v-prefetch_8-$s.json"
     # shellcheck disable=SC2046
-    timed "lever augment=none $sb" "$out/lever-noaug-$s.log" "$b" $(burn_args | sed 's/--augment [a-z]*/--augment none/') \
-      --sizes "$sb" --modes e2e,loader --json "$out/lever-$v-augment_none-$s.json"
+    timed "lever augment=none $sb" "$work/lever-noaug-$s.log" "$b" $(burn_args | sed 's/--augment [a-z]*/--augment none/') \
+      --sizes "$sb" --modes e2e,loader --json "$work/lever-$v-augment_none-$s.json"
   done
 }
 
 plan_profile() {
   local torch_sizes; torch_sizes=$(echo "$sizes" | tr ' ' ',')
-  timed "torch profile" "$out/profile-torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
+  timed "torch profile" "$work/profile-torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
     --width "$width" --steps 5 --warmup-steps "$warmup" --modes step --profile-steps 5
   for b in "${bins[@]}"; do
     local v; v=$(basename "$b"); v=${v#derma-bench-}
@@ -160,11 +182,11 @@ plan_profile() {
       local s=${sb%%:*} dir; dir=$(mktemp -d)
       # CubeCL reads cubecl.toml from the working directory: per-kernel device times, one
       # summary table per synchronisation (the last one covers the timed steps).
-      printf '[profiling.logger]\nlevel = "basic"\nappend = false\nfile = "%s"\n' "$out/profile-$v-$s.log" >"$dir/cubecl.toml"
+      printf '[profiling.logger]\nlevel = "basic"\nappend = false\nfile = "%s"\n' "$work/profile-$v-$s.log" >"$dir/cubecl.toml"
       # shellcheck disable=SC2046
-      timed "burn-$v profile $sb" "$out/profile-$v-$s.out" bash -c "cd '$dir' && '$b' $(burn_args 5) --sizes '$sb' --modes step"
-      [ -f "$out/profile-$v-$s.log" ] || continue
-      python3 - "$out/profile-$v-$s.log" <<'EOF'
+      timed "burn-$v profile $sb" "$work/profile-$v-$s.out" bash -c "cd '$dir' && '$b' $(burn_args 5) --sizes '$sb' --modes step"
+      [ -f "$work/profile-$v-$s.log" ] || continue
+      python3 - "$work/profile-$v-$s.log" <<'EOF'
 import sys
 try:
     lines = open(sys.argv[1], encoding="utf-8", errors="replace").read().splitlines()
@@ -179,7 +201,7 @@ print("\n".join(lines[start:start + 40]))
 EOF
     done
   done
-  [ -f "$out/profile-torch.log" ] && grep -A 28 "== torch profile" "$out/profile-torch.log" | head -80
+  [ -f "$work/profile-torch.log" ] && grep -A 28 "== torch profile" "$work/profile-torch.log" | head -80
 }
 
 compare() {
@@ -215,7 +237,7 @@ def ips(r, mode):
 def f(x, nd=1):
     return "-" if x is None else f"{x:.{nd}f}"
 print(f"\nPyTorch: {torch_rep['framework_version']} | {torch_rep['backend']}" if torch_rep else "\nPyTorch: no torch.json")
-print(f"{'run':<34} {'size':>4} {'batch':>5} {'mode':<6} {'burn img/s':>11} {'torch img/s':>11} {'ratio':>6}")
+print(f"{'run':<34} {'size':>4} {'batch':>5} {'mode':<6} {'burn img/s':>11} {'torch img/s':>11} {'burn/torch':>10}")
 for label, rep in runs:
     for r in rep["results"]:
         t = torch_by.get((r["size"], r["batch"]))
@@ -225,7 +247,7 @@ for label, rep in runs:
                 continue
             tv = ips(t, mode)
             ratio = b / tv if tv else None
-            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode:<6} {f(b):>11} {f(tv):>11} {f(ratio, 2):>6}")
+            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode:<6} {f(b):>11} {f(tv):>11} {f(ratio, 2):>10}")
 print(f"\n{'memory (MiB)':<34} {'size':>4} {'batch':>5} {'burn peak':>10} {'burn smi':>9} {'torch peak':>11} {'torch alloc':>12} {'torch smi':>10}")
 torch_smi = smi.get(torch_rep["pid"]) if torch_rep else None
 for label, rep in runs:
@@ -258,7 +280,8 @@ case "$cmd" in
       esac
     done
     kill "$smi_pid" 2>/dev/null
-    compare "$out" | tee "$out/compare.txt"
+    compare "$work" | tee "$out/compare.txt"
+    cp "$out/compare.txt" "$work/" && pack
     ;;
   *) echo "usage: $0 prepare | run [main|levers|profile|all ...] | compare DIR"; exit 2 ;;
 esac

@@ -6,13 +6,38 @@ unxz() {
   else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
 }
 
+# build_stamp NAME: records in .dev/BUILD which commit the packed binary NAME was built from
+# (one line per binary; carried with the binaries and printed on the device, so a stale pack
+# shows).
+build_stamp() {
+  local stamp; stamp="$1: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo ' (uncommitted changes)') built $(date -u +%FT%TZ)"
+  { grep -v "^$1: " .dev/BUILD 2>/dev/null; echo "$stamp"; } >.dev/BUILD.tmp && mv .dev/BUILD.tmp .dev/BUILD
+}
+
+# build_info: what .dev/BUILD says, beside the commit of the tree that travelled (if .git did).
+build_info() {
+  if [ -f .dev/BUILD ]; then sed 's/^/packed /' .dev/BUILD; else echo "packed binaries: no .dev/BUILD (carry it)"; fi
+  git rev-parse --short HEAD 2>/dev/null | sed 's/^/tree /' || true
+}
+
 # vulkan_setup: the Vulkan loader carried in .gl/ (the device has the NVIDIA driver's ICD but
-# maybe no loader), and VK_DRIVER_FILES when that ICD is only under /usr/local/nvidia.
+# maybe no loader), and VK_DRIVER_FILES when no NVIDIA ICD is where the loader looks: the
+# driver's own JSON under /usr/local/nvidia (the device README's path first), else one written
+# for the driver library the container mounts.
 vulkan_setup() {
   for f in .gl/*.deb; do [ -f "$f" ] && dpkg -x "$f" /; done
   ldconfig
-  if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1 \
-    && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  if ! ls /usr/share/vulkan/icd.d/*nvidia* /etc/vulkan/icd.d/*nvidia* >/dev/null 2>&1; then
+    local icd
+    for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/local/nvidia/share/vulkan/icd.d/*.json \
+      /usr/local/nvidia/etc/vulkan/icd.d/*.json; do
+      [ -f "$icd" ] && { export VK_DRIVER_FILES=$icd; break; }
+    done
+    if [ -z "${VK_DRIVER_FILES:-}" ] && ldconfig -p | grep -q 'libGLX_nvidia\.so\.0'; then
+      printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "libGLX_nvidia.so.0", "api_version": "1.3.0"}}\n' \
+        >/tmp/nvidia_icd.json
+      export VK_DRIVER_FILES=/tmp/nvidia_icd.json
+    fi
   fi
+  echo "vulkan: loader $(ldconfig -p | grep -c 'libvulkan\.so\.1') entries; ICD ${VK_DRIVER_FILES:-from the system icd.d}"
 }

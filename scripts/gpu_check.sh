@@ -10,7 +10,9 @@
 # runs (scripts/summarize_runs.py) and the PyTorch JSON lines.
 #
 # DEADLINE (seconds, optional): runs go in the order given; one still going when the deadline
-# passes is stopped, and the rest are skipped (for the 10-minute device calls).
+# passes is stopped (SIGTERM, SIGKILL 10 s later), and the rest are skipped (for the 10-minute
+# device calls). ARCHIVE (optional): a .tar.gz re-packed after every run with OUT's results
+# (no weights, checkpoints or report images), so a call stopped early keeps what finished.
 set -uo pipefail
 bin=$1; npz=$2; out=$3; shift 3
 if [ ! -f "$npz" ]; then echo "skip: $npz not found (the real-data check needs ../shared/data/dermamnist-ham)"; exit 0; fi
@@ -23,7 +25,7 @@ for spec in "$@"; do
   if [ -n "${DEADLINE:-}" ]; then
     left=$((DEADLINE - ($(date +%s) - started)))
     if [ "$left" -lt 20 ]; then echo "skip $name: deadline (${DEADLINE}s) reached"; continue; fi
-    limit=(timeout "$left")
+    limit=(timeout -k 10 "$left")
   fi
   t0=$(date +%s)
   if [ "${name#torch}" != "$name" ]; then
@@ -34,6 +36,10 @@ for spec in "$@"; do
     if "${limit[@]}" "$bin" --npz "$npz" --out "$out/$name" $flags > "$out/$name.log" 2>&1; then runs+=("$out/$name"); else echo "$name failed: $(tail -3 "$out/$name.log")"; fi
   fi
   [ -n "${DEADLINE:-}" ] && echo "done $name ($(($(date +%s) - t0)) s)"
+  if [ -n "${ARCHIVE:-}" ]; then
+    (cd "$out" && tar czf "$ARCHIVE.tmp" --exclude='*.bpk' --exclude=checkpoint --exclude=predictions.csv --exclude=plots \
+      --exclude=gallery --exclude=report.html ./* && mv "$ARCHIVE.tmp" "$ARCHIVE")
+  fi
 done
 [ ${#runs[@]} -gt 0 ] && python3 scripts/summarize_runs.py "${runs[@]}"
 for f in "$out"/torch*.log; do [ -f "$f" ] && echo "$(basename "$f" .log): $(tail -1 "$f")"; done

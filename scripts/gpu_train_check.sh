@@ -14,11 +14,11 @@
 # call carries 63 MB):
 #
 #   run(command="scripts/gpu_train_check.sh run 28", timeout_s=600,
-#       carry=[".gl", ".dev/derma-train.xz", ".dev/dermamnist_ham_28.npz.xz"])
+#       carry=[".gl", ".dev/BUILD", ".dev/derma-train.xz", ".dev/dermamnist_ham_28.npz.xz"])
 #   run(command="scripts/gpu_train_check.sh run 64", timeout_s=600,
-#       carry=[".gl", ".dev/derma-train.xz", ".dev/dermamnist_ham_64.npz.xz", ".dev/mobilenet_v2_tflite.safetensors.xz"])
+#       carry=[".gl", ".dev/BUILD", ".dev/derma-train.xz", ".dev/dermamnist_ham_64.npz.xz", ".dev/mobilenet_v2_tflite.safetensors.xz"])
 #   run(command="scripts/gpu_train_check.sh run 64imb", timeout_s=600,
-#       carry=[".gl", ".dev/derma-train.xz", ".dev/dermamnist_ham_64.npz.xz"])
+#       carry=[".gl", ".dev/BUILD", ".dev/derma-train.xz", ".dev/dermamnist_ham_64.npz.xz"])
 #
 # PLANs (each derma-train run is 10 epochs, the built-in recipe; torch rows run
 # scripts/train_torch.py with the same recipe on CUDA):
@@ -32,8 +32,9 @@
 # from the end of unpacking): a run still going then is stopped and the
 # rest are skipped. Run folders and logs are written under /tmp/gpu-train/runs; $OUT (else
 # gpu-train-out/) gets summary.txt and runs.tar.gz (each run's report.json, metrics.csv,
-# config.toml, thresholds.csv and log; no model.bpk). The last lines printed are the summary
-# table (scripts/summarize_runs.py) and the PyTorch JSON lines.
+# config.toml, thresholds.csv and log; no weights, checkpoints or images), re-packed after
+# every run. Set DEADLINE from the device budget left (docs/performance.md). The last lines
+# printed are the summary table (scripts/summarize_runs.py) and the PyTorch JSON lines.
 #
 # Dry run on a CPU (done on the development machine): BACKEND=cpu TORCH_DEVICE=cpu EPOCHS=1 \
 #   SKIP_SETUP=1 scripts/gpu_train_check.sh run 28
@@ -52,6 +53,7 @@ prepare() {
   cargo build --release -p derma-train
   strip -o /tmp/derma-train-stripped target/release/derma-train
   xz -T0 -9 -c /tmp/derma-train-stripped >.dev/derma-train.xz && rm /tmp/derma-train-stripped
+  build_stamp derma-train
   local shared=${SHARED:-../shared}
   for s in 28 64; do
     python3 -c 'import sys, numpy as np; d = np.load(sys.argv[1]); np.savez(sys.argv[2], **{k: d[k] for k in d.files})' \
@@ -83,6 +85,7 @@ run() {
   [ -f "$weights.xz" ] && unxz "$weights.xz" /tmp/gpu-train/tflite.safetensors
   local w=/tmp/gpu-train/tflite.safetensors
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1
+  build_info
   # Each run: derma-train on $backend, or (a name starting with `torch`) train_torch.py.
   local b="--size $size --backend $backend --epochs $epochs" t="--device $torch_device --epochs $epochs"
   local specs
@@ -104,8 +107,9 @@ run() {
       ;;
     *) echo "unknown plan $plan (28, 64, 64imb)"; exit 2 ;;
   esac
-  DEADLINE=$deadline scripts/gpu_check.sh "$bin" "$npz" "$runs" "${specs[@]}" | tee "$out/summary.txt"
-  (cd "$runs" && tar czf "$out/runs.tar.gz" --exclude=model.bpk --exclude=predictions.csv --exclude=plots ./*)
+  # gpu_check.sh re-packs $out/runs.tar.gz after every run (ARCHIVE), so a call stopped early
+  # keeps what finished; weights, checkpoints and report images stay behind (size limit).
+  DEADLINE=$deadline ARCHIVE="$out/runs.tar.gz" scripts/gpu_check.sh "$bin" "$npz" "$runs" "${specs[@]}" | tee "$out/summary.txt"
 }
 
 case "${1:-}" in

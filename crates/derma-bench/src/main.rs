@@ -77,11 +77,13 @@ fn main() {
     }
 }
 
+/// The backend as the JSON report records it: `select`'s name (e.g. `wgpu (discrete GPU)`)
+/// and, for wgpu, the build's shader compiler, so the WGSL and SPIR-V binaries' reports differ.
 fn backend_description(name: &str) -> String {
-    if name == "wgpu" {
+    if name.starts_with("wgpu") {
         let compiler = if cfg!(feature = "vulkan") { "SPIR-V on Vulkan, else WGSL" } else { "WGSL" };
         let extra = if cfg!(feature = "autotune-cache") { ", autotune cache on disk" } else { "" };
-        format!("wgpu (fusion, autotune, {compiler}{extra})")
+        format!("{name}: fusion, autotune, {compiler}{extra}")
     } else {
         name.to_string()
     }
