@@ -45,6 +45,32 @@ fn kaiming_fan_out(out_channels: usize, kernel: usize) -> Initializer {
     }
 }
 
+/// `bn.forward(x)` with PyTorch's running-variance update: the running variance moves toward
+/// the *unbiased* batch variance (`n / (n - 1)` × the population variance that normalises the
+/// batch, `n = batch × h × w`), where Burn 0.22's `BatchNorm` moves it toward the population
+/// variance — 14 % low at batch 8 on a 1x1 map, so evaluation would differ from PyTorch's.
+/// Otherwise Burn's own logic: training statistics only on an autodiff device with the
+/// layer's training flag on (frozen batch norms, [`MobileNetV2::set_bn_frozen`], keep their
+/// running statistics).
+///
+/// [`MobileNetV2::set_bn_frozen`]: crate::MobileNetV2::set_bn_frozen
+pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    if !(x.device().is_autodiff() && bn.training.is_enabled()) {
+        return bn.forward(x);
+    }
+    let [b, _, h, w] = x.dims();
+    let n = (b * h * w) as f64;
+    let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+    let device = x.device();
+    let out = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    let m = bn.momentum;
+    let mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - m).add(out.mean.detach().mul_scalar(m));
+    let var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - m).add(out.variance.detach().mul_scalar(m * unbiased));
+    bn.running_mean.update(mean.detach());
+    bn.running_var.update(var.detach());
+    out.output
+}
+
 /// A bias-free convolution, as every MobileNetV2 convolution is.
 pub(crate) fn conv(
     channels: [usize; 2],
@@ -114,7 +140,7 @@ impl ConvBnActConfig {
 impl ConvBnAct {
     /// `[batch, in, h, w]` → `[batch, out, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu6(self.bn.forward(self.conv.forward(x)))
+        relu6(batch_norm(&self.bn, self.conv.forward(x)))
     }
 }
 
@@ -185,7 +211,31 @@ impl InvertedResidual {
             y = expand.forward(y); // [batch, hidden, h, w]
         }
         let y = self.depthwise.forward(y); // [batch, hidden, h', w']
-        let y = self.project_bn.forward(self.project.forward(y)); // [batch, output, h', w']
+        let y = batch_norm(&self.project_bn, self.project.forward(y)); // [batch, output, h', w']
         if self.use_residual { x + y } else { y }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One training-mode pass of `torch.nn.BatchNorm2d(1)` (momentum 0.1) over
+    /// `x = [1, 2, 3, 4]` shaped `[2, 1, 1, 2]` leaves `running_mean` 0.25 and `running_var`
+    /// `0.9 + 0.1 · 1.6667` = 1.0667 (the unbiased variance; Burn's own update gives 1.025).
+    #[test]
+    fn running_variance_is_updated_with_the_unbiased_variance_as_in_pytorch() {
+        let device = Device::flex().autodiff();
+        let bn = BatchNormConfig::new(1).init(&device);
+        let x = Tensor::<4>::from_floats([[[[1.0, 2.0]]], [[[3.0, 4.0]]]], &device);
+        let y = batch_norm(&bn, x);
+        let mean: Vec<f32> = bn.running_mean.value_sync().into_data().try_into_vec().unwrap();
+        let var: Vec<f32> = bn.running_var.value_sync().into_data().try_into_vec().unwrap();
+        assert!((mean[0] - 0.25).abs() < 1e-6, "{mean:?}");
+        assert!((var[0] - 1.066_666_6).abs() < 1e-5, "{var:?}");
+        // The batch itself is normalised with the population variance, as in PyTorch:
+        // (1 - 2.5) / sqrt(1.25 + 1e-5).
+        let out: Vec<f32> = y.into_data().try_into_vec().unwrap();
+        assert!((out[0] + 1.341_635_5).abs() < 1e-4, "{out:?}");
     }
 }
