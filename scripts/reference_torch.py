@@ -133,11 +133,11 @@ with torch.no_grad():
     logits = m(inp)
 
 
-def with_output_stride(model, output_stride):
+def with_output_stride(model, output_stride, dilate=True):
     """DeepLab's MobileNetV2 backbone (TF-slim / VainF DeepLabV3Plus-Pytorch): once the running
     stride reaches `output_stride`, a stage's stride becomes 1 and the dilation grows by it; a
     stage's first block keeps the previous dilation, the later blocks use the new one; padding =
-    dilation."""
+    dilation. With `dilate=False` the strides are only removed (the small-image variant)."""
     import copy
     model = copy.deepcopy(model)
     setting = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -145,7 +145,7 @@ def with_output_stride(model, output_stride):
     for _, _, n, s in setting:
         previous = dilation
         if current == output_stride:
-            stride, dilation = 1, dilation * s
+            stride, dilation = 1, dilation * (s if dilate else 1)
         else:
             stride, current = s, current * s
         for i in range(n):
@@ -160,7 +160,9 @@ def with_output_stride(model, output_stride):
 with torch.no_grad():
     logits16 = with_output_stride(m, 16)(inp)
     logits8 = with_output_stride(m, 8)(inp)
+    logits8_plain = with_output_stride(m, 8, dilate=False)(inp)
 with open(os.path.join(out, "mobilenet_v2_w025_io.json"), "w") as f:
     json.dump({"input_shape": list(inp.shape), "input": inp.flatten().tolist(), "logits": logits.tolist(),
-               "logits_os16": logits16.tolist(), "logits_os8": logits8.tolist()}, f)
+               "logits_os16": logits16.tolist(), "logits_os8": logits8.tolist(),
+               "logits_os8_undilated": logits8_plain.tolist()}, f)
 print("wrote", out)

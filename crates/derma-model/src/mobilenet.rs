@@ -46,11 +46,17 @@ pub struct MobileNetV2Config {
     #[config(default = 0.2)]
     pub dropout: f64,
     /// Total downsampling: 32 is torchvision's network (a 28-px input ends in a 1x1 map);
-    /// 16 or 8 drop the stride of the last stride-2 stages and dilate the later depthwise
-    /// convolutions instead (DeepLab's MobileNetV2 backbone: same weights, same receptive
-    /// field, larger final maps) for small inputs.
+    /// 16 or 8 drop the stride of the last stride-2 stages (same weights, larger final maps)
+    /// for small inputs, with `dilate` deciding what the later layers see.
     #[config(default = 32)]
     pub output_stride: usize,
+    /// With a reduced output stride: dilate the later depthwise convolutions by the dropped
+    /// stride, as DeepLab's MobileNetV2 backbone does (the receptive field, and what
+    /// pretrained kernels see, stay the stride-32 network's), or not (`false`: the
+    /// small-image, CIFAR-style variant, whose features stay local — a smaller receptive field
+    /// and sharper Grad-CAM maps on tiny inputs).
+    #[config(default = true)]
+    pub dilate: bool,
     /// Padding convention (`TfSame` matches the TF-lite ImageNet weights).
     #[config(default = "Padding::Symmetric")]
     pub padding: Padding,
@@ -123,7 +129,9 @@ impl MobileNetV2Config {
             let output = make_divisible(c as f64 * self.width, 8);
             let previous = dilation;
             let stage_stride = if stride_so_far == self.output_stride {
-                dilation *= s;
+                if self.dilate {
+                    dilation *= s;
+                }
                 1
             } else {
                 stride_so_far *= s;

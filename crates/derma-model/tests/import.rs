@@ -19,6 +19,10 @@ fn check(file: &str) {
 /// Loads `file` into a width-0.25 model of `output_stride` and compares its eval logits on the
 /// fixture input with the fixture's `key`.
 fn check_stride(file: &str, output_stride: usize, key: &str) {
+    check_variant(file, output_stride, true, key);
+}
+
+fn check_variant(file: &str, output_stride: usize, dilate: bool, key: &str) {
     let io: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("mobilenet_v2_w025_io.json")).unwrap()).unwrap();
     let shape: Vec<usize> = io["input_shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
@@ -30,7 +34,7 @@ fn check_stride(file: &str, output_stride: usize, key: &str) {
         .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
         .collect();
     let device = Device::flex();
-    let model = MobileNetV2Config::new(7).with_width(0.25).with_output_stride(output_stride).init(&device);
+    let model = MobileNetV2Config::new(7).with_width(0.25).with_output_stride(output_stride).with_dilate(dilate).init(&device);
     let model = load_torchvision(model, &fixture(file), true).unwrap();
     let x = Tensor::<4>::from_data(TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]), &device);
     let got: Vec<f32> = model.valid().forward(x).into_data().try_into_vec().unwrap();
@@ -45,6 +49,8 @@ fn check_stride(file: &str, output_stride: usize, key: &str) {
 fn reduced_output_stride_is_deeplabs_dilated_network() {
     check_stride("mobilenet_v2_w025.pth", 16, "logits_os16");
     check_stride("mobilenet_v2_w025.pth", 8, "logits_os8");
+    // `dilate = false`: torchvision's network with the strides only removed.
+    check_variant("mobilenet_v2_w025.pth", 8, false, "logits_os8_undilated");
 }
 
 #[test]

@@ -149,11 +149,12 @@ fn shown(key: &str, cfg: &BTreeMap<String, String>, binary: bool) -> bool {
         "mining_strength" | "mining_fraction" => is("hard_negative_mining", &["true"]),
         "triplet_margin" | "embedding_dim" => cfg.get("metric_weight").is_some_and(|w| w.parse::<f64>().is_ok_and(|w| w > 0.0)),
         "threshold" => binary,
+        "dilate" => cfg.get("output_stride").is_some_and(|s| s != "32"),
         _ => true,
     }
 }
 
-const CONFIG_KEYS: [&str; 44] = [
+const CONFIG_KEYS: [&str; 45] = [
     "dataset",
     "size",
     "image_size",
@@ -167,6 +168,7 @@ const CONFIG_KEYS: [&str; 44] = [
     "padding",
     "width",
     "output_stride",
+    "dilate",
     "dropout",
     "freeze_backbone_epochs",
     "backbone_lr_mult",

@@ -116,6 +116,9 @@ pub struct TrainArgs {
     /// 32 (torchvision), 16 or 8.
     #[arg(long)]
     pub output_stride: Option<usize>,
+    /// With --output-stride 16/8: dilate the later layers as DeepLab (true) or not (false).
+    #[arg(long)]
+    pub dilate: Option<bool>,
     #[arg(long)]
     pub dropout: Option<f64>,
     /// none, imagenet or a torchvision .pth/.safetensors file.
@@ -203,7 +206,7 @@ impl TrainArgs {
             ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
         }
         set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
-             output_stride, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
+             output_stride, dilate, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
              embedding_dim, select_metric, patience, threshold);
         set_opt!(data_root, data_dir, npz, image_size, positive_classes, augment, out, samples_per_epoch);

@@ -162,6 +162,8 @@ pub struct TrainConfig {
     pub width: f64,
     /// Output stride (32, 16, 8).
     pub output_stride: usize,
+    /// Reduced output stride: dilate the later depthwise convolutions (DeepLab) or not.
+    pub dilate: bool,
     /// Dropout before the classifier.
     pub dropout: f64,
     /// `none`, `imagenet` or a weight file.

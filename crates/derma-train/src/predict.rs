@@ -64,6 +64,7 @@ impl RunModel {
             .with_width(config.width)
             .with_in_channels(config.in_channels)
             .with_output_stride(config.output_stride)
+            .with_dilate(config.dilate)
             .with_dropout(config.dropout)
             .with_padding(config.padding.unwrap_or(Padding::Symmetric))
             .init(device);

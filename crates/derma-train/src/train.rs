@@ -357,6 +357,7 @@ fn fit_from(
         .with_width(config.width)
         .with_in_channels(config.in_channels)
         .with_output_stride(config.output_stride)
+        .with_dilate(config.dilate)
         .with_dropout(config.dropout)
         .with_padding(padding);
     let mut model = model_config.init(&train_device);

@@ -92,6 +92,7 @@ fn heatmap_mass_lies_in_the_signal_region() {
         image_size: Some(S),
         width: 0.35,
         output_stride: 8, // 6x6 final map
+        dilate: false,    // local features: the dilated network sees all 48 px at every cell
         epochs: 6,
         batch_size: 16,
         // By validation loss: the calibrated epoch, once the batch-norm running statistics
