@@ -7,9 +7,11 @@
 //!
 //! Files: `epoch-N-model.bpk`, `epoch-N-optimizer.bpk` (Burn's `OptimizerRecord`, keyed by
 //! parameter id; burnpack keeps the ids, so the restored moments meet their parameters),
-//! `epoch-N-head.bpk` (with a metric head) and `state.json`, written last and atomically: it
-//! names the epoch whose files are complete, and the files of older epochs are removed after
-//! it. A crash while writing leaves the previous epoch's checkpoint valid.
+//! `epoch-N-head.bpk` (with a metric head), `best-K.bpk` (a copy of `model.bpk` as of the best
+//! epoch K: a later epoch may overwrite `model.bpk` before its own checkpoint is complete) and
+//! `state.json`, written last and atomically: it names the epoch whose files are complete, and
+//! the files of older epochs are removed after it. A crash while writing leaves the previous
+//! epoch's checkpoint valid.
 //!
 //! What a resumed run repeats exactly: the data order and augmentation of every later epoch
 //! (seeded by seed and epoch), the learning-rate schedule, AdamW's state, the best-epoch
@@ -87,16 +89,28 @@ pub fn save(
     if let Some(head) = head {
         save_module(head, &file(&dir, state.epoch, "head"))?;
     }
+    // model.bpk holds the best epoch's weights now (no better epoch since): keep a copy.
+    let best = best_file(&dir, state.best_epoch);
+    if !best.is_file() {
+        let tmp = best.with_extension("bpk.tmp");
+        std::fs::copy(run_dir.join("model.bpk"), &tmp)
+            .and_then(|_| std::fs::rename(&tmp, &best))
+            .map_err(|e| anyhow::anyhow!("writing the checkpoint {}: {e}", best.display()))?;
+    }
     write_atomic(&dir.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
     // Only now are the older epoch's files unreferenced.
-    let keep = format!("epoch-{}-", state.epoch);
+    let keep = [format!("epoch-{}-", state.epoch), format!("best-{}.", state.best_epoch)];
     for entry in std::fs::read_dir(&dir).map_err(|e| anyhow::anyhow!("cannot list {}: {e}", dir.display()))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("epoch-") && !name.starts_with(&keep) {
+        if (name.starts_with("epoch-") || name.starts_with("best-")) && !keep.iter().any(|k| name.starts_with(k.as_str())) {
             let _ = std::fs::remove_file(entry.path());
         }
     }
     Ok(())
+}
+
+fn best_file(dir: &Path, epoch: usize) -> PathBuf {
+    dir.join(format!("best-{epoch}.bpk"))
 }
 
 /// The checkpoint of `run_dir`, or an error naming what is missing.
@@ -146,8 +160,15 @@ pub fn remove(run_dir: &Path) {
     }
 }
 
-/// Loads `model.bpk` (the best epoch's weights) into `model`.
-pub fn load_best(run_dir: &Path, mut model: MobileNetV2) -> anyhow::Result<MobileNetV2> {
-    load_module(&mut model, &run_dir.join("model.bpk"))?;
+/// Loads the best epoch's weights of the checkpoint into `model`, and puts them back in
+/// `model.bpk` (which a later, unfinished epoch may have overwritten).
+pub fn load_best(run_dir: &Path, state: &State, mut model: MobileNetV2) -> anyhow::Result<MobileNetV2> {
+    let best = best_file(&run_dir.join(DIR), state.best_epoch);
+    load_module(&mut model, &best)?;
+    let target = run_dir.join("model.bpk");
+    let tmp = target.with_extension("bpk.tmp");
+    std::fs::copy(&best, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, &target))
+        .map_err(|e| anyhow::anyhow!("restoring {} from the checkpoint: {e}", target.display()))?;
     Ok(model)
 }

@@ -417,7 +417,7 @@ fn fit_from(
         if let (Some(m), Some(losses)) = (mining.as_mut(), state.mining_losses.clone()) {
             mined = Some(m.restore(losses).map_err(|e| anyhow::anyhow!("--resume {}: {e}", out_dir.display()))?);
         }
-        let best_model = checkpoint::load_best(out_dir, model_config.init(device))?;
+        let best_model = checkpoint::load_best(out_dir, state, model_config.init(device))?;
         best = Some((state.best_score(), state.best_epoch, best_model));
         earlier_rows = state.metrics_rows.clone();
         if earlier_rows.len() != state.epoch {

@@ -174,6 +174,9 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert!(!out.join("report.json").exists(), "the run finished before it was killed");
     let model = out.join("model.bpk").metadata().expect("model.bpk of the best epoch so far");
     assert!(model.len() > 100_000, "model.bpk is {} bytes", model.len());
+    // A later epoch may have rewritten model.bpk before its checkpoint was complete: the
+    // checkpoint keeps its own copy of the best weights, and the resume restores model.bpk.
+    std::fs::write(out.join("model.bpk"), b"overwritten by an epoch that did not finish").unwrap();
 
     // derma-predict and the same --out again point to --resume.
     let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", npz.to_str().unwrap(), "--out", dir.path().join("p.csv").to_str().unwrap()]);
