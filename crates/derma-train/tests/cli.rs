@@ -139,6 +139,31 @@ fn trains_and_writes_the_run_folder() {
     assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 2, "one epoch after --overwrite");
 }
 
+/// Starts derma-train with `args` and kills it (SIGKILL) as soon as `out` holds its first
+/// checkpoint.
+fn kill_after_first_checkpoint(args: &[String], out: &std::path::Path) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_derma-train"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !out.join("checkpoint/state.json").exists() {
+        assert!(child.try_wait().unwrap().is_none(), "derma-train exited before its first checkpoint");
+        assert!(started.elapsed().as_secs() < 300, "no epoch finished in 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `metrics.csv` of `run` without its timing columns (`seconds`, `images_per_second`).
+fn without_timings(run: &std::path::Path) -> Vec<String> {
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    csv.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != 7 && *i != 8).map(|(_, f)| f).collect::<Vec<_>>().join(",")).collect()
+}
+
 /// A run stopped hard after an epoch (SIGKILL: a lost machine, a killed job) keeps its best
 /// model so far and a checkpoint, and `--resume` finishes it. With dropout 0 (data order and
 /// augmentation are seeded per epoch) the resumed run is the uninterrupted one exactly: same
@@ -157,20 +182,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let o = derma_train(&flags(&whole).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
 
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_derma-train"))
-        .args(flags(&out))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !out.join("checkpoint/state.json").exists() {
-        assert!(child.try_wait().unwrap().is_none(), "derma-train exited before its first checkpoint");
-        assert!(started.elapsed().as_secs() < 300, "no epoch finished in 300 s");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_first_checkpoint(&flags(&out), &out);
     assert!(!out.join("report.json").exists(), "the run finished before it was killed");
     let model = out.join("model.bpk").metadata().expect("model.bpk of the best epoch so far");
     assert!(model.len() > 100_000, "model.bpk is {} bytes", model.len());
@@ -192,10 +204,6 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert!(!out.join("checkpoint").exists(), "a finished run keeps its checkpoint");
 
     // Every column but the timings, every epoch, and the test report: identical.
-    let without_timings = |run: &std::path::Path| -> Vec<String> {
-        let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-        csv.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != 7 && *i != 8).map(|(_, f)| f).collect::<Vec<_>>().join(",")).collect()
-    };
     let resumed = without_timings(&out);
     assert_eq!(resumed.len(), 1 + 6);
     assert_eq!(resumed, without_timings(&whole));
@@ -224,29 +232,12 @@ fn a_resumed_run_restores_mining_the_metric_head_and_the_freeze_schedule() {
     let o = derma_train(&flags(&whole).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     // Killed as soon as the first checkpoint exists (inside the two frozen epochs).
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_derma-train"))
-        .args(flags(&out))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !out.join("checkpoint/state.json").exists() {
-        assert!(child.try_wait().unwrap().is_none(), "derma-train exited before its first checkpoint");
-        assert!(started.elapsed().as_secs() < 300, "no epoch finished in 300 s");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_first_checkpoint(&flags(&out), &out);
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint/state.json")).unwrap()).unwrap();
     assert!(state["head"].as_bool().unwrap() && state["mining_losses"].as_array().is_some_and(|l| l.len() == 140), "{state}");
     let o = derma_train(&["--resume", out.to_str().unwrap()]);
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
-    let strip = |run: &std::path::Path| -> Vec<String> {
-        let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
-        csv.lines().map(|l| l.split(',').enumerate().filter(|(i, _)| *i != 7 && *i != 8).map(|(_, f)| f).collect::<Vec<_>>().join(",")).collect()
-    };
-    assert_eq!(strip(&out), strip(&whole));
+    assert_eq!(without_timings(&out), without_timings(&whole));
     assert_eq!(std::fs::read(out.join("report.json")).unwrap(), std::fs::read(whole.join("report.json")).unwrap());
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{SplitFixture, chain, members, npy, npy_u8, pattern, replace, rgb_splits, write_zip};
+use common::{SplitFixture, chain, members, npy, npy_raw, npy_u8, pattern, replace, rgb_splits, write_zip};
 use medmnist::{Error, SplitName, read_npy_u8, read_npz, read_npz_checked};
 use zip::CompressionMethod;
 
@@ -513,19 +513,6 @@ fn written_npz_reads_back_exactly() {
     let mut names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["w1.npz", "w3.npz"]);
-}
-
-/// A `.npy` v1.0 file with the header dict text as given (padded as numpy pads it).
-fn npy_raw(dict: &str, data: &[u8]) -> Vec<u8> {
-    let mut dict = dict.to_string();
-    let unpadded = 10 + dict.len() + 1;
-    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    dict.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((dict.len() as u16).to_le_bytes());
-    out.extend(dict.as_bytes());
-    out.extend(data);
-    out
 }
 
 /// Headers whose shape the overflow pre-check cannot read the way npyz does — a list, the key

@@ -22,7 +22,12 @@ pub fn npy(descr: &str, fortran_order: bool, shape: &[usize], data: &[u8]) -> Ve
         _ => format!("({})", dims.join(", ")),
     };
     let order = if fortran_order { "True" } else { "False" };
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+    npy_raw(&format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}"), data)
+}
+
+/// A `.npy` v1.0 file with the header dict text as given, padded as numpy pads it.
+pub fn npy_raw(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut dict = dict.to_string();
     let unpadded = 10 + dict.len() + 1;
     dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     dict.push('\n');
