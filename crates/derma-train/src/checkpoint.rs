@@ -38,7 +38,7 @@ pub struct State {
     /// Optimisation steps taken (the learning-rate schedule's position).
     pub step: usize,
     /// The best epoch so far (1-based) and its selection score, exactly (`score_text`:
-    /// shortest round-trip form, `NaN` allowed); `model.bpk` holds its weights.
+    /// shortest round-trip form, `NaN` allowed); `best-K.bpk` holds its weights.
     pub best_epoch: usize,
     /// See `best_epoch`.
     pub best_score_text: String,
@@ -92,10 +92,7 @@ pub fn save(
     // model.bpk holds the best epoch's weights now (no better epoch since): keep a copy.
     let best = best_file(&dir, state.best_epoch);
     if !best.is_file() {
-        let tmp = best.with_extension("bpk.tmp");
-        std::fs::copy(run_dir.join("model.bpk"), &tmp)
-            .and_then(|_| std::fs::rename(&tmp, &best))
-            .map_err(|e| anyhow::anyhow!("writing the checkpoint {}: {e}", best.display()))?;
+        copy_atomic(&run_dir.join("model.bpk"), &best)?;
     }
     write_atomic(&dir.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
     // Only now are the older epoch's files unreferenced.
@@ -111,6 +108,12 @@ pub fn save(
 
 fn best_file(dir: &Path, epoch: usize) -> PathBuf {
     dir.join(format!("best-{epoch}.bpk"))
+}
+
+/// `src`'s bytes to `dst` through the run folder's atomic write.
+fn copy_atomic(src: &Path, dst: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(src).map_err(|e| anyhow::anyhow!("reading {}: {e}", src.display()))?;
+    write_atomic(dst, &bytes)
 }
 
 /// The checkpoint of `run_dir`, or an error naming what is missing.
@@ -165,10 +168,6 @@ pub fn remove(run_dir: &Path) {
 pub fn load_best(run_dir: &Path, state: &State, mut model: MobileNetV2) -> anyhow::Result<MobileNetV2> {
     let best = best_file(&run_dir.join(DIR), state.best_epoch);
     load_module(&mut model, &best)?;
-    let target = run_dir.join("model.bpk");
-    let tmp = target.with_extension("bpk.tmp");
-    std::fs::copy(&best, &tmp)
-        .and_then(|_| std::fs::rename(&tmp, &target))
-        .map_err(|e| anyhow::anyhow!("restoring {} from the checkpoint: {e}", target.display()))?;
+    copy_atomic(&best, &run_dir.join("model.bpk"))?;
     Ok(model)
 }

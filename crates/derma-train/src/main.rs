@@ -36,9 +36,10 @@ fn run() -> anyhow::Result<()> {
             anyhow::bail!("--resume continues the run in {}; --overwrite would replace it: give one of them", dir.display());
         }
         let backend_flag = cli.args.backend.clone();
+        let defaults = TrainConfig::default();
         let mut given = cli.args.into_config()?;
-        given.backend = TrainConfig::default().backend;
-        if given != TrainConfig::default() {
+        given.backend.clone_from(&defaults.backend);
+        if given != defaults {
             anyhow::bail!("--resume {}: the configuration is the run's config.toml; only --backend may be given with --resume", dir.display());
         }
         let mut config = TrainConfig::from_file(&dir.join("config.toml")).map_err(|e| anyhow::anyhow!("--resume: {e:#}"))?;
