@@ -13,10 +13,12 @@
 //! the files of older epochs are removed after it. A crash while writing leaves the previous
 //! epoch's checkpoint valid.
 //!
-//! What a resumed run repeats exactly: the data order and augmentation of every later epoch
-//! (seeded by seed and epoch), the learning-rate schedule, AdamW's state, the best-epoch
-//! selection. What it does not: dropout masks (the device generator is re-seeded with
-//! `seed + epoch`), so the weights after a resume differ slightly from an uninterrupted run's.
+//! What a resumed run repeats exactly: the data order, augmentation and dropout masks of every
+//! later epoch (all seeded by seed and epoch), the learning-rate schedule, AdamW's state, the
+//! best-epoch selection — on the same backend, the uninterrupted run's result.
+//!
+//! The checkpoint is removed only once `report.json` is written: a run stopped during its
+//! final evaluation resumes to that evaluation alone (`stopped` in `state.json`).
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +37,10 @@ pub const DIR: &str = "checkpoint";
 pub struct State {
     /// Epochs finished (the resumed run starts at this 0-based epoch).
     pub epoch: usize,
+    /// Training had ended (the last epoch, or `--patience`): a resume only runs the final
+    /// evaluation of the best epoch.
+    #[serde(default)]
+    pub stopped: bool,
     /// Optimisation steps taken (the learning-rate schedule's position).
     pub step: usize,
     /// The best epoch so far (1-based) and its selection score, exactly (`score_text`:
@@ -89,9 +95,11 @@ pub fn save(
     if let Some(head) = head {
         save_module(head, &file(&dir, state.epoch, "head"))?;
     }
-    // model.bpk holds the best epoch's weights now (no better epoch since): keep a copy.
+    // model.bpk holds the best epoch's weights now (no better epoch since): keep a copy. A
+    // best-K.bpk of this very epoch is always rewritten: it may be left from a run killed
+    // before its state.json, whose epoch K the resume has just trained again.
     let best = best_file(&dir, state.best_epoch);
-    if !best.is_file() {
+    if state.best_epoch == state.epoch || !best.is_file() {
         copy_atomic(&run_dir.join("model.bpk"), &best)?;
     }
     write_atomic(&dir.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;

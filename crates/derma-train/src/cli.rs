@@ -33,8 +33,9 @@ pub struct TrainArgs {
     /// How file images become square: crop | pad | stretch.
     #[arg(long)]
     pub resize: Option<String>,
-    /// Patient-level train,val,test fractions (file datasets without a split column).
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    /// Patient-level train,val,test fractions (file datasets without a split column), as
+    /// `0.7,0.1,0.2` or `0.7 0.1 0.2`.
+    #[arg(long, value_delimiter = ',', num_args = 1..=3)]
     pub split_fractions: Option<Vec<f64>>,
     /// Model input channels: 3, or 1 (grayscale stem).
     #[arg(long)]
@@ -66,11 +67,11 @@ pub struct TrainArgs {
     /// Augmentation knob: vertical flip probability.
     #[arg(long)]
     pub vflip: Option<f64>,
-    /// Augmentation knob: random resized crop area MIN,MAX.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    /// Augmentation knob: random resized crop area MIN,MAX (`A,B` or `A B`).
+    #[arg(long, value_delimiter = ',', num_args = 1..=2)]
     pub crop_scale: Option<Vec<f64>>,
-    /// Augmentation knob: random resized crop aspect ratio MIN,MAX.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    /// Augmentation knob: random resized crop aspect ratio MIN,MAX (`A,B` or `A B`).
+    #[arg(long, value_delimiter = ',', num_args = 1..=2)]
     pub crop_ratio: Option<Vec<f64>>,
     /// Augmentation knob: maximum rotation in degrees.
     #[arg(long)]
@@ -78,8 +79,8 @@ pub struct TrainArgs {
     /// Augmentation knob: maximum translation (fraction of the size).
     #[arg(long)]
     pub translate: Option<f64>,
-    /// Augmentation knob: affine zoom MIN,MAX.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    /// Augmentation knob: affine zoom MIN,MAX (`A,B` or `A B`).
+    #[arg(long, value_delimiter = ',', num_args = 1..=2)]
     pub zoom: Option<Vec<f64>>,
     /// Augmentation knob: brightness jitter.
     #[arg(long)]
@@ -217,16 +218,17 @@ impl TrainArgs {
             c.manifest = Some(self.manifest);
         }
         if let Some(f) = self.split_fractions {
-            c.split_fractions = [f[0], f[1], f[2]];
+            c.split_fractions = exactly::<3>("--split-fractions", f)?;
         }
-        let pair = |v: Vec<f64>| [v[0], v[1]];
         let k = &mut c.augment_knobs;
         macro_rules! knob {
             ($($field:ident),*) => { $( if self.$field.is_some() { k.$field = self.$field; } )* };
         }
         knob!(hflip, vflip, rotation, translate, brightness, contrast, saturation, hue);
         macro_rules! knob_pair {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { k.$field = Some(pair(v)); } )* };
+            ($($field:ident),*) => { $( if let Some(v) = self.$field {
+                k.$field = Some(exactly::<2>(concat!("--", stringify!($field)).replace('_', "-").as_str(), v)?);
+            } )* };
         }
         knob_pair!(crop_scale, crop_ratio, zoom);
         if self.offline {
@@ -242,6 +244,12 @@ impl TrainArgs {
     }
 }
 
+/// The `N` numbers of a list flag (`A,B,C` or `A B C`), or an error naming the flag.
+fn exactly<const N: usize>(flag: &str, values: Vec<f64>) -> anyhow::Result<[f64; N]> {
+    let n = values.len();
+    values.try_into().map_err(|_| anyhow::anyhow!("{flag}: expected {N} comma-separated numbers, got {n}"))
+}
+
 /// The exit of a binary: success, or the error chain on stderr and a failure status.
 pub fn exit(result: anyhow::Result<()>) -> ExitCode {
     match result {
@@ -249,6 +257,41 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        train: TrainArgs,
+    }
+
+    fn config(args: &[&str]) -> anyhow::Result<TrainConfig> {
+        Cli::try_parse_from(std::iter::once("derma-train").chain(args.iter().copied()))?.train.into_config()
+    }
+
+    #[test]
+    fn list_flags_take_commas_or_spaces() {
+        let c = config(&["--zoom", "0.9,1.1", "--crop-scale", "0.95", "1.0", "--split-fractions", "0.6,0.2,0.2"]).unwrap();
+        assert_eq!(c.augment_knobs.zoom, Some([0.9, 1.1]));
+        assert_eq!(c.augment_knobs.crop_scale, Some([0.95, 1.0]));
+        assert_eq!(c.split_fractions, [0.6, 0.2, 0.2]);
+        let c = config(&["--split-fractions", "0.5", "0.25", "0.25", "--crop-ratio", "0.75,1.25"]).unwrap();
+        assert_eq!(c.split_fractions, [0.5, 0.25, 0.25]);
+        assert_eq!(c.augment_knobs.crop_ratio, Some([0.75, 1.25]));
+        for (args, flag) in [
+            (vec!["--zoom", "0.9"], "--zoom: expected 2"),
+            (vec!["--crop-ratio", "0.5"], "--crop-ratio: expected 2"),
+            (vec!["--split-fractions", "0.7,0.3"], "--split-fractions: expected 3"),
+        ] {
+            let err = format!("{:#}", config(&args).unwrap_err());
+            assert!(err.contains(flag), "{args:?}: {err}");
         }
     }
 }

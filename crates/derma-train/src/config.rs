@@ -8,6 +8,7 @@ use derma_data::{AugmentConfig, AugmentPreset, Sampler};
 use serde::{Deserialize, Serialize};
 
 use crate::loss::{Alpha, LossConfig, LossKind};
+use crate::select::SelectMetric;
 
 /// `dataset` values that read image files instead of a MedMNIST `.npz`.
 pub const FILE_DATASETS: [&str; 3] = ["folder", "csv", "cbis-ddsm"];
@@ -322,6 +323,11 @@ impl TrainConfig {
             .then_some(crate::mining::MiningConfig { fraction: self.mining_fraction, strength: self.mining_strength })
     }
 
+    /// The model-selection metric (`select_metric`).
+    pub fn select_metric(&self) -> Result<SelectMetric, String> {
+        self.select_metric.parse().map_err(|e| format!("--select-metric: {e}"))
+    }
+
     /// The metric-learning settings (`None`: `metric_weight` is 0).
     pub fn metric(&self) -> Option<crate::metric::MetricConfig> {
         (self.metric_weight > 0.0)
@@ -461,24 +467,18 @@ impl TrainConfig {
         // File datasets are usually binary (benign/malignant); their class count is checked
         // once the data is read.
         let binary = self.positive_classes.is_some() || self.is_file_dataset();
-        let metrics: &[&str] = if binary {
-            &["auc", "bal_acc", "acc", "loss", "ap", "f2", "sens@spec"]
-        } else {
-            &["auc", "bal_acc", "acc", "loss"]
-        };
-        if !metrics.contains(&self.select_metric.as_str()) {
+        let metric = self.select_metric()?;
+        if metric.needs_binary() && !binary {
             return Err(format!(
-                "--select-metric `{}`: expected one of {}{}",
-                self.select_metric,
-                metrics.join(", "),
-                if binary { "" } else { " (ap, f2, sens@spec need a binary task: --positive-classes)" }
+                "--select-metric `{metric}` needs a binary task (--positive-classes); a multi-class task takes one of {}",
+                SelectMetric::names(&SelectMetric::ALL.into_iter().filter(|m| !m.needs_binary()).collect::<Vec<_>>())
             ));
         }
         let rule: derma_eval::ThresholdRule = self
             .threshold
             .parse()
             .map_err(|e| format!("--threshold: {e}"))?;
-        if self.select_metric == "sens@spec" && !matches!(rule, derma_eval::ThresholdRule::MinSpecificity(_)) {
+        if metric == SelectMetric::SensAtSpec && !matches!(rule, derma_eval::ThresholdRule::MinSpecificity(_)) {
             return Err("--select-metric sens@spec needs --threshold min-spec:<floor>".into());
         }
         if self.pretrained != "none" && self.pretrained != "imagenet" && !Path::new(&self.pretrained).is_file() {

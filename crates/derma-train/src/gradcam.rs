@@ -7,7 +7,11 @@
 //! (the identity in evaluation) and the linear classifier, so `y_c = Σ_k W_kc mean_ij A_k + b_c`
 //! and `∂y_c/∂A_k(i,j) = W_kc / (H W)` everywhere: the weights are known in closed form and
 //! one forward pass suffices (no backward). `tests/gradcam.rs` checks this against Burn's
-//! autodiff gradients. For a single-logit (binary) model the target is the positive logit.
+//! autodiff gradients.
+//!
+//! A single-logit (binary) model has one score, the positive class's log-odds `z`; the
+//! negative class's is `−z` ([`Target::Negated`]), so a negative decision is explained by the
+//! evidence *against* the positive class, not by the (weak) evidence for it.
 
 use burn::prelude::*;
 use derma_model::MobileNetV2;
@@ -23,20 +27,48 @@ pub struct Heatmap {
     pub width: usize,
 }
 
-/// Grad-CAM of each image for its target class (`targets[b]`, a logit index).
+/// The score `y` whose evidence a map shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A logit, `y = z_c`: a class of a multi-class model, or the positive class of a
+    /// single-logit binary model.
+    Logit(usize),
+    /// A negated logit, `y = −z_c`: the negative class of a single-logit binary model.
+    Negated(usize),
+}
+
+impl Target {
+    /// The target of a model's decision: the decided class (`logits` > 1), else the positive
+    /// or the negative class of the single logit.
+    pub fn of_decision(logits: usize, decided: usize) -> Self {
+        match (logits, decided) {
+            (1, 0) => Self::Negated(0),
+            (1, _) => Self::Logit(0),
+            (_, c) => Self::Logit(c),
+        }
+    }
+
+    fn logit_and_sign(self) -> (usize, f32) {
+        match self {
+            Self::Logit(c) => (c, 1.0),
+            Self::Negated(c) => (c, -1.0),
+        }
+    }
+}
+
+/// Grad-CAM of each image for its target score (`targets[b]`).
 ///
 /// `images`: `[batch, channels, h, w]` normalised inputs.
-pub fn gradcam(model: &MobileNetV2, images: Tensor<4>, targets: &[usize]) -> Vec<Heatmap> {
+pub fn gradcam(model: &MobileNetV2, images: Tensor<4>, targets: &[Target]) -> Vec<Heatmap> {
     let features = model.forward_features(images); // [batch, k, h', w']
     let [batch, k, h, w] = features.dims();
     assert_eq!(batch, targets.len(), "one target per image");
     let device = features.device();
     let weight = model.classifier.weight.val().transpose(); // [classes, k]
-    let index = Tensor::<1, Int>::from_data(
-        TensorData::new(targets.iter().map(|&t| t as i64).collect::<Vec<_>>(), [batch]),
-        &device,
-    );
-    let alpha = weight.select(0, index).div_scalar((h * w) as f64); // [batch, k]
+    let (index, sign): (Vec<i64>, Vec<f32>) = targets.iter().map(|t| t.logit_and_sign()).map(|(c, s)| (c as i64, s)).unzip();
+    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [batch]), &device);
+    let sign = Tensor::<2>::from_data(TensorData::new(sign, [batch, 1]), &device);
+    let alpha = (weight.select(0, index) * sign).div_scalar((h * w) as f64); // [batch, k]
     let cam = (features * alpha.reshape([batch, k, 1, 1])).sum_dim(1); // [batch, 1, h', w']
     let cam = burn::tensor::activation::relu(cam);
     let values: Vec<f32> = cam.into_data().try_into_vec().expect("f32 heatmap");

@@ -15,6 +15,7 @@
 //! - [`train`]: the training loop (AdamW, warmup + cosine, best-epoch selection).
 //! - [`checkpoint`]: the per-epoch checkpoint of a run, and resuming from it (`--resume`).
 //! - [`evaluate`]: model → probabilities → metrics and the operating threshold.
+//! - [`select`]: the model-selection metric (`--select-metric`, a sweep's fold score).
 //! - [`report`]: the run folder's files (atomic) and the summary table.
 //! - [`predict`]: a finished run folder → model, preprocessing and threshold → predictions
 //!   for image files or an `.npz` split (the `derma-predict` binary).
@@ -37,6 +38,7 @@ pub mod mining;
 pub mod predict;
 pub mod pretrained;
 pub mod report;
+pub mod select;
 pub mod step;
 pub mod sweep;
 pub mod train;

@@ -35,14 +35,19 @@ impl RunModel {
     /// Reads `run_dir`'s `config.toml`, `report.json` and `model.bpk`.
     pub fn load(run_dir: &Path, device: &Device) -> anyhow::Result<Self> {
         let file = |name: &str| run_dir.join(name);
+        // A checkpoint means the run is still training, or was stopped: its model.bpk is of an
+        // unfinished run, and report.json (if any) of an older one it overwrites.
+        if run_dir.join(crate::checkpoint::DIR).join("state.json").is_file() {
+            anyhow::bail!(
+                "--run {}: the run has not finished (it holds a checkpoint/): wait for it, or finish a stopped run with \
+                 `derma-train --resume {}`",
+                run_dir.display(),
+                run_dir.display()
+            );
+        }
         for name in ["config.toml", "report.json", "model.bpk"] {
             if !file(name).is_file() {
-                let stopped = if run_dir.join(crate::checkpoint::DIR).join("state.json").is_file() {
-                    format!("; the run stopped before its last epoch: `derma-train --resume {}` finishes it", run_dir.display())
-                } else {
-                    String::new()
-                };
-                anyhow::bail!("--run {}: no {name} (is this a finished derma-train run folder?){stopped}", run_dir.display());
+                anyhow::bail!("--run {}: no {name} (is this a finished derma-train run folder?)", run_dir.display());
             }
         }
         let config = TrainConfig::from_file(&file("config.toml"))?;
@@ -57,8 +62,16 @@ impl RunModel {
         if class_names.len() < 2 {
             anyhow::bail!("{}: `classes` needs at least 2 names", file("report.json").display());
         }
-        let threshold = report["threshold"]["value"].as_f64();
         let binary = class_names.len() == 2;
+        // The operating threshold chosen on validation; JSON has no infinity: `null` is +inf
+        // (a rule that flags nothing).
+        let threshold = match &report["threshold"]["value"] {
+            _ if !binary => None,
+            serde_json::Value::Null if report["threshold"].is_object() => Some(f64::INFINITY),
+            v => Some(v.as_f64().ok_or_else(|| {
+                anyhow::anyhow!("{}: a two-class run needs `threshold.value` (a number, or null for +inf)", file("report.json").display())
+            })?),
+        };
         let logits = if binary { 1 } else { class_names.len() };
         let model = MobileNetV2Config::new(logits)
             .with_width(config.width)
@@ -76,7 +89,7 @@ impl RunModel {
         let input_norm = config.input_norm.unwrap_or(InputNorm::ImageNet);
         let normalize = Normalize { affine: input_norm.affine(), out_channels: config.in_channels };
         Ok(Self {
-            threshold: if binary { Some(threshold.unwrap_or(0.5)) } else { None },
+            threshold,
             config,
             class_names,
             model,
@@ -179,8 +192,10 @@ pub fn read_images(paths: &[PathBuf], config: &TrainConfig, class_names: &[Strin
         .map_err(|e| anyhow::anyhow!(e))
 }
 
-/// One split of a MedMNIST-layout `.npz` (labels kept).
-pub fn read_npz_split(path: &Path, split: SplitName, class_names: &[String]) -> anyhow::Result<ImageDataset> {
+/// One split of a MedMNIST-layout `.npz`, labelled as the run was trained: a
+/// `--positive-classes` run's labels become 0/1 through the run's dataset's class names, as
+/// its training `predictions.csv` has them.
+pub fn read_npz_split(path: &Path, split: SplitName, run: &RunModel) -> anyhow::Result<ImageDataset> {
     let arrays = medmnist::read_npz(path)?;
     let s = match split {
         SplitName::Train => arrays.train,
@@ -188,18 +203,23 @@ pub fn read_npz_split(path: &Path, split: SplitName, class_names: &[String]) -> 
         SplitName::Test => arrays.test,
     };
     let labels: Vec<usize> = s.labels.iter().map(|&l| l as usize).collect();
-    // A binary run has two class names while the file keeps its own labels: extra label
-    // values get numbered names (the CSV writes the raw label).
-    let max = labels.iter().copied().max().unwrap_or(0);
-    let names: Vec<String> = (0..=max.max(class_names.len() - 1))
-        .map(|i| class_names.get(i).cloned().unwrap_or_else(|| i.to_string()))
-        .collect();
-    ImageDataset::new(s.images, labels, [s.height, s.width, s.channels], names).map_err(|e| anyhow::anyhow!(e))
+    let shape = [s.height, s.width, s.channels];
+    let Some(positive) = &run.config.positive_classes else {
+        return ImageDataset::new(s.images, labels, shape, run.class_names.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {e} (the run's classes: {})", path.display(), run.class_names.join(", ")));
+    };
+    let info = medmnist::lookup(&run.config.dataset)?;
+    let names: Vec<String> = info.labels.iter().map(|l| l.to_string()).collect();
+    let (positives, bin) = crate::train::binary_view(positive, &names, &run.config.dataset)?;
+    let d = ImageDataset::new(s.images, labels, shape, names)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (the run was trained on {})", path.display(), run.config.dataset))?;
+    Ok(d.binary(&positives, bin))
 }
 
 /// The output CSV: `path_or_index,<probability columns>,decision` — binary runs one `prob`
 /// column (of the positive class), others `prob_<class>` per class; `decision` is a class name.
-/// `.npz` inputs add the file's `label` column.
+/// `.npz` inputs add a `label` column, numbered as in the run's own `predictions.csv` (binary
+/// runs: 1 = positive).
 pub fn predictions_csv(run: &RunModel, names: &[String], pred: &Predictions, labels: bool) -> String {
     let mut s = String::from("path_or_index");
     if labels {
@@ -209,7 +229,7 @@ pub fn predictions_csv(run: &RunModel, names: &[String], pred: &Predictions, lab
         s.push_str(",prob");
     } else {
         for c in &run.class_names {
-            let _ = write!(s, ",prob_{c}");
+            let _ = write!(s, ",{}", csv_field(&format!("prob_{c}")));
         }
     }
     s.push_str(",decision\n");

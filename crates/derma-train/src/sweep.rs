@@ -62,9 +62,8 @@
 //! validation fraction, base configuration, overrides) is refused.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use burn::prelude::Device;
 use derma_data::ImageDataset;
@@ -72,7 +71,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::TrainConfig;
-use crate::evaluate::SplitMetrics;
+use crate::select::SelectMetric;
 use crate::folds::{self, Fold};
 use crate::report::write_atomic;
 use crate::train::{Diverged, RunOutcome, TaskData, fit, load_data};
@@ -81,78 +80,11 @@ use crate::train::{Diverged, RunOutcome, TaskData, fit, load_data};
 /// only with the first trial of every earlier phase.
 pub const MAX_COMBINATIONS: usize = 1000;
 
-/// The cross-validation score of a fold: a metric of the held-out fold (higher is better).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    /// ROC AUC (multi-class: macro one-vs-rest).
-    Auc,
-    /// Balanced accuracy (binary: at the threshold chosen on the inner validation split).
-    BalAcc,
-    /// Accuracy (binary: at the threshold).
-    Acc,
-    /// Average precision (binary).
-    Ap,
-    /// F2 at the threshold (binary).
-    F2,
-    /// Sensitivity at the threshold chosen by `min-spec:x` on the inner validation (binary).
-    SensAtSpec,
-}
-
-impl FromStr for Metric {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "auc" => Self::Auc,
-            "bal_acc" => Self::BalAcc,
-            "acc" => Self::Acc,
-            "ap" => Self::Ap,
-            "f2" => Self::F2,
-            "sens@spec" => Self::SensAtSpec,
-            other => return Err(format!("metric `{other}`: expected auc, bal_acc, acc, ap, f2 or sens@spec")),
-        })
-    }
-}
-
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auc => "auc",
-            Self::BalAcc => "bal_acc",
-            Self::Acc => "acc",
-            Self::Ap => "ap",
-            Self::F2 => "f2",
-            Self::SensAtSpec => "sens@spec",
-        })
-    }
-}
-
-impl Metric {
-    /// Whether the metric needs a two-class task.
-    pub fn needs_binary(&self) -> bool {
-        matches!(self, Self::Ap | Self::F2 | Self::SensAtSpec)
-    }
-
-    /// The metric's value in `m` (NaN when undefined).
-    pub fn score(&self, m: &SplitMetrics) -> f64 {
-        match self {
-            Self::Auc => m.auc,
-            Self::BalAcc => m.balanced_accuracy,
-            Self::Acc => m.accuracy,
-            Self::Ap => m.binary.as_ref().map_or(f64::NAN, |b| b.ap),
-            Self::F2 => m.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.f2),
-            Self::SensAtSpec => m.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.sensitivity),
-        }
-    }
-
-    /// A fold's score: the metric on its held-out images. `sens@spec` is 0 when no threshold
-    /// met the specificity floor on the inner validation split (as `derma-train` scores such
-    /// an epoch): the fallback threshold's sensitivity is not a sensitivity at the floor.
-    pub fn fold_score(&self, outcome: &RunOutcome) -> f64 {
-        if *self == Self::SensAtSpec && outcome.report["threshold"]["met"].as_bool() == Some(false) {
-            return 0.0;
-        }
-        self.score(&outcome.test)
-    }
+/// A fold's score: `metric` on its held-out images, at the threshold chosen on the fold's inner
+/// validation split (`sens@spec`: 0 when no threshold met the floor there, as `derma-train`
+/// scores such an epoch; see [`SelectMetric::score`]).
+pub fn fold_score(metric: SelectMetric, outcome: &RunOutcome) -> f64 {
+    metric.score(&outcome.test, outcome.report["threshold"]["met"].as_bool() != Some(false))
 }
 
 /// One phase of a plan: its trials' own keys, in order.
@@ -178,7 +110,7 @@ pub struct Plan {
     /// Number of folds.
     pub folds: usize,
     /// Score of a fold.
-    pub metric: Metric,
+    pub metric: SelectMetric,
     /// Seed of the fold assignment.
     pub seed: u64,
     /// Inner validation fraction.
@@ -278,7 +210,11 @@ impl Plan {
             .name
             .or_else(|| path.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
             .unwrap_or_else(|| "plan".into());
-        let metric = file.metric.as_deref().unwrap_or("auc").parse().map_err(|e| anyhow::anyhow!("plan {at}: {e}"))?;
+        let metric: SelectMetric = file.metric.as_deref().unwrap_or("auc").parse().map_err(|e| anyhow::anyhow!("plan {at}: {e}"))?;
+        if metric == SelectMetric::Loss {
+            // A held-out loss depends on the loss being swept: trials would not be comparable.
+            anyhow::bail!("plan {at}: metric `loss`: a sweep compares trials on the same held-out score: use one of auc, bal_acc, acc, ap, f2, sens@spec");
+        }
         if file.phase.is_empty() {
             anyhow::bail!("plan {at}: no [[phase]]: a plan needs at least one phase of trials");
         }
@@ -355,7 +291,7 @@ impl Plan {
             return Err(format!("metric {} needs a two-class task: set positive_classes in [base]", self.metric));
         }
         let min_spec = matches!(config.threshold.parse(), Ok(derma_eval::ThresholdRule::MinSpecificity(_)));
-        if self.metric == Metric::SensAtSpec && !min_spec {
+        if self.metric == SelectMetric::SensAtSpec && !min_spec {
             return Err(format!(
                 "metric sens@spec is the sensitivity at a specificity floor: it needs threshold = \"min-spec:<floor>\", got `{}`",
                 config.threshold
@@ -736,7 +672,7 @@ pub fn folds_csv(folds: &[Fold], labels: &[usize], groups: Option<&[String]>) ->
 /// A finished fold's record (`fold-K/score.json`): its score and, for a fold whose training
 /// diverged, why it is NaN. `None` (train it again) for another configuration or metric, or
 /// a record without a readable score.
-fn read_fold_score(dir: &Path, config_toml: &str, metric: Metric) -> Option<(f64, Option<String>)> {
+fn read_fold_score(dir: &Path, config_toml: &str, metric: SelectMetric) -> Option<(f64, Option<String>)> {
     let text = std::fs::read_to_string(dir.join("score.json")).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     if v["config"].as_str() != Some(config_toml) || v["metric"].as_str() != Some(&metric.to_string()) {
@@ -947,7 +883,7 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                 // A diverging trial (e.g. too high a learning rate) scores NaN and ranks last;
                 // it must not end the sweep, nor stop every resume at the same fold.
                 let (score, best_epoch, diverged) = match fit(&config, &data, weights.as_deref(), device, backend_name, &dir) {
-                    Ok(outcome) => (plan.metric.fold_score(&outcome), Some(outcome.best_epoch), None),
+                    Ok(outcome) => (fold_score(plan.metric, &outcome), Some(outcome.best_epoch), None),
                     Err(e) => match e.downcast_ref::<Diverged>() {
                         Some(d) => {
                             let note = diverged_note(&d.to_string());
@@ -1108,7 +1044,8 @@ mod tests {
     }
 
     #[test]
-    fn sens_at_spec_is_zero_when_the_floor_was_not_met() {
+    fn fold_score_reads_whether_the_floor_was_met() {
+        use crate::evaluate::SplitMetrics;
         // 8 of 10 positives found on the held-out fold, at a threshold that met (or missed)
         // the floor on the inner validation split.
         let counts = derma_eval::BinaryCounts { tp: 8, fp: 3, tn: 7, fn_: 2 };
@@ -1126,11 +1063,11 @@ mod tests {
             test: test.clone(),
             report: json!({ "threshold": { "rule": "min-spec:0.9", "met": met } }),
         };
-        assert_eq!(Metric::SensAtSpec.fold_score(&outcome(true)), 0.8);
-        assert_eq!(Metric::SensAtSpec.fold_score(&outcome(false)), 0.0);
+        assert_eq!(fold_score(SelectMetric::SensAtSpec, &outcome(true)), 0.8);
+        assert_eq!(fold_score(SelectMetric::SensAtSpec, &outcome(false)), 0.0);
         // Other metrics do not depend on the floor.
-        assert_eq!(Metric::F2.fold_score(&outcome(false)), counts.fbeta(2.0));
-        assert_eq!(Metric::Auc.fold_score(&outcome(false)), 0.8);
+        assert_eq!(fold_score(SelectMetric::F2, &outcome(false)), counts.fbeta(2.0));
+        assert_eq!(fold_score(SelectMetric::Auc, &outcome(false)), 0.8);
     }
 
     #[test]

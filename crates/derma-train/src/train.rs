@@ -61,19 +61,7 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<TaskData> {
         (load_medmnist(config)?, config.dataset.clone())
     };
     if let Some(pos) = &config.positive_classes {
-        let names = data.train.class_names().to_vec();
-        let positives = pos
-            .iter()
-            .map(|p| {
-                p.parse::<usize>()
-                    .ok()
-                    .filter(|&i| i < names.len())
-                    .or_else(|| names.iter().position(|n| n == p))
-                    .ok_or_else(|| anyhow::anyhow!("--positive-classes: `{p}` is not a class of {source} (classes: {})", names.join(", ")))
-            })
-            .collect::<anyhow::Result<Vec<usize>>>()?;
-        let pos_names: Vec<&str> = positives.iter().map(|&i| names[i].as_str()).collect();
-        let bin = [format!("not {}", pos_names.join("/")), pos_names.join("/")];
+        let (positives, bin) = binary_view(pos, data.train.class_names(), &source)?;
         data.train = data.train.binary(&positives, bin.clone());
         data.val = data.val.binary(&positives, bin.clone());
         data.test = data.test.binary(&positives, bin);
@@ -100,8 +88,7 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<TaskData> {
             );
         }
     }
-    let binary_metric = ["ap", "f2", "sens@spec"].contains(&config.select_metric.as_str());
-    if binary_metric && !data.is_binary() {
+    if config.select_metric().map_err(anyhow::Error::msg)?.needs_binary() && !data.is_binary() {
         anyhow::bail!(
             "--select-metric {} needs a two-class task; {source} has {} classes (use --positive-classes)",
             config.select_metric,
@@ -109,6 +96,23 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<TaskData> {
         );
     }
     Ok(data)
+}
+
+/// `--positive-classes` (names or indices) of a dataset with classes `names`: the positive
+/// class indices and the two names of the binary view (`not a/b`, `a/b`).
+pub fn binary_view(positive: &[String], names: &[String], source: &str) -> anyhow::Result<(Vec<usize>, [String; 2])> {
+    let positives = positive
+        .iter()
+        .map(|p| {
+            p.parse::<usize>()
+                .ok()
+                .filter(|&i| i < names.len())
+                .or_else(|| names.iter().position(|n| n == p))
+                .ok_or_else(|| anyhow::anyhow!("--positive-classes: `{p}` is not a class of {source} (classes: {})", names.join(", ")))
+        })
+        .collect::<anyhow::Result<Vec<usize>>>()?;
+    let pos_names: Vec<&str> = positives.iter().map(|&i| names[i].as_str()).collect();
+    Ok((positives, [format!("not {}", pos_names.join("/")), pos_names.join("/")]))
 }
 
 /// Image files through the `mammo` crate: manifest → patient-level splits → decoded,
@@ -255,19 +259,6 @@ pub struct RunOutcome {
     pub report: serde_json::Value,
 }
 
-/// Value of the selection metric (higher is better).
-fn selection_score(metric: &str, m: &SplitMetrics) -> f64 {
-    match metric {
-        "loss" => -m.loss,
-        "acc" => m.accuracy,
-        "bal_acc" => m.balanced_accuracy,
-        "ap" => m.binary.as_ref().map_or(f64::NAN, |b| b.ap),
-        "f2" => m.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.f2),
-        "sens@spec" => m.binary.as_ref().map_or(f64::NAN, |b| b.at_threshold.sensitivity),
-        _ => m.auc,
-    }
-}
-
 /// Trains with `config` on `device` and writes the run folder: resolves the weights and the
 /// data (before creating the folder, so a bad flag leaves nothing behind), then [`fit`].
 pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &Path) -> anyhow::Result<RunOutcome> {
@@ -286,8 +277,8 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
 pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir: &Path) -> anyhow::Result<RunOutcome> {
     config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", run_dir.join("config.toml").display()))?;
     let state = checkpoint::read_state(run_dir)?;
-    if state.epoch >= config.epochs {
-        anyhow::bail!("--resume {}: the checkpoint is of epoch {} of {}: nothing left to train", run_dir.display(), state.epoch, config.epochs);
+    if state.epoch > config.epochs {
+        anyhow::bail!("--resume {}: the checkpoint is of epoch {} but config.toml has epochs = {}", run_dir.display(), state.epoch, config.epochs);
     }
     let data = load_data(config)?;
     fit_from(config, &data, None, device, backend_name, run_dir, Some(state))
@@ -330,11 +321,6 @@ fn fit_from(
     config.input_norm = Some(input_norm);
     config.padding = Some(padding);
     let config = &config;
-    if from.is_none() {
-        checkpoint::remove(out_dir); // an older run's (--overwrite, a retrained sweep fold)
-    }
-    write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
-
     let binary = data.is_binary();
     let num_logits = if binary { 1 } else { data.train.num_classes() };
     let class_names = data.train.class_names().to_vec();
@@ -342,6 +328,7 @@ fn fit_from(
     let loss_config = config.loss(&counts).map_err(|e| anyhow::anyhow!(e))?;
     let sampler = config.sampler().map_err(|e| anyhow::anyhow!(e))?;
     let rule: ThresholdRule = config.threshold.parse().map_err(|e| anyhow::anyhow!("--threshold: {e}"))?;
+    let select_metric = config.select_metric().map_err(anyhow::Error::msg)?;
     println!(
         "data: {} train / {} val / {} test images of {:?}; classes {}",
         data.train.len(),
@@ -378,6 +365,17 @@ fn fit_from(
         model = model.set_bn_frozen(true);
         println!("batch norms: running statistics throughout training (--freeze-bn)");
     }
+    // Every setting is resolved (loss weights, threshold rule, pretrained weights): a flag
+    // that fails above leaves no config.toml to block the corrected command.
+    if from.is_none() {
+        // An older run's results (--overwrite, a retrained sweep fold) must not sit beside
+        // this run's config.toml and model.bpk.
+        checkpoint::remove(out_dir);
+        for stale in RESULT_FILES {
+            let _ = std::fs::remove_file(out_dir.join(stale));
+        }
+    }
+    write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
     let normalize = Normalize { affine: input_norm.affine(), out_channels: config.in_channels };
     let size = config.image_size();
     let train_augment = Augment::new(config.augment_config(), size);
@@ -428,9 +426,14 @@ fn fit_from(
         }
         start_epoch = state.epoch;
         step = state.step;
-        // Dropout draws from the device generator: re-seeded per resumed epoch (see checkpoint).
-        device.seed(config.seed.wrapping_add(start_epoch as u64));
-        println!("resuming after epoch {start_epoch} of {} (step {step}; best epoch so far {})", config.epochs, state.best_epoch);
+        if state.stopped {
+            // Every epoch had run (or --patience had stopped the run): only the final
+            // evaluation of the best epoch was missing.
+            start_epoch = config.epochs;
+            println!("resuming after epoch {} of {}: training had ended; evaluating the best epoch ({})", state.epoch, config.epochs, state.best_epoch);
+        } else {
+            println!("resuming after epoch {start_epoch} of {} (step {step}; best epoch so far {})", config.epochs, state.best_epoch);
+        }
     }
 
     let steps_per_epoch = sampler
@@ -451,6 +454,9 @@ fn fit_from(
     let mut rows: Vec<EpochRow> = Vec::new();
     for epoch in start_epoch..config.epochs {
         let started = Instant::now();
+        // Dropout draws from the device generator: seeded per epoch, so a resumed run draws
+        // the masks of an uninterrupted one.
+        device.seed(config.seed.wrapping_add(epoch as u64));
         let order = match mined.as_ref().filter(|m| m.is_active()) {
             Some(m) => sampler.epoch_indices_with_multipliers(
                 train_labels,
@@ -558,11 +564,7 @@ fn fit_from(
         if let Some(m) = mined.as_ref().filter(|_| epoch + 1 < config.epochs) {
             println!("{}", mining_line(m, binary, epoch + 2));
         }
-        let score = if config.select_metric == "sens@spec" && !floor_met {
-            0.0
-        } else {
-            selection_score(&config.select_metric, &row.val)
-        };
+        let score = select_metric.score(&row.val, floor_met);
         if best.as_ref().is_none_or(|(s, _, _)| score > *s || s.is_nan()) {
             // Saved as soon as it is the best, so a run stopped later (Ctrl-C, divergence, a
             // lost machine) keeps its best model beside metrics.csv.
@@ -573,8 +575,12 @@ fn fit_from(
         let metrics = report::metrics_csv(binary, &earlier_rows, &rows);
         write_atomic(&out_dir.join("metrics.csv"), metrics.as_bytes())?;
         let (best_score, best_epoch) = best.as_ref().map(|(s, e, _)| (*s, *e)).expect("set at the first epoch");
+        // Counted from the unfreezing epoch at the earliest: a frozen backbone is no plateau.
+        let since_best = (epoch + 1).saturating_sub(best_epoch.max(config.freeze_backbone_epochs));
+        let early_stop = config.patience > 0 && since_best >= config.patience && epoch + 1 < config.epochs;
         let state = checkpoint::State {
             epoch: epoch + 1,
+            stopped: early_stop || epoch + 1 == config.epochs,
             step,
             best_epoch,
             best_score_text: best_score.to_string(),
@@ -583,9 +589,7 @@ fn fit_from(
             metrics_rows: metrics.lines().skip(1).map(str::to_string).collect(),
         };
         checkpoint::save(out_dir, &state, &model, step_state.optimizer().to_record(), step_state.metric().map(|h| &h.embedding))?;
-        // Counted from the unfreezing epoch at the earliest: a frozen backbone is no plateau.
-        let since_best = (epoch + 1).saturating_sub(best.as_ref().map_or(0, |(_, e, _)| *e).max(config.freeze_backbone_epochs));
-        if config.patience > 0 && since_best >= config.patience && epoch + 1 < config.epochs {
+        if early_stop {
             println!(
                 "early stop after epoch {}: no better val {} for {} epochs (--patience {})",
                 epoch + 1,
@@ -598,7 +602,6 @@ fn fit_from(
     }
 
     let (_, best_epoch, best_model) = best.expect("at least one epoch ran");
-    checkpoint::remove(out_dir);
     let val_pred = predict(&best_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
     let test_pred = predict(&best_model, &data.test, size, normalize, config.batch_size, Some(&loss_eval), device);
     let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };
@@ -614,6 +617,9 @@ fn fit_from(
     }
     let report_value = report::report_json(best_epoch, &class_names, &test_pred, &test, choice.as_ref().map(|c| (c, &val)))?;
     write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report_value)?.as_bytes())?;
+    // Only now is the run complete without its checkpoint: a run stopped before this point
+    // is finished by --resume (the final evaluation only, when every epoch had run).
+    checkpoint::remove(out_dir);
     write_report_pages(out_dir, data, &counts);
 
     println!("\nbest epoch {best_epoch} (by val {}); test set:", config.select_metric);
@@ -672,6 +678,10 @@ fn write_report_pages(out_dir: &Path, data: &TaskData, train_counts: &[usize]) {
         Err(e) => eprintln!("warning: the report pages were not written: {e}"),
     }
 }
+
+/// What a finished run writes besides `config.toml` (removed when a fresh run starts in the
+/// folder).
+const RESULT_FILES: [&str; 5] = ["model.bpk", "metrics.csv", "predictions.csv", "thresholds.csv", "report.json"];
 
 /// Saves model weights (burnpack) atomically.
 pub fn save_model(model: &MobileNetV2, path: &Path) -> anyhow::Result<()> {

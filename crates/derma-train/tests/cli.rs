@@ -139,9 +139,9 @@ fn trains_and_writes_the_run_folder() {
     assert_eq!(std::fs::read_to_string(out.join("metrics.csv")).unwrap().lines().count(), 2, "one epoch after --overwrite");
 }
 
-/// Starts derma-train with `args` and kills it (SIGKILL) as soon as `out` holds its first
-/// checkpoint.
-fn kill_after_first_checkpoint(args: &[String], out: &std::path::Path) {
+/// Starts derma-train with `args` and kills it (SIGKILL) as soon as `out` holds a checkpoint
+/// of epoch `epoch` or later.
+fn kill_after_checkpoint(args: &[String], out: &std::path::Path, epoch: u64) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_derma-train"))
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -149,13 +149,32 @@ fn kill_after_first_checkpoint(args: &[String], out: &std::path::Path) {
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    while !out.join("checkpoint/state.json").exists() {
-        assert!(child.try_wait().unwrap().is_none(), "derma-train exited before its first checkpoint");
+    let reached = || {
+        std::fs::read_to_string(out.join("checkpoint/state.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["epoch"].as_u64().is_some_and(|e| e >= epoch))
+    };
+    while !reached() {
+        assert!(child.try_wait().unwrap().is_none(), "derma-train exited before the checkpoint of epoch {epoch}");
         assert!(started.elapsed().as_secs() < 300, "no epoch finished in 300 s");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A copy of the folder `from` (files and sub-folders) at `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 }
 
 /// `metrics.csv` of `run` without its timing columns (`seconds`, `images_per_second`).
@@ -165,16 +184,17 @@ fn without_timings(run: &std::path::Path) -> Vec<String> {
 }
 
 /// A run stopped hard after an epoch (SIGKILL: a lost machine, a killed job) keeps its best
-/// model so far and a checkpoint, and `--resume` finishes it. With dropout 0 (data order and
-/// augmentation are seeded per epoch) the resumed run is the uninterrupted one exactly: same
-/// metrics every epoch, same test report — so the model, AdamW's moments, batch-norm
-/// statistics, the step and the best epoch all came back.
+/// model so far and a checkpoint, and `--resume` finishes it. Data order, augmentation and
+/// dropout (0.2 here) are seeded per epoch, so the resumed run is the uninterrupted one
+/// exactly: same metrics every epoch, same test report — so the model, AdamW's moments,
+/// batch-norm statistics, the step, the best epoch and its weights all came back. Killed after
+/// epoch 3 or later, so the best epoch may lie before the checkpoint's (its `best-K.bpk`).
 #[test]
 fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let (dir, npz, out) = colour_run_dir();
     let flags = |out: &std::path::Path| -> Vec<String> {
         ["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8", "--epochs", "6",
-            "--batch-size", "10", "--lr", "0.003", "--dropout", "0", "--out", out.to_str().unwrap()]
+            "--batch-size", "10", "--lr", "0.003", "--out", out.to_str().unwrap()]
         .map(String::from)
         .to_vec()
     };
@@ -182,13 +202,30 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let o = derma_train(&flags(&whole).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
 
-    kill_after_first_checkpoint(&flags(&out), &out);
+    kill_after_checkpoint(&flags(&out), &out, 3);
     assert!(!out.join("report.json").exists(), "the run finished before it was killed");
     let model = out.join("model.bpk").metadata().expect("model.bpk of the best epoch so far");
     assert!(model.len() > 100_000, "model.bpk is {} bytes", model.len());
     // A later epoch may have rewritten model.bpk before its checkpoint was complete: the
     // checkpoint keeps its own copy of the best weights, and the resume restores model.bpk.
     std::fs::write(out.join("model.bpk"), b"overwritten by an epoch that did not finish").unwrap();
+
+    // A checkpoint marked `stopped` (the last epoch's, or an early stop's: the run was killed
+    // during its final evaluation) resumes to that evaluation alone, from the best weights.
+    let ended = dir.path().join("ended");
+    copy_dir(&out, &ended);
+    let state_path = ended.join("checkpoint/state.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    let (done, best) = (state["epoch"].as_u64().unwrap(), state["best_epoch"].as_u64().unwrap());
+    state["stopped"] = serde_json::Value::Bool(true);
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let o = derma_train(&["--resume", ended.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("training had ended") && !text(&o.stdout).contains("epoch   4/6"), "{}", text(&o.stdout));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ended.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["best_epoch"].as_u64(), Some(best));
+    assert_eq!(without_timings(&ended).len() as u64, 1 + done);
+    assert!(!ended.join("checkpoint").exists());
 
     // derma-predict and the same --out again point to --resume.
     let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", npz.to_str().unwrap(), "--out", dir.path().join("p.csv").to_str().unwrap()]);
@@ -232,13 +269,47 @@ fn a_resumed_run_restores_mining_the_metric_head_and_the_freeze_schedule() {
     let o = derma_train(&flags(&whole).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     // Killed as soon as the first checkpoint exists (inside the two frozen epochs).
-    kill_after_first_checkpoint(&flags(&out), &out);
+    kill_after_checkpoint(&flags(&out), &out, 1);
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint/state.json")).unwrap()).unwrap();
     assert!(state["head"].as_bool().unwrap() && state["mining_losses"].as_array().is_some_and(|l| l.len() == 140), "{state}");
     let o = derma_train(&["--resume", out.to_str().unwrap()]);
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
     assert_eq!(without_timings(&out), without_timings(&whole));
     assert_eq!(std::fs::read(out.join("report.json")).unwrap(), std::fs::read(whole.join("report.json")).unwrap());
+
+    // derma-predict on the test split of the binary run: the run's 0/1 labels and
+    // probabilities, and, at the threshold read back from report.json, the test counts the
+    // run reported.
+    let csv = dir.path().join("binary.csv");
+    let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", npz.to_str().unwrap(), "--split", "test",
+        "--out", csv.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let got = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = got.lines();
+    assert_eq!(lines.next().unwrap(), "path_or_index,label,prob,decision");
+    let trained = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    let want: Vec<(String, f64)> = trained
+        .lines()
+        .filter(|l| l.starts_with("test,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[2].to_string(), f[3].parse().unwrap())
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(String::from).collect()).collect();
+    assert_eq!(rows.len(), want.len());
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let positive = report["classes"][1].as_str().unwrap().to_string();
+    let mut counts = [0u64; 4]; // tp, fp, tn, fn
+    for (row, (label, prob)) in rows.iter().zip(&want) {
+        assert_eq!(&row[1], label, "{row:?}");
+        assert!((row[2].parse::<f64>().unwrap() - prob).abs() < 1e-5, "{row:?} vs {prob}");
+        let (flagged, pos) = (row[3] == positive, label == "1");
+        counts[match (flagged, pos) { (true, true) => 0, (true, false) => 1, (false, false) => 2, (false, true) => 3 }] += 1;
+    }
+    let t = &report["threshold"]["test"];
+    assert_eq!(counts, [t["tp"].as_u64().unwrap(), t["fp"].as_u64().unwrap(), t["tn"].as_u64().unwrap(), t["fn"].as_u64().unwrap()], "{t}");
+    assert!(counts[0] + counts[3] > 0 && counts[1] + counts[2] > 0, "one class only: the check would be vacuous");
 }
 
 /// `--patience N` stops N epochs after the best one (by --select-metric), the best model and

@@ -6,7 +6,7 @@ use burn::tensor::Distribution;
 use derma_data::ImageDataset;
 use derma_model::MobileNetV2Config;
 use derma_train::TrainConfig;
-use derma_train::gradcam::{Heatmap, gradcam};
+use derma_train::gradcam::{Heatmap, Target, gradcam};
 use derma_train::train::{TaskData, fit};
 
 /// Reference Grad-CAM by definition, with Burn's autodiff: α_k = mean_ij ∂y_c/∂A_k(i,j),
@@ -31,12 +31,39 @@ fn closed_form_weights_equal_autodiff_gradients() {
     let reference = burn::tensor::activation::relu((a * alpha).sum_dim(1)); // [3, 1, 4, 4]
     let reference: Vec<f32> = reference.into_data().try_into_vec().unwrap();
 
-    let got: Vec<f32> = gradcam(&model, x, &targets).into_iter().flat_map(|m| m.values).collect();
+    let as_targets: Vec<Target> = targets.iter().map(|&t| Target::Logit(t)).collect();
+    let got: Vec<f32> = gradcam(&model, x, &as_targets).into_iter().flat_map(|m| m.values).collect();
     assert_eq!(got.len(), b * h * w, "{k} channels");
     let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
     let max = got.iter().zip(&reference).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
     assert!(max <= 1e-4 * scale, "max |difference| {max} (scale {scale})\n got {got:?}\nwant {reference:?}");
     assert!(reference.iter().any(|&v| v > 0.0), "the reference map is all zero: the check would be vacuous");
+}
+
+/// A single-logit model's negative class is the score −z: its map is ReLU(−Σ α_k A_k), the
+/// part of the un-ReLU'd positive map that the positive map's ReLU drops. So at every cell at
+/// most one of the two is non-zero, and positive − negative = Σ α_k A_k, which must also
+/// equal the autodiff reference's pre-ReLU map.
+#[test]
+fn a_negative_decision_maps_the_evidence_against_the_positive_class() {
+    let device = Device::flex().autodiff();
+    let model = MobileNetV2Config::new(1).with_width(0.25).with_output_stride(8).with_dropout(0.0).init(&device);
+    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let a = model.forward_features(x.clone()).detach().require_grad();
+    let grads = model.classify(a.clone()).sum().backward();
+    let g = a.grad(&grads).expect("gradient of the feature map");
+    let pre: Vec<f32> = (a.detach().without_autodiff() * g.mean_dims(&[2, 3])).sum_dim(1).into_data().try_into_vec().unwrap();
+    let pos: Vec<f32> = gradcam(&model, x.clone(), &[Target::Logit(0); 2]).into_iter().flat_map(|m| m.values).collect();
+    let neg: Vec<f32> = gradcam(&model, x, &[Target::Negated(0); 2]).into_iter().flat_map(|m| m.values).collect();
+    let scale = pre.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    for ((p, n), r) in pos.iter().zip(&neg).zip(&pre) {
+        assert!(*p == 0.0 || *n == 0.0, "both maps positive at one cell: {p} {n}");
+        assert!((p - n - r).abs() <= 1e-4 * scale, "positive {p} − negative {n} ≠ pre-ReLU {r}");
+    }
+    assert!(pre.iter().any(|&v| v > 0.0) && pre.iter().any(|&v| v < 0.0), "one-signed map: the check would be vacuous");
+    assert_eq!(Target::of_decision(1, 0), Target::Negated(0));
+    assert_eq!(Target::of_decision(1, 1), Target::Logit(0));
+    assert_eq!(Target::of_decision(7, 3), Target::Logit(3));
 }
 
 #[test]
@@ -121,7 +148,7 @@ fn heatmap_mass_lies_in_the_signal_region() {
             epoch: 0,
         },
     );
-    let maps = gradcam(&run.model, batch.images(&device), &vec![0; positives.len()]);
+    let maps = gradcam(&run.model, batch.images(&device), &vec![Target::Logit(0); positives.len()]);
     let mut inside = 0.0f64;
     let mut total = 0.0f64;
     for map in &maps {

@@ -218,6 +218,8 @@ fn plan_errors_name_the_file_and_the_key() {
         (format!("[base]\nlearning_rate = 0.1\n{phase}"), vec!["my-plan.toml", "[base]", "learning_rate"]),
         (format!("metric = \"f2\"\n{phase}"), vec!["my-plan.toml", "f2", "positive_classes"]),
         (format!("metric = \"rocauc\"\n{phase}"), vec!["my-plan.toml", "rocauc"]),
+        // A held-out loss is not comparable across the losses a sweep compares.
+        (format!("metric = \"loss\"\n{phase}"), vec!["my-plan.toml", "metric `loss`", "auc"]),
         ("[[phase]]\nname = \"g\"\ngrid = { gamma = 2.0 }\n".to_string(), vec!["my-plan.toml", "gamma", "list"]),
         ("[[phase]]\nname = \"g\"\ntrials = [{ gamma = -1.0 }]\n".to_string(), vec!["my-plan.toml", "phase `g` trial 1", "--gamma"]),
         ("[[phase]]\nname = \"g\"\ntrials = [{ gamma = 1.0 }]\ngrid = { alpha = [0.5] }\n".to_string(), vec!["my-plan.toml", "either"]),

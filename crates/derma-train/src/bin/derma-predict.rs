@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use derma_data::{Augment, SplitName};
-use derma_train::gradcam::{gradcam, overlay};
+use derma_train::gradcam::{Target, gradcam, overlay};
 use derma_train::predict::{RunModel, list_images, predictions_csv, read_images, read_npz_split};
 use derma_train::report::write_atomic;
 use derma_train::backend;
@@ -26,7 +26,7 @@ struct Cli {
     /// Split of an .npz input: train, val or test.
     #[arg(long, default_value = "test")]
     split: String,
-    /// Output CSV: path_or_index,prob...,decision.
+    /// Output CSV: path_or_index[,label],prob_<class>...|prob,decision (label: .npz inputs).
     #[arg(long)]
     out: PathBuf,
     /// Also write a Grad-CAM overlay PNG per image into this folder.
@@ -72,7 +72,7 @@ fn run() -> anyhow::Result<()> {
             other => anyhow::bail!("--split `{other}`: expected train, val or test"),
         };
         // Shrunk as the training run shrank its file (area filter), so the scores match.
-        let d = derma_train::train::shrink_to(read_npz_split(&cli.input, split, &run.class_names)?, run.image_size())?;
+        let d = derma_train::train::shrink_to(read_npz_split(&cli.input, split, &run)?, run.image_size())?;
         let names = (0..d.len()).map(|i| i.to_string()).collect::<Vec<_>>();
         (d, names)
     } else {
@@ -113,11 +113,10 @@ fn run() -> anyhow::Result<()> {
                     epoch: 0,
                 },
             );
-            // Binary: the positive logit; multi-class: the predicted class.
-            let targets: Vec<usize> = idx
-                .iter()
-                .map(|&i| if run.is_binary() { 0 } else { run.decision(&pred.probs[i]) })
-                .collect();
+            // The decided class: multi-class, its logit; binary, the positive logit or (a
+            // negative decision) the negated one.
+            let logits = if run.is_binary() { 1 } else { run.class_names.len() };
+            let targets: Vec<Target> = idx.iter().map(|&i| Target::of_decision(logits, run.decision(&pred.probs[i]))).collect();
             let maps = gradcam(&run.model, batch.images(&device), &targets);
             for (&i, map) in idx.iter().zip(&maps) {
                 let img = shown.run(dataset.image(i), shape, 0, 0, i);
