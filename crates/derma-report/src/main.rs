@@ -6,9 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    const USAGE: &str = "usage: derma-report RUN_DIR...  (re)writes plots/, report.md and report.html of each run folder";
     let dirs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if dirs.iter().any(|d| d.as_os_str() == "-h" || d.as_os_str() == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     if dirs.is_empty() || dirs.iter().any(|d| d.to_str().is_some_and(|s| s.starts_with('-'))) {
-        eprintln!("usage: derma-report RUN_DIR...  (re)writes plots/, report.md and report.html of each run folder");
+        eprintln!("{USAGE}");
         return ExitCode::FAILURE;
     }
     let mut status = ExitCode::SUCCESS;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Args;
+use clap::{Args, Command};
 use derma_data::AugmentPreset;
 
 use crate::LossKind;
@@ -49,7 +49,7 @@ pub struct TrainArgs {
     /// MedMNIST file resolution: 28, 64, 128 or 224.
     #[arg(long)]
     pub size: Option<u32>,
-    /// Training resolution (default: --size).
+    /// Training resolution (default: --size; file datasets 384).
     #[arg(long)]
     pub image_size: Option<usize>,
     /// Never touch the network.
@@ -58,7 +58,7 @@ pub struct TrainArgs {
     /// Binary task: these classes (names or indices, comma-separated) vs the rest.
     #[arg(long, value_delimiter = ',')]
     pub positive_classes: Option<Vec<String>>,
-    /// Augmentation: none, natural or mammo.
+    /// Augmentation: none, natural or mammo (default: none; file datasets mammo).
     #[arg(long)]
     pub augment: Option<AugmentPreset>,
     /// Augmentation knob: horizontal flip probability.
@@ -94,21 +94,25 @@ pub struct TrainArgs {
     /// Augmentation knob: hue jitter in turns, at most 0.5 (colour images).
     #[arg(long)]
     pub hue: Option<f64>,
-    /// Run folder (default: runs/<dataset>-<timestamp>).
+    /// Run folder (default: runs/<dataset>-<timestamp>; derma-cascade: runs/cascade-<timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// auto, wgpu, wgpu-software (a software Vulkan adapter: checks only) or cpu.
     #[arg(long)]
     pub backend: Option<String>,
+    /// Training epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Images per optimisation step.
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Peak learning rate (AdamW).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// AdamW weight decay (decoupled).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Linear learning-rate warmup (epochs, fractions allowed), then cosine decay to 0.
     #[arg(long)]
     pub warmup_epochs: Option<f64>,
     /// MobileNetV2 width multiplier.
@@ -120,11 +124,13 @@ pub struct TrainArgs {
     /// With --output-stride 16/8: dilate the later layers as DeepLab (true) or not (false).
     #[arg(long)]
     pub dilate: Option<bool>,
+    /// Dropout before the classifier.
     #[arg(long)]
     pub dropout: Option<f64>,
     /// none, imagenet or a torchvision .pth/.safetensors file.
     #[arg(long)]
     pub pretrained: Option<String>,
+    /// Seed of the initialisation, data order, augmentation and dropout.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Train only the classifier for the first N epochs (backbone frozen), then everything.
@@ -149,17 +155,22 @@ pub struct TrainArgs {
     /// none, balanced or w0,w1,...
     #[arg(long)]
     pub class_weights: Option<ClassWeights>,
+    /// Combined loss: weight of the BCE / cross-entropy term.
     #[arg(long)]
     pub bce_weight: Option<f64>,
+    /// Combined loss: weight of the focal term.
     #[arg(long)]
     pub focal_weight: Option<f64>,
     /// none, weighted or undersample.
     #[arg(long)]
     pub sampler: Option<String>,
+    /// Weighted sampler: per-image weight (1/n_class)^power (1 = balanced, 0.5 = square root).
     #[arg(long)]
     pub sampler_power: Option<f64>,
+    /// Weighted sampler: draws per epoch (default: the training set size).
     #[arg(long)]
     pub samples_per_epoch: Option<usize>,
+    /// Undersampling: keep at most ratio x the smallest class of every class, re-drawn each epoch.
     #[arg(long)]
     pub undersample_ratio: Option<f64>,
     /// After each epoch, draw the highest-loss training images more often (binary: the
@@ -244,6 +255,26 @@ impl TrainArgs {
     }
 }
 
+/// `cmd` with each training flag's help ending in its default from the built-in config
+/// (`configs/dermamnist.toml`), so `--help` and the file cannot disagree.
+pub fn with_config_defaults(mut cmd: Command) -> Command {
+    let defaults: toml::Table = toml::from_str(&TrainConfig::default().to_toml()).expect("the built-in config serialises to TOML");
+    for (key, value) in defaults {
+        let shown = match &value {
+            toml::Value::Table(_) => continue,
+            toml::Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        if cmd.get_arguments().any(|a| a.get_id() == key.as_str()) {
+            cmd = cmd.mut_arg(key, |a| {
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                a.help(format!("{help} [config default: {shown}]"))
+            });
+        }
+    }
+    cmd
+}
+
 /// The `N` numbers of a list flag (`A,B,C` or `A B C`), or an error naming the flag.
 fn exactly<const N: usize>(flag: &str, values: Vec<f64>) -> anyhow::Result<[f64; N]> {
     let n = values.len();
@@ -274,6 +305,17 @@ mod tests {
 
     fn config(args: &[&str]) -> anyhow::Result<TrainConfig> {
         Cli::try_parse_from(std::iter::once("derma-train").chain(args.iter().copied()))?.train.into_config()
+    }
+
+    #[test]
+    fn help_shows_the_config_defaults() {
+        let mut cmd = with_config_defaults(<Cli as clap::CommandFactory>::command());
+        let help = cmd.render_help().to_string();
+        // configs/dermamnist.toml: epochs = 10, lr = 0.001, loss = "ce", threshold = "fixed:0.5".
+        for want in ["[config default: 10]", "[config default: 0.001]", "[config default: ce]", "[config default: fixed:0.5]"] {
+            assert!(help.contains(want), "{want} missing:\n{help}");
+        }
+        assert!(help.contains("Training epochs [config default: 10]"), "{help}");
     }
 
     #[test]

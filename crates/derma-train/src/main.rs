@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
-use derma_train::cli::{TrainArgs, exit};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use derma_train::cli::{TrainArgs, exit, with_config_defaults};
 use derma_train::config::TrainConfig;
 use derma_train::{backend, report, train};
 
@@ -30,19 +31,34 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let command = with_config_defaults(Cli::command());
+    let flags: Vec<String> = command.get_arguments().map(|a| a.get_id().to_string()).collect();
+    let matches = command.get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(dir) = &cli.resume {
         if cli.overwrite {
             anyhow::bail!("--resume continues the run in {}; --overwrite would replace it: give one of them", dir.display());
         }
-        let backend_flag = cli.args.backend.clone();
-        let defaults = TrainConfig::default();
-        let mut given = cli.args.into_config()?;
-        given.backend.clone_from(&defaults.backend);
-        if given != defaults {
-            anyhow::bail!("--resume {}: the configuration is the run's config.toml; only --backend may be given with --resume", dir.display());
+        // Any flag given on the command line, even at its default value, would be ignored.
+        let given: Vec<String> = matches
+            .ids()
+            .filter(|id| flags.iter().any(|f| f == id.as_str()) && !["resume", "backend"].contains(&id.as_str()))
+            .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .map(|id| format!("--{}", id.as_str().replace('_', "-")))
+            .collect();
+        if !given.is_empty() {
+            anyhow::bail!(
+                "--resume {}: the configuration is the run's config.toml; only --backend may be given with --resume (got {})",
+                dir.display(),
+                given.join(", ")
+            );
         }
-        let mut config = TrainConfig::from_file(&dir.join("config.toml")).map_err(|e| anyhow::anyhow!("--resume: {e:#}"))?;
+        let backend_flag = cli.args.backend.clone();
+        let config_path = dir.join("config.toml");
+        if !config_path.is_file() {
+            anyhow::bail!("--resume {}: no config.toml there (not a derma-train run folder)", dir.display());
+        }
+        let mut config = TrainConfig::from_file(&config_path).map_err(|e| anyhow::anyhow!("--resume: {e:#}"))?;
         if let Some(b) = backend_flag {
             config.backend = b;
         }

@@ -181,10 +181,18 @@ pub fn shrink_to(d: ImageDataset, size: usize) -> anyhow::Result<ImageDataset> {
 
 /// A MedMNIST dataset (downloaded and md5-checked, or the `--npz` file).
 fn load_medmnist(config: &TrainConfig) -> anyhow::Result<TaskData> {
-    let info = medmnist::lookup(&config.dataset)?;
+    let info = medmnist::lookup(&config.dataset).map_err(|e| anyhow::anyhow!("--dataset {}: {e}", config.dataset))?;
     let arrays = match &config.npz {
         Some(path) => {
-            let arrays = medmnist::read_npz_checked(path, info.n_classes())?;
+            let arrays = medmnist::read_npz_checked(path, info.n_classes()).map_err(|e| {
+                anyhow::anyhow!(
+                    "--npz {}: {e} (read as --dataset {}: {} classes, {})",
+                    path.display(),
+                    config.dataset,
+                    info.n_classes(),
+                    info.labels.join(", ")
+                )
+            })?;
             // Without `--image-size` the run trains at `--size`: a file of another resolution
             // would be resampled without a word. With it, resampling is what was asked for.
             let (h, w) = (arrays.train.height, arrays.train.width);

@@ -235,6 +235,11 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     // Only --backend may come with --resume.
     let o = derma_train(&["--resume", out.to_str().unwrap(), "--epochs", "9"]);
     assert!(!o.status.success() && text(&o.stderr).contains("only --backend"), "{}", text(&o.stderr));
+    // Also a flag at its built-in default (seed 0, 10 epochs): it would be silently ignored.
+    let o = derma_train(&["--resume", out.to_str().unwrap(), "--seed", "0", "--epochs", "10"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("--seed") && text(&o.stderr).contains("--epochs"), "{}", text(&o.stderr));
+    let o = derma_train(&["--resume", dir.path().join("nothing").to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o.stderr).contains("no config.toml"), "{}", text(&o.stderr));
     let o = derma_train(&["--resume", out.to_str().unwrap(), "--backend", "cpu"]);
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).contains("resuming after epoch"), "{}", text(&o.stdout));

@@ -150,10 +150,16 @@ pub fn resolve_root_from(
     home: Option<OsString>,
 ) -> PathBuf {
     let non_empty = |v: Option<OsString>| v.filter(|s| !s.is_empty());
+    // A leading `~/` (a config file's `data_root = "~/data"`, a quoted flag): the shell did
+    // not expand it, so it is the home folder here too.
+    let expand = |p: PathBuf| match (p.strip_prefix("~"), non_empty(home.clone())) {
+        (Ok(rest), Some(h)) => PathBuf::from(h).join(rest),
+        _ => p,
+    };
     if let Some(root) = cli {
-        root
+        expand(root)
     } else if let Some(root) = non_empty(env_root) {
-        PathBuf::from(root)
+        expand(PathBuf::from(root))
     } else if let Some(home) = non_empty(home) {
         PathBuf::from(home).join(".medmnist")
     } else {
@@ -327,5 +333,17 @@ mod tests {
             resolve_root_from(None, None, None),
             PathBuf::from(".medmnist")
         );
+    }
+
+    #[test]
+    fn a_leading_tilde_is_the_home_folder() {
+        let home = || Some(OsString::from("/home/u"));
+        assert_eq!(resolve_root_from(Some(PathBuf::from("~/.medmnist")), None, home()), PathBuf::from("/home/u/.medmnist"));
+        assert_eq!(resolve_root_from(None, Some(OsString::from("~/data")), home()), PathBuf::from("/home/u/data"));
+        // Only a whole `~` component: `~user/x` and `a/~/b` stay as written.
+        assert_eq!(resolve_root_from(Some(PathBuf::from("~user/x")), None, home()), PathBuf::from("~user/x"));
+        assert_eq!(resolve_root_from(Some(PathBuf::from("a/~/b")), None, home()), PathBuf::from("a/~/b"));
+        // No home folder known: unchanged.
+        assert_eq!(resolve_root_from(Some(PathBuf::from("~/x")), None, None), PathBuf::from("~/x"));
     }
 }

@@ -55,7 +55,8 @@ fn table(assignments: &[String], flag: &str) -> anyhow::Result<toml::Table> {
 }
 
 fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = derma_train::cli::with_config_defaults(<Cli as clap::CommandFactory>::command()).get_matches();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let out = cli.train.out.clone();
     let config = cli.train.into_config()?;
     let mut base: toml::Table = toml::from_str(&config.to_toml()).map_err(|e| anyhow::anyhow!("the merged configuration: {e}"))?;
