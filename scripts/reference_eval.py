@@ -64,9 +64,14 @@ def choose(rule, y, s):
 RULES = ["min-spec:0.8", "min-spec:0.95", "min-spec:1", "recall:0.9", "recall:0.99", "fbeta:1", "fbeta:2", "youden"]
 
 
-def case(name, rng, n, prevalence, shift, decimals):
+def case(name, rng, n, prevalence, shift, decimals, negative_on_top=False):
     y = (rng.random(n) < prevalence).astype(int)
     s = np.round(np.clip(rng.normal(0.35, 0.2, n) + shift * y, 0, 1), decimals)
+    if negative_on_top:
+        # one negative above every other score: specificity 1 is reachable only by flagging
+        # nothing, so `min-spec:1` is not met (the fallback branch of the rule)
+        s = np.minimum(s, round(1.0 - 10.0 ** -decimals, decimals))
+        s[np.flatnonzero(y == 0)[0]] = 1.0
     lines = [f"case {name}", "labels " + " ".join(map(str, y)), "scores " + " ".join(repr(float(v)) for v in s)]
     lines.append(f"auc {float(roc_auc_score(y, s))!r}")
     lines.append(f"ap {float(average_precision_score(y, s))!r}")
@@ -87,6 +92,7 @@ def main():
     out += case("tenths-30pc", rng, 200, 0.30, 0.30, 1)     # 11 distinct values: heavy ties
     out += case("hundredths-8pc", rng, 200, 0.08, 0.25, 2)  # imbalanced, screening-like
     out += case("tenths-overlap", rng, 180, 0.50, 0.05, 1)  # barely separable, heavy ties
+    out += case("negative-on-top", rng, 200, 0.30, 0.30, 1, negative_on_top=True)  # a floor not met
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
     path.write_text("\n".join(out) + "\n")
     print(f"wrote {path}")

@@ -17,6 +17,9 @@ use crate::check;
 use crate::curve::curve_points;
 use crate::error::{EvalError, Result};
 
+/// The largest `fbeta:b` accepted.
+pub const MAX_BETA: f64 = 1000.0;
+
 /// A threshold-selection rule, written as text (`min-spec:0.8`, `recall:0.99`, `fbeta:2`,
 /// `youden`, `fixed:0.5`) on the command line and in configuration files.
 ///
@@ -80,8 +83,10 @@ impl FromStr for ThresholdRule {
             "min-spec" if in_unit => Ok(Self::MinSpecificity(v)),
             "recall" if in_unit => Ok(Self::Recall(v)),
             "fixed" if in_unit => Ok(Self::Fixed(v)),
-            "fbeta" if v > 0.0 && v.is_finite() => Ok(Self::FBeta(v)),
-            "fbeta" => Err(bad(format!("beta must be a finite number > 0, got {value}"))),
+            // Above ~1e154 beta² overflows and every F-score is NaN; far below that F-β is
+            // recall already.
+            "fbeta" if v > 0.0 && v <= MAX_BETA => Ok(Self::FBeta(v)),
+            "fbeta" => Err(bad(format!("beta must be a number in (0, {MAX_BETA}], got {value}"))),
             _ => Err(bad(format!("the value of `{name}` must be in (0, 1], got {value}"))),
         }
     }

@@ -70,8 +70,10 @@ fn bad_rules_are_refused_with_the_text_and_the_accepted_forms() {
         ("recall:-1", "must be in (0, 1]"),
         ("recall:NaN", "must be in (0, 1]"),
         ("fixed:0", "must be in (0, 1]"),
-        ("fbeta:0", "beta must be a finite number > 0"),
-        ("fbeta:inf", "beta must be a finite number > 0"),
+        ("fbeta:0", "beta must be a number in (0, 1000]"),
+        ("fbeta:inf", "beta must be a number in (0, 1000]"),
+        // beta² = inf: every F-score NaN, and the rule silently picked +inf.
+        ("fbeta:1e200", "beta must be a number in (0, 1000]"),
         ("fixed:x", "`x` is not a number"),
         ("min-spec", "needs a value"),
         ("youden:1", "takes no value"),

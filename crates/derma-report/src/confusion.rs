@@ -54,7 +54,7 @@ pub(crate) fn rule_text(rule: Rule) -> String {
     match rule {
         Rule::Argmax => "predicted class = arg-max probability".into(),
         Rule::Threshold(t) if t.is_infinite() => "threshold +inf: nothing predicted positive".into(),
-        Rule::Threshold(t) => format!("positive when p ≥ {t:.4}"),
+        Rule::Threshold(t) => format!("positive when p ≥ {}", crate::plot::threshold_text(t)),
     }
 }
 

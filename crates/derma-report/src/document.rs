@@ -383,9 +383,12 @@ fn plots(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
 /// Specificity floors of the threshold table.
 const SPEC_TARGETS: [f64; 8] = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99];
 
-/// Rows of the threshold table: for each specificity floor, the most sensitive validation
-/// threshold reaching it, and the chosen threshold; as (label, row), threshold decreasing.
-pub(crate) fn threshold_rows(rows: &[ThresholdRow], chosen: Option<f64>) -> Vec<(String, ThresholdRow)> {
+/// Rows of the threshold table: for each specificity floor, the validation threshold that
+/// `min-spec:<floor>` picks (derma-eval's rule: the highest sensitivity among thresholds
+/// meeting the floor, ties to the higher specificity; the empty operating point, sensitivity
+/// 0, does not count), and the chosen threshold; as (label, row), threshold decreasing. Also
+/// the floors no threshold reaches.
+pub(crate) fn threshold_rows(rows: &[ThresholdRow], chosen: Option<f64>) -> (Vec<(String, ThresholdRow)>, Vec<f64>) {
     // (floors met by the row, is it the chosen one, row)
     let mut picked: Vec<(Vec<f64>, bool, ThresholdRow)> = Vec::new();
     let mut add = |floor: Option<f64>, row: ThresholdRow| {
@@ -401,11 +404,15 @@ pub(crate) fn threshold_rows(rows: &[ThresholdRow], chosen: Option<f64>) -> Vec<
             None => picked[i].1 = true,
         }
     };
+    let mut unreachable = Vec::new();
     for s in SPEC_TARGETS {
-        // Rows go from high to low thresholds: specificity falls, sensitivity rises; the last
-        // row still meeting the floor is the most sensitive one.
-        if let Some(r) = rows.iter().rev().find(|r| 1.0 - r.fpr >= s - 1e-12) {
-            add(Some(s), *r);
+        let best = rows
+            .iter()
+            .filter(|r| r.tpr > 0.0 && 1.0 - r.fpr >= s - 1e-12)
+            .max_by(|a, b| a.tpr.total_cmp(&b.tpr).then(b.fpr.total_cmp(&a.fpr)));
+        match best {
+            Some(r) => add(Some(s), *r),
+            None => unreachable.push(s),
         }
     }
     if let Some(t) = chosen
@@ -414,7 +421,7 @@ pub(crate) fn threshold_rows(rows: &[ThresholdRow], chosen: Option<f64>) -> Vec<
         add(None, *r);
     }
     picked.sort_by(|a, b| b.2.threshold.total_cmp(&a.2.threshold));
-    picked
+    let labelled = picked
         .into_iter()
         .map(|(floors, is_chosen, row)| {
             let mut label = Vec::new();
@@ -426,7 +433,8 @@ pub(crate) fn threshold_rows(rows: &[ThresholdRow], chosen: Option<f64>) -> Vec<
             }
             (label.join("; "), row)
         })
-        .collect()
+        .collect();
+    (labelled, unreachable)
 }
 
 fn threshold_table(doc: &mut Vec<Block>, run: &Run) {
@@ -438,10 +446,11 @@ fn threshold_table(doc: &mut Vec<Block>, run: &Run) {
     let th = run.report.threshold.as_ref();
     let chosen = th.map(|t| t.threshold());
     doc.push(Block::Paragraph(format!(
-        "From thresholds.csv ({} validation thresholds): the most sensitive threshold at each specificity floor, and the chosen one.",
+        "From thresholds.csv ({} validation thresholds): at each specificity floor the threshold `min-spec` would choose (the most sensitive one meeting the floor), and the chosen one.",
         rows.len()
     )));
-    let mut table: Vec<Vec<Cell>> = threshold_rows(rows, chosen)
+    let (picked, unreachable) = threshold_rows(rows, chosen);
+    let mut table: Vec<Vec<Cell>> = picked
         .into_iter()
         .map(|(label, r)| cells([label, threshold_text(r.threshold), num(r.tpr), num(1.0 - r.fpr), num(r.precision)]))
         .collect();
@@ -463,6 +472,12 @@ fn threshold_table(doc: &mut Vec<Block>, run: &Run) {
         header: ["row", "threshold", "sensitivity", "specificity", "precision"].map(String::from).to_vec(),
         rows: table,
     });
+    if !unreachable.is_empty() {
+        doc.push(Block::Note(format!(
+            "No validation threshold with sensitivity above 0 reaches specificity ≥ {} (min-spec would fall back to the most specific threshold).",
+            unreachable.iter().map(|f| format!("{f:.2}")).collect::<Vec<_>>().join(", ")
+        )));
+    }
 }
 
 fn gallery(doc: &mut Vec<Block>, run: &Run, section: &GallerySection) {
@@ -518,5 +533,45 @@ fn gallery(doc: &mut Vec<Block>, run: &Run, section: &GallerySection) {
                 doc.push(Block::Table { header: with_image.clone(), rows });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(threshold: f64, tpr: f64, fpr: f64) -> ThresholdRow {
+        ThresholdRow { threshold, tpr, fpr, precision: f64::NAN }
+    }
+
+    /// Validation positives {0.6, 0.3}, negatives {0.9, 0.2, 0.1 x 8}: sklearn
+    /// `roc_curve([1,1,0,0]+[0]*8, [0.6,0.3,0.9,0.2]+[0.1]*8, drop_intermediate=False)` gives
+    /// thresholds inf, 0.9, 0.6, 0.3, 0.2, 0.1 with tpr 0, 0, .5, 1, 1, 1 and fpr 0, .1, .1, .1,
+    /// .2, 1. `min-spec:0.8` (derma-eval's `select_threshold`) picks 0.3 (sensitivity 1,
+    /// specificity 0.9), not 0.2 (sensitivity 1, specificity 0.8); 0.95 and 0.99 are reached
+    /// only by the empty operating point (+inf), which the rule does not count.
+    #[test]
+    fn the_table_picks_what_min_spec_picks() {
+        let rows = [
+            row(f64::INFINITY, 0.0, 0.0),
+            row(0.9, 0.0, 0.1),
+            row(0.6, 0.5, 0.1),
+            row(0.3, 1.0, 0.1),
+            row(0.2, 1.0, 0.2),
+            row(0.1, 1.0, 1.0),
+        ];
+        let (picked, unreachable) = threshold_rows(&rows, None);
+        let at = |t: f64| picked.iter().find(|(_, r)| r.threshold == t).map(|(l, _)| l.clone());
+        assert_eq!(at(0.3).as_deref(), Some("spec ≥ 0.50, 0.60, 0.70, 0.80, 0.85, 0.90"));
+        assert_eq!(at(0.2), None);
+        assert_eq!(at(f64::INFINITY), None);
+        assert_eq!(unreachable, vec![0.95, 0.99]);
+        let choice = derma_eval::select_threshold(
+            &"min-spec:0.8".parse().unwrap(),
+            &[true, true, false, false, false, false, false, false, false, false, false, false],
+            &[0.6, 0.3, 0.9, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+        )
+        .unwrap();
+        assert_eq!(choice.value, 0.3);
     }
 }

@@ -160,12 +160,11 @@ pub(crate) struct Written {
     pub notes: Vec<String>,
 }
 
-/// Writes the thumbnails of `groups` into `dir/gallery/`, removing thumbnails of an earlier
-/// report there.
+/// Writes the thumbnails of `groups` into `dir/gallery/` (an earlier report's stay until
+/// [`remove_other_thumbnails`], once the new pages are written).
 pub(crate) fn write(dir: &Path, groups: &[Group], source: &dyn ImageSource, thumb_size: u32) -> Result<Written> {
     let folder = dir.join("gallery");
     create_dir(&folder)?;
-    remove_old_thumbnails(&folder)?;
     let (mut out, mut written, mut notes) = (Vec::new(), Vec::new(), Vec::new());
     for group in groups {
         let mut figures = Vec::new();
@@ -197,13 +196,18 @@ pub(crate) fn write(dir: &Path, groups: &[Group], source: &dyn ImageSource, thum
 }
 
 /// Deletes `fp-*.png`, `fn-*.png` and `err-*.png` left in `folder` by an earlier report.
-fn remove_old_thumbnails(folder: &Path) -> Result<()> {
-    let io = |source| Error::Io { path: folder.into(), action: "listing", source };
-    for entry in std::fs::read_dir(folder).map_err(io)? {
+/// Removes the thumbnails in `dir/gallery/` that are not in `keep` (an earlier report's).
+pub(crate) fn remove_other_thumbnails(dir: &Path, keep: &[PathBuf]) -> Result<()> {
+    let folder = dir.join("gallery");
+    if !folder.is_dir() {
+        return Ok(());
+    }
+    let io = |source| Error::Io { path: folder.clone(), action: "listing", source };
+    for entry in std::fs::read_dir(&folder).map_err(io)? {
         let path = entry.map_err(io)?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let ours = ["fp-", "fn-", "err-"].iter().any(|p| name.starts_with(p)) && name.ends_with(".png");
-        if ours {
+        if ours && !keep.contains(&path) {
             std::fs::remove_file(&path).map_err(|source| Error::Io { path: path.clone(), action: "removing", source })?;
         }
     }

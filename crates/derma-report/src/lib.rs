@@ -217,7 +217,15 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
             notes: &notes,
         },
     );
+    // The pages first (the HTML embeds the new images), then the old thumbnails go: a failure
+    // before this point leaves the previous report's pages with their own images.
+    let html = html::render(&blocks, &title, dir)?;
     write_atomic(&files.markdown, markdown::render(&blocks).as_bytes())?;
-    write_atomic(&files.html, html::render(&blocks, &title, dir)?.as_bytes())?;
+    write_atomic(&files.html, html.as_bytes())?;
+    if images.is_some() {
+        // Without an image source the gallery was not rewritten: the thumbnails a training
+        // run made are kept (they cannot be made again from the run folder).
+        gallery::remove_other_thumbnails(dir, &gallery_files)?;
+    }
     Ok(ReportFiles { gallery: gallery_files, notes, ..files })
 }

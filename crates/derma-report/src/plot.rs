@@ -128,7 +128,15 @@ pub(crate) fn finite_segments<X: Copy>(points: impl IntoIterator<Item = (X, f64)
     segments
 }
 
-/// A threshold for a label: 4 decimals, or `+inf`.
+/// A threshold for a label: 4 decimals; below 0.001 four significant digits (screening
+/// thresholds of heavily imbalanced data are often that small: `0.0000` would hide them);
+/// `+inf`.
 pub(crate) fn threshold_text(t: f64) -> String {
-    if t.is_infinite() { "+inf".into() } else { format!("{t:.4}") }
+    if t.is_infinite() {
+        "+inf".into()
+    } else if t != 0.0 && t.abs() < 1e-3 {
+        format!("{t:.3e}")
+    } else {
+        format!("{t:.4}")
+    }
 }

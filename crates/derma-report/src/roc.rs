@@ -77,6 +77,15 @@ pub fn compute(run: &Run) -> Result<Curves> {
     if run.is_binary() {
         let (labels, scores) = (test.positives(), test.scores());
         let name = run.classes()[1].as_str();
+        let n = labels.iter().filter(|&&l| l).count();
+        if n == 0 || n == labels.len() {
+            // No curve to draw; the counts at the threshold are still in the report.
+            curves.notes.push(format!(
+                "the test set has {} `{name}` images: no ROC/PR curve",
+                if n == 0 { "no" } else { "only" }
+            ));
+            return Ok(curves);
+        }
         curves.classes.push(one(1, name, &labels, &scores)?);
         if let Some(t) = &run.report.threshold {
             let at = |threshold: f64| {

@@ -369,6 +369,9 @@ const EPOCH_COLUMNS: [&str; 8] = ["epoch", "train_loss", "val_loss", "val_acc", 
 // from the counts again, see `EpochBinary`.
 const BINARY_COLUMNS: [&str; 6] = ["val_threshold", "val_tp", "val_fp", "val_tn", "val_fn", "val_ap"];
 
+/// The largest epoch number accepted in `metrics.csv`.
+const MAX_EPOCH: usize = 1_000_000;
+
 fn read_metrics(path: &Path, binary: bool) -> Result<Vec<Epoch>> {
     let csv = Csv::read(path, "derma-train writes it after every epoch")?;
     let cols = EPOCH_COLUMNS.iter().map(|c| csv.column(c)).collect::<Result<Vec<_>>>()?;
@@ -388,8 +391,15 @@ fn read_metrics(path: &Path, binary: bool) -> Result<Vec<Epoch>> {
             }
             None => None,
         };
+        let epoch = csv.count(line, f, cols[0])?;
+        // 1, 2, … in order (a resumed run rewrites the earlier rows): anything else is not a
+        // derma-train file, and a huge number would not fit the plots' axis.
+        let previous = epochs.last().map_or(0, |e: &Epoch| e.epoch);
+        if epoch <= previous || epoch > MAX_EPOCH {
+            return Err(csv.malformed(line, &format!("epoch {epoch} after epoch {previous}: expected increasing epochs from 1 up to {MAX_EPOCH}")));
+        }
         epochs.push(Epoch {
-            epoch: csv.count(line, f, cols[0])?,
+            epoch,
             train_loss: x(1)?,
             val_loss: x(2)?,
             val_acc: x(3)?,

@@ -118,6 +118,41 @@ fn without_an_image_source_the_gallery_is_listed_and_skipped() {
     assert!(!tmp.path().join("gallery").exists());
 }
 
+/// A test split with negatives only has no ROC/PR curve; the rest of the report is still
+/// written, with a note (it was an error that wrote nothing).
+#[test]
+fn a_binary_test_split_of_one_class_is_a_note_not_a_failure() {
+    let tmp = binary_run();
+    let text = std::fs::read_to_string(tmp.path().join("predictions.csv")).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| match l.strip_prefix("test,") {
+            Some(rest) => {
+                let f: Vec<&str> = rest.split(',').collect();
+                format!("test,{},0,{}", f[0], f[2])
+            }
+            None => l.to_string(),
+        })
+        .collect();
+    put(tmp.path(), "predictions.csv", &(lines.join("\n") + "\n"));
+    let files = write_report(tmp.path(), &ReportOptions::default(), None).unwrap();
+    assert!(files.notes.iter().any(|n| n.contains("no ROC/PR curve")), "{:?}", files.notes);
+    assert!(files.markdown.is_file());
+}
+
+/// Screening thresholds far below 0.001 are shown with significant digits, not as 0.0000
+/// (which would state the wrong rule: "positive when p ≥ 0.0000").
+#[test]
+fn tiny_thresholds_keep_their_digits() {
+    let tmp = binary_run();
+    let json = std::fs::read_to_string(tmp.path().join("report.json")).unwrap();
+    put(tmp.path(), "report.json", &json.replace("\"value\": 0.6123", "\"value\": 3.2e-5"));
+    let files = write_report(tmp.path(), &ReportOptions::default(), None).unwrap();
+    let md = std::fs::read_to_string(files.markdown).unwrap();
+    assert!(!md.contains("0.0000 ") && !md.contains("≥ 0.0000"), "{md}");
+    assert!(md.contains("3.200e-5"), "{md}");
+}
+
 #[test]
 fn an_infinite_threshold_predicts_nothing_positive() {
     // derma-train writes +inf (youden with no separating threshold) as JSON null.
@@ -168,6 +203,28 @@ fn a_malformed_predictions_row_is_an_error_naming_file_and_line() {
         let err = Run::read(tmp.path()).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("predictions.csv: line 12") && msg.contains(want), "{bad}: {msg}");
+    }
+}
+
+/// Epoch numbers must run 1, 2, … : a huge one would overflow the plots' axis (it panicked),
+/// one that wraps would draw the best epoch at the wrong place.
+#[test]
+fn metrics_epochs_must_increase_within_range() {
+    let tmp = binary_run();
+    let text = std::fs::read_to_string(tmp.path().join("metrics.csv")).unwrap();
+    for (row, first, want) in [
+        (3, "2147483647", "epoch 2147483647 after epoch 2"),
+        (3, "4294967297", "epoch 4294967297 after epoch 2"),
+        (3, "1", "epoch 1 after epoch 2"),
+        (1, "0", "epoch 0 after epoch 0"),
+    ] {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        let rest = lines[row].split_once(',').unwrap().1.to_string();
+        lines[row] = format!("{first},{rest}");
+        put(tmp.path(), "metrics.csv", &(lines.join("\n") + "\n"));
+        let err = write_report(tmp.path(), &ReportOptions::default(), None).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("metrics.csv: line {}", row + 1)) && msg.contains(want), "{first}: {msg}");
     }
 }
 

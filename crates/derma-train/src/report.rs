@@ -79,7 +79,9 @@ pub fn metrics_csv(binary: bool, earlier: &[String], rows: &[EpochRow]) -> Strin
             let m = &b.at_threshold;
             let _ = write!(
                 s,
-                ",{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{:.6}",
+                // The threshold exactly (shortest round-trip form): screening thresholds of
+                // heavily imbalanced data can be far below 1e-6.
+                ",{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{:.6}",
                 m.threshold, m.sensitivity, m.specificity, m.precision, m.f1, m.f2, m.tp, m.fp, m.tn, m.fn_, b.ap
             );
         }
