@@ -516,6 +516,60 @@ impl TrainConfig {
                 on.join(" and ")
             ));
         }
+        // Settings the run would silently ignore.
+        let focal = matches!(self.loss, LossKind::Focal | LossKind::Combined);
+        if self.alpha.is_some() && !focal {
+            w.push(format!("warning: --alpha acts on the focal and combined losses only; it is ignored with --loss {}", self.loss));
+        }
+        let defaults = Self::default();
+        if self.loss != LossKind::Combined && (self.bce_weight != defaults.bce_weight || self.focal_weight != defaults.focal_weight) {
+            w.push(format!("warning: --bce-weight/--focal-weight weigh the combined loss only; they are ignored with --loss {}", self.loss));
+        }
+        let binary = self.positive_classes.is_some() || self.is_file_dataset();
+        if !binary && self.threshold != defaults.threshold {
+            w.push(format!(
+                "warning: --threshold {} applies to two-class tasks (--positive-classes); this multi-class run predicts the arg-max class",
+                self.threshold
+            ));
+        }
         w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warned(edit: impl Fn(&mut TrainConfig)) -> Vec<String> {
+        let mut c = TrainConfig::default();
+        edit(&mut c);
+        c.warnings()
+    }
+
+    #[test]
+    fn stacked_corrections_and_ignored_settings_are_warned() {
+        assert!(warned(|_| {}).is_empty(), "the defaults warn");
+        let w = warned(|c| {
+            c.sampler = "weighted".into();
+            c.class_weights = ClassWeights::Named("balanced".into());
+        });
+        assert!(w.len() == 1 && w[0].contains("a rebalancing sampler and class weights"), "{w:?}");
+        let w = warned(|c| c.alpha = Some(Alpha::Scalar(0.25)));
+        assert!(w.len() == 1 && w[0].contains("--alpha") && w[0].contains("--loss ce"), "{w:?}");
+        // Used by focal: no "ignored" warning (and alone, no stacking either).
+        assert!(warned(|c| {
+            c.loss = LossKind::Focal;
+            c.alpha = Some(Alpha::Scalar(0.25));
+        })
+        .is_empty());
+        let w = warned(|c| c.focal_weight = 0.8);
+        assert!(w.len() == 1 && w[0].contains("--focal-weight"), "{w:?}");
+        let w = warned(|c| c.threshold = "min-spec:0.8".into());
+        assert!(w.len() == 1 && w[0].contains("--threshold min-spec:0.8") && w[0].contains("arg-max"), "{w:?}");
+        assert!(warned(|c| {
+            c.threshold = "min-spec:0.8".into();
+            c.positive_classes = Some(vec!["mel".into()]);
+        })
+        .is_empty());
     }
 }

@@ -44,6 +44,17 @@ pub enum LossKind {
     Combined,
 }
 
+impl std::fmt::Display for LossKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ce => "ce",
+            Self::Bce => "bce",
+            Self::Focal => "focal",
+            Self::Combined => "combined",
+        })
+    }
+}
+
 impl std::str::FromStr for LossKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
