@@ -63,6 +63,13 @@ fn run() -> anyhow::Result<()> {
             config.backend = b;
         }
         config.out = Some(dir.clone());
+        if config.backend == "cpu" && std::env::var_os("BURN_DEVICE").is_none() {
+            // Burn restores AdamW's moments on its default device (the GPU in a wgpu build)
+            // before moving them to the parameters' device: on a CPU resume that would start a
+            // GPU context for nothing, or fail on a machine without one.
+            // SAFETY: only the main thread runs yet (no data loading, no device, no pool).
+            unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+        }
         let backend = backend::select(&config.backend)?;
         train::resume(&config, &backend.device, backend.name, dir)?;
         return Ok(());
