@@ -77,6 +77,11 @@ ref["multiclass"]["combined_onehot_a1_g3"] = (
     0.5 * F.binary_cross_entropy_with_logits(logits, onehot)
     + 0.5 * sigmoid_focal_loss(logits, onehot, alpha=1.0, gamma=3.0, reduction="mean")
 ).item()
+# per-class alpha list: each sample's k one-vs-rest focal terms weighed by alpha of its class
+ref["multiclass"]["combined_onehot_alpha_list_g2"] = (
+    0.5 * F.binary_cross_entropy_with_logits(logits, onehot)
+    + 0.5 * (sigmoid_focal_loss(logits, onehot, alpha=-1, gamma=2.0, reduction="none") * alpha_pc[targets][:, None]).mean()
+).item()
 
 # ---- binary (single logit) losses ---------------------------------------------------------
 z = torch.tensor([3.0, -2.0, 0.0, 50.0, -50.0, 50.0, -50.0, 0.7, -0.3, 1.2], dtype=torch.float64)
@@ -94,6 +99,14 @@ for a in [0.25, 0.75, -1.0, 1.0]:
         )
 ref["binary"]["combined_a1_g3"] = (
     0.5 * F.binary_cross_entropy_with_logits(z, y) + 0.5 * sigmoid_focal_loss(z, y, alpha=1.0, gamma=3.0, reduction="mean")
+).item()
+# a per-class alpha list [a_neg, a_pos] weighs each sample's focal term by its class's alpha
+alpha_b = torch.tensor([0.3, 0.9], dtype=torch.float64)
+ref["binary"]["alpha_list"] = alpha_b.tolist()
+focal_none = lambda g: sigmoid_focal_loss(z, y, alpha=-1, gamma=g, reduction="none")
+ref["binary"]["focal_alpha_list_g2"] = (focal_none(2.0) * alpha_b[y.long()]).mean().item()
+ref["binary"]["combined_alpha_list_g3"] = (
+    0.5 * F.binary_cross_entropy_with_logits(z, y) + 0.5 * (focal_none(3.0) * alpha_b[y.long()]).mean()
 ).item()
 
 # ---- class weights (scikit-learn) ---------------------------------------------------------

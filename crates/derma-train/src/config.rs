@@ -503,7 +503,10 @@ impl TrainConfig {
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
         let weighted = !matches!(&self.class_weights, ClassWeights::Named(n) if n == "none");
-        let alpha = matches!(&self.alpha, Some(Alpha::Scalar(a)) if *a >= 0.0 && *a != 0.5)
+        // A scalar α re-weights the classes only on a two-class task (on K > 2 softmax logits it
+        // scales every class alike).
+        let two_class = self.positive_classes.is_some() || self.is_file_dataset();
+        let alpha = matches!(&self.alpha, Some(Alpha::Scalar(a)) if two_class && *a >= 0.0 && *a != 0.5)
             || matches!(&self.alpha, Some(Alpha::PerClass(_)));
         let resampled = self.sampler != "none";
         let alpha_used = alpha && matches!(self.loss, LossKind::Focal | LossKind::Combined);
@@ -525,8 +528,7 @@ impl TrainConfig {
         if self.loss != LossKind::Combined && (self.bce_weight != defaults.bce_weight || self.focal_weight != defaults.focal_weight) {
             w.push(format!("warning: --bce-weight/--focal-weight weigh the combined loss only; they are ignored with --loss {}", self.loss));
         }
-        let binary = self.positive_classes.is_some() || self.is_file_dataset();
-        if !binary && self.threshold != defaults.threshold {
+        if !two_class && self.threshold != defaults.threshold {
             w.push(format!(
                 "warning: --threshold {} applies to two-class tasks (--positive-classes); this multi-class run predicts the arg-max class",
                 self.threshold
@@ -556,6 +558,19 @@ mod tests {
         assert!(w.len() == 1 && w[0].contains("a rebalancing sampler and class weights"), "{w:?}");
         let w = warned(|c| c.alpha = Some(Alpha::Scalar(0.25)));
         assert!(w.len() == 1 && w[0].contains("--alpha") && w[0].contains("--loss ce"), "{w:?}");
+        // Focal α on a binary task plus class weights: two corrections; a scalar α over 7
+        // softmax classes is a constant factor, not a correction.
+        let focal_weighted = |c: &mut TrainConfig| {
+            c.loss = LossKind::Focal;
+            c.alpha = Some(Alpha::Scalar(0.25));
+            c.class_weights = ClassWeights::Named("balanced".into());
+        };
+        let w = warned(|c| {
+            focal_weighted(c);
+            c.positive_classes = Some(vec!["mel".into()]);
+        });
+        assert!(w.len() == 1 && w[0].contains("class weights and focal alpha"), "{w:?}");
+        assert!(warned(focal_weighted).is_empty());
         // Used by focal: no "ignored" warning (and alone, no stacking either).
         assert!(warned(|c| {
             c.loss = LossKind::Focal;

@@ -64,12 +64,16 @@ pub fn predict(
         },
     );
     let mut out = Predictions { indices: Vec::new(), labels: Vec::new(), probs: Vec::new(), loss: 0.0 };
+    // Σ numerator and Σ denominator of the split's loss (see `Loss::forward_sums`).
     let mut loss_sum = Tensor::<1>::zeros([1], device);
+    let mut loss_den = Tensor::<1>::zeros([1], device);
     for batch in loader {
         let logits = model.forward(batch.images(device)); // [batch, k]
-        let [b, k] = logits.dims();
+        let [_, k] = logits.dims();
         if let Some(loss) = loss {
-            loss_sum = loss_sum + loss.forward(logits.clone(), batch.targets(device)).mul_scalar(b as f64);
+            let (num, den) = loss.forward_sums(logits.clone(), batch.targets(device));
+            loss_sum = loss_sum + num;
+            loss_den = loss_den + den;
         }
         let probs = if k == 1 { sigmoid(logits) } else { softmax(logits, 1) };
         let flat: Vec<f32> = probs.into_data().try_into_vec::<f32>().expect("probabilities are f32");
@@ -78,7 +82,8 @@ pub fn predict(
         out.indices.extend(batch.indices);
     }
     out.loss = match loss {
-        Some(_) => loss_sum.into_scalar::<f32>() as f64 / dataset.len().max(1) as f64,
+        Some(_) if !dataset.is_empty() => loss_sum.into_scalar::<f32>() as f64 / loss_den.into_scalar::<f32>() as f64,
+        Some(_) => f64::NAN,
         None => f64::NAN,
     };
     out

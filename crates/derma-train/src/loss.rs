@@ -19,8 +19,11 @@
 //!
 //! `α` (`--alpha`): a scalar weights positives by `α` and negatives by `1-α` for sigmoid
 //! losses (torchvision; `α < 0` disables it) and for a 2-logit softmax (class 1 = positive);
-//! for a softmax over `K > 2` classes a scalar multiplies every class alike, and a per-class
-//! list gives `α_c` per class.
+//! for a softmax over `K > 2` classes a scalar multiplies every class alike (a constant: no
+//! imbalance correction). A per-class list `α_0, …` weighs each sample's focal term by its
+//! true class's `α_y`: softmax focal `-α_y (1-p_y)^γ log p_y`; one sigmoid logit
+//! `α_y · FL_γ(x, t)` (`α_0` for negatives, `α_1` for positives); one-vs-rest `combined` each of
+//! the sample's `K` focal terms by `α_y`.
 //!
 //! [`Loss::forward_per_sample`] also returns each sample's loss `l_i` before class weights
 //! (`K ≥ 2` one-vs-rest losses: the mean of the `K` terms), which hard-example mining ranks
@@ -187,12 +190,17 @@ impl Loss {
             let x = logits.flatten::<1>(0, 1); // [batch]
             let t = targets.float(); // [batch]
             let w = self.sample_weights_binary(&t);
+            // A per-class α list weighs each sample's focal term by its class's α.
+            let alpha_y = self.alpha_per_class.as_ref().map(|a| {
+                let (a0, a1) = (a.clone().slice(0..1), a.clone().slice(1..2));
+                t.clone().mul(a1 - a0.clone()).add(a0) // a0 + t (a1 - a0): [batch]
+            });
             let l = match c.kind {
                 LossKind::Ce | LossKind::Bce => bce_logits(x, t),
-                LossKind::Focal => self.sigmoid_focal(x, t),
+                LossKind::Focal => self.sigmoid_focal(x, t, alpha_y),
                 LossKind::Combined => {
                     let bce = bce_logits(x.clone(), t.clone()).mul_scalar(c.bce_weight);
-                    bce + self.sigmoid_focal(x, t).mul_scalar(c.focal_weight)
+                    bce + self.sigmoid_focal(x, t, alpha_y).mul_scalar(c.focal_weight)
                 }
             };
             return (mean_weighted(l.clone(), w), l);
@@ -204,13 +212,34 @@ impl Loss {
                 let t = targets.clone().one_hot::<2>(k).float(); // [batch, k]
                 let mut l = bce_logits(logits.clone(), t.clone()); // [batch, k]
                 if c.kind == LossKind::Combined {
-                    l = l.mul_scalar(c.bce_weight) + self.sigmoid_focal(logits, t).mul_scalar(c.focal_weight);
+                    // A per-class α list: each sample's k focal terms by its class's α.
+                    let alpha_y = self.alpha_per_class.as_ref().map(|a| {
+                        let batch = logits.dims()[0];
+                        a.clone().select(0, targets.clone()).reshape([batch, 1]).repeat_dim(1, k)
+                    });
+                    l = l.mul_scalar(c.bce_weight) + self.sigmoid_focal(logits, t, alpha_y).mul_scalar(c.focal_weight);
                 }
                 let l = l.mean_dim(1).flatten::<1>(0, 1); // [batch]: mean over the k terms
                 let w = self.class_weights.as_ref().map(|w| w.clone().select(0, targets));
                 (mean_weighted(l.clone(), w), l)
             }
         }
+    }
+
+    /// The batch's share of a loss over many batches: `(numerator, denominator)`, both `[1]`,
+    /// such that the loss over the batches is `Σ numerator / Σ denominator` — with class weights
+    /// the whole split's `Σ w_{y_i} l_i / Σ w_{y_i}` (softmax losses, as `F.cross_entropy(weight=…)`
+    /// over the split), not a mean of batch means that would depend on the batch size.
+    pub fn forward_sums(&self, logits: Tensor<2>, targets: Tensor<1, Int>) -> (Tensor<1>, Tensor<1>) {
+        let [batch, k] = logits.dims();
+        let device = logits.device();
+        let weighted_mean = k > 1 && matches!(self.config.kind, LossKind::Ce | LossKind::Focal);
+        let den = match (&self.class_weights, weighted_mean) {
+            (Some(w), true) => w.clone().select(0, targets.clone()).sum(),
+            _ => Tensor::<1>::from_data(TensorData::new(vec![batch as f32], [1]), &device),
+        };
+        let (mean, _) = self.forward_per_sample(logits, targets);
+        (mean.mul(den.clone()), den)
     }
 
     /// `[batch]` class weight of each sample of a binary batch (`t` in {0, 1}).
@@ -223,8 +252,10 @@ impl Loss {
         })
     }
 
-    /// Element-wise torchvision `sigmoid_focal_loss` (no reduction); works for any rank.
-    fn sigmoid_focal<const D: usize>(&self, x: Tensor<D>, t: Tensor<D>) -> Tensor<D> {
+    /// Element-wise torchvision `sigmoid_focal_loss` (no reduction); works for any rank. A scalar
+    /// `α` acts as torchvision's; `alpha_y` (a per-class `α` list: the sample's class's value,
+    /// shaped as `x`) multiplies instead.
+    fn sigmoid_focal<const D: usize>(&self, x: Tensor<D>, t: Tensor<D>, alpha_y: Option<Tensor<D>>) -> Tensor<D> {
         let c = &self.config;
         let ce = bce_logits(x.clone(), t.clone());
         // log(1 - p_t): t=1 → log σ(-x); t=0 → log σ(x).
@@ -240,6 +271,9 @@ impl Loss {
         {
             // α t + (1 - α)(1 - t)
             loss = loss.mul(t.mul_scalar(2.0 * a - 1.0).add_scalar(1.0 - a));
+        }
+        if let Some(a) = alpha_y {
+            loss = loss.mul(a);
         }
         loss
     }

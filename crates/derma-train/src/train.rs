@@ -444,10 +444,10 @@ fn fit_from(
         }
     }
 
-    let steps_per_epoch = sampler
-        .epoch_indices(data.train.labels(), data.train.num_classes(), config.seed, 0)
-        .len()
-        .div_ceil(config.batch_size);
+    let steps_per_epoch =
+        training_draws(sampler.epoch_indices(data.train.labels(), data.train.num_classes(), config.seed, 0), config.batch_size)
+            .len()
+            .div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
     let warmup = (config.warmup_epochs * steps_per_epoch as f64).round() as usize;
     println!(
@@ -475,6 +475,7 @@ fn fit_from(
             ),
             None => sampler.epoch_indices(train_labels, data.train.num_classes(), config.seed, epoch),
         };
+        let order = training_draws(order, config.batch_size);
         let n_images = order.len();
         let loader = Loader::spawn(
             &data.train,
@@ -646,6 +647,16 @@ fn fit_from(
     Ok(RunOutcome { out_dir: out_dir.to_path_buf(), best_epoch, test, report: report_value })
 }
 
+/// An epoch's draws without a last batch of a single image: batch norm cannot normalise one
+/// image whose last feature maps are 1x1 (its variance is 0; PyTorch refuses such a batch), and
+/// its running statistics would be pulled toward that image just before the evaluation.
+pub fn training_draws(mut order: Vec<usize>, batch_size: usize) -> Vec<usize> {
+    if order.len() > 1 && order.len() % batch_size == 1 {
+        order.pop();
+    }
+    order
+}
+
 /// The per-epoch mining summary: how many images the next epoch up-weights.
 fn mining_line(m: &Mined, binary: bool, next_epoch: usize) -> String {
     let what = if binary { "negatives" } else { "images (hard-example mining over all classes)" };
@@ -704,6 +715,18 @@ pub fn save_model(model: &MobileNetV2, path: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_last_batch_of_one_image_is_dropped() {
+        // 140 draws in batches of 139: the 1-image remainder goes (PyTorch's BatchNorm2d raises
+        // "Expected more than 1 value per channel when training" on it).
+        assert_eq!(training_draws((0..140).collect(), 139).len(), 139);
+        // Any other remainder stays; so does a single-image epoch (nothing else to train on).
+        assert_eq!(training_draws((0..141).collect(), 139).len(), 141);
+        assert_eq!(training_draws((0..139).collect(), 139).len(), 139);
+        assert_eq!(training_draws(vec![3], 8), vec![3]);
+        assert_eq!(training_draws((0..9).collect(), 1).len(), 9);
+    }
 
     /// A 1-px checkerboard (mean 127.5) shrunk 32 → 8: the area filter gives flat grey, where
     /// two-tap bilinear sampling would pick single pixels (0 or 255, aliasing).

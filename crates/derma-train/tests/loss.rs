@@ -2,7 +2,8 @@
 //! `tests/fixtures/torch_reference.json`, written by `scripts/reference_torch.py` (torch 2.11,
 //! torchvision 0.26): `F.cross_entropy(weight=...)`, `F.binary_cross_entropy_with_logits`,
 //! `torchvision.ops.sigmoid_focal_loss`, and a reference softmax focal loss
-//! (`-alpha_y (1-p_y)^gamma log p_y`, see the script).
+//! (`-alpha_y (1-p_y)^gamma log p_y`, see the script); per-class α lists on the sigmoid losses
+//! as `sigmoid_focal_loss(alpha=-1, reduction="none") * alpha[y]`.
 
 use burn::prelude::*;
 use derma_train::{Alpha, LossConfig, LossKind};
@@ -143,8 +144,36 @@ fn one_vs_rest_bce_and_combined_match_pytorch() {
     let (x, t) = multiclass(&r, &d);
     let m = &r["multiclass"];
     close(value(config(LossKind::Bce, 0.0, None, None).init(&d).forward(x.clone(), t.clone())), m["bce_onehot"].as_f64().unwrap(), "one-hot bce");
-    let combined = config(LossKind::Combined, 3.0, Some(Alpha::Scalar(1.0)), None).init(&d).forward(x, t);
+    let combined = config(LossKind::Combined, 3.0, Some(Alpha::Scalar(1.0)), None).init(&d).forward(x.clone(), t.clone());
     close(value(combined), m["combined_onehot_a1_g3"].as_f64().unwrap(), "combined one-hot");
+    // A per-class α list weighs each sample's k focal terms by α of its class (it was ignored).
+    let alpha = Some(Alpha::PerClass(f64s(&m["alpha_per_class"])));
+    let combined = config(LossKind::Combined, 2.0, alpha, None).init(&d).forward(x, t);
+    close(value(combined), m["combined_onehot_alpha_list_g2"].as_f64().unwrap(), "combined one-hot, α list");
+}
+
+/// The loss of a split is the whole split's weighted mean, whatever the batches:
+/// `F.cross_entropy(logits, targets, weight=w)` over all 6 rows, summed from batches of 4 and 2
+/// with `Loss::forward_sums` (a mean of the two batch means would differ).
+#[test]
+fn split_loss_from_batches_equals_the_whole_split_loss() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = multiclass(&r, &d);
+    let w = f64s(&r["multiclass"]["class_weights"]);
+    let loss = config(LossKind::Ce, 0.0, None, Some(w)).init(&d);
+    let (mut num, mut den) = (0.0, 0.0);
+    let mut batch_means = Vec::new();
+    for range in [0..4, 4..6] {
+        let (n, dn) = loss.forward_sums(x.clone().slice(range.clone()), t.clone().slice(range.clone()));
+        num += value(n);
+        den += value(dn);
+        batch_means.push(value(loss.forward(x.clone().slice(range.clone()), t.clone().slice(range))));
+    }
+    let want = r["multiclass"]["ce_weighted"].as_f64().unwrap();
+    close(num / den, want, "weighted ce from two batches");
+    let naive = (batch_means[0] * 4.0 + batch_means[1] * 2.0) / 6.0;
+    assert!((naive - want).abs() > 1e-3, "the batches do not tell the two reductions apart: {naive} vs {want}");
 }
 
 #[test]
@@ -158,8 +187,14 @@ fn single_logit_bce_weighted_bce_and_combined_match_pytorch() {
     close(value(config(LossKind::Ce, 0.0, None, None).init(&d).forward(x.clone(), t.clone())), b["bce"].as_f64().unwrap(), "ce on one logit");
     let w = f64s(&b["class_weights"]);
     close(value(config(LossKind::Bce, 0.0, None, Some(w)).init(&d).forward(x.clone(), t.clone())), b["bce_weighted"].as_f64().unwrap(), "weighted bce");
-    let combined = config(LossKind::Combined, 3.0, Some(Alpha::Scalar(1.0)), None).init(&d).forward(x, t);
+    let combined = config(LossKind::Combined, 3.0, Some(Alpha::Scalar(1.0)), None).init(&d).forward(x.clone(), t.clone());
     close(value(combined), b["combined_a1_g3"].as_f64().unwrap(), "combined");
+    // α as a list [α_neg, α_pos] (it was silently ignored by the sigmoid losses).
+    let alpha = || Some(Alpha::PerClass(f64s(&b["alpha_list"])));
+    let focal = config(LossKind::Focal, 2.0, alpha(), None).init(&d).forward(x.clone(), t.clone());
+    close(value(focal), b["focal_alpha_list_g2"].as_f64().unwrap(), "sigmoid focal, α list");
+    let combined = config(LossKind::Combined, 3.0, alpha(), None).init(&d).forward(x, t);
+    close(value(combined), b["combined_alpha_list_g3"].as_f64().unwrap(), "combined, α list");
 }
 
 /// `torchvision.ops.sigmoid_focal_loss(reduction="mean")` for α ∈ {0.25, 0.75, -1 (off), 1}
