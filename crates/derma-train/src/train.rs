@@ -127,6 +127,14 @@ fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
         "csv" => mammo::read_csv(&manifests[0], None)?,
         _ => mammo::read_cbis_ddsm(&manifests, config.data_dir.as_deref())?,
     };
+    if manifest.records.iter().all(|r| r.patient.is_none() && r.split.is_none()) {
+        eprintln!(
+            "warning: {} has no patient ids: every image is split as its own patient, so two images of one patient \
+             (views, crops of one lesion) can land in train and test. A CSV manifest with a patient_id column \
+             (--dataset csv) keeps patients whole.",
+            if config.dataset == "folder" { "a folder dataset" } else { "the manifest" }
+        );
+    }
     let load = mammo::LoadConfig {
         size: config.image_size(),
         fit: config.resize.parse().map_err(|e| anyhow::anyhow!("--resize: {e}"))?,

@@ -192,6 +192,32 @@ pub enum Error {
         known: String,
     },
 
+    /// One image file listed twice: its copies could land in different splits (leakage), or
+    /// carry different labels.
+    #[error("{second}: `{path}` is already listed at {first}; list each image once")]
+    DuplicateImage {
+        /// The file (as resolved).
+        path: PathBuf,
+        /// Where it is listed first.
+        first: String,
+        /// Where it is listed again.
+        second: String,
+    },
+
+    /// Two labels that differ only in case or spacing (`benign`, ` Benign `): they would
+    /// silently become two classes.
+    #[error("{second}: label `{label}` differs only in case or spacing from `{other}` at {first}; write one class one way")]
+    AmbiguousLabel {
+        /// The later spelling.
+        label: String,
+        /// Where it is.
+        second: String,
+        /// The earlier spelling.
+        other: String,
+        /// Where that is.
+        first: String,
+    },
+
     /// A split value that is not train, val or test.
     #[error(
         "{origin}: split `{value}` is not a split name; expected train, val or test (or an empty field)"

@@ -17,7 +17,7 @@
 //!
 //! Image files are recognised by extension: `png`, `tif`, `tiff`, `jpg`, `jpeg`, any case.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -371,6 +371,42 @@ fn resolve_image(base: &Path, listed: &str, origin: &str) -> Result<PathBuf> {
         })
 }
 
+/// [`Error::DuplicateImage`] for the first file listed twice (compared after resolving links
+/// and `.`/`..`, so `./a.png` and `a.png` are one file).
+fn check_unique_images(records: &[Record]) -> Result<()> {
+    let mut seen: HashMap<PathBuf, &str> = HashMap::with_capacity(records.len());
+    for r in records {
+        let key = std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone());
+        if let Some(first) = seen.insert(key, &r.origin) {
+            return Err(Error::DuplicateImage { path: r.path.clone(), first: first.to_string(), second: r.origin.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// Labels compared without case and with runs of whitespace as one space.
+fn label_key(label: &str) -> String {
+    label.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+/// [`Error::AmbiguousLabel`] for two spellings of one label among `labels` (row `i` of
+/// `records`).
+fn check_label_spellings(labels: &[String], records: &[Record]) -> Result<()> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, l) in labels.iter().enumerate() {
+        let j = *seen.entry(label_key(l)).or_insert(i);
+        if labels[j] != *l {
+            return Err(Error::AmbiguousLabel {
+                label: l.clone(),
+                second: records[i].origin.clone(),
+                other: labels[j].clone(),
+                first: records[j].origin.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// [`Error::MissingImage`] for the first record whose file does not exist.
 fn check_files_exist(records: &[Record]) -> Result<()> {
     let missing: Vec<&Record> = records.iter().filter(|r| !r.path.is_file()).collect();
@@ -474,6 +510,7 @@ pub fn read_csv(path: impl AsRef<Path>, class_names: Option<&[String]>) -> Resul
                     known: format!("integer class indices 0..{} (at most one class per row)", bound - 1),
                 });
             }
+            check_label_spellings(&labels, &records)?;
             derive_class_names(&labels)
         }
     };
@@ -486,6 +523,7 @@ pub fn read_csv(path: impl AsRef<Path>, class_names: Option<&[String]>) -> Resul
     }
     check_split_column(&records)?;
     check_files_exist(&records)?;
+    check_unique_images(&records)?;
     let manifest = Manifest {
         records,
         class_names: names,
@@ -518,6 +556,7 @@ fn resolve_label(label: &str, names: &[String]) -> Option<usize> {
     names
         .iter()
         .position(|n| n == label)
+        .or_else(|| names.iter().position(|n| label_key(n) == label_key(label)))
         .or_else(|| label.parse::<usize>().ok().filter(|&i| i < names.len()))
 }
 
@@ -616,6 +655,7 @@ pub fn read_cbis_ddsm(paths: &[PathBuf], image_root: Option<&Path>) -> Result<Ma
     }
     check_split_column(&records)?;
     check_files_exist(&records)?;
+    check_unique_images(&records)?;
     let manifest = Manifest {
         records,
         class_names: vec!["benign".into(), "malignant".into()],

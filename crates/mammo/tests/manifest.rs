@@ -219,6 +219,29 @@ fn csv_missing_image_names_the_row_and_the_path() {
     assert!(msg.contains("1 other listed image is missing"), "{msg}");
 }
 
+/// One file listed twice could put its copies in different splits: refused, naming both rows,
+/// also when written differently (`./`). Labels that differ only in case or spacing would be
+/// two classes: refused; with given class names they match.
+#[test]
+fn csv_duplicate_images_and_label_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path());
+    let csv = write(&dir.path().join("m.csv"), "path,label\nimg/a.png,benign\nimg/b.png,malignant\n./img/a.png,malignant\n");
+    let err = read_csv(&csv, None).unwrap_err();
+    assert!(matches!(err, Error::DuplicateImage { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("line 4") && msg.contains("line 2") && msg.contains("a.png"), "{msg}");
+
+    let csv = write(&dir.path().join("l.csv"), "path,label\nimg/a.png,benign\nimg/b.png,malignant\nimg/c.png,Benign\n");
+    let err = read_csv(&csv, None).unwrap_err();
+    assert!(matches!(err, Error::AmbiguousLabel { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("`Benign`") && msg.contains("`benign`") && msg.contains("line 4") && msg.contains("line 2"), "{msg}");
+    let names = vec!["benign".to_string(), "malignant".to_string()];
+    let m = read_csv(&csv, Some(&names)).unwrap();
+    assert_eq!(m.records.iter().map(|r| r.label).collect::<Vec<_>>(), [0, 1, 0]);
+}
+
 #[test]
 fn csv_unknown_label_lists_the_known_ones() {
     let dir = tempfile::tempdir().unwrap();
