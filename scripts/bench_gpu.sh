@@ -87,11 +87,14 @@ timed() {
   if [ "$t" -lt 20 ]; then echo "skip $name: deadline (${deadline}s) reached"; return 0; fi
   [ "$t" -le "$cap" ] || t=$cap
   local t0; t0=$(date +%s)
+  # Each run's wall-clock window, to read its share of the GPU-wide memory samples.
+  echo "${name//,/ },$t0,start" >>"$work/runs.csv"
   if timeout -k 10 "$t" "$@" >"$log" 2>&1; then
     echo "ok   $name ($(($(date +%s) - t0)) s)"
   else
     echo "FAIL $name (exit $?, $(($(date +%s) - t0)) s):"; tail -5 "$log" | sed 's/^/     /'
   fi
+  echo "${name//,/ },$(date +%s),end" >>"$work/runs.csv"
   pack
 }
 
@@ -113,14 +116,19 @@ setup_device() {
     python3 -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
     ldconfig -p | grep -m1 'libvulkan\.so\.1' || echo "no libvulkan.so.1 in ldconfig"
     echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
-    for s in .dev/BUILD-derma-bench-*; do [ -f "$s" ] && echo "$(basename "$s"): $(cat "$s")"; done
+    build_info
     nproc
   } 2>&1 | tee "$out/machine.txt"
   cp "$out/machine.txt" "$work/"
   # Per-process GPU memory as the driver sees it (CUDA context and Vulkan device included).
   nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits -lms 200 >"$work/smi.csv" 2>/dev/null &
   smi_pid=$!
-  trap 'kill $smi_pid 2>/dev/null' EXIT
+  # The whole GPU's memory in use (a Vulkan process may be missing from the per-process list;
+  # the runs are sequential, so each run's window in runs.csv gives its peak).
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 2>/dev/null |
+    while read -r m; do echo "$(date +%s),$m"; done >"$work/smi-gpu.csv" &
+  smi_gpu_pid=$!
+  trap 'kill $smi_pid $smi_gpu_pid 2>/dev/null' EXIT
 }
 
 backend=${BACKEND:-wgpu}
@@ -225,6 +233,21 @@ try:
                 smi[pid] = max(smi.get(pid, 0), int(mib))
 except OSError:
     pass
+# GPU-wide memory samples (epoch seconds, MiB) and each run's window: peak per run.
+gpu_samples = []
+try:
+    for row in csv.reader(open(os.path.join(d, "smi-gpu.csv"))):
+        if len(row) == 2 and row[0].isdigit() and row[1].strip().isdigit():
+            gpu_samples.append((int(row[0]), int(row[1].strip())))
+except OSError:
+    pass
+windows = {}
+try:
+    for row in csv.reader(open(os.path.join(d, "runs.csv"))):
+        if len(row) == 3 and row[1].isdigit():
+            windows.setdefault(row[0], {})[row[2]] = int(row[1])
+except OSError:
+    pass
 runs = []  # (label, report)
 for p in sorted(glob.glob(os.path.join(d, "burn-*.json"))) + sorted(glob.glob(os.path.join(d, "lever-*.json"))):
     rep = load(p)
@@ -238,6 +261,12 @@ def f(x, nd=1):
     return "-" if x is None else f"{x:.{nd}f}"
 print(f"\nPyTorch: {torch_rep['framework_version']} | {torch_rep['backend']}" if torch_rep else "\nPyTorch: no torch.json")
 print(f"{'run':<34} {'size':>4} {'batch':>5} {'mode':<6} {'burn img/s':>11} {'torch img/s':>11} {'burn/torch':>10}")
+if not runs:
+    # No Burn result (no adapter, a crash): PyTorch's figures still stand on their own.
+    for (size, batch), t in sorted(torch_by.items()):
+        for mode in ("step", "e2e", "loader", "infer"):
+            if ips(t, mode) is not None:
+                print(f"{'(no burn run finished)':<34} {size:>4} {batch:>5} {mode:<6} {'-':>11} {f(ips(t, mode)):>11} {'-':>10}")
 for label, rep in runs:
     for r in rep["results"]:
         t = torch_by.get((r["size"], r["batch"]))
@@ -257,7 +286,15 @@ for label, rep in runs:
         mib = lambda m, k: None if not m else m[k] / 2**20
         print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {f(mib(bm, 'peak_reserved_bytes'), 0):>10} {f(smi.get(rep['pid']), 0):>9} "
               f"{f(mib(tm, 'peak_reserved_bytes'), 0):>11} {f(mib(tm, 'peak_allocated_bytes'), 0):>12} {f(torch_smi, 0):>10}")
-print("burn peak: CubeCL pools' reserved peak (derma-bench memory.rs); torch peak/alloc: max_memory_reserved/allocated per size;")
+if windows and gpu_samples:
+    print(f"\n{'GPU memory in use (MiB), whole GPU':<40} {'peak':>6}  (nvidia-smi --query-gpu, within each run's window)")
+    base = min(m for _, m in gpu_samples)
+    for name, w in windows.items():
+        inside = [m for t, m in gpu_samples if w.get("start", 0) <= t <= w.get("end", 1 << 62)]
+        print(f"{name[:40]:<40} {f(max(inside) if inside else None, 0):>6}")
+    print(f"(idle GPU: {base} MiB)")
+print("burn peak: an estimate, the sum of CubeCL pools' reserved peaks (derma-bench memory.rs; pools peak at different")
+print("times); the whole-GPU peak per run above is the memory check. torch peak/alloc: max_memory_reserved/allocated per size;")
 print("smi: nvidia-smi's largest per-process reading (context included; torch's covers all its sizes in one process).")
 EOF
 }

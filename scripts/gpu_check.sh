@@ -30,10 +30,16 @@ for spec in "$@"; do
   t0=$(date +%s)
   if [ "${name#torch}" != "$name" ]; then
     # shellcheck disable=SC2086
-    "${limit[@]}" python3 scripts/train_torch.py --npz "$npz" $flags > "$out/$name.log" 2>&1 || echo "$name failed: $(tail -3 "$out/$name.log")"
+    "${limit[@]}" python3 scripts/train_torch.py --npz "$npz" $flags > "$out/$name.log" 2>&1 || echo "$name failed (exit $?; 124/137: the deadline): $(tail -3 "$out/$name.log")"
   else
     # shellcheck disable=SC2086
-    if "${limit[@]}" "$bin" --npz "$npz" --out "$out/$name" $flags > "$out/$name.log" 2>&1; then runs+=("$out/$name"); else echo "$name failed: $(tail -3 "$out/$name.log")"; fi
+    if "${limit[@]}" "$bin" --npz "$npz" --out "$out/$name" $flags > "$out/$name.log" 2>&1; then
+      runs+=("$out/$name")
+    else
+      echo "$name failed (exit $?; 124/137: the deadline): $(tail -3 "$out/$name.log")"
+      # A run stopped part-way still has its per-epoch rows (images/s included).
+      [ -f "$out/$name/metrics.csv" ] && runs+=("$out/$name")
+    fi
   fi
   [ -n "${DEADLINE:-}" ] && echo "done $name ($(($(date +%s) - t0)) s)"
   if [ -n "${ARCHIVE:-}" ]; then
@@ -41,6 +47,6 @@ for spec in "$@"; do
       --exclude=gallery --exclude=report.html ./* && mv "$ARCHIVE.tmp" "$ARCHIVE")
   fi
 done
-[ ${#runs[@]} -gt 0 ] && python3 scripts/summarize_runs.py "${runs[@]}"
+if [ ${#runs[@]} -gt 0 ]; then python3 scripts/summarize_runs.py "${runs[@]}"; else echo "no derma-train run wrote metrics.csv"; fi
 for f in "$out"/torch*.log; do [ -f "$f" ] && echo "$(basename "$f" .log): $(tail -1 "$f")"; done
 exit 0

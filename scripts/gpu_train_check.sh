@@ -22,7 +22,8 @@
 #
 # PLANs (each derma-train run is 10 epochs, the built-in recipe; torch rows run
 # scripts/train_torch.py with the same recipe on CUDA):
-#   28   scratch (Burn, PyTorch); focal γ=2; balanced class weights.
+#   28   bench28 (the CLI at the benchmark's 28 px batch 256 `natural` setting, 2 epochs: its
+#        img/s beside derma-bench's e2e); scratch (Burn, PyTorch); focal γ=2; balanced weights.
 #   64   scratch (Burn, PyTorch); TF-lite pretrained with --freeze-bn (Burn, PyTorch); screening
 #        malignant-vs-rest, focal γ=2, min-spec:0.80; combined loss; weighted sampler; TF-lite
 #        pretrained at --image-size 128.
@@ -91,7 +92,10 @@ run() {
   local specs
   case "$plan" in
     28)
-      specs=("scratch -- $b" "torch-scratch -- $t" "focal -- $b --loss focal --gamma 2"
+      # bench28 first: the training CLI at derma-bench's 28 px setting (batch 256, `natural`),
+      # 2 epochs, so its per-epoch images/s can be set beside the benchmark's e2e figure.
+      specs=("bench28 -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural"
+        "scratch -- $b" "torch-scratch -- $t" "focal -- $b --loss focal --gamma 2"
         "balanced -- $b --class-weights balanced")
       ;;
     64)

@@ -14,13 +14,22 @@ import sys
 
 rows = []
 for d in sys.argv[1:]:
-    r = json.load(open(os.path.join(d, "report.json")))
-    m = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
+    name = os.path.basename(d.rstrip("/"))
+    try:
+        m = list(csv.DictReader(open(os.path.join(d, "metrics.csv"))))
+    except OSError:
+        m = []
     later = m[1:] or m
-    ips = sum(float(x["images_per_second"]) for x in later) / len(later)
+    ips = sum(float(x["images_per_second"]) for x in later) / len(later) if later else float("nan")
+    try:
+        r = json.load(open(os.path.join(d, "report.json")))
+    except (OSError, ValueError):
+        # Stopped before its final evaluation (a deadline): the epochs it finished, and speed.
+        rows.append(f"| {name} (stopped after {len(m)} epochs) | - | - | - | - | - | {ips:.0f} |")
+        continue
     t = r["test"]
     rec = " ".join(f'{c["name"]} {c["recall"]:.2f}' for c in t["per_class"])
-    row = f'| {os.path.basename(d.rstrip("/"))} | {r["best_epoch"]} | {t["accuracy"]:.4f} | {t["balanced_accuracy"]:.4f} | {t["auc_macro"]:.4f} | {rec} | {ips:.0f} |'
+    row = f'| {name} | {r["best_epoch"]} | {t["accuracy"]:.4f} | {t["balanced_accuracy"]:.4f} | {t["auc_macro"]:.4f} | {rec} | {ips:.0f} |'
     if "threshold" in r:
         th, tt = r["threshold"], r["threshold"]["test"]
         value = th["value"] if th["value"] is not None else float("inf")

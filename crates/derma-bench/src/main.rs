@@ -11,7 +11,7 @@ use clap::Parser;
 use derma_bench::measure::Schedule;
 use derma_bench::options::{DataSource, Mode, SizeBatch, Upload, parse_modes, parse_sizes};
 use derma_bench::report::{BenchReport, table};
-use derma_bench::run::{Settings, run_config};
+use derma_bench::run::{Settings, run_config_with};
 use derma_data::AugmentPreset;
 
 /// MobileNetV2 training/inference throughput and device memory (this project's code path).
@@ -77,7 +77,7 @@ fn main() {
     }
 }
 
-/// The backend as the JSON report records it: `select`'s name (e.g. `wgpu (discrete GPU)`)
+/// The backend as the JSON report records it: `select`'s name (e.g. `wgpu/Vulkan (discrete GPU)`)
 /// and, for wgpu, the build's shader compiler, so the WGSL and SPIR-V binaries' reports differ.
 fn backend_description(name: &str) -> String {
     if name.starts_with("wgpu") {
@@ -131,7 +131,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     eprintln!("derma-bench: {} (pid {})", report.backend, report.pid);
     for &sb in &args.sizes {
-        let result = run_config(&settings, sb, &backend.device, |line| eprintln!("{line}"))?;
+        // The JSON is rewritten after every mode: a run stopped by a time cap keeps its modes.
+        let done = report.clone();
+        let result = run_config_with(&settings, sb, &backend.device, |line| eprintln!("{line}"), |partial| {
+            if let Some(path) = &args.json {
+                let mut so_far = done.clone();
+                so_far.results.push(partial.clone());
+                if let Err(e) = write_json(path, &so_far) {
+                    eprintln!("warning: {e}");
+                }
+            }
+        })?;
         report.results.push(result);
         // Keep what is measured so far if a later configuration fails.
         if let Some(path) = &args.json {
@@ -142,7 +152,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Written through a temporary file and a rename: a kill mid-write leaves the previous JSON.
 fn write_json(path: &std::path::Path, report: &BenchReport) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, text + "\n").map_err(|e| anyhow::anyhow!("--json {}: {e}", path.display()))
+    derma_train::report::write_atomic(path, (text + "\n").as_bytes()).map_err(|e| anyhow::anyhow!("--json {}: {e}", path.display()))
 }

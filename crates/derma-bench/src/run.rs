@@ -56,7 +56,19 @@ pub fn loader_config(settings: &Settings, sb: SizeBatch) -> LoaderConfig {
 
 /// Runs `settings.modes` for `sb` on `device` (without autodiff; training uses its autodiff
 /// twin). `log` receives one line per finished mode.
-pub fn run_config(settings: &Settings, sb: SizeBatch, device: &Device, mut log: impl FnMut(&str)) -> anyhow::Result<ConfigResult> {
+pub fn run_config(settings: &Settings, sb: SizeBatch, device: &Device, log: impl FnMut(&str)) -> anyhow::Result<ConfigResult> {
+    run_config_with(settings, sb, device, log, |_| {})
+}
+
+/// [`run_config`], handing the result so far to `partial` after each mode (a run stopped by a
+/// time limit keeps what it measured).
+pub fn run_config_with(
+    settings: &Settings,
+    sb: SizeBatch,
+    device: &Device,
+    mut log: impl FnMut(&str),
+    mut partial: impl FnMut(&ConfigResult),
+) -> anyhow::Result<ConfigResult> {
     let dataset = crate::data::load(&settings.data, sb.size, settings.synthetic_images.max(sb.batch), settings.classes, settings.seed)?;
     let config = loader_config(settings, sb);
     let first: Vec<usize> = (0..sb.batch).map(|i| i % dataset.len()).collect();
@@ -89,6 +101,7 @@ pub fn run_config(settings: &Settings, sb: SizeBatch, device: &Device, mut log: 
                 model = next;
                 note(mode, &m);
                 result.step = Some(m);
+                partial(&result);
             }
             Mode::E2e => {
                 let (next, m) = measure::train_e2e(
@@ -105,16 +118,19 @@ pub fn run_config(settings: &Settings, sb: SizeBatch, device: &Device, mut log: 
                 model = next;
                 note(mode, &m);
                 result.e2e = Some(m);
+                partial(&result);
             }
             Mode::Loader => {
                 let m = measure::loader_only(&dataset, config.clone(), settings.schedule)?;
                 note(mode, &m);
                 result.loader = Some(m);
+                partial(&result);
             }
             Mode::Infer => {
                 let m = measure::infer_resident(&model.valid(), &batch, device, settings.schedule)?;
                 note(mode, &m);
                 result.infer = Some(m);
+                partial(&result);
             }
         }
     }

@@ -36,7 +36,7 @@ pub fn select(choice: &str) -> anyhow::Result<Backend> {
             )
         }),
         "auto" => Ok(wgpu().unwrap_or_else(|| {
-            eprintln!("warning: no wgpu GPU adapter available; training on the CPU (flex), which is slow");
+            eprintln!("warning: no wgpu GPU adapter available{}; training on the CPU (flex), which is slow", probe_failures());
             cpu()
         })),
         other => anyhow::bail!("{}", unknown(other)),
@@ -51,8 +51,10 @@ pub fn unknown(choice: &str) -> String {
 /// The error for `--backend CHOICE` when its adapter did not answer: `no_adapter`, or that the
 /// binary has no wgpu at all.
 fn unavailable(choice: &str, no_adapter: &str) -> anyhow::Error {
-    let why = if cfg!(feature = "wgpu") { no_adapter } else { "this binary was built without the `wgpu` feature" };
-    anyhow::anyhow!("--backend {choice}: {why}")
+    if !cfg!(feature = "wgpu") {
+        return anyhow::anyhow!("--backend {choice}: this binary was built without the `wgpu` feature");
+    }
+    anyhow::anyhow!("--backend {choice}: {no_adapter}{}", probe_failures())
 }
 
 #[cfg(feature = "wgpu")]
@@ -61,35 +63,68 @@ fn wgpu() -> Option<Backend> {
     // Hardware adapters only: wgpu's default pick can be a software rasteriser (Mesa llvmpipe
     // through OpenGL, `DeviceKind::Cpu`) on a machine without a GPU driver, which trains
     // thousands of times slower than the Flex CPU backend.
+    // Vulkan first (the API the GPU numbers are measured on): wgpu's automatic choice would
+    // fall back to OpenGL ES silently when the Vulkan driver fails to load; such a device is
+    // named so in the run's log.
     [
-        (DeviceKind::DiscreteGpu(0), "wgpu (discrete GPU)"),
-        (DeviceKind::IntegratedGpu(0), "wgpu (integrated GPU)"),
-        (DeviceKind::VirtualGpu(0), "wgpu (virtual GPU)"),
+        (DeviceKind::DiscreteGpu(0), "wgpu/Vulkan (discrete GPU)", "wgpu/not Vulkan (discrete GPU)"),
+        (DeviceKind::IntegratedGpu(0), "wgpu/Vulkan (integrated GPU)", "wgpu/not Vulkan (integrated GPU)"),
+        (DeviceKind::VirtualGpu(0), "wgpu/Vulkan (virtual GPU)", "wgpu/not Vulkan (virtual GPU)"),
     ]
     .into_iter()
-    .find_map(|(kind, name)| probe(kind).map(|device| Backend { device, name }))
+    .find_map(|(kind, vulkan, other)| {
+        probe(|| Device::vulkan(kind))
+            .map(|device| Backend { device, name: vulkan })
+            .or_else(|| probe(|| Device::wgpu(kind)).map(|device| Backend { device, name: other }))
+    })
 }
 
 /// A software adapter (`DeviceKind::Cpu`: lavapipe, llvmpipe, WARP). Correct but slow: for
 /// checking the GPU code path without a GPU.
 #[cfg(feature = "wgpu")]
 fn wgpu_software() -> Option<Backend> {
-    probe(burn::tensor::DeviceKind::Cpu).map(|device| Backend { device, name: "wgpu (software adapter)" })
+    probe(|| Device::wgpu(burn::tensor::DeviceKind::Cpu)).map(|device| Backend { device, name: "wgpu (software adapter)" })
 }
 
-/// Device creation is lazy and a missing adapter panics on first use: probe with a tiny
-/// readback, silencing the panic message.
+/// Why the probes failed (their panic messages), for the "no adapter" error.
 #[cfg(feature = "wgpu")]
-fn probe(kind: burn::tensor::DeviceKind) -> Option<Device> {
+static PROBE_FAILURES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Device creation is lazy and a missing adapter panics on first use: probe with a tiny
+/// readback, keeping the panic message (shown only if no device answers).
+#[cfg(feature = "wgpu")]
+fn probe(device: impl Fn() -> Device + std::panic::UnwindSafe) -> Option<Device> {
     let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    std::panic::set_hook(Box::new(|info| {
+        let text = info.to_string();
+        if let Ok(mut f) = PROBE_FAILURES.lock() {
+            f.push(text.lines().last().unwrap_or_default().chars().take(300).collect());
+        }
+    }));
     let probe = std::panic::catch_unwind(|| {
-        let device = Device::wgpu(kind);
+        let device = device();
         let x = Tensor::<1>::ones([4], &device).sum().into_scalar::<f32>();
         (x == 4.0).then_some(device)
     });
     std::panic::set_hook(hook);
     probe.ok().flatten()
+}
+
+/// The probes' panic messages, de-duplicated (empty without wgpu or before any probe).
+fn probe_failures() -> String {
+    #[cfg(feature = "wgpu")]
+    if let Ok(f) = PROBE_FAILURES.lock() {
+        let mut seen: Vec<&String> = Vec::new();
+        for m in f.iter() {
+            if !seen.contains(&m) {
+                seen.push(m);
+            }
+        }
+        if !seen.is_empty() {
+            return format!(" (wgpu said: {})", seen.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "));
+        }
+    }
+    String::new()
 }
 
 #[cfg(not(feature = "wgpu"))]
