@@ -39,5 +39,8 @@ vulkan_setup() {
       export VK_DRIVER_FILES=/tmp/nvidia_icd.json
     fi
   fi
+  # Loader and driver errors in the logs: the WGSL build cannot pin Vulkan, and wgpu would fall
+  # back to OpenGL ES without a word.
+  export VK_LOADER_DEBUG=${VK_LOADER_DEBUG:-error,warn}
   echo "vulkan: loader $(ldconfig -p | grep -c 'libvulkan\.so\.1') entries; ICD ${VK_DRIVER_FILES:-from the system icd.d}"
 }

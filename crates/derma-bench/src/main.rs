@@ -77,7 +77,7 @@ fn main() {
     }
 }
 
-/// The backend as the JSON report records it: `select`'s name (e.g. `wgpu/Vulkan (discrete GPU)`)
+/// The backend as the JSON report records it: `select`'s name (e.g. `wgpu (discrete GPU)`)
 /// and, for wgpu, the build's shader compiler, so the WGSL and SPIR-V binaries' reports differ.
 fn backend_description(name: &str) -> String {
     if name.starts_with("wgpu") {

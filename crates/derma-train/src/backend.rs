@@ -63,20 +63,15 @@ fn wgpu() -> Option<Backend> {
     // Hardware adapters only: wgpu's default pick can be a software rasteriser (Mesa llvmpipe
     // through OpenGL, `DeviceKind::Cpu`) on a machine without a GPU driver, which trains
     // thousands of times slower than the Flex CPU backend.
-    // Vulkan first (the API the GPU numbers are measured on): wgpu's automatic choice would
-    // fall back to OpenGL ES silently when the Vulkan driver fails to load; such a device is
-    // named so in the run's log.
+    // On Linux wgpu tries Vulkan, then OpenGL ES (CubeCL's automatic chain); pinning Vulkan
+    // (`Device::vulkan`) needs Burn's `vulkan` feature, the SPIR-V build.
     [
-        (DeviceKind::DiscreteGpu(0), "wgpu/Vulkan (discrete GPU)", "wgpu/not Vulkan (discrete GPU)"),
-        (DeviceKind::IntegratedGpu(0), "wgpu/Vulkan (integrated GPU)", "wgpu/not Vulkan (integrated GPU)"),
-        (DeviceKind::VirtualGpu(0), "wgpu/Vulkan (virtual GPU)", "wgpu/not Vulkan (virtual GPU)"),
+        (DeviceKind::DiscreteGpu(0), "wgpu (discrete GPU)"),
+        (DeviceKind::IntegratedGpu(0), "wgpu (integrated GPU)"),
+        (DeviceKind::VirtualGpu(0), "wgpu (virtual GPU)"),
     ]
     .into_iter()
-    .find_map(|(kind, vulkan, other)| {
-        probe(|| Device::vulkan(kind))
-            .map(|device| Backend { device, name: vulkan })
-            .or_else(|| probe(|| Device::wgpu(kind)).map(|device| Backend { device, name: other }))
-    })
+    .find_map(|(kind, name)| probe(|| Device::wgpu(kind.clone())).map(|device| Backend { device, name }))
 }
 
 /// A software adapter (`DeviceKind::Cpu`: lavapipe, llvmpipe, WARP). Correct but slow: for
@@ -93,7 +88,7 @@ static PROBE_FAILURES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec
 /// Device creation is lazy and a missing adapter panics on first use: probe with a tiny
 /// readback, keeping the panic message (shown only if no device answers).
 #[cfg(feature = "wgpu")]
-fn probe(device: impl Fn() -> Device + std::panic::UnwindSafe) -> Option<Device> {
+fn probe(device: impl Fn() -> Device) -> Option<Device> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|info| {
         let text = info.to_string();
@@ -101,11 +96,11 @@ fn probe(device: impl Fn() -> Device + std::panic::UnwindSafe) -> Option<Device>
             f.push(text.lines().last().unwrap_or_default().chars().take(300).collect());
         }
     }));
-    let probe = std::panic::catch_unwind(|| {
+    let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let device = device();
         let x = Tensor::<1>::ones([4], &device).sum().into_scalar::<f32>();
         (x == 4.0).then_some(device)
-    });
+    }));
     std::panic::set_hook(hook);
     probe.ok().flatten()
 }

@@ -211,10 +211,6 @@ impl Plan {
             .or_else(|| path.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
             .unwrap_or_else(|| "plan".into());
         let metric: SelectMetric = file.metric.as_deref().unwrap_or("auc").parse().map_err(|e| anyhow::anyhow!("plan {at}: {e}"))?;
-        if metric == SelectMetric::Loss {
-            // A held-out loss depends on the loss being swept: trials would not be comparable.
-            anyhow::bail!("plan {at}: metric `loss`: a sweep compares trials on the same held-out score: use one of auc, bal_acc, acc, ap, f2, sens@spec");
-        }
         if file.phase.is_empty() {
             anyhow::bail!("plan {at}: no [[phase]]: a plan needs at least one phase of trials");
         }
@@ -304,6 +300,10 @@ impl Plan {
     /// module documentation), naming the plan file, phase, trial and key at fault.
     pub fn validate(&self) -> anyhow::Result<()> {
         let at = self.path.display();
+        if self.metric == SelectMetric::Loss {
+            // A held-out loss depends on the loss being swept: trials would not be comparable.
+            anyhow::bail!("plan {at}: metric `loss`: a sweep compares trials on the same held-out score: use one of auc, bal_acc, acc, ap, f2, sens@spec");
+        }
         if self.folds < 2 {
             anyhow::bail!("plan {at}: folds must be at least 2, got {}", self.folds);
         }
@@ -611,9 +611,16 @@ pub fn data_fingerprint(c: &TrainConfig) -> String {
             &c.data_dir,
             &c.manifest,
             &c.positive_classes,
-            file.then(|| (c.image_size(), &c.intensity, &c.resize, c.split_fractions, c.seed)),
+            // MedMNIST images are shrunk to the training size at load time too.
+            c.image_size(),
+            file.then(|| (&c.intensity, &c.resize, c.split_fractions, c.seed)),
         )
     )
+}
+
+/// The results.md note of a diverged fold (0-based `k`).
+fn diverged_note(number: usize, shown: &str, k: usize, why: &str) -> String {
+    format!("Trial {number:03} ({shown}) fold {}: {why}; the fold scores NaN.", k + 1)
 }
 
 /// `a` followed by `b` (copies the pixels; class names and image shape must agree).
@@ -809,6 +816,17 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                     fmt_score(r.std)
                 );
                 summary.skipped_trials += 1;
+                // Its diverged folds keep their note in results.md (their score.json says why).
+                for k in 0..plan.folds {
+                    let path = out.join(trial_dir(number, &key)).join(format!("fold-{}", k + 1)).join("score.json");
+                    let why = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                        .and_then(|v| v["diverged"].as_str().map(str::to_string));
+                    if let Some(why) = why {
+                        fold_notes.push((p, diverged_note(number, &shown, k, &why)));
+                    }
+                }
                 let row = TrialRow { trial: number, ..r.clone() };
                 rows.push(row.clone());
                 phase_rows.push((t, row));
@@ -859,7 +877,7 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
             let mut scores = Vec::with_capacity(plan.folds);
             for (k, fold) in pl.folds.iter().enumerate() {
                 let dir = out.join(trial_dir(number, &key)).join(format!("fold-{}", k + 1));
-                let diverged_note = |why: &str| format!("Trial {number:03} ({shown}) fold {}: {why}; the fold scores NaN.", k + 1);
+                let diverged_note = |why: &str| diverged_note(number, &shown, k, why);
                 if let Some((score, diverged)) = read_fold_score(&dir, &config_toml, plan.metric) {
                     println!("trial {number:03} fold {}/{}: reusing the finished fold ({metric_name} {})", k + 1, plan.folds, fmt_score(score));
                     if let Some(why) = diverged {

@@ -486,6 +486,9 @@ fn shipped_plan_dry_run_lists_its_trials() {
     assert!(s.contains("12 trials x 3 folds") && s.contains("metric sens@spec") && s.contains("overrides: epochs=2"), "{s}");
     let o = derma_sweep(&["--plan", plan.to_str().unwrap(), "--dry-run", "--metric", "rocauc"]);
     assert!(!o.status.success() && text(&o.stderr).contains("rocauc"), "{}", text(&o.stderr));
+    // The plan file's refusal of `loss` holds for the flag too.
+    let o = derma_sweep(&["--plan", plan.to_str().unwrap(), "--dry-run", "--metric", "loss"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("metric `loss`"), "{}", text(&o.stderr));
 }
 
 /// Image files with patient ids (`--dataset csv`): every fold of a real sweep keeps each
@@ -595,6 +598,11 @@ fn a_diverging_trial_scores_nan_and_the_sweep_goes_on() {
     assert!(text(&o.stdout).contains("0 fold(s) trained, 2 reused"), "{}", text(&o.stdout));
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains(") fold 2: training diverged at epoch 1"), "{md}");
+    // Resumed with every row recorded: both trials are skipped, the notes still stay.
+    let o = derma_sweep(&args);
+    assert!(o.status.success() && text(&o.stdout).contains("2 skipped"), "{}", text(&o.stdout));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains(") fold 1: training diverged at epoch 1") && md.contains(") fold 2: training diverged"), "{md}");
 }
 
 /// Trials whose data keys differ (here `positive_classes`) load other data: their folds go to

@@ -71,6 +71,19 @@ fn run() -> anyhow::Result<()> {
     }
     let out = out.unwrap_or_else(cascade::default_out);
     report::check_out_is_free(&out, &["cascade.json", "stage1", "stage2"], cli.overwrite)?;
+    if cli.overwrite {
+        // An earlier cascade's results must not outlive this one (a stage 2 this run skips,
+        // a cascade.json beside a new stage 1 when this run fails part-way).
+        for f in ["cascade.json", "cascade.md", "cascade-predictions.csv"] {
+            let _ = std::fs::remove_file(out.join(f));
+        }
+        for d in ["stage1", "stage2"] {
+            let dir = out.join(d);
+            if dir.is_dir() {
+                std::fs::remove_dir_all(&dir).map_err(|e| anyhow::anyhow!("--overwrite: cannot remove {}: {e}", dir.display()))?;
+            }
+        }
+    }
     let backend = backend::select(&merge_config(&[&options.base]).map_err(|e| anyhow::anyhow!(e))?.backend)?;
     cascade::run(&options, &out, &backend.device, backend.name)?;
     Ok(())
