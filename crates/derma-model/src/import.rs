@@ -9,7 +9,8 @@
 
 use std::path::Path;
 
-use burn::module::Param;
+use burn::module::{Param, RunningState};
+use burn::prelude::*;
 use burn_store::{
     ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
@@ -128,7 +129,8 @@ fn torchvision_remapper() -> KeyRemapper {
 ///
 /// The format follows the extension: `.safetensors`, else PyTorch pickle (`.pth`, `.pt`).
 /// With `keep_classifier` the file's classifier must match the model's class count. A model
-/// with a 1-channel stem gets the RGB stem summed over its input channels.
+/// with a 1-channel stem gets the RGB stem folded into one channel for the file's input
+/// normalisation ([`weight_conventions`]): see [`fold_gray_stem`].
 pub fn load_torchvision(
     model: MobileNetV2,
     path: &Path,
@@ -142,8 +144,9 @@ pub fn load_torchvision(
     let gray_stem = model.stem.conv.weight.dims()[1] == 1;
     let mut model = model;
     if gray_stem {
+        // Detached after the op: a parameter must be a leaf tensor on an autodiff device.
         let w = model.stem.conv.weight.val(); // [out, 1, 3, 3]
-        model.stem.conv.weight = Param::from_tensor(w.repeat_dim(1, 3)); // [out, 3, 3, 3]
+        model.stem.conv.weight = Param::from_tensor(w.repeat_dim(1, 3).detach()); // [out, 3, 3, 3]
     }
     let keep_fn: fn(&str, &str) -> bool = if keep_classifier {
         |_, _| true
@@ -174,10 +177,38 @@ pub fn load_torchvision(
     };
     check_strict(&result, path, keep_classifier)?;
     if gray_stem {
-        let w = model.stem.conv.weight.val().sum_dim(1); // [out, 1, 3, 3]
-        model.stem.conv.weight = Param::from_tensor(w);
+        let (norm, _) = weight_conventions(path)?;
+        model = fold_gray_stem(model, norm.affine());
     }
     Ok(model)
+}
+
+/// Folds a loaded RGB stem (`[out, 3, k, k]`, in a 1-channel model's stem) into one channel.
+///
+/// The RGB model sees a gray pixel `x` (0..=255) as `a_c x + b_c` in channel `c` (`affine`);
+/// the 1-channel model is fed `ā x + b̄` (the channel means, as the loader normalises a
+/// 1-channel input). With `W' = Σ_c (a_c / ā) w_c` and
+/// `δ = Σ_c b_c ΣΣw_c − b̄ ΣΣW'` subtracted from the stem batch norm's running mean, the stem's
+/// output equals the RGB model's on `[x, x, x]` away from the zero-padded border (exactly: conv
+/// linearity), in evaluation mode; in training mode batch statistics absorb δ anyway. For the
+/// `[-1, 1]` normalisation (`a_c`, `b_c` equal) this is the plain sum and δ = 0.
+pub fn fold_gray_stem(mut model: MobileNetV2, affine: [(f32, f32); 3]) -> MobileNetV2 {
+    let w = model.stem.conv.weight.val().detach(); // [out, 3, k, k]
+    let device = w.device();
+    let [out, _, _, _] = w.dims();
+    let mean_a = affine.iter().map(|a| a.0).sum::<f32>() / 3.0;
+    let mean_b = affine.iter().map(|a| a.1).sum::<f32>() / 3.0;
+    let ratio = Tensor::<1>::from_data(TensorData::new(affine.iter().map(|a| a.0 / mean_a).collect::<Vec<_>>(), [3]), &device);
+    let shift = Tensor::<1>::from_data(TensorData::new(affine.iter().map(|a| a.1).collect::<Vec<_>>(), [3]), &device);
+    let folded = (w.clone() * ratio.reshape([1, 3, 1, 1])).sum_dim(1); // [out, 1, k, k]
+    let per_channel = w.sum_dims(&[2, 3]).reshape([out, 3]); // ΣΣ w_c: [out, 3]
+    let rgb_constant = (per_channel * shift.reshape([1, 3])).sum_dim(1).reshape([out]); // Σ_c b_c ΣΣw_c
+    let gray_constant = folded.clone().sum_dims(&[1, 2, 3]).reshape([out]).mul_scalar(mean_b); // b̄ ΣΣW'
+    let delta = rgb_constant - gray_constant; // [out]
+    model.stem.conv.weight = Param::from_tensor(folded.detach());
+    let mean = model.stem.bn.running_mean.value_sync().to_device(&device);
+    model.stem.bn.running_mean = RunningState::new((mean - delta).detach());
+    model
 }
 
 /// Turns an [`ApplyResult`] into an error naming every missing, mis-shaped or unexpected key.
@@ -195,7 +226,9 @@ fn check_strict(result: &ApplyResult, path: &Path, keep_classifier: bool) -> any
         problems.push(format!("  missing tensor for `{key}`"));
     }
     for key in &result.unused {
-        if key.ends_with("num_batches_tracked") || key.starts_with("classifier.") {
+        // Without `keep_classifier` the file's head is dropped on purpose; with it, an extra
+        // `classifier.*` tensor is as unexpected as any other.
+        if key.ends_with("num_batches_tracked") || (!keep_classifier && key.starts_with("classifier.")) {
             continue;
         }
         problems.push(format!("  unexpected tensor `{key}` (not part of MobileNetV2 at this width)"));

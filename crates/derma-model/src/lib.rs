@@ -20,5 +20,5 @@ pub mod mobilenet;
 
 pub use block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
 pub use embedding::{Embedding, EmbeddingConfig, global_pool, l2_normalize};
-pub use import::{InputNorm, load_torchvision, weight_conventions};
+pub use import::{InputNorm, fold_gray_stem, load_torchvision, weight_conventions};
 pub use mobilenet::{MobileNetV2, MobileNetV2Config, make_divisible};

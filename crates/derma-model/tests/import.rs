@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use burn::prelude::*;
-use derma_model::{MobileNetV2Config, load_torchvision};
+use derma_model::{InputNorm, MobileNetV2Config, load_torchvision};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures")).join(name)
@@ -81,22 +81,38 @@ fn head_swap_keeps_a_fresh_classifier() {
     assert_eq!(loaded.num_classes(), 2);
 }
 
-/// A 1-channel stem gets the RGB stem summed over colours, so a gray image `g` gives the logits
-/// the RGB model gives for `[g, g, g]` (conv linearity: Σ_c w_c * g = (Σ_c w_c) * g).
+/// A 1-channel stem fed what the loader feeds it (`ā x + b̄`, the mean ImageNet affine) answers
+/// a gray image `x` as the RGB stem answers `[a_c x + b_c]` (what the RGB model is fed):
+/// exactly away from the zero-padded border (`fold_gray_stem`). Loaded on an autodiff device,
+/// as training does (re-wrapping a tracked tensor as a parameter panicked there). A plain sum
+/// of the RGB kernels (the old fold) is off by far more.
 #[test]
-fn gray_stem_equals_rgb_model_on_replicated_gray() {
-    let device = Device::flex();
-    let rgb = load_torchvision(MobileNetV2Config::new(7).with_width(0.25).init(&device), &fixture("mobilenet_v2_w025.pth"), true)
-        .unwrap()
-        .valid();
-    let gray = MobileNetV2Config::new(7).with_width(0.25).with_in_channels(1).init(&device);
-    let gray = load_torchvision(gray, &fixture("mobilenet_v2_w025.pth"), true).unwrap().valid();
+fn gray_stem_answers_a_gray_image_as_the_rgb_stem() {
+    let device = Device::flex().autodiff();
+    let load = |in_channels: usize| {
+        let m = MobileNetV2Config::new(7).with_width(0.25).with_in_channels(in_channels).init(&device);
+        load_torchvision(m, &fixture("mobilenet_v2_w025.pth"), true).unwrap().valid()
+    };
+    let (rgb, gray) = (load(3), load(1));
     assert_eq!(gray.stem.conv.weight.dims(), [8, 1, 3, 3]);
-    let g = Tensor::<4>::random([2, 1, 32, 32], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
-    let a: Vec<f32> = gray.forward(g.clone()).into_data().try_into_vec().unwrap();
-    let b: Vec<f32> = rgb.forward(g.repeat_dim(1, 3)).into_data().try_into_vec().unwrap();
-    let max = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-    assert!(max <= 1e-4, "max |logit difference| {max}");
+    let cpu = Device::flex();
+    let x = Tensor::<4>::random([2, 1, 32, 32], burn::tensor::Distribution::Uniform(0.0, 255.0), &cpu);
+    let affine = InputNorm::ImageNet.affine();
+    let rgb_in = Tensor::cat(affine.iter().map(|&(a, b)| x.clone().mul_scalar(a).add_scalar(b)).collect(), 1);
+    let (ma, mb) = (affine.iter().map(|a| a.0).sum::<f32>() / 3.0, affine.iter().map(|a| a.1).sum::<f32>() / 3.0);
+    let gray_in = x.mul_scalar(ma).add_scalar(mb);
+    // Stem outputs [2, 8, 16, 16] without the first row and column (they see the padding).
+    let interior = |t: Tensor<4>| -> Vec<f32> { t.slice([0..2, 0..8, 1..16, 1..16]).into_data().try_into_vec().unwrap() };
+    let want = interior(rgb.stem.forward(rgb_in));
+    let got = interior(gray.stem.forward(gray_in.clone()));
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let max = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+    assert!(scale > 0.1 && max <= 1e-4 * scale.max(1.0), "max |difference| {max} (scale {scale})");
+    // The plain sum over colours, without the per-channel scales and the mean shift.
+    let mut plain = rgb.clone();
+    plain.stem.conv.weight = burn::module::Param::from_tensor(rgb.stem.conv.weight.val().sum_dim(1));
+    let off = interior(plain.stem.forward(gray_in)).iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+    assert!(off > 100.0 * max.max(1e-6), "the plain sum is as close ({off} vs {max}): the check would not tell them apart");
 }
 
 /// Identity batch-norm statistics (mean 0, variance 1) are told apart from trained ones: a fresh

@@ -138,8 +138,8 @@ pub struct TrainConfig {
     pub resize: String,
     /// File datasets without a split column: patient-level train/val/test fractions.
     pub split_fractions: [f64; 3],
-    /// Model input channels: 3 (grayscale replicated) or 1 (grayscale stem; pretrained stem
-    /// weights summed over RGB).
+    /// Model input channels: 3 (grayscale replicated) or 1 (grayscale stem; the pretrained RGB
+    /// stem folded for the weights' input normalisation, `derma_model::fold_gray_stem`).
     pub in_channels: usize,
     /// A MedMNIST-layout `.npz` to train on instead of the catalogue file (no download, no
     /// md5 check; labels are those of `dataset`).

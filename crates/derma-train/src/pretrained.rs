@@ -37,8 +37,8 @@ pub fn resolve(pretrained: &str, offline: bool) -> anyhow::Result<Option<PathBuf
                 checksum: Checksum::sha256_prefix("7ebf99e0")?,
                 file_name: IMAGENET_FILE.into(),
             };
+            // The download creates the folder; offline, nothing is written.
             let dir = torch_cache_dir();
-            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("--pretrained imagenet: cannot create {}: {e}", dir.display()))?;
             let fetcher = Fetcher::new(dir).with_offline(offline).with_progress(std::io::stderr().is_terminal());
             Ok(Some(fetcher.fetch_remote(&remote).map_err(|e| anyhow::anyhow!("--pretrained imagenet: {e}"))?))
         }

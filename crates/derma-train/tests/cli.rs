@@ -470,6 +470,16 @@ fn pretrained_torchvision_weights_fine_tune() {
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("input_norm = \"imagenet\"") && config.contains("padding = \"Symmetric\""), "{config}");
 
+    // A grayscale stem from the RGB weights (it panicked: a folded stem is built on the
+    // training device).
+    let gray_out = dir.path().join("gray");
+    let o = derma_train(&[
+        "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--epochs", "1",
+        "--batch-size", "20", "--pretrained", weights, "--in-channels", "1", "--positive-classes", "nv",
+        "--out", gray_out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+
     // --freeze-bn: with the whole network training from the first step, the batch-norm running
     // statistics stay those of the weight file (without the flag every epoch updates them).
     let frozen_out = dir.path().join("frozen-bn");
