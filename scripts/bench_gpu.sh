@@ -67,7 +67,7 @@ prepare() {
   # shellcheck disable=SC2086
   (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
   du -ch .dev/* .gl/* | tail -1
-  echo 'now, on the device: run(command="DEADLINE=420 scripts/bench_gpu.sh run main", timeout_s=480, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-bench-spirv.xz"])'
+  echo 'now, on the device (docs/performance.md): run(command="DEADLINE=360 scripts/bench_gpu.sh run main; DEADLINE=180 scripts/gpu_train_check.sh run 28", timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-train.xz", ".dev/dermamnist_ham_28.npz.xz"])'
 }
 
 # shellcheck source=scripts/device_lib.sh
