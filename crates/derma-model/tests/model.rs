@@ -131,3 +131,63 @@ fn bn_freeze_survives_the_backbone_unfreeze_when_reapplied() {
         assert!(b.expand.as_ref().is_none_or(|e| !e.bn.training.is_enabled()));
     }
 }
+
+/// `Padding::TfSame` is TensorFlow's SAME: for a stride-2 3x3 convolution on a 6x6 input,
+/// `pad_total = (out - 1) * s + k - in = 1`, all of it after (bottom/right): output (i, j) sums
+/// `w[u][v] * x[2i + u][2j + v]` over the valid input. The reference is that formula, computed
+/// here; symmetric padding (one row/column each side) gives other values, so the check can fail.
+#[test]
+fn tf_same_padding_pads_only_after_on_stride_two() {
+    use derma_model::{ConvBnActConfig, Padding};
+    let device = Device::flex();
+    let x: Vec<f32> = (0..36).map(|i| ((i * 7) % 11) as f32 * 0.1).collect();
+    let w: Vec<f32> = (0..9).map(|i| ((i * 5) % 7) as f32 * 0.1 - 0.2).collect();
+    let mut reference = vec![0.0f32; 9];
+    for (i, j) in (0..3).flat_map(|i| (0..3).map(move |j| (i, j))) {
+        for (u, v) in (0..3).flat_map(|u| (0..3).map(move |v| (u, v))) {
+            let (r, c) = (2 * i + u, 2 * j + v);
+            if r < 6 && c < 6 {
+                reference[i * 3 + j] += w[u * 3 + v] * x[r * 6 + c];
+            }
+        }
+    }
+    let run = |padding: Padding| -> Vec<f32> {
+        let mut block = ConvBnActConfig::new([1, 1], 3).with_stride(2).with_padding(padding).init(&device);
+        block.conv.weight = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(w.clone(), [1, 1, 3, 3]), &device));
+        // The conv alone (the block adds batch norm and ReLU6).
+        block.conv.forward(Tensor::from_data(TensorData::new(x.clone(), [1, 1, 6, 6]), &device)).into_data().try_into_vec().unwrap()
+    };
+    let same = run(Padding::TfSame);
+    let max = same.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max < 1e-5, "TfSame {same:?} vs TF's formula {reference:?}");
+    let symmetric = run(Padding::Symmetric);
+    assert!(symmetric.iter().zip(&reference).any(|(a, b)| (a - b).abs() > 1e-3), "symmetric padding matches too: the check is vacuous");
+}
+
+/// `weight_conventions` reads a safetensors file's metadata (as `convert_tflite.py` writes it),
+/// defaults to torchvision's conventions without it, and refuses an unknown value by name.
+#[test]
+fn weight_conventions_follow_the_safetensors_metadata() {
+    use derma_model::{InputNorm, Padding, weight_conventions};
+    let dir = std::env::temp_dir().join(format!("derma-model-conv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, meta: &str| {
+        let header = format!("{{\"__metadata__\":{{{meta}}},\"t\":{{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}}}");
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend(header.as_bytes());
+        bytes.extend(0f32.to_le_bytes());
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let tfl = write("tfl.safetensors", "\"input_norm\":\"minus_one_to_one\",\"padding\":\"tf_same\"");
+    assert_eq!(weight_conventions(&tfl).unwrap(), (InputNorm::MinusOneToOne, Padding::TfSame));
+    let plain = write("plain.safetensors", "");
+    assert_eq!(weight_conventions(&plain).unwrap(), (InputNorm::ImageNet, Padding::Symmetric));
+    let odd = write("odd.safetensors", "\"padding\":\"reflect\"");
+    let err = weight_conventions(&odd).unwrap_err().to_string();
+    assert!(err.contains("odd.safetensors") && err.contains("reflect"), "{err}");
+    // A .pth has no metadata: torchvision's conventions.
+    assert_eq!(weight_conventions(std::path::Path::new("x.pth")).unwrap(), (InputNorm::ImageNet, Padding::Symmetric));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
