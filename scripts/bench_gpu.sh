@@ -28,9 +28,11 @@
 # returns what finished. `scripts/bench_gpu.sh compare DIR` re-prints the table from the
 # unpacked archive.
 #
-# On the device machine (one call, within its 10-minute limit; budgets in docs/performance.md):
-#   run(command="DEADLINE=420 scripts/bench_gpu.sh run main", timeout_s=480,
-#       carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-bench-spirv.xz"])
+# On the device machine, one call with the training check after it (the 15-minute budget in
+# docs/performance.md):
+#   run(command="DEADLINE=360 scripts/bench_gpu.sh run main; DEADLINE=180 scripts/gpu_train_check.sh run 28",
+#       timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-train.xz",
+#       ".dev/dermamnist_ham_28.npz.xz"])
 set -uo pipefail
 
 sizes=${SIZES:-"28:256 224:128"}
@@ -125,8 +127,8 @@ setup_device() {
   smi_pid=$!
   # The whole GPU's memory in use (a Vulkan process may be missing from the per-process list;
   # the runs are sequential, so each run's window in runs.csv gives its peak).
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 2>/dev/null |
-    while read -r m; do echo "$(date +%s),$m"; done >"$work/smi-gpu.csv" &
+  # (nvidia-smi's own timestamps: a pipe could deliver its lines late, in bursts.)
+  nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader,nounits -lms 200 >"$work/smi-gpu.csv" 2>/dev/null &
   smi_gpu_pid=$!
   trap 'kill $smi_pid $smi_gpu_pid 2>/dev/null' EXIT
 }
@@ -214,7 +216,7 @@ EOF
 
 compare() {
   python3 - "$1" <<'EOF'
-import csv, glob, json, os, sys
+import csv, datetime, glob, json, os, sys
 d = sys.argv[1]
 def load(p):
     try:
@@ -237,8 +239,12 @@ except OSError:
 gpu_samples = []
 try:
     for row in csv.reader(open(os.path.join(d, "smi-gpu.csv"))):
-        if len(row) == 2 and row[0].isdigit() and row[1].strip().isdigit():
-            gpu_samples.append((int(row[0]), int(row[1].strip())))
+        if len(row) == 2 and row[1].strip().isdigit():
+            try:  # "2026/11/26 22:13:17.123" in local time, as `date +%s` in runs.csv counts it
+                t = datetime.datetime.strptime(row[0].strip(), "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            except ValueError:
+                continue
+            gpu_samples.append((t, int(row[1].strip())))
 except OSError:
     pass
 windows = {}

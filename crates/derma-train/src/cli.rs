@@ -257,7 +257,13 @@ impl TrainArgs {
 
 /// `cmd` with each training flag's help ending in its default from the built-in config
 /// (`configs/dermamnist.toml`), so `--help` and the file cannot disagree.
-pub fn with_config_defaults(mut cmd: Command) -> Command {
+pub fn with_config_defaults(cmd: Command) -> Command {
+    with_config_defaults_except(cmd, &[], "")
+}
+
+/// [`with_config_defaults`], except the flags of `keys`, whose help ends in `note` instead (e.g.
+/// the keys derma-cascade's stage recipes set).
+pub fn with_config_defaults_except(mut cmd: Command, keys: &[String], note: &str) -> Command {
     let defaults: toml::Table = toml::from_str(&TrainConfig::default().to_toml()).expect("the built-in config serialises to TOML");
     for (key, value) in defaults {
         let shown = match &value {
@@ -266,9 +272,10 @@ pub fn with_config_defaults(mut cmd: Command) -> Command {
             v => v.to_string(),
         };
         if cmd.get_arguments().any(|a| a.get_id() == key.as_str()) {
+            let tail = if keys.contains(&key) { note.to_string() } else { format!("[config default: {shown}]") };
             cmd = cmd.mut_arg(key, |a| {
                 let help = a.get_help().map(ToString::to_string).unwrap_or_default();
-                a.help(format!("{help} [config default: {shown}]"))
+                a.help(format!("{help} {tail}"))
             });
         }
     }

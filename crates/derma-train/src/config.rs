@@ -323,6 +323,15 @@ impl TrainConfig {
             .then_some(crate::mining::MiningConfig { fraction: self.mining_fraction, strength: self.mining_strength })
     }
 
+    /// Whether the task has two classes (one sigmoid logit, an operating threshold):
+    /// `positive_classes`, an image-file dataset (checked again once read), or a two-class
+    /// MedMNIST dataset (breastmnist, pneumoniamnist).
+    pub fn is_two_class(&self) -> bool {
+        self.positive_classes.is_some()
+            || self.is_file_dataset()
+            || medmnist::lookup(&self.dataset).is_ok_and(|info| info.n_classes() == 2)
+    }
+
     /// The model-selection metric (`select_metric`).
     pub fn select_metric(&self) -> Result<SelectMetric, String> {
         self.select_metric.parse().map_err(|e| format!("--select-metric: {e}"))
@@ -466,7 +475,7 @@ impl TrainConfig {
         }
         // File datasets are usually binary (benign/malignant); their class count is checked
         // once the data is read.
-        let binary = self.positive_classes.is_some() || self.is_file_dataset();
+        let binary = self.is_two_class();
         let metric = self.select_metric()?;
         if metric.needs_binary() && !binary {
             return Err(format!(
@@ -505,7 +514,7 @@ impl TrainConfig {
         let weighted = !matches!(&self.class_weights, ClassWeights::Named(n) if n == "none");
         // A scalar α re-weights the classes only on a two-class task (on K > 2 softmax logits it
         // scales every class alike).
-        let two_class = self.positive_classes.is_some() || self.is_file_dataset();
+        let two_class = self.is_two_class();
         let alpha = matches!(&self.alpha, Some(Alpha::Scalar(a)) if two_class && *a >= 0.0 && *a != 0.5)
             || matches!(&self.alpha, Some(Alpha::PerClass(_)));
         let resampled = self.sampler != "none";
@@ -584,6 +593,12 @@ mod tests {
         assert!(warned(|c| {
             c.threshold = "min-spec:0.8".into();
             c.positive_classes = Some(vec!["mel".into()]);
+        })
+        .is_empty());
+        // breastmnist is two-class by itself: its threshold applies.
+        assert!(warned(|c| {
+            c.threshold = "min-spec:0.8".into();
+            c.dataset = "breastmnist".into();
         })
         .is_empty());
     }

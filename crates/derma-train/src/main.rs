@@ -63,10 +63,11 @@ fn run() -> anyhow::Result<()> {
             config.backend = b;
         }
         config.out = Some(dir.clone());
-        if config.backend == "cpu" && std::env::var_os("BURN_DEVICE").is_none() {
-            // Burn restores AdamW's moments on its default device (the GPU in a wgpu build)
-            // before moving them to the parameters' device: on a CPU resume that would start a
-            // GPU context for nothing, or fail on a machine without one.
+        if std::env::var_os("BURN_DEVICE").is_none() {
+            // Burn restores AdamW's moments on its default device (the GPU in a wgpu build) and
+            // moves them to each parameter's device at the next step (burn-optim's
+            // `load_record`: the load device does not matter). On the CPU: no GPU context is
+            // started for nothing, or fails on a machine without one (`--backend auto`).
             // SAFETY: only the main thread runs yet (no data loading, no device, no pool).
             unsafe { std::env::set_var("BURN_DEVICE", "flex") };
         }

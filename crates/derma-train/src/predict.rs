@@ -65,10 +65,10 @@ impl RunModel {
         let binary = class_names.len() == 2;
         // The operating threshold chosen on validation; JSON has no infinity: `null` is +inf
         // (a rule that flags nothing).
-        let threshold = match &report["threshold"]["value"] {
+        let threshold = match report["threshold"].get("value") {
             _ if !binary => None,
-            serde_json::Value::Null if report["threshold"].is_object() => Some(f64::INFINITY),
-            v => Some(v.as_f64().ok_or_else(|| {
+            Some(serde_json::Value::Null) => Some(f64::INFINITY),
+            v => Some(v.and_then(|v| v.as_f64()).ok_or_else(|| {
                 anyhow::anyhow!("{}: a two-class run needs `threshold.value` (a number, or null for +inf)", file("report.json").display())
             })?),
         };
@@ -204,11 +204,17 @@ pub fn read_npz_split(path: &Path, split: SplitName, run: &RunModel) -> anyhow::
     };
     let labels: Vec<usize> = s.labels.iter().map(|&l| l as usize).collect();
     let shape = [s.height, s.width, s.channels];
-    let Some(positive) = &run.config.positive_classes else {
-        return ImageDataset::new(s.images, labels, shape, run.class_names.clone())
+    // A --positive-classes run of a MedMNIST dataset maps the file's labels through that
+    // dataset's class names; otherwise the labels are the run's own.
+    let info = run.config.positive_classes.as_ref().and_then(|p| medmnist::lookup(&run.config.dataset).ok().map(|i| (p, i)));
+    let Some((positive, info)) = info else {
+        // Extra label values (a binary view of a file dataset) get numbered names.
+        let max = labels.iter().copied().max().unwrap_or(0);
+        let names: Vec<String> =
+            (0..=max.max(run.class_names.len() - 1)).map(|i| run.class_names.get(i).cloned().unwrap_or_else(|| i.to_string())).collect();
+        return ImageDataset::new(s.images, labels, shape, names)
             .map_err(|e| anyhow::anyhow!("{}: {e} (the run's classes: {})", path.display(), run.class_names.join(", ")));
     };
-    let info = medmnist::lookup(&run.config.dataset)?;
     let names: Vec<String> = info.labels.iter().map(|l| l.to_string()).collect();
     let (positives, bin) = crate::train::binary_view(positive, &names, &run.config.dataset)?;
     let d = ImageDataset::new(s.images, labels, shape, names)

@@ -16,7 +16,18 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 }
 
 /// The files of a run folder that make it a run (a finished or an interrupted one).
-pub const RUN_FILES: [&str; 4] = ["config.toml", "metrics.csv", "report.json", "model.bpk"];
+pub const RUN_FILES: [&str; 10] = [
+    "config.toml",
+    "metrics.csv",
+    "report.json",
+    "model.bpk",
+    "predictions.csv",
+    "thresholds.csv",
+    "report.md",
+    "report.html",
+    "plots",
+    "gallery",
+];
 
 /// Refuses `--out DIR` when `DIR` already holds one of `marks` (a previous run's results),
 /// unless `overwrite`: a new run would replace them file by file, and if it stopped early the
@@ -27,7 +38,7 @@ pub fn check_out_is_free(out: &Path, marks: &[&str], overwrite: bool) -> anyhow:
     }
     if let Some(found) = marks.iter().find(|m| out.join(m).exists()) {
         let resume = if out.join(crate::checkpoint::DIR).join("state.json").is_file() {
-            format!(" It stopped before its last epoch: `derma-train --resume {}` continues it.", out.display())
+            format!(" It has not finished: `derma-train --resume {}` continues it.", out.display())
         } else {
             String::new()
         };

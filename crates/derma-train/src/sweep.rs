@@ -283,7 +283,7 @@ impl Plan {
     pub fn config(&self, params: &toml::Table) -> Result<TrainConfig, String> {
         let config = merge_config(&[&self.base, params, &self.overrides])?;
         config.validate()?;
-        if self.metric.needs_binary() && config.positive_classes.is_none() && !config.is_file_dataset() {
+        if self.metric.needs_binary() && !config.is_two_class() {
             return Err(format!("metric {} needs a two-class task: set positive_classes in [base]", self.metric));
         }
         let min_spec = matches!(config.threshold.parse(), Ok(derma_eval::ThresholdRule::MinSpecificity(_)));

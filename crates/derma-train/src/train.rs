@@ -388,7 +388,8 @@ fn fit_from(
         // this run's config.toml and model.bpk.
         checkpoint::remove(out_dir);
         for stale in RESULT_FILES {
-            let _ = std::fs::remove_file(out_dir.join(stale));
+            let path = out_dir.join(stale);
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         }
     }
     write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
@@ -707,8 +708,10 @@ fn write_report_pages(out_dir: &Path, data: &TaskData, train_counts: &[usize]) {
 }
 
 /// What a finished run writes besides `config.toml` (removed when a fresh run starts in the
-/// folder).
-const RESULT_FILES: [&str; 5] = ["model.bpk", "metrics.csv", "predictions.csv", "thresholds.csv", "report.json"];
+/// folder; `--out` refuses a folder holding any of them without `--overwrite`:
+/// [`report::RUN_FILES`]).
+const RESULT_FILES: [&str; 9] =
+    ["model.bpk", "metrics.csv", "predictions.csv", "thresholds.csv", "report.json", "report.md", "report.html", "plots", "gallery"];
 
 /// Saves model weights (burnpack) atomically.
 pub fn save_model(model: &MobileNetV2, path: &Path) -> anyhow::Result<()> {

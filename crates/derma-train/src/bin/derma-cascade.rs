@@ -55,7 +55,18 @@ fn table(assignments: &[String], flag: &str) -> anyhow::Result<toml::Table> {
 }
 
 fn run() -> anyhow::Result<()> {
-    let matches = derma_train::cli::with_config_defaults(<Cli as clap::CommandFactory>::command()).get_matches();
+    // The stage recipes set some keys whatever the base says: their help says so.
+    let recipe_keys: Vec<String> = derma_train::cascade::stage1_recipe()
+        .keys()
+        .chain(derma_train::cascade::stage2_recipe().keys())
+        .cloned()
+        .collect();
+    let command = derma_train::cli::with_config_defaults_except(
+        <Cli as clap::CommandFactory>::command(),
+        &recipe_keys,
+        "[set by the stage recipes: override with --stage1/--stage2 KEY=VALUE]",
+    );
+    let matches = command.get_matches();
     let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let out = cli.train.out.clone();
     let config = cli.train.into_config()?;
@@ -71,19 +82,8 @@ fn run() -> anyhow::Result<()> {
     }
     let out = out.unwrap_or_else(cascade::default_out);
     report::check_out_is_free(&out, &["cascade.json", "stage1", "stage2"], cli.overwrite)?;
-    if cli.overwrite {
-        // An earlier cascade's results must not outlive this one (a stage 2 this run skips,
-        // a cascade.json beside a new stage 1 when this run fails part-way).
-        for f in ["cascade.json", "cascade.md", "cascade-predictions.csv"] {
-            let _ = std::fs::remove_file(out.join(f));
-        }
-        for d in ["stage1", "stage2"] {
-            let dir = out.join(d);
-            if dir.is_dir() {
-                std::fs::remove_dir_all(&dir).map_err(|e| anyhow::anyhow!("--overwrite: cannot remove {}: {e}", dir.display()))?;
-            }
-        }
-    }
+    // With --overwrite, cascade::run removes the earlier outputs once its settings and data
+    // have resolved.
     let backend = backend::select(&merge_config(&[&options.base]).map_err(|e| anyhow::anyhow!(e))?.backend)?;
     cascade::run(&options, &out, &backend.device, backend.name)?;
     Ok(())
