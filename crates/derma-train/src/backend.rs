@@ -36,7 +36,7 @@ pub fn select(choice: &str) -> anyhow::Result<Backend> {
             )
         }),
         "auto" => Ok(wgpu().unwrap_or_else(|| {
-            eprintln!("warning: no wgpu GPU adapter available{}; training on the CPU (flex), which is slow", probe_failures());
+            eprintln!("warning: no wgpu GPU adapter available{}; training on the CPU (flex), which is slow", probe_failures(1, 200));
             cpu()
         })),
         other => anyhow::bail!("{}", unknown(other)),
@@ -54,7 +54,7 @@ fn unavailable(choice: &str, no_adapter: &str) -> anyhow::Error {
     if !cfg!(feature = "wgpu") {
         return anyhow::anyhow!("--backend {choice}: this binary was built without the `wgpu` feature");
     }
-    anyhow::anyhow!("--backend {choice}: {no_adapter}{}", probe_failures())
+    anyhow::anyhow!("--backend {choice}: {no_adapter}{}", probe_failures(usize::MAX, 300))
 }
 
 #[cfg(feature = "wgpu")]
@@ -105,8 +105,9 @@ fn probe(device: impl Fn() -> Device) -> Option<Device> {
     probe.ok().flatten()
 }
 
-/// The probes' panic messages, de-duplicated (empty without wgpu or before any probe).
-fn probe_failures() -> String {
+/// The probes' panic messages, de-duplicated, at most `count` of them cut to `chars` characters
+/// each (empty without wgpu or before any probe).
+fn probe_failures(count: usize, chars: usize) -> String {
     #[cfg(feature = "wgpu")]
     if let Ok(f) = PROBE_FAILURES.lock() {
         let mut seen: Vec<&String> = Vec::new();
@@ -116,7 +117,8 @@ fn probe_failures() -> String {
             }
         }
         if !seen.is_empty() {
-            return format!(" (wgpu said: {})", seen.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "));
+            let shown: Vec<String> = seen.iter().take(count).map(|s| s.chars().take(chars).collect()).collect();
+            return format!(" (wgpu said: {})", shown.join("; "));
         }
     }
     String::new()
