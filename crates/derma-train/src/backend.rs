@@ -121,6 +121,8 @@ fn probe_failures(count: usize, chars: usize) -> String {
             return format!(" (wgpu said: {})", shown.join("; "));
         }
     }
+    #[cfg(not(feature = "wgpu"))]
+    let _ = (count, chars);
     String::new()
 }
 
