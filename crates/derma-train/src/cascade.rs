@@ -460,20 +460,6 @@ fn predict_all(model: &RunModel, splits: &[&ImageDataset], batch: usize, device:
     splits.iter().map(|d| model.predict(d, batch, device)).collect()
 }
 
-/// Removes a cascade folder's outputs (`--overwrite`; a fresh folder has none).
-fn clear_outputs(out: &Path) -> anyhow::Result<()> {
-    for f in ["cascade.json", "cascade.md", "cascade-predictions.csv"] {
-        let _ = std::fs::remove_file(out.join(f));
-    }
-    for d in ["stage1", "stage2"] {
-        let dir = out.join(d);
-        if dir.is_dir() {
-            std::fs::remove_dir_all(&dir).map_err(|e| anyhow::anyhow!("--overwrite: cannot remove {}: {e}", dir.display()))?;
-        }
-    }
-    Ok(())
-}
-
 /// Trains both stages into `out/stage1` and `out/stage2` and writes `cascade.json`,
 /// `cascade.md` and `cascade-predictions.csv` (`split,index,label,stage1_prob,stage2_prob`,
 /// stage 2 on validation and test). Returns the `cascade.json` content.
@@ -496,7 +482,8 @@ pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: 
     // Only now, with the weights and the data at hand, an earlier cascade's outputs go (a
     // bad flag above leaves them intact): a stage 2 this run skips, or a cascade.json beside
     // a new stage 1 if this run fails part-way, must not outlive it.
-    clear_outputs(out)?;
+    crate::report::remove_outputs(out, &["cascade.json", "cascade.md", "cascade-predictions.csv", "stage1", "stage2"])
+        .map_err(|e| anyhow::anyhow!("--overwrite: {e}"))?;
     let rule1: ThresholdRule = c1.threshold.parse().map_err(|e| anyhow::anyhow!("stage 1 --threshold: {e}"))?;
 
     println!("=== stage 1: screener ===");

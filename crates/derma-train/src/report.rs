@@ -50,6 +50,27 @@ pub fn check_out_is_free(out: &Path, marks: &[&str], overwrite: bool) -> anyhow:
     Ok(())
 }
 
+/// Removes `names` (files or folders) from `dir` where they exist, each tried whatever happened
+/// to the others; the first failure is the error, naming the path (a fresh run's stale
+/// results, a cascade's earlier outputs).
+pub fn remove_outputs(dir: &Path, names: &[&str]) -> anyhow::Result<()> {
+    let mut first = Ok(());
+    for name in names {
+        let path = dir.join(name);
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else if path.exists() {
+            std::fs::remove_file(&path)
+        } else {
+            Ok(())
+        };
+        if let (Err(e), Ok(())) = (removed, &first) {
+            first = Err(anyhow::anyhow!("cannot remove {}: {e}", path.display()));
+        }
+    }
+    first
+}
+
 /// One row of `metrics.csv`.
 #[derive(Debug, Clone)]
 pub struct EpochRow {

@@ -680,14 +680,18 @@ pub fn folds_csv(folds: &[Fold], labels: &[usize], groups: Option<&[String]>) ->
 /// diverged, why it is NaN. `None` (train it again) for another configuration or metric, or
 /// a record without a readable score.
 fn read_fold_score(dir: &Path, config_toml: &str, metric: SelectMetric) -> Option<(f64, Option<String>)> {
-    let text = std::fs::read_to_string(dir.join("score.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let v = score_json(dir)?;
     if v["config"].as_str() != Some(config_toml) || v["metric"].as_str() != Some(&metric.to_string()) {
         return None;
     }
     // `score_text` is the exact value (shortest round-trip form); `score` is for people.
     let score = v["score_text"].as_str()?.parse().ok()?;
     Some((score, v["diverged"].as_str().map(str::to_string)))
+}
+
+/// A fold folder's `score.json`, if readable.
+fn score_json(dir: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("score.json")).ok()?).ok()
 }
 
 /// FNV-1a, 64 bits: a stable hash (the same on every platform and build) for folder names
@@ -818,11 +822,8 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                 summary.skipped_trials += 1;
                 // Its diverged folds keep their note in results.md (their score.json says why).
                 for k in 0..plan.folds {
-                    let path = out.join(trial_dir(number, &key)).join(format!("fold-{}", k + 1)).join("score.json");
-                    let why = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                        .and_then(|v| v["diverged"].as_str().map(str::to_string));
+                    let dir = out.join(trial_dir(number, &key)).join(format!("fold-{}", k + 1));
+                    let why = score_json(&dir).and_then(|v| v["diverged"].as_str().map(str::to_string));
                     if let Some(why) = why {
                         fold_notes.push((p, diverged_note(number, &shown, k, &why)));
                     }

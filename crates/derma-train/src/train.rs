@@ -387,10 +387,7 @@ fn fit_from(
         // An older run's results (--overwrite, a retrained sweep fold) must not sit beside
         // this run's config.toml and model.bpk.
         checkpoint::remove(out_dir);
-        for stale in RESULT_FILES {
-            let path = out_dir.join(stale);
-            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-        }
+        let _ = report::remove_outputs(out_dir, &RESULT_FILES);
     }
     write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
     let normalize = Normalize { affine: input_norm.affine(), out_channels: config.in_channels };

@@ -10,11 +10,7 @@ use derma_model::{MobileNetV2, MobileNetV2Config};
 use derma_train::LossConfig;
 use derma_train::step::TrainStep;
 
-fn values(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
-}
-
-fn values2(t: Tensor<2>) -> Vec<f32> {
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
 }
 
@@ -35,7 +31,7 @@ fn steps(backbone_lr_mult: f64, frozen_first: bool, n: usize) -> [(Vec<f32>, Vec
     let train = device.clone().autodiff();
     device.seed(7);
     let mut model: MobileNetV2 = MobileNetV2Config::new(3).with_width(0.25).with_output_stride(8).with_dropout(0.0).init(&train);
-    let weights = |m: &MobileNetV2| (values(m.stem.conv.weight.val().inner()), values2(m.classifier.weight.val().inner()));
+    let weights = |m: &MobileNetV2| (values(m.stem.conv.weight.val().inner()), values(m.classifier.weight.val().inner()));
     let before = weights(&model);
     let x = Tensor::<4>::random([6, 3, 32, 32], Distribution::Normal(0.0, 1.0), &train);
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0, 1, 2], [6]), &train);
