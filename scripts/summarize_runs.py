@@ -5,7 +5,7 @@
 
 Columns: run, best epoch, test accuracy, balanced accuracy, macro AUC, per-class recall, mean
 training images/s over epochs 2+ (epoch 1 includes kernel compilation on the GPU); binary runs add
-the validation-chosen threshold and the test sensitivity / specificity / precision / F2 at it.
+the validation-chosen threshold and the test sensitivity / specificity / precision / F2 / FP at it.
 """
 import csv
 import json

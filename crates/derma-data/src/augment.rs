@@ -213,9 +213,16 @@ impl Augment {
             if hi > lo { rng.random_range(lo..hi) } else { lo }
         };
         let (wf, hf) = (w as f64, h as f64);
-        // torchvision RandomResizedCrop: 10 tries, then fall back to the whole image.
+        // torchvision RandomResizedCrop: 10 tries, then fall back to a centre crop of the whole
+        // image with its aspect ratio clamped to `crop_ratio` (the whole image if it is within).
         let mut crop = ((wf / 2.0, hf / 2.0), (wf, hf));
         if c.crop_scale != [1.0, 1.0] || c.crop_ratio != [1.0, 1.0] {
+            let (lo, hi) = (c.crop_ratio[0].min(c.crop_ratio[1]), c.crop_ratio[0].max(c.crop_ratio[1]));
+            if wf / hf < lo {
+                crop.1 = (wf, wf / lo);
+            } else if wf / hf > hi {
+                crop.1 = (hf * hi, hf);
+            }
             for _ in 0..10 {
                 let area = wf * hf * uniform(rng, c.crop_scale);
                 let log_ratio = uniform(rng, [c.crop_ratio[0].ln(), c.crop_ratio[1].ln()]);

@@ -221,8 +221,10 @@ impl Sampler {
     }
 }
 
-/// Undersampling's per-class cap: `⌊ratio × smallest non-empty class⌋`.
+/// Undersampling's per-class cap: `⌊ratio × smallest non-empty class⌋`, the product taken
+/// with a relative tolerance of 1e-12 so that a decimal ratio lands on its integer (in f64,
+/// `1.4 × 45` is 62.99999999999999).
 fn undersample_cap(counts: &[usize], ratio: f64) -> usize {
     let smallest = counts.iter().copied().filter(|&n| n > 0).min().unwrap_or(0);
-    (ratio * smallest as f64).floor() as usize
+    (ratio * smallest as f64 * (1.0 + 1e-12)).floor() as usize
 }

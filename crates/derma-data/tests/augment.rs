@@ -19,6 +19,27 @@ fn mammo_preset_never_flips_and_keeps_crops_large() {
 }
 
 #[test]
+fn an_elongated_image_falls_back_to_a_centre_crop_of_clamped_ratio() {
+    // torchvision 0.26 RandomResizedCrop.get_params(torch.zeros(1, 256, 512), scale=(0.95, 1.0),
+    // ratio=(0.95, 1.05)) returns (i, j, h, w) = (0, 121, 256, 269) every time: no try fits a
+    // 2:1 image, so it centre-crops at ratio 1.05 (269 = round(256 * 1.05); we keep 268.8).
+    let aug = Augment::new(AugmentConfig::preset(AugmentPreset::Mammo), 64);
+    for seed in 0..50 {
+        let d = aug.draw(&mut image_rng(seed, 0, 0), 512, 256);
+        assert_eq!(d.crop_size, (256.0 * 1.05, 256.0), "seed {seed}");
+        assert_eq!(d.crop_center, (256.0, 128.0), "seed {seed}");
+        // Tall (torchvision on 100x300: (97, 0, 105, 100), 105 = round(100 / 0.95)): width kept.
+        let d = aug.draw(&mut image_rng(seed, 0, 1), 100, 300);
+        assert_eq!(d.crop_size, (100.0, 100.0 / 0.95), "seed {seed}");
+    }
+    // Within the ratio range the fallback is the whole image (torchvision: `w, h = width, height`).
+    let mut c = AugmentConfig::preset(AugmentPreset::Mammo);
+    c.crop_scale = [1.5, 2.0]; // never fits
+    let d = Augment::new(c, 64).draw(&mut image_rng(0, 0, 0), 100, 102);
+    assert_eq!((d.crop_center, d.crop_size), ((50.0, 51.0), (100.0, 102.0)));
+}
+
+#[test]
 fn natural_preset_flips_about_half_the_time() {
     let aug = Augment::new(AugmentConfig::preset(AugmentPreset::Natural), 28);
     let flips = (0..4000).filter(|&i| aug.draw(&mut image_rng(1, 0, i), 28, 28).hflip).count();

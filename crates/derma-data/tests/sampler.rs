@@ -67,6 +67,19 @@ fn multiclass_undersampling_caps_each_class_at_ratio_times_the_smallest() {
 }
 
 #[test]
+fn a_decimal_ratio_caps_at_its_exact_product() {
+    // In f64 1.4 * 45 = 62.99999999999999 (Python: `1.4*45`), but ⌊1.4 × 45⌋ = 63; likewise
+    // 2.3 × 50 = 115 and 1.14 × 100 = 114.
+    for (ratio, minority, cap) in [(1.4, 45, 63), (2.3, 50, 115), (1.14, 100, 114)] {
+        let labels: Vec<usize> = [vec![0; 200], vec![1; minority]].concat();
+        let s = Sampler::Undersample { ratio };
+        let idx = s.epoch_indices(&labels, 2, 0, 0);
+        assert_eq!(class_counts(&idx.iter().map(|&i| labels[i]).collect::<Vec<_>>(), 2), vec![cap, minority], "ratio {ratio}");
+        assert_eq!(s.base_weights(&labels, 2).1, cap + minority, "ratio {ratio}");
+    }
+}
+
+#[test]
 fn shuffle_visits_every_image_once() {
     let labels = labels();
     let mut idx = Sampler::Shuffle.epoch_indices(&labels, 2, 0, 0);

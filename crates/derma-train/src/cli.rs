@@ -37,6 +37,11 @@ pub struct TrainArgs {
     /// `0.7,0.1,0.2` or `0.7 0.1 0.2`.
     #[arg(long, value_delimiter = ',', num_args = 1..=3)]
     pub split_fractions: Option<Vec<f64>>,
+    /// Folder/CSV datasets without patient ids: a regular expression finding the patient id
+    /// in each image path relative to the folder or CSV (group `patient`, else the first
+    /// group, else the whole match), e.g. 'P_\d+'.
+    #[arg(long)]
+    pub patient_pattern: Option<String>,
     /// Model input channels: 3, or 1 (grayscale stem).
     #[arg(long)]
     pub in_channels: Option<usize>,
@@ -221,7 +226,7 @@ impl TrainArgs {
              output_stride, dilate, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
              embedding_dim, select_metric, patience, threshold);
-        set_opt!(data_root, data_dir, npz, image_size, positive_classes, augment, out, samples_per_epoch);
+        set_opt!(data_root, data_dir, npz, patient_pattern, image_size, positive_classes, augment, out, samples_per_epoch);
         if self.freeze_bn {
             c.freeze_bn = true;
         }
@@ -265,14 +270,20 @@ pub fn with_config_defaults(cmd: Command) -> Command {
 /// the keys derma-cascade's stage recipes set).
 pub fn with_config_defaults_except(mut cmd: Command, keys: &[String], note: &str) -> Command {
     let defaults: toml::Table = toml::from_str(&TrainConfig::default().to_toml()).expect("the built-in config serialises to TOML");
+    // Keys without a default (e.g. `alpha`) still get the note when they are in `keys`.
+    let without_default: std::collections::BTreeSet<&String> = keys.iter().filter(|k| !defaults.contains_key(k.as_str())).collect();
+    let mut tails: Vec<(String, String)> = without_default.into_iter().map(|k| (k.clone(), note.to_string())).collect();
     for (key, value) in defaults {
         let shown = match &value {
             toml::Value::Table(_) => continue,
             toml::Value::String(s) => s.clone(),
             v => v.to_string(),
         };
+        let tail = if keys.contains(&key) { note.to_string() } else { format!("[config default: {shown}]") };
+        tails.push((key, tail));
+    }
+    for (key, tail) in tails {
         if cmd.get_arguments().any(|a| a.get_id() == key.as_str()) {
-            let tail = if keys.contains(&key) { note.to_string() } else { format!("[config default: {shown}]") };
             cmd = cmd.mut_arg(key, |a| {
                 let help = a.get_help().map(ToString::to_string).unwrap_or_default();
                 a.help(format!("{help} {tail}"))
@@ -323,6 +334,17 @@ mod tests {
             assert!(help.contains(want), "{want} missing:\n{help}");
         }
         assert!(help.contains("Training epochs [config default: 10]"), "{help}");
+
+        // derma-cascade's recipe keys carry its note instead, also `alpha`, which has no
+        // config default (it is absent from configs/dermamnist.toml), and only once.
+        let keys = ["loss".to_string(), "alpha".to_string(), "alpha".to_string()];
+        let mut cmd = with_config_defaults_except(<Cli as clap::CommandFactory>::command(), &keys, "[RECIPE]");
+        let help = cmd.render_help().to_string();
+        let line = |flag: &str| help.lines().skip_while(|l| !l.contains(flag)).take(2).collect::<Vec<_>>().join(" ");
+        assert!(line("--loss <LOSS>").contains("[RECIPE]") && !line("--loss <LOSS>").contains("config default"), "{help}");
+        assert!(line("--alpha <ALPHA>").contains("[RECIPE]"), "{help}");
+        assert_eq!(help.matches("[RECIPE]").count(), 2, "{help}");
+        assert!(help.contains("[config default: 10]"), "{help}");
     }
 
     #[test]

@@ -138,6 +138,10 @@ pub struct TrainConfig {
     pub resize: String,
     /// File datasets without a split column: patient-level train/val/test fractions.
     pub split_fractions: [f64; 3],
+    /// File datasets without patient ids: a regular expression finding the patient id in each
+    /// image's path relative to the image folder or the CSV's folder (`mammo::PatientPattern`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_pattern: Option<String>,
     /// Model input channels: 3 (grayscale replicated) or 1 (grayscale stem; the pretrained RGB
     /// stem folded for the weights' input normalisation, `derma_model::fold_gray_stem`).
     pub in_channels: usize,
@@ -402,10 +406,18 @@ impl TrainConfig {
             }
             self.intensity.parse::<mammo::Intensity>().map_err(|e| format!("--intensity: {e}"))?;
             self.resize.parse::<mammo::Fit>().map_err(|e| format!("--resize: {e}"))?;
+            if let Some(p) = &self.patient_pattern {
+                p.parse::<mammo::PatientPattern>().map_err(|e| format!("--patient-pattern: {e}"))?;
+                if self.dataset == "cbis-ddsm" {
+                    return Err("--patient-pattern is for datasets without patient ids; cbis-ddsm has its patient_id column".into());
+                }
+            }
             let f = self.split_fractions;
             if f.iter().any(|x| !(x.is_finite() && *x >= 0.0)) || f[0] <= 0.0 || (f.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
                 return Err(format!("--split-fractions must be train,val,test >= 0 summing to 1 (train > 0), got {f:?}"));
             }
+        } else if self.patient_pattern.is_some() {
+            return Err(format!("--patient-pattern is for file datasets (folder, csv), not --dataset {}", self.dataset));
         }
         if self.in_channels != 1 && self.in_channels != 3 {
             return Err(format!("--in-channels must be 1 or 3, got {}", self.in_channels));
@@ -601,5 +613,26 @@ mod tests {
             c.dataset = "breastmnist".into();
         })
         .is_empty());
+    }
+
+    #[test]
+    fn patient_pattern_is_checked_where_it_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("crops.csv");
+        std::fs::write(&csv, "path,label\n").unwrap();
+        let check = |dataset: &str, pattern: &str| {
+            let mut c = TrainConfig::default();
+            c.dataset = dataset.into();
+            c.manifest = Some(vec![csv.clone()]);
+            c.patient_pattern = Some(pattern.into());
+            c.validate()
+        };
+        assert_eq!(check("csv", r"P_\d+"), Ok(()));
+        let e = check("csv", r"P_(\d+").unwrap_err();
+        assert!(e.starts_with("--patient-pattern: invalid patient pattern `P_(\\d+`"), "{e}");
+        let e = check("cbis-ddsm", r"P_\d+").unwrap_err();
+        assert!(e.contains("cbis-ddsm has its patient_id column"), "{e}");
+        let e = check("dermamnist", r"P_\d+").unwrap_err();
+        assert!(e.contains("--patient-pattern is for file datasets") && e.contains("dermamnist"), "{e}");
     }
 }

@@ -613,7 +613,7 @@ pub fn data_fingerprint(c: &TrainConfig) -> String {
             &c.positive_classes,
             // MedMNIST images are shrunk to the training size at load time too.
             c.image_size(),
-            file.then(|| (&c.intensity, &c.resize, c.split_fractions, c.seed)),
+            file.then(|| (&c.intensity, &c.resize, c.split_fractions, c.seed, &c.patient_pattern)),
         )
     )
 }

@@ -119,19 +119,33 @@ pub fn binary_view(positive: &[String], names: &[String], source: &str) -> anyho
 /// windowed and resized `u8` images at the training resolution.
 fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
     let manifests = config.manifest.clone().unwrap_or_default();
-    let manifest = match config.dataset.as_str() {
+    // The folder image paths are relative to, for --patient-pattern.
+    let (manifest, root) = match config.dataset.as_str() {
         "folder" => {
             let dir = config.data_dir.as_deref().ok_or_else(|| anyhow::anyhow!("--dataset folder needs --data-dir"))?;
-            mammo::read_folder(dir)?
+            (mammo::read_folder(dir)?, dir.to_path_buf())
         }
-        "csv" => mammo::read_csv(&manifests[0], None)?,
-        _ => mammo::read_cbis_ddsm(&manifests, config.data_dir.as_deref())?,
+        "csv" => {
+            let root = manifests[0].parent().map(Path::to_path_buf).unwrap_or_default();
+            (mammo::read_csv(&manifests[0], None)?, root)
+        }
+        _ => (mammo::read_cbis_ddsm(&manifests, config.data_dir.as_deref())?, PathBuf::new()),
+    };
+    let manifest = match &config.patient_pattern {
+        Some(p) => {
+            let pattern: mammo::PatientPattern = p.parse().map_err(|e| anyhow::anyhow!("--patient-pattern: {e}"))?;
+            let m = manifest.patients_from_paths(&pattern, &root).map_err(|e| anyhow::anyhow!("--patient-pattern: {e}"))?;
+            let patients: std::collections::HashSet<&str> = m.records.iter().filter_map(|r| r.patient.as_deref()).collect();
+            println!("--patient-pattern: {} images of {} patients", m.len(), patients.len());
+            m
+        }
+        None => manifest,
     };
     if manifest.records.iter().all(|r| r.patient.is_none() && r.split.is_none()) {
         eprintln!(
             "warning: {} has no patient ids: every image is split as its own patient, so two images of one patient \
-             (views, crops of one lesion) can land in train and test. A CSV manifest with a patient_id column \
-             (--dataset csv) keeps patients whole.",
+             (views, crops of one lesion) can land in train and test. --patient-pattern REGEX takes the patient id \
+             from the file names (e.g. 'P_\\d+'); a CSV manifest with a patient_id column (--dataset csv) gives it directly.",
             if config.dataset == "folder" { "a folder dataset" } else { "the manifest" }
         );
     }

@@ -100,13 +100,29 @@ fn folder_dataset_and_its_errors() {
     let o = derma_train(&[&["--dataset", "folder", "--data-dir", dir.path().to_str().unwrap()][..], &common, &["--out", out.to_str().unwrap()]].concat());
     let err = text(&o.stderr);
     assert!(!o.status.success() && err.contains("broken.png"), "{err}");
+    assert!(err.contains("has no patient ids") && err.contains("--patient-pattern"), "{err}");
     assert!(!out.exists(), "a failed start leaves no run folder");
     std::fs::remove_file(dir.path().join("benign").join("broken.png")).unwrap();
 
-    let o = derma_train(&[&["--dataset", "folder", "--data-dir", dir.path().to_str().unwrap(), "--augment", "natural", "--hflip", "0"][..], &common, &["--out", out.to_str().unwrap()]].concat());
-    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    // --patient-pattern: an image whose name lacks the id is named; a MedMNIST run refuses it.
+    let folder = ["--dataset", "folder", "--data-dir", dir.path().to_str().unwrap()];
+    let o = derma_train(&[&folder[..], &["--patient-pattern", "crop00(\\d)"], &common, &["--out", out.to_str().unwrap()]].concat());
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("--patient-pattern") && err.contains("benign/crop010.png` does not match"), "{err}");
+    assert!(err.contains("(19 other images do not match either)"), "{err}");
+    let o = derma_train(&[&["--patient-pattern", "P_\\d+"][..], &common, &["--out", out.to_str().unwrap()]].concat());
+    assert!(!o.status.success() && text(&o.stderr).contains("--patient-pattern is for file datasets"), "{}", text(&o.stderr));
+    assert!(!out.exists(), "a failed start leaves no run folder");
+
+    // The last digit of the crop number as the patient: 10 patients of 3 crops each.
+    let o = derma_train(&[&folder[..], &["--patient-pattern", "crop\\d\\d(\\d)", "--augment", "natural", "--hflip", "0"], &common, &["--out", out.to_str().unwrap()]].concat());
+    let (stdout, stderr) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("--patient-pattern: 30 images of 10 patients"), "{stdout}");
+    assert!(!stderr.contains("no patient ids"), "{stderr}");
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("augment = \"natural\"") && config.contains("hflip = 0.0"), "{config}");
+    assert!(config.contains("patient_pattern = 'crop\\d\\d(\\d)'"), "{config}");
 }
 
 /// A split column whose validation rows are all benign: no threshold, recall or AUC can be

@@ -272,6 +272,39 @@ pub enum Error {
         found: String,
     },
 
+    // ----- patient pattern ---------------------------------------------------
+    /// `--patient-pattern` finds no patient id in an image's path.
+    #[error(
+        "image {}: its path `{relative}` does not match the patient pattern `{pattern}`{}; expected every image path \
+         (relative to the image folder or the CSV's folder) to contain the patient id: fix the pattern or the file name",
+        located(.path, .origin),
+        others_unmatched(*.others)
+    )]
+    PatientUnmatched {
+        /// The image file.
+        path: PathBuf,
+        /// Where it was listed.
+        origin: String,
+        /// The path the pattern was searched in.
+        relative: String,
+        /// The pattern.
+        pattern: String,
+        /// How many other images do not match either.
+        others: usize,
+    },
+
+    /// `--patient-pattern` on a manifest that already gives patient ids.
+    #[error(
+        "{origin} already has patient id `{patient}`; --patient-pattern is for datasets without patient ids: \
+         drop the flag, or the manifest's patient_id column"
+    )]
+    PatientAlreadyKnown {
+        /// Manifest and line of the first record with a patient id.
+        origin: String,
+        /// Its patient id.
+        patient: String,
+    },
+
     // ----- splits ------------------------------------------------------------
     /// A patient's images are in two or more given splits.
     #[error(
@@ -365,6 +398,14 @@ fn others_missing(others: usize) -> String {
         0 => String::new(),
         1 => "; 1 other listed image is missing too".into(),
         n => format!("; {n} other listed images are missing too"),
+    }
+}
+
+fn others_unmatched(others: usize) -> String {
+    match others {
+        0 => String::new(),
+        1 => " (1 other image does not match either)".into(),
+        n => format!(" ({n} other images do not match either)"),
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`manifest`]: which files, with class, patient and split ([`Record`], [`Manifest`]):
 //!   [`read_folder`] (one subfolder per class), [`read_csv`] (`path,label[,patient_id][,split]`),
 //!   [`read_cbis_ddsm`] (CBIS-DDSM case-description CSVs).
+//! - [`patient`]: [`PatientPattern`], patient ids from image paths where a manifest has none.
 //! - [`decode`](mod@decode): PNG/TIFF/JPEG to 8-bit pixels ([`Image`]) with the 16-bit
 //!   intensity window [`Intensity`] (`percentile:0.5,99.5`, `fixed:0,4095`, `none`).
 //! - [`resize`](mod@resize): to `size × size` with a [`Fit`] (`crop`, `pad`, `stretch`).
@@ -26,6 +27,7 @@ pub mod decode;
 pub mod error;
 pub mod load;
 pub mod manifest;
+pub mod patient;
 pub mod resize;
 pub mod split;
 
@@ -36,5 +38,6 @@ pub use manifest::{
     CBIS_PATHOLOGY, IMAGE_EXTENSIONS, Manifest, Record, is_dicom_path, is_image_path,
     read_cbis_ddsm, read_csv, read_folder,
 };
+pub use patient::PatientPattern;
 pub use resize::{Fit, MAX_CROP_ASPECT, check_aspect, resize};
 pub use split::{Split, assign_splits, check_split_column};

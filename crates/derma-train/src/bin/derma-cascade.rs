@@ -28,8 +28,8 @@ struct Cli {
     /// undersample, undersample_ratio 2, threshold recall:0.99), repeatable.
     #[arg(long = "stage1", value_name = "KEY=VALUE")]
     stage1: Vec<String>,
-    /// A config key over stage 2's recipe (loss focal, alpha 0.75, gamma 1, threshold
-    /// recall:0.99), repeatable.
+    /// A config key over stage 2's recipe (loss focal, alpha 0.75, gamma 1, class_weights
+    /// none, sampler none, threshold recall:0.99), repeatable.
     #[arg(long = "stage2", value_name = "KEY=VALUE")]
     stage2: Vec<String>,
     /// Recall targets of the report (the first gives the confusion matrix).
