@@ -132,8 +132,15 @@ impl CascadeOptions {
         let c2 = merge_config(&[&self.base, &stage2_recipe(), &self.stage2]).map_err(|e| anyhow::anyhow!("stage 2: {e}"))?;
         for (n, c) in [(1, &c1), (2, &c2)] {
             c.validate().map_err(|e| anyhow::anyhow!("stage {n}: {e}"))?;
+            // Also for a two-class MedMNIST set: its label 1 need not be the class to screen
+            // for (breastmnist: `normal-benign`).
             if c.positive_classes.is_none() && !c.is_file_dataset() {
-                anyhow::bail!("derma-cascade needs a binary task: give --positive-classes (e.g. mel,bcc,akiec)");
+                let classes = medmnist::lookup(&c.dataset).map(|i| i.labels.join(", ")).unwrap_or_default();
+                anyhow::bail!(
+                    "derma-cascade needs a binary task with named positive classes: give --positive-classes (e.g. mel,bcc,akiec for \
+                     dermamnist; the classes of {}: {classes})",
+                    c.dataset
+                );
             }
         }
         if data_fingerprint(&c1) != data_fingerprint(&c2) {
@@ -622,6 +629,21 @@ mod tests {
         // The defaults alone warn about nothing.
         let plain = CascadeOptions { base: toml::from_str(&TrainConfig::default().to_toml()).unwrap(), ..options };
         assert!(plain.ignored_settings().is_empty(), "{:?}", plain.ignored_settings());
+    }
+
+    #[test]
+    fn the_positive_class_must_be_named_even_for_a_two_class_medmnist_set() {
+        let options = |edit: &str| {
+            let mut base: toml::Table = toml::from_str(&TrainConfig::default().to_toml()).unwrap();
+            base.extend(toml::from_str::<toml::Table>(edit).unwrap());
+            CascadeOptions { base, stage1: toml::Table::new(), stage2: toml::Table::new(), recalls: vec![0.99] }
+        };
+        // breastmnist's label 1 is `normal-benign`: screening for it by default would be wrong.
+        let e = options("dataset = \"breastmnist\"").configs().unwrap_err().to_string();
+        assert!(e.contains("--positive-classes") && e.contains("malignant, normal-benign"), "{e}");
+        let e = options("").configs().unwrap_err().to_string();
+        assert!(e.contains("--positive-classes") && e.contains("mel,bcc,akiec"), "{e}");
+        options("dataset = \"breastmnist\"\npositive_classes = [\"malignant\"]").configs().unwrap();
     }
 
     #[test]

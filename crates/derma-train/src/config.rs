@@ -555,6 +555,17 @@ impl TrainConfig {
                 self.threshold
             ));
         }
+        // A two-class MedMNIST set's positive class is its label 1, whatever it means
+        // (breastmnist: `normal-benign`, not `malignant`).
+        if let (None, Ok(info)) = (&self.positive_classes, medmnist::lookup(&self.dataset))
+            && info.n_classes() == 2
+        {
+            w.push(format!(
+                "warning: --dataset {}: the positive class (sensitivity, AUC, the threshold) is label 1, `{}`; \
+                 give --positive-classes {} to screen for `{}` instead",
+                info.flag, info.labels[1], info.labels[0], info.labels[0]
+            ));
+        }
         w
     }
 }
@@ -607,10 +618,16 @@ mod tests {
             c.positive_classes = Some(vec!["mel".into()]);
         })
         .is_empty());
-        // breastmnist is two-class by itself: its threshold applies.
-        assert!(warned(|c| {
+        // breastmnist is two-class by itself: its threshold applies; but its positive class
+        // (label 1) is `normal-benign` (medmnist INFO["breastmnist"]["label"]), which is said.
+        let w = warned(|c| {
             c.threshold = "min-spec:0.8".into();
             c.dataset = "breastmnist".into();
+        });
+        assert!(w.len() == 1 && w[0].contains("label 1, `normal-benign`") && w[0].contains("--positive-classes malignant"), "{w:?}");
+        assert!(warned(|c| {
+            c.dataset = "breastmnist".into();
+            c.positive_classes = Some(vec!["malignant".into()]);
         })
         .is_empty());
     }

@@ -22,8 +22,9 @@
 //! counts and, among equals, by decreasing size — for the usual single-class patient this
 //! is "largest group first". Each group in turn goes to the fold that, once the group is
 //! added, gives the smallest mean over classes of the standard deviation over folds of
-//! `fold count of class c / total count of class c`; ties (within `numpy.isclose`
-//! tolerances) go to the fold with fewer images, then to the lower fold number. A group is
+//! `fold count of class c / total count of class c`: scanning the folds in order, a fold
+//! replaces the best so far when its value is smaller, or within `numpy.isclose` tolerances
+//! of it with fewer images (scikit-learn's `_find_best_fold`, checked against it). A group is
 //! assigned once, so no group is ever split between folds. With one image per group this
 //! reduces to per-class counts that differ by at most 1 between folds.
 //!
@@ -157,10 +158,21 @@ pub fn stratified_group_kfold(labels: &[usize], groups: &[String], k: usize, see
         return Err(format!("--folds {k} is more than the {} patients (groups)", counts.len()));
     }
     check_k(labels.len(), k)?;
+    let fold_of_group = assign_groups(&counts, group_order(&counts, seed), k);
+    let fold_of: Vec<usize> = group_of.iter().map(|&g| fold_of_group[g]).collect();
+    Ok(collect_folds(&fold_of, k))
+}
+
+/// scikit-learn's `StratifiedGroupKFold._find_best_fold` greedy rule: the fold of each group
+/// (`counts[g][c]`: images of class `c` in group `g`), groups placed in `order`, each into the
+/// fold that minimises the mean over classes of the (population) standard deviation of the
+/// folds' class shares — or, within `np.isclose` of the best so far, holds fewer images.
+fn assign_groups(counts: &[Vec<usize>], order: impl IntoIterator<Item = usize>, k: usize) -> Vec<usize> {
+    let n_classes = counts.first().map_or(0, Vec::len);
     let totals: Vec<f64> = (0..n_classes).map(|c| counts.iter().map(|g| g[c]).sum::<usize>().max(1) as f64).collect();
     let mut per_fold = vec![vec![0f64; n_classes]; k];
     let mut fold_of_group = vec![0usize; counts.len()];
-    for g in group_order(&counts, seed) {
+    for g in order {
         let add = &counts[g];
         let mut best: Option<(usize, f64, f64)> = None; // fold, eval, samples in fold
         for i in 0..k {
@@ -173,10 +185,8 @@ pub fn stratified_group_kfold(labels: &[usize], groups: &[String], k: usize, see
             let samples: f64 = per_fold[i].iter().sum();
             let better = match best {
                 None => true,
-                Some((_, be, bs)) => {
-                    let close = (eval - be).abs() <= 1e-8 + 1e-5 * be.abs();
-                    (!close && eval < be) || (close && samples < bs)
-                }
+                // `fold_eval < min_eval or (np.isclose(fold_eval, min_eval) and samples < min)`.
+                Some((_, be, bs)) => eval < be || ((eval - be).abs() <= 1e-8 + 1e-5 * be.abs() && samples < bs),
             };
             if better {
                 best = Some((i, eval, samples));
@@ -188,8 +198,7 @@ pub fn stratified_group_kfold(labels: &[usize], groups: &[String], k: usize, see
         }
         fold_of_group[g] = f;
     }
-    let fold_of: Vec<usize> = group_of.iter().map(|&g| fold_of_group[g]).collect();
-    Ok(collect_folds(&fold_of, k))
+    fold_of_group
 }
 
 /// Splits the samples into `(train, val)` index lists (each ascending) with about `fraction`
@@ -283,15 +292,17 @@ pub fn cross_validation(
             }
             None => labels.iter().filter(|&&l| l == c).count(),
         };
-        // k held-out folds, plus at least one unit left in each fold's inner validation
-        // and one in its training part.
-        if units < k + 1 {
+        // One unit in each of the k held-out folds, and at least two left beside the largest
+        // held-out share, ⌈units/k⌉ (one for the fold's inner validation, one for its training
+        // part): k units for k >= 3, but 4 for k = 2 (3 units leave 1 beside a share of 2).
+        let needed = (k..).find(|n| n - n.div_ceil(k) >= 2).expect("exists");
+        if units < needed {
             let what = if groups.is_some() { "patients" } else { "images" };
             return Err(format!(
-                "class `{}` has {units} {what} in train+val: {k}-fold cross-validation needs at least {} \
-                 (every held-out fold, inner validation and training part needs the class); use fewer --folds",
+                "class `{}` has {units} {what} in train+val: {k}-fold cross-validation needs at least {needed} \
+                 (every held-out fold, inner validation and training part needs the class); {}",
                 name(c),
-                k + 1
+                fewer_folds(k)
             ));
         }
     }
@@ -317,9 +328,10 @@ pub fn cross_validation(
             }
             if let Some(c) = present.iter().position(|p| !p) {
                 return Err(format!(
-                    "fold {}: the {part} has no image of class `{}` (too few images/patients of it for {k} folds); use fewer --folds",
+                    "fold {}: the {part} has no image of class `{}` (too few images/patients of it for {k} folds); {}",
                     i + 1,
-                    name(c)
+                    name(c),
+                    fewer_folds(k)
                 ));
             }
         }
@@ -328,9 +340,35 @@ pub fn cross_validation(
     Ok(folds)
 }
 
+/// What to do about a class too rare for `k` folds.
+fn fewer_folds(k: usize) -> &'static str {
+    if k > 2 {
+        "use fewer --folds"
+    } else {
+        "2 folds is the fewest: add images of the class, or leave it out of the task (e.g. other --positive-classes)"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// scikit-learn 1.9:
+    /// ```python
+    /// y = np.array([0,0,1,1,1,1,0,0,0,0,0,0,0,1,0,0,0,0,0,1,1])
+    /// g = np.array([0,1,2,2,2,3,4,5,5,6,7,7,7,8,9,9,10,10,10,11,11])
+    /// for i, (_, te) in enumerate(StratifiedGroupKFold(3).split(np.zeros(21), y, g)): fold[te] = i
+    /// # fold of groups 0..11: [1, 2, 0, 1, 1, 0, 2, 1, 1, 0, 2, 2]
+    /// # its group order (shuffle=False): np.argsort(-np.std(counts, axis=1), kind="stable")
+    /// ```
+    /// A rule that lets a slightly smaller `eval` lose to a near-tie on size differs here.
+    #[test]
+    fn the_greedy_step_matches_scikit_learn() {
+        let counts: Vec<Vec<usize>> =
+            [[1, 0], [1, 0], [0, 3], [0, 1], [1, 0], [2, 0], [1, 0], [3, 0], [0, 1], [2, 0], [3, 0], [0, 2]].map(Vec::from).to_vec();
+        let order = [2, 7, 10, 5, 9, 11, 0, 1, 3, 4, 6, 8];
+        assert_eq!(assign_groups(&counts, order, 3), [1, 2, 0, 1, 1, 0, 2, 1, 1, 0, 2, 2]);
+    }
 
     #[test]
     fn mix_seed_differs_per_stream() {

@@ -162,9 +162,12 @@ pub fn merge_config(layers: &[&toml::Table]) -> Result<TrainConfig, String> {
     TrainConfig::from_toml(&text)
 }
 
-/// Expands a grid table (`key = [values]`) to its cartesian product (the last key varies
-/// fastest; keys in table order).
+/// Expands a grid table (`key = [values]`) to its cartesian product (keys in alphabetical
+/// order, the last varying fastest: TOML tables are read sorted).
 fn expand_grid(grid: &toml::Table) -> Result<Vec<toml::Table>, String> {
+    if grid.is_empty() {
+        return Err("`grid = {}` has no keys: give `key = [values]`, e.g. `grid = { gamma = [1.0, 2.0] }`".into());
+    }
     let mut out = vec![toml::Table::new()];
     for (key, values) in grid {
         let values = values
@@ -202,6 +205,8 @@ impl Plan {
             let text = std::fs::read_to_string(&config_path)
                 .map_err(|e| anyhow::anyhow!("plan {at}: config = {}: cannot read {}: {e}", config.display(), config_path.display()))?;
             base = toml::from_str(&text).map_err(|e| anyhow::anyhow!("plan {at}: config {}: {e}", config_path.display()))?;
+            // Its keys checked here, so that an error names it rather than `[base]`.
+            merge_config(&[&base]).map_err(|e| anyhow::anyhow!("plan {at}: config {}: {e}", config_path.display()))?;
         }
         for (k, v) in file.base {
             base.insert(k, v);
@@ -311,6 +316,23 @@ impl Plan {
             anyhow::bail!("plan {at}: inner_val must be in (0, 1), got {}", self.inner_val);
         }
         self.config(&toml::Table::new()).map_err(|e| anyhow::anyhow!("plan {at}: [base]: {e}"))?;
+        // The sweep chooses these itself: a value would be recorded but not used.
+        if self.base.contains_key("out") {
+            anyhow::bail!("plan {at}: [base]: `out` is not a sweep key: each fold's run folder is under derma-sweep's --out");
+        }
+        for phase in &self.phases {
+            for (t, own) in phase.trials.iter().enumerate() {
+                if let Some(key) = ["backend", "out"].into_iter().find(|k| own.contains_key(*k)) {
+                    anyhow::bail!(
+                        "plan {at}: phase `{}` trial {} ({}): `{key}` cannot vary per trial (the sweep runs on one device, from \
+                         [base] or --backend, and puts each fold under --out)",
+                        phase.name,
+                        t + 1,
+                        params_string(own)
+                    );
+                }
+            }
+        }
         for (p, phase) in self.phases.iter().enumerate() {
             let earlier = &self.phases[..p];
             // What each earlier phase may leave fixed: one of its trials, or (after the first
@@ -336,20 +358,40 @@ impl Plan {
                         fixed = Self::params(&fixed, &q.trials[*t]);
                     }
                 }
+                let with = if p > 0 {
+                    let winner = |(q, t): (&Phase, &Option<usize>)| match t {
+                        Some(t) => format!("`{}` trial {}", q.name, t + 1),
+                        None => format!("`{}` fixing nothing", q.name),
+                    };
+                    format!(" with earlier winners {}", earlier.iter().zip(choice).map(winner).collect::<Vec<_>>().join(", "))
+                } else {
+                    String::new()
+                };
+                let mut configs: Vec<TrainConfig> = Vec::with_capacity(phase.trials.len());
                 for (t, own) in phase.trials.iter().enumerate() {
                     let params = Self::params(&fixed, own);
-                    self.config(&params).map_err(|e| {
-                        let with = if p > 0 {
-                            let winner = |(q, t): (&Phase, &Option<usize>)| match t {
-                                Some(t) => format!("`{}` trial {}", q.name, t + 1),
-                                None => format!("`{}` fixing nothing", q.name),
-                            };
-                            format!(" with earlier winners {}", earlier.iter().zip(choice).map(winner).collect::<Vec<_>>().join(", "))
-                        } else {
+                    let config = self
+                        .config(&params)
+                        .map_err(|e| anyhow::anyhow!("plan {at}: phase `{}` trial {} ({}){with}: {e}", phase.name, t + 1, params_string(own)))?;
+                    // E.g. `gamma = 1` and `gamma = 1.0`, or a key also given as a command-line
+                    // override: two trials would train the same thing.
+                    if let Some(u) = configs.iter().position(|c| *c == config) {
+                        let overridden: Vec<&String> = own.keys().filter(|k| self.overrides.contains_key(*k)).collect();
+                        let why = if overridden.is_empty() {
                             String::new()
+                        } else {
+                            format!(" (the command line overrides {})", overridden.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
                         };
-                        anyhow::anyhow!("plan {at}: phase `{}` trial {} ({}){with}: {e}", phase.name, t + 1, params_string(own))
-                    })?;
+                        anyhow::bail!(
+                            "plan {at}: phase `{}` trials {} ({}) and {} ({}){with} give the same configuration{why}",
+                            phase.name,
+                            u + 1,
+                            params_string(&phase.trials[u]),
+                            t + 1,
+                            params_string(own)
+                        );
+                    }
+                    configs.push(config);
                 }
             }
         }
@@ -618,6 +660,18 @@ pub fn data_fingerprint(c: &TrainConfig) -> String {
     )
 }
 
+/// The results.md note of a trial whose data (and so folds) is not the sweep's first, whose
+/// folds are in `folds_file`; `None` for `folds.csv`.
+fn other_data_note(number: usize, shown: &str, folds_file: &str) -> Option<String> {
+    (folds_file != "folds.csv").then(|| {
+        format!(
+            "Trial {number:03} ({shown}) loads other data than the sweep's first data (its data keys differ, e.g. \
+             positive_classes, size or, for image files, seed): its folds are in {folds_file}, not folds.csv, so its \
+             score is not on the same folds as those of the trials on folds.csv."
+        )
+    })
+}
+
 /// The results.md note of a diverged fold (0-based `k`).
 fn diverged_note(number: usize, shown: &str, k: usize, why: &str) -> String {
     format!("Trial {number:03} ({shown}) fold {}: {why}; the fold scores NaN.", k + 1)
@@ -828,6 +882,11 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                         fold_notes.push((p, diverged_note(number, &shown, k, &why)));
                     }
                 }
+                // As is its note of being on other folds (data.json names its folds file).
+                let folds_file = plan.config(&params).ok().and_then(|c| data[&data_fingerprint(&c)]["folds"].as_str().map(str::to_string));
+                if let Some(note) = folds_file.and_then(|f| other_data_note(number, &shown, &f)) {
+                    fold_notes.push((p, note));
+                }
                 let row = TrialRow { trial: number, ..r.clone() };
                 rows.push(row.clone());
                 phase_rows.push((t, row));
@@ -859,16 +918,12 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                     }
                 };
                 write_atomic(&out.join(&folds_file), text.as_bytes())?;
-                if data.as_object().is_some_and(|d| d.len() > 1) && folds_file != "folds.csv" {
-                    let note = format!(
-                        "Trial {number:03} ({shown}) loads other data than the sweep's first data (its data keys differ, e.g. \
-                         positive_classes, size or, for image files, seed): its folds are in {folds_file}, not folds.csv, so its \
-                         score is not on the same folds as those of the trials on folds.csv."
-                    );
-                    eprintln!("note: {note}");
-                    fold_notes.push((p, note));
-                }
                 pool = Some(pl);
+            }
+            // Every trial on other data than the first says so (skipped ones too, above).
+            if let Some(note) = data[&fp]["folds"].as_str().and_then(|f| other_data_note(number, &shown, f)) {
+                eprintln!("note: {note}");
+                fold_notes.push((p, note));
             }
             let pl = pool.as_ref().expect("loaded");
             let weights = crate::pretrained::resolve(&config.pretrained, config.offline)

@@ -190,7 +190,18 @@ fn cross_validation_keeps_the_held_out_fold_out_of_selection() {
     rare[3] = 1;
     rare[17] = 1;
     let e = cross_validation(&rare, &names, None, 5, 0.15, 0).unwrap_err();
-    assert!(e.contains("malignant") && e.contains("fewer --folds"), "{e}");
+    assert!(e.contains("malignant") && e.contains("has 2 images") && e.contains("needs at least 5") && e.contains("fewer --folds"), "{e}");
+    // At 2 folds 3 images are too few (a held-out share of 2 leaves 1 for the inner validation
+    // and the training part), and fewer folds is no advice; 4 are enough, for every seed.
+    rare[29] = 1;
+    for seed in 0..4 {
+        let e = cross_validation(&rare, &names, None, 2, 0.15, seed).unwrap_err();
+        assert!(e.contains("has 3 images") && e.contains("needs at least 4") && e.contains("2 folds is the fewest"), "{e}");
+    }
+    rare[33] = 1;
+    for seed in 0..4 {
+        cross_validation(&rare, &names, None, 2, 0.15, seed).unwrap();
+    }
     // The plain holdout hits its per-class targets.
     let (tr, va) = holdout(&labels, None, 0.2, 1).unwrap();
     assert_eq!(tr.len() + va.len(), labels.len());
@@ -246,6 +257,18 @@ fn plan_errors_name_the_file_and_the_key() {
                 .to_string(),
             vec!["my-plan.toml", "phase `c` trial 1", "`a` trial 1, `b` fixing nothing", "--freeze-backbone-epochs 10"],
         ),
+        // Two spellings of one value are one configuration; an empty grid is no trial.
+        (
+            "[[phase]]\nname = \"g\"\ntrials = [{ gamma = 1 }, { gamma = 1.0 }]\n".to_string(),
+            vec!["my-plan.toml", "phase `g` trials 1 (gamma=1) and 2 (gamma=1.0)", "same configuration"],
+        ),
+        ("[[phase]]\nname = \"g\"\ngrid = {}\n".to_string(), vec!["my-plan.toml", "phase 1 (`g`)", "no keys"]),
+        // Keys the sweep sets itself would be recorded as used but not be.
+        (
+            "[[phase]]\nname = \"g\"\ntrials = [{ gamma = 1.0 }, { backend = \"wgpu\" }]\n".to_string(),
+            vec!["my-plan.toml", "phase `g` trial 2", "`backend` cannot vary per trial"],
+        ),
+        (format!("[base]\nout = \"elsewhere\"\n{phase}"), vec!["my-plan.toml", "[base]", "`out` is not a sweep key"]),
     ];
     for (text, words) in cases {
         let e = format!("{:#}", plan(&text).expect_err(&text));
@@ -253,10 +276,23 @@ fn plan_errors_name_the_file_and_the_key() {
             assert!(e.contains(w), "`{w}` missing from the error for\n{text}\n→ {e}");
         }
     }
-    // A valid plan: grids expand, phases keep their order.
-    let p = plan("folds = 3\n[[phase]]\nname = \"a\"\ngrid = { gamma = [1.0, 2.0], alpha = [0.25, 0.5] }\n[[phase]]\nname = \"b\"\ntrials = [{ lr = 0.01 }]\n").unwrap();
+    // A valid plan: grids expand (keys alphabetically, the last fastest), phases keep their order.
+    let text = "folds = 3\n[[phase]]\nname = \"a\"\ngrid = { gamma = [1.0, 2.0], alpha = [0.25, 0.5] }\n[[phase]]\nname = \"b\"\ntrials = [{ lr = 0.01 }]\n";
+    let mut p = plan(text).unwrap();
     assert_eq!(p.trial_count(), 5);
     assert_eq!((p.folds, p.phases[0].trials.len(), p.phases[1].name.as_str()), (3, 4, "b"));
+    let shown: Vec<String> = p.phases[0].trials.iter().map(derma_train::sweep::params_string).collect();
+    assert_eq!(shown, ["alpha=0.25;gamma=1.0", "alpha=0.25;gamma=2.0", "alpha=0.5;gamma=1.0", "alpha=0.5;gamma=2.0"]);
+    // A command-line override of a swept key makes its trials one configuration.
+    p.set_override("gamma", toml::Value::Float(3.0));
+    let e = format!("{:#}", p.validate().unwrap_err());
+    assert!(e.contains("trials 1 (alpha=0.25;gamma=1.0) and 2 (alpha=0.25;gamma=2.0)") && e.contains("overrides `gamma`"), "{e}");
+
+    // A bad key in the plan's `config = FILE` is reported with that file, not as [base].
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("badcfg.toml"), "gama = 2.0\n").unwrap();
+    let e = format!("{:#}", Plan::from_toml(&format!("config = \"badcfg.toml\"\n{phase}"), &dir.path().join("p.toml")).unwrap_err());
+    assert!(e.contains("p.toml") && e.contains("badcfg.toml") && e.contains("gama") && !e.contains("[base]"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -646,6 +682,10 @@ fn other_data_gets_its_own_folds_and_an_interrupted_resume_keeps_every_row() {
     assert!(md.contains("Trial 002 (positive_classes=[\"bcc\"]) loads other data than the sweep's first") && md.contains("folds-2.csv"), "{md}");
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert_eq!(rows(&csv).len(), 2);
+    // A resume with nothing to do rewrites results.md with the same note.
+    let o = sweep();
+    assert!(o.status.success() && text(&o.stdout).contains("skipping, already in results.csv"), "stderr:\n{}", text(&o.stderr));
+    assert_eq!(std::fs::read_to_string(out.join("results.md")).unwrap(), md, "a no-op resume changed results.md");
 
     // The plan edited: a new trial first, then one that fails at its start, then the two
     // recorded ones. The new trial trains, the next one stops the sweep: the two recorded
