@@ -301,7 +301,10 @@ fn threshold_section(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
     };
     let mut list = vec![
         format!("rule: {}", th.rule),
-        format!("threshold: {value} (a test image is positive when p ≥ threshold; chosen on validation)"),
+        format!(
+            "threshold: {value} (a test image is positive when p ≥ threshold; {})",
+            if th.rule.starts_with("fixed") { "fixed by the rule" } else { "chosen on validation" }
+        ),
         format!("rule met on validation: {}", if th.met { "yes" } else { "NO" }),
     ];
     if let Some(note) = &th.note {
@@ -450,19 +453,21 @@ fn threshold_table(doc: &mut Vec<Block>, run: &Run) {
         rows.len()
     )));
     let (picked, unreachable) = threshold_rows(rows, chosen);
-    let mut table: Vec<Vec<Cell>> = picked
-        .into_iter()
-        .map(|(label, r)| cells([label, threshold_text(r.threshold), num(r.tpr), num(1.0 - r.fpr), num(r.precision)]))
-        .collect();
     // A chosen threshold that is not a validation score (e.g. `fixed:0.5`) is not in the file:
     // its row comes from report.json.
-    if let (Some(t), Some(th)) = (chosen, th)
-        && !rows.iter().any(|r| r.threshold == t)
-    {
+    let extra = chosen.filter(|&t| !rows.iter().any(|r| r.threshold == t));
+    let shown: Vec<f64> = picked.iter().map(|(_, r)| r.threshold).chain(extra).collect();
+    let texts = crate::plot::threshold_texts(&shown);
+    let mut table: Vec<Vec<Cell>> = picked
+        .into_iter()
+        .zip(&texts)
+        .map(|((label, r), text)| cells([label, text.clone(), num(r.tpr), num(1.0 - r.fpr), num(r.precision)]))
+        .collect();
+    if let (Some(t), Some(th)) = (extra, th) {
         let v = &th.val;
         table.push(cells([
             "chosen (not a validation score; from report.json)".into(),
-            threshold_text(t),
+            texts.last().cloned().unwrap_or_else(|| threshold_text(t)),
             num(v.sensitivity),
             num(v.specificity),
             num(v.precision),

@@ -195,7 +195,31 @@ pub(crate) fn write(dir: &Path, groups: &[Group], source: &dyn ImageSource, thum
     Ok(Written { groups: out, files: written, notes })
 }
 
-/// Deletes `fp-*.png`, `fn-*.png` and `err-*.png` left in `folder` by an earlier report.
+/// The figures of `groups` from the thumbnails already in `dir/gallery/` (the names are
+/// [`file_name`]s, so an earlier report of the same selection wrote them); `None` when none
+/// of them is there.
+pub(crate) fn existing(dir: &Path, groups: &[Group]) -> Option<Vec<(ErrorKind, Vec<Figure>)>> {
+    let mut any = false;
+    let figures = groups
+        .iter()
+        .map(|group| {
+            let figures = group
+                .items
+                .iter()
+                .enumerate()
+                .map(|(rank, item)| {
+                    let name = file_name(group.kind, rank + 1, item);
+                    let file = dir.join("gallery").join(&name).is_file().then(|| format!("gallery/{name}"));
+                    any |= file.is_some();
+                    Figure { item: item.clone(), file }
+                })
+                .collect();
+            (group.kind, figures)
+        })
+        .collect();
+    any.then_some(figures)
+}
+
 /// Removes the thumbnails in `dir/gallery/` that are not in `keep` (an earlier report's).
 pub(crate) fn remove_other_thumbnails(dir: &Path, keep: &[PathBuf]) -> Result<()> {
     let folder = dir.join("gallery");

@@ -22,12 +22,14 @@
 //!
 //! - [`run`]: reading and cross-checking the run folder's files.
 //! - [`rule`]: the run's prediction rule (arg-max, or `prob >= threshold` for binary tasks).
+//! - `check`: `report.json`'s numbers recomputed from `predictions.csv` (disagreements become notes).
 //! - [`curves`], [`roc`], [`confusion`], [`recall`]: one plot each (and the numbers behind it).
 //! - [`gallery`]: choosing the most confident errors and writing their thumbnails.
 //! - `document`, `markdown`, `html`: the report's content, once, rendered twice.
 //! - `plot`, `output`, `csv`: shared plotting/PNG helpers, atomic writes, CSV reading.
 //! - [`error`]: the error type.
 
+mod check;
 mod csv;
 mod document;
 mod html;
@@ -146,6 +148,7 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
     let rule = run.rule();
     let confusion = confusion::compute(run)?;
     let per_class = recall::per_class(run)?;
+    notes.extend(check::disagreements(run));
     if confusion.counts != run.report.test.confusion_matrix {
         notes.push(format!(
             "the confusion matrix recomputed from predictions.csv ({:?}) differs from report.json's ({:?}); the plots use the recomputed one",
@@ -182,10 +185,18 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
 
     let groups = gallery::select(run, options.gallery_size);
     let (gallery_section, gallery_files) = match images {
-        None => {
-            notes.push("gallery skipped: no image source was given".to_string());
-            (GallerySection::NoImages(groups), Vec::new())
-        }
+        // A regenerated report shows the thumbnails an earlier report (the training run's)
+        // left for the same selection.
+        None => match gallery::existing(dir, &groups) {
+            Some(figures) => {
+                notes.push("gallery: no image source was given; the thumbnails already in gallery/ are shown".to_string());
+                (GallerySection::Figures(figures), Vec::new())
+            }
+            None => {
+                notes.push("gallery skipped: no image source was given".to_string());
+                (GallerySection::NoImages(groups), Vec::new())
+            }
+        },
         Some(source) => {
             let written = gallery::write(dir, &groups, source, options.thumb_size)?;
             notes.extend(written.notes);
@@ -209,7 +220,8 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
         run,
         &Computed {
             title: title.clone(),
-            train_counts: options.train_counts.as_deref(),
+            // Given, else report.json's (a regenerated report keeps its class table).
+            train_counts: options.train_counts.as_deref().or(run.report.train_counts.as_deref()),
             confusion: &confusion,
             curves: &curves,
             plots: &plot_list,

@@ -128,6 +128,29 @@ pub(crate) fn finite_segments<X: Copy>(points: impl IntoIterator<Item = (X, f64)
     segments
 }
 
+/// [`threshold_text`] of each value, with more digits where two different values would read
+/// alike (validation thresholds can differ in the 7th decimal, or sit at 0.99984 and 0.99987).
+pub(crate) fn threshold_texts(values: &[f64]) -> Vec<String> {
+    let clash = |texts: &[String]| {
+        (0..values.len()).any(|i| (0..i).any(|j| texts[i] == texts[j] && values[i] != values[j]))
+    };
+    let mut texts: Vec<String> = values.iter().map(|&t| threshold_text(t)).collect();
+    for digits in 5..=17 {
+        if !clash(&texts) {
+            break;
+        }
+        texts = values
+            .iter()
+            .map(|&t| match t {
+                t if t.is_infinite() => "+inf".into(),
+                t if t != 0.0 && t.abs() < 1e-3 => format!("{t:.*e}", digits - 1),
+                t => format!("{t:.digits$}"),
+            })
+            .collect();
+    }
+    texts
+}
+
 /// A threshold for a label: 4 decimals; below 0.001 four significant digits (screening
 /// thresholds of heavily imbalanced data are often that small: `0.0000` would hide them);
 /// `+inf`.
@@ -138,5 +161,23 @@ pub(crate) fn threshold_text(t: f64) -> String {
         format!("{t:.3e}")
     } else {
         format!("{t:.4}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::threshold_texts;
+
+    #[test]
+    fn thresholds_that_differ_read_differently() {
+        // Four decimals would show 0.2856 and 0.2857 twice each (validation scores 4e-8 apart).
+        assert_eq!(
+            threshold_texts(&[0.28564993, 0.28564997, 0.28565003, 0.28565007, 0.5, 0.5]),
+            ["0.28564993", "0.28564997", "0.28565003", "0.28565007", "0.50000000", "0.50000000"]
+        );
+        assert_eq!(threshold_texts(&[0.99981, 0.99984, f64::INFINITY]), ["0.99981", "0.99984", "+inf"]);
+        assert_eq!(threshold_texts(&[1.23441e-4, 1.23449e-4]), ["1.2344e-4", "1.2345e-4"]);
+        // Nothing to tell apart: the usual 4 decimals.
+        assert_eq!(threshold_texts(&[0.25, 0.3150, 2e-4]), ["0.2500", "0.3150", "2.000e-4"]);
     }
 }

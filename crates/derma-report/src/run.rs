@@ -140,6 +140,9 @@ pub struct ReportJson {
     pub best_epoch: usize,
     /// Class names (binary: negative, positive).
     pub classes: Vec<String>,
+    /// Training images per class (absent in run folders of earlier versions).
+    #[serde(default)]
+    pub train_counts: Option<Vec<u64>>,
     /// Test results of the best epoch.
     pub test: TestJson,
     /// Binary tasks: the operating threshold.
@@ -288,6 +291,11 @@ impl Run {
         let cm = &self.report.test.confusion_matrix;
         if cm.len() != k || cm.iter().any(|r| r.len() != k) {
             return inconsistent(format!("`test.confusion_matrix` is not {k}x{k}"));
+        }
+        if let Some(c) = &self.report.train_counts
+            && c.len() != k
+        {
+            return inconsistent(format!("`train_counts` has {} entries for {k} classes", c.len()));
         }
         if !self.epochs.iter().any(|e| e.epoch == self.report.best_epoch) {
             return inconsistent(format!("best_epoch {} has no row in metrics.csv", self.report.best_epoch));

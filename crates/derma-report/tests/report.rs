@@ -199,3 +199,65 @@ fn epoch_rates_are_derived_from_the_metrics_csv_counts() {
     assert!(md.contains("val sensitivity 0.7500 and specificity 0.7500"), "best-epoch paragraph:\n{md}");
     assert!(!md.contains("0.1230") && !md.contains("0.9870"), "a stale rate from metrics.csv is shown:\n{md}");
 }
+
+#[test]
+fn headline_numbers_that_predictions_csv_does_not_reproduce_are_noted() {
+    // The fixtures' report.json numbers are those of their predictions.csv (hand-computed and
+    // derma-eval, see tests/common): no note.
+    for run in [binary_run(), multi_run()] {
+        let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
+        assert!(!files.notes.iter().any(|n| n.contains("predictions.csv")), "{:?}", files.notes);
+    }
+    // Edited (or from another run): each number is named with both values.
+    let run = multi_run();
+    let path = run.path().join("report.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["test"]["auc_macro"] = serde_json::json!(0.9999);
+    json["test"]["balanced_accuracy"] = serde_json::json!(0.5);
+    json["test"]["per_class"][0]["recall"] = serde_json::json!(0.77);
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
+    let notes = files.notes.join("\n");
+    for want in ["test macro AUC (auc_macro) is 0.9999", "test balanced accuracy is 0.5, but predictions.csv gives 0.444",
+        "test recall of `akiec` is 0.77, but predictions.csv gives 0.333", "disagree"] {
+        assert!(notes.contains(want), "`{want}` missing:\n{notes}");
+    }
+    assert!(std::fs::read_to_string(&files.markdown).unwrap().contains("0.9999"), "the note reaches the report");
+    // Binary: the validation counts at the threshold too (BINARY_VAL at 0.6123: tp 3).
+    let run = binary_run();
+    let path = run.path().join("report.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["threshold"]["val"]["tp"] = serde_json::json!(70);
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
+    let notes = files.notes.join("\n");
+    assert!(notes.contains("validation counts at the threshold (tp 70") && notes.contains("predictions.csv's (tp 3"), "{notes}");
+}
+
+#[test]
+fn a_report_regenerated_from_the_run_folder_alone_keeps_its_class_table_and_thumbnails() {
+    // As derma-train writes it: report.json carries the training counts, and the training
+    // run's report wrote the gallery thumbnails.
+    let run = binary_run();
+    let path = run.path().join("report.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["train_counts"] = serde_json::json!([30, 10]);
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    let first = write_report(run.path(), &ReportOptions::default(), Some(&images(None))).unwrap();
+    assert!(!first.gallery.is_empty());
+    // `derma-report RUN` later: no options, no image source.
+    let again = write_report(run.path(), &ReportOptions::default(), None).unwrap();
+    let md = std::fs::read_to_string(&again.markdown).unwrap();
+    assert!(md.contains("| class | train | val | test |") && md.contains("30 (75.0%)"), "class table:\n{md}");
+    for thumb in &first.gallery {
+        let name = thumb.file_name().unwrap().to_str().unwrap();
+        assert!(md.contains(&format!("gallery/{name}")), "{name} not linked:\n{md}");
+        assert!(thumb.is_file(), "{name} was removed");
+    }
+    assert!(again.notes.iter().any(|n| n.contains("already in gallery/")), "{:?}", again.notes);
+    // A count list of the wrong length is refused, naming report.json.
+    json["train_counts"] = serde_json::json!([30]);
+    std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
+    let e = write_report(run.path(), &ReportOptions::default(), None).unwrap_err().to_string();
+    assert!(e.contains("report.json") && e.contains("train_counts"), "{e}");
+}

@@ -268,6 +268,14 @@ impl TrainConfig {
         Self::from_toml(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
     }
 
+    /// A run folder's `config.toml`, for `flag` (`--run`, `--resume`): errors name the flag
+    /// and the file, and say that an unknown key may come from another derma-train version.
+    pub fn from_run_folder(path: &Path, flag: &str) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{flag}: cannot read {}: {e}", path.display()))?;
+        Self::from_toml(&text)
+            .map_err(|e| anyhow::anyhow!("{flag}: {}: {e} (is the run folder from another derma-train version?)", path.display()))
+    }
+
     /// Parses TOML over the built-in defaults.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let mut base: toml::Table = toml::from_str(DEFAULT_CONFIG).map_err(|e| e.to_string())?;

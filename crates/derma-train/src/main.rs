@@ -58,7 +58,7 @@ fn run() -> anyhow::Result<()> {
         if !config_path.is_file() {
             anyhow::bail!("--resume {}: no config.toml there (not a derma-train run folder)", dir.display());
         }
-        let mut config = TrainConfig::from_file(&config_path).map_err(|e| anyhow::anyhow!("--resume: {e:#}"))?;
+        let mut config = TrainConfig::from_run_folder(&config_path, "--resume")?;
         if let Some(b) = backend_flag {
             config.backend = b;
         }

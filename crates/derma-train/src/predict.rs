@@ -50,7 +50,7 @@ impl RunModel {
                 anyhow::bail!("--run {}: no {name} (is this a finished derma-train run folder?)", run_dir.display());
             }
         }
-        let config = TrainConfig::from_file(&file("config.toml"))?;
+        let config = TrainConfig::from_run_folder(&file("config.toml"), "--run")?;
         let report: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(file("report.json")).with_context(|| format!("reading {}", file("report.json").display()))?,
         )
@@ -166,19 +166,35 @@ pub fn list_images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Decodes `paths` with the run's file pipeline into a dataset at the run's image size
-/// (labels 0: unknown). Grayscale files stay 1-channel unless some file is colour.
+/// (labels 0: unknown). Grayscale files stay 1-channel unless some file is colour. A MedMNIST
+/// run trained on 8-bit images without an intensity window, so a 16-bit file is scaled by
+/// its full range there (`Intensity::None`); file-dataset runs use their own window. When
+/// files fail, the first in `paths` order is named, with the count.
 pub fn read_images(paths: &[PathBuf], config: &TrainConfig, class_names: &[String]) -> anyhow::Result<ImageDataset> {
-    let intensity: mammo::Intensity = config.intensity.parse().map_err(|e| anyhow::anyhow!("config intensity: {e}"))?;
+    let intensity: mammo::Intensity = if config.is_file_dataset() {
+        config.intensity.parse().map_err(|e| anyhow::anyhow!("config intensity: {e}"))?
+    } else {
+        mammo::Intensity::None
+    };
     let fit: mammo::Fit = config.resize.parse().map_err(|e| anyhow::anyhow!("config resize: {e}"))?;
     let size = config.image_size();
-    let images: Vec<mammo::Image> = paths
+    let results: Vec<mammo::Result<mammo::Image>> = paths
         .par_iter()
         .map(|p| {
             mammo::decode(p, &intensity)
                 .and_then(|img| mammo::check_aspect(&img, fit, p).map(|()| img))
                 .and_then(|img| mammo::resize(&img, size, fit))
         })
-        .collect::<Result<_, _>>()?;
+        .collect();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let mut images = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(img) => images.push(img),
+            Err(e) if failed == 1 => return Err(e.into()),
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("{failed} of {} input images could not be read; the first:", paths.len()))),
+        }
+    }
     let channels = if images.iter().all(|i| i.channels == 1) { 1 } else { 3 };
     let mut pixels = Vec::with_capacity(images.len() * size * size * channels);
     for img in &images {

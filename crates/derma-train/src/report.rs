@@ -173,10 +173,12 @@ fn binary_json(m: &BinaryMetrics) -> Value {
     })
 }
 
-/// `report.json`.
+/// `report.json` (`train_counts`: training images per class, for the report's class table
+/// when it is regenerated from the run folder alone).
 pub fn report_json(
     best_epoch: usize,
     class_names: &[String],
+    train_counts: &[usize],
     test_pred: &Predictions,
     test: &SplitMetrics,
     threshold: Option<(&ThresholdChoice, &SplitMetrics)>,
@@ -194,7 +196,7 @@ pub fn report_json(
         })).collect::<Vec<_>>(),
         "confusion_matrix": cm,
     });
-    let mut report = json!({ "best_epoch": best_epoch, "classes": class_names });
+    let mut report = json!({ "best_epoch": best_epoch, "classes": class_names, "train_counts": train_counts });
     if let (Some((choice, val)), Some(b)) = (threshold, &test.binary) {
         test_json["auc"] = json!(test.auc);
         test_json["ap"] = json!(b.ap);

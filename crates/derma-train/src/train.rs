@@ -644,7 +644,7 @@ fn fit_from(
     if binary {
         write_atomic(&out_dir.join("thresholds.csv"), report::thresholds_csv(&val_pred)?.as_bytes())?;
     }
-    let report_value = report::report_json(best_epoch, &class_names, &test_pred, &test, choice.as_ref().map(|c| (c, &val)))?;
+    let report_value = report::report_json(best_epoch, &class_names, &counts, &test_pred, &test, choice.as_ref().map(|c| (c, &val)))?;
     write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report_value)?.as_bytes())?;
     // Only now is the run complete without its checkpoint: a run stopped before this point
     // is finished by --resume (the final evaluation only, when every epoch had run).

@@ -99,7 +99,30 @@ fn trains_and_writes_the_run_folder() {
     let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", out.join("missing.png").to_str().unwrap(),
         "--out", csv.to_str().unwrap(), "--backend", "cpu"]);
     assert!(!o.status.success() && text(&o.stderr).contains("missing.png"), "{}", text(&o.stderr));
+    // The same images as 16-bit PNGs (v * 257): a MedMNIST run applies no intensity window
+    // (its config's file-dataset default would stretch each image's contrast), so the
+    // probabilities are the same.
+    let pngs16 = out.join("pngs16");
+    std::fs::create_dir_all(&pngs16).unwrap();
+    for i in 0..test_split.len {
+        let img: Vec<u16> = test_split.images[i * 28 * 28 * 3..(i + 1) * 28 * 28 * 3].iter().map(|&v| v as u16 * 257).collect();
+        image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(28, 28, img).unwrap().save(pngs16.join(format!("img{i:03}.png"))).unwrap();
+    }
+    let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", pngs16.to_str().unwrap(), "--out", csv.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let pred = std::fs::read_to_string(&csv).unwrap();
+    for (row, want) in pred.lines().skip(1).zip(&expected) {
+        let probs: Vec<f64> = row.split(',').skip(1).take(7).map(|p| p.parse().unwrap()).collect();
+        close(&probs, want, row);
+    }
+    // Two unreadable files: the first by name is reported, with the count.
+    std::fs::write(pngs16.join("a_bad.png"), b"not a png").unwrap();
+    std::fs::write(pngs16.join("z_bad.png"), b"not a png").unwrap();
+    let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", pngs16.to_str().unwrap(), "--out", csv.to_str().unwrap(), "--backend", "cpu"]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("2 of 58 input images") && err.contains("a_bad.png") && !err.contains("z_bad.png"), "{err}");
     std::fs::remove_dir_all(&pngs).unwrap();
+    std::fs::remove_dir_all(&pngs16).unwrap();
     std::fs::remove_dir_all(&cams).unwrap();
 
     // the report pages (derma-report) come with every run

@@ -2,9 +2,12 @@
 //!
 //! [`decode`] reads PNG, TIFF and JPEG files with the `image` crate (the format is guessed
 //! from the content, not the extension) and returns an [`Image`] of `u8` pixels with 1
-//! (grayscale) or 3 (RGB) channels. Accepted pixel formats: 8- and 16-bit gray, gray+alpha,
-//! RGB and RGBA; alpha is dropped. Anything else (e.g. 32-bit float TIFF) is
-//! [`Error::UnsupportedPixelFormat`].
+//! (grayscale) or 3 (RGB) channels. Accepted pixel formats: 8- and 16-bit gray, RGB and RGBA,
+//! and gray+alpha in PNG (the TIFF decoder does not read gray+alpha); palette and 1-bit PNGs
+//! decode to RGB or gray; alpha is dropped. Anything else is refused: pixel formats the
+//! decoder reads but this crate does not handle (e.g. 32-bit float TIFF) as
+//! [`Error::UnsupportedPixelFormat`], files the decoder cannot read (e.g. gray+alpha, palette
+//! or 32-bit integer TIFF) as [`Error::Decode`] with the decoder's reason.
 //!
 //! # Intensity normalisation ([`Intensity`])
 //!

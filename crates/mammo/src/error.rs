@@ -18,13 +18,15 @@ use crate::split::Split;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The image formats this crate reads, for messages.
-pub(crate) const FORMATS: &str = "8- or 16-bit grayscale or RGB PNG, TIFF or JPEG";
+pub(crate) const FORMATS: &str = "8- or 16-bit grayscale, RGB or RGBA PNG or TIFF (gray+alpha: PNG only), or a JPEG";
 
 /// What to do with DICOM files, for messages.
 const DICOM_ADVICE: &str = "DICOM is not read: convert the images to PNG or TIFF (16-bit keeps \
-     the full range), e.g. use the Kaggle CBIS-DDSM JPEG release, or point the path column at \
-     the converted files (a converted file next to the .dcm, with the same name and a .png, \
-     .tif, .tiff, .jpg or .jpeg extension, is used automatically)";
+     the full range) and point the path column at the converted files (a converted file next to \
+     the .dcm, with the same name and a .png, .tif, .tiff, .jpg or .jpeg extension, is used \
+     automatically); releases that rename the files (the Kaggle CBIS-DDSM JPEG release: \
+     jpeg/<series UID>/1-N.jpg, mapped in its dicom_info.csv) need a CSV manifest \
+     (--dataset csv: path,label,patient_id[,split]) listing the converted crops";
 
 /// Everything that can go wrong while reading manifests, decoding images and splitting.
 #[derive(Debug, thiserror::Error)]

@@ -4,8 +4,11 @@
 //!
 //! 1. every record has a split (a CSV `split` column): used as is;
 //! 2. some records have one and others do not: an error ([`Error::MixedSplit`]);
-//! 3. the given splits are only train and test (CBIS-DDSM's official split): test is kept, and
-//!    validation is carved out of train by patient, with fraction `val / (train + val)`;
+//! 3. the given splits lack validation or test (CBIS-DDSM's official split is train and test;
+//!    passing only its train CSVs, or a `split` column of `train` alone, gives train only):
+//!    the given ones are kept, and each missing one is carved out of train by patient, with
+//!    the fractions of train and the missing splits (train/test given: val gets
+//!    `val / (train + val)` of train's patients);
 //! 4. no record has a split: a stratified split by patient with `fractions`.
 //!
 //! A *patient* is a patient id; a record without one is its own patient (each image its own
@@ -108,7 +111,8 @@ pub fn check_split_column(records: &[Record]) -> Result<()> {
 /// The split of every record (same order as `records`); see the module documentation.
 ///
 /// `fractions` are `[train, val, test]`, finite and ≥ 0 with a positive sum; they are divided
-/// by their sum (so `[7, 1, 2]` is `[0.7, 0.1, 0.2]`). They are unused when every record has a split including val.
+/// by their sum (so `[7, 1, 2]` is `[0.7, 0.1, 0.2]`). They are unused when the records give
+/// all three splits.
 pub fn assign_splits(records: &[Record], fractions: [f64; 3], seed: u64) -> Result<Vec<Split>> {
     if fractions.iter().any(|f| !f.is_finite() || *f < 0.0) || fractions.iter().sum::<f64>() <= 0.0
     {
@@ -119,22 +123,23 @@ pub fn assign_splits(records: &[Record], fractions: [f64; 3], seed: u64) -> Resu
     match given {
         Some(splits) if !records.is_empty() => {
             check_patients(records, &splits)?;
-            if splits.contains(&Split::Val) || !splits.contains(&Split::Train) {
+            let missing: Vec<Split> = [Split::Val, Split::Test]
+                .into_iter()
+                .filter(|s| !splits.contains(s))
+                .collect();
+            if missing.is_empty() || !splits.contains(&Split::Train) {
                 return Ok(splits);
             }
-            // Train/test only: carve val out of train.
-            let [train, val, _] = fractions;
+            // Carve the missing splits out of train.
+            let parts: Vec<Split> = std::iter::once(Split::Train).chain(missing).collect();
+            let part_fractions: Vec<f64> = parts.iter().map(|s| fractions[s.index()]).collect();
             let train_idx: Vec<usize> = (0..records.len())
                 .filter(|&i| splits[i] == Split::Train)
                 .collect();
-            let carved = stratified(records, &train_idx, &[train, val], seed);
+            let carved = stratified(records, &train_idx, &part_fractions, seed);
             let mut out = splits;
             for (k, &i) in train_idx.iter().enumerate() {
-                out[i] = if carved[k] == 0 {
-                    Split::Train
-                } else {
-                    Split::Val
-                };
+                out[i] = parts[carved[k]];
             }
             Ok(out)
         }

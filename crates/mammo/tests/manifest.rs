@@ -373,7 +373,8 @@ fn csv_dicom_path_says_what_to_do() {
     assert!(
         msg.contains("DICOM is not read")
             && msg.contains("PNG or TIFF")
-            && msg.contains("Kaggle CBIS-DDSM JPEG"),
+            && msg.contains("Kaggle CBIS-DDSM JPEG release: jpeg/<series UID>/1-N.jpg")
+            && msg.contains("need a CSV manifest"),
         "{msg}"
     );
     // With a converted file next to it, that file is used.

@@ -220,6 +220,46 @@ fn train_test_only_carves_val_out_of_train_by_patient() {
 }
 
 #[test]
+fn train_only_carves_val_and_test_and_train_val_carves_test() {
+    // Only CBIS-DDSM's train CSVs (or a split column of `train` alone): 40 patients of 2
+    // images, every 4th malignant (30 benign, 10 malignant patients).
+    let records_with = |split_of: &dyn Fn(usize) -> Split| {
+        let mut records = Vec::new();
+        for p in 0..40 {
+            for _ in 0..2 {
+                records.push(record(records.len(), usize::from(p % 4 == 0), Some(&format!("P{p}")), Some(split_of(p))));
+            }
+        }
+        records
+    };
+    let count = |records: &[Record], splits: &[Split], s: Split, label: usize| {
+        records.iter().zip(splits).filter(|(r, x)| **x == s && r.label == label).count()
+    };
+    let all_train = records_with(&|_| Split::Train);
+    for seed in 0..10 {
+        let splits = assign_splits(&all_train, [0.7, 0.1, 0.2], seed).unwrap();
+        for (patient, set) in splits_of_patients(&all_train, &splits) {
+            assert_eq!(set.len(), 1, "seed {seed}: {patient} {set:?}");
+        }
+        // Per stratum round(n * f) patients of 2 images: benign val 3, test 6; malignant
+        // val 1, test 2.
+        assert_eq!([count(&all_train, &splits, Split::Val, 0), count(&all_train, &splits, Split::Test, 0)], [6, 12], "seed {seed}");
+        assert_eq!([count(&all_train, &splits, Split::Val, 1), count(&all_train, &splits, Split::Test, 1)], [2, 4], "seed {seed}");
+    }
+    // Train and val given: test is carved out of train (0.2 / (0.7 + 0.2) of its patients),
+    // the given val is kept.
+    let train_val = records_with(&|p| if p < 32 { Split::Train } else { Split::Val });
+    let splits = assign_splits(&train_val, [0.7, 0.1, 0.2], 0).unwrap();
+    for (r, s) in train_val.iter().zip(&splits) {
+        assert_eq!(r.split == Some(Split::Val), *s == Split::Val);
+    }
+    assert!(splits.contains(&Split::Test));
+    for (patient, set) in splits_of_patients(&train_val, &splits) {
+        assert_eq!(set.len(), 1, "{patient} {set:?}");
+    }
+}
+
+#[test]
 fn images_without_patient_are_their_own_patient() {
     let records: Vec<Record> = (0..40)
         .map(|i| record(i, usize::from(i % 4 == 0), None, None))
