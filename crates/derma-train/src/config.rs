@@ -563,6 +563,12 @@ impl TrainConfig {
                 self.threshold
             ));
         }
+        if self.warmup_epochs >= self.epochs as f64 {
+            w.push(format!(
+                "warning: --warmup-epochs {} covers all {} epochs: the learning rate only rises and never decays",
+                self.warmup_epochs, self.epochs
+            ));
+        }
         // A two-class MedMNIST set's positive class is its label 1, whatever it means
         // (breastmnist: `normal-benign`, not `malignant`).
         if let (None, Ok(info)) = (&self.positive_classes, medmnist::lookup(&self.dataset))
@@ -617,6 +623,8 @@ mod tests {
             c.alpha = Some(Alpha::Scalar(0.25));
         })
         .is_empty());
+        let w = warned(|c| c.epochs = 1); // warmup_epochs = 1 by default
+        assert!(w.len() == 1 && w[0].contains("--warmup-epochs 1 covers all 1 epochs"), "{w:?}");
         let w = warned(|c| c.focal_weight = 0.8);
         assert!(w.len() == 1 && w[0].contains("--focal-weight"), "{w:?}");
         let w = warned(|c| c.threshold = "min-spec:0.8".into());

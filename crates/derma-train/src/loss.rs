@@ -242,6 +242,19 @@ impl Loss {
         (mean.mul(den.clone()), den)
     }
 
+    /// The denominator [`Loss::forward_sums`] gives a batch, from its host labels without a
+    /// device read: `Σ w_{y_i}` for class-weighted softmax losses (`num_logits > 1`, ce or
+    /// focal), else the batch size. The training loop weighs each batch's mean loss by it, so
+    /// its epoch loss is the same quantity as the validation loss (and does not depend on the
+    /// batch size).
+    pub fn batch_weight(&self, labels: &[usize], num_logits: usize) -> f64 {
+        let weighted_mean = num_logits > 1 && matches!(self.config.kind, LossKind::Ce | LossKind::Focal);
+        match (&self.config.class_weights, weighted_mean) {
+            (Some(w), true) => labels.iter().map(|&l| w.get(l).copied().unwrap_or(0.0)).sum(),
+            _ => labels.len() as f64,
+        }
+    }
+
     /// `[batch]` class weight of each sample of a binary batch (`t` in {0, 1}).
     fn sample_weights_binary(&self, t: &Tensor<1>) -> Option<Tensor<1>> {
         self.class_weights.as_ref().map(|w| {

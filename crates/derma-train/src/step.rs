@@ -191,19 +191,27 @@ impl TrainStep {
 /// Sum of `batch mean loss × batch size` kept on the device, and the number of images seen.
 pub struct RunningLoss {
     sum: Tensor<1>,
+    weight: f64,
     seen: usize,
 }
 
 impl RunningLoss {
     /// Zero, on `device` (the inference device, without autodiff).
     pub fn new(device: &Device) -> Self {
-        Self { sum: Tensor::<1>::zeros([1], device), seen: 0 }
+        Self { sum: Tensor::<1>::zeros([1], device), weight: 0.0, seen: 0 }
     }
 
     /// Adds one batch's mean loss (as returned by [`train_step`]) over `batch_size` images.
     /// No host sync.
     pub fn add(&mut self, batch_mean: Tensor<1>, batch_size: usize) {
-        self.sum = self.sum.clone() + batch_mean.mul_scalar(batch_size as f64);
+        self.add_weighted(batch_mean, batch_size as f64, batch_size);
+    }
+
+    /// Adds one batch's mean loss weighted by `weight` (its [`Loss::batch_weight`]: with
+    /// class weights, the sum of its images' weights), over `batch_size` images. No host sync.
+    pub fn add_weighted(&mut self, batch_mean: Tensor<1>, weight: f64, batch_size: usize) {
+        self.sum = self.sum.clone() + batch_mean.mul_scalar(weight);
+        self.weight += weight;
         self.seen += batch_size;
     }
 
@@ -212,10 +220,11 @@ impl RunningLoss {
         self.seen
     }
 
-    /// Mean loss per image so far (0 before any batch). Reads the sum back: waits for every
-    /// queued step to finish.
+    /// The weighted mean loss so far (per image without weights; 0 before any batch). Reads
+    /// the sum back: waits for every queued step to finish.
     pub fn mean(&self) -> f64 {
-        self.sum.clone().into_scalar::<f32>() as f64 / self.seen.max(1) as f64
+        let weight = if self.weight > 0.0 { self.weight } else { 1.0 };
+        self.sum.clone().into_scalar::<f32>() as f64 / weight
     }
 }
 

@@ -259,19 +259,31 @@ pub fn learning_rate(peak: f64, step: usize, warmup: usize, total: usize) -> f64
     }
 }
 
-/// The error of a run whose training loss became NaN or infinite (the run folder keeps
-/// `metrics.csv` and the best model so far). A sweep scores such a fold NaN and goes on.
+/// The error of a run whose training diverged: its mean training loss became NaN or infinite,
+/// or (weights or batch-norm statistics blown up in the epoch's last steps, the mean still
+/// finite) its validation outputs did. The run folder keeps `metrics.csv` and the best model
+/// so far. A sweep scores such a fold NaN and goes on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Diverged {
-    /// The epoch (1-based) whose mean training loss was not finite.
+    /// The epoch (1-based).
     pub epoch: usize,
-    /// That loss.
+    /// Its mean training loss.
     pub loss: f64,
+    /// Whether the validation outputs (probabilities or loss) were not finite.
+    pub validation: bool,
 }
 
 impl std::fmt::Display for Diverged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "training diverged at epoch {} (loss {}); lower --lr", self.epoch, self.loss)
+        if self.validation {
+            write!(
+                f,
+                "training diverged at epoch {} (train loss {}, but the model's validation outputs are NaN or infinite); lower --lr",
+                self.epoch, self.loss
+            )
+        } else {
+            write!(f, "training diverged at epoch {} (loss {}); lower --lr", self.epoch, self.loss)
+        }
     }
 }
 
@@ -542,7 +554,7 @@ fn fit_from(
             let (next, out) =
                 step_state.step_full(model, batch.images(&train_device), batch.targets(&train_device), &labels, lr, progress);
             model = next;
-            running.add(out.loss, labels.len());
+            running.add_weighted(out.loss, loss_eval.batch_weight(&labels, num_logits), labels.len());
             if let Some((metric, anchors)) = out.metric {
                 running_metric.add(metric, anchors);
             }
@@ -561,7 +573,7 @@ fn fit_from(
         let train_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         if !train_loss.is_finite() {
-            return Err(Diverged { epoch: epoch + 1, loss: train_loss }.into());
+            return Err(Diverged { epoch: epoch + 1, loss: train_loss, validation: false }.into());
         }
         let metric_loss = (running_metric.seen() > 0).then(|| running_metric.mean());
         // One read of the epoch's per-sample losses → the next epoch's sampling multipliers.
@@ -569,6 +581,9 @@ fn fit_from(
 
         let eval_model = model.valid();
         let val_pred = predict(&eval_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
+        if !val_pred.loss.is_finite() || val_pred.probs.iter().flatten().any(|p| !p.is_finite()) {
+            return Err(Diverged { epoch: epoch + 1, loss: train_loss, validation: true }.into());
+        }
         let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };
         let threshold = choice.as_ref().map_or(0.5, |c| c.value);
         // A floor no threshold meets leaves only the empty operating point (threshold above

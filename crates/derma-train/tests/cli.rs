@@ -359,6 +359,28 @@ fn patience_stops_after_epochs_without_improvement() {
     assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("patience = 2"));
 }
 
+/// A learning rate that blows the weights up within the epoch, while the epoch's mean training
+/// loss is still finite: the validation outputs are NaN, and the run ends as diverged (what a
+/// sweep scores NaN and goes on from), not with a metrics error about a NaN prediction.
+#[test]
+fn blown_up_weights_with_a_finite_training_loss_are_divergence() {
+    let (_dir, npz, out) = colour_run_dir();
+    let mut hit = Vec::new();
+    for lr in ["1e5", "1e6", "3e6", "1e7"] {
+        let _ = std::fs::remove_dir_all(&out);
+        let o = derma_train(&[
+            "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
+            "--epochs", "2", "--batch-size", "10", "--warmup-epochs", "0", "--lr", lr, "--out", out.to_str().unwrap(),
+        ]);
+        let err = text(&o.stderr);
+        assert!(!err.contains("is NaN") || err.contains("training diverged"), "lr {lr}: a NaN prediction that is no divergence:\n{err}");
+        if err.contains("validation outputs are NaN or infinite") {
+            hit.push(lr);
+        }
+    }
+    assert!(!hit.is_empty(), "no learning rate reached the finite-loss, NaN-output case: the test checks nothing");
+}
+
 /// Invalid values are refused before any work, naming the flag.
 #[test]
 fn invalid_flags_are_refused_with_the_flag_name() {

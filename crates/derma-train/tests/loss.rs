@@ -174,6 +174,20 @@ fn split_loss_from_batches_equals_the_whole_split_loss() {
     close(num / den, want, "weighted ce from two batches");
     let naive = (batch_means[0] * 4.0 + batch_means[1] * 2.0) / 6.0;
     assert!((naive - want).abs() > 1e-3, "the batches do not tell the two reductions apart: {naive} vs {want}");
+
+    // The training loop's epoch loss: each batch's mean (the gradient's loss) weighted by
+    // `Loss::batch_weight` from the host labels, read once — the same split loss.
+    let labels: Vec<usize> = t.clone().into_data().iter::<i64>().map(|v| v as usize).collect();
+    let mut running = derma_train::step::RunningLoss::new(&d);
+    for range in [0..4, 4..6] {
+        let mean = loss.forward(x.clone().slice(range.clone()), t.clone().slice(range.clone()));
+        running.add_weighted(mean, loss.batch_weight(&labels[range.clone()], 4), range.len());
+    }
+    close(running.mean(), want, "epoch loss from batch means and batch weights");
+    // Without class weights (or with one logit) the weight is the batch size.
+    let plain = config(LossKind::Ce, 0.0, None, None).init(&d);
+    assert_eq!(plain.batch_weight(&labels[..4], 4), 4.0);
+    assert_eq!(loss.batch_weight(&labels[..4], 1), 4.0);
 }
 
 #[test]
