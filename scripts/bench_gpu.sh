@@ -3,6 +3,8 @@
 #
 #   scripts/bench_gpu.sh prepare            # here, no GPU needed: release binaries packed into
 #                                           # .dev/*.xz, the Vulkan loader's .debs into .gl/
+#   scripts/bench_gpu.sh check              # here, before the device call: the packs are built
+#                                           # from the committed build inputs (exit 1 if stale)
 #   scripts/bench_gpu.sh run [PLAN...]      # on the GPU machine, from the repository root
 #   scripts/bench_gpu.sh compare DIR        # comparison table of the JSON files in DIR
 #
@@ -16,12 +18,14 @@
 #   all      main, levers, profile.
 #
 # Settings (environment): SIZES ("28:256 224:128"), WIDTH (1.0), STEPS (50), WARMUP (10),
-# WORKERS (PyTorch DataLoader workers, 8), AUGMENT (natural), DATA (synthetic | npz:PATH),
+# WORKERS (PyTorch DataLoader workers, default every core as Burn's loader uses), AUGMENT (natural), DATA (synthetic | npz:PATH),
 # DEADLINE (seconds for the whole run, 540: a run still going then is stopped, later ones are
 # skipped; set it from the device budget left, see docs/performance.md), CAP (seconds one run
 # may take at most, 200, so a slow first run cannot starve the others), OUT (results folder:
 # $OUT on the device machine, else bench-out/), BACKEND (wgpu) and TORCH_DEVICE (cuda):
-# `BACKEND=cpu TORCH_DEVICE=cpu` dry-runs the whole script on a CPU.
+# `BACKEND=cpu TORCH_DEVICE=cpu` dry-runs the whole script on a CPU (no Vulkan set-up then;
+# SKIP_SETUP=1 skips it too), END (epoch seconds: a hard end for the whole device call, see
+# above).
 #
 # $OUT receives three files only (the device returns at most 8): machine.txt, compare.txt and
 # bench.tar.gz — every log and JSON, re-packed after each run, so a call stopped early still
@@ -30,7 +34,7 @@
 #
 # On the device machine, one call with the training check after it (the 15-minute budget in
 # docs/performance.md):
-#   run(command="DEADLINE=360 scripts/bench_gpu.sh run main; DEADLINE=180 scripts/gpu_train_check.sh run 28",
+#   run(command="END=$(($(date +%s)+570)); export END; DEADLINE=360 scripts/bench_gpu.sh run main; DEADLINE=180 scripts/gpu_train_check.sh run 28",
 #       timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-train.xz",
 #       ".dev/dermamnist_ham_28.npz.xz"])
 set -uo pipefail
@@ -39,12 +43,16 @@ sizes=${SIZES:-"28:256 224:128"}
 width=${WIDTH:-1.0}
 steps=${STEPS:-50}
 warmup=${WARMUP:-10}
-workers=${WORKERS:-8}
+workers=${WORKERS:-$(nproc)} # as many as Burn's loader threads (rayon: every core)
 augment=${AUGMENT:-natural}
 data=${DATA:-synthetic}
 case "$data" in npz:/*) ;; npz:*) data="npz:$PWD/${data#npz:}" ;; esac # profile runs elsewhere
 deadline=${DEADLINE:-540}
+# END (epoch seconds, optional): a hard end shared by the scripts of one device call; each
+# script's deadline is cut to it, so a call granted less time than planned still ends in time.
+[ -n "${END:-}" ] && [ $((END - $(date +%s))) -lt "$deadline" ] && deadline=$((END - $(date +%s)))
 cap=${CAP:-200}
+export TZ=UTC # nvidia-smi's timestamps and `date +%s` in runs.csv read alike here and later
 out=${OUT:-bench-out}
 work=/tmp/bench-work # every log and JSON; packed into $out/bench.tar.gz
 started=$(date +%s)
@@ -69,7 +77,7 @@ prepare() {
   # shellcheck disable=SC2086
   (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
   du -ch .dev/* .gl/* | tail -1
-  echo 'now, on the device (docs/performance.md): run(command="DEADLINE=360 scripts/bench_gpu.sh run main; DEADLINE=180 scripts/gpu_train_check.sh run 28", timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-train.xz", ".dev/dermamnist_ham_28.npz.xz"])'
+  echo 'now check (scripts/bench_gpu.sh check), then on the device (docs/performance.md): run(command="END=$(($(date +%s)+570)); export END; DEADLINE=360 scripts/bench_gpu.sh run main; DEADLINE=180 scripts/gpu_train_check.sh run 28", timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-train.xz", ".dev/dermamnist_ham_28.npz.xz"])'
 }
 
 # shellcheck source=scripts/device_lib.sh
@@ -101,7 +109,8 @@ timed() {
 }
 
 setup_device() {
-  vulkan_setup
+  # The CPU dry run (BACKEND=cpu) leaves the development machine's libraries alone.
+  if [ -z "${SKIP_SETUP:-}" ] && [ "${BACKEND:-wgpu}" = wgpu ]; then vulkan_setup; fi
   bindir=/tmp/derma-bench-bin
   mkdir -p "$bindir"
   bins=()
@@ -240,8 +249,9 @@ gpu_samples = []
 try:
     for row in csv.reader(open(os.path.join(d, "smi-gpu.csv"))):
         if len(row) == 2 and row[1].strip().isdigit():
-            try:  # "2026/11/26 22:13:17.123" in local time, as `date +%s` in runs.csv counts it
-                t = datetime.datetime.strptime(row[0].strip(), "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            try:  # "2026/11/26 22:13:17.123", UTC (the run exports TZ=UTC), as runs.csv's epoch seconds
+                t = datetime.datetime.strptime(row[0].strip(), "%Y/%m/%d %H:%M:%S.%f").replace(
+                    tzinfo=datetime.timezone.utc).timestamp()
             except ValueError:
                 continue
             gpu_samples.append((t, int(row[1].strip())))
@@ -309,6 +319,7 @@ cmd=${1:-run}
 shift || true
 case "$cmd" in
   prepare) prepare ;;
+  check) check_packs derma-bench-wgsl derma-train ;;
   compare) compare "${1:-$out}" ;;
   run)
     setup_device
@@ -326,5 +337,5 @@ case "$cmd" in
     compare "$work" | tee "$out/compare.txt"
     cp "$out/compare.txt" "$work/" && pack
     ;;
-  *) echo "usage: $0 prepare | run [main|levers|profile|all ...] | compare DIR"; exit 2 ;;
+  *) echo "usage: $0 prepare | check | run [main|levers|profile|all ...] | compare DIR"; exit 2 ;;
 esac

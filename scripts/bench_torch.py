@@ -241,7 +241,11 @@ def profile(model, opt, x, y, steps, dev, label):
     print(prof.key_averages().table(sort_by=key, row_limit=20), file=sys.stderr)
 
 
-def run_config(a, size, batch, dev):
+def run_config(a, r, dev, save):
+    """Fills the result dict `r` (size, batch given) mode by mode, calling `save()` after each
+    one: a run stopped at its deadline keeps the modes that finished. A mode that fails (e.g. a
+    DataLoader worker killed at 224 px) is recorded in r["errors"] and the next one runs."""
+    size, batch = r["size"], r["batch"]
     images, labels, k = load_data(a.data, size, max(a.synthetic_images, batch), a.classes, a.seed)
     ds = ImageSet(images, labels, transform(a.augment, size))
     first = [ds[i % len(ds)] for i in range(batch)]
@@ -254,21 +258,27 @@ def run_config(a, size, batch, dev):
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay, eps=1e-5)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    r = {"size": size, "batch": batch, "step": None, "e2e": None, "loader": None, "infer": None, "memory": None}
     for mode in MODES:
         if mode not in a.modes:
             continue
-        if mode == "step":
-            m = measure_step(model, opt, x, y, a.warmup_steps, a.steps, dev)
-        elif mode == "e2e":
-            m = measure_e2e(model, opt, ds, a, batch, dev)
-        elif mode == "loader":
-            m = measure_loader(ds, a, batch, dev)
-        else:
-            m = measure_infer(model, x, a.warmup_steps, a.steps, dev)
+        try:
+            if mode == "step":
+                m = measure_step(model, opt, x, y, a.warmup_steps, a.steps, dev)
+            elif mode == "e2e":
+                m = measure_e2e(model, opt, ds, a, batch, dev)
+            elif mode == "loader":
+                m = measure_loader(ds, a, batch, dev)
+            else:
+                m = measure_infer(model, x, a.warmup_steps, a.steps, dev)
+        except Exception as e:  # noqa: BLE001 - recorded, and the other modes still run
+            r.setdefault("errors", {})[mode] = f"{type(e).__name__}: {e}"
+            print(f"{size}px batch {batch}: {mode} FAILED: {type(e).__name__}: {e}", file=sys.stderr)
+            save()
+            continue
         r[mode] = m
         loss = f"  loss {m['mean_loss']:.4f}" if m["mean_loss"] is not None else ""
         print(f"{size}px batch {batch}: {mode:<6} {m['images_per_second']:>10.1f} img/s  {m['ms_per_step']:>9.2f} ms/step{loss}", file=sys.stderr)
+        save()
     if dev.type == "cuda":
         r["memory"] = {
             "in_use_bytes": torch.cuda.memory_allocated(dev),
@@ -278,11 +288,11 @@ def run_config(a, size, batch, dev):
         }
     if a.profile_steps > 0:
         profile(model, opt, x, y, a.profile_steps, dev, f"{size}px batch {batch}")
+    save()
     del model, opt, x, y
     gc.collect()
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-    return r
 
 
 def table(rep):
@@ -359,12 +369,19 @@ def main():
         "results": [],
     }
     print(f"bench_torch: {backend} (pid {rep['pid']})", file=sys.stderr)
-    for size, batch in a.sizes:
-        rep["results"].append(run_config(a, size, batch, dev))
+
+    def save():
+        # Atomic: a run killed mid-write leaves the previous complete file.
         if a.json:
-            with open(a.json, "w") as f:
+            with open(a.json + ".tmp", "w") as f:
                 json.dump(rep, f, indent=2)
                 f.write("\n")
+            os.replace(a.json + ".tmp", a.json)
+
+    for size, batch in a.sizes:
+        r = {"size": size, "batch": batch, "step": None, "e2e": None, "loader": None, "infer": None, "memory": None}
+        rep["results"].append(r)
+        run_config(a, r, dev, save)
     print(table(rep))
 
 

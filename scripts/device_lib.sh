@@ -6,12 +6,37 @@ unxz() {
   else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"; fi
 }
 
-# build_stamp NAME: records in .dev/BUILD which commit the packed binary NAME was built from
-# (one line per binary; carried with the binaries and printed on the device, so a stale pack
-# shows).
+# What a packed binary is built from (configs/dermamnist.toml and assets/fonts are compiled in).
+BUILD_INPUTS=(crates Cargo.toml Cargo.lock configs assets)
+
+# build_version: the last commit touching the build inputs, plus " (uncommitted changes)" when
+# they differ from it (a docs-only commit does not make a pack stale).
+build_version() {
+  echo "$(git log -1 --format=%h -- "${BUILD_INPUTS[@]}")$(git diff --quiet HEAD -- "${BUILD_INPUTS[@]}" || echo ' (uncommitted changes)')"
+}
+
+# build_stamp NAME: records in .dev/BUILD which build inputs the packed binary NAME was built
+# from (one line per binary; carried with the binaries and printed on the device).
 build_stamp() {
-  local stamp; stamp="$1: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo ' (uncommitted changes)') built $(date -u +%FT%TZ)"
+  local stamp; stamp="$1: $(build_version) built $(date -u +%FT%TZ)"
   { grep -v "^$1: " .dev/BUILD 2>/dev/null; echo "$stamp"; } >.dev/BUILD.tmp && mv .dev/BUILD.tmp .dev/BUILD
+}
+
+# check_packs NAME...: here, before a device call: each packed binary must be stamped with the
+# current build inputs, committed (the device cannot rebuild; a stale pack wastes its budget).
+check_packs() {
+  local now bad=0 name line; now=$(build_version)
+  for name in "$@"; do
+    line=$(grep "^$name: " .dev/BUILD 2>/dev/null)
+    if [ ! -f ".dev/$name.xz" ] || [ -z "$line" ]; then
+      echo "missing: .dev/$name.xz or its .dev/BUILD line (run the prepare step)"; bad=1
+    elif [ "${line#"$name: $now built "}" = "$line" ] || [ "${now% (uncommitted changes)}" != "$now" ]; then
+      echo "stale: $line; the build inputs are now at $now (commit, then run the prepare step)"; bad=1
+    else
+      echo "ok: $line"
+    fi
+  done
+  return $bad
 }
 
 # build_info: what .dev/BUILD says, beside the commit of the tree that travelled (if .git did).

@@ -43,7 +43,8 @@ for spec in "$@"; do
   fi
   [ -n "${DEADLINE:-}" ] && echo "done $name ($(($(date +%s) - t0)) s)"
   if [ -n "${ARCHIVE:-}" ]; then
-    (cd "$out" && tar czf "$ARCHIVE.tmp" --exclude='*.bpk' --exclude=checkpoint --exclude=predictions.csv --exclude=plots \
+    # `*.bpk*`: also a model.bpk.tmp or .model.bpk.tmp-PID a stopped run left mid-write.
+    (cd "$out" && tar czf "$ARCHIVE.tmp" --exclude='*.bpk*' --exclude='.*.tmp-*' --exclude=checkpoint --exclude=predictions.csv --exclude=plots \
       --exclude=gallery --exclude=report.html ./* && mv "$ARCHIVE.tmp" "$ARCHIVE")
   fi
 done

@@ -22,9 +22,9 @@
 #
 # PLANs (each derma-train run is 10 epochs, the built-in recipe; torch rows run
 # scripts/train_torch.py with the same recipe on CUDA):
-#   28   bench28 (the CLI at the benchmark's 28 px batch 256 `natural` setting, 2 epochs: its
-#        img/s beside derma-bench's e2e); scratch (Burn, PyTorch); focal γ=2; balanced weights.
-#   64   scratch (Burn, PyTorch); TF-lite pretrained with --freeze-bn (Burn, PyTorch); screening
+#   28   scratch (PyTorch, Burn); bench28 (the CLI at the benchmark's 28 px batch 256 `natural`
+#        setting, 2 epochs: its img/s beside derma-bench's e2e); focal γ=2; balanced weights.
+#   64   scratch (PyTorch, Burn); TF-lite pretrained with --freeze-bn (Burn, PyTorch); screening
 #        malignant-vs-rest, focal γ=2, min-spec:0.80; combined loss; weighted sampler; TF-lite
 #        pretrained at --image-size 128.
 #   64imb  the imbalance table at 64 px (issue #3; its CPU rows are in docs/results.md): plain CE,
@@ -92,14 +92,15 @@ run() {
   local specs
   case "$plan" in
     28)
-      # bench28 first: the training CLI at derma-bench's 28 px setting (batch 256, `natural`),
-      # 2 epochs, so its per-epoch images/s can be set beside the benchmark's e2e figure.
-      specs=("bench28 -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural"
-        "scratch -- $b" "torch-scratch -- $t" "focal -- $b --loss focal --gamma 2"
-        "balanced -- $b --class-weights balanced")
+      # The PyTorch reference first (one process, no kernel compilation: seconds), then Burn's
+      # pair to it; bench28: the training CLI at derma-bench's 28 px setting (batch 256,
+      # `natural`), 2 epochs, so its per-epoch images/s can be set beside the benchmark's e2e.
+      specs=("torch-scratch -- $t" "scratch -- $b"
+        "bench28 -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural"
+        "focal -- $b --loss focal --gamma 2" "balanced -- $b --class-weights balanced")
       ;;
     64)
-      specs=("scratch -- $b" "torch-scratch -- $t" "tflite-frozenbn -- $b --pretrained $w --freeze-bn"
+      specs=("torch-scratch -- $t" "scratch -- $b" "tflite-frozenbn -- $b --pretrained $w --freeze-bn"
         "torch-tflite-frozenbn -- $t --pretrained $w --freeze-bn"
         "screen -- $b --positive-classes mel,bcc,akiec --loss focal --gamma 2 --threshold min-spec:0.80"
         "combined -- $b --loss combined --alpha 1 --gamma 3" "weighted -- $b --sampler weighted"
@@ -113,11 +114,14 @@ run() {
   esac
   # gpu_check.sh re-packs $out/runs.tar.gz after every run (ARCHIVE), so a call stopped early
   # keeps what finished; weights, checkpoints and report images stay behind (size limit).
+  # END (epoch seconds, optional): the device call's hard end, shared with bench_gpu.sh.
+  [ -n "${END:-}" ] && [ $((END - $(date +%s))) -lt "$deadline" ] && deadline=$((END - $(date +%s)))
   DEADLINE=$deadline ARCHIVE="$out/runs.tar.gz" scripts/gpu_check.sh "$bin" "$npz" "$runs" "${specs[@]}" | tee "$out/summary.txt"
 }
 
 case "${1:-}" in
   prepare) prepare ;;
+  check) check_packs derma-train ;;
   run) run "${2:?PLAN: 28, 64 or 64imb}" ;;
-  *) echo "usage: $0 prepare | run 28|64|64imb"; exit 2 ;;
+  *) echo "usage: $0 prepare | check | run 28|64|64imb"; exit 2 ;;
 esac
