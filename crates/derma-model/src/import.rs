@@ -12,7 +12,7 @@ use std::path::Path;
 use burn::module::{Param, RunningState};
 use burn::prelude::*;
 use burn_store::{
-    ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 use serde::{Deserialize, Serialize};
 
@@ -80,14 +80,14 @@ pub fn weight_conventions(path: &Path) -> anyhow::Result<(InputNorm, Padding)> {
     Ok((norm, padding))
 }
 
-/// torchvision key → [`MobileNetV2`] key, as `(regex, replacement)` pairs applied in order.
-fn torchvision_key_map() -> Vec<(String, String)> {
-    let mut map = vec![
-        (r"^features\.0\.0\.".into(), "stem.conv.".into()),
-        (r"^features\.0\.1\.".into(), "stem.bn.".into()),
-        (r"^features\.18\.0\.".into(), "head.conv.".into()),
-        (r"^features\.18\.1\.".into(), "head.bn.".into()),
-        (r"^classifier\.1\.".into(), "classifier.".into()),
+/// torchvision key prefix → [`MobileNetV2`] key prefix.
+fn torchvision_prefixes() -> Vec<(String, String)> {
+    let mut map: Vec<(String, String)> = vec![
+        ("features.0.0.".into(), "stem.conv.".into()),
+        ("features.0.1.".into(), "stem.bn.".into()),
+        ("features.18.0.".into(), "head.conv.".into()),
+        ("features.18.1.".into(), "head.bn.".into()),
+        ("classifier.1.".into(), "classifier.".into()),
     ];
     // features.1 has no expansion: conv.0 = depthwise, conv.1 = project, conv.2 = its BN.
     let first = [
@@ -107,13 +107,32 @@ fn torchvision_key_map() -> Vec<(String, String)> {
     for k in 1..=17 {
         let parts: &[(&str, &str)] = if k == 1 { &first } else { &expanded };
         for (from, to) in parts {
-            map.push((
-                format!(r"^features\.{k}\.{}\.", from.replace('.', r"\.")),
-                format!("blocks.{}.{to}.", k - 1),
-            ));
+            map.push((format!("features.{k}.{from}."), format!("blocks.{}.{to}.", k - 1)));
         }
     }
     map
+}
+
+/// torchvision key → [`MobileNetV2`] key, as `(regex, replacement)` pairs applied in order.
+fn torchvision_key_map() -> Vec<(String, String)> {
+    torchvision_prefixes().into_iter().map(|(from, to)| (format!("^{}", from.replace('.', r"\.")), to)).collect()
+}
+
+/// The torchvision (file) name of a [`MobileNetV2`] key, for messages: `blocks.3.depthwise.conv.weight`
+/// → `features.4.conv.1.0.weight`, a batch norm's `gamma`/`beta` → `weight`/`bias` (the
+/// PyTorch adapter's renaming undone); a key outside the map as is.
+pub fn torchvision_name(model_key: &str) -> String {
+    let renamed = torchvision_prefixes()
+        .into_iter()
+        .find_map(|(file, model)| model_key.strip_prefix(model.as_str()).map(|rest| format!("{file}{rest}")));
+    match renamed {
+        Some(key) => match key.rsplit_once('.') {
+            Some((head, "gamma")) => format!("{head}.weight"),
+            Some((head, "beta")) => format!("{head}.bias"),
+            _ => key,
+        },
+        None => model_key.to_string(),
+    }
 }
 
 /// The key map as a burn-store [`KeyRemapper`].
@@ -215,15 +234,29 @@ pub fn fold_gray_stem(mut model: MobileNetV2, affine: [(f32, f32); 3]) -> Mobile
 /// Without `keep_classifier` the file need not have a classifier (a backbone-only state dict):
 /// the model's own, freshly initialised head stays.
 fn check_strict(result: &ApplyResult, path: &Path, keep_classifier: bool) -> anyhow::Result<()> {
+    // Keys as the file names them (burn-store reports the model's names after the remap).
     let mut problems = Vec::new();
     for e in &result.errors {
-        problems.push(format!("  {e}"));
+        problems.push(match e {
+            ApplyError::ShapeMismatch { path, expected, found } => format!(
+                "  `{}`: shape {:?} in the file, the model needs {:?}",
+                torchvision_name(path),
+                found.as_slice(),
+                expected.as_slice()
+            ),
+            ApplyError::DTypeMismatch { path, expected, found } => {
+                format!("  `{}`: dtype {found:?} in the file, the model needs {expected:?}", torchvision_name(path))
+            }
+            ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
+                format!("  `{}`: {message}", torchvision_name(path))
+            }
+        });
     }
     for (key, _) in &result.missing {
         if !keep_classifier && key.starts_with("classifier.") {
             continue;
         }
-        problems.push(format!("  missing tensor for `{key}`"));
+        problems.push(format!("  missing tensor `{}`", torchvision_name(key)));
     }
     for key in &result.unused {
         // Without `keep_classifier` the file's head is dropped on purpose; with it, an extra
@@ -231,7 +264,7 @@ fn check_strict(result: &ApplyResult, path: &Path, keep_classifier: bool) -> any
         if key.ends_with("num_batches_tracked") || (!keep_classifier && key.starts_with("classifier.")) {
             continue;
         }
-        problems.push(format!("  unexpected tensor `{key}` (not part of MobileNetV2 at this width)"));
+        problems.push(format!("  unexpected tensor `{}` (not part of MobileNetV2 at this width)", torchvision_name(key)));
     }
     if problems.is_empty() {
         Ok(())

@@ -123,7 +123,12 @@ impl MobileNetV2Config {
         // DeepLabV3Plus-Pytorch): once the running stride reaches `output_stride`, a stage's
         // stride becomes 1 and the dilation grows by it instead; the stage's first block keeps
         // the previous dilation, its later blocks use the new one. The receptive field, and
-        // what pretrained kernels see, stay those of the stride-32 network.
+        // what pretrained kernels see, stay those of the stride-32 network. A stage's first
+        // block whose stride becomes 1 gets the residual connection when its input and output
+        // widths are equal, as in TF-slim (which decides it from the stride it builds with);
+        // torchvision fixes it at construction, so with the strides edited afterwards
+        // (scripts/reference_torch.py) it has none. The widths are equal only at tiny width
+        // multipliers (e.g. 0.1, where `make_divisible` floors 32 and 64 channels to 8).
         let mut dilation = 1;
         for (t, c, n, s) in SETTING {
             let output = make_divisible(c as f64 * self.width, 8);

@@ -49,7 +49,8 @@ fn check_variant(file: &str, output_stride: usize, dilate: bool, key: &str) {
 fn reduced_output_stride_is_deeplabs_dilated_network() {
     check_stride("mobilenet_v2_w025.pth", 16, "logits_os16");
     check_stride("mobilenet_v2_w025.pth", 8, "logits_os8");
-    // `dilate = false`: torchvision's network with the strides only removed.
+    // `dilate = false`: torchvision's network with the strides only removed (at this width no
+    // stage's first block has equal input and output widths, so no residual is added there).
     check_variant("mobilenet_v2_w025.pth", 8, false, "logits_os8_undilated");
 }
 
@@ -69,7 +70,35 @@ fn width_mismatch_is_an_error_naming_keys() {
     let device = Device::flex();
     let model = MobileNetV2Config::new(7).with_width(0.5).init(&device);
     let err = load_torchvision(model, &fixture("mobilenet_v2_w025.pth"), false).unwrap_err().to_string();
-    assert!(err.contains("stem.conv.weight") || err.contains("features.0.0.weight"), "{err}");
+    // The fixture is width 0.25 (8 stem channels), the model 0.5 (16).
+    assert!(err.contains("`features.0.0.weight`: shape [8, 3, 3, 3] in the file, the model needs [16, 3, 3, 3]"), "{err}");
+    assert!(err.contains("`features.0.1.weight`: shape [8]") && !err.contains("gamma"), "{err}");
+}
+
+/// Errors name the keys as the file has them (torchvision's), not the model's internal names:
+/// the fixture's safetensors with `features.4.conv.1.0.weight` renamed away (missing) and
+/// `features.5.conv.1.1.running_var` declared [24, 2] instead of [48] (same bytes).
+#[test]
+fn load_errors_name_the_files_keys() {
+    let bytes = std::fs::read(fixture("mobilenet_v2_w025.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+    let edited = header
+        .replacen("\"features.4.conv.1.0.weight\"", "\"features.4.conv.1.0.weighX\"", 1)
+        .replacen("\"features.5.conv.1.1.running_var\":{\"dtype\":\"F32\",\"shape\":[48]", "\"features.5.conv.1.1.running_var\":{\"dtype\":\"F32\",\"shape\":[24,2]", 1);
+    assert_ne!(edited.len(), header.len(), "the fixture's header changed: the edits did not apply");
+    let mut out = (edited.len() as u64).to_le_bytes().to_vec();
+    out.extend(edited.as_bytes());
+    out.extend(&bytes[8 + n..]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edited.safetensors");
+    std::fs::write(&path, out).unwrap();
+    let model = MobileNetV2Config::new(7).with_width(0.25).init(&Device::flex());
+    let err = load_torchvision(model, &path, false).unwrap_err().to_string();
+    assert!(err.contains("missing tensor `features.4.conv.1.0.weight`"), "{err}");
+    assert!(err.contains("`features.5.conv.1.1.running_var`: shape [24, 2] in the file, the model needs [48]"), "{err}");
+    assert!(err.contains("unexpected tensor `features.4.conv.1.0.weighX`"), "{err}");
+    assert!(!err.contains("blocks."), "a model-internal name in the message: {err}");
 }
 
 /// Without `keep_classifier` the task's own head stays (head swap), whatever its size.
@@ -158,5 +187,5 @@ fn a_state_dict_without_classifier_serves_a_head_swap() {
     let swapped = load_torchvision(MobileNetV2Config::new(2).with_width(0.25).init(&device), &path, false).unwrap();
     assert_eq!(swapped.num_classes(), 2);
     let err = load_torchvision(MobileNetV2Config::new(7).with_width(0.25).init(&device), &path, true).unwrap_err().to_string();
-    assert!(err.contains("classifier.weight"), "{err}");
+    assert!(err.contains("missing tensor `classifier.1.weight`"), "{err}");
 }

@@ -40,7 +40,8 @@ pub fn resolve(pretrained: &str, offline: bool) -> anyhow::Result<Option<PathBuf
             // The download creates the folder; offline, nothing is written.
             let dir = torch_cache_dir();
             let fetcher = Fetcher::new(dir).with_offline(offline).with_progress(std::io::stderr().is_terminal());
-            Ok(Some(fetcher.fetch_remote(&remote).map_err(|e| anyhow::anyhow!("--pretrained imagenet: {e}"))?))
+            // The error's causes (e.g. the connection failure) stay attached: `{e:#}` shows them.
+            Ok(Some(fetcher.fetch_remote(&remote).map_err(|e| anyhow::Error::new(e).context("--pretrained imagenet"))?))
         }
         file => {
             let path = Path::new(file);

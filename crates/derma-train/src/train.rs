@@ -207,13 +207,14 @@ fn load_medmnist(config: &TrainConfig) -> anyhow::Result<TaskData> {
     let arrays = match &config.npz {
         Some(path) => {
             let arrays = medmnist::read_npz_checked(path, info.n_classes()).map_err(|e| {
-                anyhow::anyhow!(
-                    "--npz {}: {e} (read as --dataset {}: {} classes, {})",
+                // The reader's causes (e.g. the CRC or decompression failure) stay attached.
+                anyhow::Error::new(e).context(format!(
+                    "--npz {} (read as --dataset {}: {} classes, {})",
                     path.display(),
                     config.dataset,
                     info.n_classes(),
                     info.labels.join(", ")
-                )
+                ))
             })?;
             // Without `--image-size` the run trains at `--size`: a file of another resolution
             // would be resampled without a word. With it, resampling is what was asked for.

@@ -202,7 +202,15 @@ pub fn download_verified(
         armed: true,
     };
 
-    let actual = stream_to(url, &part.path, checksum, progress)?;
+    let actual = stream_to(url, &part.path, checksum, progress).map_err(|e| match e {
+        Error::Http { .. } | Error::HttpStatus { .. } | Error::Transfer { .. } => Error::DownloadFailed {
+            url: url.to_owned(),
+            expected: checksum.clone(),
+            dest: dest.to_owned(),
+            source: Box::new(e),
+        },
+        other => other,
+    })?;
     if !checksum.matches(&actual) {
         return Err(Error::ChecksumMismatch {
             url: url.to_owned(),

@@ -102,6 +102,21 @@ pub enum Error {
         source: zip::result::ZipError,
     },
 
+    /// A member compressed with a method this reader does not decompress.
+    #[error(
+        "`{}`: member `{member}` is compressed with {method}; expected stored or deflate members (as numpy's \
+         savez and savez_compressed write them): re-save the arrays with numpy",
+        .path.display()
+    )]
+    UnsupportedCompression {
+        /// The archive.
+        path: PathBuf,
+        /// The member.
+        member: String,
+        /// Its compression method.
+        method: String,
+    },
+
     /// A required array is absent from the archive.
     #[error("`{}` has no member `{member}`; members present: {present}", .path.display())]
     MissingArray {
@@ -134,6 +149,17 @@ pub enum Error {
         array: String,
         /// The dtype the header declares.
         found: String,
+    },
+
+    /// A split's images differ in size or channels from the train split's.
+    #[error("{array}: images of {found}, but the train images are {expected}; every split of a MedMNIST file has one image shape")]
+    SplitShape {
+        /// The images array concerned.
+        array: String,
+        /// Its image shape, `H x W x C`.
+        found: String,
+        /// The train split's image shape.
+        expected: String,
     },
 
     /// The array's shape is not one this crate understands.
@@ -271,6 +297,25 @@ pub enum Error {
         actual: Checksum,
         /// Where the file would have been stored.
         dest: PathBuf,
+    },
+
+    /// A download failed on the network (no response, an error status, a broken transfer):
+    /// the cause, and how to install the file by hand.
+    #[error(
+        "cannot download {url}; download it by hand (expected {expected}) and place it at `{}` \
+         (--offline then uses it without the network)",
+        .dest.display()
+    )]
+    DownloadFailed {
+        /// The URL.
+        url: String,
+        /// Its expected checksum.
+        expected: Checksum,
+        /// Exactly where to put it.
+        dest: PathBuf,
+        /// The network failure (its own causes follow in the chain).
+        #[source]
+        source: Box<Error>,
     },
 
     /// Offline mode and the file is not in the cache.

@@ -126,11 +126,24 @@ fn read(path: &Path, n_classes: Option<usize>) -> Result<MedMnistArrays> {
         }
         Ok(split)
     };
-    Ok(MedMnistArrays {
+    let arrays = MedMnistArrays {
         train: read_split(SplitName::Train)?,
         val: read_split(SplitName::Val)?,
         test: read_split(SplitName::Test)?,
-    })
+    };
+    // One image shape for all splits: a model trained on one would silently see another.
+    let shape = |s: &Split| format!("{} x {} x {}", s.height, s.width, s.channels);
+    for name in [SplitName::Val, SplitName::Test] {
+        let s = arrays.split(name);
+        if (s.height, s.width, s.channels) != (arrays.train.height, arrays.train.width, arrays.train.channels) {
+            return Err(Error::SplitShape {
+                array: array_name(path, &format!("{name}_images.npy")),
+                found: shape(s),
+                expected: shape(&arrays.train),
+            });
+        }
+    }
+    Ok(arrays)
 }
 
 /// Open `path` as a zip archive, telling "not a zip at all" apart from
@@ -189,6 +202,12 @@ fn read_member(
             });
         }
     };
+    // The zip crate reports an unsupported method only when the data is read, as an I/O error
+    // a .npy parser would misread as a bad header.
+    let method = entry.compression();
+    if !matches!(method, zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated) {
+        return Err(Error::UnsupportedCompression { path: path.to_owned(), member: member.to_owned(), method: format!("{method:?}") });
+    }
     let size = entry.size();
     read_npy(entry, &array_name(path, member), Some(size))
 }
@@ -398,6 +417,9 @@ fn assemble_split(
         [n, h, w, c @ (1 | 3)] => (n, h, w, c),
         _ => return Err(bad_images("(N, H, W) or (N, H, W, C) with C = 1 or 3")),
     };
+    if height == 0 || width == 0 {
+        return Err(bad_images("images of at least 1 x 1 pixels"));
+    }
     // With N = 0 the total size cannot overflow, but the per-image size still might.
     if height
         .checked_mul(width)

@@ -151,9 +151,11 @@ fn http_404_is_a_clear_error() {
     let root = tempfile::tempdir().expect("tempdir");
     let r = remote(&server, "/missing.npz", GOOD_MD5);
     let err = fetcher(root.path()).fetch_remote(&r).expect_err("404");
-    assert!(matches!(err, Error::HttpStatus { .. }), "{}", chain(&err));
-    let msg = err.to_string();
+    assert!(matches!(&err, Error::DownloadFailed { source, .. } if matches!(**source, Error::HttpStatus { .. })), "{}", chain(&err));
+    // The chain has the status; the message says how to install the file by hand.
+    let msg = chain(&err);
     assert!(msg.contains("404") && msg.contains(&r.url), "{msg}");
+    assert!(msg.contains(GOOD_MD5) && msg.contains(&root.path().join(&r.file_name).display().to_string()), "{msg}");
     assert_eq!(server.hits(), 1);
     assert_eq!(entries(root.path()), Vec::<String>::new());
 }
@@ -171,8 +173,9 @@ fn unreachable_server_names_the_url() {
     let dest = dir.path().join("data.npz");
     let err = download_verified(&url, &dest, &Checksum::md5(GOOD_MD5).expect("md5"), false)
         .expect_err("refused");
-    assert!(matches!(err, Error::Http { .. }), "{}", chain(&err));
-    assert!(err.to_string().contains(&url), "{err}");
+    assert!(matches!(&err, Error::DownloadFailed { source, .. } if matches!(**source, Error::Http { .. })), "{}", chain(&err));
+    let msg = err.to_string();
+    assert!(msg.contains(&url) && msg.contains(GOOD_MD5) && msg.contains(&dest.display().to_string()), "{msg}");
     assert!(!dest.exists());
 }
 

@@ -221,6 +221,54 @@ fn wrong_channel_count_is_rejected() {
     assert!(err.to_string().contains("(3, 4, 5, 2)"), "{err}");
 }
 
+/// A member compressed with bzip2 (Python's `zipfile` can write one): named as such, not as a
+/// bad .npy header. The stored archive's method fields (local header offset 8, central
+/// directory entry offset 10) are set to 12, bzip2.
+#[test]
+fn an_unsupported_compression_is_named() {
+    let (_dir, path) = npz_with(&members(&rgb_splits()), CompressionMethod::Stored);
+    let mut bytes = std::fs::read(&path).unwrap();
+    for (signature, offset) in [(b"PK\x03\x04", 8), (b"PK\x01\x02", 10)] {
+        let starts: Vec<usize> = bytes.windows(4).enumerate().filter(|(_, w)| w == signature).map(|(i, _)| i).collect();
+        assert!(!starts.is_empty());
+        for i in starts {
+            bytes[i + offset..i + offset + 2].copy_from_slice(&12u16.to_le_bytes());
+        }
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let err = read_npz(&path).expect_err("bzip2 members");
+    assert!(matches!(err, Error::UnsupportedCompression { .. }), "{err:?}");
+    assert!(err.to_string().contains("train_images.npy") && err.to_string().contains("stored or deflate"), "{err}");
+}
+
+#[test]
+fn zero_size_images_are_rejected() {
+    for shape in [[2, 4, 0, 3], [2, 0, 0, 3]] {
+        let mut ms = members(&rgb_splits());
+        replace(&mut ms, "val_images.npy", npy_u8(&shape, &[]));
+        let (_dir, path) = npz_with(&ms, CompressionMethod::Deflated);
+        let err = read_npz(&path).expect_err("zero-size images");
+        assert!(matches!(err, Error::Shape { .. }), "{err}");
+        assert!(err.to_string().contains("val_images.npy") && err.to_string().contains("at least 1 x 1"), "{err}");
+    }
+}
+
+#[test]
+fn splits_of_another_image_shape_than_train_are_rejected() {
+    // val at 2 x 5 (train 4 x 5), then test grayscale (train RGB).
+    let mut ms = members(&rgb_splits());
+    replace(&mut ms, "val_images.npy", npy_u8(&[2, 2, 5, 3], &pattern(60, 0)));
+    let (_dir, path) = npz_with(&ms, CompressionMethod::Deflated);
+    let err = read_npz(&path).expect_err("val of another size");
+    assert!(matches!(err, Error::SplitShape { .. }), "{err}");
+    assert!(err.to_string().contains("val_images.npy") && err.to_string().contains("2 x 5 x 3") && err.to_string().contains("4 x 5 x 3"), "{err}");
+    let mut ms = members(&rgb_splits());
+    replace(&mut ms, "test_images.npy", npy_u8(&[1, 4, 5], &pattern(20, 0)));
+    let (_dir, path) = npz_with(&ms, CompressionMethod::Deflated);
+    let err = read_npz(&path).expect_err("test grayscale");
+    assert!(err.to_string().contains("test_images.npy") && err.to_string().contains("4 x 5 x 1"), "{err}");
+}
+
 #[test]
 fn wrong_label_shape_is_rejected() {
     let mut ms = members(&rgb_splits());
@@ -534,7 +582,7 @@ fn headers_hiding_an_overflowing_shape_are_refused() {
     }
     // numpy's own header with a list-free, single shape still reads.
     let mut ms = members(&rgb_splits());
-    replace(&mut ms, "train_images.npy", npy_raw("{'descr': '|u1', 'fortran_order': False, 'shape': (0, 28, 28, 3), }", &[]));
+    replace(&mut ms, "train_images.npy", npy_raw("{'descr': '|u1', 'fortran_order': False, 'shape': (0, 4, 5, 3), }", &[]));
     replace(&mut ms, "train_labels.npy", npy_u8(&[0, 1], &[]));
     let (_dir, path) = npz_with(&ms, CompressionMethod::Stored);
     assert_eq!(read_npz(&path).unwrap().train.len, 0);
