@@ -3,7 +3,6 @@
 //! tasks also the operating threshold chosen on validation and the screening metrics at it.
 
 use burn::prelude::*;
-use burn::tensor::activation::{sigmoid, softmax};
 use derma_data::{Augment, ImageDataset, Loader, LoaderConfig, Normalize};
 use derma_eval::{BinaryMetrics, ThresholdChoice, ThresholdRule};
 use derma_model::MobileNetV2;
@@ -75,9 +74,8 @@ pub fn predict(
             loss_sum = loss_sum + num;
             loss_den = loss_den + den;
         }
-        let probs = if k == 1 { sigmoid(logits) } else { softmax(logits, 1) };
-        let flat: Vec<f32> = probs.into_data().try_into_vec::<f32>().expect("probabilities are f32");
-        out.probs.extend(flat.chunks(k).map(|r| r.iter().map(|&p| p as f64).collect()));
+        let flat: Vec<f32> = logits.into_data().try_into_vec::<f32>().expect("logits are f32");
+        out.probs.extend(flat.chunks(k).map(probabilities));
         out.labels.extend(batch.labels.iter().map(|&l| l as usize));
         out.indices.extend(batch.indices);
     }
@@ -87,6 +85,22 @@ pub fn predict(
         None => f64::NAN,
     };
     out
+}
+
+/// The probabilities of one row of logits, in f64: the sigmoid of a single logit, else the
+/// softmax. On the host in f64 because f32 rounds them coarsely — every logit above ~17 has
+/// the f32 sigmoid 1.0 — and ranks that ties would blur are what AUC, average precision and
+/// the screening thresholds are made of. Non-finite logits give NaN (a diverged model).
+pub fn probabilities(logits: &[f32]) -> Vec<f64> {
+    if let [x] = logits {
+        let x = *x as f64;
+        let p = if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { x.exp() / (1.0 + x.exp()) };
+        return vec![if x.is_finite() { p } else { f64::NAN }];
+    }
+    let max = logits.iter().map(|&x| x as f64).fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logits.iter().map(|&x| if x.is_finite() { (x as f64 - max).exp() } else { f64::NAN }).collect();
+    let sum: f64 = e.iter().sum();
+    e.into_iter().map(|v| v / sum).collect()
 }
 
 /// Metrics of one split.
@@ -154,4 +168,28 @@ fn argmax(p: &[f64]) -> usize {
         .enumerate()
         .fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
         .0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probabilities;
+
+    /// torch 2.11: `torch.sigmoid(torch.tensor([17.5, 18.0, -3.0], dtype=torch.float64))` and
+    /// `torch.softmax(torch.tensor([[2.0, -1.0, 0.5, 3.25]], dtype=torch.float64), 1)`; in
+    /// float32 both sigmoids are 1.0 (`torch.sigmoid(torch.tensor([17.5, 18.0]))`).
+    #[test]
+    fn probabilities_keep_the_ranking_f32_would_tie() {
+        let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-15, "{a} vs {b}");
+        let (neg, pos) = (probabilities(&[17.5])[0], probabilities(&[18.0])[0]);
+        close(neg, 0.999999974890009);
+        close(pos, 0.9999999847700205);
+        close(probabilities(&[-3.0])[0], 0.04742587317756678);
+        // A negative at logit 17.5 below a positive at 18: separable, AUC 1 (f32: a tie, 0.5).
+        assert_eq!(derma_eval::roc_auc(&[false, true], &[neg, pos]).unwrap(), 1.0);
+        let p = probabilities(&[2.0, -1.0, 0.5, 3.25]);
+        for (got, want) in p.iter().zip([0.20994024280759502, 0.01045230922182769, 0.04684399999925892, 0.7327634479713183]) {
+            close(*got, want);
+        }
+        assert!(probabilities(&[f32::NAN])[0].is_nan() && probabilities(&[1.0, f32::INFINITY]).iter().all(|p| p.is_nan()));
+    }
 }
