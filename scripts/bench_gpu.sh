@@ -319,7 +319,7 @@ cmd=${1:-run}
 shift || true
 case "$cmd" in
   prepare) prepare ;;
-  check) check_packs derma-bench-wgsl derma-train ;;
+  check) check_packs derma-bench-wgsl derma-train $([ -f .dev/derma-bench-spirv.xz ] && echo derma-bench-spirv) ;;
   compare) compare "${1:-$out}" ;;
   run)
     setup_device

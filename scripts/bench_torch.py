@@ -331,7 +331,7 @@ def main():
     p.add_argument("--data", default="synthetic", help="synthetic | npz:PATH")
     p.add_argument("--synthetic-images", type=int, default=2048)
     p.add_argument("--augment", default="natural", choices=["none", "natural", "mammo"])
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader worker processes")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader worker processes (default: every core, as Burn's loader uses)")
     p.add_argument("--prefetch", type=int, default=4, help="DataLoader prefetch_factor (batches per worker)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     p.add_argument("--lr", type=float, default=1e-3)

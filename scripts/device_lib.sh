@@ -10,9 +10,13 @@ unxz() {
 BUILD_INPUTS=(crates Cargo.toml Cargo.lock configs assets)
 
 # build_version: the last commit touching the build inputs, plus " (uncommitted changes)" when
-# they differ from it (a docs-only commit does not make a pack stale).
+# they differ from it, untracked files included (a docs-only commit does not make a pack stale).
 build_version() {
-  echo "$(git log -1 --format=%h -- "${BUILD_INPUTS[@]}")$(git diff --quiet HEAD -- "${BUILD_INPUTS[@]}" || echo ' (uncommitted changes)')"
+  local dirty=''
+  if ! git diff --quiet HEAD -- "${BUILD_INPUTS[@]}" || [ -n "$(git ls-files --others --exclude-standard -- "${BUILD_INPUTS[@]}")" ]; then
+    dirty=' (uncommitted changes)'
+  fi
+  echo "$(git log -1 --format=%h -- "${BUILD_INPUTS[@]}")$dirty"
 }
 
 # build_stamp NAME: records in .dev/BUILD which build inputs the packed binary NAME was built

@@ -9,8 +9,8 @@ use derma_eval::BinaryCounts;
 
 use crate::run::{Run, Split};
 
-/// How far a recomputed number may be from `report.json`'s: both come from the same f32
-/// probabilities (written exactly), so only summation order differs.
+/// How far a recomputed number may be from `report.json`'s: both come from the same
+/// probabilities (written in shortest round-trip form), so only summation order differs.
 const TOLERANCE: f64 = 1e-6;
 
 fn differs(json: f64, csv: f64) -> bool {

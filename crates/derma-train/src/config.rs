@@ -136,7 +136,8 @@ pub struct TrainConfig {
     /// File datasets: how an image becomes square (`crop`: shorter side to the size, centre
     /// crop; `pad`: letterbox; `stretch`).
     pub resize: String,
-    /// File datasets without a split column: patient-level train/val/test fractions.
+    /// File datasets: patient-level train/val/test fractions (without a split column; with one,
+    /// the splits it lacks are carved out of its train rows with them).
     pub split_fractions: [f64; 3],
     /// File datasets without patient ids: a regular expression finding the patient id in each
     /// image's path relative to the image folder or the CSV's folder (`mammo::PatientPattern`).

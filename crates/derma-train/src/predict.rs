@@ -192,7 +192,7 @@ pub fn read_images(paths: &[PathBuf], config: &TrainConfig, class_names: &[Strin
         match r {
             Ok(img) => images.push(img),
             Err(e) if failed == 1 => return Err(e.into()),
-            Err(e) => return Err(anyhow::Error::from(e).context(format!("{failed} of {} input images could not be read; the first:", paths.len()))),
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("{failed} of {} input images could not be read; the first", paths.len()))),
         }
     }
     let channels = if images.iter().all(|i| i.channels == 1) { 1 } else { 3 };

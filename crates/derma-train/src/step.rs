@@ -188,7 +188,8 @@ impl TrainStep {
     }
 }
 
-/// Sum of `batch mean loss × batch size` kept on the device, and the number of images seen.
+/// Sum of `batch mean loss × batch weight` kept on the device (the weight: the batch size, or
+/// with class weights [`Loss::batch_weight`]), the sum of the weights, and the images seen.
 pub struct RunningLoss {
     sum: Tensor<1>,
     weight: f64,

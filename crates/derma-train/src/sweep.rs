@@ -207,6 +207,13 @@ impl Plan {
             base = toml::from_str(&text).map_err(|e| anyhow::anyhow!("plan {at}: config {}: {e}", config_path.display()))?;
             // Its keys checked here, so that an error names it rather than `[base]`.
             merge_config(&[&base]).map_err(|e| anyhow::anyhow!("plan {at}: config {}: {e}", config_path.display()))?;
+            if base.contains_key("out") {
+                anyhow::bail!(
+                    "plan {at}: config {}: `out` is not a sweep key (each fold's run folder is under derma-sweep's --out): \
+                     remove it from that file",
+                    config_path.display()
+                );
+            }
         }
         for (k, v) in file.base {
             base.insert(k, v);
@@ -351,6 +358,10 @@ impl Plan {
             } else {
                 vec![vec![Some(0); p]]
             };
+            // Pairs of this phase's trials that train one configuration, under every choice of
+            // earlier winners (a pair equal under some choices only is allowed: the sweep then
+            // trains one configuration twice, wasted but not wrong).
+            let mut always_same: Option<Vec<(usize, usize)>> = None;
             for choice in &choices {
                 let mut fixed = toml::Table::new();
                 for (q, t) in earlier.iter().zip(choice) {
@@ -373,26 +384,33 @@ impl Plan {
                     let config = self
                         .config(&params)
                         .map_err(|e| anyhow::anyhow!("plan {at}: phase `{}` trial {} ({}){with}: {e}", phase.name, t + 1, params_string(own)))?;
-                    // E.g. `gamma = 1` and `gamma = 1.0`, or a key also given as a command-line
-                    // override: two trials would train the same thing.
-                    if let Some(u) = configs.iter().position(|c| *c == config) {
-                        let overridden: Vec<&String> = own.keys().filter(|k| self.overrides.contains_key(*k)).collect();
-                        let why = if overridden.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (the command line overrides {})", overridden.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
-                        };
-                        anyhow::bail!(
-                            "plan {at}: phase `{}` trials {} ({}) and {} ({}){with} give the same configuration{why}",
-                            phase.name,
-                            u + 1,
-                            params_string(&phase.trials[u]),
-                            t + 1,
-                            params_string(own)
-                        );
-                    }
                     configs.push(config);
                 }
+                let same: Vec<(usize, usize)> =
+                    (0..configs.len()).flat_map(|t| (0..t).map(move |u| (u, t))).filter(|&(u, t)| configs[u] == configs[t]).collect();
+                always_same = Some(match always_same {
+                    None => same,
+                    Some(prev) => prev.into_iter().filter(|pair| same.contains(pair)).collect(),
+                });
+            }
+            // E.g. `gamma = 1` and `gamma = 1.0`, or a swept key also given as a command-line
+            // override: the two trials always train the same thing.
+            if let Some(&(u, t)) = always_same.as_deref().and_then(<[_]>::first) {
+                let own = &phase.trials[t];
+                let overridden: Vec<&String> = own.keys().filter(|k| self.overrides.contains_key(*k)).collect();
+                let why = if overridden.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (the command line overrides {})", overridden.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+                };
+                anyhow::bail!(
+                    "plan {at}: phase `{}` trials {} ({}) and {} ({}) give the same configuration{why}",
+                    phase.name,
+                    u + 1,
+                    params_string(&phase.trials[u]),
+                    t + 1,
+                    params_string(own)
+                );
             }
         }
         Ok(())

@@ -288,11 +288,21 @@ fn plan_errors_name_the_file_and_the_key() {
     let e = format!("{:#}", p.validate().unwrap_err());
     assert!(e.contains("trials 1 (alpha=0.25;gamma=1.0) and 2 (alpha=0.25;gamma=2.0)") && e.contains("overrides `gamma`"), "{e}");
 
+    // Trials equal under one possible earlier winner only (phase `g` trial 1 fixes nothing of
+    // gamma, trial 2 fixes gamma = 1.0) are allowed: which one wins is not known up front.
+    plan("[[phase]]\nname = \"l\"\ntrials = [{ loss = \"focal\" }, { loss = \"focal\", gamma = 1.0 }]\n\
+          [[phase]]\nname = \"g\"\ntrials = [{}, { gamma = 1.0 }]\n")
+    .unwrap();
+
     // A bad key in the plan's `config = FILE` is reported with that file, not as [base].
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("badcfg.toml"), "gama = 2.0\n").unwrap();
     let e = format!("{:#}", Plan::from_toml(&format!("config = \"badcfg.toml\"\n{phase}"), &dir.path().join("p.toml")).unwrap_err());
     assert!(e.contains("p.toml") && e.contains("badcfg.toml") && e.contains("gama") && !e.contains("[base]"), "{e}");
+    // So is an `out` there (an ordinary derma-train config reused as the plan's base).
+    std::fs::write(dir.path().join("withdir.toml"), "out = \"runs/x\"\n").unwrap();
+    let e = format!("{:#}", Plan::from_toml(&format!("config = \"withdir.toml\"\n{phase}"), &dir.path().join("p.toml")).unwrap_err());
+    assert!(e.contains("withdir.toml") && e.contains("`out` is not a sweep key") && !e.contains("[base]"), "{e}");
 }
 
 // ---------------------------------------------------------------------------------------------
