@@ -134,17 +134,19 @@ impl AugmentConfig {
             if (0.0..=1.0).contains(&p) { Ok(()) } else { Err(format!("augment.{name} must be in [0, 1], got {p}")) }
         };
         let range = |name: &str, r: [f64; 2], lo: f64, hi: f64| {
-            if r[0] <= r[1] && r[0] > lo && r[1] <= hi && r[0].is_finite() {
+            if r[0] <= r[1] && r[0] > lo && r[1] <= hi && r[0].is_finite() && r[1].is_finite() {
                 Ok(())
-            } else {
+            } else if hi.is_finite() {
                 Err(format!("augment.{name} must be [min, max] with {lo} < min <= max <= {hi}, got {r:?}"))
+            } else {
+                Err(format!("augment.{name} must be [min, max] with {lo} < min <= max (finite), got {r:?}"))
             }
         };
         prob("hflip", self.hflip)?;
         prob("vflip", self.vflip)?;
         range("crop_scale", self.crop_scale, 0.0, 1.0)?;
-        range("crop_ratio", self.crop_ratio, 0.0, f64::MAX)?;
-        range("scale", self.scale, 0.0, f64::MAX)?;
+        range("crop_ratio", self.crop_ratio, 0.0, f64::INFINITY)?;
+        range("scale", self.scale, 0.0, f64::INFINITY)?;
         if !(0.0..=180.0).contains(&self.rotation) {
             return Err(format!("augment.rotation must be in [0, 180] degrees, got {}", self.rotation));
         }

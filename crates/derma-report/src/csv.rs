@@ -79,6 +79,6 @@ pub(crate) fn read_text(path: &Path, why: &'static str) -> Result<String> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Missing { path: path.into(), why }),
-        Err(source) => Err(Error::Io { path: path.into(), action: "reading", source }),
+        Err(source) => Err(Error::Io { path: path.into(), action: "reading", cause: source }),
     }
 }

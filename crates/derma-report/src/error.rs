@@ -23,14 +23,15 @@ pub enum Error {
     },
 
     /// A file could not be read, written, renamed or a folder created.
-    #[error("{}: {action} failed: {source}", path.display())]
+    #[error("{}: {action} failed: {cause}", path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// `"reading"`, `"writing"`, `"creating the folder"`, …
         action: &'static str,
-        /// The operating system's error.
-        source: std::io::Error,
+        /// The operating system's error: in the message, not a `source()` (a chain printed
+        /// whole would say it twice).
+        cause: std::io::Error,
     },
 
     /// A line of a CSV file (header = line 1) is not in the expected format.

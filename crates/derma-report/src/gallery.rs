@@ -226,13 +226,13 @@ pub(crate) fn remove_other_thumbnails(dir: &Path, keep: &[PathBuf]) -> Result<()
     if !folder.is_dir() {
         return Ok(());
     }
-    let io = |source| Error::Io { path: folder.clone(), action: "listing", source };
+    let io = |source| Error::Io { path: folder.clone(), action: "listing", cause: source };
     for entry in std::fs::read_dir(&folder).map_err(io)? {
         let path = entry.map_err(io)?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let ours = ["fp-", "fn-", "err-"].iter().any(|p| name.starts_with(p)) && name.ends_with(".png");
         if ours && !keep.contains(&path) {
-            std::fs::remove_file(&path).map_err(|source| Error::Io { path: path.clone(), action: "removing", source })?;
+            std::fs::remove_file(&path).map_err(|source| Error::Io { path: path.clone(), action: "removing", cause: source })?;
         }
     }
     Ok(())

@@ -59,7 +59,7 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
 /// An `<img>` with the PNG at `dir/path` inlined.
 fn image(dir: &Path, path: &str, alt: &str) -> Result<String> {
     let file = dir.join(path);
-    let bytes = std::fs::read(&file).map_err(|source| Error::Io { path: file, action: "reading", source })?;
+    let bytes = std::fs::read(&file).map_err(|source| Error::Io { path: file, action: "reading", cause: source })?;
     Ok(format!("<img src=\"data:image/png;base64,{}\" alt=\"{}\">", base64(&bytes), escape(alt)))
 }
 

@@ -18,6 +18,11 @@ fn main() -> ExitCode {
     }
     let mut status = ExitCode::SUCCESS;
     for dir in &dirs {
+        if !dir.is_dir() {
+            eprintln!("error: {}: no such folder (expected a derma-train run folder)", dir.display());
+            status = ExitCode::FAILURE;
+            continue;
+        }
         match derma_report::write_report(dir, &derma_report::ReportOptions::default(), None) {
             Ok(files) => {
                 println!("{}: {}", dir.display(), files.markdown.display());

@@ -19,11 +19,11 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     })();
     result.map_err(|source| {
         let _ = std::fs::remove_file(&tmp);
-        Error::Io { path: path.into(), action: "writing", source }
+        Error::Io { path: path.into(), action: "writing", cause: source }
     })
 }
 
 /// Creates `dir` (and its parents) if needed.
 pub(crate) fn create_dir(dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), action: "creating the folder", source })
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), action: "creating the folder", cause: source })
 }

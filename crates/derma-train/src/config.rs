@@ -269,6 +269,30 @@ impl TrainConfig {
         Self::from_toml(&text).map_err(|e| anyhow::anyhow!("--config {}: {e}", path.display()))
     }
 
+    /// The file paths (`npz`, `data_dir`, `manifest`, `data_root`, `out`, a `pretrained` weight
+    /// file) made absolute against the current directory, so that a run folder's
+    /// `config.toml` names the same files from anywhere (`--resume DIR` from another
+    /// directory). Nothing needs to exist; a leading `~` (expanded later, as a home folder) is
+    /// left as is.
+    pub fn make_paths_absolute(&mut self) -> std::io::Result<()> {
+        let abs = |p: &mut PathBuf| -> std::io::Result<()> {
+            if !p.starts_with("~") {
+                *p = std::path::absolute(&*p)?;
+            }
+            Ok(())
+        };
+        for p in [&mut self.npz, &mut self.data_dir, &mut self.data_root, &mut self.out].into_iter().flatten() {
+            abs(p)?;
+        }
+        for p in self.manifest.iter_mut().flatten() {
+            abs(p)?;
+        }
+        if !matches!(self.pretrained.as_str(), "none" | "imagenet") && !self.pretrained.starts_with('~') {
+            self.pretrained = std::path::absolute(&self.pretrained)?.display().to_string();
+        }
+        Ok(())
+    }
+
     /// A run folder's `config.toml`, for `flag` (`--run`, `--resume`): errors name the flag
     /// and the file, and say that an unknown key may come from another derma-train version.
     pub fn from_run_folder(path: &Path, flag: &str) -> anyhow::Result<Self> {
@@ -431,12 +455,41 @@ impl TrainConfig {
         if self.in_channels != 1 && self.in_channels != 3 {
             return Err(format!("--in-channels must be 1 or 3, got {}", self.in_channels));
         }
-        self.augment_config().validate().map_err(|e| e.replace("augment.scale", "augment.zoom"))?;
+        // derma-data names its knobs `augment.X`; here they are flags (`scale` is --zoom).
+        self.augment_config().validate().map_err(|e| {
+            let (knob, rest) = e.strip_prefix("augment.").and_then(|r| r.split_once(' ')).unwrap_or(("", &e));
+            let flag = if knob == "scale" { "zoom".to_string() } else { knob.replace('_', "-") };
+            if knob.is_empty() { e.clone() } else { format!("--{flag} (augment_knobs.{}) {rest}", if knob == "scale" { "zoom" } else { knob }) }
+        })?;
         if self.epochs == 0 {
             return Err("--epochs must be at least 1".into());
         }
+        // A batch of one gives batch norm a single value per channel at the 1x1 final map: PyTorch
+        // refuses it ("Expected more than 1 value per channel when training").
+        if self.batch_size < 2 && !self.freeze_bn {
+            return Err(format!(
+                "--batch-size must be at least 2 (batch-norm statistics of one image), got {}; with --freeze-bn 1 works",
+                self.batch_size
+            ));
+        }
         if self.batch_size == 0 {
             return Err("--batch-size must be at least 1".into());
+        }
+        if !self.is_file_dataset() {
+            for (set, flag) in [(self.data_dir.is_some(), "--data-dir"), (self.manifest.is_some(), "--manifest")] {
+                if set {
+                    return Err(format!(
+                        "{flag} is for image-file datasets (--dataset folder, csv or cbis-ddsm), not --dataset {}",
+                        self.dataset
+                    ));
+                }
+            }
+        }
+        if let Some(p) = &self.positive_classes {
+            let mut seen = std::collections::HashSet::new();
+            if let Some(d) = p.iter().find(|c| !seen.insert(c.as_str())) {
+                return Err(format!("--positive-classes lists `{d}` twice"));
+            }
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(format!("--lr must be > 0, got {}", self.lr));
@@ -564,6 +617,34 @@ impl TrainConfig {
                 self.threshold
             ));
         }
+        if !self.is_file_dataset() {
+            let ignored: Vec<&str> = [
+                (self.intensity != defaults.intensity, "--intensity"),
+                (self.resize != defaults.resize, "--resize"),
+                (self.split_fractions != defaults.split_fractions, "--split-fractions"),
+            ]
+            .into_iter()
+            .filter_map(|(set, flag)| set.then_some(flag))
+            .collect();
+            if !ignored.is_empty() {
+                w.push(format!(
+                    "warning: {} apply to image-file datasets only; MedMNIST (--dataset {}) keeps its own splits and 8-bit images",
+                    ignored.join(", "),
+                    self.dataset
+                ));
+            }
+        }
+        let sampler_ignored: Vec<&str> = [
+            (self.sampler != "weighted" && self.samples_per_epoch.is_some(), "--samples-per-epoch (--sampler weighted)"),
+            (self.sampler != "weighted" && self.sampler_power != defaults.sampler_power, "--sampler-power (--sampler weighted)"),
+            (self.sampler != "undersample" && self.undersample_ratio != defaults.undersample_ratio, "--undersample-ratio (--sampler undersample)"),
+        ]
+        .into_iter()
+        .filter_map(|(set, flag)| set.then_some(flag))
+        .collect();
+        if !sampler_ignored.is_empty() {
+            w.push(format!("warning: {} only act with the sampler named; ignored with --sampler {}", sampler_ignored.join(", "), self.sampler));
+        }
         if self.warmup_epochs >= self.epochs as f64 {
             w.push(format!(
                 "warning: --warmup-epochs {} covers all {} epochs: the learning rate only rises and never decays",
@@ -624,6 +705,12 @@ mod tests {
             c.alpha = Some(Alpha::Scalar(0.25));
         })
         .is_empty());
+        let w = warned(|c| {
+            c.intensity = "fixed:0,4095".into();
+            c.samples_per_epoch = Some(50);
+        });
+        assert!(w.len() == 2 && w[0].contains("--intensity apply to image-file datasets only"), "{w:?}");
+        assert!(w[1].contains("--samples-per-epoch (--sampler weighted)") && w[1].contains("--sampler none"), "{w:?}");
         let w = warned(|c| c.epochs = 1); // warmup_epochs = 1 by default
         assert!(w.len() == 1 && w[0].contains("--warmup-epochs 1 covers all 1 epochs"), "{w:?}");
         let w = warned(|c| c.focal_weight = 0.8);

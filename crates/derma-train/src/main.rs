@@ -75,8 +75,10 @@ fn run() -> anyhow::Result<()> {
         train::resume(&config, &backend.device, backend.name, dir)?;
         return Ok(());
     }
-    let config = cli.args.into_config()?;
+    let mut config = cli.args.into_config()?;
     config.validate().map_err(|e| anyhow::anyhow!(e))?;
+    // The run's config.toml holds absolute paths: `--resume DIR` works from any directory.
+    config.make_paths_absolute().map_err(|e| anyhow::anyhow!("cannot make the paths absolute: {e}"))?;
     let out = config.out.clone().unwrap_or_else(|| {
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -86,6 +88,7 @@ fn run() -> anyhow::Result<()> {
     });
     report::check_out_is_free(&out, &report::RUN_FILES, cli.overwrite)?;
     let backend = backend::select(&config.backend)?;
+    println!("run folder: {} (if stopped, continue with `derma-train --resume {}`)", out.display(), out.display());
     train::run(&config, &backend.device, backend.name, &out)?;
     Ok(())
 }

@@ -226,6 +226,15 @@ pub fn read_npz_split(path: &Path, split: SplitName, run: &RunModel) -> anyhow::
     let Some((positive, info)) = info else {
         // Extra label values (a binary view of a file dataset) get numbered names.
         let max = labels.iter().copied().max().unwrap_or(0);
+        if max >= run.class_names.len() {
+            eprintln!(
+                "warning: {} has labels up to {max}, but the run has {} classes ({}): its label column is the file's \
+                 numbering, not the run's (is this the run's kind of data?)",
+                path.display(),
+                run.class_names.len(),
+                run.class_names.join(", ")
+            );
+        }
         let names: Vec<String> =
             (0..=max.max(run.class_names.len() - 1)).map(|i| run.class_names.get(i).cloned().unwrap_or_else(|| i.to_string())).collect();
         return ImageDataset::new(s.images, labels, shape, names)

@@ -45,6 +45,12 @@ pub fn resolve(pretrained: &str, offline: bool) -> anyhow::Result<Option<PathBuf
         }
         file => {
             let path = Path::new(file);
+            if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("bpk")) {
+                anyhow::bail!(
+                    "--pretrained `{file}`: a Burn .bpk (a derma-train run's model.bpk) is not read here; expected a \
+                     torchvision state dict (.pth, .pt or .safetensors), `imagenet` or `none`"
+                );
+            }
             if path.is_file() {
                 Ok(Some(path.to_path_buf()))
             } else {

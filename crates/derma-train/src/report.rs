@@ -33,6 +33,9 @@ pub const RUN_FILES: [&str; 10] = [
 /// unless `overwrite`: a new run would replace them file by file, and if it stopped early the
 /// folder would mix the two runs. Names the folder, the file found and the ways out.
 pub fn check_out_is_free(out: &Path, marks: &[&str], overwrite: bool) -> anyhow::Result<()> {
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!("--out {}: is a file; expected a folder for the run's files", out.display());
+    }
     if overwrite {
         return Ok(());
     }

@@ -768,11 +768,11 @@ fn score_json(dir: &Path) -> Option<serde_json::Value> {
 
 /// FNV-1a, 64 bits: a stable hash (the same on every platform and build) for folder names
 /// and data fingerprints.
-fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
     bytes.iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// A trial's run folder: `trial-NNN-HHHHHHHH`, the trial number and a hash of its effective
 /// parameters, so a trial inserted into an edited plan never trains into (and overwrites)

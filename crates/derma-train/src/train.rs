@@ -39,6 +39,24 @@ impl TaskData {
     pub fn is_binary(&self) -> bool {
         self.train.num_classes() == 2
     }
+
+    /// A hash (FNV-1a, hex) of every split's images, shapes and labels: a resumed run must see
+    /// the data its checkpoint was trained on.
+    pub fn fingerprint(&self) -> String {
+        use crate::sweep::{FNV_OFFSET, fnv1a};
+        let mut h = FNV_OFFSET;
+        for d in [&self.train, &self.val, &self.test] {
+            for dim in d.image_shape() {
+                h = fnv1a(h, &(dim as u64).to_le_bytes());
+            }
+            h = fnv1a(h, &(d.len() as u64).to_le_bytes());
+            for i in 0..d.len() {
+                h = fnv1a(h, d.image(i));
+                h = fnv1a(h, &(d.label(i) as u64).to_le_bytes());
+            }
+        }
+        format!("{h:016x}")
+    }
 }
 
 fn to_dataset(split: &medmnist::Split, names: &[String]) -> anyhow::Result<ImageDataset> {
@@ -141,6 +159,20 @@ fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
         }
         None => manifest,
     };
+    // Train, val and test each need every class: a class of one or two images is most often a
+    // mistyped label (`malignnat`), which the split error would not point at.
+    let counts = manifest.class_counts();
+    if let Some(c) = counts.iter().position(|&n| n < 3) {
+        let rows: Vec<&str> = manifest.records.iter().filter(|r| r.label == c).map(|r| r.origin.as_str()).collect();
+        anyhow::bail!(
+            "class `{}` has only {} image(s) ({}); train, val and test each need every class, so at least 3: a typo in a \
+             label? (classes: {})",
+            manifest.class_names[c],
+            counts[c],
+            rows.join(", "),
+            manifest.class_names.iter().zip(&counts).map(|(n, k)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
+        );
+    }
     if manifest.records.iter().all(|r| r.patient.is_none() && r.split.is_none()) {
         eprintln!(
             "warning: {} has no patient ids: every image is split as its own patient, so two images of one patient \
@@ -350,6 +382,17 @@ fn fit_from(
     from: Option<checkpoint::State>,
 ) -> anyhow::Result<RunOutcome> {
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
+    let data_hash = data.fingerprint();
+    if let Some(recorded) = from.as_ref().and_then(|s| s.data_hash.as_deref())
+        && recorded != data_hash
+    {
+        anyhow::bail!(
+            "--resume {}: the data differ from those the checkpoint was trained on (images, labels or splits of {} changed): \
+             continuing would mix two datasets; start a new run",
+            out_dir.display(),
+            config.npz.as_ref().map_or_else(|| format!("--dataset {}", config.dataset), |p| p.display().to_string())
+        );
+    }
     let (input_norm, padding) = match (weights, &from) {
         // A resumed run keeps the conventions its config.toml recorded (the checkpoint holds
         // the weights; the pretrained file is not needed again).
@@ -600,6 +643,9 @@ fn fit_from(
         if let Some(b) = &row.val.binary {
             let m = &b.at_threshold;
             line += &format!("  sens {:.3} spec {:.3} @{:.3}  fp {}", m.sensitivity, m.specificity, m.threshold, m.fp);
+            if !floor_met {
+                line += " (floor not met)";
+            }
         }
         if let Some(m) = metric_loss {
             line += &format!("  triplet {m:.4}");
@@ -632,6 +678,7 @@ fn fit_from(
             mining_losses: mining.as_ref().map(|m| m.losses().to_vec()),
             head: step_state.metric().is_some(),
             metrics_rows: metrics.lines().skip(1).map(str::to_string).collect(),
+            data_hash: Some(data_hash.clone()),
         };
         checkpoint::save(out_dir, &state, &model, step_state.optimizer().to_record(), step_state.metric().map(|h| &h.embedding))?;
         if early_stop {

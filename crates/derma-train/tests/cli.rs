@@ -121,6 +121,18 @@ fn trains_and_writes_the_run_folder() {
     let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", pngs16.to_str().unwrap(), "--out", csv.to_str().unwrap(), "--backend", "cpu"]);
     let err = text(&o.stderr);
     assert!(!o.status.success() && err.contains("2 of 58 input images") && err.contains("a_bad.png") && !err.contains("z_bad.png"), "{err}");
+    // Output paths are checked before the model runs; --split needs an .npz.
+    for (args, want) in [
+        (vec!["--out", out.to_str().unwrap()], "is a folder; expected the path of the CSV file"),
+        (vec!["--out", csv.to_str().unwrap(), "--gradcam", csv.to_str().unwrap()], "--gradcam"),
+        (vec!["--out", csv.to_str().unwrap(), "--split", "val"], "--split val applies to an .npz input"),
+    ] {
+        let o = derma_predict(&[&["--run", out.to_str().unwrap(), "--input", pngs.to_str().unwrap(), "--backend", "cpu"][..], &args].concat());
+        assert!(!o.status.success() && text(&o.stderr).contains(want), "{args:?}: {}", text(&o.stderr));
+    }
+    // derma-train's --out naming a file.
+    let o = derma_train(&["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--out", csv.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o.stderr).contains("is a file; expected a folder"), "{}", text(&o.stderr));
     std::fs::remove_dir_all(&pngs).unwrap();
     std::fs::remove_dir_all(&pngs16).unwrap();
     std::fs::remove_dir_all(&cams).unwrap();
@@ -263,6 +275,13 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert!(!o.status.success() && text(&o.stderr).contains("--seed") && text(&o.stderr).contains("--epochs"), "{}", text(&o.stderr));
     let o = derma_train(&["--resume", dir.path().join("nothing").to_str().unwrap()]);
     assert!(!o.status.success() && text(&o.stderr).contains("no config.toml"), "{}", text(&o.stderr));
+    // Other data behind the same --npz path: refused (the checkpoint records its data's hash).
+    let original = std::fs::read(&npz).unwrap();
+    let other = medmnist::MedMnistArrays { train: colour_split(20, 11), val: colour_split(8, 12), test: colour_split(8, 13) };
+    medmnist::write_npz(&npz, &other).unwrap();
+    let o = derma_train(&["--resume", out.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("the data differ from those the checkpoint was trained on"), "{}", text(&o.stderr));
+    std::fs::write(&npz, original).unwrap();
     let o = derma_train(&["--resume", out.to_str().unwrap(), "--backend", "cpu"]);
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).contains("resuming after epoch"), "{}", text(&o.stdout));
@@ -381,6 +400,24 @@ fn blown_up_weights_with_a_finite_training_loss_are_divergence() {
     assert!(!hit.is_empty(), "no learning rate reached the finite-loss, NaN-output case: the test checks nothing");
 }
 
+/// Paths given relative to the current directory are stored absolute in the run's
+/// config.toml, so `--resume DIR` (and derma-predict) work from any other directory.
+#[test]
+fn relative_paths_are_stored_absolute() {
+    let (dir, npz, _) = colour_run_dir();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_derma-train"))
+        .current_dir(dir.path())
+        .args(["--npz", npz.file_name().unwrap().to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--epochs", "1",
+            "--batch-size", "10", "--out", "rel-run"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let config = std::fs::read_to_string(dir.path().join("rel-run/config.toml")).unwrap();
+    let want = |p: &std::path::Path| format!("{}", toml::Value::String(p.display().to_string()));
+    assert!(config.contains(&format!("npz = {}", want(&npz))), "{config}");
+    assert!(config.contains(&format!("out = {}", want(&dir.path().join("rel-run")))), "{config}");
+}
+
 /// Invalid values are refused before any work, naming the flag.
 #[test]
 fn invalid_flags_are_refused_with_the_flag_name() {
@@ -402,7 +439,12 @@ fn invalid_flags_are_refused_with_the_flag_name() {
         (vec!["--triplet-margin", "0"], "--triplet-margin"),
         (vec!["--embedding-dim", "0"], "--embedding-dim"),
         (vec!["--in-channels", "2"], "--in-channels"),
-        (vec!["--rotation", "200"], "rotation"),
+        (vec!["--rotation", "200"], "--rotation (augment_knobs.rotation) must be"),
+        (vec!["--zoom", "2,1"], "--zoom (augment_knobs.zoom) must be [min, max] with 0 < min <= max (finite)"),
+        (vec!["--crop-scale", "0.5,1.5"], "--crop-scale (augment_knobs.crop_scale)"),
+        (vec!["--batch-size", "1"], "--batch-size must be at least 2"),
+        (vec!["--data-dir", "/"], "--data-dir is for image-file datasets"),
+        (vec!["--positive-classes", "mel,mel"], "--positive-classes lists `mel` twice"),
         (vec!["--split-fractions", "0.5,0.5,0.5", "--dataset", "folder", "--data-dir", "/"], "--split-fractions"),
     ] {
         let mut all = args.clone();

@@ -79,7 +79,7 @@ fn csv_manifest_trains_a_screening_model() {
 #[test]
 fn folder_dataset_and_its_errors() {
     let dir = tempfile::tempdir().unwrap();
-    write_crops(dir.path(), 30);
+    let rows = write_crops(dir.path(), 30);
     let out = dir.path().join("run");
     let common = ["--image-size", "32", "--width", "0.25", "--epochs", "1", "--batch-size", "8", "--backend", "cpu"];
 
@@ -95,6 +95,18 @@ fn folder_dataset_and_its_errors() {
     let o = derma_train(&[&["--dataset", "csv", "--manifest", bad.to_str().unwrap()][..], &common, &["--out", out.to_str().unwrap()]].concat());
     let err = text(&o.stderr);
     assert!(!o.status.success() && err.contains("bad.csv") && err.contains("line 3") && err.contains("nothere.png"), "{err}");
+
+    // A mistyped label is a class of one image: named with its row, not as a split without it.
+    let mut typo = String::from("path,label\n");
+    for (i, (p, l, _)) in rows.iter().enumerate() {
+        typo += &format!("{p},{}\n", if i == 4 { "malignnat" } else { l });
+    }
+    let typo_csv = dir.path().join("typo.csv");
+    std::fs::write(&typo_csv, typo).unwrap();
+    let o = derma_train(&[&["--dataset", "csv", "--manifest", typo_csv.to_str().unwrap()][..], &common, &["--out", out.to_str().unwrap()]].concat());
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("class `malignnat` has only 1 image(s)") && err.contains("typo.csv` line 6"), "{err}");
+    assert!(err.contains("a typo in a label?"), "{err}");
 
     std::fs::write(dir.path().join("benign").join("broken.png"), b"not a png").unwrap();
     let o = derma_train(&[&["--dataset", "folder", "--data-dir", dir.path().to_str().unwrap()][..], &common, &["--out", out.to_str().unwrap()]].concat());

@@ -194,6 +194,22 @@ pub enum Error {
         known: String,
     },
 
+    /// Integer labels (class indices) that leave classes without a row.
+    #[error(
+        "{place}: integer labels are class indices 0..={max}, but {missing} no rows; the largest, {max}, is at {origin} \
+         (a typo? or name the classes)"
+    )]
+    IndexGap {
+        /// The manifest, formatted.
+        place: String,
+        /// The largest index.
+        max: usize,
+        /// The indices without rows with their verb ("class 1 has", "classes 2, 3 have").
+        missing: String,
+        /// Manifest and line of the largest index.
+        origin: String,
+    },
+
     /// One image file listed twice: its copies could land in different splits (leakage), or
     /// carry different labels.
     #[error("{second}: `{path}` is already listed at {first}; list each image once")]

@@ -511,6 +511,25 @@ pub fn read_csv(path: impl AsRef<Path>, class_names: Option<&[String]>) -> Resul
                 });
             }
             check_label_spellings(&labels, &records)?;
+            let ints: Option<Vec<usize>> = labels.iter().map(|l| l.parse::<usize>().ok()).collect();
+            if let Some(ints) = ints
+                && let Some((at, &max)) = ints.iter().enumerate().max_by_key(|(_, v)| **v)
+            {
+                let present: BTreeSet<usize> = ints.iter().copied().collect();
+                let missing: Vec<String> = (0..max).filter(|i| !present.contains(i)).map(|i| i.to_string()).collect();
+                if !missing.is_empty() {
+                    return Err(Error::IndexGap {
+                        place: table.place(),
+                        max,
+                        missing: if missing.len() > 1 {
+                            format!("classes {} have", missing.join(", "))
+                        } else {
+                            format!("class {} has", missing[0])
+                        },
+                        origin: records[at].origin.clone(),
+                    });
+                }
+            }
             derive_class_names(&labels)
         }
     };

@@ -176,16 +176,16 @@ fn csv_integer_labels_and_given_class_names() {
         "{err:?}"
     );
     assert!(err.to_string().contains("abc.csv"), "{err}");
-    // Integer labels with a gap: class "1" has no images.
+    // Integer labels with a gap: class "1" has no images; the row of the largest index (the
+    // likely typo) is named.
     let csv = write(
         &dir.path().join("gap.csv"),
         "path,label\nimg/a.png,0\nimg/b.png,2\n",
     );
     let err = read_csv(&csv, None).unwrap_err();
-    assert!(
-        matches!(err, Error::EmptyClass { ref class, .. } if class == "1"),
-        "{err:?}"
-    );
+    assert!(matches!(err, Error::IndexGap { max: 2, .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("class indices 0..=2, but class 1 has no rows") && msg.contains("gap.csv` line 3"), "{msg}");
     // A label far beyond any class count (a typo) names its row instead of making 20 million
     // empty classes (or overflowing for u64::MAX).
     for huge in ["20000000", "18446744073709551615"] {

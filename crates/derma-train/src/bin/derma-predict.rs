@@ -51,6 +51,20 @@ fn run() -> anyhow::Result<()> {
     if cli.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
+    // The output paths are checked before the model runs (minutes on a large input).
+    if cli.out.is_dir() {
+        anyhow::bail!("--out {}: is a folder; expected the path of the CSV file to write", cli.out.display());
+    }
+    if let Some(parent) = cli.out.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        anyhow::bail!("--out {}: its folder {} does not exist", cli.out.display(), parent.display());
+    }
+    if let Some(dir) = cli.gradcam.as_ref().filter(|d| d.exists() && !d.is_dir()) {
+        anyhow::bail!("--gradcam {}: is a file; expected a folder for the heatmap overlays", dir.display());
+    }
+    let is_npz_input = cli.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    if !is_npz_input && cli.split != "test" {
+        anyhow::bail!("--split {} applies to an .npz input; {} is not one", cli.split, cli.input.display());
+    }
     let backend = backend::select(&cli.backend)?;
     let device = backend.device;
     let mut run = RunModel::load(&cli.run, &device)?;

@@ -47,7 +47,12 @@ fn run() -> anyhow::Result<()> {
         plan.folds = k;
     }
     if let Some(m) = &cli.metric {
-        plan.metric = m.parse().map_err(|e| anyhow::anyhow!("--{e}"))?;
+        // A sweep compares trials on a held-out score: `loss` is no choice here (Plan::validate).
+        let sweep_metrics: Vec<derma_train::select::SelectMetric> =
+            derma_train::select::SelectMetric::ALL.into_iter().filter(|m| *m != derma_train::select::SelectMetric::Loss).collect();
+        plan.metric = m.parse().map_err(|_| {
+            anyhow::anyhow!("--metric `{m}`: expected one of {}", derma_train::select::SelectMetric::names(&sweep_metrics))
+        })?;
     }
     if let Some(e) = cli.epochs {
         plan.set_override("epochs", toml::Value::Integer(e as i64));
