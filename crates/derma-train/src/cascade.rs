@@ -467,10 +467,53 @@ fn predict_all(model: &RunModel, splits: &[&ImageDataset], batch: usize, device:
     splits.iter().map(|d| model.predict(d, batch, device)).collect()
 }
 
+/// How a stage's run folder is brought to a finished run: kept (`resume` and it finished with
+/// these settings), continued from its checkpoint, or trained (afresh).
+fn stage(
+    n: usize,
+    config: &TrainConfig,
+    data: &TaskData,
+    weights: Option<&Path>,
+    dir: &Path,
+    resume: bool,
+    device: &Device,
+    backend_name: &str,
+) -> anyhow::Result<()> {
+    if resume && dir.join("config.toml").is_file() {
+        // The folder's settings, less what training fills in, must be this stage's.
+        let mut recorded = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;
+        recorded.input_norm = None;
+        recorded.padding = None;
+        recorded.out = None;
+        if recorded.to_toml() != config.to_toml() {
+            anyhow::bail!(
+                "--resume: {} was trained with other settings than this command gives stage {n} (compare its config.toml): \
+                 give the first run's flags again, or --overwrite to start over",
+                dir.display()
+            );
+        }
+        if dir.join(crate::checkpoint::DIR).join("state.json").is_file() {
+            println!("stage {n}: continuing {} from its checkpoint", dir.display());
+            let mut full = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;
+            full.out = Some(dir.to_path_buf());
+            crate::train::resume_fit(&full, data, device, backend_name, dir)?;
+            return Ok(());
+        }
+        if dir.join("report.json").is_file() && dir.join("model.bpk").is_file() {
+            println!("stage {n}: finished in {}, reused", dir.display());
+            return Ok(());
+        }
+    }
+    fit(config, data, weights, device, backend_name, dir)?;
+    Ok(())
+}
+
 /// Trains both stages into `out/stage1` and `out/stage2` and writes `cascade.json`,
 /// `cascade.md` and `cascade-predictions.csv` (`split,index,label,stage1_prob,stage2_prob`,
-/// stage 2 on validation and test). Returns the `cascade.json` content.
-pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: &str) -> anyhow::Result<Value> {
+/// stage 2 on validation and test). Returns the `cascade.json` content. With `resume`, a
+/// stage whose folder holds a finished run of the same settings is reused, one with a
+/// checkpoint continued (derma-cascade `--resume`).
+pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: &str, resume: bool) -> anyhow::Result<Value> {
     let (c1, c2) = options.configs()?;
     for (n, c) in [(1, &c1), (2, &c2)] {
         for w in c.warnings() {
@@ -489,13 +532,17 @@ pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: 
     // Only now, with the weights and the data at hand, an earlier cascade's outputs go (a
     // bad flag above leaves them intact): a stage 2 this run skips, or a cascade.json beside
     // a new stage 1 if this run fails part-way, must not outlive it.
-    crate::report::remove_outputs(out, &["cascade.json", "cascade.md", "cascade-predictions.csv", "stage1", "stage2"])
-        .map_err(|e| anyhow::anyhow!("--overwrite: {e}"))?;
+    let stale: &[&str] = if resume {
+        &["cascade.json", "cascade.md", "cascade-predictions.csv"]
+    } else {
+        &["cascade.json", "cascade.md", "cascade-predictions.csv", "stage1", "stage2"]
+    };
+    crate::report::remove_outputs(out, stale).map_err(|e| anyhow::anyhow!("--overwrite: {e}"))?;
     let rule1: ThresholdRule = c1.threshold.parse().map_err(|e| anyhow::anyhow!("stage 1 --threshold: {e}"))?;
 
     println!("=== stage 1: screener ===");
     let stage1_dir = out.join("stage1");
-    fit(&c1, &data, w1.as_deref(), device, backend_name, &stage1_dir)?;
+    stage(1, &c1, &data, w1.as_deref(), &stage1_dir, resume, device, backend_name)?;
     let m1 = RunModel::load(&stage1_dir, device)?;
     let p1 = predict_all(&m1, &[&data.train, &data.val, &data.test], c1.batch_size, device);
     let labels: [Vec<usize>; 3] = [data.train.labels().to_vec(), data.val.labels().to_vec(), data.test.labels().to_vec()];
@@ -533,7 +580,7 @@ pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: 
                 patients: subset_patients(&data.patients, [train, val, test]),
             };
             let stage2_dir = out.join("stage2");
-            fit(&c2, &sub, w2.as_deref(), device, backend_name, &stage2_dir)?;
+            stage(2, &c2, &sub, w2.as_deref(), &stage2_dir, resume, device, backend_name)?;
             let m2 = RunModel::load(&stage2_dir, device)?;
             let p2 = predict_all(&m2, &[&data.val, &data.test], c2.batch_size, device);
             let rule2: ThresholdRule = c2.threshold.parse().map_err(|e| anyhow::anyhow!("stage 2 --threshold: {e}"))?;

@@ -359,6 +359,13 @@ pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir
     fit_from(config, &data, None, device, backend_name, run_dir, Some(state))
 }
 
+/// [`resume`] on already loaded `data` (a cascade's stage 2 trains on a subset): continues
+/// the run folder's checkpoint; refused when `data` are not those it was trained on.
+pub fn resume_fit(config: &TrainConfig, data: &TaskData, device: &Device, backend_name: &str, run_dir: &Path) -> anyhow::Result<RunOutcome> {
+    let state = checkpoint::read_state(run_dir)?;
+    fit_from(config, data, None, device, backend_name, run_dir, Some(state))
+}
+
 /// Trains on already loaded `data` (e.g. one cross-validation fold) and writes the run folder.
 pub fn fit(
     config: &TrainConfig,

@@ -141,6 +141,29 @@ fn cascade_end_to_end_matches_its_stages() {
     let err = text(&o.stderr);
     assert!(err.contains("--out") && err.contains("cascade.json") && err.contains("--overwrite"), "{err}");
     assert_eq!(std::fs::read(out.join("cascade.json")).unwrap(), before);
+
+    // --resume: a cascade stopped during stage 2 (stage 2's results gone, as if killed before
+    // its first checkpoint) reuses stage 1 and trains stage 2 again: the same cascade.json.
+    let flags = ["--npz", npz.to_str().unwrap(), "--positive-classes", "mel,bcc,akiec", "--backend", "cpu", "--width", "0.25",
+        "--output-stride", "8", "--epochs", "2", "--batch-size", "8", "--lr", "0.003", "--out", out.to_str().unwrap(), "--resume"];
+    for f in ["report.json", "model.bpk", "predictions.csv"] {
+        std::fs::remove_file(out.join("stage2").join(f)).unwrap();
+    }
+    std::fs::remove_file(out.join("cascade.json")).unwrap();
+    let stage1_model = std::fs::read(out.join("stage1/model.bpk")).unwrap();
+    let o = derma_cascade(&flags);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("stage 1: finished in") && text(&o.stdout).contains("reused"), "{}", text(&o.stdout));
+    assert_eq!(std::fs::read(out.join("stage1/model.bpk")).unwrap(), stage1_model, "stage 1 was retrained");
+    assert_eq!(std::fs::read(out.join("cascade.json")).unwrap(), before, "the resumed cascade differs");
+    // Other settings than the stages were trained with: refused, naming the stage folder.
+    let mut other = flags.to_vec();
+    other[11] = "3"; // --epochs
+    assert_eq!(flags[10], "--epochs");
+    let o = derma_cascade(&other);
+    assert!(!o.status.success() && text(&o.stderr).contains("stage1") && text(&o.stderr).contains("other settings"), "{}", text(&o.stderr));
+    let o = derma_cascade(&["--npz", npz.to_str().unwrap(), "--positive-classes", "mel", "--resume", "--out", dir.path().join("none").to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o.stderr).contains("holds no cascade stage 1"), "{}", text(&o.stderr));
 }
 
 #[test]

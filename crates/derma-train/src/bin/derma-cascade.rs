@@ -39,6 +39,10 @@ struct Cli {
     /// already holds one is refused).
     #[arg(long)]
     overwrite: bool,
+    /// Continue the interrupted cascade in --out, given with the same flags as it was started:
+    /// a finished stage is reused, an interrupted one continued from its checkpoint.
+    #[arg(long, conflicts_with = "overwrite")]
+    resume: bool,
 }
 
 fn main() -> ExitCode {
@@ -80,11 +84,20 @@ fn run() -> anyhow::Result<()> {
     for w in options.ignored_settings() {
         eprintln!("{w}");
     }
+    if cli.resume && out.is_none() {
+        anyhow::bail!("--resume needs --out DIR, the interrupted cascade's folder");
+    }
     let out = out.unwrap_or_else(cascade::default_out);
-    report::check_out_is_free(&out, &["cascade.json", "stage1", "stage2"], cli.overwrite)?;
+    if cli.resume {
+        if !out.join("stage1").join("config.toml").is_file() {
+            anyhow::bail!("--resume: {} holds no cascade stage 1 (stage1/config.toml) to continue", out.display());
+        }
+    } else {
+        report::check_out_is_free(&out, &["cascade.json", "stage1", "stage2"], cli.overwrite)?;
+    }
     // With --overwrite, cascade::run removes the earlier outputs once its settings and data
     // have resolved.
     let backend = backend::select(&merge_config(&[&options.base]).map_err(|e| anyhow::anyhow!(e))?.backend)?;
-    cascade::run(&options, &out, &backend.device, backend.name)?;
+    cascade::run(&options, &out, &backend.device, backend.name, cli.resume)?;
     Ok(())
 }
