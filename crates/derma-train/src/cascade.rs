@@ -480,18 +480,7 @@ fn stage(
     backend_name: &str,
 ) -> anyhow::Result<()> {
     if resume && dir.join("config.toml").is_file() {
-        // The folder's settings, less what training fills in, must be this stage's.
-        let mut recorded = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;
-        recorded.input_norm = None;
-        recorded.padding = None;
-        recorded.out = None;
-        if recorded.to_toml() != config.to_toml() {
-            anyhow::bail!(
-                "--resume: {} was trained with other settings than this command gives stage {n} (compare its config.toml): \
-                 give the first run's flags again, or --overwrite to start over",
-                dir.display()
-            );
-        }
+        check_stage_settings(n, config, dir)?;
         if dir.join(crate::checkpoint::DIR).join("state.json").is_file() {
             println!("stage {n}: continuing {} from its checkpoint", dir.display());
             let mut full = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;
@@ -500,11 +489,59 @@ fn stage(
             return Ok(());
         }
         if dir.join("report.json").is_file() && dir.join("model.bpk").is_file() {
-            println!("stage {n}: finished in {}, reused", dir.display());
-            return Ok(());
+            // A finished run has no checkpoint: its report.json's data hash says what it saw.
+            let report: Value = std::fs::read_to_string(dir.join("report.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(Value::Null);
+            let now = data.fingerprint();
+            match report["data_hash"].as_str() {
+                Some(h) if h == now => {
+                    println!("stage {n}: finished in {}, reused", dir.display());
+                    return Ok(());
+                }
+                _ => println!(
+                    "stage {n}: {} was trained on other images (or its report.json predates data hashes{}): trained again",
+                    dir.display(),
+                    if n == 2 { "; stage 1 now flags other images" } else { "" }
+                ),
+            }
         }
     }
     fit(config, data, weights, device, backend_name, dir)?;
+    Ok(())
+}
+
+/// `--resume`: the stage folder's `config.toml` must hold this stage's settings, apart from
+/// what training fills in (weight conventions, `out`) and what may change between sessions
+/// (`backend`, `offline`, `data_root`). The error names the keys that differ.
+fn check_stage_settings(n: usize, config: &TrainConfig, dir: &Path) -> anyhow::Result<()> {
+    let normalised = |c: &TrainConfig| -> anyhow::Result<toml::Table> {
+        let mut c = c.clone();
+        (c.input_norm, c.padding, c.out, c.data_root) = (None, None, None, None);
+        c.backend = String::new();
+        c.offline = false;
+        Ok(toml::from_str(&c.to_toml())?)
+    };
+    let recorded = normalised(&TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?)?;
+    let given = normalised(config)?;
+    let keys: std::collections::BTreeSet<&String> = recorded.keys().chain(given.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| recorded.get(*k) != given.get(*k))
+        .map(|k| {
+            let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), ToString::to_string);
+            format!("{k}: {} there, {} now", show(recorded.get(k)), show(given.get(k)))
+        })
+        .collect();
+    if !differ.is_empty() {
+        anyhow::bail!(
+            "--resume: {} was trained with other settings than this command gives stage {n} ({}): give the first run's \
+             flags again, or --overwrite to start over",
+            dir.display(),
+            differ.join("; ")
+        );
+    }
     Ok(())
 }
 
@@ -517,8 +554,11 @@ pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: 
     let (c1, c2) = options.configs()?;
     for (n, c) in [(1, &c1), (2, &c2)] {
         for w in c.warnings() {
-            // Stage 1 stacks class weights and undersampling on purpose (a high-recall screener).
-            if n == 2 || !w.contains("class weights") {
+            // Stage 1 stacks class weights and undersampling on purpose (a high-recall screener);
+            // its recipe's undersample_ratio is no setting of the user's when --stage1 changes
+            // the sampler.
+            let recipe_ratio = w.contains("--undersample-ratio") && !options.stage1.contains_key("undersample_ratio");
+            if n == 2 || !(w.contains("class weights") || recipe_ratio) {
                 eprintln!("stage {n}: {w}");
             }
         }
@@ -532,12 +572,19 @@ pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: 
     // Only now, with the weights and the data at hand, an earlier cascade's outputs go (a
     // bad flag above leaves them intact): a stage 2 this run skips, or a cascade.json beside
     // a new stage 1 if this run fails part-way, must not outlive it.
-    let stale: &[&str] = if resume {
-        &["cascade.json", "cascade.md", "cascade-predictions.csv"]
+    if resume {
+        // Both stages' settings before any work (stage 1 may take hours); nothing is removed:
+        // the cascade files are rewritten at the end.
+        for (n, c) in [(1, &c1), (2, &c2)] {
+            let dir = out.join(format!("stage{n}"));
+            if dir.join("config.toml").is_file() {
+                check_stage_settings(n, c, &dir)?;
+            }
+        }
     } else {
-        &["cascade.json", "cascade.md", "cascade-predictions.csv", "stage1", "stage2"]
-    };
-    crate::report::remove_outputs(out, stale).map_err(|e| anyhow::anyhow!("--overwrite: {e}"))?;
+        crate::report::remove_outputs(out, &["cascade.json", "cascade.md", "cascade-predictions.csv", "stage1", "stage2"])
+            .map_err(|e| anyhow::anyhow!("--overwrite: {e}"))?;
+    }
     let rule1: ThresholdRule = c1.threshold.parse().map_err(|e| anyhow::anyhow!("stage 1 --threshold: {e}"))?;
 
     println!("=== stage 1: screener ===");
@@ -562,6 +609,10 @@ pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: 
     let (stage2_json, s2) = match &plan {
         Stage2Data::Skip(reason) => {
             eprintln!("warning: stage 2 skipped: {reason}");
+            if resume {
+                // A stage 2 of the interrupted cascade must not outlive this one's verdict.
+                crate::report::remove_outputs(out, &["stage2"])?;
+            }
             (json!({ "skipped": reason }), None)
         }
         Stage2Data::Train { train, val, test, test_is_all } => {

@@ -272,22 +272,24 @@ impl TrainConfig {
     /// The file paths (`npz`, `data_dir`, `manifest`, `data_root`, `out`, a `pretrained` weight
     /// file) made absolute against the current directory, so that a run folder's
     /// `config.toml` names the same files from anywhere (`--resume DIR` from another
-    /// directory). Nothing needs to exist; a leading `~` (expanded later, as a home folder) is
-    /// left as is.
+    /// directory). Nothing needs to exist; `data_root`'s leading `~` (which the MedMNIST cache
+    /// expands to the home folder) is left as is — elsewhere `~` is an ordinary folder name,
+    /// as it was used.
     pub fn make_paths_absolute(&mut self) -> std::io::Result<()> {
         let abs = |p: &mut PathBuf| -> std::io::Result<()> {
-            if !p.starts_with("~") {
-                *p = std::path::absolute(&*p)?;
-            }
+            *p = std::path::absolute(&*p)?;
             Ok(())
         };
-        for p in [&mut self.npz, &mut self.data_dir, &mut self.data_root, &mut self.out].into_iter().flatten() {
+        for p in [&mut self.npz, &mut self.data_dir, &mut self.out].into_iter().flatten() {
             abs(p)?;
+        }
+        if let Some(root) = self.data_root.as_mut().filter(|r| !r.starts_with("~")) {
+            abs(root)?;
         }
         for p in self.manifest.iter_mut().flatten() {
             abs(p)?;
         }
-        if !matches!(self.pretrained.as_str(), "none" | "imagenet") && !self.pretrained.starts_with('~') {
+        if !matches!(self.pretrained.as_str(), "none" | "imagenet") {
             self.pretrained = std::path::absolute(&self.pretrained)?.display().to_string();
         }
         Ok(())

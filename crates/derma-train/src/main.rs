@@ -88,7 +88,8 @@ fn run() -> anyhow::Result<()> {
     });
     report::check_out_is_free(&out, &report::RUN_FILES, cli.overwrite)?;
     let backend = backend::select(&config.backend)?;
-    println!("run folder: {} (if stopped, continue with `derma-train --resume {}`)", out.display(), out.display());
+    let shown = std::path::absolute(&out).unwrap_or_else(|_| out.clone());
+    println!("run folder: {} (if stopped, continue with `derma-train --resume {}`)", shown.display(), shown.display());
     train::run(&config, &backend.device, backend.name, &out)?;
     Ok(())
 }

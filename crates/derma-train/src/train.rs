@@ -161,8 +161,9 @@ fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
     };
     // Train, val and test each need every class: a class of one or two images is most often a
     // mistyped label (`malignnat`), which the split error would not point at.
+    // (With --positive-classes the merged classes matter: load_data checks them per split.)
     let counts = manifest.class_counts();
-    if let Some(c) = counts.iter().position(|&n| n < 3) {
+    if let Some(c) = counts.iter().position(|&n| n < 3).filter(|_| config.positive_classes.is_none()) {
         let rows: Vec<&str> = manifest.records.iter().filter(|r| r.label == c).map(|r| r.origin.as_str()).collect();
         anyhow::bail!(
             "class `{}` has only {} image(s) ({}); train, val and test each need every class, so at least 3: a typo in a \
@@ -714,7 +715,10 @@ fn fit_from(
     if binary {
         write_atomic(&out_dir.join("thresholds.csv"), report::thresholds_csv(&val_pred)?.as_bytes())?;
     }
-    let report_value = report::report_json(best_epoch, &class_names, &counts, &test_pred, &test, choice.as_ref().map(|c| (c, &val)))?;
+    let mut report_value = report::report_json(best_epoch, &class_names, &counts, &test_pred, &test, choice.as_ref().map(|c| (c, &val)))?;
+    // What the run was trained and evaluated on (TaskData::fingerprint): a cascade resumed
+    // later reuses this run only for the same data.
+    report_value["data_hash"] = serde_json::json!(data_hash);
     write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report_value)?.as_bytes())?;
     // Only now is the run complete without its checkpoint: a run stopped before this point
     // is finished by --resume (the final evaluation only, when every epoch had run).

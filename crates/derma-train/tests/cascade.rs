@@ -161,7 +161,16 @@ fn cascade_end_to_end_matches_its_stages() {
     other[11] = "3"; // --epochs
     assert_eq!(flags[10], "--epochs");
     let o = derma_cascade(&other);
-    assert!(!o.status.success() && text(&o.stderr).contains("stage1") && text(&o.stderr).contains("other settings"), "{}", text(&o.stderr));
+    assert!(!o.status.success() && text(&o.stderr).contains("stage1") && text(&o.stderr).contains("epochs: 2 there, 3 now"), "{}", text(&o.stderr));
+    assert_eq!(std::fs::read(out.join("cascade.json")).unwrap(), before, "a refused --resume touched the finished cascade");
+    // Another backend name is no other setting (as derma-train --resume --backend); both stages reused.
+    let mut auto = flags.to_vec();
+    auto[5] = "auto";
+    assert_eq!(flags[4], "--backend");
+    let o = derma_cascade(&auto);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("stage 2: finished in"), "{}", text(&o.stdout));
+    assert_eq!(std::fs::read(out.join("cascade.json")).unwrap(), before);
     let o = derma_cascade(&["--npz", npz.to_str().unwrap(), "--positive-classes", "mel", "--resume", "--out", dir.path().join("none").to_str().unwrap()]);
     assert!(!o.status.success() && text(&o.stderr).contains("holds no cascade stage 1"), "{}", text(&o.stderr));
 }

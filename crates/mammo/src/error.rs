@@ -196,8 +196,7 @@ pub enum Error {
 
     /// Integer labels (class indices) that leave classes without a row.
     #[error(
-        "{place}: integer labels are class indices 0..={max}, but {missing} no rows; the largest, {max}, is at {origin} \
-         (a typo? or name the classes)"
+        "{place}: integer labels are class indices 0..={max}, but {missing} no rows; {hint}"
     )]
     IndexGap {
         /// The manifest, formatted.
@@ -206,8 +205,8 @@ pub enum Error {
         max: usize,
         /// The indices without rows with their verb ("class 1 has", "classes 2, 3 have").
         missing: String,
-        /// Manifest and line of the largest index.
-        origin: String,
+        /// What to look at: the row of the largest index (a typo?), or 1-based labels.
+        hint: String,
     },
 
     /// One image file listed twice: its copies could land in different splits (leakage), or

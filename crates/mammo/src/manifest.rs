@@ -499,7 +499,7 @@ pub fn read_csv(path: impl AsRef<Path>, class_names: Option<&[String]>) -> Resul
         None => {
             // Integer labels are class indices. One beyond both the row count and 1000 is a
             // typo (20000000 would otherwise make that many classes); smaller gaps are
-            // reported as the empty class they leave.
+            // reported with the indices they leave empty (`IndexGap`).
             let bound = labels.len().max(MAX_INDEX_LABEL + 1);
             if labels.iter().all(|l| l.parse::<usize>().is_ok())
                 && let Some((i, l)) = labels.iter().enumerate().find(|(_, l)| l.parse::<usize>().is_ok_and(|v| v >= bound))
@@ -521,12 +521,16 @@ pub fn read_csv(path: impl AsRef<Path>, class_names: Option<&[String]>) -> Resul
                     return Err(Error::IndexGap {
                         place: table.place(),
                         max,
+                        hint: if missing == ["0"] {
+                            "labels counted from 1? number the classes from 0, or name them".to_string()
+                        } else {
+                            format!("the largest, {max}, is at {} (a typo? or name the classes)", records[at].origin)
+                        },
                         missing: if missing.len() > 1 {
                             format!("classes {} have", missing.join(", "))
                         } else {
                             format!("class {} has", missing[0])
                         },
-                        origin: records[at].origin.clone(),
                     });
                 }
             }

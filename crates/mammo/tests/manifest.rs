@@ -186,6 +186,10 @@ fn csv_integer_labels_and_given_class_names() {
     assert!(matches!(err, Error::IndexGap { max: 2, .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("class indices 0..=2, but class 1 has no rows") && msg.contains("gap.csv` line 3"), "{msg}");
+    // Labels counted from 1: said so.
+    let csv = write(&dir.path().join("one.csv"), "path,label\nimg/a.png,1\nimg/b.png,2\n");
+    let msg = read_csv(&csv, None).unwrap_err().to_string();
+    assert!(msg.contains("class 0 has no rows; labels counted from 1?"), "{msg}");
     // A label far beyond any class count (a typo) names its row instead of making 20 million
     // empty classes (or overflowing for u64::MAX).
     for huge in ["20000000", "18446744073709551615"] {
