@@ -65,6 +65,12 @@ fn run() -> anyhow::Result<()> {
     if !is_npz_input && cli.split != "test" {
         anyhow::bail!("--split {} applies to an .npz input; {} is not one", cli.split, cli.input.display());
     }
+    let split = match cli.split.as_str() {
+        "train" => SplitName::Train,
+        "val" => SplitName::Val,
+        "test" => SplitName::Test,
+        other => anyhow::bail!("--split `{other}`: expected train, val or test"),
+    };
     let backend = backend::select(&cli.backend)?;
     let device = backend.device;
     let mut run = RunModel::load(&cli.run, &device)?;
@@ -79,12 +85,6 @@ fn run() -> anyhow::Result<()> {
     }
     let is_npz = cli.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
     let (dataset, names) = if is_npz {
-        let split = match cli.split.as_str() {
-            "train" => SplitName::Train,
-            "val" => SplitName::Val,
-            "test" => SplitName::Test,
-            other => anyhow::bail!("--split `{other}`: expected train, val or test"),
-        };
         // Shrunk as the training run shrank its file (area filter), so the scores match.
         let d = derma_train::train::shrink_to(read_npz_split(&cli.input, split, &run)?, run.image_size())?;
         let names = (0..d.len()).map(|i| i.to_string()).collect::<Vec<_>>();
