@@ -467,8 +467,9 @@ fn predict_all(model: &RunModel, splits: &[&ImageDataset], batch: usize, device:
     splits.iter().map(|d| model.predict(d, batch, device)).collect()
 }
 
-/// How a stage's run folder is brought to a finished run: kept (`resume` and it finished with
-/// these settings), continued from its checkpoint, or trained (afresh).
+/// How a stage's run folder is brought to a finished run: kept (`resume` and it finished on
+/// the same data), continued from its checkpoint, or trained (afresh). With `resume`, [`run`]
+/// has already checked the folder's settings ([`check_stage_settings`]).
 fn stage(
     n: usize,
     config: &TrainConfig,
@@ -480,7 +481,6 @@ fn stage(
     backend_name: &str,
 ) -> anyhow::Result<()> {
     if resume && dir.join("config.toml").is_file() {
-        check_stage_settings(n, config, dir)?;
         if dir.join(crate::checkpoint::DIR).join("state.json").is_file() {
             println!("stage {n}: continuing {} from its checkpoint", dir.display());
             let mut full = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;

@@ -369,21 +369,23 @@ impl Plan {
                         fixed = Self::params(&fixed, &q.trials[*t]);
                     }
                 }
-                let with = if p > 0 {
+                // Only an error message needs the earlier winners in words.
+                let with = || {
+                    if p == 0 {
+                        return String::new();
+                    }
                     let winner = |(q, t): (&Phase, &Option<usize>)| match t {
                         Some(t) => format!("`{}` trial {}", q.name, t + 1),
                         None => format!("`{}` fixing nothing", q.name),
                     };
                     format!(" with earlier winners {}", earlier.iter().zip(choice).map(winner).collect::<Vec<_>>().join(", "))
-                } else {
-                    String::new()
                 };
                 let mut configs: Vec<TrainConfig> = Vec::with_capacity(phase.trials.len());
                 for (t, own) in phase.trials.iter().enumerate() {
                     let params = Self::params(&fixed, own);
                     let config = self
                         .config(&params)
-                        .map_err(|e| anyhow::anyhow!("plan {at}: phase `{}` trial {} ({}){with}: {e}", phase.name, t + 1, params_string(own)))?;
+                        .map_err(|e| anyhow::anyhow!("plan {at}: phase `{}` trial {} ({}){}: {e}", phase.name, t + 1, params_string(own), with()))?;
                     configs.push(config);
                 }
                 let same: Vec<(usize, usize)> =
@@ -774,6 +776,15 @@ pub(crate) fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
 
 pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
+/// [`fnv1a`] over every image of `d` followed by its label (u64, little-endian), in order.
+pub(crate) fn fnv1a_images(mut h: u64, d: &ImageDataset) -> u64 {
+    for i in 0..d.len() {
+        h = fnv1a(h, d.image(i));
+        h = fnv1a(h, &(d.label(i) as u64).to_le_bytes());
+    }
+    h
+}
+
 /// A trial's run folder: `trial-NNN-HHHHHHHH`, the trial number and a hash of its effective
 /// parameters, so a trial inserted into an edited plan never trains into (and overwrites)
 /// the folder of the trial that had its number before.
@@ -784,11 +795,7 @@ pub fn trial_dir(number: usize, params_key: &str) -> String {
 /// Hash of the pooled images, labels and patients and of the fold assignment: resuming a
 /// sweep whose data file was regenerated at the same path must not mix old and new scores.
 fn pool_hash(images: &ImageDataset, groups: Option<&[String]>, folds_text: &str) -> String {
-    let mut h = FNV_OFFSET;
-    for i in 0..images.len() {
-        h = fnv1a(h, images.image(i));
-        h = fnv1a(h, &(images.label(i) as u64).to_le_bytes());
-    }
+    let mut h = fnv1a_images(FNV_OFFSET, images);
     for g in groups.unwrap_or_default() {
         h = fnv1a(h, g.as_bytes());
         h = fnv1a(h, &[0]);

@@ -43,17 +43,13 @@ impl TaskData {
     /// A hash (FNV-1a, hex) of every split's images, shapes and labels: a resumed run must see
     /// the data its checkpoint was trained on.
     pub fn fingerprint(&self) -> String {
-        use crate::sweep::{FNV_OFFSET, fnv1a};
+        use crate::sweep::{FNV_OFFSET, fnv1a, fnv1a_images};
         let mut h = FNV_OFFSET;
         for d in [&self.train, &self.val, &self.test] {
             for dim in d.image_shape() {
                 h = fnv1a(h, &(dim as u64).to_le_bytes());
             }
-            h = fnv1a(h, &(d.len() as u64).to_le_bytes());
-            for i in 0..d.len() {
-                h = fnv1a(h, d.image(i));
-                h = fnv1a(h, &(d.label(i) as u64).to_le_bytes());
-            }
+            h = fnv1a_images(fnv1a(h, &(d.len() as u64).to_le_bytes()), d);
         }
         format!("{h:016x}")
     }

@@ -61,8 +61,8 @@ fn run() -> anyhow::Result<()> {
     if let Some(dir) = cli.gradcam.as_ref().filter(|d| d.exists() && !d.is_dir()) {
         anyhow::bail!("--gradcam {}: is a file; expected a folder for the heatmap overlays", dir.display());
     }
-    let is_npz_input = cli.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
-    if !is_npz_input && cli.split != "test" {
+    let is_npz = cli.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    if !is_npz && cli.split != "test" {
         anyhow::bail!("--split {} applies to an .npz input; {} is not one", cli.split, cli.input.display());
     }
     let split = match cli.split.as_str() {
@@ -83,7 +83,6 @@ fn run() -> anyhow::Result<()> {
         }
         run.threshold = Some(t);
     }
-    let is_npz = cli.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
     let (dataset, names) = if is_npz {
         // Shrunk as the training run shrank its file (area filter), so the scores match.
         let d = derma_train::train::shrink_to(read_npz_split(&cli.input, split, &run)?, run.image_size())?;
