@@ -15,6 +15,8 @@
 #            wgpu task batching, upload without a host copy, no augmentation, loader prefetch.
 #   profile  per-kernel device time of a few training steps: CubeCL's profiling log (Burn) and
 #            torch.profiler (PyTorch).
+#   diag     what bounds the step: warm-up with and without the autotune disk cache, ms/step
+#            against the batch (64, 256, 1024), autotune level minimal (see plan_diag).
 #   all      main, levers, profile.
 #
 # Settings (environment): SIZES ("28:256 224:128"), WIDTH (1.0), STEPS (50), WARMUP (10),
@@ -61,11 +63,11 @@ prepare() {
   set -e
   for d in /.dev/ /.gl/; do grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >>.git/info/exclude; done
   mkdir -p .dev .gl
-  cargo build --release -p derma-bench
+  cargo build --release -p derma-bench --features autotune-cache
   xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-wgsl.xz
   build_stamp derma-bench-wgsl
   if [ "${SPIRV:-1}" = 1 ]; then
-    cargo build --release -p derma-bench --features vulkan
+    cargo build --release -p derma-bench --features vulkan,autotune-cache
     xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-spirv.xz
     build_stamp derma-bench-spirv
   fi
@@ -158,7 +160,7 @@ plan_main() {
     for b in "${bins[@]}"; do
       local v; v=$(basename "$b"); v=${v#derma-bench-}
       # shellcheck disable=SC2046
-      timed "burn-$v $sb" "$work/burn-$v-${sb%%:*}.log" "$b" $(burn_args) --sizes "$sb" --modes step,e2e,loader,infer \
+      timed "burn-$v $sb" "$work/burn-$v-${sb%%:*}.log" "$b" $(burn_args) --sizes "$sb" --modes step,e2e,loader,infer,infer-graph \
         --json "$work/burn-$v-${sb%%:*}.json"
     done
   done
@@ -191,6 +193,39 @@ plan_levers() {
   done
 }
 
+# diag: what bounds the step (docs/performance.md, "What the first H100 run showed"). One size
+# (DIAG_SIZE, 28), step mode only, on the first packed binary:
+#   cold / cached  the same run twice: with the autotune-cache build the second process reads the
+#                  first's tuning from disk, so the difference in warm-up is autotuning's share;
+#   batches        64 and 1024 in one process (torch likewise): ms/step flat in the batch means
+#                  per-operation host/launch overhead bounds the step, proportional means the GPU;
+#   graph          inference eager and replayed from a captured graph (burn::tensor::capture):
+#                  the share of Burn's per-operation host work in a forward;
+#   minimal        CUBECL_AUTOTUNE_LEVEL=minimal with the disk cache off: warm-up and step speed.
+plan_diag() {
+  [ ${#bins[@]} -gt 0 ] || { echo "diag: no packed binary"; return; }
+  local b=${bins[0]} v s=${DIAG_SIZE:-28}; v=$(basename "$b"); v=${v#derma-bench-}
+  timed "torch diag $s:64,$s:256,$s:1024" "$work/torch-diag.log" python3 scripts/bench_torch.py --device "$torch_device" \
+    --sizes "$s:64,$s:256,$s:1024" --width "$width" --steps 30 --warmup-steps "$warmup" --modes step \
+    --augment "$augment" --data "$data" --json "$work/torch-diag.json"
+  # shellcheck disable=SC2046
+  timed "burn-$v diag cold $s:256" "$work/diag-cold-$s.log" "$b" $(burn_args 30) --sizes "$s:256" --modes step \
+    --json "$work/diag-$v-cold-$s.json"
+  # shellcheck disable=SC2046
+  timed "burn-$v diag cached $s:256" "$work/diag-cached-$s.log" "$b" $(burn_args 30) --sizes "$s:256" --modes step \
+    --json "$work/diag-$v-cached-$s.json"
+  # shellcheck disable=SC2046
+  timed "burn-$v diag batches $s:64,$s:1024" "$work/diag-batches-$s.log" "$b" $(burn_args 30) --sizes "$s:64,$s:1024" \
+    --modes step --json "$work/diag-$v-batches-$s.json"
+  # Burn's host overhead per forward: the same inference eager and replayed from a captured graph.
+  # shellcheck disable=SC2046
+  timed "burn-$v diag graph $s:256" "$work/diag-graph-$s.log" "$b" $(burn_args 30) --sizes "$s:256" --modes infer,infer-graph \
+    --json "$work/diag-$v-graph-$s.json"
+  # shellcheck disable=SC2046
+  timed "burn-$v diag autotune=minimal $s:256" "$work/diag-minimal-$s.log" env CUBECL_AUTOTUNE_CACHE=0 CUBECL_AUTOTUNE_LEVEL=minimal \
+    "$b" $(burn_args 30) --sizes "$s:256" --modes step --json "$work/diag-$v-minimal-$s.json"
+}
+
 plan_profile() {
   local torch_sizes; torch_sizes=$(echo "$sizes" | tr ' ' ',')
   timed "torch profile" "$work/profile-torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
@@ -198,7 +233,9 @@ plan_profile() {
   for b in "${bins[@]}"; do
     local v; v=$(basename "$b"); v=${v#derma-bench-}
     for sb in $sizes; do
-      local s=${sb%%:*} dir; dir=$(mktemp -d)
+      # Under target/ of this checkout: CubeCL's disk cache (autotune-cache build) resolves to the
+      # outermost Cargo.toml's target/environment, the one the other runs filled.
+      local s=${sb%%:*} dir; mkdir -p target && dir=$(mktemp -d -p "$PWD/target")
       # CubeCL reads cubecl.toml from the working directory: per-kernel device times, one
       # summary table per synchronisation (the last one covers the timed steps).
       printf '[profiling.logger]\nlevel = "basic"\nappend = false\nfile = "%s"\n' "$work/profile-$v-$s.log" >"$dir/cubecl.toml"
@@ -234,6 +271,11 @@ def load(p):
         return None
 torch_rep = load(os.path.join(d, "torch.json"))
 torch_by = {(r["size"], r["batch"]): r for r in (torch_rep or {}).get("results", [])}
+# The diag plan's PyTorch runs (other batches) fill in what the main plan's torch.json lacks.
+torch_diag = load(os.path.join(d, "torch-diag.json"))
+for r in (torch_diag or {}).get("results", []):
+    torch_by.setdefault((r["size"], r["batch"]), r)
+torch_rep = torch_rep or torch_diag
 # nvidia-smi samples: max used MiB per pid.
 smi = {}
 try:
@@ -265,7 +307,8 @@ try:
 except OSError:
     pass
 runs = []  # (label, report)
-for p in sorted(glob.glob(os.path.join(d, "burn-*.json"))) + sorted(glob.glob(os.path.join(d, "lever-*.json"))):
+for p in sorted(glob.glob(os.path.join(d, "burn-*.json"))) + sorted(glob.glob(os.path.join(d, "lever-*.json"))) + sorted(
+        glob.glob(os.path.join(d, "diag-*.json"))):
     rep = load(p)
     if rep:
         label = os.path.basename(p)[:-5].rsplit("-", 1)[0]
@@ -273,10 +316,13 @@ for p in sorted(glob.glob(os.path.join(d, "burn-*.json"))) + sorted(glob.glob(os
 def ips(r, mode):
     m = r.get(mode) if r else None
     return m["images_per_second"] if m else None
+def warm(r, mode):  # seconds of the untimed warm-up (compilation, autotuning); absent in older JSON
+    m = r.get(mode) if r else None
+    return m.get("warmup_seconds") if m else None
 def f(x, nd=1):
     return "-" if x is None else f"{x:.{nd}f}"
 print(f"\nPyTorch: {torch_rep['framework_version']} | {torch_rep['backend']}" if torch_rep else "\nPyTorch: no torch.json")
-print(f"{'run':<34} {'size':>4} {'batch':>5} {'mode':<6} {'burn img/s':>11} {'torch img/s':>11} {'burn/torch':>10}")
+print(f"{'run':<34} {'size':>4} {'batch':>5} {'mode':<6} {'burn img/s':>11} {'torch img/s':>11} {'burn/torch':>10} {'warm-up s burn/torch':>21}")
 if not runs:
     # No Burn result (no adapter, a crash): PyTorch's figures still stand on their own.
     for (size, batch), t in sorted(torch_by.items()):
@@ -286,13 +332,15 @@ if not runs:
 for label, rep in runs:
     for r in rep["results"]:
         t = torch_by.get((r["size"], r["batch"]))
-        for mode in ("step", "e2e", "loader", "infer"):
+        for mode in ("step", "e2e", "loader", "infer", "infer_graph"):
             b = ips(r, mode)
             if b is None:
                 continue
-            tv = ips(t, mode)
+            tmode = "infer" if mode == "infer_graph" else mode  # against PyTorch's eager inference
+            tv = ips(t, tmode)
             ratio = b / tv if tv else None
-            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode:<6} {f(b):>11} {f(tv):>11} {f(ratio, 2):>10}")
+            w = f"{f(warm(r, mode))}/{f(warm(t, tmode))}"
+            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode.replace('_', '-'):<6} {f(b):>11} {f(tv):>11} {f(ratio, 2):>10} {w:>21}")
 print(f"\n{'memory (MiB)':<34} {'size':>4} {'batch':>5} {'burn peak':>10} {'burn smi':>9} {'torch peak':>11} {'torch alloc':>12} {'torch smi':>10}")
 torch_smi = smi.get(torch_rep["pid"]) if torch_rep else None
 for label, rep in runs:
@@ -329,13 +377,14 @@ case "$cmd" in
         main) plan_main ;;
         levers) plan_levers ;;
         profile) plan_profile ;;
+        diag) plan_diag ;;
         all) plan_main; plan_levers; plan_profile ;;
-        *) echo "unknown plan $p (main, levers, profile, all)"; exit 2 ;;
+        *) echo "unknown plan $p (main, levers, profile, diag, all)"; exit 2 ;;
       esac
     done
     kill "$smi_pid" 2>/dev/null
     compare "$work" | tee "$out/compare.txt"
     cp "$out/compare.txt" "$work/" && pack
     ;;
-  *) echo "usage: $0 prepare | check | run [main|levers|profile|all ...] | compare DIR"; exit 2 ;;
+  *) echo "usage: $0 prepare | check | run [main|levers|profile|diag|all ...] | compare DIR"; exit 2 ;;
 esac

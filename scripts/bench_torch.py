@@ -121,7 +121,7 @@ def sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def measurement(steps, images, seconds, loss=None):
+def measurement(steps, images, seconds, loss=None, warmup_seconds=0.0):
     seconds = max(seconds, 1e-12)
     return {
         "steps": steps,
@@ -130,6 +130,9 @@ def measurement(steps, images, seconds, loss=None):
         "images_per_second": images / seconds,
         "ms_per_step": 1e3 * seconds / max(steps, 1),
         "mean_loss": loss,
+        # the untimed warm-up and its closing sync (cudnn.benchmark's search, allocator growth),
+        # as derma-bench's warmup_seconds
+        "warmup_seconds": warmup_seconds,
     }
 
 
@@ -149,16 +152,18 @@ def check_loss(mode, v):
 
 def measure_step(model, opt, x, y, warmup, steps, dev):
     b = len(y)
+    w0 = time.perf_counter()
     for _ in range(warmup):
         train_step(model, opt, x, y)
     sync(dev)
+    warm = time.perf_counter() - w0
     running = torch.zeros((), device=dev)
     t0 = time.perf_counter()
     for _ in range(steps):
         running += train_step(model, opt, x, y) * b
     sync(dev)
     seconds = time.perf_counter() - t0
-    return measurement(steps, steps * b, seconds, check_loss("step", running.item() / (steps * b)))
+    return measurement(steps, steps * b, seconds, check_loss("step", running.item() / (steps * b)), warm)
 
 
 def make_loader(ds, batch, batches, workers, prefetch, dev):
@@ -185,37 +190,43 @@ def measure_e2e(model, opt, ds, a, batch, dev):
             seen += len(y)
         return seen
 
+    w0 = time.perf_counter()
     run(a.warmup_steps, torch.zeros((), device=dev))
     sync(dev)
     run(drain, torch.zeros((), device=dev))
     sync(dev)
+    warm = time.perf_counter() - w0
     running = torch.zeros((), device=dev)
     t0 = time.perf_counter()
     seen = run(a.steps, running)
     sync(dev)
     seconds = time.perf_counter() - t0
-    return measurement(a.steps, seen, seconds, check_loss("e2e", running.item() / max(seen, 1)))
+    return measurement(a.steps, seen, seconds, check_loss("e2e", running.item() / max(seen, 1)), warm)
 
 
 def measure_loader(ds, a, batch, dev):
+    w0 = time.perf_counter()
     it = iter(make_loader(ds, batch, a.warmup_steps + a.steps, a.workers, a.prefetch, dev))
     for _ in range(a.warmup_steps):
         next(it)
+    warm = time.perf_counter() - w0
     t0 = time.perf_counter()
     seen = 0
     for _ in range(a.steps):
         x, y = next(it)
         seen += len(y)
-    return measurement(a.steps, seen, time.perf_counter() - t0)
+    return measurement(a.steps, seen, time.perf_counter() - t0, warmup_seconds=warm)
 
 
 def measure_infer(model, x, warmup, steps, dev):
     model.eval()
     acc = torch.zeros((), device=dev)
     with torch.inference_mode():
+        w0 = time.perf_counter()
         for _ in range(warmup):
             acc += model(x).sum()
         sync(dev)
+        warm = time.perf_counter() - w0
         t0 = time.perf_counter()
         for _ in range(steps):
             acc += model(x).sum()
@@ -224,7 +235,7 @@ def measure_infer(model, x, warmup, steps, dev):
     model.train()
     if not np.isfinite(acc.item()):
         raise SystemExit("infer: the logits are not finite")
-    return measurement(steps, steps * len(x), seconds)
+    return measurement(steps, steps * len(x), seconds, warmup_seconds=warm)
 
 
 def profile(model, opt, x, y, steps, dev, label):
@@ -277,7 +288,7 @@ def run_config(a, r, dev, save):
             continue
         r[mode] = m
         loss = f"  loss {m['mean_loss']:.4f}" if m["mean_loss"] is not None else ""
-        print(f"{size}px batch {batch}: {mode:<6} {m['images_per_second']:>10.1f} img/s  {m['ms_per_step']:>9.2f} ms/step{loss}", file=sys.stderr)
+        print(f"{size}px batch {batch}: {mode:<6} {m['images_per_second']:>10.1f} img/s  {m['ms_per_step']:>9.2f} ms/step  warm-up {m['warmup_seconds']:>7.1f} s{loss}", file=sys.stderr)
         save()
     if dev.type == "cuda":
         r["memory"] = {

@@ -38,7 +38,8 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     steps: usize,
     /// Comma-separated modes: step (resident batch), e2e (loader + augmentation + upload +
-    /// step), loader (the loader alone), infer.
+    /// step), loader (the loader alone), infer, infer-graph (the inference replayed from a
+    /// captured graph: Burn's per-operation host overhead, by difference with infer).
     #[arg(long, default_value = "step,e2e,infer", value_parser = parse_modes)]
     modes: std::vec::Vec<Mode>,
     /// synthetic | npz:PATH (a MedMNIST-layout file; its train split, resized to each size).

@@ -40,10 +40,14 @@ pub struct Measurement {
     pub ms_per_step: f64,
     /// Training modes: mean loss over the timed steps (read after the clock stopped).
     pub mean_loss: Option<f64>,
+    /// Wall-clock seconds of the untimed warm-up, its closing synchronisation included: kernel
+    /// compilation and autotuning on a GPU, i.e. what a user waits before the first epoch runs
+    /// at speed (the loader's drained queue counts too in `e2e`).
+    pub warmup_seconds: f64,
 }
 
 impl Measurement {
-    fn new(steps: usize, images: usize, seconds: f64, mean_loss: Option<f64>) -> Self {
+    fn new(steps: usize, images: usize, seconds: f64, mean_loss: Option<f64>, warmup_seconds: f64) -> Self {
         let seconds = seconds.max(f64::MIN_POSITIVE);
         Self {
             steps,
@@ -52,6 +56,7 @@ impl Measurement {
             images_per_second: images as f64 / seconds,
             ms_per_step: 1e3 * seconds / steps.max(1) as f64,
             mean_loss,
+            warmup_seconds,
         }
     }
 }
@@ -97,6 +102,7 @@ pub fn train_resident(
     let images = batch.images(train_device);
     let targets = batch.targets(train_device);
     let mut model = model;
+    let warm_started = Instant::now();
     let mut warm = RunningLoss::new(device);
     for _ in 0..schedule.warmup {
         let (next, out) = step.step_full(model, images.clone(), targets.clone(), &labels, lr, 0.0);
@@ -104,6 +110,7 @@ pub fn train_resident(
         warm.add(out.loss, b);
     }
     sync(train_device)?;
+    let warmup_seconds = warm_started.elapsed().as_secs_f64();
     let mut running = RunningLoss::new(device);
     let started = Instant::now();
     for _ in 0..schedule.steps {
@@ -114,7 +121,7 @@ pub fn train_resident(
     sync(train_device)?;
     let seconds = started.elapsed().as_secs_f64();
     let loss = check_loss("step", running.mean())?;
-    Ok((model, Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(loss))))
+    Ok((model, Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(loss), warmup_seconds)))
 }
 
 /// The dataset indices of `batches` full batches, cycling through the dataset.
@@ -156,11 +163,13 @@ pub fn train_e2e(
         }
         Ok(model)
     };
+    let warm_started = Instant::now();
     let mut warm = RunningLoss::new(device);
     model = run(model, &mut warm, schedule.warmup)?;
     sync(train_device)?;
     model = run(model, &mut warm, drain)?;
     sync(train_device)?;
+    let warmup_seconds = warm_started.elapsed().as_secs_f64();
     let mut running = RunningLoss::new(device);
     let started = Instant::now();
     model = run(model, &mut running, schedule.steps)?;
@@ -168,17 +177,19 @@ pub fn train_e2e(
     let seconds = started.elapsed().as_secs_f64();
     let images = running.seen();
     let loss = check_loss("e2e", running.mean())?;
-    Ok((model, Measurement::new(schedule.steps, images, seconds, Some(loss))))
+    Ok((model, Measurement::new(schedule.steps, images, seconds, Some(loss), warmup_seconds)))
 }
 
 /// The loader alone (augmentation, normalisation, batching on the host): the most images per
 /// second end-to-end training can reach with it.
 pub fn loader_only(dataset: &ImageDataset, config: LoaderConfig, schedule: Schedule) -> anyhow::Result<Measurement> {
     let order = cycling_order(dataset, schedule.warmup + schedule.steps, config.batch_size);
+    let warm_started = Instant::now();
     let mut loader = Loader::spawn(dataset, order, config);
     for _ in 0..schedule.warmup {
         loader.next().ok_or_else(|| anyhow::anyhow!("loader: ended early"))?;
     }
+    let warmup_seconds = warm_started.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut images = 0;
     let mut checksum = 0f64;
@@ -189,7 +200,7 @@ pub fn loader_only(dataset: &ImageDataset, config: LoaderConfig, schedule: Sched
     }
     let seconds = started.elapsed().as_secs_f64();
     std::hint::black_box(checksum);
-    Ok(Measurement::new(schedule.steps, images, seconds, None))
+    Ok(Measurement::new(schedule.steps, images, seconds, None, warmup_seconds))
 }
 
 /// Inference on a resident batch with `model` (call [`burn::module::Module::valid`]
@@ -198,11 +209,13 @@ pub fn loader_only(dataset: &ImageDataset, config: LoaderConfig, schedule: Sched
 pub fn infer_resident(model: &MobileNetV2, batch: &HostBatch, device: &Device, schedule: Schedule) -> anyhow::Result<Measurement> {
     let b = batch.labels.len();
     let images = batch.images(device);
+    let warm_started = Instant::now();
     let mut acc = Tensor::<1>::zeros([1], device);
     for _ in 0..schedule.warmup {
         acc = acc + model.forward(images.clone()).sum();
     }
     sync(device)?;
+    let warmup_seconds = warm_started.elapsed().as_secs_f64();
     let started = Instant::now();
     for _ in 0..schedule.steps {
         acc = acc + model.forward(images.clone()).sum();
@@ -213,5 +226,40 @@ pub fn infer_resident(model: &MobileNetV2, batch: &HostBatch, device: &Device, s
     if !total.is_finite() {
         anyhow::bail!("infer: the logits are not finite (sum {total})");
     }
-    Ok(Measurement::new(schedule.steps, schedule.steps * b, seconds, None))
+    Ok(Measurement::new(schedule.steps, schedule.steps * b, seconds, None, warmup_seconds))
+}
+
+/// Inference replayed from a graph captured once ([`burn::tensor::capture`]): the forward of
+/// [`infer_resident`] on the same resident batch, recorded after capture's own warm-up runs,
+/// then replayed `warmup` times untimed and `steps` times timed. Before timing, the replayed
+/// logits' sum must equal a direct forward's within 1e-4 of the sum of their magnitudes: a
+/// replay that computed something else is an error, not a fast number.
+pub fn infer_graph(model: &MobileNetV2, batch: &HostBatch, device: &Device, schedule: Schedule) -> anyhow::Result<Measurement> {
+    let b = batch.labels.len();
+    let images = batch.images(device);
+    let logits = model.forward(images.clone());
+    let magnitude = logits.clone().abs().sum().into_scalar::<f32>();
+    let direct = logits.sum().into_scalar::<f32>();
+    let warm_started = Instant::now();
+    let mut graph = burn::tensor::capture(device, || model.forward(images.clone()).sum());
+    // SAFETY (all replays below): the graph reads the model's parameters and `images`, both
+    // borrowed by the closure the graph owns, so they outlive every replay; it writes only the
+    // buffers it allocated while capturing (its intermediates and output, which it keeps);
+    // everything runs on this thread's stream, and the output is read after a sync.
+    for _ in 0..schedule.warmup {
+        unsafe { graph.replay() };
+    }
+    sync(device)?;
+    let replayed = unsafe { graph.replay() }.clone().into_scalar::<f32>();
+    if !replayed.is_finite() || (replayed - direct).abs() > 1e-4 * magnitude.max(1e-6) {
+        anyhow::bail!("infer-graph: the replayed forward's logit sum {replayed} differs from a direct forward's {direct}");
+    }
+    let warmup_seconds = warm_started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..schedule.steps {
+        unsafe { graph.replay() };
+    }
+    sync(device)?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Measurement::new(schedule.steps, schedule.steps * b, seconds, None, warmup_seconds))
 }

@@ -45,6 +45,11 @@ pub enum Mode {
     Loader,
     /// Inference (`model.valid()` forward) on a resident batch.
     Infer,
+    /// The same inference recorded once with `burn::tensor::capture` and replayed: on wgpu the
+    /// recorded kernels are re-submitted without Burn's per-operation host work (tracing,
+    /// fusion, dispatch), so `infer-graph` against `infer` measures that host overhead. Backends
+    /// without graph support (the CPU) re-run the forward instead.
+    InferGraph,
 }
 
 impl Mode {
@@ -55,6 +60,7 @@ impl Mode {
             Mode::E2e => "e2e",
             Mode::Loader => "loader",
             Mode::Infer => "infer",
+            Mode::InferGraph => "infer-graph",
         }
     }
 }
@@ -67,7 +73,8 @@ impl FromStr for Mode {
             "e2e" => Ok(Mode::E2e),
             "loader" => Ok(Mode::Loader),
             "infer" => Ok(Mode::Infer),
-            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader or infer)")),
+            "infer-graph" => Ok(Mode::InferGraph),
+            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader, infer or infer-graph)")),
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct ConfigResult {
     pub loader: Option<Measurement>,
     /// Inference on a resident batch.
     pub infer: Option<Measurement>,
+    /// The same inference replayed from a captured graph.
+    pub infer_graph: Option<Measurement>,
     /// The allocator after this configuration (`None`: the backend reports none).
     pub memory: Option<MemoryStats>,
 }
@@ -75,21 +77,22 @@ pub fn table(report: &BenchReport) -> String {
         report.steps
     );
     s += &format!(
-        "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>11} {:>11}\n",
-        "size", "batch", "step img/s", "e2e img/s", "loader img/s", "infer img/s", "peak MiB", "in use MiB"
+        "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>11} {:>11}\n",
+        "size", "batch", "step img/s", "e2e img/s", "loader img/s", "infer img/s", "graph img/s", "peak MiB", "in use MiB"
     );
     for r in &report.results {
         let (peak, in_use) = r.memory.map_or(("n/a".into(), "n/a".into()), |m| {
             (format!("{:.0}", mib(m.peak_reserved_bytes)), format!("{:.0}", mib(m.in_use_bytes)))
         });
         s += &format!(
-            "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>11} {:>11}\n",
+            "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>11} {:>11}\n",
             r.size,
             r.batch,
             cell(&r.step),
             cell(&r.e2e),
             cell(&r.loader),
             cell(&r.infer),
+            cell(&r.infer_graph),
             peak,
             in_use
         );

@@ -79,19 +79,21 @@ pub fn run_config_with(
     let mut model = MobileNetV2Config::new(dataset.num_classes()).with_width(settings.width).init(&train_device);
     let loss = LossConfig::ce().init(&train_device);
     let mut step = TrainStep::new(loss, settings.weight_decay, 1.0);
-    let mut result = ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, memory: None };
+    let mut result =
+        ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, memory: None };
     let mut note = |mode: Mode, m: &measure::Measurement| {
         log(&format!(
-            "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step{}",
+            "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step  warm-up {:>7.1} s{}",
             sb.size,
             sb.batch,
             mode.name(),
             m.images_per_second,
             m.ms_per_step,
+            m.warmup_seconds,
             m.mean_loss.map_or(String::new(), |l| format!("  loss {l:.4}"))
         ))
     };
-    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer] {
+    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph] {
         if !settings.modes.contains(&mode) {
             continue;
         }
@@ -130,6 +132,12 @@ pub fn run_config_with(
                 let m = measure::infer_resident(&model.valid(), &batch, device, settings.schedule)?;
                 note(mode, &m);
                 result.infer = Some(m);
+                partial(&result);
+            }
+            Mode::InferGraph => {
+                let m = measure::infer_graph(&model.valid(), &batch, device, settings.schedule)?;
+                note(mode, &m);
+                result.infer_graph = Some(m);
                 partial(&result);
             }
         }

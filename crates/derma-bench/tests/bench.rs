@@ -16,7 +16,7 @@ fn settings() -> Settings {
     Settings {
         width: 0.25,
         classes: 7,
-        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer],
+        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph],
         schedule: Schedule { warmup: 1, steps: 2 },
         data: DataSource::Synthetic,
         synthetic_images: 16,
@@ -35,6 +35,8 @@ fn check(m: &Measurement, steps: usize, images: usize, training: bool) {
     for (name, v) in [("seconds", m.seconds), ("images_per_second", m.images_per_second), ("ms_per_step", m.ms_per_step)] {
         assert!(v.is_finite() && v > 0.0, "{name} = {v}");
     }
+    // The warm-up ran at least one untimed iteration (every schedule here has warmup >= 1).
+    assert!(m.warmup_seconds.is_finite() && m.warmup_seconds > 0.0, "warmup_seconds = {}", m.warmup_seconds);
     let expected = m.images as f64 / m.seconds;
     assert!((m.images_per_second - expected).abs() <= 1e-9 * expected, "{} vs {expected}", m.images_per_second);
     match (training, m.mean_loss) {
@@ -71,7 +73,7 @@ fn measurements_are_positive_and_steps_update_the_weights() {
     let (cls0, stem0) = weights(&model);
     let mut step = TrainStep::new(LossConfig::ce().init(&train_device), 1e-4, 1.0);
 
-    let schedule = Schedule { warmup: 0, steps: 2 };
+    let schedule = Schedule { warmup: 1, steps: 2 };
     let (model, m) = measure::train_resident(model, &mut step, &batch, &train_device, &device, schedule, 1e-2).unwrap();
     check(&m, 2, 8, true);
     let (cls1, stem1) = weights(&model);
@@ -95,11 +97,15 @@ fn a_configuration_fills_every_mode_and_the_table() {
     let s = settings();
     let mut lines = Vec::new();
     let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |l| lines.push(l.to_string())).unwrap();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     check(r.step.as_ref().unwrap(), 2, 8, true);
     check(r.e2e.as_ref().unwrap(), 2, 8, true);
     check(r.loader.as_ref().unwrap(), 2, 8, false);
     check(r.infer.as_ref().unwrap(), 2, 8, false);
+    // On the CPU `capture` falls back to re-running the forward; its agreement check (replayed
+    // sum = direct sum) ran inside infer_graph.
+    check(r.infer_graph.as_ref().unwrap(), 2, 8, false);
+    assert!(lines[4].contains("infer-graph"), "{lines:?}");
     if let Some(m) = r.memory {
         assert!(m.peak_reserved_bytes >= m.reserved_bytes && m.reserved_bytes >= m.in_use_bytes, "{m:?}");
     }
@@ -155,6 +161,7 @@ fn flags_parse_and_bad_values_are_refused() {
         assert!(parse_sizes(bad).is_err(), "{bad} accepted");
     }
     assert_eq!(parse_modes("step,infer,step").unwrap(), vec![Mode::Step, Mode::Infer]);
+    assert_eq!(parse_modes("infer-graph,infer").unwrap(), vec![Mode::InferGraph, Mode::Infer]);
     assert!(parse_modes("step,bogus").is_err());
     assert_eq!("npz:a.npz".parse::<DataSource>().unwrap(), DataSource::Npz("a.npz".into()));
     assert!("npz:".parse::<DataSource>().is_err());

@@ -537,6 +537,9 @@ fn fit_from(
         size,
         steps_per_epoch
     );
+    if let Some(note) = gpu_warmup_note(backend_name) {
+        println!("{note}");
+    }
 
     let tty = std::io::stdout().is_terminal();
     let mut rows: Vec<EpochRow> = Vec::new();
@@ -804,9 +807,27 @@ pub fn save_model(model: &MobileNetV2, path: &Path) -> anyhow::Result<()> {
 }
 
 
+/// What a GPU run's first epoch costs beyond the others: every kernel is compiled and
+/// autotuned in the process's first steps (measured on an H100, docs/performance.md: 117 s for
+/// the first epoch at 28 px / batch 128, then ~2 s per epoch). `None` on the CPU backend.
+pub fn gpu_warmup_note(backend_name: &str) -> Option<&'static str> {
+    backend_name.starts_with("wgpu").then_some(
+        "note: the first epoch on a GPU also compiles and autotunes its kernels (about 2 minutes on an H100 at 28 px); \
+         later epochs run at full speed",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_warm_up_note_is_for_wgpu_runs_only() {
+        // The names backend::select gives its devices.
+        assert!(gpu_warmup_note("wgpu (discrete GPU)").is_some_and(|n| n.contains("compiles and autotunes")));
+        assert!(gpu_warmup_note("wgpu (software adapter)").is_some());
+        assert_eq!(gpu_warmup_note("cpu (flex)"), None);
+    }
 
     #[test]
     fn a_last_batch_of_one_image_is_dropped() {
