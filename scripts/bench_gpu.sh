@@ -63,11 +63,11 @@ prepare() {
   set -e
   for d in /.dev/ /.gl/; do grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >>.git/info/exclude; done
   mkdir -p .dev .gl
-  cargo build --release -p derma-bench --features autotune-cache
+  cargo build --release -p derma-bench
   xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-wgsl.xz
   build_stamp derma-bench-wgsl
   if [ "${SPIRV:-1}" = 1 ]; then
-    cargo build --release -p derma-bench --features vulkan,autotune-cache
+    cargo build --release -p derma-bench --features vulkan
     xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-spirv.xz
     build_stamp derma-bench-spirv
   fi

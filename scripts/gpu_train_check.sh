@@ -51,7 +51,7 @@ prepare() {
   set -e
   grep -qxF /.dev/ .git/info/exclude 2>/dev/null || echo /.dev/ >>.git/info/exclude
   mkdir -p .dev
-  cargo build --release -p derma-train --features autotune-cache
+  cargo build --release -p derma-train
   strip -o /tmp/derma-train-stripped target/release/derma-train
   xz -T0 -9 -c /tmp/derma-train-stripped >.dev/derma-train.xz && rm /tmp/derma-train-stripped
   build_stamp derma-train

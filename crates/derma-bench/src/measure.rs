@@ -44,6 +44,9 @@ pub struct Measurement {
     /// compilation and autotuning on a GPU, i.e. what a user waits before the first epoch runs
     /// at speed (the loader's drained queue counts too in `e2e`).
     pub warmup_seconds: f64,
+    /// `infer-graph` only: whether the backend replayed a recorded graph (`true`) or re-ran the
+    /// forward because it has no graph support (`false`, e.g. the CPU backend).
+    pub hardware_graph: Option<bool>,
 }
 
 impl Measurement {
@@ -57,6 +60,7 @@ impl Measurement {
             ms_per_step: 1e3 * seconds / steps.max(1) as f64,
             mean_loss,
             warmup_seconds,
+            hardware_graph: None,
         }
     }
 }
@@ -261,5 +265,7 @@ pub fn infer_graph(model: &MobileNetV2, batch: &HostBatch, device: &Device, sche
     }
     sync(device)?;
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Measurement::new(schedule.steps, schedule.steps * b, seconds, None, warmup_seconds))
+    let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, None, warmup_seconds);
+    m.hardware_graph = Some(graph.is_hardware());
+    Ok(m)
 }

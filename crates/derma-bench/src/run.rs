@@ -83,14 +83,19 @@ pub fn run_config_with(
         ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, memory: None };
     let mut note = |mode: Mode, m: &measure::Measurement| {
         log(&format!(
-            "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step  warm-up {:>7.1} s{}",
+            "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step  warm-up {:>7.1} s{}{}",
             sb.size,
             sb.batch,
             mode.name(),
             m.images_per_second,
             m.ms_per_step,
             m.warmup_seconds,
-            m.mean_loss.map_or(String::new(), |l| format!("  loss {l:.4}"))
+            m.mean_loss.map_or(String::new(), |l| format!("  loss {l:.4}")),
+            match m.hardware_graph {
+                Some(true) => "  (recorded graph replayed)",
+                Some(false) => "  (no graph support here: the forward re-ran)",
+                None => "",
+            }
         ))
     };
     for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph] {

@@ -105,6 +105,9 @@ fn a_configuration_fills_every_mode_and_the_table() {
     // On the CPU `capture` falls back to re-running the forward; its agreement check (replayed
     // sum = direct sum) ran inside infer_graph.
     check(r.infer_graph.as_ref().unwrap(), 2, 8, false);
+    // Flex implements no graph capture: `capture` falls back to re-running the closure.
+    assert_eq!(r.infer_graph.as_ref().unwrap().hardware_graph, Some(false));
+    assert_eq!(r.infer.as_ref().unwrap().hardware_graph, None);
     assert!(lines[4].contains("infer-graph"), "{lines:?}");
     if let Some(m) = r.memory {
         assert!(m.peak_reserved_bytes >= m.reserved_bytes && m.reserved_bytes >= m.in_use_bytes, "{m:?}");
