@@ -254,7 +254,13 @@ pub fn infer_graph(model: &MobileNetV2, batch: &HostBatch, device: &Device, sche
         unsafe { graph.replay() };
     }
     sync(device)?;
-    let replayed = unsafe { graph.replay() }.clone().into_scalar::<f32>();
+    let replayed = unsafe { graph.replay() }.clone().try_into_scalar::<f32>().map_err(|e| {
+        // Seen on wgpu with CubeCL's profiling logger on: profiling cannot be recorded in a graph.
+        anyhow::anyhow!(
+            "infer-graph: the captured forward failed on this device ({e:?}); a capture cannot include \
+             CubeCL profiling, so run this mode without a [profiling] section in cubecl.toml"
+        )
+    })?;
     if !replayed.is_finite() || (replayed - direct).abs() > 1e-4 * magnitude.max(1e-6) {
         anyhow::bail!("infer-graph: the replayed forward's logit sum {replayed} differs from a direct forward's {direct}");
     }
