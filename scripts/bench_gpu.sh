@@ -64,11 +64,13 @@ prepare() {
   for d in /.dev/ /.gl/; do grep -qxF "$d" .git/info/exclude 2>/dev/null || echo "$d" >>.git/info/exclude; done
   mkdir -p .dev .gl
   cargo build --release -p derma-bench
-  xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-wgsl.xz
+  strip -o /tmp/derma-bench-stripped target/release/derma-bench # 19.4 -> 16.4 MB packed
+  xz -T0 -9 -c /tmp/derma-bench-stripped >.dev/derma-bench-wgsl.xz && rm /tmp/derma-bench-stripped
   build_stamp derma-bench-wgsl
   if [ "${SPIRV:-1}" = 1 ]; then
     cargo build --release -p derma-bench --features vulkan
-    xz -T0 -9 -c target/release/derma-bench >.dev/derma-bench-spirv.xz
+    strip -o /tmp/derma-bench-stripped target/release/derma-bench
+    xz -T0 -9 -c /tmp/derma-bench-stripped >.dev/derma-bench-spirv.xz && rm /tmp/derma-bench-stripped
     build_stamp derma-bench-spirv
   fi
   # The Vulkan loader (the device machine has the NVIDIA driver's ICD but maybe no loader).
@@ -193,8 +195,8 @@ plan_levers() {
   done
 }
 
-# diag: what bounds the step (docs/performance.md, "What the first H100 run showed"). One size
-# (DIAG_SIZE, 28), step mode only, on the first packed binary:
+# diag: what bounds the step (docs/performance.md, "What the first run shows"). One size
+# (DIAG_SIZE, 28), DIAG_STEPS (30) timed steps per run, on the first packed binary:
 #   cold / cached  the same run twice: with the autotune-cache build the second process reads the
 #                  first's tuning from disk, so the difference in warm-up is autotuning's share;
 #   batches        64 and 1024 in one process (torch likewise): ms/step flat in the batch means
@@ -204,26 +206,26 @@ plan_levers() {
 #   minimal        CUBECL_AUTOTUNE_LEVEL=minimal with the disk cache off: warm-up and step speed.
 plan_diag() {
   [ ${#bins[@]} -gt 0 ] || { echo "diag: no packed binary"; return; }
-  local b=${bins[0]} v s=${DIAG_SIZE:-28}; v=$(basename "$b"); v=${v#derma-bench-}
+  local b=${bins[0]} v s=${DIAG_SIZE:-28} n=${DIAG_STEPS:-30}; v=$(basename "$b"); v=${v#derma-bench-}
   timed "torch diag $s:64,$s:256,$s:1024" "$work/torch-diag.log" python3 scripts/bench_torch.py --device "$torch_device" \
-    --sizes "$s:64,$s:256,$s:1024" --width "$width" --steps 30 --warmup-steps "$warmup" --modes step \
+    --sizes "$s:64,$s:256,$s:1024" --width "$width" --steps "$n" --warmup-steps "$warmup" --modes step \
     --augment "$augment" --data "$data" --json "$work/torch-diag.json"
   # shellcheck disable=SC2046
-  timed "burn-$v diag cold $s:256" "$work/diag-cold-$s.log" "$b" $(burn_args 30) --sizes "$s:256" --modes step \
+  timed "burn-$v diag cold $s:256" "$work/diag-cold-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes step \
     --json "$work/diag-$v-cold-$s.json"
   # shellcheck disable=SC2046
-  timed "burn-$v diag cached $s:256" "$work/diag-cached-$s.log" "$b" $(burn_args 30) --sizes "$s:256" --modes step \
+  timed "burn-$v diag cached $s:256" "$work/diag-cached-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes step \
     --json "$work/diag-$v-cached-$s.json"
   # shellcheck disable=SC2046
-  timed "burn-$v diag batches $s:64,$s:1024" "$work/diag-batches-$s.log" "$b" $(burn_args 30) --sizes "$s:64,$s:1024" \
+  timed "burn-$v diag batches $s:64,$s:1024" "$work/diag-batches-$s.log" "$b" $(burn_args "$n") --sizes "$s:64,$s:1024" \
     --modes step --json "$work/diag-$v-batches-$s.json"
   # Burn's host overhead per forward: the same inference eager and replayed from a captured graph.
   # shellcheck disable=SC2046
-  timed "burn-$v diag graph $s:256" "$work/diag-graph-$s.log" "$b" $(burn_args 30) --sizes "$s:256" --modes infer,infer-graph \
+  timed "burn-$v diag graph $s:256" "$work/diag-graph-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes infer,infer-graph \
     --json "$work/diag-$v-graph-$s.json"
   # shellcheck disable=SC2046
   timed "burn-$v diag autotune=minimal $s:256" "$work/diag-minimal-$s.log" env CUBECL_AUTOTUNE_CACHE=0 CUBECL_AUTOTUNE_LEVEL=minimal \
-    "$b" $(burn_args 30) --sizes "$s:256" --modes step --json "$work/diag-$v-minimal-$s.json"
+    "$b" $(burn_args "$n") --sizes "$s:256" --modes step --json "$work/diag-$v-minimal-$s.json"
 }
 
 plan_profile() {
@@ -322,13 +324,13 @@ def warm(r, mode):  # seconds of the untimed warm-up (compilation, autotuning); 
 def f(x, nd=1):
     return "-" if x is None else f"{x:.{nd}f}"
 print(f"\nPyTorch: {torch_rep['framework_version']} | {torch_rep['backend']}" if torch_rep else "\nPyTorch: no torch.json")
-print(f"{'run':<34} {'size':>4} {'batch':>5} {'mode':<6} {'burn img/s':>11} {'torch img/s':>11} {'burn/torch':>10} {'warm-up s burn/torch':>21}")
+print(f"{'run':<34} {'size':>4} {'batch':>5} {'mode':<11} {'burn img/s':>11} {'torch img/s':>11} {'burn/torch':>10} {'warm-up s burn/torch':>21}")
 if not runs:
     # No Burn result (no adapter, a crash): PyTorch's figures still stand on their own.
     for (size, batch), t in sorted(torch_by.items()):
         for mode in ("step", "e2e", "loader", "infer"):
             if ips(t, mode) is not None:
-                print(f"{'(no burn run finished)':<34} {size:>4} {batch:>5} {mode:<6} {'-':>11} {f(ips(t, mode)):>11} {'-':>10}")
+                print(f"{'(no burn run finished)':<34} {size:>4} {batch:>5} {mode:<11} {'-':>11} {f(ips(t, mode)):>11} {'-':>10}")
 for label, rep in runs:
     for r in rep["results"]:
         t = torch_by.get((r["size"], r["batch"]))
@@ -340,7 +342,7 @@ for label, rep in runs:
             tv = ips(t, tmode)
             ratio = b / tv if tv else None
             w = f"{f(warm(r, mode))}/{f(warm(t, tmode))}"
-            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode.replace('_', '-'):<6} {f(b):>11} {f(tv):>11} {f(ratio, 2):>10} {w:>21}")
+            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode.replace('_', '-'):<11} {f(b):>11} {f(tv):>11} {f(ratio, 2):>10} {w:>21}")
 print(f"\n{'memory (MiB)':<34} {'size':>4} {'batch':>5} {'burn peak':>10} {'burn smi':>9} {'torch peak':>11} {'torch alloc':>12} {'torch smi':>10}")
 torch_smi = smi.get(torch_rep["pid"]) if torch_rep else None
 for label, rep in runs:

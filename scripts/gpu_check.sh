@@ -41,7 +41,7 @@ for spec in "$@"; do
       [ -f "$out/$name/metrics.csv" ] && runs+=("$out/$name")
     fi
   fi
-  [ -n "${DEADLINE:-}" ] && echo "done $name ($(($(date +%s) - t0)) s)"
+  [ -n "${DEADLINE:-}" ] && echo "$name: ended after $(($(date +%s) - t0)) s"
   if [ -n "${ARCHIVE:-}" ]; then
     # `*.bpk*`: also a model.bpk.tmp or .model.bpk.tmp-PID a stopped run left mid-write.
     (cd "$out" && tar czf "$ARCHIVE.tmp" --exclude='*.bpk*' --exclude='.*.tmp-*' --exclude=checkpoint --exclude=predictions.csv --exclude=plots \
