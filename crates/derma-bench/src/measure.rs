@@ -241,9 +241,12 @@ pub fn infer_resident(model: &MobileNetV2, batch: &HostBatch, device: &Device, s
 pub fn infer_graph(model: &MobileNetV2, batch: &HostBatch, device: &Device, schedule: Schedule) -> anyhow::Result<Measurement> {
     let b = batch.labels.len();
     let images = batch.images(device);
+    let read = |t: Tensor<1>, what: &str| {
+        t.try_into_scalar::<f32>().map_err(|e| anyhow::anyhow!("infer-graph: reading the {what} failed: {e:?}"))
+    };
     let logits = model.forward(images.clone());
-    let magnitude = logits.clone().abs().sum().into_scalar::<f32>();
-    let direct = logits.sum().into_scalar::<f32>();
+    let magnitude = read(logits.clone().abs().sum(), "direct forward's logits")?;
+    let direct = read(logits.sum(), "direct forward's logits")?;
     let warm_started = Instant::now();
     let mut graph = burn::tensor::capture(device, || model.forward(images.clone()).sum());
     // SAFETY (all replays below): the graph reads the model's parameters and `images`, both

@@ -812,8 +812,8 @@ pub fn save_model(model: &MobileNetV2, path: &Path) -> anyhow::Result<()> {
 /// the first epoch at 28 px / batch 128, then ~2 s per epoch). `None` on the CPU backend.
 pub fn gpu_warmup_note(backend_name: &str) -> Option<&'static str> {
     backend_name.starts_with("wgpu").then_some(
-        "note: the first epoch on a GPU also compiles and autotunes its kernels (about 2 minutes on an H100 at 28 px); \
-         later epochs run at full speed",
+        "note: the first epoch on a GPU also compiles and autotunes its kernels (about 2 minutes on an H100 at 28 px the \
+         first time; the tuning is kept on disk for later runs); later epochs run at full speed",
     )
 }
 
