@@ -34,11 +34,12 @@
 # returns what finished. `scripts/bench_gpu.sh compare DIR` re-prints the table from the
 # unpacked archive.
 #
-# On the device machine, one call with the training check after it (the 15-minute budget in
-# docs/performance.md):
-#   run(command="END=$(($(date +%s)+570)); export END; DEADLINE=360 scripts/bench_gpu.sh run main; DEADLINE=180 scripts/gpu_train_check.sh run 28",
-#       timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-train.xz",
-#       ".dev/dermamnist_ham_28.npz.xz"])
+# On the device machine (the 15-minute budget in docs/performance.md), the next calls: what
+# bounds the 28-px step, then, at once on the still-warm machine, the missing 224-px row:
+#   run(command="END=$(($(date +%s)+560)); export END; SIZES=28:256 DEADLINE=550 scripts/bench_gpu.sh run diag profile",
+#       timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz"])
+#   run(command="END=$(($(date +%s)+230)); export END; SIZES=224:128 DEADLINE=225 CAP=220 scripts/bench_gpu.sh run main",
+#       timeout_s=250, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz"])
 set -uo pipefail
 
 sizes=${SIZES:-"28:256 224:128"}
@@ -81,7 +82,7 @@ prepare() {
   # shellcheck disable=SC2086
   (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
   du -ch .dev/* .gl/* | tail -1
-  echo 'now check (scripts/bench_gpu.sh check), then on the device (docs/performance.md): run(command="END=$(($(date +%s)+570)); export END; DEADLINE=360 scripts/bench_gpu.sh run main; DEADLINE=180 scripts/gpu_train_check.sh run 28", timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/derma-train.xz", ".dev/dermamnist_ham_28.npz.xz"])'
+  echo 'now check (scripts/bench_gpu.sh check), then on the device: the calls at the top of this script (docs/performance.md, "Next call")'
 }
 
 # shellcheck source=scripts/device_lib.sh
