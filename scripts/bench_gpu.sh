@@ -15,8 +15,8 @@
 #            wgpu task batching, upload without a host copy, no augmentation, loader prefetch.
 #   profile  per-kernel device time of a few training steps: CubeCL's profiling log (Burn) and
 #            torch.profiler (PyTorch).
-#   diag     what bounds the step: warm-up with and without the autotune disk cache, ms/step
-#            against the batch (64, 256, 1024), autotune level minimal (see plan_diag).
+#   diag     what bounds the step: warm-up with and without the autotune disk cache, eager vs
+#            replayed inference, ms/step against the batch (64, 256, 1024) (see plan_diag).
 #   all      main, levers, profile.
 #
 # Settings (environment): SIZES ("28:256 224:128"), WIDTH (1.0), STEPS (50), WARMUP (10),
@@ -200,14 +200,17 @@ plan_levers() {
 # (DIAG_SIZE, 28), DIAG_STEPS (30) timed steps per run, on the first packed binary:
 #   cold / cached  the same run twice: with the autotune-cache build the second process reads the
 #                  first's tuning from disk, so the difference in warm-up is autotuning's share;
-#   batches        64 and 1024 in one process (torch likewise): ms/step flat in the batch means
-#                  per-operation host/launch overhead bounds the step, proportional means the GPU;
 #   graph          inference eager and replayed from a captured graph (burn::tensor::capture):
 #                  the share of Burn's per-operation host work in a forward;
-#   minimal        CUBECL_AUTOTUNE_LEVEL=minimal with the disk cache off: warm-up and step speed.
+#   batches        64 and 1024 in one process (torch likewise): ms/step flat in the batch means
+#                  per-operation host/launch overhead bounds the step, proportional means the GPU.
+# (Autotune level minimal/extensive: the levers plan.)
 plan_diag() {
   [ ${#bins[@]} -gt 0 ] || { echo "diag: no packed binary"; return; }
   local b=${bins[0]} v s=${DIAG_SIZE:-28} n=${DIAG_STEPS:-30}; v=$(basename "$b"); v=${v#derma-bench-}
+  # "cold" means no tuning on disk: CubeCL keeps it in this checkout's target/environment (the
+  # outermost Cargo.toml's target/), which an earlier call on a still-warm machine may have filled.
+  rm -rf target/environment
   timed "torch diag $s:64,$s:256,$s:1024" "$work/torch-diag.log" python3 scripts/bench_torch.py --device "$torch_device" \
     --sizes "$s:64,$s:256,$s:1024" --width "$width" --steps "$n" --warmup-steps "$warmup" --modes step \
     --augment "$augment" --data "$data" --json "$work/torch-diag.json"
@@ -217,16 +220,13 @@ plan_diag() {
   # shellcheck disable=SC2046
   timed "burn-$v diag cached $s:256" "$work/diag-cached-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes step \
     --json "$work/diag-$v-cached-$s.json"
-  # shellcheck disable=SC2046
-  timed "burn-$v diag batches $s:64,$s:1024" "$work/diag-batches-$s.log" "$b" $(burn_args "$n") --sizes "$s:64,$s:1024" \
-    --modes step --json "$work/diag-$v-batches-$s.json"
   # Burn's host overhead per forward: the same inference eager and replayed from a captured graph.
   # shellcheck disable=SC2046
   timed "burn-$v diag graph $s:256" "$work/diag-graph-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes infer,infer-graph \
     --json "$work/diag-$v-graph-$s.json"
   # shellcheck disable=SC2046
-  timed "burn-$v diag autotune=minimal $s:256" "$work/diag-minimal-$s.log" env CUBECL_AUTOTUNE_CACHE=0 CUBECL_AUTOTUNE_LEVEL=minimal \
-    "$b" $(burn_args "$n") --sizes "$s:256" --modes step --json "$work/diag-$v-minimal-$s.json"
+  timed "burn-$v diag batches $s:64,$s:1024" "$work/diag-batches-$s.log" "$b" $(burn_args "$n") --sizes "$s:64,$s:1024" \
+    --modes step --json "$work/diag-$v-batches-$s.json"
 }
 
 plan_profile() {
