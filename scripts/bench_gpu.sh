@@ -200,8 +200,9 @@ plan_levers() {
 # (DIAG_SIZE, 28), DIAG_STEPS (30) timed steps per run, on the first packed binary:
 #   cold / cached  the same run twice: with the autotune-cache build the second process reads the
 #                  first's tuning from disk, so the difference in warm-up is autotuning's share;
-#   graph          inference eager and replayed from a captured graph (burn::tensor::capture):
-#                  the share of Burn's per-operation host work in a forward;
+#   graph          a training step and an inference, eager and replayed from a captured graph
+#                  (burn::tensor::capture; the replayed step does not advance the parameters):
+#                  the share of Burn's per-operation host work;
 #   batches        64 and 1024 in one process (torch likewise): ms/step flat in the batch means
 #                  per-operation host/launch overhead bounds the step, proportional means the GPU.
 # (Autotune level minimal/extensive: the levers plan.)
@@ -220,9 +221,11 @@ plan_diag() {
   # shellcheck disable=SC2046
   timed "burn-$v diag cached $s:256" "$work/diag-cached-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes step \
     --json "$work/diag-$v-cached-$s.json"
-  # Burn's host overhead per forward: the same inference eager and replayed from a captured graph.
+  # Burn's host overhead: the same training step and inference eager and replayed from a
+  # captured graph (step-graph replays one step: parameters do not advance, a bound).
   # shellcheck disable=SC2046
-  timed "burn-$v diag graph $s:256" "$work/diag-graph-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes infer,infer-graph \
+  timed "burn-$v diag graph $s:256" "$work/diag-graph-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
+    --modes step,step-graph,infer,infer-graph \
     --json "$work/diag-$v-graph-$s.json"
   # shellcheck disable=SC2046
   timed "burn-$v diag batches $s:64,$s:1024" "$work/diag-batches-$s.log" "$b" $(burn_args "$n") --sizes "$s:64,$s:1024" \
@@ -335,11 +338,11 @@ if not runs:
 for label, rep in runs:
     for r in rep["results"]:
         t = torch_by.get((r["size"], r["batch"]))
-        for mode in ("step", "e2e", "loader", "infer", "infer_graph"):
+        for mode in ("step", "e2e", "loader", "infer", "infer_graph", "step_graph"):
             b = ips(r, mode)
             if b is None:
                 continue
-            tmode = "infer" if mode == "infer_graph" else mode  # against PyTorch's eager inference
+            tmode = {"infer_graph": "infer", "step_graph": "step"}.get(mode, mode)  # against PyTorch's eager runs
             tv = ips(t, tmode)
             ratio = b / tv if tv else None
             w = f"{f(warm(r, mode))}/{f(warm(t, tmode))}"

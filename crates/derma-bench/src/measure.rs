@@ -44,8 +44,8 @@ pub struct Measurement {
     /// compilation and autotuning on a GPU, i.e. what a user waits before the first epoch runs
     /// at speed (the loader's drained queue counts too in `e2e`).
     pub warmup_seconds: f64,
-    /// `infer-graph` only: whether the backend replayed a recorded graph (`true`) or re-ran the
-    /// forward because it has no graph support (`false`, e.g. the CPU backend).
+    /// `infer-graph` and `step-graph` only: whether the backend replayed a recorded graph (`true`) or re-ran the
+    /// captured closure because it has no graph support (`false`, e.g. the CPU backend).
     pub hardware_graph: Option<bool>,
 }
 
@@ -275,6 +275,70 @@ pub fn infer_graph(model: &MobileNetV2, batch: &HostBatch, device: &Device, sche
     sync(device)?;
     let seconds = started.elapsed().as_secs_f64();
     let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, None, warmup_seconds);
+    m.hardware_graph = Some(graph.is_hardware());
+    Ok(m)
+}
+
+/// One training step ([`TrainStep::step_full`] on the resident batch, as [`train_resident`])
+/// captured once ([`burn::tensor::capture`]) and replayed `warmup` times untimed and `steps`
+/// times timed. A replay re-runs the captured step's kernels against the buffers of that step:
+/// the same forward, backward and AdamW update of the same starting parameters, so the
+/// parameters do **not** advance. This is not training; it bounds what capturing the training
+/// step could give (the whole step's kernels without Burn's per-operation host work). Before
+/// timing, the first and the last untimed replay must give the same finite loss: the replay is
+/// that one fixed computation (dropout mask included). A backend without graph support re-runs
+/// the step from the same starting parameters (new dropout masks, the optimiser's state moving
+/// on), so there only finiteness is checked. (On wgpu the capturing run only records
+/// its dispatches, so the output is read after replays, never after the capture alone.)
+pub fn step_graph(
+    model: &MobileNetV2,
+    step: &mut TrainStep,
+    batch: &HostBatch,
+    train_device: &Device,
+    device: &Device,
+    schedule: Schedule,
+    lr: f64,
+) -> anyhow::Result<Measurement> {
+    let b = batch.labels.len();
+    let labels = host_labels(batch);
+    let images = batch.images(train_device);
+    let targets = batch.targets(train_device);
+    let read = |t: Tensor<1>, what: &str| {
+        t.try_into_scalar::<f32>().map_err(|e| {
+            anyhow::anyhow!(
+                "step-graph: reading the {what} failed: {e:?} (a capture cannot include CubeCL profiling: run this mode \
+                 without a [profiling] section in cubecl.toml)"
+            )
+        })
+    };
+    let warm_started = Instant::now();
+    let mut graph = burn::tensor::capture(device, || {
+        let (next, out) = step.step_full(model.clone(), images.clone(), targets.clone(), &labels, lr, 0.0);
+        (next, out.loss)
+    });
+    // SAFETY (all replays below): the closure the graph owns holds the starting model, the batch
+    // and the optimiser it read; the buffers the captured step allocated and wrote stay pinned
+    // by the graph until it is dropped; one thread, one stream; outputs are read after a sync.
+    let first = read(unsafe { graph.replay() }.1.clone(), "first replay's loss")?;
+    for _ in 0..schedule.warmup {
+        unsafe { graph.replay() };
+    }
+    sync(device)?;
+    let replayed = read(unsafe { graph.replay() }.1.clone(), "last replay's loss")?;
+    if !replayed.is_finite() || (graph.is_hardware() && replayed != first) {
+        anyhow::bail!(
+            "step-graph: replays of one captured step gave losses {first} and {replayed}: the replay is not the fixed \
+             computation this bound assumes"
+        );
+    }
+    let warmup_seconds = warm_started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for _ in 0..schedule.steps {
+        unsafe { graph.replay() };
+    }
+    sync(device)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(f64::from(replayed)), warmup_seconds);
     m.hardware_graph = Some(graph.is_hardware());
     Ok(m)
 }

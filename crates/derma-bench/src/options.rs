@@ -50,6 +50,10 @@ pub enum Mode {
     /// fusion, dispatch), so `infer-graph` against `infer` measures that host overhead. Backends
     /// without graph support (the CPU) re-run the forward instead.
     InferGraph,
+    /// One training step on the resident batch captured once and replayed: the replay re-runs
+    /// the captured step's kernels against the buffers of that step, so the parameters do not
+    /// advance. Not training: a bound on what capturing the training step could give.
+    StepGraph,
 }
 
 impl Mode {
@@ -61,6 +65,7 @@ impl Mode {
             Mode::Loader => "loader",
             Mode::Infer => "infer",
             Mode::InferGraph => "infer-graph",
+            Mode::StepGraph => "step-graph",
         }
     }
 }
@@ -74,7 +79,8 @@ impl FromStr for Mode {
             "loader" => Ok(Mode::Loader),
             "infer" => Ok(Mode::Infer),
             "infer-graph" => Ok(Mode::InferGraph),
-            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader, infer or infer-graph)")),
+            "step-graph" => Ok(Mode::StepGraph),
+            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader, infer, infer-graph or step-graph)")),
         }
     }
 }

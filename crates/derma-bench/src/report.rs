@@ -23,6 +23,8 @@ pub struct ConfigResult {
     pub infer: Option<Measurement>,
     /// The same inference replayed from a captured graph.
     pub infer_graph: Option<Measurement>,
+    /// One training step replayed from a captured graph (parameters do not advance: a bound).
+    pub step_graph: Option<Measurement>,
     /// The allocator after this configuration (`None`: the backend reports none).
     pub memory: Option<MemoryStats>,
 }
@@ -77,15 +79,24 @@ pub fn table(report: &BenchReport) -> String {
         report.steps
     );
     s += &format!(
-        "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>11} {:>11}\n",
-        "size", "batch", "step img/s", "e2e img/s", "loader img/s", "infer img/s", "graph img/s", "peak MiB", "in use MiB"
+        "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>11} {:>11}\n",
+        "size",
+        "batch",
+        "step img/s",
+        "e2e img/s",
+        "loader img/s",
+        "infer img/s",
+        "inf-graph",
+        "step-graph",
+        "peak MiB",
+        "in use MiB"
     );
     for r in &report.results {
         let (peak, in_use) = r.memory.map_or(("n/a".into(), "n/a".into()), |m| {
             (format!("{:.0}", mib(m.peak_reserved_bytes)), format!("{:.0}", mib(m.in_use_bytes)))
         });
         s += &format!(
-            "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>11} {:>11}\n",
+            "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>11} {:>11}\n",
             r.size,
             r.batch,
             cell(&r.step),
@@ -93,9 +104,13 @@ pub fn table(report: &BenchReport) -> String {
             cell(&r.loader),
             cell(&r.infer),
             cell(&r.infer_graph),
+            cell(&r.step_graph),
             peak,
             in_use
         );
+    }
+    if report.results.iter().any(|r| r.step_graph.is_some()) {
+        s += "step-graph: one captured training step replayed (parameters do not advance): a bound, not training.\n";
     }
     if report.results.iter().any(|r| r.memory.is_none()) {
         s += "peak MiB: n/a = this backend reports no allocator statistics (the CPU Flex backend).\n";

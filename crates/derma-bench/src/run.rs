@@ -80,7 +80,7 @@ pub fn run_config_with(
     let loss = LossConfig::ce().init(&train_device);
     let mut step = TrainStep::new(loss, settings.weight_decay, 1.0);
     let mut result =
-        ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, memory: None };
+        ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, step_graph: None, memory: None };
     let mut note = |mode: Mode, m: &measure::Measurement| {
         log(&format!(
             "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step  warm-up {:>7.1} s{}{}",
@@ -98,7 +98,7 @@ pub fn run_config_with(
             }
         ))
     };
-    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph] {
+    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph] {
         if !settings.modes.contains(&mode) {
             continue;
         }
@@ -143,6 +143,12 @@ pub fn run_config_with(
                 let m = measure::infer_graph(&model.valid(), &batch, device, settings.schedule)?;
                 note(mode, &m);
                 result.infer_graph = Some(m);
+                partial(&result);
+            }
+            Mode::StepGraph => {
+                let m = measure::step_graph(&model, &mut step, &batch, &train_device, device, settings.schedule, settings.lr)?;
+                note(mode, &m);
+                result.step_graph = Some(m);
                 partial(&result);
             }
         }

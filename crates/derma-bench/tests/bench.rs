@@ -16,7 +16,7 @@ fn settings() -> Settings {
     Settings {
         width: 0.25,
         classes: 7,
-        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph],
+        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph],
         schedule: Schedule { warmup: 1, steps: 2 },
         data: DataSource::Synthetic,
         synthetic_images: 16,
@@ -97,7 +97,7 @@ fn a_configuration_fills_every_mode_and_the_table() {
     let s = settings();
     let mut lines = Vec::new();
     let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |l| lines.push(l.to_string())).unwrap();
-    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines.len(), 6, "{lines:?}");
     check(r.step.as_ref().unwrap(), 2, 8, true);
     check(r.e2e.as_ref().unwrap(), 2, 8, true);
     check(r.loader.as_ref().unwrap(), 2, 8, false);
@@ -109,6 +109,10 @@ fn a_configuration_fills_every_mode_and_the_table() {
     assert_eq!(r.infer_graph.as_ref().unwrap().hardware_graph, Some(false));
     assert_eq!(r.infer.as_ref().unwrap().hardware_graph, None);
     assert!(lines[4].contains("infer-graph"), "{lines:?}");
+    // step-graph on the CPU: the fallback re-runs the training step (a loss, no graph).
+    check(r.step_graph.as_ref().unwrap(), 2, 8, true);
+    assert_eq!(r.step_graph.as_ref().unwrap().hardware_graph, Some(false));
+    assert!(lines[5].contains("step-graph"), "{lines:?}");
     if let Some(m) = r.memory {
         assert!(m.peak_reserved_bytes >= m.reserved_bytes && m.reserved_bytes >= m.in_use_bytes, "{m:?}");
     }
@@ -165,6 +169,7 @@ fn flags_parse_and_bad_values_are_refused() {
     }
     assert_eq!(parse_modes("step,infer,step").unwrap(), vec![Mode::Step, Mode::Infer]);
     assert_eq!(parse_modes("infer-graph,infer").unwrap(), vec![Mode::InferGraph, Mode::Infer]);
+    assert_eq!(parse_modes("step-graph").unwrap(), vec![Mode::StepGraph]);
     assert!(parse_modes("step,bogus").is_err());
     assert_eq!("npz:a.npz".parse::<DataSource>().unwrap(), DataSource::Npz("a.npz".into()));
     assert!("npz:".parse::<DataSource>().is_err());
