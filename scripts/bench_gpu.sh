@@ -16,7 +16,8 @@
 #   profile  per-kernel device time of a few training steps: CubeCL's profiling log (Burn) and
 #            torch.profiler (PyTorch).
 #   diag     what bounds the step: warm-up with and without the autotune disk cache, eager vs
-#            replayed inference, ms/step against the batch (64, 256, 1024) (see plan_diag).
+#            replayed step and inference (see plan_diag); PyTorch's step at batch 64/256/1024.
+#   batches  Burn's step at batch 64 and 1024 (with diag's 256: flat or proportional).
 #   all      main, levers, profile.
 #
 # Settings (environment): SIZES ("28:256 224:128"), WIDTH (1.0), STEPS (50), WARMUP (10),
@@ -36,7 +37,7 @@
 #
 # On the device machine (the 15-minute budget in docs/performance.md), the next calls: what
 # bounds the 28-px step, then, at once on the still-warm machine, the missing 224-px row:
-#   run(command="END=$(($(date +%s)+560)); export END; SIZES=28:256 DEADLINE=550 scripts/bench_gpu.sh run diag profile",
+#   run(command="END=$(($(date +%s)+560)); export END; SIZES=28:256 DEADLINE=550 scripts/bench_gpu.sh run diag profile batches",
 #       timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz"])
 #   run(command="END=$(($(date +%s)+230)); export END; SIZES=224:128 DEADLINE=225 CAP=220 scripts/bench_gpu.sh run main",
 #       timeout_s=250, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz"])
@@ -203,9 +204,7 @@ plan_levers() {
 #   graph          a training step and an inference, eager and replayed from a captured graph
 #                  (burn::tensor::capture; the replayed step does not advance the parameters):
 #                  the share of Burn's per-operation host work;
-#   batches        64 and 1024 in one process (torch likewise): ms/step flat in the batch means
-#                  per-operation host/launch overhead bounds the step, proportional means the GPU.
-# (Autotune level minimal/extensive: the levers plan.)
+# (The batch sweep: plan_batches; autotune level minimal/extensive: the levers plan.)
 plan_diag() {
   [ ${#bins[@]} -gt 0 ] || { echo "diag: no packed binary"; return; }
   local b=${bins[0]} v s=${DIAG_SIZE:-28} n=${DIAG_STEPS:-30}; v=$(basename "$b"); v=${v#derma-bench-}
@@ -227,6 +226,13 @@ plan_diag() {
   timed "burn-$v diag graph $s:256" "$work/diag-graph-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
     --modes step,step-graph,infer,infer-graph \
     --json "$work/diag-$v-graph-$s.json"
+}
+
+# batches: ms/step at batch 64 and 1024 in one process (PyTorch's are in diag's torch run): flat
+# in the batch means per-operation host/launch overhead bounds the step, proportional the GPU.
+plan_batches() {
+  [ ${#bins[@]} -gt 0 ] || { echo "batches: no packed binary"; return; }
+  local b=${bins[0]} v s=${DIAG_SIZE:-28} n=${DIAG_STEPS:-30}; v=$(basename "$b"); v=${v#derma-bench-}
   # shellcheck disable=SC2046
   timed "burn-$v diag batches $s:64,$s:1024" "$work/diag-batches-$s.log" "$b" $(burn_args "$n") --sizes "$s:64,$s:1024" \
     --modes step --json "$work/diag-$v-batches-$s.json"
@@ -384,13 +390,14 @@ case "$cmd" in
         levers) plan_levers ;;
         profile) plan_profile ;;
         diag) plan_diag ;;
+        batches) plan_batches ;;
         all) plan_main; plan_levers; plan_profile ;;
-        *) echo "unknown plan $p (main, levers, profile, diag, all)"; exit 2 ;;
+        *) echo "unknown plan $p (main, levers, profile, diag, batches, all)"; exit 2 ;;
       esac
     done
     kill "$smi_pid" 2>/dev/null
     compare "$work" | tee "$out/compare.txt"
     cp "$out/compare.txt" "$work/" && pack
     ;;
-  *) echo "usage: $0 prepare | check | run [main|levers|profile|diag|all ...] | compare DIR"; exit 2 ;;
+  *) echo "usage: $0 prepare | check | run [main|levers|profile|diag|batches|all ...] | compare DIR"; exit 2 ;;
 esac
