@@ -233,6 +233,40 @@ pub fn infer_resident(model: &MobileNetV2, batch: &HostBatch, device: &Device, s
     Ok(Measurement::new(schedule.steps, schedule.steps * b, seconds, None, warmup_seconds))
 }
 
+/// A scalar read back from a graph mode (`mode`: `infer-graph`, `step-graph`); a failure names
+/// what was read and the known cause (CubeCL's profiling cannot be recorded in a graph).
+fn read_graph_scalar(t: Tensor<1>, mode: &str, what: &str) -> anyhow::Result<f32> {
+    t.try_into_scalar::<f32>().map_err(|e| {
+        anyhow::anyhow!(
+            "{mode}: reading the {what} failed: {e:?} (a capture cannot include CubeCL profiling: run this mode \
+             without a [profiling] section in cubecl.toml)"
+        )
+    })
+}
+
+/// The timed part of a graph mode: `schedule.steps` replays of `graph` between two
+/// synchronisations, `b` images each.
+fn time_replays<T, F: FnMut() -> T>(
+    graph: &mut burn::tensor::Graph<T, F>,
+    device: &Device,
+    schedule: Schedule,
+    b: usize,
+    mean_loss: Option<f64>,
+    warmup_seconds: f64,
+) -> anyhow::Result<Measurement> {
+    let started = Instant::now();
+    for _ in 0..schedule.steps {
+        // SAFETY: as stated where the caller captured `graph`, which stays alive and on this
+        // thread's stream throughout.
+        unsafe { graph.replay() };
+    }
+    sync(device)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, mean_loss, warmup_seconds);
+    m.hardware_graph = Some(graph.is_hardware());
+    Ok(m)
+}
+
 /// Inference replayed from a graph captured once ([`burn::tensor::capture`]): the forward of
 /// [`infer_resident`] on the same resident batch, recorded after capture's own warm-up runs,
 /// then replayed `warmup` times untimed and `steps` times timed. Before timing, the replayed
@@ -241,9 +275,7 @@ pub fn infer_resident(model: &MobileNetV2, batch: &HostBatch, device: &Device, s
 pub fn infer_graph(model: &MobileNetV2, batch: &HostBatch, device: &Device, schedule: Schedule) -> anyhow::Result<Measurement> {
     let b = batch.labels.len();
     let images = batch.images(device);
-    let read = |t: Tensor<1>, what: &str| {
-        t.try_into_scalar::<f32>().map_err(|e| anyhow::anyhow!("infer-graph: reading the {what} failed: {e:?}"))
-    };
+    let read = |t: Tensor<1>, what: &str| read_graph_scalar(t, "infer-graph", what);
     let logits = model.forward(images.clone());
     let magnitude = read(logits.clone().abs().sum(), "direct forward's logits")?;
     let direct = read(logits.sum(), "direct forward's logits")?;
@@ -257,26 +289,12 @@ pub fn infer_graph(model: &MobileNetV2, batch: &HostBatch, device: &Device, sche
         unsafe { graph.replay() };
     }
     sync(device)?;
-    let replayed = unsafe { graph.replay() }.clone().try_into_scalar::<f32>().map_err(|e| {
-        // Seen on wgpu with CubeCL's profiling logger on: profiling cannot be recorded in a graph.
-        anyhow::anyhow!(
-            "infer-graph: the captured forward failed on this device ({e:?}); a capture cannot include \
-             CubeCL profiling, so run this mode without a [profiling] section in cubecl.toml"
-        )
-    })?;
+    let replayed = read(unsafe { graph.replay() }.clone(), "replayed forward's logits")?;
     if !replayed.is_finite() || (replayed - direct).abs() > 1e-4 * magnitude.max(1e-6) {
         anyhow::bail!("infer-graph: the replayed forward's logit sum {replayed} differs from a direct forward's {direct}");
     }
     let warmup_seconds = warm_started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    for _ in 0..schedule.steps {
-        unsafe { graph.replay() };
-    }
-    sync(device)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, None, warmup_seconds);
-    m.hardware_graph = Some(graph.is_hardware());
-    Ok(m)
+    time_replays(&mut graph, device, schedule, b, None, warmup_seconds)
 }
 
 /// One training step ([`TrainStep::step_full`] on the resident batch, as [`train_resident`])
@@ -303,14 +321,7 @@ pub fn step_graph(
     let labels = host_labels(batch);
     let images = batch.images(train_device);
     let targets = batch.targets(train_device);
-    let read = |t: Tensor<1>, what: &str| {
-        t.try_into_scalar::<f32>().map_err(|e| {
-            anyhow::anyhow!(
-                "step-graph: reading the {what} failed: {e:?} (a capture cannot include CubeCL profiling: run this mode \
-                 without a [profiling] section in cubecl.toml)"
-            )
-        })
-    };
+    let read = |t: Tensor<1>, what: &str| read_graph_scalar(t, "step-graph", what);
     let warm_started = Instant::now();
     let mut graph = burn::tensor::capture(device, || {
         let (next, out) = step.step_full(model.clone(), images.clone(), targets.clone(), &labels, lr, 0.0);
@@ -332,13 +343,5 @@ pub fn step_graph(
         );
     }
     let warmup_seconds = warm_started.elapsed().as_secs_f64();
-    let started = Instant::now();
-    for _ in 0..schedule.steps {
-        unsafe { graph.replay() };
-    }
-    sync(device)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(f64::from(replayed)), warmup_seconds);
-    m.hardware_graph = Some(graph.is_hardware());
-    Ok(m)
+    time_replays(&mut graph, device, schedule, b, Some(f64::from(replayed)), warmup_seconds)
 }
