@@ -121,7 +121,7 @@ def sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def measurement(steps, images, seconds, loss=None, warmup_seconds=0.0):
+def measurement(steps, images, seconds, loss, warmup_seconds):
     seconds = max(seconds, 1e-12)
     return {
         "steps": steps,
@@ -215,7 +215,7 @@ def measure_loader(ds, a, batch, dev):
     for _ in range(a.steps):
         x, y = next(it)
         seen += len(y)
-    return measurement(a.steps, seen, time.perf_counter() - t0, warmup_seconds=warm)
+    return measurement(a.steps, seen, time.perf_counter() - t0, None, warm)
 
 
 def measure_infer(model, x, warmup, steps, dev):
@@ -235,7 +235,7 @@ def measure_infer(model, x, warmup, steps, dev):
     model.train()
     if not np.isfinite(acc.item()):
         raise SystemExit("infer: the logits are not finite")
-    return measurement(steps, steps * len(x), seconds, warmup_seconds=warm)
+    return measurement(steps, steps * len(x), seconds, None, warm)
 
 
 def profile(model, opt, x, y, steps, dev, label):
