@@ -14,8 +14,10 @@
 //! - `mammo`: no flips, crop scale 0.95–1.0 (ratio 0.95–1.05), rotation ±7°, translate ±5%,
 //!   scale 0.95–1.05, brightness/contrast ±0.1: nothing that cuts a small lesion out.
 //!
-//! Colour jitter is applied after the geometry, in the order brightness, contrast,
-//! saturation, hue, with torchvision's definitions (`torchvision.transforms.functional`):
+//! Colour jitter is applied after the geometry, in an order drawn per image as torchvision's
+//! `ColorJitter` does (a uniform permutation of brightness, contrast, saturation, hue, drawn
+//! after the other parameters), with torchvision's definitions
+//! (`torchvision.transforms.functional`):
 //! brightness scales the pixels; contrast blends with the mean of the grayscale image
 //! (`0.299 R + 0.587 G + 0.114 B`; the mean of the pixels for grayscale); saturation blends
 //! each pixel with its grayscale value; hue shifts the HSV hue by a fraction of a turn.
@@ -186,6 +188,27 @@ pub struct Draw {
     pub saturation: f64,
     /// Hue shift in turns.
     pub hue: f64,
+    /// The order the colour operations apply in (torchvision's `ColorJitter` draws it per
+    /// image with `torch.randperm(4)`).
+    pub jitter_order: [Jitter; 4],
+}
+
+/// One colour-jitter operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Jitter {
+    /// Scale the pixels.
+    Brightness,
+    /// Blend with the image's mean grey level.
+    Contrast,
+    /// Blend each pixel with its grey value.
+    Saturation,
+    /// Shift the HSV hue.
+    Hue,
+}
+
+impl Jitter {
+    /// torchvision's listing order (`ColorJitter`'s `fn_idx` 0, 1, 2, 3).
+    pub const LISTED: [Jitter; 4] = [Jitter::Brightness, Jitter::Contrast, Jitter::Saturation, Jitter::Hue];
 }
 
 /// An augmentation pipeline producing square `size`×`size` images.
@@ -252,6 +275,7 @@ impl Augment {
             contrast: 1.0 + sym(rng, c.contrast),
             saturation: 1.0 + sym(rng, c.saturation),
             hue: sym(rng, c.hue),
+            jitter_order: jitter_order(rng, c),
         }
     }
 
@@ -303,38 +327,56 @@ impl Augment {
     }
 }
 
+/// A uniformly random order of the four colour operations (Fisher–Yates), drawn last so the
+/// other parameters' draws do not depend on it, and only when two or more operations are on
+/// (otherwise the order cannot matter and the listed one is kept without a draw).
+fn jitter_order(rng: &mut impl Rng, c: &AugmentConfig) -> [Jitter; 4] {
+    let mut order = Jitter::LISTED;
+    let active = [c.brightness, c.contrast, c.saturation, c.hue].iter().filter(|&&m| m > 0.0).count();
+    if active >= 2 {
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.random_range(0..=i));
+        }
+    }
+    order
+}
+
 /// Grayscale value of an RGB pixel (ITU-R 601-2 luma, as torchvision's `rgb_to_grayscale`).
 fn luma(p: &[f32]) -> f32 {
     0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
 }
 
-/// Brightness, contrast, saturation, hue (see the module documentation) on `[.., c]` pixels in
-/// `0..=255`, clamped after each step as torchvision's float path does.
+/// Brightness, contrast, saturation, hue (see the module documentation) in the draw's order
+/// on `[.., c]` pixels in `0..=255`, clamped after each step as torchvision's float path does.
 fn color_jitter(out: &mut [f32], c: usize, d: &Draw) {
     let clamp = |v: f32| v.clamp(0.0, 255.0);
-    if d.brightness != 1.0 {
-        let b = d.brightness as f32;
-        out.iter_mut().for_each(|p| *p = clamp(*p * b));
-    }
-    if d.contrast != 1.0 {
-        let n = (out.len() / c).max(1) as f32;
-        let mean = if c == 3 { out.chunks_exact(3).map(luma).sum::<f32>() / n } else { out.iter().sum::<f32>() / out.len().max(1) as f32 };
-        let k = d.contrast as f32;
-        out.iter_mut().for_each(|p| *p = clamp((*p - mean) * k + mean));
-    }
-    if c != 3 {
-        return;
-    }
-    if d.saturation != 1.0 {
-        let s = d.saturation as f32;
-        for px in out.chunks_exact_mut(3) {
-            let g = luma(px);
-            px.iter_mut().for_each(|p| *p = clamp((*p - g) * s + g));
-        }
-    }
-    if d.hue != 0.0 {
-        for px in out.chunks_exact_mut(3) {
-            shift_hue(px, d.hue as f32);
+    for op in d.jitter_order {
+        match op {
+            Jitter::Brightness if d.brightness != 1.0 => {
+                let b = d.brightness as f32;
+                out.iter_mut().for_each(|p| *p = clamp(*p * b));
+            }
+            Jitter::Contrast if d.contrast != 1.0 => {
+                let n = (out.len() / c).max(1) as f32;
+                let mean =
+                    if c == 3 { out.chunks_exact(3).map(luma).sum::<f32>() / n } else { out.iter().sum::<f32>() / out.len().max(1) as f32 };
+                let k = d.contrast as f32;
+                out.iter_mut().for_each(|p| *p = clamp((*p - mean) * k + mean));
+            }
+            // Saturation and hue leave grayscale unchanged.
+            Jitter::Saturation if d.saturation != 1.0 && c == 3 => {
+                let s = d.saturation as f32;
+                for px in out.chunks_exact_mut(3) {
+                    let g = luma(px);
+                    px.iter_mut().for_each(|p| *p = clamp((*p - g) * s + g));
+                }
+            }
+            Jitter::Hue if d.hue != 0.0 && c == 3 => {
+                for px in out.chunks_exact_mut(3) {
+                    shift_hue(px, d.hue as f32);
+                }
+            }
+            _ => {}
         }
     }
 }
