@@ -203,7 +203,9 @@ plan_levers() {
 #                  first's tuning from disk, so the difference in warm-up is autotuning's share;
 #   graph          a training step and an inference, eager and replayed from a captured graph
 #                  (burn::tensor::capture; the replayed step does not advance the parameters):
-#                  the share of Burn's per-operation host work;
+#                  the share of Burn's per-operation host work; and `phases` (forward, backward,
+#                  AdamW update each synchronised). Every Burn run also logs CPU ms per step of
+#                  each thread (main = tensor API + autodiff, DSU = fusion, DSD = CubeCL/wgpu);
 # (The batch sweep: plan_batches; autotune level minimal/extensive: the levers plan.)
 plan_diag() {
   [ ${#bins[@]} -gt 0 ] || { echo "diag: no packed binary"; return; }
@@ -224,7 +226,7 @@ plan_diag() {
   # captured graph (step-graph replays one step: parameters do not advance, a bound).
   # shellcheck disable=SC2046
   timed "burn-$v diag graph $s:256" "$work/diag-graph-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
-    --modes step,step-graph,infer,infer-graph \
+    --modes step,step-graph,infer,infer-graph,phases \
     --json "$work/diag-$v-graph-$s.json"
 }
 
@@ -353,6 +355,21 @@ for label, rep in runs:
             ratio = b / tv if tv else None
             w = f"{f(warm(r, mode))}/{f(warm(t, tmode))}"
             print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode.replace('_', '-'):<11} {f(b):>11} {f(tv):>11} {f(ratio, 2):>10} {w:>21}")
+host = [(label, r) for label, rep in runs for r in rep["results"]
+        if any((r.get(m) or {}).get("threads") for m in ("step", "e2e")) or r.get("phases")]
+if host:
+    print("\nCPU ms per step by thread (DSU-*: Burn's fusion server, DSD-*: the CubeCL/wgpu server, other: the calling thread)")
+    for label, r in host:
+        for mode in ("step", "e2e"):
+            m = r.get(mode)
+            if m and m.get("threads"):
+                top = ", ".join(f"{t['name']} {t['ms_per_step']:.1f}" for t in m["threads"][:5])
+                print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode:<6} wall {m['ms_per_step']:.2f}: {top}")
+        p = r.get("phases")
+        if p:
+            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} phases forward {p['forward']['done_ms']:.2f} (issued "
+                  f"{p['forward']['issued_ms']:.2f}), backward {p['backward']['done_ms']:.2f} (issued {p['backward']['issued_ms']:.2f}), "
+                  f"update {p['update']['done_ms']:.2f} (issued {p['update']['issued_ms']:.2f}) ms")
 print(f"\n{'memory (MiB)':<34} {'size':>4} {'batch':>5} {'burn peak':>10} {'burn smi':>9} {'torch peak':>11} {'torch alloc':>12} {'torch smi':>10}")
 torch_smi = smi.get(torch_rep["pid"]) if torch_rep else None
 for label, rep in runs:

@@ -39,7 +39,9 @@ struct Args {
     steps: usize,
     /// Comma-separated modes: step (resident batch), e2e (loader + augmentation + upload +
     /// step), loader (the loader alone), infer, infer-graph (the inference replayed from a
-    /// captured graph: Burn's per-operation host overhead, by difference with infer).
+    /// captured graph: Burn's per-operation host overhead, by difference with infer),
+    /// step-graph (one training step replayed: a bound), phases (forward, backward and AdamW
+    /// update each synchronised and timed: issued vs finished).
     #[arg(long, default_value = "step,e2e,infer", value_parser = parse_modes)]
     modes: std::vec::Vec<Mode>,
     /// synthetic | npz:PATH (a MedMNIST-layout file; its train split, resized to each size).

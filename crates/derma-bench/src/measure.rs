@@ -11,10 +11,11 @@ use std::time::Instant;
 use burn::prelude::*;
 use derma_data::{HostBatch, ImageDataset, Loader, LoaderConfig};
 use derma_model::MobileNetV2;
-use derma_train::step::{RunningLoss, TrainStep};
+use derma_train::step::{Phase, RunningLoss, TrainStep};
 use serde::Serialize;
 
 use crate::options::Upload;
+use crate::threads::{self, ThreadCpu};
 
 /// How many iterations to run untimed, then timed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +48,31 @@ pub struct Measurement {
     /// `infer-graph` and `step-graph` only: whether the backend replayed a recorded graph (`true`) or re-ran the
     /// captured closure because it has no graph support (`false`, e.g. the CPU backend).
     pub hardware_graph: Option<bool>,
+    /// CPU milliseconds per timed iteration of each thread of the process (by name, busiest
+    /// first; empty off Linux): [`crate::threads`] says which thread does what.
+    pub threads: Vec<ThreadCpu>,
+}
+
+/// The clock of a timed loop: wall time and every thread's CPU time.
+struct Clock {
+    started: Instant,
+    cpu: threads::Snapshot,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Self { cpu: threads::snapshot(), started: Instant::now() }
+    }
+
+    /// Wall seconds since the start, and CPU milliseconds per step by thread.
+    fn stop(self, steps: usize) -> (f64, Vec<ThreadCpu>) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        (seconds, threads::per_step(&self.cpu, &threads::snapshot(), steps))
+    }
 }
 
 impl Measurement {
-    fn new(steps: usize, images: usize, seconds: f64, mean_loss: Option<f64>, warmup_seconds: f64) -> Self {
+    fn new(steps: usize, images: usize, seconds: f64, mean_loss: Option<f64>, warmup_seconds: f64, threads: Vec<ThreadCpu>) -> Self {
         let seconds = seconds.max(f64::MIN_POSITIVE);
         Self {
             steps,
@@ -61,6 +83,7 @@ impl Measurement {
             mean_loss,
             warmup_seconds,
             hardware_graph: None,
+            threads,
         }
     }
 }
@@ -116,16 +139,16 @@ pub fn train_resident(
     sync(train_device)?;
     let warmup_seconds = warm_started.elapsed().as_secs_f64();
     let mut running = RunningLoss::new(device);
-    let started = Instant::now();
+    let clock = Clock::start();
     for _ in 0..schedule.steps {
         let (next, out) = step.step_full(model, images.clone(), targets.clone(), &labels, lr, 0.0);
         model = next;
         running.add(out.loss, b);
     }
     sync(train_device)?;
-    let seconds = started.elapsed().as_secs_f64();
+    let (seconds, threads) = clock.stop(schedule.steps);
     let loss = check_loss("step", running.mean())?;
-    Ok((model, Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(loss), warmup_seconds)))
+    Ok((model, Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(loss), warmup_seconds, threads)))
 }
 
 /// The dataset indices of `batches` full batches, cycling through the dataset.
@@ -175,13 +198,13 @@ pub fn train_e2e(
     sync(train_device)?;
     let warmup_seconds = warm_started.elapsed().as_secs_f64();
     let mut running = RunningLoss::new(device);
-    let started = Instant::now();
+    let clock = Clock::start();
     model = run(model, &mut running, schedule.steps)?;
     sync(train_device)?;
-    let seconds = started.elapsed().as_secs_f64();
+    let (seconds, threads) = clock.stop(schedule.steps);
     let images = running.seen();
     let loss = check_loss("e2e", running.mean())?;
-    Ok((model, Measurement::new(schedule.steps, images, seconds, Some(loss), warmup_seconds)))
+    Ok((model, Measurement::new(schedule.steps, images, seconds, Some(loss), warmup_seconds, threads)))
 }
 
 /// The loader alone (augmentation, normalisation, batching on the host): the most images per
@@ -194,7 +217,7 @@ pub fn loader_only(dataset: &ImageDataset, config: LoaderConfig, schedule: Sched
         loader.next().ok_or_else(|| anyhow::anyhow!("loader: ended early"))?;
     }
     let warmup_seconds = warm_started.elapsed().as_secs_f64();
-    let started = Instant::now();
+    let clock = Clock::start();
     let mut images = 0;
     let mut checksum = 0f64;
     for _ in 0..schedule.steps {
@@ -202,9 +225,9 @@ pub fn loader_only(dataset: &ImageDataset, config: LoaderConfig, schedule: Sched
         images += batch.labels.len();
         checksum += batch.pixels.first().copied().unwrap_or(0.0) as f64;
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let (seconds, threads) = clock.stop(schedule.steps);
     std::hint::black_box(checksum);
-    Ok(Measurement::new(schedule.steps, images, seconds, None, warmup_seconds))
+    Ok(Measurement::new(schedule.steps, images, seconds, None, warmup_seconds, threads))
 }
 
 /// Inference on a resident batch with `model` (call [`burn::module::Module::valid`]
@@ -220,17 +243,17 @@ pub fn infer_resident(model: &MobileNetV2, batch: &HostBatch, device: &Device, s
     }
     sync(device)?;
     let warmup_seconds = warm_started.elapsed().as_secs_f64();
-    let started = Instant::now();
+    let clock = Clock::start();
     for _ in 0..schedule.steps {
         acc = acc + model.forward(images.clone()).sum();
     }
     sync(device)?;
-    let seconds = started.elapsed().as_secs_f64();
+    let (seconds, threads) = clock.stop(schedule.steps);
     let total = acc.into_scalar::<f32>();
     if !total.is_finite() {
         anyhow::bail!("infer: the logits are not finite (sum {total})");
     }
-    Ok(Measurement::new(schedule.steps, schedule.steps * b, seconds, None, warmup_seconds))
+    Ok(Measurement::new(schedule.steps, schedule.steps * b, seconds, None, warmup_seconds, threads))
 }
 
 /// A scalar read back from a graph mode (`mode`: `infer-graph`, `step-graph`); a failure names
@@ -254,15 +277,15 @@ fn time_replays<T, F: FnMut() -> T>(
     mean_loss: Option<f64>,
     warmup_seconds: f64,
 ) -> anyhow::Result<Measurement> {
-    let started = Instant::now();
+    let clock = Clock::start();
     for _ in 0..schedule.steps {
         // SAFETY: as stated where the caller captured `graph`, which stays alive and on this
         // thread's stream throughout.
         unsafe { graph.replay() };
     }
     sync(device)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, mean_loss, warmup_seconds);
+    let (seconds, threads) = clock.stop(schedule.steps);
+    let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, mean_loss, warmup_seconds, threads);
     m.hardware_graph = Some(graph.is_hardware());
     Ok(m)
 }
@@ -344,4 +367,110 @@ pub fn step_graph(
     }
     let warmup_seconds = warm_started.elapsed().as_secs_f64();
     time_replays(&mut graph, device, schedule, b, Some(f64::from(replayed)), warmup_seconds)
+}
+
+/// Milliseconds of one phase of a training step, averaged over the timed steps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PhaseTime {
+    /// From the phase's start until the host had issued it (Burn's autodiff and fusion front
+    /// end on the calling thread; the device may still be working).
+    pub issued_ms: f64,
+    /// From the phase's start until the device had finished it (a synchronisation).
+    pub done_ms: f64,
+}
+
+/// `phases`: a training step split into forward + loss, backward and the AdamW update, with a
+/// device synchronisation after each ([`TrainStep::step_phased`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseMeasurement {
+    /// Timed steps.
+    pub steps: usize,
+    /// Forward pass and loss.
+    pub forward: PhaseTime,
+    /// Back-propagation.
+    pub backward: PhaseTime,
+    /// AdamW update.
+    pub update: PhaseTime,
+    /// Mean loss over the timed steps.
+    pub mean_loss: f64,
+    /// Wall-clock seconds of the untimed warm-up steps.
+    pub warmup_seconds: f64,
+    /// CPU milliseconds per timed step of each thread (see [`Measurement::threads`]).
+    pub threads: Vec<ThreadCpu>,
+}
+
+impl PhaseMeasurement {
+    /// Milliseconds of a whole step with the three synchronisations.
+    pub fn step_ms(&self) -> f64 {
+        self.forward.done_ms + self.backward.done_ms + self.update.done_ms
+    }
+}
+
+/// Training steps on the resident batch (as [`train_resident`]), each phase synchronised and
+/// timed: where a step's time goes. The synchronisations stop the phases from overlapping, so
+/// the sum exceeds `step`'s ms/step by whatever overlap the eager step had.
+pub fn train_phases(
+    model: MobileNetV2,
+    step: &mut TrainStep,
+    batch: &HostBatch,
+    train_device: &Device,
+    device: &Device,
+    schedule: Schedule,
+    lr: f64,
+) -> anyhow::Result<(MobileNetV2, PhaseMeasurement)> {
+    let b = batch.labels.len();
+    let images = batch.images(train_device);
+    let targets = batch.targets(train_device);
+    let mut model = model;
+    // [issued, done] seconds summed per phase, in Phase order.
+    let mut sums = [[0.0f64; 2]; 3];
+    let mut failed = None;
+    let mut run = |model: MobileNetV2, n: usize, sums: &mut [[f64; 2]; 3], running: &mut RunningLoss| {
+        let mut model = model;
+        for _ in 0..n {
+            let mut start = Instant::now();
+            let (next, out) = step.step_phased(model, images.clone(), targets.clone(), lr, |phase| {
+                let issued = start.elapsed().as_secs_f64();
+                if let Err(e) = sync(train_device) {
+                    failed.get_or_insert(e);
+                }
+                let i = match phase {
+                    Phase::Forward => 0,
+                    Phase::Backward => 1,
+                    Phase::Update => 2,
+                };
+                sums[i][0] += issued;
+                sums[i][1] += start.elapsed().as_secs_f64();
+                start = Instant::now();
+            });
+            model = next;
+            running.add(out.loss, b);
+        }
+        model
+    };
+    let warm_started = Instant::now();
+    let mut scratch = [[0.0f64; 2]; 3];
+    model = run(model, schedule.warmup, &mut scratch, &mut RunningLoss::new(device));
+    sync(train_device)?;
+    let warmup_seconds = warm_started.elapsed().as_secs_f64();
+    let mut running = RunningLoss::new(device);
+    let clock = Clock::start();
+    model = run(model, schedule.steps, &mut sums, &mut running);
+    let (_, threads) = clock.stop(schedule.steps);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let loss = check_loss("phases", running.mean())?;
+    let n = schedule.steps.max(1) as f64;
+    let time = |i: usize| PhaseTime { issued_ms: 1e3 * sums[i][0] / n, done_ms: 1e3 * sums[i][1] / n };
+    let m = PhaseMeasurement {
+        steps: schedule.steps,
+        forward: time(0),
+        backward: time(1),
+        update: time(2),
+        mean_loss: loss,
+        warmup_seconds,
+        threads,
+    };
+    Ok((model, m))
 }

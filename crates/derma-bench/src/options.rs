@@ -54,6 +54,10 @@ pub enum Mode {
     /// the captured step's kernels against the buffers of that step, so the parameters do not
     /// advance. Not training: a bound on what capturing the training step could give.
     StepGraph,
+    /// Training steps on the resident batch with a device synchronisation after the forward
+    /// (and loss), the backward and the AdamW update: each phase's time until the host had
+    /// issued it and until the device had finished it.
+    Phases,
 }
 
 impl Mode {
@@ -66,6 +70,7 @@ impl Mode {
             Mode::Infer => "infer",
             Mode::InferGraph => "infer-graph",
             Mode::StepGraph => "step-graph",
+            Mode::Phases => "phases",
         }
     }
 }
@@ -80,7 +85,8 @@ impl FromStr for Mode {
             "infer" => Ok(Mode::Infer),
             "infer-graph" => Ok(Mode::InferGraph),
             "step-graph" => Ok(Mode::StepGraph),
-            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader, infer, infer-graph or step-graph)")),
+            "phases" => Ok(Mode::Phases),
+            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader, infer, infer-graph, step-graph or phases)")),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::measure::Measurement;
+use crate::measure::{Measurement, PhaseMeasurement};
 use crate::memory::{MemoryStats, mib};
 
 /// Everything measured for one `size:batch`.
@@ -25,6 +25,8 @@ pub struct ConfigResult {
     pub infer_graph: Option<Measurement>,
     /// One training step replayed from a captured graph (parameters do not advance: a bound).
     pub step_graph: Option<Measurement>,
+    /// A training step split into synchronised phases.
+    pub phases: Option<PhaseMeasurement>,
     /// The allocator after this configuration (`None`: the backend reports none).
     pub memory: Option<MemoryStats>,
 }
@@ -111,6 +113,31 @@ pub fn table(report: &BenchReport) -> String {
     }
     if report.results.iter().any(|r| r.step_graph.is_some()) {
         s += "step-graph: one captured training step replayed (parameters do not advance): a bound, not training.\n";
+    }
+    for r in &report.results {
+        if let Some(m) = r.step.as_ref().filter(|m| !m.threads.is_empty()) {
+            s += &format!(
+                "step {}:{}: {:.2} ms/step wall; CPU ms/step by thread: {}\n",
+                r.size,
+                r.batch,
+                m.ms_per_step,
+                crate::threads::describe(&m.threads)
+            );
+        }
+        if let Some(p) = &r.phases {
+            s += &format!(
+                "phases {}:{}: forward {:.2} ms (issued {:.2}), backward {:.2} (issued {:.2}), update {:.2} (issued {:.2}); {:.2} ms/step synchronised\n",
+                r.size,
+                r.batch,
+                p.forward.done_ms,
+                p.forward.issued_ms,
+                p.backward.done_ms,
+                p.backward.issued_ms,
+                p.update.done_ms,
+                p.update.issued_ms,
+                p.step_ms()
+            );
+        }
     }
     if report.results.iter().any(|r| r.memory.is_none()) {
         s += "peak MiB: n/a = this backend reports no allocator statistics (the CPU Flex backend).\n";

@@ -1,5 +1,6 @@
 //! One configuration end to end: data, a fresh model and optimiser, then the chosen modes in
-//! a fixed order (step, e2e, loader, infer) and the allocator reading.
+//! a fixed order (step, e2e, loader, infer, infer-graph, step-graph, phases) and the allocator
+//! reading.
 
 use burn::module::Module;
 use burn::prelude::*;
@@ -12,6 +13,11 @@ use crate::measure::{self, Schedule};
 use crate::memory;
 use crate::options::{DataSource, Mode, SizeBatch, Upload};
 use crate::report::ConfigResult;
+
+/// `  CPU ms/step: name 1.2, name 3.4` (nothing when no thread reading was possible).
+fn cpu_note(threads: &[crate::threads::ThreadCpu]) -> String {
+    if threads.is_empty() { String::new() } else { format!("  CPU ms/step: {}", crate::threads::describe(threads)) }
+}
 
 /// What every configuration shares.
 #[derive(Debug, Clone)]
@@ -80,10 +86,10 @@ pub fn run_config_with(
     let loss = LossConfig::ce().init(&train_device);
     let mut step = TrainStep::new(loss, settings.weight_decay, 1.0);
     let mut result =
-        ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, step_graph: None, memory: None };
-    let mut note = |mode: Mode, m: &measure::Measurement| {
-        log(&format!(
-            "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step  warm-up {:>7.1} s{}{}",
+        ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, step_graph: None, phases: None, memory: None };
+    let line = |mode: Mode, m: &measure::Measurement| {
+        format!(
+            "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step  warm-up {:>7.1} s{}{}{}",
             sb.size,
             sb.batch,
             mode.name(),
@@ -95,10 +101,11 @@ pub fn run_config_with(
                 Some(true) => "  (recorded graph replayed)",
                 Some(false) => "  (no graph support here: the forward re-ran)",
                 None => "",
-            }
-        ))
+            },
+            cpu_note(&m.threads)
+        )
     };
-    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph] {
+    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::Phases] {
         if !settings.modes.contains(&mode) {
             continue;
         }
@@ -106,7 +113,7 @@ pub fn run_config_with(
             Mode::Step => {
                 let (next, m) = measure::train_resident(model, &mut step, &batch, &train_device, device, settings.schedule, settings.lr)?;
                 model = next;
-                note(mode, &m);
+                log(&line(mode, &m));
                 result.step = Some(m);
                 partial(&result);
             }
@@ -123,32 +130,54 @@ pub fn run_config_with(
                     settings.upload,
                 )?;
                 model = next;
-                note(mode, &m);
+                log(&line(mode, &m));
                 result.e2e = Some(m);
                 partial(&result);
             }
             Mode::Loader => {
                 let m = measure::loader_only(&dataset, config.clone(), settings.schedule)?;
-                note(mode, &m);
+                log(&line(mode, &m));
                 result.loader = Some(m);
                 partial(&result);
             }
             Mode::Infer => {
                 let m = measure::infer_resident(&model.valid(), &batch, device, settings.schedule)?;
-                note(mode, &m);
+                log(&line(mode, &m));
                 result.infer = Some(m);
                 partial(&result);
             }
             Mode::InferGraph => {
                 let m = measure::infer_graph(&model.valid(), &batch, device, settings.schedule)?;
-                note(mode, &m);
+                log(&line(mode, &m));
                 result.infer_graph = Some(m);
                 partial(&result);
             }
             Mode::StepGraph => {
                 let m = measure::step_graph(&model, &mut step, &batch, &train_device, device, settings.schedule, settings.lr)?;
-                note(mode, &m);
+                log(&line(mode, &m));
                 result.step_graph = Some(m);
+                partial(&result);
+            }
+            Mode::Phases => {
+                let (next, m) = measure::train_phases(model, &mut step, &batch, &train_device, device, settings.schedule, settings.lr)?;
+                model = next;
+                log(&format!(
+                    "{}px batch {}: phases  {:.2} ms/step synchronised: forward {:.2} (issued {:.2}), backward {:.2} (issued {:.2}), \
+                     update {:.2} (issued {:.2}) ms  warm-up {:.1} s  loss {:.4}{}",
+                    sb.size,
+                    sb.batch,
+                    m.step_ms(),
+                    m.forward.done_ms,
+                    m.forward.issued_ms,
+                    m.backward.done_ms,
+                    m.backward.issued_ms,
+                    m.update.done_ms,
+                    m.update.issued_ms,
+                    m.warmup_seconds,
+                    m.mean_loss,
+                    cpu_note(&m.threads)
+                ));
+                result.phases = Some(m);
                 partial(&result);
             }
         }

@@ -16,7 +16,7 @@ fn settings() -> Settings {
     Settings {
         width: 0.25,
         classes: 7,
-        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph],
+        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::Phases],
         schedule: Schedule { warmup: 1, steps: 2 },
         data: DataSource::Synthetic,
         synthetic_images: 16,
@@ -97,7 +97,7 @@ fn a_configuration_fills_every_mode_and_the_table() {
     let s = settings();
     let mut lines = Vec::new();
     let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |l| lines.push(l.to_string())).unwrap();
-    assert_eq!(lines.len(), 6, "{lines:?}");
+    assert_eq!(lines.len(), 7, "{lines:?}");
     check(r.step.as_ref().unwrap(), 2, 8, true);
     check(r.e2e.as_ref().unwrap(), 2, 8, true);
     check(r.loader.as_ref().unwrap(), 2, 8, false);
@@ -113,6 +113,15 @@ fn a_configuration_fills_every_mode_and_the_table() {
     check(r.step_graph.as_ref().unwrap(), 2, 8, true);
     assert_eq!(r.step_graph.as_ref().unwrap().hardware_graph, Some(false));
     assert!(lines[5].contains("step-graph"), "{lines:?}");
+    // phases: each phase took time, was issued before it finished, and the steps trained.
+    let p = r.phases.clone().unwrap();
+    assert_eq!(p.steps, 2);
+    for (name, t) in [("forward", p.forward), ("backward", p.backward), ("update", p.update)] {
+        assert!(t.issued_ms.is_finite() && t.issued_ms > 0.0 && t.done_ms >= t.issued_ms, "{name}: {t:?}");
+    }
+    assert!((p.step_ms() - (p.forward.done_ms + p.backward.done_ms + p.update.done_ms)).abs() < 1e-12);
+    assert!(p.mean_loss.is_finite() && p.mean_loss > 0.0, "{p:?}");
+    assert!(lines[6].contains("phases") && lines[6].contains("backward"), "{lines:?}");
     if let Some(m) = r.memory {
         assert!(m.peak_reserved_bytes >= m.reserved_bytes && m.reserved_bytes >= m.in_use_bytes, "{m:?}");
     }
@@ -135,6 +144,8 @@ fn a_configuration_fills_every_mode_and_the_table() {
     assert!(text.lines().nth(2).is_some_and(|l| l.trim_start().starts_with("28")), "{text}");
     let json: serde_json::Value = serde_json::to_value(&report).unwrap();
     assert!(json["results"][0]["step"]["images_per_second"].as_f64().unwrap() > 0.0);
+    assert!(text.contains("phases 28:4: forward"), "{text}");
+    assert!(json["results"][0]["phases"]["update"]["done_ms"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
@@ -170,6 +181,7 @@ fn flags_parse_and_bad_values_are_refused() {
     assert_eq!(parse_modes("step,infer,step").unwrap(), vec![Mode::Step, Mode::Infer]);
     assert_eq!(parse_modes("infer-graph,infer").unwrap(), vec![Mode::InferGraph, Mode::Infer]);
     assert_eq!(parse_modes("step-graph").unwrap(), vec![Mode::StepGraph]);
+    assert_eq!(parse_modes("phases,step").unwrap(), vec![Mode::Phases, Mode::Step]);
     assert!(parse_modes("step,bogus").is_err());
     assert_eq!("npz:a.npz".parse::<DataSource>().unwrap(), DataSource::Npz("a.npz".into()));
     assert!("npz:".parse::<DataSource>().is_err());

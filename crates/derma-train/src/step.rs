@@ -84,6 +84,17 @@ pub struct StepOutput {
     pub metric: Option<(Tensor<1>, usize)>,
 }
 
+/// The parts of a training step, in order ([`TrainStep::step_phased`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Forward pass and loss.
+    Forward,
+    /// Back-propagation into per-parameter gradients.
+    Backward,
+    /// The AdamW update of every parameter.
+    Update,
+}
+
 /// The state a training run carries from step to step: the optimiser (AdamW moments), the
 /// loss (its class weights live on the training device), the backbone learning-rate
 /// multiplier and the optional training-only metric head.
@@ -133,16 +144,7 @@ impl TrainStep {
         progress: f64,
     ) -> (MobileNetV2, StepOutput) {
         let Some(head) = self.metric.take() else {
-            let logits = model.forward(images);
-            let (batch_loss, per_sample) = self.loss.forward_per_sample(logits, targets);
-            let out = StepOutput {
-                loss: batch_loss.clone().detach().without_autodiff(),
-                per_sample: per_sample.detach().without_autodiff(),
-                metric: None,
-            };
-            let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
-            let model = self.optim.step(module_lr(lr, self.backbone_lr_mult), model, grads);
-            return (model, out);
+            return self.step_phased(model, images, targets, lr, |_| {});
         };
         let features = model.forward_features(images);
         let logits = model.classify(features.clone());
@@ -164,6 +166,36 @@ impl TrainStep {
         // The head is a new layer on top, like the classifier: it gets `lr`.
         let embedding = self.optim.step(lr, head.embedding, head_grads);
         self.metric = Some(MetricHead { embedding, config: head.config });
+        (model, out)
+    }
+
+    /// [`step_full`](Self::step_full) without a metric head, calling `after(phase)` as each
+    /// [`Phase`] has been issued (nothing waits for the device here: a caller that times the
+    /// phases synchronises in `after`). The training loop's step is this with a no-op `after`.
+    ///
+    /// # Panics
+    /// With a metric head ([`with_metric`](Self::with_metric)): its step is not split.
+    pub fn step_phased(
+        &mut self,
+        model: MobileNetV2,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+        lr: f64,
+        mut after: impl FnMut(Phase),
+    ) -> (MobileNetV2, StepOutput) {
+        assert!(self.metric.is_none(), "step_phased: a metric-head step is not split into phases");
+        let logits = model.forward(images); // [batch, k]
+        let (batch_loss, per_sample) = self.loss.forward_per_sample(logits, targets);
+        let out = StepOutput {
+            loss: batch_loss.clone().detach().without_autodiff(),
+            per_sample: per_sample.detach().without_autodiff(),
+            metric: None,
+        };
+        after(Phase::Forward);
+        let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
+        after(Phase::Backward);
+        let model = self.optim.step(module_lr(lr, self.backbone_lr_mult), model, grads);
+        after(Phase::Update);
         (model, out)
     }
 
@@ -244,6 +276,25 @@ mod tests {
         running.add(Tensor::<1>::from_floats([4.0], &device), 1);
         assert_eq!(running.seen(), 3);
         assert!((running.mean() - 2.0).abs() < 1e-6, "{}", running.mean());
+    }
+
+    #[test]
+    fn a_phased_step_reports_its_phases_in_order_and_trains() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let model = derma_model::MobileNetV2Config::new(3).with_width(0.25).init(&device);
+        let weights = |m: &MobileNetV2| m.classifier.weight.val().into_data().try_into_vec::<f32>().unwrap();
+        let before = weights(&model);
+        let mut step = TrainStep::new(crate::LossConfig::ce().init(&device), 0.0, 1.0);
+        let images = Tensor::<4>::random([2, 3, 28, 28], burn::tensor::Distribution::Default, &device);
+        let targets = Tensor::<1, Int>::from_ints([0, 2], &device);
+        let mut seen = Vec::new();
+        let (model, out) = step.step_phased(model, images, targets, 1e-2, |p| seen.push(p));
+        assert_eq!(seen, [Phase::Forward, Phase::Backward, Phase::Update]);
+        assert!(out.loss.into_scalar::<f32>().is_finite());
+        // AdamW's first step moves each weight by about lr (1e-2): far above rounding.
+        let moved = before.iter().zip(weights(&model)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(moved > 1e-3, "the classifier moved by at most {moved}");
     }
 
     #[test]
