@@ -204,7 +204,8 @@ plan_levers() {
 #   graph          a training step and an inference, eager and replayed from a captured graph
 #                  (burn::tensor::capture; the replayed step does not advance the parameters):
 #                  the share of Burn's per-operation host work; and `phases` (forward, backward,
-#                  AdamW update each synchronised). Every Burn run also logs CPU ms per step of
+#                  AdamW update each synchronised); adamw-flat: the step with the flat AdamW
+#                  lever (derma_train::flat_adamw). Every Burn run also logs CPU ms per step of
 #                  each thread (main = tensor API + autodiff, DSU = fusion, DSD = CubeCL/wgpu);
 # (The batch sweep: plan_batches; autotune level minimal/extensive: the levers plan.)
 plan_diag() {
@@ -228,6 +229,11 @@ plan_diag() {
   timed "burn-$v diag graph $s:256" "$work/diag-graph-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
     --modes step,step-graph,infer,infer-graph,phases \
     --json "$work/diag-$v-graph-$s.json"
+  # Fewer host operations: AdamW over all parameters as one vector (~15 operations a step
+  # instead of ~2,400, but ~350 more launches: docs/performance.md), against the step above.
+  # shellcheck disable=SC2046
+  timed "burn-$v diag adamw-flat $s:256" "$work/diag-flat-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
+    --modes step,phases --optimizer adamw-flat --json "$work/diag-$v-adamw_flat-$s.json"
 }
 
 # batches: ms/step at batch 64 and 1024 in one process (PyTorch's are in diag's torch run): flat

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use derma_bench::measure::Schedule;
-use derma_bench::options::{DataSource, Mode, SizeBatch, Upload, parse_modes, parse_sizes};
+use derma_bench::options::{DataSource, Mode, Optimizer, SizeBatch, Upload, parse_modes, parse_sizes};
 use derma_bench::report::{BenchReport, table};
 use derma_bench::run::{Settings, run_config_with};
 use derma_data::AugmentPreset;
@@ -65,6 +65,10 @@ struct Args {
     /// AdamW weight decay.
     #[arg(long, default_value_t = 1e-4)]
     weight_decay: f64,
+    /// adamw (Burn's, per parameter tensor: the training loop's) | adamw-flat (the same
+    /// update over all parameters as one vector: a lever).
+    #[arg(long, default_value = "adamw")]
+    optimizer: Optimizer,
     /// Seed (model initialisation, synthetic data, augmentation).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -115,6 +119,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         upload: args.upload,
         lr: args.lr,
         weight_decay: args.weight_decay,
+        optimizer: args.optimizer,
         seed: args.seed,
     };
     let mut report = BenchReport {
@@ -129,6 +134,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         warmup_steps: args.warmup_steps,
         steps: args.steps,
         lr: args.lr,
+        optimizer: args.optimizer.name().into(),
         pid: std::process::id(),
         results: Vec::new(),
     };

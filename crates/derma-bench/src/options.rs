@@ -156,3 +156,34 @@ impl FromStr for Upload {
         }
     }
 }
+
+/// The optimiser of the training modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Optimizer {
+    /// Burn's AdamW, one update per parameter tensor: what the training loop uses.
+    AdamW,
+    /// [`derma_train::flat_adamw::FlatAdamW`]: the same arithmetic over all parameters as one
+    /// vector (a lever: ~15 operations per step instead of ~15 per parameter tensor).
+    AdamWFlat,
+}
+
+impl Optimizer {
+    /// The flag spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Optimizer::AdamW => "adamw",
+            Optimizer::AdamWFlat => "adamw-flat",
+        }
+    }
+}
+
+impl FromStr for Optimizer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "adamw" => Ok(Optimizer::AdamW),
+            "adamw-flat" => Ok(Optimizer::AdamWFlat),
+            _ => Err(format!("--optimizer `{s}`: expected adamw or adamw-flat")),
+        }
+    }
+}

@@ -56,6 +56,8 @@ pub struct BenchReport {
     pub steps: usize,
     /// Learning rate of the training steps.
     pub lr: f64,
+    /// The training modes' optimiser (`adamw`, `adamw-flat`).
+    pub optimizer: String,
     /// Process id (to match `nvidia-smi` samples).
     pub pid: u32,
     /// One entry per configuration.
@@ -69,7 +71,7 @@ fn cell(m: &Option<Measurement>) -> String {
 /// A plain-text table of `report`.
 pub fn table(report: &BenchReport) -> String {
     let mut s = format!(
-        "{} {} | {} | width {} | data {} | augment {} | upload {} | {} warmup + {} timed steps\n",
+        "{} {} | {} | width {} | data {} | augment {} | upload {} | {} | {} warmup + {} timed steps\n",
         report.framework,
         report.framework_version,
         report.backend,
@@ -77,6 +79,7 @@ pub fn table(report: &BenchReport) -> String {
         report.data,
         report.augment,
         report.upload,
+        report.optimizer,
         report.warmup_steps,
         report.steps
     );

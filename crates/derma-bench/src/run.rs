@@ -11,7 +11,7 @@ use derma_train::step::TrainStep;
 
 use crate::measure::{self, Schedule};
 use crate::memory;
-use crate::options::{DataSource, Mode, SizeBatch, Upload};
+use crate::options::{DataSource, Mode, Optimizer, SizeBatch, Upload};
 use crate::report::ConfigResult;
 
 /// `  CPU ms/step: name 1.2, name 3.4` (nothing when no thread reading was possible).
@@ -44,6 +44,8 @@ pub struct Settings {
     pub lr: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
+    /// Burn's per-tensor AdamW or the flat one.
+    pub optimizer: Optimizer,
     /// Seed of the model initialisation, data and augmentation.
     pub seed: u64,
 }
@@ -85,6 +87,9 @@ pub fn run_config_with(
     let mut model = MobileNetV2Config::new(dataset.num_classes()).with_width(settings.width).init(&train_device);
     let loss = LossConfig::ce().init(&train_device);
     let mut step = TrainStep::new(loss, settings.weight_decay, 1.0);
+    if settings.optimizer == Optimizer::AdamWFlat {
+        step = step.with_flat_adamw(settings.weight_decay).map_err(anyhow::Error::msg)?;
+    }
     let mut result =
         ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, step_graph: None, phases: None, memory: None };
     let line = |mode: Mode, m: &measure::Measurement| {

@@ -3,7 +3,7 @@
 use burn::prelude::*;
 use derma_bench::data;
 use derma_bench::measure::{self, Measurement, Schedule};
-use derma_bench::options::{DataSource, Mode, SizeBatch, Upload, parse_modes, parse_sizes};
+use derma_bench::options::{DataSource, Mode, Optimizer, SizeBatch, Upload, parse_modes, parse_sizes};
 use derma_bench::report::{BenchReport, table};
 use derma_bench::run::{Settings, loader_config, run_config};
 use derma_data::AugmentPreset;
@@ -25,6 +25,7 @@ fn settings() -> Settings {
         upload: Upload::Copy,
         lr: 1e-2,
         weight_decay: 1e-4,
+        optimizer: Optimizer::AdamW,
         seed: 0,
     }
 }
@@ -137,6 +138,7 @@ fn a_configuration_fills_every_mode_and_the_table() {
         warmup_steps: 1,
         steps: 2,
         lr: 1e-2,
+        optimizer: "adamw".into(),
         pid: std::process::id(),
         results: vec![r],
     };
@@ -146,6 +148,16 @@ fn a_configuration_fills_every_mode_and_the_table() {
     assert!(json["results"][0]["step"]["images_per_second"].as_f64().unwrap() > 0.0);
     assert!(text.contains("phases 28:4: forward"), "{text}");
     assert!(json["results"][0]["phases"]["update"]["done_ms"].as_f64().unwrap() > 0.0);
+}
+
+/// `--optimizer adamw-flat` trains through the same step (its arithmetic against Burn's AdamW
+/// is checked in derma-train's `flat_adamw` tests).
+#[test]
+fn the_flat_adamw_lever_runs_the_training_modes() {
+    let s = Settings { optimizer: Optimizer::AdamWFlat, modes: vec![Mode::Step, Mode::Phases], ..settings() };
+    let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |_| {}).unwrap();
+    check(r.step.as_ref().unwrap(), 2, 8, true);
+    assert!(r.phases.as_ref().unwrap().mean_loss.is_finite());
 }
 
 #[test]
@@ -186,4 +198,6 @@ fn flags_parse_and_bad_values_are_refused() {
     assert_eq!("npz:a.npz".parse::<DataSource>().unwrap(), DataSource::Npz("a.npz".into()));
     assert!("npz:".parse::<DataSource>().is_err());
     assert!("zip".parse::<Upload>().is_err());
+    assert_eq!("adamw-flat".parse::<Optimizer>().unwrap(), Optimizer::AdamWFlat);
+    assert!("sgd".parse::<Optimizer>().unwrap_err().contains("adamw or adamw-flat"));
 }

@@ -12,6 +12,8 @@
 //! - [`mining`]: online hard-negative (hard-example) mining: per-sample training losses →
 //!   sampling multipliers of the next epoch (`--hard-negative-mining`).
 //! - [`step`]: one optimisation step (forward, loss, backward, AdamW), shared with `derma-bench`.
+//! - [`flat_adamw`]: AdamW over all parameters as one vector (a throughput lever `derma-bench`
+//!   measures; not yet the training default).
 //! - [`train`]: the training loop (AdamW, warmup + cosine, best-epoch selection).
 //! - [`checkpoint`]: the per-epoch checkpoint of a run, and resuming from it (`--resume`).
 //! - [`evaluate`]: model → probabilities → metrics and the operating threshold.
@@ -30,6 +32,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod evaluate;
+pub mod flat_adamw;
 pub mod folds;
 pub mod gradcam;
 pub mod loss;

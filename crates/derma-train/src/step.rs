@@ -31,6 +31,7 @@ use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use derma_model::MobileNetV2;
 
+use crate::flat_adamw::FlatAdamW;
 use crate::loss::Loss;
 use crate::metric::{MetricHead, metric_loss};
 
@@ -104,6 +105,8 @@ pub struct TrainStep {
     loss: Loss,
     backbone_lr_mult: f64,
     metric: Option<MetricHead>,
+    /// The flat AdamW lever ([`TrainStep::with_flat_adamw`]), in place of `optim`.
+    flat: Option<FlatAdamW>,
 }
 
 impl TrainStep {
@@ -115,12 +118,25 @@ impl TrainStep {
 
     /// Any [`ModuleOptimizer`] (e.g. one restored from a record).
     pub fn with_optimizer(optim: ModuleOptimizer, loss: Loss, backbone_lr_mult: f64) -> Self {
-        Self { optim, loss, backbone_lr_mult, metric: None }
+        Self { optim, loss, backbone_lr_mult, metric: None, flat: None }
+    }
+
+    /// Updates with [`FlatAdamW`] (AdamW over all parameters as one vector, the same
+    /// arithmetic) instead of Burn's per-parameter AdamW: a throughput lever `derma-bench
+    /// --optimizer adamw-flat` measures. Refused with a backbone learning-rate multiplier
+    /// other than 1 or a metric head (one learning rate, one module).
+    pub fn with_flat_adamw(mut self, weight_decay: f64) -> Result<Self, String> {
+        if self.backbone_lr_mult != 1.0 || self.metric.is_some() {
+            return Err("the flat AdamW takes one learning rate for one module: no --backbone-lr-mult, no metric head".into());
+        }
+        self.flat = Some(FlatAdamW::new(weight_decay));
+        Ok(self)
     }
 
     /// Adds the metric-learning head (on the training device): [`step_full`](Self::step_full)
     /// then trains it jointly.
     pub fn with_metric(mut self, head: MetricHead) -> Self {
+        assert!(self.flat.is_none(), "TrainStep::with_metric: the flat AdamW lever updates one module only");
         self.metric = Some(head);
         self
     }
@@ -194,13 +210,20 @@ impl TrainStep {
         after(Phase::Forward);
         let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
         after(Phase::Backward);
-        let model = self.optim.step(module_lr(lr, self.backbone_lr_mult), model, grads);
+        let model = match &mut self.flat {
+            Some(flat) => flat.step(lr, model, grads),
+            None => self.optim.step(module_lr(lr, self.backbone_lr_mult), model, grads),
+        };
         after(Phase::Update);
         (model, out)
     }
 
     /// One step at learning rate `lr`: see [`train_step`].
     pub fn step(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1, Int>, lr: f64) -> (MobileNetV2, Tensor<1>) {
+        if self.flat.is_some() {
+            let (model, out) = self.step_phased(model, images, targets, lr, |_| {});
+            return (model, out.loss);
+        }
         train_step(model, &mut self.optim, &self.loss, images, targets, lr, self.backbone_lr_mult)
     }
 
