@@ -112,6 +112,44 @@ fn check_loss(mode: &str, loss: f64) -> anyhow::Result<f64> {
     if loss.is_finite() { Ok(loss) } else { anyhow::bail!("{mode}: the training loss is {loss} (diverged)") }
 }
 
+/// What [`resident_steps`] measured.
+struct ResidentRun {
+    warmup_seconds: f64,
+    seconds: f64,
+    threads: Vec<ThreadCpu>,
+    /// The timed steps' losses.
+    running: RunningLoss,
+}
+
+/// The loop of the resident-batch modes (`step`, `phases`): `one(model, running, timed)` takes
+/// one training step and adds its loss to `running`; it runs `schedule.warmup` times untimed,
+/// the device is synchronised, then `schedule.steps` times between [`Clock`] and a closing
+/// synchronisation.
+fn resident_steps(
+    model: MobileNetV2,
+    train_device: &Device,
+    device: &Device,
+    schedule: Schedule,
+    mut one: impl FnMut(MobileNetV2, &mut RunningLoss, bool) -> MobileNetV2,
+) -> anyhow::Result<(MobileNetV2, ResidentRun)> {
+    let mut model = model;
+    let warm_started = Instant::now();
+    let mut warm = RunningLoss::new(device);
+    for _ in 0..schedule.warmup {
+        model = one(model, &mut warm, false);
+    }
+    sync(train_device)?;
+    let warmup_seconds = warm_started.elapsed().as_secs_f64();
+    let mut running = RunningLoss::new(device);
+    let clock = Clock::start();
+    for _ in 0..schedule.steps {
+        model = one(model, &mut running, true);
+    }
+    sync(train_device)?;
+    let (seconds, threads) = clock.stop(schedule.steps);
+    Ok((model, ResidentRun { warmup_seconds, seconds, threads, running }))
+}
+
 /// Training steps on one batch uploaded once: the device's training throughput, free of the
 /// loader and of host-to-device copies. `train_device` is the autodiff device the model's
 /// parameters live on, `device` the same device without autodiff.
@@ -128,25 +166,12 @@ pub fn train_resident(
     let labels = host_labels(batch);
     let images = batch.images(train_device);
     let targets = batch.targets(train_device);
-    let mut model = model;
-    let warm_started = Instant::now();
-    let mut warm = RunningLoss::new(device);
-    for _ in 0..schedule.warmup {
+    let (model, run) = resident_steps(model, train_device, device, schedule, |model, running, _| {
         let (next, out) = step.step_full(model, images.clone(), targets.clone(), &labels, lr, 0.0);
-        model = next;
-        warm.add(out.loss, b);
-    }
-    sync(train_device)?;
-    let warmup_seconds = warm_started.elapsed().as_secs_f64();
-    let mut running = RunningLoss::new(device);
-    let clock = Clock::start();
-    for _ in 0..schedule.steps {
-        let (next, out) = step.step_full(model, images.clone(), targets.clone(), &labels, lr, 0.0);
-        model = next;
         running.add(out.loss, b);
-    }
-    sync(train_device)?;
-    let (seconds, threads) = clock.stop(schedule.steps);
+        next
+    })?;
+    let ResidentRun { warmup_seconds, seconds, threads, running } = run;
     let loss = check_loss("step", running.mean())?;
     Ok((model, Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(loss), warmup_seconds, threads)))
 }
@@ -404,6 +429,21 @@ impl PhaseMeasurement {
     pub fn step_ms(&self) -> f64 {
         self.forward.done_ms + self.backward.done_ms + self.update.done_ms
     }
+
+    /// `forward 1.00 ms (issued 0.50), backward …, update …; 3.00 ms/step synchronised`, for
+    /// the log and the table.
+    pub fn summary(&self) -> String {
+        format!(
+            "forward {:.2} ms (issued {:.2}), backward {:.2} (issued {:.2}), update {:.2} (issued {:.2}); {:.2} ms/step synchronised",
+            self.forward.done_ms,
+            self.forward.issued_ms,
+            self.backward.done_ms,
+            self.backward.issued_ms,
+            self.update.done_ms,
+            self.update.issued_ms,
+            self.step_ms()
+        )
+    }
 }
 
 /// Training steps on the resident batch (as [`train_resident`]), each phase synchronised and
@@ -421,45 +461,34 @@ pub fn train_phases(
     let b = batch.labels.len();
     let images = batch.images(train_device);
     let targets = batch.targets(train_device);
-    let mut model = model;
-    // [issued, done] seconds summed per phase, in Phase order.
+    // [issued, done] seconds of the timed steps summed per phase, in Phase order.
     let mut sums = [[0.0f64; 2]; 3];
     let mut failed = None;
-    let mut run = |model: MobileNetV2, n: usize, sums: &mut [[f64; 2]; 3], running: &mut RunningLoss| {
-        let mut model = model;
-        for _ in 0..n {
-            let mut start = Instant::now();
-            let (next, out) = step.step_phased(model, images.clone(), targets.clone(), lr, |phase| {
-                let issued = start.elapsed().as_secs_f64();
-                if let Err(e) = sync(train_device) {
-                    failed.get_or_insert(e);
-                }
-                let i = match phase {
-                    Phase::Forward => 0,
-                    Phase::Backward => 1,
-                    Phase::Update => 2,
-                };
+    let (model, run) = resident_steps(model, train_device, device, schedule, |model, running, timed| {
+        let mut start = Instant::now();
+        let (next, out) = step.step_phased(model, images.clone(), targets.clone(), lr, |phase| {
+            let issued = start.elapsed().as_secs_f64();
+            if let Err(e) = sync(train_device) {
+                failed.get_or_insert(e);
+            }
+            let i = match phase {
+                Phase::Forward => 0,
+                Phase::Backward => 1,
+                Phase::Update => 2,
+            };
+            if timed {
                 sums[i][0] += issued;
                 sums[i][1] += start.elapsed().as_secs_f64();
-                start = Instant::now();
-            });
-            model = next;
-            running.add(out.loss, b);
-        }
-        model
-    };
-    let warm_started = Instant::now();
-    let mut scratch = [[0.0f64; 2]; 3];
-    model = run(model, schedule.warmup, &mut scratch, &mut RunningLoss::new(device));
-    sync(train_device)?;
-    let warmup_seconds = warm_started.elapsed().as_secs_f64();
-    let mut running = RunningLoss::new(device);
-    let clock = Clock::start();
-    model = run(model, schedule.steps, &mut sums, &mut running);
-    let (_, threads) = clock.stop(schedule.steps);
+            }
+            start = Instant::now();
+        });
+        running.add(out.loss, b);
+        next
+    })?;
     if let Some(e) = failed {
         return Err(e);
     }
+    let ResidentRun { warmup_seconds, threads, running, .. } = run;
     let loss = check_loss("phases", running.mean())?;
     let n = schedule.steps.max(1) as f64;
     let time = |i: usize| PhaseTime { issued_ms: 1e3 * sums[i][0] / n, done_ms: 1e3 * sums[i][1] / n };

@@ -128,18 +128,7 @@ pub fn table(report: &BenchReport) -> String {
             );
         }
         if let Some(p) = &r.phases {
-            s += &format!(
-                "phases {}:{}: forward {:.2} ms (issued {:.2}), backward {:.2} (issued {:.2}), update {:.2} (issued {:.2}); {:.2} ms/step synchronised\n",
-                r.size,
-                r.batch,
-                p.forward.done_ms,
-                p.forward.issued_ms,
-                p.backward.done_ms,
-                p.backward.issued_ms,
-                p.update.done_ms,
-                p.update.issued_ms,
-                p.step_ms()
-            );
+            s += &format!("phases {}:{}: {}\n", r.size, r.batch, p.summary());
         }
     }
     if report.results.iter().any(|r| r.memory.is_none()) {

@@ -167,17 +167,10 @@ pub fn run_config_with(
                 let (next, m) = measure::train_phases(model, &mut step, &batch, &train_device, device, settings.schedule, settings.lr)?;
                 model = next;
                 log(&format!(
-                    "{}px batch {}: phases  {:.2} ms/step synchronised: forward {:.2} (issued {:.2}), backward {:.2} (issued {:.2}), \
-                     update {:.2} (issued {:.2}) ms  warm-up {:.1} s  loss {:.4}{}",
+                    "{}px batch {}: phases  {}  warm-up {:.1} s  loss {:.4}{}",
                     sb.size,
                     sb.batch,
-                    m.step_ms(),
-                    m.forward.done_ms,
-                    m.forward.issued_ms,
-                    m.backward.done_ms,
-                    m.backward.issued_ms,
-                    m.update.done_ms,
-                    m.update.issued_ms,
+                    m.summary(),
                     m.warmup_seconds,
                     m.mean_loss,
                     cpu_note(&m.threads)
