@@ -169,6 +169,12 @@ pub fn thresholds_csv(val: &Predictions) -> anyhow::Result<String> {
     Ok(s)
 }
 
+/// A binary task's metrics at the fixed threshold 0.5 (`prob >= 0.5` is positive), reported
+/// beside the rule's threshold so that what the rule changed is visible in one place.
+pub fn at_half(pred: &Predictions) -> anyhow::Result<BinaryMetrics> {
+    Ok(derma_eval::apply(0.5, &pred.positives(), &pred.scores())?)
+}
+
 fn binary_json(m: &BinaryMetrics) -> Value {
     json!({
         "sensitivity": m.sensitivity, "specificity": m.specificity, "precision": m.precision,
@@ -210,6 +216,7 @@ pub fn report_json(
             "note": choice.note,
             "val": binary_json(&val.binary.as_ref().expect("binary val").at_threshold),
             "test": binary_json(&b.at_threshold),
+            "test_at_0.5": binary_json(&at_half(test_pred)?),
         });
     }
     report["test"] = test_json;

@@ -735,6 +735,13 @@ fn fit_from(
             "threshold {} = {:.4} (chosen on val): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4}, AP {:.4}",
             c.rule, c.value, m.sensitivity, m.specificity, m.precision, m.f2, m.tp, m.fp, m.tn, m.fn_, test.auc, b.ap
         );
+        if c.value != 0.5 {
+            let h = report::at_half(&test_pred)?;
+            println!(
+                "threshold 0.5 (for comparison): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {})",
+                h.sensitivity, h.specificity, h.precision, h.f2, h.tp, h.fp, h.tn, h.fn_
+            );
+        }
     }
     println!("run folder: {}", out_dir.display());
     Ok(RunOutcome { out_dir: out_dir.to_path_buf(), best_epoch, test, report: report_value })

@@ -532,6 +532,25 @@ fn binary_screening_run_reports_the_validation_threshold() {
         }
     }
     assert_eq!((tp, fp), (t["tp"].as_u64().unwrap(), t["fp"].as_u64().unwrap()));
+    // ... and the decision at 0.5 the `test_at_0.5` counts (the fixed threshold beside the rule's)
+    let half = &th["test_at_0.5"];
+    let test_rows: Vec<(u8, f64)> = preds
+        .lines()
+        .filter(|l| l.starts_with("test,"))
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[2].parse().unwrap(), f[3].parse().unwrap())
+        })
+        .collect();
+    let count = |label: u8, flagged: bool| test_rows.iter().filter(|&&(l, p)| l == label && (p >= 0.5) == flagged).count() as u64;
+    assert_eq!(
+        [count(1, true), count(0, true), count(0, false), count(1, false)],
+        ["tp", "fp", "tn", "fn"].map(|k| half[k].as_u64().unwrap()),
+        "{half}"
+    );
+    if value != 0.5 {
+        assert!(text(&o.stdout).contains("threshold 0.5 (for comparison): test sensitivity"), "{}", text(&o.stdout));
+    }
 
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     assert!(metrics.lines().next().unwrap().contains("val_sensitivity,val_specificity,val_precision,val_f1,val_f2,val_tp,val_fp,val_tn,val_fn,val_ap"));
