@@ -62,30 +62,13 @@ pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     let n = (b * h * w) as f64;
     let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
     let device = x.device();
-    let (output, batch_mean, batch_var) = if std::env::var_os("DERMA_BN_REDUCE").is_some() {
-        batch_norm_reduced(x, bn.gamma.val(), bn.beta.val(), bn.epsilon)
-    } else {
-        let out = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
-        (out.output, out.mean, out.variance)
-    };
+    let out = burn::tensor::module::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
     let m = bn.momentum;
-    let mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - m).add(batch_mean.detach().mul_scalar(m));
-    let var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - m).add(batch_var.detach().mul_scalar(m * unbiased));
+    let mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - m).add(out.mean.detach().mul_scalar(m));
+    let var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - m).add(out.variance.detach().mul_scalar(m * unbiased));
     bn.running_mean.update(mean.detach());
     bn.running_var.update(var.detach());
-    output
-}
-
-/// Training batch norm from per-channel sums over `[batch, channels, h·w]` (no transposed copy).
-fn batch_norm_reduced(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, epsilon: f64) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
-    let [b, c, h, w] = x.dims();
-    let n = (b * h * w) as f64;
-    let mean = x.clone().reshape([b, c, h * w]).sum_dim(2).sum_dim(0).div_scalar(n); // [1, c, 1]
-    let centered = x - mean.clone().reshape([1, c, 1, 1]); // [b, c, h, w]
-    let var = centered.clone().square().reshape([b, c, h * w]).sum_dim(2).sum_dim(0).div_scalar(n); // [1, c, 1]
-    let scale = var.clone().add_scalar(epsilon).sqrt().recip().reshape([1, c, 1, 1]) * gamma.reshape([1, c, 1, 1]);
-    let output = centered * scale + beta.reshape([1, c, 1, 1]);
-    (output, mean.reshape([c]), var.reshape([c]))
+    out.output
 }
 
 /// A bias-free convolution, as every MobileNetV2 convolution is.
