@@ -30,9 +30,10 @@
 # SKIP_SETUP=1 skips it too), END (epoch seconds: a hard end for the whole device call, see
 # above).
 #
-# $OUT receives three files only (the device returns at most 8): machine.txt, compare.txt and
+# $OUT receives four files only (the device returns at most 8): machine.txt, compare.txt,
 # bench.tar.gz — every log and JSON, re-packed after each run, so a call stopped early still
-# returns what finished. `scripts/bench_gpu.sh compare DIR` re-prints the table from the
+# returns what finished — and tune-cache.tar.xz, the kernel tuning to carry into the next call
+# as .dev/tune-cache.tar.xz (scripts/device_lib.sh, tune_cache_save). `scripts/bench_gpu.sh compare DIR` re-prints the table from the
 # unpacked archive.
 #
 # On the device machine (the 15-minute budget in docs/performance.md), the next calls: what
@@ -117,6 +118,7 @@ timed() {
 setup_device() {
   # The CPU dry run (BACKEND=cpu) leaves the development machine's libraries alone.
   if [ -z "${SKIP_SETUP:-}" ] && [ "${BACKEND:-wgpu}" = wgpu ]; then vulkan_setup; fi
+  tune_cache_restore
   bindir=/tmp/derma-bench-bin
   mkdir -p "$bindir"
   bins=()
@@ -421,6 +423,7 @@ case "$cmd" in
     kill "$smi_pid" 2>/dev/null
     compare "$work" | tee "$out/compare.txt"
     cp "$out/compare.txt" "$work/" && pack
+    tune_cache_save "$out/tune-cache.tar.xz"
     ;;
   *) echo "usage: $0 prepare | check | run [main|levers|profile|diag|batches|all ...] | compare DIR"; exit 2 ;;
 esac

@@ -12,7 +12,7 @@
 # the disk autotune cache), .dev/dermamnist_ham_28.npz.xz (7 MB), .dev/dermamnist_ham_64.npz.xz
 # (31 MB), .dev/mobilenet_v2_tflite.safetensors.xz (3 MB).
 # A call carries at most 64 MiB with the tracked tree (5 MB), hence one plan per size (the 64 px
-# call carries 63 MB):
+# call carries 59 MB):
 #
 #   run(command="scripts/gpu_train_check.sh run 28", timeout_s=600,
 #       carry=[".gl", ".dev/BUILD", ".dev/derma-train.xz", ".dev/dermamnist_ham_28.npz.xz"])
@@ -20,6 +20,10 @@
 #       carry=[".gl", ".dev/BUILD", ".dev/derma-train.xz", ".dev/dermamnist_ham_64.npz.xz", ".dev/mobilenet_v2_tflite.safetensors.xz"])
 #   run(command="scripts/gpu_train_check.sh run 64imb", timeout_s=600,
 #       carry=[".gl", ".dev/BUILD", ".dev/derma-train.xz", ".dev/dermamnist_ham_64.npz.xz"])
+#
+# Add ".dev/tune-cache.tar.xz" to carry when it exists: the kernel tuning of the last call
+# (tune_cache_save in scripts/device_lib.sh leaves it in $OUT as tune-cache.tar.xz; copy it to
+# .dev/ after the call), which spares a fresh machine most of its first epoch's ~2.5 minutes.
 #
 # PLANs (each derma-train run is 10 epochs, the built-in recipe; torch rows run
 # scripts/train_torch.py with the same recipe on CUDA):
@@ -30,6 +34,9 @@
 #        pretrained at --image-size 128.
 #   64imb  the imbalance table at 64 px (issue #3; its CPU rows are in docs/results.md): plain CE,
 #        balanced class weights, focal γ=2, weighted sampler, combined loss (α=1, γ=3).
+#   64more TF-lite pretrained with --freeze-bn upsampled to 224 px (PyTorch, Burn); plain CE,
+#        hard-example mining and the metric head, selected by validation balanced accuracy.
+# (Plans 64 and 64imb ran on 2026-11-27: docs/gpu-runs/2026-11-27-h100-64.)
 # The runs go through scripts/gpu_check.sh, in priority order under a DEADLINE (540 s, counted
 # from the end of unpacking): a run still going then is stopped and the
 # rest are skipped. Run folders and logs are written under /tmp/gpu-train/runs; $OUT (else
@@ -78,6 +85,7 @@ prepare() {
 run() {
   local plan=$1
   [ -n "${SKIP_SETUP:-}" ] || vulkan_setup
+  tune_cache_restore
   runs=/tmp/gpu-train/runs
   rm -rf "$runs" && mkdir -p "$out" "$runs"
   out=$(cd "$out" && pwd)
@@ -113,18 +121,28 @@ run() {
       specs=("scratch -- $b" "balanced -- $b --class-weights balanced" "focal -- $b --loss focal --gamma 2"
         "weighted -- $b --sampler weighted" "combined -- $b --loss combined --alpha 1 --gamma 3")
       ;;
-    *) echo "unknown plan $plan (28, 64, 64imb)"; exit 2 ;;
+    64more)
+      # What the first H100 session at 64 px (2026-11-27) left: the pretrained pair upsampled
+      # to 224 px (issue #6), then hard-sample mining and the metric head beside plain CE, all
+      # three selected by validation balanced accuracy as on the CPU (issue #9).
+      local m="$b --select-metric bal_acc"
+      specs=("torch-tflite-frozenbn-224 -- $t --pretrained $w --freeze-bn --image-size 224"
+        "tflite-frozenbn-224 -- $b --pretrained $w --freeze-bn --image-size 224"
+        "plain-balacc -- $m" "hnm -- $m --hard-negative-mining" "metric -- $m --metric-weight 0.5")
+      ;;
+    *) echo "unknown plan $plan (28, 64, 64imb, 64more)"; exit 2 ;;
   esac
   # gpu_check.sh re-packs $out/runs.tar.gz after every run (ARCHIVE), so a call stopped early
   # keeps what finished; weights, checkpoints and report images stay behind (size limit).
   # END (epoch seconds, optional): the device call's hard end, shared with bench_gpu.sh.
   [ -n "${END:-}" ] && [ $((END - $(date +%s))) -lt "$deadline" ] && deadline=$((END - $(date +%s)))
   DEADLINE=$deadline ARCHIVE="$out/runs.tar.gz" scripts/gpu_check.sh "$bin" "$npz" "$runs" "${specs[@]}" | tee "$out/summary.txt"
+  tune_cache_save "$out/tune-cache.tar.xz"
 }
 
 case "${1:-}" in
   prepare) prepare ;;
   check) check_packs derma-train ;;
-  run) run "${2:?PLAN: 28, 64 or 64imb}" ;;
-  *) echo "usage: $0 prepare | check | run 28|64|64imb"; exit 2 ;;
+  run) run "${2:?PLAN: 28, 64, 64imb or 64more}" ;;
+  *) echo "usage: $0 prepare | check | run 28|64|64imb|64more"; exit 2 ;;
 esac
