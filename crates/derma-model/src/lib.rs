@@ -3,8 +3,6 @@
 //! The *model* stage of the data flow: MobileNetV2 in torchvision's layout and the import of
 //! pretrained weights into it.
 //!
-//! - [`batch_norm`]: training-mode batch normalisation as one autodiff operation whose
-//!   statistics are per-channel sums ([`batch_norm_train`]), used by every block.
 //! - [`block`]: the two building blocks, conv + batch norm + ReLU6 ([`ConvBnAct`]) and the
 //!   inverted residual ([`InvertedResidual`]).
 //! - [`mobilenet`]: the network ([`MobileNetV2`], [`MobileNetV2Config`]): width multiplier,
@@ -15,13 +13,11 @@
 //!   ([`Embedding`]: `Linear(last_channel → dim)` + L2 normalisation), kept outside
 //!   [`MobileNetV2`] so its key layout and classifier path do not change.
 
-pub mod batch_norm;
 pub mod block;
 pub mod embedding;
 pub mod import;
 pub mod mobilenet;
 
-pub use batch_norm::{BatchNormOutput, batch_norm_train};
 pub use block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
 pub use embedding::{Embedding, EmbeddingConfig, global_pool, l2_normalize};
 pub use import::{InputNorm, fold_gray_stem, load_torchvision, weight_conventions};
