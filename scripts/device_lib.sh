@@ -108,10 +108,12 @@ tune_cache_save() {
 import os, sys, tarfile
 dest, limit = sys.argv[1], 6 << 20
 def pack(names):
+    names = [n for n in names if os.path.exists(os.path.join("target", n))]
+    if not names:
+        sys.exit("tune cache: nothing under target/ to save")
     with tarfile.open(dest + ".tmp", "w:xz", preset=6) as t:
         for n in names:
-            if os.path.exists(os.path.join("target", n)):
-                t.add(os.path.join("target", n), arcname=n)
+            t.add(os.path.join("target", n), arcname=n)
     return os.path.getsize(dest + ".tmp"), names
 size, kept = pack(["environment", "nv-shader-cache"])
 if size > limit:
