@@ -4,7 +4,8 @@
 #   scripts/gpu_check.sh BIN NPZ OUT "NAME -- FLAGS" ...
 #
 # BIN: the release derma-train binary; NPZ: a DermaMNIST-layout file (e.g.
-# ../shared/data/dermamnist-ham/dermamnist_ham_28.npz); OUT: folder for logs and run folders.
+# ../shared/data/dermamnist-ham/dermamnist_ham_28.npz), or `-` when each run's flags name their
+# own data (`--dataset csv --manifest …`); OUT: folder for logs and run folders.
 # Each run is a name, ` -- `, then derma-train flags; a name starting with `torch` runs
 # scripts/train_torch.py with those flags instead. Ends with the summary table of the derma-train
 # runs (scripts/summarize_runs.py) and the PyTorch JSON lines.
@@ -15,7 +16,8 @@
 # (no weights, checkpoints or report images), so a call stopped early keeps what finished.
 set -uo pipefail
 bin=$1; npz=$2; out=$3; shift 3
-if [ ! -f "$npz" ]; then echo "skip: $npz not found (the real-data check needs ../shared/data/dermamnist-ham)"; exit 0; fi
+if [ "$npz" != - ] && [ ! -f "$npz" ]; then echo "skip: $npz not found (the real-data check needs ../shared/data/dermamnist-ham)"; exit 0; fi
+data=(); [ "$npz" = - ] || data=(--npz "$npz")
 mkdir -p "$out"
 started=$(date +%s)
 runs=()
@@ -30,10 +32,10 @@ for spec in "$@"; do
   t0=$(date +%s)
   if [ "${name#torch}" != "$name" ]; then
     # shellcheck disable=SC2086
-    "${limit[@]}" python3 scripts/train_torch.py --npz "$npz" $flags > "$out/$name.log" 2>&1 || echo "$name failed (exit $?; 124/137: the deadline): $(tail -3 "$out/$name.log")"
+    "${limit[@]}" python3 scripts/train_torch.py "${data[@]}" $flags > "$out/$name.log" 2>&1 || echo "$name failed (exit $?; 124/137: the deadline): $(tail -3 "$out/$name.log")"
   else
     # shellcheck disable=SC2086
-    if "${limit[@]}" "$bin" --npz "$npz" --out "$out/$name" $flags > "$out/$name.log" 2>&1; then
+    if "${limit[@]}" "$bin" "${data[@]}" --out "$out/$name" $flags > "$out/$name.log" 2>&1; then
       runs+=("$out/$name")
     else
       echo "$name failed (exit $?; 124/137: the deadline): $(tail -3 "$out/$name.log")"

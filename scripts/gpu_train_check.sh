@@ -36,6 +36,10 @@
 #        balanced class weights, focal γ=2, weighted sampler, combined loss (α=1, γ=3).
 #   64more TF-lite pretrained with --freeze-bn upsampled to 224 px (PyTorch, Burn); plain CE,
 #        hard-example mining and the metric head, selected by validation balanced accuracy.
+#   mammo  synthetic 16-bit mammography crops generated on the machine (MAMMO_N, 400), then
+#        configs/mammo.toml at MAMMO_SIZE (384) px for MAMMO_EPOCHS (30) from the TF-lite
+#        weights with --freeze-bn (issue #5); carries no npz:
+#        carry=[".gl", ".dev/BUILD", ".dev/derma-train.xz", ".dev/mobilenet_v2_tflite.safetensors.xz"]
 # (Plans 64 and 64imb ran on 2026-11-27: docs/gpu-runs/2026-11-27-h100-64.)
 # The runs go through scripts/gpu_check.sh, in priority order under a DEADLINE (540 s, counted
 # from the end of unpacking): a run still going then is stopped and the
@@ -53,6 +57,7 @@ out=${OUT:-gpu-train-out}
 backend=${BACKEND:-wgpu}
 torch_device=${TORCH_DEVICE:-cuda}
 epochs=${EPOCHS:-10}
+MAMMO_SIZE=${MAMMO_SIZE:-384}
 weights=.dev/mobilenet_v2_tflite.safetensors
 
 prepare() {
@@ -93,7 +98,8 @@ run() {
   unxz .dev/derma-train.xz "$bin" && chmod +x "$bin" || { echo "no .dev/derma-train.xz"; exit 2; }
   size=${plan%%[a-z]*}
   npz=/tmp/gpu-train/dermamnist_ham_$size.npz
-  unxz ".dev/dermamnist_ham_$size.npz.xz" "$npz" || { echo "no .dev/dermamnist_ham_$size.npz.xz"; exit 2; }
+  if [ "$plan" = mammo ]; then npz=-
+  else unxz ".dev/dermamnist_ham_$size.npz.xz" "$npz" || { echo "no .dev/dermamnist_ham_$size.npz.xz"; exit 2; }; fi
   [ -f "$weights.xz" ] && unxz "$weights.xz" /tmp/gpu-train/tflite.safetensors
   local w=/tmp/gpu-train/tflite.safetensors
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1
@@ -130,7 +136,19 @@ run() {
         "tflite-frozenbn-224 -- $b --pretrained $w --freeze-bn --image-size 224"
         "plain-balacc -- $m" "hnm -- $m --hard-negative-mining" "metric -- $m --metric-weight 0.5")
       ;;
-    *) echo "unknown plan $plan (28, 64, 64imb, 64more)"; exit 2 ;;
+    mammo)
+      # Issue #5 on the GPU: synthetic 16-bit crops made on the machine (its Python has numpy,
+      # Pillow and tifffile; 400 crops take ~1.5 min on one core), then configs/mammo.toml as
+      # shipped (384 px, `mammo` augmentation, focal γ=2, min-spec:0.80, patient-level splits
+      # from the manifest) from the TF-lite ImageNet weights with --freeze-bn (their folded batch
+      # norms need it; the config's `imagenet` default would download torchvision's file).
+      local crops=/tmp/gpu-train/mammo
+      rm -rf "$crops"
+      python3 scripts/make_mammo_crops.py --n "${MAMMO_N:-400}" --out "$crops" --seed 0 | tail -1
+      specs=("mammo$MAMMO_SIZE -- --config configs/mammo.toml --dataset csv --manifest $crops/manifest.csv --backend $backend
+        --pretrained $w --freeze-bn --epochs ${MAMMO_EPOCHS:-30} --image-size $MAMMO_SIZE")
+      ;;
+    *) echo "unknown plan $plan (28, 64, 64imb, 64more, mammo)"; exit 2 ;;
   esac
   # gpu_check.sh re-packs $out/runs.tar.gz after every run (ARCHIVE), so a call stopped early
   # keeps what finished; weights, checkpoints and report images stay behind (size limit).
@@ -143,6 +161,6 @@ run() {
 case "${1:-}" in
   prepare) prepare ;;
   check) check_packs derma-train ;;
-  run) run "${2:?PLAN: 28, 64, 64imb or 64more}" ;;
-  *) echo "usage: $0 prepare | check | run 28|64|64imb|64more"; exit 2 ;;
+  run) run "${2:?PLAN: 28, 64, 64imb, 64more or mammo}" ;;
+  *) echo "usage: $0 prepare | check | run 28|64|64imb|64more|mammo"; exit 2 ;;
 esac
