@@ -36,7 +36,8 @@ for spec in "$@"; do
   else
     # shellcheck disable=SC2086
     if "${limit[@]}" "$bin" "${data[@]}" --out "$out/$name" $flags > "$out/$name.log" 2>&1; then
-      runs+=("$out/$name")
+      # (derma-cascade's folder holds its stages' run folders, not a run of its own)
+      [ -f "$out/$name/metrics.csv" ] && runs+=("$out/$name")
     else
       echo "$name failed (exit $?; 124/137: the deadline): $(tail -3 "$out/$name.log")"
       # A run stopped part-way still has its per-epoch rows (images/s included).
@@ -50,6 +51,6 @@ for spec in "$@"; do
       --exclude=gallery --exclude=report.html ./* && mv "$ARCHIVE.tmp" "$ARCHIVE")
   fi
 done
-if [ ${#runs[@]} -gt 0 ]; then python3 scripts/summarize_runs.py "${runs[@]}"; else echo "no derma-train run wrote metrics.csv"; fi
+if [ ${#runs[@]} -gt 0 ]; then python3 scripts/summarize_runs.py "${runs[@]}"; else echo "no run folder with a metrics.csv to summarise"; fi
 for f in "$out"/torch*.log; do [ -f "$f" ] && echo "$(basename "$f" .log): $(tail -1 "$f")"; done
 exit 0

@@ -36,6 +36,9 @@
 #        balanced class weights, focal γ=2, weighted sampler, combined loss (α=1, γ=3).
 #   64more TF-lite pretrained with --freeze-bn upsampled to 224 px (PyTorch, Burn); plain CE,
 #        hard-example mining and the metric head, selected by validation balanced accuracy.
+#   64cascade  derma-cascade (stage 1 balanced CE with 1:2 undersampling, stage 2 focal on
+#        what stage 1 flags; issue #9) at 64 px, built-in recipe; carries .dev/derma-cascade.xz
+#        instead of .dev/derma-train.xz (~56 MB with the 64-px npz and the tree).
 #   mammo  synthetic 16-bit mammography crops generated on the machine (MAMMO_N, 400), then
 #        configs/mammo.toml at MAMMO_SIZE (384) px for MAMMO_EPOCHS (30) from the TF-lite
 #        weights with --freeze-bn (issue #5); carries no npz:
@@ -64,10 +67,13 @@ prepare() {
   set -e
   grep -qxF /.dev/ .git/info/exclude 2>/dev/null || echo /.dev/ >>.git/info/exclude
   mkdir -p .dev
-  cargo build --release -p derma-train
-  strip -o /tmp/derma-train-stripped target/release/derma-train
-  xz -T0 -9 -c /tmp/derma-train-stripped >.dev/derma-train.xz && rm /tmp/derma-train-stripped
-  build_stamp derma-train
+  cargo build --release -p derma-train # every binary of the crate: derma-train, derma-cascade, …
+  local b
+  for b in derma-train derma-cascade; do
+    strip -o /tmp/$b-stripped target/release/$b
+    xz -T0 -9 -c /tmp/$b-stripped >.dev/$b.xz && rm /tmp/$b-stripped
+    build_stamp $b
+  done
   local shared=${SHARED:-../shared}
   for s in 28 64; do
     python3 -c 'import sys, numpy as np; d = np.load(sys.argv[1]); np.savez(sys.argv[2], **{k: d[k] for k in d.files})' \
@@ -94,8 +100,10 @@ run() {
   runs=/tmp/gpu-train/runs
   rm -rf "$runs" && mkdir -p "$out" "$runs"
   out=$(cd "$out" && pwd)
-  bin=/tmp/gpu-train/derma-train
-  unxz .dev/derma-train.xz "$bin" && chmod +x "$bin" || { echo "no .dev/derma-train.xz"; exit 2; }
+  # The cascade plans run derma-cascade (a binary of its own, packed beside derma-train).
+  local tool=derma-train; [ "${plan#*cascade}" != "$plan" ] && tool=derma-cascade
+  bin=/tmp/gpu-train/$tool
+  unxz .dev/$tool.xz "$bin" && chmod +x "$bin" || { echo "no .dev/$tool.xz"; exit 2; }
   size=${plan%%[a-z]*}
   npz=/tmp/gpu-train/dermamnist_ham_$size.npz
   if [ "$plan" = mammo ]; then npz=-
@@ -136,6 +144,12 @@ run() {
         "tflite-frozenbn-224 -- $b --pretrained $w --freeze-bn --image-size 224"
         "plain-balacc -- $m" "hnm -- $m --hard-negative-mining" "metric -- $m --metric-weight 0.5")
       ;;
+    64cascade)
+      # Issue #9 on the GPU: the two-stage cascade (mel, bcc, akiec vs rest) with the built-in
+      # recipe, as the 64-px CPU row of docs/results.md; CASCADE_FLAGS adds flags (the CPU dry
+      # run: `--width 0.1 --epochs 1`).
+      specs=("cascade -- --size $size --positive-classes mel,bcc,akiec --backend $backend ${CASCADE_FLAGS:-}")
+      ;;
     mammo)
       # Issue #5 on the GPU: synthetic 16-bit crops made on the machine (its Python has numpy,
       # Pillow and tifffile; 400 crops take ~1.5 min on one core), then configs/mammo.toml as
@@ -148,19 +162,22 @@ run() {
       specs=("mammo$MAMMO_SIZE -- --config configs/mammo.toml --dataset csv --manifest $crops/manifest.csv --backend $backend
         --pretrained $w --freeze-bn --epochs ${MAMMO_EPOCHS:-30} --image-size $MAMMO_SIZE")
       ;;
-    *) echo "unknown plan $plan (28, 64, 64imb, 64more, mammo)"; exit 2 ;;
+    *) echo "unknown plan $plan (28, 64, 64imb, 64more, 64cascade, mammo)"; exit 2 ;;
   esac
   # gpu_check.sh re-packs $out/runs.tar.gz after every run (ARCHIVE), so a call stopped early
   # keeps what finished; weights, checkpoints and report images stay behind (size limit).
   # END (epoch seconds, optional): the device call's hard end, shared with bench_gpu.sh.
   [ -n "${END:-}" ] && [ $((END - $(date +%s))) -lt "$deadline" ] && deadline=$((END - $(date +%s)))
   DEADLINE=$deadline ARCHIVE="$out/runs.tar.gz" scripts/gpu_check.sh "$bin" "$npz" "$runs" "${specs[@]}" | tee "$out/summary.txt"
+  if [ -f "$runs/cascade/cascade.md" ]; then
+    { python3 scripts/summarize_runs.py "$runs/cascade/stage1" "$runs/cascade/stage2"; cat "$runs/cascade/cascade.md"; } | tee -a "$out/summary.txt"
+  fi
   tune_cache_save "$out/tune-cache.tar.xz"
 }
 
 case "${1:-}" in
   prepare) prepare ;;
-  check) check_packs derma-train ;;
-  run) run "${2:?PLAN: 28, 64, 64imb, 64more or mammo}" ;;
-  *) echo "usage: $0 prepare | check | run 28|64|64imb|64more|mammo"; exit 2 ;;
+  check) check_packs derma-train $([ -f .dev/derma-cascade.xz ] && echo derma-cascade) ;;
+  run) run "${2:?PLAN: 28, 64, 64imb, 64more, 64cascade or mammo}" ;;
+  *) echo "usage: $0 prepare | check | run 28|64|64imb|64more|64cascade|mammo"; exit 2 ;;
 esac
