@@ -86,8 +86,8 @@ vulkan_setup() {
 # shader cache, which vulkan_setup points into target/nv-shader-cache. tune_cache_save packs
 # both into a file under $OUT; copy it here to .dev/tune-cache.tar.xz and carry it: the next
 # call's tune_cache_restore unpacks it before its runs. Entries for other shapes or another
-# build are looked up by key and ignored; the diag plan still measures a cold start (it
-# removes target/environment first).
+# build are looked up by key and ignored. The diag plan's cold run removes target/environment
+# first; the shader cache stays, so its cold/cached pair then measures autotuning alone.
 TUNE_CACHE=.dev/tune-cache.tar.xz
 tune_cache_restore() {
   if [ ! -f "$TUNE_CACHE" ]; then echo "tune cache: none carried ($TUNE_CACHE)"; return 0; fi
