@@ -207,7 +207,7 @@ plan_levers() {
 #                  (burn::tensor::capture; the replayed step does not advance the parameters):
 #                  the share of Burn's per-operation host work; and `phases` (forward, backward,
 #                  AdamW update each synchronised); adamw-flat: the step with the flat AdamW
-#                  lever (derma_train::flat_adamw). Every Burn run also logs CPU ms per step of
+#                  lever (derma_train::flat_adamw); frozen-bn: the step with frozen batch norms. Every Burn run also logs CPU ms per step of
 #                  each thread (main = tensor API + autodiff, DSU = fusion, DSD = CubeCL/wgpu);
 # (The batch sweep: plan_batches; autotune level minimal/extensive: the levers plan.)
 plan_diag() {
@@ -236,6 +236,12 @@ plan_diag() {
   # shellcheck disable=SC2046
   timed "burn-$v diag adamw-flat $s:256" "$work/diag-flat-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
     --modes step,phases --optimizer adamw-flat --json "$work/diag-$v-adamw_flat-$s.json"
+  # What training-mode batch norm costs at this size (43 % of the 64-px training step on the
+  # H100, ~940 of 1,657 launches a step on lavapipe: docs/performance.md): the step with frozen
+  # batch norms against the step above.
+  # shellcheck disable=SC2046
+  timed "burn-$v diag frozen-bn $s:256" "$work/diag-frozenbn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
+    --modes step,phases --freeze-bn --json "$work/diag-$v-frozen_bn-$s.json"
 }
 
 # batches: ms/step at batch 64 and 1024 in one process (PyTorch's are in diag's torch run): flat

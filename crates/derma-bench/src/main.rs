@@ -69,6 +69,10 @@ struct Args {
     /// update over all parameters as one vector: a lever).
     #[arg(long, default_value = "adamw")]
     optimizer: Optimizer,
+    /// Batch norms use their running statistics, as derma-train's `--freeze-bn`: the step
+    /// without training-mode batch norm (what it costs: docs/performance.md).
+    #[arg(long)]
+    freeze_bn: bool,
     /// Seed (model initialisation, synthetic data, augmentation).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -120,6 +124,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         lr: args.lr,
         weight_decay: args.weight_decay,
         optimizer: args.optimizer,
+        freeze_bn: args.freeze_bn,
         seed: args.seed,
     };
     let mut report = BenchReport {
@@ -135,6 +140,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         steps: args.steps,
         lr: args.lr,
         optimizer: args.optimizer.name().into(),
+        freeze_bn: args.freeze_bn,
         pid: std::process::id(),
         results: Vec::new(),
     };

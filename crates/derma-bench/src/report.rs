@@ -58,6 +58,8 @@ pub struct BenchReport {
     pub lr: f64,
     /// The training modes' optimiser (`adamw`, `adamw-flat`).
     pub optimizer: String,
+    /// Batch norms with their running statistics (`--freeze-bn`).
+    pub freeze_bn: bool,
     /// Process id (to match `nvidia-smi` samples).
     pub pid: u32,
     /// One entry per configuration.
@@ -71,7 +73,7 @@ fn cell(m: &Option<Measurement>) -> String {
 /// A plain-text table of `report`.
 pub fn table(report: &BenchReport) -> String {
     let mut s = format!(
-        "{} {} | {} | width {} | data {} | augment {} | upload {} | {} | {} warmup + {} timed steps\n",
+        "{} {} | {} | width {} | data {} | augment {} | upload {} | {}{} | {} warmup + {} timed steps\n",
         report.framework,
         report.framework_version,
         report.backend,
@@ -80,6 +82,7 @@ pub fn table(report: &BenchReport) -> String {
         report.augment,
         report.upload,
         report.optimizer,
+        if report.freeze_bn { " | frozen batch norms" } else { "" },
         report.warmup_steps,
         report.steps
     );

@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::prelude::*;
 use derma_data::{Augment, AugmentConfig, AugmentPreset, LoaderConfig, Normalize, batch::assemble};
-use derma_model::{InputNorm, MobileNetV2Config};
+use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config};
 use derma_train::LossConfig;
 use derma_train::step::TrainStep;
 
@@ -46,8 +46,16 @@ pub struct Settings {
     pub weight_decay: f64,
     /// Burn's per-tensor AdamW or the flat one.
     pub optimizer: Optimizer,
+    /// Batch norms with their running statistics (derma-train's `--freeze-bn`).
+    pub freeze_bn: bool,
     /// Seed of the model initialisation, data and augmentation.
     pub seed: u64,
+}
+
+/// The benchmarked network on `device`: MobileNetV2 at the settings' width, its batch norms
+/// frozen with `freeze_bn`.
+pub fn model(settings: &Settings, classes: usize, device: &Device) -> MobileNetV2 {
+    MobileNetV2Config::new(classes).with_width(settings.width).init(device).set_bn_frozen(settings.freeze_bn)
 }
 
 /// The loader configuration of a benchmark configuration.
@@ -84,7 +92,7 @@ pub fn run_config_with(
 
     let train_device = device.clone().autodiff();
     device.seed(settings.seed);
-    let mut model = MobileNetV2Config::new(dataset.num_classes()).with_width(settings.width).init(&train_device);
+    let mut model = model(settings, dataset.num_classes(), &train_device);
     let loss = LossConfig::ce().init(&train_device);
     let mut step = TrainStep::new(loss, settings.weight_decay, 1.0);
     if settings.optimizer == Optimizer::AdamWFlat {

@@ -26,6 +26,7 @@ fn settings() -> Settings {
         lr: 1e-2,
         weight_decay: 1e-4,
         optimizer: Optimizer::AdamW,
+        freeze_bn: false,
         seed: 0,
     }
 }
@@ -139,6 +140,7 @@ fn a_configuration_fills_every_mode_and_the_table() {
         steps: 2,
         lr: 1e-2,
         optimizer: "adamw".into(),
+        freeze_bn: false,
         pid: std::process::id(),
         results: vec![r],
     };
@@ -158,6 +160,45 @@ fn the_flat_adamw_lever_runs_the_training_modes() {
     let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |_| {}).unwrap();
     check(r.step.as_ref().unwrap(), 2, 8, true);
     assert!(r.phases.as_ref().unwrap().mean_loss.is_finite());
+}
+
+/// `--freeze-bn` reaches the benchmarked model: a training-mode forward on an autodiff device
+/// leaves its running statistics as they were, where the default model's move toward the
+/// batch's; the step trains with it and the report says which it measured.
+#[test]
+fn frozen_batch_norms_reach_the_model_and_the_report() {
+    let device = Device::flex().autodiff();
+    let images = Tensor::<4>::random([2, 3, 28, 28], burn::tensor::Distribution::Normal(0.5, 1.0), &device);
+    for freeze_bn in [false, true] {
+        let model = derma_bench::run::model(&Settings { freeze_bn, ..settings() }, 7, &device);
+        // `value_sync`: `value()` may lag one update behind (Burn's RunningState).
+        let mean = |m: &MobileNetV2| -> Vec<f32> { m.stem.bn.running_mean.value_sync().into_data().try_into_vec().unwrap() };
+        let before = mean(&model);
+        let _ = model.forward(images.clone());
+        assert_eq!(before == mean(&model), freeze_bn, "freeze_bn {freeze_bn}: running mean {before:?} -> {:?}", mean(&model));
+    }
+    let s = Settings { modes: vec![Mode::Step], freeze_bn: true, ..settings() };
+    let frozen = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |_| {}).unwrap();
+    check(frozen.step.as_ref().unwrap(), 2, 8, true);
+    let report = BenchReport {
+        framework: "burn".into(),
+        framework_version: "0.22.1".into(),
+        backend: "cpu (flex)".into(),
+        width: 0.25,
+        classes: 7,
+        data: "synthetic".into(),
+        augment: "natural".into(),
+        upload: "copy".into(),
+        warmup_steps: 1,
+        steps: 2,
+        lr: 1e-2,
+        optimizer: "adamw".into(),
+        freeze_bn: true,
+        pid: std::process::id(),
+        results: vec![frozen],
+    };
+    assert!(table(&report).lines().next().unwrap().contains("| adamw | frozen batch norms |"), "{}", table(&report));
+    assert_eq!(serde_json::to_value(&report).unwrap()["freeze_bn"], true);
 }
 
 #[test]
