@@ -31,6 +31,27 @@ fn settings() -> Settings {
     }
 }
 
+/// The report of one configuration measured with `settings()` on the CPU.
+fn report(freeze_bn: bool, result: derma_bench::report::ConfigResult) -> BenchReport {
+    BenchReport {
+        framework: "burn".into(),
+        framework_version: "0.22.1".into(),
+        backend: "cpu (flex)".into(),
+        width: 0.25,
+        classes: 7,
+        data: "synthetic".into(),
+        augment: "natural".into(),
+        upload: "copy".into(),
+        warmup_steps: 1,
+        steps: 2,
+        lr: 1e-2,
+        optimizer: "adamw".into(),
+        freeze_bn,
+        pid: std::process::id(),
+        results: vec![result],
+    }
+}
+
 fn check(m: &Measurement, steps: usize, images: usize, training: bool) {
     assert_eq!(m.steps, steps);
     assert_eq!(m.images, images);
@@ -127,23 +148,7 @@ fn a_configuration_fills_every_mode_and_the_table() {
     if let Some(m) = r.memory {
         assert!(m.peak_reserved_bytes >= m.reserved_bytes && m.reserved_bytes >= m.in_use_bytes, "{m:?}");
     }
-    let report = BenchReport {
-        framework: "burn".into(),
-        framework_version: "0.22.1".into(),
-        backend: "cpu (flex)".into(),
-        width: 0.25,
-        classes: 7,
-        data: "synthetic".into(),
-        augment: "natural".into(),
-        upload: "copy".into(),
-        warmup_steps: 1,
-        steps: 2,
-        lr: 1e-2,
-        optimizer: "adamw".into(),
-        freeze_bn: false,
-        pid: std::process::id(),
-        results: vec![r],
-    };
+    let report = report(false, r);
     let text = table(&report);
     assert!(text.lines().nth(2).is_some_and(|l| l.trim_start().starts_with("28")), "{text}");
     let json: serde_json::Value = serde_json::to_value(&report).unwrap();
@@ -180,23 +185,7 @@ fn frozen_batch_norms_reach_the_model_and_the_report() {
     let s = Settings { modes: vec![Mode::Step], freeze_bn: true, ..settings() };
     let frozen = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |_| {}).unwrap();
     check(frozen.step.as_ref().unwrap(), 2, 8, true);
-    let report = BenchReport {
-        framework: "burn".into(),
-        framework_version: "0.22.1".into(),
-        backend: "cpu (flex)".into(),
-        width: 0.25,
-        classes: 7,
-        data: "synthetic".into(),
-        augment: "natural".into(),
-        upload: "copy".into(),
-        warmup_steps: 1,
-        steps: 2,
-        lr: 1e-2,
-        optimizer: "adamw".into(),
-        freeze_bn: true,
-        pid: std::process::id(),
-        results: vec![frozen],
-    };
+    let report = report(true, frozen);
     assert!(table(&report).lines().next().unwrap().contains("| adamw | frozen batch norms |"), "{}", table(&report));
     assert_eq!(serde_json::to_value(&report).unwrap()["freeze_bn"], true);
 }
