@@ -207,7 +207,9 @@ plan_levers() {
 #                  (burn::tensor::capture; the replayed step does not advance the parameters):
 #                  the share of Burn's per-operation host work; and `phases` (forward, backward,
 #                  AdamW update each synchronised); adamw-flat: the step with the flat AdamW
-#                  lever (derma_train::flat_adamw); frozen-bn: the step with frozen batch norms. Every Burn run also logs CPU ms per step of
+#                  lever (derma_train::flat_adamw); frozen-bn: the step with frozen batch norms;
+#                  burn-bn: the step with Burn's own batch norm instead of derma-model's
+#                  kernels. Every Burn run also logs CPU ms per step of
 #                  each thread (main = tensor API + autodiff, DSU = fusion, DSD = CubeCL/wgpu);
 # (The batch sweep: plan_batches; autotune level minimal/extensive: the levers plan.)
 plan_diag() {
@@ -242,6 +244,12 @@ plan_diag() {
   # shellcheck disable=SC2046
   timed "burn-$v diag frozen-bn $s:256" "$work/diag-frozenbn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
     --modes step,phases --freeze-bn --json "$work/diag-$v-frozen_bn-$s.json"
+  # The batch-norm kernels' gain: the same step with Burn's own batch_norm_train (the
+  # decomposition derma-model's one-kernel-per-direction batch norm replaces; lavapipe: see
+  # docs/performance.md "Third session") against the "cached" run above.
+  # shellcheck disable=SC2046
+  timed "burn-$v diag burn-bn $s:256" "$work/diag-burnbn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
+    --modes step,phases --batch-norm burn --json "$work/diag-$v-burn_bn-$s.json"
 }
 
 # batches: ms/step at batch 64 and 1024 in one process (PyTorch's are in diag's torch run): flat

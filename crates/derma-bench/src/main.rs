@@ -13,6 +13,7 @@ use derma_bench::options::{DataSource, Mode, Optimizer, SizeBatch, Upload, parse
 use derma_bench::report::{BenchReport, table};
 use derma_bench::run::{Settings, run_config_with};
 use derma_data::AugmentPreset;
+use derma_model::BatchNormImpl;
 
 /// MobileNetV2 training/inference throughput and device memory (this project's code path).
 #[derive(Parser, Debug)]
@@ -73,6 +74,11 @@ struct Args {
     /// without training-mode batch norm (what it costs: docs/performance.md).
     #[arg(long)]
     freeze_bn: bool,
+    /// Training-mode batch norm: fused (derma-model's one-node batch norm, one kernel per
+    /// direction on the GPU: what the training loop uses) | burn (Burn 0.22's own
+    /// `batch_norm_train`, the decomposition it replaces: a lever's baseline).
+    #[arg(long, default_value = "fused")]
+    batch_norm: BatchNormImpl,
     /// Seed (model initialisation, synthetic data, augmentation).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -125,6 +131,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         weight_decay: args.weight_decay,
         optimizer: args.optimizer,
         freeze_bn: args.freeze_bn,
+        batch_norm: args.batch_norm,
         seed: args.seed,
     };
     let mut report = BenchReport {
@@ -141,6 +148,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         lr: args.lr,
         optimizer: args.optimizer.name().into(),
         freeze_bn: args.freeze_bn,
+        batch_norm: args.batch_norm.name().into(),
         pid: std::process::id(),
         results: Vec::new(),
     };

@@ -60,6 +60,8 @@ pub struct BenchReport {
     pub optimizer: String,
     /// Batch norms with their running statistics (`--freeze-bn`).
     pub freeze_bn: bool,
+    /// Training-mode batch norm (`fused`, `burn`: `--batch-norm`).
+    pub batch_norm: String,
     /// Process id (to match `nvidia-smi` samples).
     pub pid: u32,
     /// One entry per configuration.
@@ -73,7 +75,7 @@ fn cell(m: &Option<Measurement>) -> String {
 /// A plain-text table of `report`.
 pub fn table(report: &BenchReport) -> String {
     let mut s = format!(
-        "{} {} | {} | width {} | data {} | augment {} | upload {} | {}{} | {} warmup + {} timed steps\n",
+        "{} {} | {} | width {} | data {} | augment {} | upload {} | {}{}{} | {} warmup + {} timed steps\n",
         report.framework,
         report.framework_version,
         report.backend,
@@ -83,6 +85,7 @@ pub fn table(report: &BenchReport) -> String {
         report.upload,
         report.optimizer,
         if report.freeze_bn { " | frozen batch norms" } else { "" },
+        if report.batch_norm == "burn" { " | Burn's batch norm" } else { "" },
         report.warmup_steps,
         report.steps
     );

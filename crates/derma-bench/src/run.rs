@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::prelude::*;
 use derma_data::{Augment, AugmentConfig, AugmentPreset, LoaderConfig, Normalize, batch::assemble};
-use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config};
+use derma_model::{BatchNormImpl, InputNorm, MobileNetV2, MobileNetV2Config};
 use derma_train::LossConfig;
 use derma_train::step::TrainStep;
 
@@ -48,6 +48,8 @@ pub struct Settings {
     pub optimizer: Optimizer,
     /// Batch norms with their running statistics (derma-train's `--freeze-bn`).
     pub freeze_bn: bool,
+    /// Training-mode batch norm (derma-model's fused one, or Burn's own as a baseline).
+    pub batch_norm: BatchNormImpl,
     /// Seed of the model initialisation, data and augmentation.
     pub seed: u64,
 }
@@ -85,6 +87,8 @@ pub fn run_config_with(
     mut log: impl FnMut(&str),
     mut partial: impl FnMut(&ConfigResult),
 ) -> anyhow::Result<ConfigResult> {
+    // The steps run on this thread; the batch-norm choice is the thread's.
+    derma_model::set_batch_norm_impl(settings.batch_norm);
     let dataset = crate::data::load(&settings.data, sb.size, settings.synthetic_images.max(sb.batch), settings.classes, settings.seed)?;
     let config = loader_config(settings, sb);
     let first: Vec<usize> = (0..sb.batch).map(|i| i % dataset.len()).collect();

@@ -8,7 +8,7 @@ use derma_bench::report::{BenchReport, table};
 use derma_bench::run::{Settings, loader_config, run_config};
 use derma_data::AugmentPreset;
 use derma_data::batch::assemble;
-use derma_model::{MobileNetV2, MobileNetV2Config};
+use derma_model::{BatchNormImpl, MobileNetV2, MobileNetV2Config};
 use derma_train::LossConfig;
 use derma_train::step::TrainStep;
 
@@ -27,6 +27,7 @@ fn settings() -> Settings {
         weight_decay: 1e-4,
         optimizer: Optimizer::AdamW,
         freeze_bn: false,
+        batch_norm: BatchNormImpl::Fused,
         seed: 0,
     }
 }
@@ -47,6 +48,7 @@ fn report(freeze_bn: bool, result: derma_bench::report::ConfigResult) -> BenchRe
         lr: 1e-2,
         optimizer: "adamw".into(),
         freeze_bn,
+        batch_norm: "fused".into(),
         pid: std::process::id(),
         results: vec![result],
     }
@@ -188,6 +190,25 @@ fn frozen_batch_norms_reach_the_model_and_the_report() {
     let report = report(true, frozen);
     assert!(table(&report).lines().next().unwrap().contains("| adamw | frozen batch norms |"), "{}", table(&report));
     assert_eq!(serde_json::to_value(&report).unwrap()["freeze_bn"], true);
+}
+
+/// `--batch-norm burn` reaches the models the measurement runs (the thread's batch-norm choice
+/// is Burn's once `run_config` starts, fused again for a fused run) and the report; both train.
+#[test]
+fn the_batch_norm_choice_reaches_the_steps_and_the_report() {
+    for kind in [BatchNormImpl::Burn, BatchNormImpl::Fused] {
+        derma_model::set_batch_norm_impl(if kind == BatchNormImpl::Burn { BatchNormImpl::Fused } else { BatchNormImpl::Burn });
+        let s = Settings { modes: vec![Mode::Step], batch_norm: kind, ..settings() };
+        let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |_| {}).unwrap();
+        assert_eq!(derma_model::batch_norm_impl(), kind);
+        check(r.step.as_ref().unwrap(), 2, 8, true);
+        let report = BenchReport { batch_norm: kind.name().into(), ..report(false, r) };
+        let header = table(&report).lines().next().unwrap().to_string();
+        assert_eq!(header.contains("| adamw | Burn's batch norm |"), kind == BatchNormImpl::Burn, "{header}");
+        assert_eq!(serde_json::to_value(&report).unwrap()["batch_norm"], kind.name());
+    }
+    assert_eq!("burn".parse::<BatchNormImpl>(), Ok(BatchNormImpl::Burn));
+    assert!("cudnn".parse::<BatchNormImpl>().unwrap_err().contains("expected fused or burn"));
 }
 
 #[test]

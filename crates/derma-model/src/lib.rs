@@ -3,6 +3,8 @@
 //! The *model* stage of the data flow: MobileNetV2 in torchvision's layout and the import of
 //! pretrained weights into it.
 //!
+//! - [`batch_norm`]: training-mode batch norm as one autodiff node, one kernel per direction on
+//!   the GPU ([`batch_norm_train`], [`BatchNormTrain`]).
 //! - [`block`]: the two building blocks, conv + batch norm + ReLU6 ([`ConvBnAct`]) and the
 //!   inverted residual ([`InvertedResidual`]).
 //! - [`mobilenet`]: the network ([`MobileNetV2`], [`MobileNetV2Config`]): width multiplier,
@@ -13,11 +15,13 @@
 //!   ([`Embedding`]: `Linear(last_channel → dim)` + L2 normalisation), kept outside
 //!   [`MobileNetV2`] so its key layout and classifier path do not change.
 
+pub mod batch_norm;
 pub mod block;
 pub mod embedding;
 pub mod import;
 pub mod mobilenet;
 
+pub use batch_norm::{BatchNormImpl, BatchNormOutput, BatchNormTrain, batch_norm_impl, batch_norm_train, set_batch_norm_impl};
 pub use block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
 pub use embedding::{Embedding, EmbeddingConfig, global_pool, l2_normalize};
 pub use import::{InputNorm, fold_gray_stem, load_torchvision, weight_conventions};

@@ -148,6 +148,11 @@ pub struct TrainArgs {
     /// with folded batch norms such as the converted TF-lite ones).
     #[arg(long)]
     pub freeze_bn: bool,
+    /// Training-mode batch norm: fused (one autodiff node, two GPU kernels per direction: the
+    /// default) or burn (Burn's own batch_norm_train, ~18 kernel launches per batch norm; the
+    /// same arithmetic: docs/performance.md).
+    #[arg(long)]
+    pub batch_norm: Option<derma_model::BatchNormImpl>,
     /// ce, bce, focal or combined.
     #[arg(long)]
     pub loss: Option<LossKind>,
@@ -225,7 +230,7 @@ impl TrainArgs {
         set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
              output_stride, dilate, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
-             embedding_dim, select_metric, patience, threshold);
+             embedding_dim, select_metric, patience, threshold, batch_norm);
         set_opt!(data_root, data_dir, npz, patient_pattern, image_size, positive_classes, augment, out, samples_per_epoch);
         if self.freeze_bn {
             c.freeze_bn = true;

@@ -182,6 +182,11 @@ pub struct TrainConfig {
     /// Batch norms normalise with their running statistics during training too (their scale
     /// and shift still train): for small batches and for weights with folded batch norms.
     pub freeze_bn: bool,
+    /// Training-mode batch norm: `fused` (derma-model's one-node batch norm, two kernels per
+    /// direction on the GPU; the default) or `burn` (Burn's own `batch_norm_train`). The same
+    /// arithmetic; absent in older `config.toml` files, which then get the default.
+    #[serde(default)]
+    pub batch_norm: derma_model::BatchNormImpl,
     /// Input normalisation and padding of the weights (resolved from `pretrained`; written to
     /// `config.toml` for the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -386,6 +386,11 @@ fn fit_from(
     from: Option<checkpoint::State>,
 ) -> anyhow::Result<RunOutcome> {
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
+    // The training steps run on this thread; the batch-norm choice is the thread's.
+    derma_model::set_batch_norm_impl(config.batch_norm);
+    if config.batch_norm == derma_model::BatchNormImpl::Burn {
+        println!("batch norm: Burn's batch_norm_train (--batch-norm burn)");
+    }
     let data_hash = data.fingerprint();
     if let Some(recorded) = from.as_ref().and_then(|s| s.data_hash.as_deref())
         && recorded != data_hash

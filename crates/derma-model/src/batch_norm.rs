@@ -1,0 +1,989 @@
+//! Training-mode batch normalisation as one differentiable operation, with one GPU kernel per
+//! direction on the CubeCL (wgpu) backend.
+//!
+//! Burn 0.22's `batch_norm_train` is burn-backend's default decomposition (neither burn-fusion
+//! nor burn-cubecl overrides it): statistics over `swap_dims(0, 1)` + `reshape` views, four
+//! reductions in the backward pass, the per-channel arithmetic as separate operations. On wgpu
+//! (lavapipe, 28 px, batch 8) that is ~18 kernel launches per batch norm and ~940 of the 1,657
+//! launches of a MobileNetV2 training step; on the H100 training-mode batch norm was 43 % of the
+//! 64-px step (docs/performance.md, "Second session"). Rewrites in tensor operations kept ~18
+//! launches (burn-fusion runs the per-channel operations one kernel each).
+//!
+//! Here the whole normalisation is one autodiff node. On the CubeCL backend its forward pass is
+//! one kernel (one cube per channel: the mean, then the biased variance around it, then the
+//! normalised output, reading the input three times) and its backward pass another (Σdy and
+//! Σdy·(x − μ) in one pass, then dx), both registered with burn-fusion as custom operations
+//! through Burn's backend extension. The Flex (CPU) backend runs the same arithmetic as tensor
+//! operations ([`composed_forward`], [`composed_backward`]), which is also the reference the GPU
+//! kernels are tested against.
+//!
+//! Statistics travel as one `[2, channels]` tensor, row 0 the mean and row 1 the biased
+//! variance; the parameter gradients likewise, row 0 dγ and row 1 dβ (one storage buffer each,
+//! wgpu allowing few per kernel).
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Scalar, TensorMetadata, backend_extension};
+use burn::prelude::*;
+
+/// Training-mode batch norm of a `[batch, channels, h, w]` tensor: forward and backward.
+#[backend_extension(
+    Flex,
+    Cube: cfg(feature = "wgpu"),
+    Fusion: cfg(feature = "wgpu"),
+    Autodiff
+)]
+pub trait BatchNormTrain: Backend {
+    /// Normalises `x` (`[batch, channels, h, w]`) with its own batch statistics and applies
+    /// `gamma`, `beta` (`[channels]`): `(output [batch, channels, h, w], statistics [4, channels])`,
+    /// the statistics' rows the batch mean, the biased batch variance, and the running mean and
+    /// variance moved toward the batch's by `momentum` (PyTorch's rule: the running variance
+    /// toward the unbiased batch variance, `n / (n − 1)` × the biased one).
+    #[fusion(meta = forward_meta)]
+    fn channel_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        momentum: f64,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed_forward::<Self>(x, gamma, beta, running_mean, running_var, momentum, epsilon)
+    }
+
+    /// The gradients of [`Self::channel_norm_forward`] given the output's gradient `grad`:
+    /// `(dx [batch, channels, h, w], [dγ; dβ] [2, channels])`; `statistics` is what the forward
+    /// pass returned.
+    #[fusion(meta = backward_meta)]
+    fn channel_norm_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        statistics: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed_backward::<Self>(x, grad, statistics, gamma, epsilon)
+    }
+}
+
+#[cfg(feature = "wgpu")]
+use burn::backend::fusion::custom::TensorSpec;
+
+/// Output metadata of the forward pass, for burn-fusion: the output like `x`, statistics
+/// `[4, channels]`.
+#[cfg(feature = "wgpu")]
+fn forward_meta(
+    x: &TensorSpec,
+    _gamma: &TensorSpec,
+    _beta: &TensorSpec,
+    _running_mean: &TensorSpec,
+    _running_var: &TensorSpec,
+    _momentum: &f64,
+    _epsilon: &f64,
+) -> (TensorSpec, TensorSpec) {
+    (x.clone(), TensorSpec::new(Shape::new([4, x.shape[1]]), x.dtype))
+}
+
+/// Output metadata of the backward pass: dx like `x`, the parameter gradients `[2, channels]`.
+#[cfg(feature = "wgpu")]
+fn backward_meta(
+    x: &TensorSpec,
+    _grad: &TensorSpec,
+    _statistics: &TensorSpec,
+    _gamma: &TensorSpec,
+    _epsilon: &f64,
+) -> (TensorSpec, TensorSpec) {
+    (x.clone(), TensorSpec::new(Shape::new([2, x.shape[1]]), x.dtype))
+}
+
+/// `[batch, channels, h, w]` of a 4-d tensor.
+fn dims4<T: TensorMetadata>(x: &T) -> [usize; 4] {
+    let shape = x.shape();
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+/// Per-channel sums of `[batch, channels, h, w]` as `[1, channels, 1, 1]`.
+fn channel_sums<B: Backend>(t: FloatTensor<B>) -> FloatTensor<B> {
+    let per_image = B::float_sum_dim(B::float_sum_dim(t, 3), 2); // [batch, channels, 1, 1]
+    B::float_sum_dim(per_image, 0)
+}
+
+/// Row `row` of a `[2, channels]` tensor as `[1, channels, 1, 1]`.
+fn row<B: Backend>(t: FloatTensor<B>, row: usize) -> FloatTensor<B> {
+    let c = t.shape()[1];
+    let r = B::float_slice(t, &[burn::tensor::Slice::from(row..row + 1), burn::tensor::Slice::from(0..c)]);
+    B::float_reshape(r, Shape::new([1, c, 1, 1]))
+}
+
+/// `[1, channels, 1, 1]` (or `[channels]`) tensors stacked as `[rows, channels]`.
+fn stack_rows<B: Backend>(rows: Vec<FloatTensor<B>>) -> FloatTensor<B> {
+    let c = rows[0].shape().num_elements();
+    B::float_cat(rows.into_iter().map(|t| B::float_reshape(t, Shape::new([1, c]))).collect(), 0)
+}
+
+/// The unbiased-variance factor `n / (n − 1)` of a channel of `n` values (1 for a single value).
+pub fn unbiased_factor(n: usize) -> f64 {
+    if n > 1 { n as f64 / (n - 1) as f64 } else { 1.0 }
+}
+
+/// The forward pass as tensor operations (the Flex backend's implementation, and the reference
+/// of the GPU kernel): mean, biased variance around it, `γ (x − μ) / sqrt(σ² + ε) + β`, and the
+/// running statistics' update.
+pub fn composed_forward<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    running_mean: FloatTensor<B>,
+    running_var: FloatTensor<B>,
+    momentum: f64,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let [b, c, h, w] = dims4(&x);
+    let count = Scalar::Float((b * h * w) as f64);
+    let unbiased = unbiased_factor(b * h * w);
+    let per_channel = Shape::new([1, c, 1, 1]);
+    let mean = B::float_div_scalar(channel_sums::<B>(x.clone()), count); // [1, c, 1, 1]
+    let centered = B::float_sub(x, mean.clone()); // [batch, c, h, w]
+    let variance = B::float_div_scalar(channel_sums::<B>(B::float_mul(centered.clone(), centered.clone())), count);
+    let inv_std = B::float_recip(B::float_sqrt(B::float_add_scalar(variance.clone(), Scalar::Float(epsilon))));
+    let scale = B::float_mul(B::float_reshape(gamma, per_channel.clone()), inv_std);
+    let output = B::float_add(B::float_mul(centered, scale), B::float_reshape(beta, per_channel));
+    let flat = Shape::new([c]);
+    let moved = |running: FloatTensor<B>, batch: FloatTensor<B>, factor: f64| {
+        B::float_add(
+            B::float_mul_scalar(running, Scalar::Float(1.0 - momentum)),
+            B::float_mul_scalar(B::float_reshape(batch, flat.clone()), Scalar::Float(momentum * factor)),
+        )
+    };
+    let new_mean = moved(running_mean, mean.clone(), 1.0);
+    let new_var = moved(running_var, variance.clone(), unbiased);
+    (output, stack_rows::<B>(vec![mean, variance, new_mean, new_var]))
+}
+
+/// The backward pass as tensor operations: with x̂ = (x − μ)/σ and n = batch·h·w,
+/// dx = γ/σ · (dy − Σdy/n − x̂ · Σ(dy·x̂)/n), dγ = Σ(dy·x̂), dβ = Σdy (PyTorch's
+/// `batch_norm_backward` for the training case).
+pub fn composed_backward<B: Backend>(
+    x: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    statistics: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    epsilon: f64,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let [b, c, h, w] = dims4(&x);
+    let count = Scalar::Float((b * h * w) as f64);
+    let mean = row::<B>(statistics.clone(), 0);
+    let inv_std = B::float_recip(B::float_sqrt(B::float_add_scalar(row::<B>(statistics, 1), Scalar::Float(epsilon))));
+    let normalized = B::float_mul(B::float_sub(x, mean), inv_std.clone());
+    let sum_grad = channel_sums::<B>(grad.clone()); // Σdy, [1, c, 1, 1]
+    let sum_grad_normalized = channel_sums::<B>(B::float_mul(grad.clone(), normalized.clone())); // Σdy·x̂
+    let centred_grad = B::float_sub(grad, B::float_div_scalar(sum_grad.clone(), count));
+    let projected = B::float_mul(normalized, B::float_div_scalar(sum_grad_normalized.clone(), count));
+    let scale = B::float_mul(B::float_reshape(gamma, Shape::new([1, c, 1, 1])), inv_std);
+    let x_grad = B::float_mul(scale, B::float_sub(centred_grad, projected));
+    (x_grad, stack_rows::<B>(vec![sum_grad_normalized, sum_grad]))
+}
+
+impl BatchNormTrain for burn::backend::Flex {}
+
+/// The whole normalisation as one autodiff node: `x` and γ are checkpointed, the statistics
+/// travel with the node, and the backward pass is one call of
+/// [`BatchNormTrain::channel_norm_backward`].
+impl<B: Backend + BatchNormTrain, C: CheckpointStrategy> BatchNormTrain for Autodiff<B, C> {
+    fn channel_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        running_mean: FloatTensor<Self>,
+        running_var: FloatTensor<Self>,
+        momentum: f64,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        // The running statistics are not differentiated (constants of the node).
+        let (running_mean, running_var) = (running_mean.into_primitive(), running_var.into_primitive());
+        #[derive(Debug)]
+        struct BatchNormBackward;
+
+        impl<B: Backend + BatchNormTrain> Backward<B, 3> for BatchNormBackward {
+            type State = (burn::backend::autodiff::NodeId, burn::backend::autodiff::NodeId, FloatTensor<B>, f64);
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x_state, gamma_state, statistics, epsilon) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+                let c = gamma.shape()[0];
+                let (x_grad, param_grads) = B::channel_norm_backward(x, grad, statistics, gamma, epsilon);
+                let param_row = |r: usize| {
+                    let row = B::float_slice(param_grads.clone(), &[burn::tensor::Slice::from(r..r + 1), burn::tensor::Slice::from(0..c)]);
+                    B::float_reshape(row, Shape::new([c]))
+                };
+                if let Some(node) = node_gamma {
+                    grads.register::<B>(node.id, param_row(0));
+                }
+                if let Some(node) = node_beta {
+                    grads.register::<B>(node.id, param_row(1));
+                }
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, x_grad);
+                }
+            }
+        }
+
+        match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let (output, statistics) = B::channel_norm_forward(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    running_mean,
+                    running_var,
+                    momentum,
+                    epsilon,
+                );
+                let output = prep.finish((x_state, gamma_state, statistics.clone(), epsilon), output);
+                (output, <FloatTensor<Self>>::new(statistics))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, statistics) = B::channel_norm_forward(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    running_mean,
+                    running_var,
+                    momentum,
+                    epsilon,
+                );
+                (prep.finish(output), <FloatTensor<Self>>::new(statistics))
+            }
+        }
+    }
+
+    /// Not differentiable itself (the forward node's backward calls the inner backend's):
+    /// computed on the inner tensors, returned as constants.
+    fn channel_norm_backward(
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        statistics: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (x_grad, param_grads) = B::channel_norm_backward(
+            x.into_primitive(),
+            grad.into_primitive(),
+            statistics.into_primitive(),
+            gamma.into_primitive(),
+            epsilon,
+        );
+        (<FloatTensor<Self>>::new(x_grad), <FloatTensor<Self>>::new(param_grads))
+    }
+}
+
+#[cfg(feature = "wgpu")]
+mod cube {
+    //! The kernels on CubeCL's backend (wgpu here), two per direction. A channel's
+    //! `batch · h · w` values are cut into parts of [`PART`] values, one cube
+    //! per (part, channel), so that a channel of a large input is spread over many cubes (one
+    //! cube per channel would leave most of a GPU idle on the early layers' few channels). A
+    //! cube has 32 to 256 units, ~16 values each (a small channel gets a small cube: fewer
+    //! idle units and fewer barrier steps in the shared-memory sums). The
+    //! first kernel writes per-part partial results, `[channels, parts, 2]`; the second combines
+    //! a channel's parts in every cube (a few hundred values at most) and writes its part of the
+    //! output. Values are read in the input's own layout (contiguous or channels-last);
+    //! outputs are contiguous. Partial sums are reduced in shared memory.
+
+    use super::BatchNormTrain;
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::wgpu::{CubeBackend, CubeTensor};
+    use burn::tensor::{DType, Shape};
+    use burn_cubecl::cubecl;
+    use burn_cubecl::cubecl::ir::FloatKind;
+    use burn_cubecl::cubecl::prelude::*;
+    use burn_cubecl::cubecl::{CubeCount, CubeDim};
+
+    /// Most units per cube: a power of two within wgpu's default limit of 256 invocations.
+    const UNITS: usize = 256;
+    /// Values of one channel per cube (16 per unit of a full cube).
+    const PART: usize = UNITS * 16;
+
+    /// The offset of value `i` (in `batch, h, w` order) of channel `c` in `t`.
+    #[cube]
+    fn offset<F: Float>(t: &Tensor<F>, c: usize, i: usize, hw: usize, w: usize) -> usize {
+        let b = i / hw;
+        let r = i % hw;
+        b * t.stride(0) + c * t.stride(1) + (r / w) * t.stride(2) + (r % w) * t.stride(3)
+    }
+
+    /// The index of value `i` (in `batch, h, w` order) of channel `c` in a contiguous
+    /// `[batch, channels, h, w]` tensor (the kernels' outputs).
+    #[cube]
+    fn contiguous(c: usize, i: usize, hw: usize, channels: usize) -> usize {
+        (i / hw * channels + c) * hw + i % hw
+    }
+
+    /// The number of values in part `k` of a channel of `n`.
+    #[cube]
+    fn part_len(k: usize, n: usize, part: usize) -> usize {
+        let end = k * part + part;
+        select(end < n, part, n - k * part)
+    }
+
+    /// The sum of every unit's `value` (all units must call it).
+    #[cube]
+    fn cube_sum<F: Float>(partial: &mut Shared<[F]>, value: F, #[comptime] units: usize) -> F {
+        let unit = UNIT_POS as usize;
+        partial[unit] = value;
+        sync_cube();
+        // Pairwise: at distance 1, 2, 4, … the unit at a multiple of twice the distance adds its
+        // partner's sum.
+        let mut distance = 1usize;
+        while distance < units {
+            if unit % (2 * distance) == 0 {
+                let other = partial[unit + distance];
+                partial[unit] += other;
+            }
+            sync_cube();
+            distance *= 2;
+        }
+        let total = partial[0];
+        sync_cube();
+        total
+    }
+
+    /// Forward, first kernel: each part's mean and sum of squared deviations from it,
+    /// `partials[c, k] = (mean_k, M2_k)`.
+    #[cube(launch)]
+    fn forward_parts_kernel<F: Float>(
+        x: &Tensor<F>,
+        partials: &mut Tensor<F>,
+        parts: usize,
+        #[comptime] units: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let k = CUBE_POS_X as usize;
+        let c = CUBE_POS_Y as usize;
+        let unit = UNIT_POS as usize;
+        let w = x.shape(3);
+        let hw = x.shape(2) * w;
+        let n = x.shape(0) * hw;
+        let start = k * PART;
+        let end = start + part_len(k, n, PART);
+        let mut partial = Shared::new_slice(units);
+
+        let mut acc = F::new(0.0);
+        let mut i = start + unit;
+        while i < end {
+            acc += x[offset::<F>(x, c, i, hw, w)];
+            i += units;
+        }
+        let mean = cube_sum::<F>(&mut partial, acc, units) / F::cast_from(end - start);
+        let mut acc = F::new(0.0);
+        let mut i = start + unit;
+        while i < end {
+            let d = x[offset::<F>(x, c, i, hw, w)] - mean;
+            acc += d * d;
+            i += units;
+        }
+        let m2 = cube_sum::<F>(&mut partial, acc, units);
+        if unit == 0 {
+            partials[(c * parts + k) * 2] = mean;
+            partials[(c * parts + k) * 2 + 1] = m2;
+        }
+    }
+
+    /// Forward, second kernel: the channel's mean and biased variance from its parts (Chan et
+    /// al.'s pairwise combination: mean = Σ n_k·mean_k / n, M2 = Σ M2_k + n_k·(mean_k − mean)²),
+    /// then `γ (x − mean) / sqrt(var + ε) + β` on this cube's part; part 0 writes the statistics
+    /// and the running statistics moved toward them.
+    #[cube(launch)]
+    fn forward_output_kernel<F: Float>(
+        x: &Tensor<F>,
+        partials: &Tensor<F>,
+        gamma: &Tensor<F>,
+        beta: &Tensor<F>,
+        running_mean: &Tensor<F>,
+        running_var: &Tensor<F>,
+        output: &mut Tensor<F>,
+        statistics: &mut Tensor<F>,
+        parts: usize,
+        momentum: f32,
+        unbiased: f32,
+        epsilon: f32,
+        #[comptime] units: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let k = CUBE_POS_X as usize;
+        let c = CUBE_POS_Y as usize;
+        let unit = UNIT_POS as usize;
+        let channels = x.shape(1);
+        let w = x.shape(3);
+        let hw = x.shape(2) * w;
+        let n = x.shape(0) * hw;
+        let count = F::cast_from(n);
+        let mut partial = Shared::new_slice(units);
+
+        let mut acc = F::new(0.0);
+        let mut j = unit;
+        while j < parts {
+            acc += F::cast_from(part_len(j, n, PART)) * partials[(c * parts + j) * 2];
+            j += units;
+        }
+        let mean = cube_sum::<F>(&mut partial, acc, units) / count;
+        let mut acc = F::new(0.0);
+        let mut j = unit;
+        while j < parts {
+            let d = partials[(c * parts + j) * 2] - mean;
+            acc += partials[(c * parts + j) * 2 + 1] + F::cast_from(part_len(j, n, PART)) * d * d;
+            j += units;
+        }
+        let variance = cube_sum::<F>(&mut partial, acc, units) / count;
+
+        let scale = gamma[c * gamma.stride(0)] / F::sqrt(variance + F::cast_from(epsilon));
+        let shift = beta[c * beta.stride(0)] - mean * scale;
+        let start = k * PART;
+        let end = start + part_len(k, n, PART);
+        let mut i = start + unit;
+        while i < end {
+            output[contiguous(c, i, hw, channels)] = x[offset::<F>(x, c, i, hw, w)] * scale + shift;
+            i += units;
+        }
+        if k == 0 && unit == 0 {
+            let m = F::cast_from(momentum);
+            let keep = F::new(1.0) - m;
+            statistics[c] = mean; // [4, channels], contiguous
+            statistics[channels + c] = variance;
+            statistics[2 * channels + c] = keep * running_mean[c * running_mean.stride(0)] + m * mean;
+            statistics[3 * channels + c] =
+                keep * running_var[c * running_var.stride(0)] + m * F::cast_from(unbiased) * variance;
+        }
+    }
+
+    /// Backward, first kernel: each part's Σdy and Σdy·(x − mean), `partials[c, k]`.
+    #[cube(launch)]
+    fn backward_parts_kernel<F: Float>(
+        x: &Tensor<F>,
+        grad: &Tensor<F>,
+        statistics: &Tensor<F>,
+        partials: &mut Tensor<F>,
+        parts: usize,
+        #[comptime] units: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let k = CUBE_POS_X as usize;
+        let c = CUBE_POS_Y as usize;
+        let unit = UNIT_POS as usize;
+        let w = x.shape(3);
+        let hw = x.shape(2) * w;
+        let n = x.shape(0) * hw;
+        let mean = statistics[c * statistics.stride(1)];
+        let start = k * PART;
+        let end = start + part_len(k, n, PART);
+        let mut partial = Shared::new_slice(units);
+
+        let mut sum_grad = F::new(0.0);
+        let mut sum_grad_centred = F::new(0.0);
+        let mut i = start + unit;
+        while i < end {
+            let dy = grad[offset::<F>(grad, c, i, hw, w)];
+            sum_grad += dy;
+            sum_grad_centred += dy * (x[offset::<F>(x, c, i, hw, w)] - mean);
+            i += units;
+        }
+        let sum_grad = cube_sum::<F>(&mut partial, sum_grad, units);
+        let sum_grad_centred = cube_sum::<F>(&mut partial, sum_grad_centred, units);
+        if unit == 0 {
+            partials[(c * parts + k) * 2] = sum_grad;
+            partials[(c * parts + k) * 2 + 1] = sum_grad_centred;
+        }
+    }
+
+    /// Backward, second kernel: the channel's Σdy and Σdy·x̂ from its parts, then
+    /// dx = γσ⁻¹·(dy − Σdy/n − x̂·Σdy·x̂/n) on this cube's part; part 0 writes dγ = Σdy·x̂ and
+    /// dβ = Σdy.
+    #[cube(launch)]
+    fn backward_input_kernel<F: Float>(
+        x: &Tensor<F>,
+        grad: &Tensor<F>,
+        statistics: &Tensor<F>,
+        gamma: &Tensor<F>,
+        partials: &Tensor<F>,
+        x_grad: &mut Tensor<F>,
+        param_grads: &mut Tensor<F>,
+        parts: usize,
+        epsilon: f32,
+        #[comptime] units: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let k = CUBE_POS_X as usize;
+        let c = CUBE_POS_Y as usize;
+        let unit = UNIT_POS as usize;
+        let channels = x.shape(1);
+        let w = x.shape(3);
+        let hw = x.shape(2) * w;
+        let n = x.shape(0) * hw;
+        let count = F::cast_from(n);
+        let mut partial = Shared::new_slice(units);
+        let mean = statistics[c * statistics.stride(1)];
+        let inv_std = F::new(1.0) / F::sqrt(statistics[statistics.stride(0) + c * statistics.stride(1)] + F::cast_from(epsilon));
+
+        let mut sum_grad = F::new(0.0);
+        let mut sum_grad_centred = F::new(0.0);
+        let mut j = unit;
+        while j < parts {
+            sum_grad += partials[(c * parts + j) * 2];
+            sum_grad_centred += partials[(c * parts + j) * 2 + 1];
+            j += units;
+        }
+        let sum_grad = cube_sum::<F>(&mut partial, sum_grad, units); // Σdy
+        let sum_grad_normalized = cube_sum::<F>(&mut partial, sum_grad_centred, units) * inv_std; // Σdy·x̂
+
+        // dx = a·dy + b·x + d
+        let a = gamma[c * gamma.stride(0)] * inv_std;
+        let b = F::new(0.0) - a * inv_std * sum_grad_normalized / count;
+        let d = F::new(0.0) - a * sum_grad / count - b * mean;
+        let start = k * PART;
+        let end = start + part_len(k, n, PART);
+        let mut i = start + unit;
+        while i < end {
+            x_grad[contiguous(c, i, hw, channels)] =
+                a * grad[offset::<F>(grad, c, i, hw, w)] + b * x[offset::<F>(x, c, i, hw, w)] + d;
+            i += units;
+        }
+        if k == 0 && unit == 0 {
+            param_grads[c] = sum_grad_normalized; // [2, channels], contiguous
+            param_grads[channels + c] = sum_grad;
+        }
+    }
+
+    /// A new uninitialised contiguous tensor on `like`'s device.
+    fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
+        burn_cubecl::ops::numeric::empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, like.dtype)
+    }
+
+    /// Whether the kernels take these tensors: float32, the kernels' element type here.
+    fn supported(tensors: &[&CubeTensor]) -> bool {
+        tensors.iter().all(|t| t.dtype == DType::F32)
+    }
+
+    fn elem() -> ElemType {
+        ElemType::Float(FloatKind::F32)
+    }
+
+    /// `(channels, parts, units)` of `x` and the launch grid: one cube of `units` per
+    /// (part, channel).
+    fn grid(x: &CubeTensor) -> (usize, usize, usize, CubeCount, CubeDim) {
+        let [b, c, h, w] = super::dims4(x);
+        let n = b * h * w;
+        let parts = n.div_ceil(PART).max(1);
+        let units = (n.min(PART) / 16).next_power_of_two().clamp(32, UNITS);
+        (c, parts, units, CubeCount::Static(parts as u32, c as u32, 1), CubeDim::new_1d(units as u32))
+    }
+
+    impl BatchNormTrain for CubeBackend {
+        fn channel_norm_forward(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
+            running_mean: FloatTensor<Self>,
+            running_var: FloatTensor<Self>,
+            momentum: f64,
+            epsilon: f64,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+            if !supported(&[&x, &gamma, &beta, &running_mean, &running_var]) {
+                return super::composed_forward::<Self>(x, gamma, beta, running_mean, running_var, momentum, epsilon);
+            }
+            let [x, gamma, beta, running_mean, running_var] =
+                [x, gamma, beta, running_mean, running_var].map(burn_cubecl::kernel::untile);
+            let (c, parts, units, count, dim) = grid(&x);
+            let [b, _, h, w] = super::dims4(&x);
+            let partials = empty(&x, Shape::new([c, parts, 2]));
+            let output = empty(&x, x.meta.shape().clone());
+            let statistics = empty(&x, Shape::new([4, c]));
+            let client = x.client.clone();
+            forward_parts_kernel::launch(
+                &client,
+                count.clone(),
+                dim,
+                x.clone().into_tensor_arg(),
+                partials.clone().into_tensor_arg(),
+                parts,
+                units,
+                elem(),
+            );
+            forward_output_kernel::launch(
+                &client,
+                count,
+                dim,
+                x.into_tensor_arg(),
+                partials.into_tensor_arg(),
+                gamma.into_tensor_arg(),
+                beta.into_tensor_arg(),
+                running_mean.into_tensor_arg(),
+                running_var.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                statistics.clone().into_tensor_arg(),
+                parts,
+                momentum as f32,
+                super::unbiased_factor(b * h * w) as f32,
+                epsilon as f32,
+                units,
+                elem(),
+            );
+            (output, statistics)
+        }
+
+        fn channel_norm_backward(
+            x: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            statistics: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            epsilon: f64,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+            if !supported(&[&x, &grad, &statistics, &gamma]) {
+                return super::composed_backward::<Self>(x, grad, statistics, gamma, epsilon);
+            }
+            let [x, grad, statistics, gamma] = [x, grad, statistics, gamma].map(burn_cubecl::kernel::untile);
+            let (c, parts, units, count, dim) = grid(&x);
+            let partials = empty(&x, Shape::new([c, parts, 2]));
+            let x_grad = empty(&x, x.meta.shape().clone());
+            let param_grads = empty(&x, Shape::new([2, c]));
+            let client = x.client.clone();
+            backward_parts_kernel::launch(
+                &client,
+                count.clone(),
+                dim,
+                x.clone().into_tensor_arg(),
+                grad.clone().into_tensor_arg(),
+                statistics.clone().into_tensor_arg(),
+                partials.clone().into_tensor_arg(),
+                parts,
+                units,
+                elem(),
+            );
+            backward_input_kernel::launch(
+                &client,
+                count,
+                dim,
+                x.into_tensor_arg(),
+                grad.into_tensor_arg(),
+                statistics.into_tensor_arg(),
+                gamma.into_tensor_arg(),
+                partials.into_tensor_arg(),
+                x_grad.clone().into_tensor_arg(),
+                param_grads.clone().into_tensor_arg(),
+                parts,
+                epsilon as f32,
+                units,
+                elem(),
+            );
+            (x_grad, param_grads)
+        }
+    }
+}
+
+/// Which implementation normalises a batch in training mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchNormImpl {
+    /// [`batch_norm_train`]: one autodiff node, one kernel per direction on the GPU (the default).
+    #[default]
+    Fused,
+    /// Burn 0.22's own `burn::tensor::module::batch_norm_train`, the decomposition [`Self::Fused`]
+    /// replaces; kept as a benchmark lever (`derma-bench --batch-norm burn`), so that one binary
+    /// measures both on the same device.
+    Burn,
+}
+
+impl BatchNormImpl {
+    /// The flag spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            BatchNormImpl::Fused => "fused",
+            BatchNormImpl::Burn => "burn",
+        }
+    }
+}
+
+impl std::str::FromStr for BatchNormImpl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "fused" => Ok(BatchNormImpl::Fused),
+            "burn" => Ok(BatchNormImpl::Burn),
+            _ => Err(format!("`{s}`: expected fused or burn")),
+        }
+    }
+}
+
+thread_local! {
+    static BATCH_NORM_IMPL: std::cell::Cell<BatchNormImpl> = const { std::cell::Cell::new(BatchNormImpl::Fused) };
+}
+
+/// Selects the training-mode batch norm of the models run on the calling thread (a thread, not
+/// the process: tests running side by side each keep their own).
+pub fn set_batch_norm_impl(kind: BatchNormImpl) {
+    BATCH_NORM_IMPL.with(|k| k.set(kind));
+}
+
+/// The calling thread's training-mode batch norm ([`BatchNormImpl::Fused`] unless set).
+pub fn batch_norm_impl() -> BatchNormImpl {
+    BATCH_NORM_IMPL.with(|k| k.get())
+}
+
+/// The output of a training-mode batch norm.
+pub struct BatchNormOutput {
+    /// The normalised, scaled and shifted input, `[batch, channels, h, w]`.
+    pub output: Tensor<4>,
+    /// The batch mean per channel, `[channels]`.
+    pub mean: Tensor<1>,
+    /// The biased batch variance per channel, `[channels]` (what normalises the batch).
+    pub variance: Tensor<1>,
+    /// The running mean moved toward the batch mean: `(1 − momentum) · running + momentum · mean`.
+    pub running_mean: Tensor<1>,
+    /// The running variance moved toward the *unbiased* batch variance (PyTorch's rule):
+    /// `(1 − momentum) · running + momentum · n / (n − 1) · variance`, `n = batch · h · w`.
+    pub running_var: Tensor<1>,
+}
+
+/// Normalises `x` (`[batch, channels, h, w]`) with its own batch statistics and moves the
+/// running statistics toward them; the output is differentiable with respect to `x`, `gamma`
+/// and `beta` on an autodiff device (the statistics are not). Replaces
+/// `burn::tensor::module::batch_norm_train` (same arithmetic, one autodiff node, two kernels per
+/// direction on the GPU, the running statistics' update inside the forward kernels), which runs
+/// instead when the calling thread selected [`BatchNormImpl::Burn`].
+pub fn batch_norm_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    running_mean: Tensor<1>,
+    running_var: Tensor<1>,
+    momentum: f64,
+    epsilon: f64,
+) -> BatchNormOutput {
+    let [b, c, h, w] = x.dims();
+    if batch_norm_impl() == BatchNormImpl::Burn {
+        let o = burn::tensor::module::batch_norm_train(x, gamma, beta, epsilon);
+        let unbiased = unbiased_factor(b * h * w);
+        let running_mean = running_mean.mul_scalar(1.0 - momentum).add(o.mean.clone().detach().mul_scalar(momentum));
+        let running_var = running_var.mul_scalar(1.0 - momentum).add(o.variance.clone().detach().mul_scalar(momentum * unbiased));
+        return BatchNormOutput { output: o.output, mean: o.mean, variance: o.variance, running_mean, running_var };
+    }
+    let (output, statistics) = <Dispatch as BatchNormTrain>::channel_norm_forward(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        running_mean.into_dispatch(),
+        running_var.into_dispatch(),
+        momentum,
+        epsilon,
+    );
+    let statistics = Tensor::<2>::from_dispatch(statistics); // [4, c]
+    let row = |r: usize| statistics.clone().slice([r..r + 1, 0..c]).reshape([c]);
+    BatchNormOutput { output: Tensor::from_dispatch(output), mean: row(0), variance: row(1), running_mean: row(2), running_var: row(3) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// `[batch, channels, h, w]` random input: contiguous, or channels-last (a permuted view of
+    /// a `[batch, h, w, channels]` tensor, as convolution outputs can be).
+    fn input(dims: [usize; 4], channels_last: bool, device: &Device) -> Tensor<4> {
+        let [b, c, h, w] = dims;
+        if channels_last {
+            Tensor::<4>::random([b, h, w, c], Distribution::Normal(0.7, 2.0), device).permute([0, 3, 1, 2])
+        } else {
+            Tensor::<4>::random(dims, Distribution::Normal(0.7, 2.0), device)
+        }
+    }
+
+    /// Output, mean, variance, the moved running statistics and the gradients with respect to
+    /// x, γ, β of `sum(output · w)`, through [`batch_norm_train`] (`ours`) or Burn 0.22's own
+    /// `burn::tensor::module::batch_norm_train` (burn-backend's default decomposition,
+    /// differentiated by burn-autodiff) with the running statistics moved by PyTorch's rule
+    /// (`torch.nn.BatchNorm2d`, momentum 0.1: mean toward the batch mean, variance toward the
+    /// unbiased batch variance).
+    #[allow(clippy::type_complexity)]
+    fn run(
+        ours: bool,
+        x: &Tensor<4>,
+        gamma: &Tensor<1>,
+        beta: &Tensor<1>,
+        w: &Tensor<4>,
+    ) -> (Tensor<4>, Tensor<1>, Tensor<1>, Tensor<1>, Tensor<1>, Tensor<4>, Tensor<1>, Tensor<1>) {
+        let (x, gamma, beta) = (x.clone().detach().require_grad(), gamma.clone().detach().require_grad(), beta.clone().detach().require_grad());
+        let c = gamma.dims()[0];
+        let device = x.device();
+        let running_mean = Tensor::<1, Int>::arange(0..c as i64, &device).float().mul_scalar(0.3);
+        let running_var = Tensor::<1>::ones([c], &device).add_scalar(0.5);
+        let momentum = 0.1;
+        let (output, mean, variance, new_mean, new_var) = if ours {
+            let o = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), running_mean, running_var, momentum, 1e-5);
+            (o.output, o.mean, o.variance, o.running_mean, o.running_var)
+        } else {
+            let o = burn::tensor::module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
+            let [b, _, h, w] = x.dims();
+            let n = (b * h * w) as f64;
+            let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
+            let new_mean = running_mean.mul_scalar(1.0 - momentum) + o.mean.clone().mul_scalar(momentum);
+            let new_var = running_var.mul_scalar(1.0 - momentum) + o.variance.clone().mul_scalar(momentum * unbiased);
+            (o.output, o.mean, o.variance, new_mean, new_var)
+        };
+        let grads = (output.clone() * w.clone()).sum().backward();
+        let gx = x.grad(&grads).expect("x grad");
+        let gg = gamma.grad(&grads).expect("gamma grad");
+        let gb = beta.grad(&grads).expect("beta grad");
+        (output.inner(), mean.inner(), variance.inner(), new_mean.inner(), new_var.inner(), gx, gg, gb)
+    }
+
+    /// Against Burn 0.22's own `batch_norm_train` (which this operation replaces) on the CPU
+    /// autodiff backend: output, batch statistics and the three gradients agree within float32
+    /// rounding, for contiguous and channels-last inputs.
+    #[test]
+    fn matches_burns_batch_norm_train_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        for channels_last in [false, true] {
+            let x = input([3, 6, 5, 4], channels_last, &device);
+            let w = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let gamma = Tensor::<1>::random([6], Distribution::Normal(1.0, 0.5), &device);
+            let beta = Tensor::<1>::random([6], Distribution::Normal(0.0, 0.5), &device);
+            let (o1, m1, v1, rm1, rv1, gx1, gg1, gb1) = run(true, &x, &gamma, &beta, &w);
+            let (o2, m2, v2, rm2, rv2, gx2, gg2, gb2) = run(false, &x, &gamma, &beta, &w);
+            let cases = [
+                ("output", max_abs_diff(o1, o2)),
+                ("x grad", max_abs_diff(gx1, gx2)),
+                ("mean", max_abs_diff(m1, m2)),
+                ("variance", max_abs_diff(v1, v2)),
+                ("running mean", max_abs_diff(rm1, rm2)),
+                ("running variance", max_abs_diff(rv1, rv2)),
+                ("gamma grad", max_abs_diff(gg1, gg2)),
+                ("beta grad", max_abs_diff(gb1, gb2)),
+            ];
+            for (name, d) in cases {
+                assert!(d < 2e-5, "channels_last {channels_last}: {name} differs by {d}");
+            }
+        }
+    }
+
+    /// `set_batch_norm_impl(Burn)` routes [`batch_norm_train`] to Burn's own function (the
+    /// output is bit-for-bit Burn's) on the calling thread only: another thread still runs the
+    /// fused one.
+    #[test]
+    fn the_burn_choice_is_burns_function_on_this_thread_only() {
+        let device = Device::flex().autodiff();
+        let x = input([2, 3, 4, 5], false, &device);
+        let gamma = Tensor::<1>::random([3], Distribution::Normal(1.0, 0.5), &device);
+        let beta = Tensor::<1>::random([3], Distribution::Normal(0.0, 0.5), &device);
+        set_batch_norm_impl(BatchNormImpl::Burn);
+        let (rm, rv) = (Tensor::<1>::zeros([3], &device), Tensor::<1>::ones([3], &device));
+        let ours = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), rm, rv, 0.1, 1e-5).output.into_data();
+        let burns = burn::tensor::module::batch_norm_train(x, gamma, beta, 1e-5).output.into_data();
+        assert_eq!(ours, burns);
+        assert_eq!(std::thread::spawn(batch_norm_impl).join().unwrap(), BatchNormImpl::Fused);
+        set_batch_norm_impl(BatchNormImpl::Fused);
+        assert_eq!(batch_norm_impl(), BatchNormImpl::Fused);
+    }
+
+    /// A hand-checkable case: one channel, x = [1, 2, 3, 4] as [2, 1, 1, 2], γ = 2, β = 0.5.
+    /// mean 2.5, biased variance 1.25 (unbiased 5/3); output γ·(x − 2.5)/sqrt(1.25 + 1e-5) + β. For the loss
+    /// `sum(output · [1, 0, 0, 0])` the gradients are dβ = Σw = 1, dγ = Σw·x̂ = x̂₀ = −1.3416,
+    /// dx = γ/σ · (w − mean(w) − x̂ · mean(w·x̂)) (PyTorch's `batch_norm_backward` for the
+    /// training case; `torch.nn.functional.batch_norm(..., training=True)` gives these values).
+    #[test]
+    fn one_channel_by_hand() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<4>::from_floats([[[[1.0, 2.0]]], [[[3.0, 4.0]]]], &device).require_grad();
+        let gamma = Tensor::<1>::from_floats([2.0], &device).require_grad();
+        let beta = Tensor::<1>::from_floats([0.5], &device).require_grad();
+        let (rm, rv) = (Tensor::<1>::zeros([1], &device), Tensor::<1>::ones([1], &device));
+        let out = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), rm, rv, 0.1, 1e-5);
+        // Running statistics (torch.nn.BatchNorm2d's update, momentum 0.1, from 0 and 1):
+        // mean 0.9·0 + 0.1·2.5 = 0.25; variance 0.9·1 + 0.1·(4/3)·1.25 = 1.0666667.
+        let running: Vec<f32> = Tensor::cat(vec![out.running_mean.clone(), out.running_var.clone()], 0).into_data().try_into_vec::<f32>().unwrap();
+        assert!((running[0] - 0.25).abs() < 1e-6 && (running[1] - 1.066_666_7).abs() < 1e-6, "{running:?}");
+        let sigma = (1.25f64 + 1e-5).sqrt();
+        let xhat: Vec<f64> = [1.0, 2.0, 3.0, 4.0].iter().map(|v| (v - 2.5) / sigma).collect();
+        let got: Vec<f32> = out.output.clone().into_data().try_into_vec::<f32>().unwrap();
+        for (g, h) in got.iter().zip(&xhat) {
+            assert!((*g as f64 - (2.0 * h + 0.5)).abs() < 1e-5, "{got:?}");
+        }
+        let mask = Tensor::<4>::from_floats([[[[1.0, 0.0]]], [[[0.0, 0.0]]]], &device);
+        let grads = (out.output * mask).sum().backward();
+        let w = [1.0, 0.0, 0.0, 0.0];
+        let mean_w = 0.25;
+        let mean_wx = xhat[0] * 0.25;
+        let want_dx: Vec<f64> = (0..4).map(|i| 2.0 / sigma * (w[i] - mean_w - xhat[i] * mean_wx)).collect();
+        let dx: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        for (g, want) in dx.iter().zip(&want_dx) {
+            assert!((*g as f64 - want).abs() < 1e-5, "{dx:?} vs {want_dx:?}");
+        }
+        let dgamma: Vec<f32> = gamma.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        let dbeta: Vec<f32> = beta.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        assert!((dgamma[0] as f64 - xhat[0]).abs() < 1e-5 && (dbeta[0] - 1.0).abs() < 1e-6, "{dgamma:?} {dbeta:?}");
+        let mean: Vec<f32> = out.mean.into_data().try_into_vec::<f32>().unwrap();
+        let var: Vec<f32> = out.variance.into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!((mean[0], var[0]), (2.5, 1.25));
+    }
+
+    /// The GPU kernels (wgpu; any adapter, e.g. Mesa's lavapipe on a CPU) against Burn's own
+    /// `batch_norm_train` on the same device: output, statistics and gradients, contiguous and
+    /// channels-last, with a channel of `batch·h·w` = 2·13·11 = 286 values (more than a cube's
+    /// 256 units, not a multiple of them), one of 1·1·1 (a single value: variance 0), and one
+    /// of 4,551 (two parts of unequal length, combined), also around a mean of 50.
+    /// Runs with `cargo test -p derma-model --features wgpu` (not in the CPU-only test build).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn gpu_kernels_match_burns_batch_norm_train() {
+        let device = Device::wgpu(Default::default()).autodiff();
+        for (dims, channels_last, offset) in [
+            ([2, 5, 13, 11], false, 0.0),
+            ([2, 5, 13, 11], true, 0.0),
+            ([1, 3, 1, 1], false, 0.0),
+            ([4, 40, 3, 2], true, 0.0),
+            ([3, 4, 41, 37], false, 0.0), // 4,551 values a channel: two parts (4,096 + 455)
+            ([3, 4, 41, 37], true, 50.0), // the same, channels-last, mean ~50 (the variance's precision)
+        ] {
+            let x = input(dims, channels_last, &device) + offset;
+            let w = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let c = dims[1];
+            let gamma = Tensor::<1>::random([c], Distribution::Normal(1.0, 0.5), &device);
+            let beta = Tensor::<1>::random([c], Distribution::Normal(0.0, 0.5), &device);
+            let (o1, m1, v1, rm1, rv1, gx1, gg1, gb1) = run(true, &x, &gamma, &beta, &w);
+            let (o2, m2, v2, rm2, rv2, gx2, gg2, gb2) = run(false, &x, &gamma, &beta, &w);
+            // Relative to the reference's largest magnitude (at least 1): the sums run in a
+            // different order.
+            fn rel<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+                let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+                max_abs_diff(a, b) / scale
+            }
+            let cases = [
+                ("output", rel(o1, o2)),
+                ("x grad", rel(gx1, gx2)),
+                ("mean", rel(m1, m2)),
+                ("variance", rel(v1, v2)),
+                ("running mean", rel(rm1, rm2)),
+                ("running variance", rel(rv1, rv2)),
+                ("gamma grad", rel(gg1, gg2)),
+                ("beta grad", rel(gb1, gb2)),
+            ];
+            // Around a mean of 50, x − μ keeps ~6 significant digits in float32 on both sides
+            // (seen: dγ 2.5e-5 apart), hence the wider bound there.
+            let bound = if offset == 0.0 { 2e-5 } else { 1e-4 };
+            for (name, d) in cases {
+                assert!(d < bound, "{dims:?} channels_last {channels_last} offset {offset}: {name} differs by {d} (relative)");
+            }
+        }
+    }
+}
