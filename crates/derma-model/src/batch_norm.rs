@@ -1,4 +1,4 @@
-//! Training-mode batch normalisation as one differentiable operation, with one GPU kernel per
+//! Training-mode batch normalisation as one differentiable operation, with two GPU kernels per
 //! direction on the CubeCL (wgpu) backend.
 //!
 //! Burn 0.22's `batch_norm_train` is burn-backend's default decomposition (neither burn-fusion
@@ -10,16 +10,17 @@
 //! launches (burn-fusion runs the per-channel operations one kernel each).
 //!
 //! Here the whole normalisation is one autodiff node. On the CubeCL backend its forward pass is
-//! one kernel (one cube per channel: the mean, then the biased variance around it, then the
-//! normalised output, reading the input three times) and its backward pass another (Σdy and
-//! Σdy·(x − μ) in one pass, then dx), both registered with burn-fusion as custom operations
-//! through Burn's backend extension. The Flex (CPU) backend runs the same arithmetic as tensor
-//! operations ([`composed_forward`], [`composed_backward`]), which is also the reference the GPU
-//! kernels are tested against.
+//! two kernels (per-part means and squared deviations, then the combined statistics, the
+//! normalised output and the moved running statistics) and its backward pass two more (per-part
+//! Σdy and Σdy·(x − μ), then dx, dγ, dβ), registered with burn-fusion as custom operations
+//! through Burn's backend extension (the `cube` module below). The Flex (CPU) backend runs the
+//! same arithmetic as tensor operations ([`composed_forward`], [`composed_backward`]), which is
+//! also the reference the GPU kernels are tested against. Measured on lavapipe: 1,728 → 1,020
+//! launches a training step (docs/performance.md, "Third session").
 //!
-//! Statistics travel as one `[2, channels]` tensor, row 0 the mean and row 1 the biased
-//! variance; the parameter gradients likewise, row 0 dγ and row 1 dβ (one storage buffer each,
-//! wgpu allowing few per kernel).
+//! Statistics travel as one `[4, channels]` tensor: the batch mean, the biased batch variance,
+//! the moved running mean and running variance; the parameter gradients as `[2, channels]`, dγ
+//! and dβ (one storage buffer each, wgpu allowing few per kernel).
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -112,7 +113,7 @@ fn channel_sums<B: Backend>(t: FloatTensor<B>) -> FloatTensor<B> {
     B::float_sum_dim(per_image, 0)
 }
 
-/// Row `row` of a `[2, channels]` tensor as `[1, channels, 1, 1]`.
+/// Row `row` of a `[rows, channels]` tensor as `[1, channels, 1, 1]`.
 fn row<B: Backend>(t: FloatTensor<B>, row: usize) -> FloatTensor<B> {
     let c = t.shape()[1];
     let r = B::float_slice(t, &[burn::tensor::Slice::from(row..row + 1), burn::tensor::Slice::from(0..c)]);
@@ -692,7 +693,7 @@ mod cube {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchNormImpl {
-    /// [`batch_norm_train`]: one autodiff node, one kernel per direction on the GPU (the default).
+    /// [`batch_norm_train`]: one autodiff node, two kernels per direction on the GPU (the default).
     #[default]
     Fused,
     /// Burn 0.22's own `burn::tensor::module::batch_norm_train`, the decomposition [`Self::Fused`]

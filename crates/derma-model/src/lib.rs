@@ -3,8 +3,9 @@
 //! The *model* stage of the data flow: MobileNetV2 in torchvision's layout and the import of
 //! pretrained weights into it.
 //!
-//! - [`batch_norm`]: training-mode batch norm as one autodiff node, one kernel per direction on
-//!   the GPU ([`batch_norm_train`], [`BatchNormTrain`]).
+//! - [`batch_norm`]: training-mode batch norm as one autodiff node, two kernels per direction on
+//!   the GPU ([`batch_norm_train`], [`BatchNormTrain`]); [`set_batch_norm_impl`] selects Burn's
+//!   own instead (a benchmark baseline).
 //! - [`block`]: the two building blocks, conv + batch norm + ReLU6 ([`ConvBnAct`]) and the
 //!   inverted residual ([`InvertedResidual`]).
 //! - [`mobilenet`]: the network ([`MobileNetV2`], [`MobileNetV2Config`]): width multiplier,
