@@ -742,15 +742,46 @@ pub fn batch_norm_impl() -> BatchNormImpl {
 pub struct BatchNormOutput {
     /// The normalised, scaled and shifted input, `[batch, channels, h, w]`.
     pub output: Tensor<4>,
-    /// The batch mean per channel, `[channels]`.
-    pub mean: Tensor<1>,
-    /// The biased batch variance per channel, `[channels]` (what normalises the batch).
-    pub variance: Tensor<1>,
     /// The running mean moved toward the batch mean: `(1 − momentum) · running + momentum · mean`.
     pub running_mean: Tensor<1>,
     /// The running variance moved toward the *unbiased* batch variance (PyTorch's rule):
     /// `(1 − momentum) · running + momentum · n / (n − 1) · variance`, `n = batch · h · w`.
     pub running_var: Tensor<1>,
+    /// The batch statistics, taken out only when asked ([`Self::mean`], [`Self::variance`]): the
+    /// training forward needs the running ones alone, and each row is two more operations.
+    batch: BatchStatistics,
+}
+
+/// Where the batch mean and biased variance are.
+enum BatchStatistics {
+    /// Rows 0 and 1 of the fused operation's `[4, channels]` statistics.
+    Rows(Tensor<2>),
+    /// Burn's `batch_norm_train` returns them as two tensors.
+    Split { mean: Tensor<1>, variance: Tensor<1> },
+}
+
+impl BatchNormOutput {
+    /// The batch mean per channel, `[channels]`.
+    pub fn mean(&self) -> Tensor<1> {
+        match &self.batch {
+            BatchStatistics::Rows(statistics) => statistics_row(statistics, 0),
+            BatchStatistics::Split { mean, .. } => mean.clone(),
+        }
+    }
+
+    /// The biased batch variance per channel, `[channels]` (what normalises the batch).
+    pub fn variance(&self) -> Tensor<1> {
+        match &self.batch {
+            BatchStatistics::Rows(statistics) => statistics_row(statistics, 1),
+            BatchStatistics::Split { variance, .. } => variance.clone(),
+        }
+    }
+}
+
+/// Row `r` of a `[rows, channels]` tensor as `[channels]`.
+fn statistics_row(statistics: &Tensor<2>, r: usize) -> Tensor<1> {
+    let c = statistics.dims()[1];
+    statistics.clone().slice([r..r + 1, 0..c]).reshape([c])
 }
 
 /// Normalises `x` (`[batch, channels, h, w]`) with its own batch statistics and moves the
@@ -768,13 +799,14 @@ pub fn batch_norm_train(
     momentum: f64,
     epsilon: f64,
 ) -> BatchNormOutput {
-    let [b, c, h, w] = x.dims();
+    let [b, _, h, w] = x.dims();
     if batch_norm_impl() == BatchNormImpl::Burn {
         let o = burn::tensor::module::batch_norm_train(x, gamma, beta, epsilon);
         let unbiased = unbiased_factor(b * h * w);
         let running_mean = running_mean.mul_scalar(1.0 - momentum).add(o.mean.clone().detach().mul_scalar(momentum));
         let running_var = running_var.mul_scalar(1.0 - momentum).add(o.variance.clone().detach().mul_scalar(momentum * unbiased));
-        return BatchNormOutput { output: o.output, mean: o.mean, variance: o.variance, running_mean, running_var };
+        let batch = BatchStatistics::Split { mean: o.mean, variance: o.variance };
+        return BatchNormOutput { output: o.output, running_mean, running_var, batch };
     }
     let (output, statistics) = <Dispatch as BatchNormTrain>::channel_norm_forward(
         x.into_dispatch(),
@@ -786,8 +818,12 @@ pub fn batch_norm_train(
         epsilon,
     );
     let statistics = Tensor::<2>::from_dispatch(statistics); // [4, c]
-    let row = |r: usize| statistics.clone().slice([r..r + 1, 0..c]).reshape([c]);
-    BatchNormOutput { output: Tensor::from_dispatch(output), mean: row(0), variance: row(1), running_mean: row(2), running_var: row(3) }
+    BatchNormOutput {
+        output: Tensor::from_dispatch(output),
+        running_mean: statistics_row(&statistics, 2),
+        running_var: statistics_row(&statistics, 3),
+        batch: BatchStatistics::Rows(statistics),
+    }
 }
 
 #[cfg(test)]
@@ -832,7 +868,7 @@ mod tests {
         let momentum = 0.1;
         let (output, mean, variance, new_mean, new_var) = if ours {
             let o = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), running_mean, running_var, momentum, 1e-5);
-            (o.output, o.mean, o.variance, o.running_mean, o.running_var)
+            (o.output.clone(), o.mean(), o.variance(), o.running_mean, o.running_var)
         } else {
             let o = burn::tensor::module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
             let [b, _, h, w] = x.dims();
@@ -849,6 +885,30 @@ mod tests {
         (output.inner(), mean.inner(), variance.inner(), new_mean.inner(), new_var.inner(), gx, gg, gb)
     }
 
+    /// [`run`] through [`batch_norm_train`] and through Burn's own, each quantity's difference as
+    /// `measure` gives it.
+    fn differences(
+        x: &Tensor<4>,
+        gamma: &Tensor<1>,
+        beta: &Tensor<1>,
+        w: &Tensor<4>,
+        measure: fn(Tensor<1>, Tensor<1>) -> f32,
+        measure4: fn(Tensor<4>, Tensor<4>) -> f32,
+    ) -> [(&'static str, f32); 8] {
+        let (o1, m1, v1, rm1, rv1, gx1, gg1, gb1) = run(true, x, gamma, beta, w);
+        let (o2, m2, v2, rm2, rv2, gx2, gg2, gb2) = run(false, x, gamma, beta, w);
+        [
+            ("output", measure4(o1, o2)),
+            ("x grad", measure4(gx1, gx2)),
+            ("mean", measure(m1, m2)),
+            ("variance", measure(v1, v2)),
+            ("running mean", measure(rm1, rm2)),
+            ("running variance", measure(rv1, rv2)),
+            ("gamma grad", measure(gg1, gg2)),
+            ("beta grad", measure(gb1, gb2)),
+        ]
+    }
+
     /// Against Burn 0.22's own `batch_norm_train` (which this operation replaces) on the CPU
     /// autodiff backend: output, batch statistics and the three gradients agree within float32
     /// rounding, for contiguous and channels-last inputs.
@@ -860,19 +920,7 @@ mod tests {
             let w = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
             let gamma = Tensor::<1>::random([6], Distribution::Normal(1.0, 0.5), &device);
             let beta = Tensor::<1>::random([6], Distribution::Normal(0.0, 0.5), &device);
-            let (o1, m1, v1, rm1, rv1, gx1, gg1, gb1) = run(true, &x, &gamma, &beta, &w);
-            let (o2, m2, v2, rm2, rv2, gx2, gg2, gb2) = run(false, &x, &gamma, &beta, &w);
-            let cases = [
-                ("output", max_abs_diff(o1, o2)),
-                ("x grad", max_abs_diff(gx1, gx2)),
-                ("mean", max_abs_diff(m1, m2)),
-                ("variance", max_abs_diff(v1, v2)),
-                ("running mean", max_abs_diff(rm1, rm2)),
-                ("running variance", max_abs_diff(rv1, rv2)),
-                ("gamma grad", max_abs_diff(gg1, gg2)),
-                ("beta grad", max_abs_diff(gb1, gb2)),
-            ];
-            for (name, d) in cases {
+            for (name, d) in differences(&x, &gamma, &beta, &w, max_abs_diff, max_abs_diff) {
                 assert!(d < 2e-5, "channels_last {channels_last}: {name} differs by {d}");
             }
         }
@@ -921,7 +969,7 @@ mod tests {
             assert!((*g as f64 - (2.0 * h + 0.5)).abs() < 1e-5, "{got:?}");
         }
         let mask = Tensor::<4>::from_floats([[[[1.0, 0.0]]], [[[0.0, 0.0]]]], &device);
-        let grads = (out.output * mask).sum().backward();
+        let grads = (out.output.clone() * mask).sum().backward();
         let w = [1.0, 0.0, 0.0, 0.0];
         let mean_w = 0.25;
         let mean_wx = xhat[0] * 0.25;
@@ -933,8 +981,8 @@ mod tests {
         let dgamma: Vec<f32> = gamma.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
         let dbeta: Vec<f32> = beta.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
         assert!((dgamma[0] as f64 - xhat[0]).abs() < 1e-5 && (dbeta[0] - 1.0).abs() < 1e-6, "{dgamma:?} {dbeta:?}");
-        let mean: Vec<f32> = out.mean.into_data().try_into_vec::<f32>().unwrap();
-        let var: Vec<f32> = out.variance.into_data().try_into_vec::<f32>().unwrap();
+        let mean: Vec<f32> = out.mean().into_data().try_into_vec::<f32>().unwrap();
+        let var: Vec<f32> = out.variance().into_data().try_into_vec::<f32>().unwrap();
         assert_eq!((mean[0], var[0]), (2.5, 1.25));
     }
 
@@ -961,24 +1009,13 @@ mod tests {
             let c = dims[1];
             let gamma = Tensor::<1>::random([c], Distribution::Normal(1.0, 0.5), &device);
             let beta = Tensor::<1>::random([c], Distribution::Normal(0.0, 0.5), &device);
-            let (o1, m1, v1, rm1, rv1, gx1, gg1, gb1) = run(true, &x, &gamma, &beta, &w);
-            let (o2, m2, v2, rm2, rv2, gx2, gg2, gb2) = run(false, &x, &gamma, &beta, &w);
             // Relative to the reference's largest magnitude (at least 1): the sums run in a
             // different order.
             fn rel<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
                 let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
                 max_abs_diff(a, b) / scale
             }
-            let cases = [
-                ("output", rel(o1, o2)),
-                ("x grad", rel(gx1, gx2)),
-                ("mean", rel(m1, m2)),
-                ("variance", rel(v1, v2)),
-                ("running mean", rel(rm1, rm2)),
-                ("running variance", rel(rv1, rv2)),
-                ("gamma grad", rel(gg1, gg2)),
-                ("beta grad", rel(gb1, gb2)),
-            ];
+            let cases = differences(&x, &gamma, &beta, &w, rel, rel);
             // Around a mean of 50, x − μ keeps ~6 significant digits in float32 on both sides
             // (seen: dγ 2.5e-5 apart), hence the wider bound there.
             let bound = if offset == 0.0 { 2e-5 } else { 1e-4 };
