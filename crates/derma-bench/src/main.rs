@@ -74,7 +74,7 @@ struct Args {
     /// without training-mode batch norm (what it costs: docs/performance.md).
     #[arg(long)]
     freeze_bn: bool,
-    /// Training-mode batch norm: fused (derma-model's one-node batch norm, one kernel per
+    /// Training-mode batch norm: fused (derma-model's one-node batch norm with ReLU6 folded in, two kernels per
     /// direction on the GPU: what the training loop uses) | burn (Burn 0.22's own
     /// `batch_norm_train`, the decomposition it replaces: a lever's baseline).
     #[arg(long, default_value = "fused")]

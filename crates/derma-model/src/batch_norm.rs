@@ -18,6 +18,13 @@
 //! also the reference the GPU kernels are tested against. Measured on lavapipe: 1,728 → 1,020
 //! launches a training step (docs/performance.md, "Third session").
 //!
+//! The ReLU6 that follows most batch norms in MobileNetV2 is folded in ([`Activation::Relu6`]):
+//! the forward kernel clamps, the backward kernels gate dy on the recomputed pre-clamp value, so
+//! Burn's separate clamp and its mask-fill backward (which burn-fusion does not fuse with a
+//! custom operation) are gone. The output and dx keep the input's channels-last layout (a
+//! convolution's output), so the next convolution and the previous one's backward pass need no
+//! layout copy. Both: 1,020 → ~760 launches a step on lavapipe ("Fourth session").
+//!
 //! Statistics travel as one `[4, channels]` tensor: the batch mean, the biased batch variance,
 //! the moved running mean and running variance; the parameter gradients as `[2, channels]`, dγ
 //! and dβ (one storage buffer each, wgpu allowing few per kernel).
@@ -31,6 +38,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Scalar, TensorMetadata, backend
 use burn::prelude::*;
 
 /// Training-mode batch norm of a `[batch, channels, h, w]` tensor: forward and backward.
+#[allow(clippy::too_many_arguments)]
 #[backend_extension(
     Flex,
     Cube: cfg(feature = "wgpu"),
@@ -42,7 +50,8 @@ pub trait BatchNormTrain: Backend {
     /// `gamma`, `beta` (`[channels]`): `(output [batch, channels, h, w], statistics [4, channels])`,
     /// the statistics' rows the batch mean, the biased batch variance, and the running mean and
     /// variance moved toward the batch's by `momentum` (PyTorch's rule: the running variance
-    /// toward the unbiased batch variance, `n / (n − 1)` × the biased one).
+    /// toward the unbiased batch variance, `n / (n − 1)` × the biased one). With `relu6` the
+    /// output is clamped to [0, 6] (ReLU6 after the normalisation, in the same pass).
     #[fusion(meta = forward_meta)]
     fn channel_norm_forward(
         x: FloatTensor<Self>,
@@ -52,22 +61,26 @@ pub trait BatchNormTrain: Backend {
         running_var: FloatTensor<Self>,
         momentum: f64,
         epsilon: f64,
+        relu6: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        composed_forward::<Self>(x, gamma, beta, running_mean, running_var, momentum, epsilon)
+        composed_forward::<Self>(x, gamma, beta, running_mean, running_var, momentum, epsilon, relu6)
     }
 
     /// The gradients of [`Self::channel_norm_forward`] given the output's gradient `grad`:
     /// `(dx [batch, channels, h, w], [dγ; dβ] [2, channels])`; `statistics` is what the forward
-    /// pass returned.
+    /// pass returned. With `relu6` the gradient passes only where the normalised value (recomputed
+    /// from `x`, the statistics, γ and β) lies in [0, 6], as through Burn's `relu6` ([`relu6_gate`]).
     #[fusion(meta = backward_meta)]
     fn channel_norm_backward(
         x: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         statistics: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         epsilon: f64,
+        relu6: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        composed_backward::<Self>(x, grad, statistics, gamma, epsilon)
+        composed_backward::<Self>(x, grad, statistics, gamma, beta, epsilon, relu6)
     }
 }
 
@@ -77,6 +90,7 @@ use burn::backend::fusion::custom::TensorSpec;
 /// Output metadata of the forward pass, for burn-fusion: the output like `x`, statistics
 /// `[4, channels]`.
 #[cfg(feature = "wgpu")]
+#[allow(clippy::too_many_arguments)]
 fn forward_meta(
     x: &TensorSpec,
     _gamma: &TensorSpec,
@@ -85,6 +99,7 @@ fn forward_meta(
     _running_var: &TensorSpec,
     _momentum: &f64,
     _epsilon: &f64,
+    _relu6: &bool,
 ) -> (TensorSpec, TensorSpec) {
     (x.clone(), TensorSpec::new(Shape::new([4, x.shape[1]]), x.dtype))
 }
@@ -96,7 +111,9 @@ fn backward_meta(
     _grad: &TensorSpec,
     _statistics: &TensorSpec,
     _gamma: &TensorSpec,
+    _beta: &TensorSpec,
     _epsilon: &f64,
+    _relu6: &bool,
 ) -> (TensorSpec, TensorSpec) {
     (x.clone(), TensorSpec::new(Shape::new([2, x.shape[1]]), x.dtype))
 }
@@ -132,8 +149,9 @@ pub fn unbiased_factor(n: usize) -> f64 {
 }
 
 /// The forward pass as tensor operations (the Flex backend's implementation, and the reference
-/// of the GPU kernel): mean, biased variance around it, `γ (x − μ) / sqrt(σ² + ε) + β`, and the
-/// running statistics' update.
+/// of the GPU kernel): mean, biased variance around it, `γ (x − μ) / sqrt(σ² + ε) + β` (clamped
+/// to [0, 6] with `relu6`), and the running statistics' update.
+#[allow(clippy::too_many_arguments)]
 pub fn composed_forward<B: Backend>(
     x: FloatTensor<B>,
     gamma: FloatTensor<B>,
@@ -142,6 +160,7 @@ pub fn composed_forward<B: Backend>(
     running_var: FloatTensor<B>,
     momentum: f64,
     epsilon: f64,
+    relu6: bool,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let [b, c, h, w] = dims4(&x);
     let count = Scalar::Float((b * h * w) as f64);
@@ -153,6 +172,7 @@ pub fn composed_forward<B: Backend>(
     let inv_std = B::float_recip(B::float_sqrt(B::float_add_scalar(variance.clone(), Scalar::Float(epsilon))));
     let scale = B::float_mul(B::float_reshape(gamma, per_channel.clone()), inv_std);
     let output = B::float_add(B::float_mul(centered, scale), B::float_reshape(beta, per_channel));
+    let output = if relu6 { B::float_clamp(output, Scalar::Float(0.0), Scalar::Float(6.0)) } else { output };
     let flat = Shape::new([c]);
     let moved = |running: FloatTensor<B>, batch: FloatTensor<B>, factor: f64| {
         B::float_add(
@@ -167,33 +187,61 @@ pub fn composed_forward<B: Backend>(
 
 /// The backward pass as tensor operations: with x̂ = (x − μ)/σ and n = batch·h·w,
 /// dx = γ/σ · (dy − Σdy/n − x̂ · Σ(dy·x̂)/n), dγ = Σ(dy·x̂), dβ = Σdy (PyTorch's
-/// `batch_norm_backward` for the training case).
+/// `batch_norm_backward` for the training case). With `relu6`, dy is first zeroed where the
+/// forward's normalised value (recomputed with the forward's own operations, so the same bits)
+/// is below 0 or above 6 ([`relu6_gate`]).
 pub fn composed_backward<B: Backend>(
     x: FloatTensor<B>,
     grad: FloatTensor<B>,
     statistics: FloatTensor<B>,
     gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
     epsilon: f64,
+    relu6: bool,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
     let [b, c, h, w] = dims4(&x);
     let count = Scalar::Float((b * h * w) as f64);
+    let per_channel = Shape::new([1, c, 1, 1]);
     let mean = row::<B>(statistics.clone(), 0);
     let inv_std = B::float_recip(B::float_sqrt(B::float_add_scalar(row::<B>(statistics, 1), Scalar::Float(epsilon))));
-    let normalized = B::float_mul(B::float_sub(x, mean), inv_std.clone());
+    let centered = B::float_sub(x, mean); // [batch, c, h, w]
+    let grad = if relu6 {
+        let scale = B::float_mul(B::float_reshape(gamma.clone(), per_channel.clone()), inv_std.clone());
+        let output = B::float_add(B::float_mul(centered.clone(), scale), B::float_reshape(beta, per_channel.clone()));
+        relu6_gate::<B>(grad, output)
+    } else {
+        grad
+    };
+    let normalized = B::float_mul(centered, inv_std.clone());
     let sum_grad = channel_sums::<B>(grad.clone()); // Σdy, [1, c, 1, 1]
     let sum_grad_normalized = channel_sums::<B>(B::float_mul(grad.clone(), normalized.clone())); // Σdy·x̂
     let centred_grad = B::float_sub(grad, B::float_div_scalar(sum_grad.clone(), count));
     let projected = B::float_mul(normalized, B::float_div_scalar(sum_grad_normalized.clone(), count));
-    let scale = B::float_mul(B::float_reshape(gamma, Shape::new([1, c, 1, 1])), inv_std);
+    let scale = B::float_mul(B::float_reshape(gamma, per_channel), inv_std);
     let x_grad = B::float_mul(scale, B::float_sub(centred_grad, projected));
     (x_grad, stack_rows::<B>(vec![sum_grad_normalized, sum_grad]))
 }
 
+/// `grad` where `output` (the value ReLU6 clamps) lies in [0, 6], zero elsewhere: the gradient
+/// of Burn's `relu6` (`clamp_min(clamp_max(x, 6), 0)`, each a `mask_fill` whose backward passes
+/// where the value was not replaced), so that folding ReLU6 in changes no number. PyTorch's
+/// `hardtanh_backward` is strict, zero at exactly 0 and 6; the two differ on values that are
+/// exactly 0, which occur: a channel that is constant over the batch (e.g. all zeros after an
+/// earlier ReLU6 and a depthwise convolution) normalises to exactly β, 0 at initialisation.
+/// Checked by `a_constant_channel_passes_its_gradient_as_through_burns_relu6`; kept as before the
+/// fold (a 48-px training with the strict gate trained differently on 3 of 6 seeds).
+pub fn relu6_gate<B: Backend>(grad: FloatTensor<B>, output: FloatTensor<B>) -> FloatTensor<B> {
+    let bool_dtype = burn::backend::get_or_init_device_settings::<B>(&output.device()).bool_dtype;
+    let low = B::float_lower_elem(output.clone(), Scalar::Float(0.0), bool_dtype);
+    let high = B::float_greater_elem(output, Scalar::Float(6.0), bool_dtype);
+    B::float_mask_fill(grad, B::bool_or(low, high), Scalar::Float(0.0))
+}
+
 impl BatchNormTrain for burn::backend::Flex {}
 
-/// The whole normalisation as one autodiff node: `x` and γ are checkpointed, the statistics
-/// travel with the node, and the backward pass is one call of
-/// [`BatchNormTrain::channel_norm_backward`].
+/// The whole normalisation (and the ReLU6 after it, when asked) as one autodiff node: `x`, γ
+/// and β are checkpointed, the statistics travel with the node, and the backward pass is one
+/// call of [`BatchNormTrain::channel_norm_backward`].
 impl<B: Backend + BatchNormTrain, C: CheckpointStrategy> BatchNormTrain for Autodiff<B, C> {
     fn channel_norm_forward(
         x: FloatTensor<Self>,
@@ -203,6 +251,7 @@ impl<B: Backend + BatchNormTrain, C: CheckpointStrategy> BatchNormTrain for Auto
         running_var: FloatTensor<Self>,
         momentum: f64,
         epsilon: f64,
+        relu6: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         // The running statistics are not differentiated (constants of the node).
         let (running_mean, running_var) = (running_mean.into_primitive(), running_var.into_primitive());
@@ -210,16 +259,17 @@ impl<B: Backend + BatchNormTrain, C: CheckpointStrategy> BatchNormTrain for Auto
         struct BatchNormBackward;
 
         impl<B: Backend + BatchNormTrain> Backward<B, 3> for BatchNormBackward {
-            type State = (burn::backend::autodiff::NodeId, burn::backend::autodiff::NodeId, FloatTensor<B>, f64);
+            type State = ([burn::backend::autodiff::NodeId; 3], FloatTensor<B>, f64, bool);
 
             fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
                 let [node_x, node_gamma, node_beta] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let (x_state, gamma_state, statistics, epsilon) = ops.state;
+                let ([x_state, gamma_state, beta_state], statistics, epsilon, relu6) = ops.state;
                 let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
                 let gamma = checkpointer.retrieve_node_output::<FloatTensor<B>>(gamma_state);
+                let beta = checkpointer.retrieve_node_output::<FloatTensor<B>>(beta_state);
                 let c = gamma.shape()[0];
-                let (x_grad, param_grads) = B::channel_norm_backward(x, grad, statistics, gamma, epsilon);
+                let (x_grad, param_grads) = B::channel_norm_backward(x, grad, statistics, gamma, beta, epsilon, relu6);
                 let param_row = |r: usize| {
                     let row = B::float_slice(param_grads.clone(), &[burn::tensor::Slice::from(r..r + 1), burn::tensor::Slice::from(0..c)]);
                     B::float_reshape(row, Shape::new([c]))
@@ -238,8 +288,7 @@ impl<B: Backend + BatchNormTrain, C: CheckpointStrategy> BatchNormTrain for Auto
 
         match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let gamma_state = prep.checkpoint(&gamma);
+                let states = [prep.checkpoint(&x), prep.checkpoint(&gamma), prep.checkpoint(&beta)];
                 let (output, statistics) = B::channel_norm_forward(
                     x.into_primitive(),
                     gamma.into_primitive(),
@@ -248,8 +297,9 @@ impl<B: Backend + BatchNormTrain, C: CheckpointStrategy> BatchNormTrain for Auto
                     running_var,
                     momentum,
                     epsilon,
+                    relu6,
                 );
-                let output = prep.finish((x_state, gamma_state, statistics.clone(), epsilon), output);
+                let output = prep.finish((states, statistics.clone(), epsilon, relu6), output);
                 (output, <FloatTensor<Self>>::new(statistics))
             }
             OpsKind::UnTracked(prep) => {
@@ -261,6 +311,7 @@ impl<B: Backend + BatchNormTrain, C: CheckpointStrategy> BatchNormTrain for Auto
                     running_var,
                     momentum,
                     epsilon,
+                    relu6,
                 );
                 (prep.finish(output), <FloatTensor<Self>>::new(statistics))
             }
@@ -274,14 +325,18 @@ impl<B: Backend + BatchNormTrain, C: CheckpointStrategy> BatchNormTrain for Auto
         grad: FloatTensor<Self>,
         statistics: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
         epsilon: f64,
+        relu6: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         let (x_grad, param_grads) = B::channel_norm_backward(
             x.into_primitive(),
             grad.into_primitive(),
             statistics.into_primitive(),
             gamma.into_primitive(),
+            beta.into_primitive(),
             epsilon,
+            relu6,
         );
         (<FloatTensor<Self>>::new(x_grad), <FloatTensor<Self>>::new(param_grads))
     }
@@ -297,8 +352,9 @@ mod cube {
     //! idle units and fewer barrier steps in the shared-memory sums). The
     //! first kernel writes per-part partial results, `[channels, parts, 2]`; the second combines
     //! a channel's parts in every cube (a few hundred values at most) and writes its part of the
-    //! output. Values are read in the input's own layout (contiguous or channels-last);
-    //! outputs are contiguous. Partial sums are reduced in shared memory.
+    //! output. Values are read in the input's own layout (contiguous or channels-last), and the
+    //! output and dx are written in it when it is channels-last ([`empty_like`]), contiguous
+    //! otherwise. Partial sums are reduced in shared memory.
 
     use super::BatchNormTrain;
     use burn::backend::tensor::FloatTensor;
@@ -317,16 +373,17 @@ mod cube {
     /// The offset of value `i` (in `batch, h, w` order) of channel `c` in `t`.
     #[cube]
     fn offset<F: Float>(t: &Tensor<F>, c: usize, i: usize, hw: usize, w: usize) -> usize {
-        let b = i / hw;
-        let r = i % hw;
-        b * t.stride(0) + c * t.stride(1) + (r / w) * t.stride(2) + (r % w) * t.stride(3)
+        strided(c, i, hw, w, t.stride(0), t.stride(1), t.stride(2), t.stride(3))
     }
 
-    /// The index of value `i` (in `batch, h, w` order) of channel `c` in a contiguous
-    /// `[batch, channels, h, w]` tensor (the kernels' outputs).
+    /// The offset of value `i` (in `batch, h, w` order) of channel `c` in a 4-d tensor of
+    /// strides `s0..s3` (an output's, read before the kernel writes to it).
     #[cube]
-    fn contiguous(c: usize, i: usize, hw: usize, channels: usize) -> usize {
-        (i / hw * channels + c) * hw + i % hw
+    #[allow(clippy::too_many_arguments)]
+    fn strided(c: usize, i: usize, hw: usize, w: usize, s0: usize, s1: usize, s2: usize, s3: usize) -> usize {
+        let b = i / hw;
+        let r = i % hw;
+        b * s0 + c * s1 + (r / w) * s2 + (r % w) * s3
     }
 
     /// The number of values in part `k` of a channel of `n`.
@@ -334,6 +391,22 @@ mod cube {
     fn part_len(k: usize, n: usize, part: usize) -> usize {
         let end = k * part + part;
         select(end < n, part, n - k * part)
+    }
+
+    /// The normalisation of channel `c` as `x · scale + shift`: `scale = γ / sqrt(var + ε)`,
+    /// `shift = β − mean · scale`. The forward and backward kernels both call it, so the
+    /// backward pass's ReLU6 gate sees the forward's output to the bit.
+    #[cube]
+    fn affine<F: Float>(gamma: &Tensor<F>, beta: &Tensor<F>, c: usize, mean: F, variance: F, epsilon: f32) -> (F, F) {
+        let scale = gamma[c * gamma.stride(0)] / F::sqrt(variance + F::cast_from(epsilon));
+        (scale, beta[c * beta.stride(0)] - mean * scale)
+    }
+
+    /// `dy` where the forward output `y` (before the clamp) is in [0, 6], else 0: the gradient
+    /// of Burn's `relu6` (see [`super::relu6_gate`]).
+    #[cube]
+    fn relu6_gate<F: Float>(dy: F, y: F) -> F {
+        select(y >= F::new(0.0) && y <= F::new(6.0), dy, F::new(0.0))
     }
 
     /// The sum of every unit's `value` (all units must call it).
@@ -401,8 +474,8 @@ mod cube {
 
     /// Forward, second kernel: the channel's mean and biased variance from its parts (Chan et
     /// al.'s pairwise combination: mean = Σ n_k·mean_k / n, M2 = Σ M2_k + n_k·(mean_k − mean)²),
-    /// then `γ (x − mean) / sqrt(var + ε) + β` on this cube's part; part 0 writes the statistics
-    /// and the running statistics moved toward them.
+    /// then `γ (x − mean) / sqrt(var + ε) + β` on this cube's part (clamped to [0, 6] with
+    /// `relu6`); part 0 writes the statistics and the running statistics moved toward them.
     #[cube(launch)]
     fn forward_output_kernel<F: Float>(
         x: &Tensor<F>,
@@ -418,6 +491,7 @@ mod cube {
         unbiased: f32,
         epsilon: f32,
         #[comptime] units: usize,
+        #[comptime] relu6: bool,
         #[define(F)] _dtype: ElemType,
     ) {
         let k = CUBE_POS_X as usize;
@@ -446,13 +520,17 @@ mod cube {
         }
         let variance = cube_sum::<F>(&mut partial, acc, units) / count;
 
-        let scale = gamma[c * gamma.stride(0)] / F::sqrt(variance + F::cast_from(epsilon));
-        let shift = beta[c * beta.stride(0)] - mean * scale;
+        let (scale, shift) = affine::<F>(gamma, beta, c, mean, variance, epsilon);
         let start = k * PART;
         let end = start + part_len(k, n, PART);
+        let (s0, s1, s2, s3) = (output.stride(0), output.stride(1), output.stride(2), output.stride(3));
         let mut i = start + unit;
         while i < end {
-            output[contiguous(c, i, hw, channels)] = x[offset::<F>(x, c, i, hw, w)] * scale + shift;
+            let mut y = x[offset::<F>(x, c, i, hw, w)] * scale + shift;
+            if relu6 {
+                y = F::clamp(y, F::new(0.0), F::new(6.0));
+            }
+            output[strided(c, i, hw, w, s0, s1, s2, s3)] = y;
             i += units;
         }
         if k == 0 && unit == 0 {
@@ -466,15 +544,20 @@ mod cube {
         }
     }
 
-    /// Backward, first kernel: each part's Σdy and Σdy·(x − mean), `partials[c, k]`.
+    /// Backward, first kernel: each part's Σdy and Σdy·(x − mean), `partials[c, k]` (dy gated
+    /// by ReLU6 with `relu6`).
     #[cube(launch)]
     fn backward_parts_kernel<F: Float>(
         x: &Tensor<F>,
         grad: &Tensor<F>,
         statistics: &Tensor<F>,
+        gamma: &Tensor<F>,
+        beta: &Tensor<F>,
         partials: &mut Tensor<F>,
         parts: usize,
+        epsilon: f32,
         #[comptime] units: usize,
+        #[comptime] relu6: bool,
         #[define(F)] _dtype: ElemType,
     ) {
         let k = CUBE_POS_X as usize;
@@ -484,6 +567,8 @@ mod cube {
         let hw = x.shape(2) * w;
         let n = x.shape(0) * hw;
         let mean = statistics[c * statistics.stride(1)];
+        let variance = statistics[statistics.stride(0) + c * statistics.stride(1)];
+        let (scale, shift) = affine::<F>(gamma, beta, c, mean, variance, epsilon);
         let start = k * PART;
         let end = start + part_len(k, n, PART);
         let mut partial = Shared::new_slice(units);
@@ -492,9 +577,13 @@ mod cube {
         let mut sum_grad_centred = F::new(0.0);
         let mut i = start + unit;
         while i < end {
-            let dy = grad[offset::<F>(grad, c, i, hw, w)];
+            let xv = x[offset::<F>(x, c, i, hw, w)];
+            let mut dy = grad[offset::<F>(grad, c, i, hw, w)];
+            if relu6 {
+                dy = relu6_gate::<F>(dy, xv * scale + shift);
+            }
             sum_grad += dy;
-            sum_grad_centred += dy * (x[offset::<F>(x, c, i, hw, w)] - mean);
+            sum_grad_centred += dy * (xv - mean);
             i += units;
         }
         let sum_grad = cube_sum::<F>(&mut partial, sum_grad, units);
@@ -506,20 +595,22 @@ mod cube {
     }
 
     /// Backward, second kernel: the channel's Σdy and Σdy·x̂ from its parts, then
-    /// dx = γσ⁻¹·(dy − Σdy/n − x̂·Σdy·x̂/n) on this cube's part; part 0 writes dγ = Σdy·x̂ and
-    /// dβ = Σdy.
+    /// dx = γσ⁻¹·(dy − Σdy/n − x̂·Σdy·x̂/n) on this cube's part (dy gated by ReLU6 with
+    /// `relu6`); part 0 writes dγ = Σdy·x̂ and dβ = Σdy.
     #[cube(launch)]
     fn backward_input_kernel<F: Float>(
         x: &Tensor<F>,
         grad: &Tensor<F>,
         statistics: &Tensor<F>,
         gamma: &Tensor<F>,
+        beta: &Tensor<F>,
         partials: &Tensor<F>,
         x_grad: &mut Tensor<F>,
         param_grads: &mut Tensor<F>,
         parts: usize,
         epsilon: f32,
         #[comptime] units: usize,
+        #[comptime] relu6: bool,
         #[define(F)] _dtype: ElemType,
     ) {
         let k = CUBE_POS_X as usize;
@@ -532,7 +623,9 @@ mod cube {
         let count = F::cast_from(n);
         let mut partial = Shared::new_slice(units);
         let mean = statistics[c * statistics.stride(1)];
-        let inv_std = F::new(1.0) / F::sqrt(statistics[statistics.stride(0) + c * statistics.stride(1)] + F::cast_from(epsilon));
+        let variance = statistics[statistics.stride(0) + c * statistics.stride(1)];
+        let inv_std = F::new(1.0) / F::sqrt(variance + F::cast_from(epsilon));
+        let (scale, shift) = affine::<F>(gamma, beta, c, mean, variance, epsilon);
 
         let mut sum_grad = F::new(0.0);
         let mut sum_grad_centred = F::new(0.0);
@@ -551,10 +644,15 @@ mod cube {
         let d = F::new(0.0) - a * sum_grad / count - b * mean;
         let start = k * PART;
         let end = start + part_len(k, n, PART);
+        let (s0, s1, s2, s3) = (x_grad.stride(0), x_grad.stride(1), x_grad.stride(2), x_grad.stride(3));
         let mut i = start + unit;
         while i < end {
-            x_grad[contiguous(c, i, hw, channels)] =
-                a * grad[offset::<F>(grad, c, i, hw, w)] + b * x[offset::<F>(x, c, i, hw, w)] + d;
+            let xv = x[offset::<F>(x, c, i, hw, w)];
+            let mut dy = grad[offset::<F>(grad, c, i, hw, w)];
+            if relu6 {
+                dy = relu6_gate::<F>(dy, xv * scale + shift);
+            }
+            x_grad[strided(c, i, hw, w, s0, s1, s2, s3)] = a * dy + b * xv + d;
             i += units;
         }
         if k == 0 && unit == 0 {
@@ -566,6 +664,21 @@ mod cube {
     /// A new uninitialised contiguous tensor on `like`'s device.
     fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
         burn_cubecl::ops::numeric::empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, like.dtype)
+    }
+
+    /// A new uninitialised tensor shaped like the 4-d `x`, in `x`'s memory layout when `x` is
+    /// channels-last (what burn-cubecl's convolutions return: NHWC memory seen as NCHW), else
+    /// contiguous. A channels-last output feeds the next convolution, which works in NHWC, without
+    /// a layout copy, and a channels-last gradient the convolution's backward pass likewise.
+    fn empty_like(x: &CubeTensor) -> CubeTensor {
+        let [b, c, h, w] = super::dims4(x);
+        let strides = x.meta.strides();
+        let channels_last = strides[1] == 1 && strides[3] == c && strides[2] == w * c && strides[0] == h * w * c;
+        if channels_last && c > 1 && h * w > 1 {
+            burn_cubecl::ops::permute_nhwc_to_nchw(empty(x, Shape::new([b, h, w, c])))
+        } else {
+            empty(x, x.meta.shape().clone())
+        }
     }
 
     /// Whether the kernels take these tensors: float32, the kernels' element type here.
@@ -596,16 +709,17 @@ mod cube {
             running_var: FloatTensor<Self>,
             momentum: f64,
             epsilon: f64,
+            relu6: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>) {
             if !supported(&[&x, &gamma, &beta, &running_mean, &running_var]) {
-                return super::composed_forward::<Self>(x, gamma, beta, running_mean, running_var, momentum, epsilon);
+                return super::composed_forward::<Self>(x, gamma, beta, running_mean, running_var, momentum, epsilon, relu6);
             }
             let [x, gamma, beta, running_mean, running_var] =
                 [x, gamma, beta, running_mean, running_var].map(burn_cubecl::kernel::untile);
             let (c, parts, units, count, dim) = grid(&x);
             let [b, _, h, w] = super::dims4(&x);
             let partials = empty(&x, Shape::new([c, parts, 2]));
-            let output = empty(&x, x.meta.shape().clone());
+            let output = empty_like(&x);
             let statistics = empty(&x, Shape::new([4, c]));
             let client = x.client.clone();
             forward_parts_kernel::launch(
@@ -635,6 +749,7 @@ mod cube {
                 super::unbiased_factor(b * h * w) as f32,
                 epsilon as f32,
                 units,
+                relu6,
                 elem(),
             );
             (output, statistics)
@@ -645,15 +760,17 @@ mod cube {
             grad: FloatTensor<Self>,
             statistics: FloatTensor<Self>,
             gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
             epsilon: f64,
+            relu6: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-            if !supported(&[&x, &grad, &statistics, &gamma]) {
-                return super::composed_backward::<Self>(x, grad, statistics, gamma, epsilon);
+            if !supported(&[&x, &grad, &statistics, &gamma, &beta]) {
+                return super::composed_backward::<Self>(x, grad, statistics, gamma, beta, epsilon, relu6);
             }
-            let [x, grad, statistics, gamma] = [x, grad, statistics, gamma].map(burn_cubecl::kernel::untile);
+            let [x, grad, statistics, gamma, beta] = [x, grad, statistics, gamma, beta].map(burn_cubecl::kernel::untile);
             let (c, parts, units, count, dim) = grid(&x);
             let partials = empty(&x, Shape::new([c, parts, 2]));
-            let x_grad = empty(&x, x.meta.shape().clone());
+            let x_grad = empty_like(&x);
             let param_grads = empty(&x, Shape::new([2, c]));
             let client = x.client.clone();
             backward_parts_kernel::launch(
@@ -663,9 +780,13 @@ mod cube {
                 x.clone().into_tensor_arg(),
                 grad.clone().into_tensor_arg(),
                 statistics.clone().into_tensor_arg(),
+                gamma.clone().into_tensor_arg(),
+                beta.clone().into_tensor_arg(),
                 partials.clone().into_tensor_arg(),
                 parts,
+                epsilon as f32,
                 units,
+                relu6,
                 elem(),
             );
             backward_input_kernel::launch(
@@ -676,12 +797,14 @@ mod cube {
                 grad.into_tensor_arg(),
                 statistics.into_tensor_arg(),
                 gamma.into_tensor_arg(),
+                beta.into_tensor_arg(),
                 partials.into_tensor_arg(),
                 x_grad.clone().into_tensor_arg(),
                 param_grads.clone().into_tensor_arg(),
                 parts,
                 epsilon as f32,
                 units,
+                relu6,
                 elem(),
             );
             (x_grad, param_grads)
@@ -693,11 +816,12 @@ mod cube {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchNormImpl {
-    /// [`batch_norm_train`]: one autodiff node, two kernels per direction on the GPU (the default).
+    /// [`batch_norm_train`]: one autodiff node, two kernels per direction on the GPU, ReLU6
+    /// folded in (the default).
     #[default]
     Fused,
-    /// Burn 0.22's own `burn::tensor::module::batch_norm_train`, the decomposition [`Self::Fused`]
-    /// replaces; kept as a benchmark lever (`derma-bench --batch-norm burn`), so that one binary
+    /// Burn 0.22's own `burn::tensor::module::batch_norm_train` (then `relu6`), the
+    /// decomposition [`Self::Fused`] replaces; kept as a benchmark lever (`derma-bench --batch-norm burn`), so that one binary
     /// measures both on the same device.
     Burn,
 }
@@ -740,7 +864,7 @@ pub fn batch_norm_impl() -> BatchNormImpl {
 
 /// The output of a training-mode batch norm.
 pub struct BatchNormOutput {
-    /// The normalised, scaled and shifted input, `[batch, channels, h, w]`.
+    /// The normalised, scaled and shifted input after the activation, `[batch, channels, h, w]`.
     pub output: Tensor<4>,
     /// The running mean moved toward the batch mean: `(1 − momentum) · running + momentum · mean`.
     pub running_mean: Tensor<1>,
@@ -784,12 +908,25 @@ fn statistics_row(statistics: &Tensor<2>, r: usize) -> Tensor<1> {
     statistics.clone().slice([r..r + 1, 0..c]).reshape([c])
 }
 
-/// Normalises `x` (`[batch, channels, h, w]`) with its own batch statistics and moves the
-/// running statistics toward them; the output is differentiable with respect to `x`, `gamma`
-/// and `beta` on an autodiff device (the statistics are not). Replaces
-/// `burn::tensor::module::batch_norm_train` (same arithmetic, one autodiff node, two kernels per
-/// direction on the GPU, the running statistics' update inside the forward kernels), which runs
-/// instead when the calling thread selected [`BatchNormImpl::Burn`].
+/// What follows the normalisation, inside the same operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Nothing (the linear batch norm after MobileNetV2's projection convolution).
+    Identity,
+    /// ReLU6, `min(max(y, 0), 6)` (torchvision's `Conv2dNormActivation`): folded into the
+    /// kernels, where Burn's separate `relu6` (a clamp) costs its own launches forward and
+    /// backward, which burn-fusion does not fuse with a custom operation.
+    Relu6,
+}
+
+/// Normalises `x` (`[batch, channels, h, w]`) with its own batch statistics, applies
+/// `activation`, and moves the running statistics toward the batch's; the output is
+/// differentiable with respect to `x`, `gamma` and `beta` on an autodiff device (the statistics
+/// are not). Replaces `burn::tensor::module::batch_norm_train` followed by the activation (same
+/// arithmetic, one autodiff node, two kernels per direction on the GPU, the running statistics'
+/// update inside the forward kernels), which runs instead when the calling thread selected
+/// [`BatchNormImpl::Burn`].
+#[allow(clippy::too_many_arguments)]
 pub fn batch_norm_train(
     x: Tensor<4>,
     gamma: Tensor<1>,
@@ -798,6 +935,7 @@ pub fn batch_norm_train(
     running_var: Tensor<1>,
     momentum: f64,
     epsilon: f64,
+    activation: Activation,
 ) -> BatchNormOutput {
     let [b, _, h, w] = x.dims();
     if batch_norm_impl() == BatchNormImpl::Burn {
@@ -806,7 +944,11 @@ pub fn batch_norm_train(
         let running_mean = running_mean.mul_scalar(1.0 - momentum).add(o.mean.clone().detach().mul_scalar(momentum));
         let running_var = running_var.mul_scalar(1.0 - momentum).add(o.variance.clone().detach().mul_scalar(momentum * unbiased));
         let batch = BatchStatistics::Split { mean: o.mean, variance: o.variance };
-        return BatchNormOutput { output: o.output, running_mean, running_var, batch };
+        let output = match activation {
+            Activation::Identity => o.output,
+            Activation::Relu6 => burn::tensor::activation::relu6(o.output),
+        };
+        return BatchNormOutput { output, running_mean, running_var, batch };
     }
     let (output, statistics) = <Dispatch as BatchNormTrain>::channel_norm_forward(
         x.into_dispatch(),
@@ -816,6 +958,7 @@ pub fn batch_norm_train(
         running_var.into_dispatch(),
         momentum,
         epsilon,
+        activation == Activation::Relu6,
     );
     let statistics = Tensor::<2>::from_dispatch(statistics); // [4, c]
     BatchNormOutput {
@@ -849,9 +992,9 @@ mod tests {
     /// Output, mean, variance, the moved running statistics and the gradients with respect to
     /// x, γ, β of `sum(output · w)`, through [`batch_norm_train`] (`ours`) or Burn 0.22's own
     /// `burn::tensor::module::batch_norm_train` (burn-backend's default decomposition,
-    /// differentiated by burn-autodiff) with the running statistics moved by PyTorch's rule
-    /// (`torch.nn.BatchNorm2d`, momentum 0.1: mean toward the batch mean, variance toward the
-    /// unbiased batch variance).
+    /// differentiated by burn-autodiff) followed by Burn's `relu6` for [`Activation::Relu6`],
+    /// with the running statistics moved by PyTorch's rule (`torch.nn.BatchNorm2d`, momentum
+    /// 0.1: mean toward the batch mean, variance toward the unbiased batch variance).
     #[allow(clippy::type_complexity)]
     fn run(
         ours: bool,
@@ -859,6 +1002,7 @@ mod tests {
         gamma: &Tensor<1>,
         beta: &Tensor<1>,
         w: &Tensor<4>,
+        activation: Activation,
     ) -> (Tensor<4>, Tensor<1>, Tensor<1>, Tensor<1>, Tensor<1>, Tensor<4>, Tensor<1>, Tensor<1>) {
         let (x, gamma, beta) = (x.clone().detach().require_grad(), gamma.clone().detach().require_grad(), beta.clone().detach().require_grad());
         let c = gamma.dims()[0];
@@ -867,7 +1011,7 @@ mod tests {
         let running_var = Tensor::<1>::ones([c], &device).add_scalar(0.5);
         let momentum = 0.1;
         let (output, mean, variance, new_mean, new_var) = if ours {
-            let o = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), running_mean, running_var, momentum, 1e-5);
+            let o = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), running_mean, running_var, momentum, 1e-5, activation);
             (o.output.clone(), o.mean(), o.variance(), o.running_mean, o.running_var)
         } else {
             let o = burn::tensor::module::batch_norm_train(x.clone(), gamma.clone(), beta.clone(), 1e-5);
@@ -876,7 +1020,11 @@ mod tests {
             let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
             let new_mean = running_mean.mul_scalar(1.0 - momentum) + o.mean.clone().mul_scalar(momentum);
             let new_var = running_var.mul_scalar(1.0 - momentum) + o.variance.clone().mul_scalar(momentum * unbiased);
-            (o.output, o.mean, o.variance, new_mean, new_var)
+            let output = match activation {
+                Activation::Identity => o.output,
+                Activation::Relu6 => burn::tensor::activation::relu6(o.output),
+            };
+            (output, o.mean, o.variance, new_mean, new_var)
         };
         let grads = (output.clone() * w.clone()).sum().backward();
         let gx = x.grad(&grads).expect("x grad");
@@ -892,11 +1040,17 @@ mod tests {
         gamma: &Tensor<1>,
         beta: &Tensor<1>,
         w: &Tensor<4>,
+        activation: Activation,
         measure: fn(Tensor<1>, Tensor<1>) -> f32,
         measure4: fn(Tensor<4>, Tensor<4>) -> f32,
     ) -> [(&'static str, f32); 8] {
-        let (o1, m1, v1, rm1, rv1, gx1, gg1, gb1) = run(true, x, gamma, beta, w);
-        let (o2, m2, v2, rm2, rv2, gx2, gg2, gb2) = run(false, x, gamma, beta, w);
+        let (o1, m1, v1, rm1, rv1, gx1, gg1, gb1) = run(true, x, gamma, beta, w, activation);
+        let (o2, m2, v2, rm2, rv2, gx2, gg2, gb2) = run(false, x, gamma, beta, w, activation);
+        if activation == Activation::Relu6 {
+            // Both of ReLU6's bounds must be reached, or the test says nothing about them.
+            let clamped = |v: f32| o2.clone().equal_elem(v).int().sum().into_scalar::<i64>();
+            assert!(clamped(0.0) > 0 && clamped(6.0) > 0, "ReLU6 case: {} zeros, {} sixes", clamped(0.0), clamped(6.0));
+        }
         [
             ("output", measure4(o1, o2)),
             ("x grad", measure4(gx1, gx2)),
@@ -909,19 +1063,34 @@ mod tests {
         ]
     }
 
-    /// Against Burn 0.22's own `batch_norm_train` (which this operation replaces) on the CPU
-    /// autodiff backend: output, batch statistics and the three gradients agree within float32
-    /// rounding, for contiguous and channels-last inputs.
+    /// γ and β for a test: for ReLU6 γ ~ N(4, 1) and β ~ N(1, 1), so that a channel's
+    /// normalised values (mostly within ±3) cross both 0 and 6.
+    fn affine_parameters(c: usize, activation: Activation, device: &Device) -> (Tensor<1>, Tensor<1>) {
+        let (g, b) = match activation {
+            Activation::Identity => ((1.0, 0.5), (0.0, 0.5)),
+            Activation::Relu6 => ((4.0, 1.0), (1.0, 1.0)),
+        };
+        (
+            Tensor::<1>::random([c], Distribution::Normal(g.0, g.1), device),
+            Tensor::<1>::random([c], Distribution::Normal(b.0, b.1), device),
+        )
+    }
+
+    /// Against Burn 0.22's own `batch_norm_train` (which this operation replaces), followed by
+    /// Burn's `relu6` for the folded activation, on the CPU autodiff backend: output, batch
+    /// statistics and the three gradients agree within float32 rounding, for contiguous and
+    /// channels-last inputs.
     #[test]
     fn matches_burns_batch_norm_train_forward_and_backward() {
         let device = Device::flex().autodiff();
-        for channels_last in [false, true] {
-            let x = input([3, 6, 5, 4], channels_last, &device);
-            let w = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
-            let gamma = Tensor::<1>::random([6], Distribution::Normal(1.0, 0.5), &device);
-            let beta = Tensor::<1>::random([6], Distribution::Normal(0.0, 0.5), &device);
-            for (name, d) in differences(&x, &gamma, &beta, &w, max_abs_diff, max_abs_diff) {
-                assert!(d < 2e-5, "channels_last {channels_last}: {name} differs by {d}");
+        for activation in [Activation::Identity, Activation::Relu6] {
+            for channels_last in [false, true] {
+                let x = input([3, 6, 5, 4], channels_last, &device);
+                let w = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
+                let (gamma, beta) = affine_parameters(6, activation, &device);
+                for (name, d) in differences(&x, &gamma, &beta, &w, activation, max_abs_diff, max_abs_diff) {
+                    assert!(d < 2e-5, "{activation:?} channels_last {channels_last}: {name} differs by {d}");
+                }
             }
         }
     }
@@ -937,7 +1106,7 @@ mod tests {
         let beta = Tensor::<1>::random([3], Distribution::Normal(0.0, 0.5), &device);
         set_batch_norm_impl(BatchNormImpl::Burn);
         let (rm, rv) = (Tensor::<1>::zeros([3], &device), Tensor::<1>::ones([3], &device));
-        let ours = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), rm, rv, 0.1, 1e-5).output.into_data();
+        let ours = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), rm, rv, 0.1, 1e-5, Activation::Identity).output.into_data();
         let burns = burn::tensor::module::batch_norm_train(x, gamma, beta, 1e-5).output.into_data();
         assert_eq!(ours, burns);
         assert_eq!(std::thread::spawn(batch_norm_impl).join().unwrap(), BatchNormImpl::Fused);
@@ -957,7 +1126,7 @@ mod tests {
         let gamma = Tensor::<1>::from_floats([2.0], &device).require_grad();
         let beta = Tensor::<1>::from_floats([0.5], &device).require_grad();
         let (rm, rv) = (Tensor::<1>::zeros([1], &device), Tensor::<1>::ones([1], &device));
-        let out = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), rm, rv, 0.1, 1e-5);
+        let out = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), rm, rv, 0.1, 1e-5, Activation::Identity);
         // Running statistics (torch.nn.BatchNorm2d's update, momentum 0.1, from 0 and 1):
         // mean 0.9·0 + 0.1·2.5 = 0.25; variance 0.9·1 + 0.1·(4/3)·1.25 = 1.0666667.
         let running: Vec<f32> = Tensor::cat(vec![out.running_mean.clone(), out.running_var.clone()], 0).into_data().try_into_vec::<f32>().unwrap();
@@ -986,42 +1155,118 @@ mod tests {
         assert_eq!((mean[0], var[0]), (2.5, 1.25));
     }
 
+    /// A channel constant over the batch (all zeros, as after a ReLU6 that zeroed it and a
+    /// depthwise convolution) normalises to exactly β; with β = 0 the ReLU6 input is exactly 0.
+    /// The folded ReLU6 passes the gradient there as Burn's `relu6` does (dβ = Σw over the
+    /// channel, here 8 · 0.5 = 4; PyTorch's strict `hardtanh_backward` would give 0: see
+    /// [`relu6_gate`]), and every gradient equals Burn's batch norm + `relu6` within `tolerance`.
+    fn constant_channel_case(device: &Device, tolerance: f32) {
+        // [2, 2, 2, 2]: channel 0 all zeros, channel 1 varied.
+        let x = Tensor::<4>::from_floats(
+            [[[[0.0, 0.0], [0.0, 0.0]], [[1.0, -2.0], [3.0, 0.5]]], [[[0.0, 0.0], [0.0, 0.0]], [[-1.0, 2.5], [0.25, 4.0]]]],
+            device,
+        );
+        let gamma = Tensor::<1>::from_floats([1.0, 1.5], device);
+        let beta = Tensor::<1>::from_floats([0.0, 0.2], device);
+        let w = Tensor::<4>::full([2, 2, 2, 2], 0.5, device);
+        let fused = run(true, &x, &gamma, &beta, &w, Activation::Relu6);
+        let reference = run(false, &x, &gamma, &beta, &w, Activation::Relu6);
+        let out: Vec<f32> = fused.0.clone().into_data().try_into_vec().unwrap();
+        assert_eq!(&out[..4], &[0.0; 4], "the constant channel's output");
+        let dbeta: Vec<f32> = fused.7.clone().into_data().try_into_vec().unwrap();
+        assert_eq!(dbeta[0], 4.0, "dβ of the constant channel");
+        for (name, d) in [
+            ("x grad", max_abs_diff(fused.5, reference.5)),
+            ("gamma grad", max_abs_diff(fused.6, reference.6)),
+            ("beta grad", max_abs_diff(fused.7, reference.7)),
+        ] {
+            assert!(d <= tolerance, "{name} differs by {d}");
+        }
+    }
+
+    /// [`constant_channel_case`] on the CPU: bit for bit.
+    #[test]
+    fn a_constant_channel_passes_its_gradient_as_through_burns_relu6() {
+        constant_channel_case(&Device::flex().autodiff(), 0.0);
+    }
+
+    /// ReLU6 folded in, by hand: the same channel x = [1, 2, 3, 4] with γ = 5, β = 0.5, so
+    /// γx̂ + β = [−6.21, −1.74, 2.74, 7.21] and the output [0, 0, 2.74, 6]. For `sum(output)` only
+    /// the third value passes its gradient (m = [0, 0, 1, 0]): dβ = 1, dγ = x̂₂ = 0.4472,
+    /// dx = γ/σ · (m − mean(m) − x̂ · mean(m·x̂)) (what
+    /// `F.relu6(F.batch_norm(x, None, None, w, b, training=True)).sum().backward()` gives).
+    #[test]
+    fn relu6_by_hand() {
+        let device = Device::flex().autodiff();
+        let x = Tensor::<4>::from_floats([[[[1.0, 2.0]]], [[[3.0, 4.0]]]], &device).require_grad();
+        let gamma = Tensor::<1>::from_floats([5.0], &device).require_grad();
+        let beta = Tensor::<1>::from_floats([0.5], &device).require_grad();
+        let (rm, rv) = (Tensor::<1>::zeros([1], &device), Tensor::<1>::ones([1], &device));
+        let out = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), rm, rv, 0.1, 1e-5, Activation::Relu6);
+        let sigma = (1.25f64 + 1e-5).sqrt();
+        let xhat: Vec<f64> = [1.0, 2.0, 3.0, 4.0].iter().map(|v| (v - 2.5) / sigma).collect();
+        let want: Vec<f64> = xhat.iter().map(|h| (5.0 * h + 0.5).clamp(0.0, 6.0)).collect();
+        let got: Vec<f32> = out.output.clone().into_data().try_into_vec::<f32>().unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+        assert_eq!((got[0], got[1], got[3]), (0.0, 0.0, 6.0));
+        let grads = out.output.sum().backward();
+        let m = [0.0, 0.0, 1.0, 0.0];
+        let (mean_m, mean_mx) = (0.25, xhat[2] * 0.25);
+        let want_dx: Vec<f64> = (0..4).map(|i| 5.0 / sigma * (m[i] - mean_m - xhat[i] * mean_mx)).collect();
+        let dx: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        for (g, w) in dx.iter().zip(&want_dx) {
+            assert!((*g as f64 - w).abs() < 1e-5, "{dx:?} vs {want_dx:?}");
+        }
+        let dgamma: Vec<f32> = gamma.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        let dbeta: Vec<f32> = beta.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        assert!((dgamma[0] as f64 - xhat[2]).abs() < 1e-5 && (dbeta[0] - 1.0).abs() < 1e-6, "{dgamma:?} {dbeta:?}");
+    }
+
     /// The GPU kernels (wgpu; any adapter, e.g. Mesa's lavapipe on a CPU) against Burn's own
-    /// `batch_norm_train` on the same device: output, statistics and gradients, contiguous and
-    /// channels-last, with a channel of `batch·h·w` = 2·13·11 = 286 values (more than a cube's
-    /// 256 units, not a multiple of them), one of 1·1·1 (a single value: variance 0), and one
-    /// of 4,551 (two parts of unequal length, combined), also around a mean of 50.
+    /// `batch_norm_train` (+ `relu6`) on the same device: output, statistics and gradients,
+    /// contiguous and channels-last, with a channel of `batch·h·w` = 2·13·11 = 286 values (more
+    /// than a cube's 256 units, not a multiple of them), one of 1·1·1 (a single value:
+    /// variance 0), and one of 4,551 (two parts of unequal length, combined), also around a
+    /// mean of 50; ReLU6 folded in on the 286- and 4,551-value channels (not around a mean of
+    /// 50, where the two sides' x − μ differ by ~1e-5 and a value that close to 0 or 6 would
+    /// pass its gradient on one side only), and the constant channel of [`constant_channel_case`].
     /// Runs with `cargo test -p derma-model --features wgpu` (not in the CPU-only test build).
     #[cfg(feature = "wgpu")]
     #[test]
     fn gpu_kernels_match_burns_batch_norm_train() {
+        use Activation::{Identity, Relu6};
+        // Relative to the reference's largest magnitude (at least 1): the sums run in a
+        // different order.
+        fn rel<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+            let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+            max_abs_diff(a, b) / scale
+        }
         let device = Device::wgpu(Default::default()).autodiff();
-        for (dims, channels_last, offset) in [
-            ([2, 5, 13, 11], false, 0.0),
-            ([2, 5, 13, 11], true, 0.0),
-            ([1, 3, 1, 1], false, 0.0),
-            ([4, 40, 3, 2], true, 0.0),
-            ([3, 4, 41, 37], false, 0.0), // 4,551 values a channel: two parts (4,096 + 455)
-            ([3, 4, 41, 37], true, 50.0), // the same, channels-last, mean ~50 (the variance's precision)
+        for (dims, channels_last, offset, activation) in [
+            ([2, 5, 13, 11], false, 0.0, Identity),
+            ([2, 5, 13, 11], true, 0.0, Identity),
+            ([2, 5, 13, 11], false, 0.0, Relu6),
+            ([2, 5, 13, 11], true, 0.0, Relu6),
+            ([1, 3, 1, 1], false, 0.0, Identity),
+            ([4, 40, 3, 2], true, 0.0, Identity),
+            ([3, 4, 41, 37], false, 0.0, Identity), // 4,551 values a channel: two parts (4,096 + 455)
+            ([3, 4, 41, 37], false, 0.0, Relu6),
+            ([3, 4, 41, 37], true, 50.0, Identity), // the same, channels-last, mean ~50 (the variance's precision)
         ] {
             let x = input(dims, channels_last, &device) + offset;
             let w = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &device);
-            let c = dims[1];
-            let gamma = Tensor::<1>::random([c], Distribution::Normal(1.0, 0.5), &device);
-            let beta = Tensor::<1>::random([c], Distribution::Normal(0.0, 0.5), &device);
-            // Relative to the reference's largest magnitude (at least 1): the sums run in a
-            // different order.
-            fn rel<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-                let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
-                max_abs_diff(a, b) / scale
-            }
-            let cases = differences(&x, &gamma, &beta, &w, rel, rel);
+            let (gamma, beta) = affine_parameters(dims[1], activation, &device);
+            let cases = differences(&x, &gamma, &beta, &w, activation, rel, rel);
             // Around a mean of 50, x − μ keeps ~6 significant digits in float32 on both sides
             // (seen: dγ 2.5e-5 apart), hence the wider bound there.
             let bound = if offset == 0.0 { 2e-5 } else { 1e-4 };
             for (name, d) in cases {
-                assert!(d < bound, "{dims:?} channels_last {channels_last} offset {offset}: {name} differs by {d} (relative)");
+                assert!(d < bound, "{dims:?} channels_last {channels_last} offset {offset} {activation:?}: {name} differs by {d} (relative)");
             }
         }
+        // The ReLU6 gate at exactly 0 (the kernels' comparison, not only the CPU's).
+        constant_channel_case(&device, 1e-5);
     }
 }

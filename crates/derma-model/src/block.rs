@@ -6,6 +6,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu6;
 
+use crate::batch_norm::Activation;
+
 /// How convolutions pad their input.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum Padding {
@@ -45,25 +47,30 @@ fn kaiming_fan_out(out_channels: usize, kernel: usize) -> Initializer {
     }
 }
 
-/// `bn.forward(x)` with PyTorch's running-variance update: the running variance moves toward
+/// `bn.forward(x)` followed by `activation`, with PyTorch's running-variance update: the running variance moves toward
 /// the *unbiased* batch variance (`n / (n - 1)` × the population variance that normalises the
 /// batch, `n = batch × h × w`), where Burn 0.22's `BatchNorm` moves it toward the population
 /// variance — 14 % low at batch 8 on a 1x1 map, so evaluation would differ from PyTorch's.
 /// The batch itself is normalised, and the running statistics moved, by
 /// [`crate::batch_norm::batch_norm_train`] (one autodiff node, two kernels per direction on the
-/// GPU) rather than Burn's `batch_norm_train`; the arithmetic is the same. Otherwise Burn's own
+/// GPU, ReLU6 folded into them) rather than Burn's `batch_norm_train` and `relu6`; the
+/// arithmetic is the same. Otherwise Burn's own
 /// logic: training statistics only on an autodiff device with the layer's training flag on (frozen batch norms, [`MobileNetV2::set_bn_frozen`], keep their
 /// running statistics).
 ///
 /// [`MobileNetV2::set_bn_frozen`]: crate::MobileNetV2::set_bn_frozen
-pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
     if !(x.device().is_autodiff() && bn.training.is_enabled()) {
-        return bn.forward(x);
+        let y = bn.forward(x);
+        return match activation {
+            Activation::Identity => y,
+            Activation::Relu6 => relu6(y),
+        };
     }
     let device = x.device();
     let running_mean = bn.running_mean.value_sync().to_device(&device);
     let running_var = bn.running_var.value_sync().to_device(&device);
-    let out = crate::batch_norm::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), running_mean, running_var, bn.momentum, bn.epsilon);
+    let out = crate::batch_norm::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), running_mean, running_var, bn.momentum, bn.epsilon, activation);
     bn.running_mean.update(out.running_mean.detach());
     bn.running_var.update(out.running_var.detach());
     out.output
@@ -138,7 +145,7 @@ impl ConvBnActConfig {
 impl ConvBnAct {
     /// `[batch, in, h, w]` → `[batch, out, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu6(batch_norm(&self.bn, self.conv.forward(x)))
+        batch_norm(&self.bn, self.conv.forward(x), Activation::Relu6)
     }
 }
 
@@ -209,7 +216,7 @@ impl InvertedResidual {
             y = expand.forward(y); // [batch, hidden, h, w]
         }
         let y = self.depthwise.forward(y); // [batch, hidden, h', w']
-        let y = batch_norm(&self.project_bn, self.project.forward(y)); // [batch, output, h', w']
+        let y = batch_norm(&self.project_bn, self.project.forward(y), Activation::Identity); // [batch, output, h', w']
         if self.use_residual { x + y } else { y }
     }
 }
@@ -226,7 +233,7 @@ mod tests {
         let device = Device::flex().autodiff();
         let bn = BatchNormConfig::new(1).init(&device);
         let x = Tensor::<4>::from_floats([[[[1.0, 2.0]]], [[[3.0, 4.0]]]], &device);
-        let y = batch_norm(&bn, x);
+        let y = batch_norm(&bn, x, Activation::Identity);
         let mean: Vec<f32> = bn.running_mean.value_sync().into_data().try_into_vec().unwrap();
         let var: Vec<f32> = bn.running_var.value_sync().into_data().try_into_vec().unwrap();
         assert!((mean[0] - 0.25).abs() < 1e-6, "{mean:?}");

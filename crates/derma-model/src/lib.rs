@@ -3,9 +3,10 @@
 //! The *model* stage of the data flow: MobileNetV2 in torchvision's layout and the import of
 //! pretrained weights into it.
 //!
-//! - [`batch_norm`]: training-mode batch norm as one autodiff node, two kernels per direction on
-//!   the GPU ([`batch_norm_train`], [`BatchNormTrain`]); [`set_batch_norm_impl`] selects Burn's
-//!   own instead (a benchmark baseline).
+//! - [`batch_norm`]: training-mode batch norm (and the ReLU6 after it, [`Activation`]) as one
+//!   autodiff node, two kernels per direction on the GPU ([`batch_norm_train`],
+//!   [`BatchNormTrain`]); [`set_batch_norm_impl`] selects Burn's own instead (a benchmark
+//!   baseline).
 //! - [`block`]: the two building blocks, conv + batch norm + ReLU6 ([`ConvBnAct`]) and the
 //!   inverted residual ([`InvertedResidual`]).
 //! - [`mobilenet`]: the network ([`MobileNetV2`], [`MobileNetV2Config`]): width multiplier,
@@ -22,7 +23,7 @@ pub mod embedding;
 pub mod import;
 pub mod mobilenet;
 
-pub use batch_norm::{BatchNormImpl, BatchNormOutput, BatchNormTrain, batch_norm_impl, batch_norm_train, set_batch_norm_impl};
+pub use batch_norm::{Activation, BatchNormImpl, BatchNormOutput, BatchNormTrain, batch_norm_impl, batch_norm_train, set_batch_norm_impl};
 pub use block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
 pub use embedding::{Embedding, EmbeddingConfig, global_pool, l2_normalize};
 pub use import::{InputNorm, fold_gray_stem, load_torchvision, weight_conventions};
