@@ -1114,42 +1114,50 @@ mod tests {
         assert_eq!(batch_norm_impl(), BatchNormImpl::Fused);
     }
 
-    /// A hand-checkable case: one channel, x = [1, 2, 3, 4] as [2, 1, 1, 2], γ = 2, β = 0.5.
-    /// mean 2.5, biased variance 1.25 (unbiased 5/3); output γ·(x − 2.5)/sqrt(1.25 + 1e-5) + β. For the loss
-    /// `sum(output · [1, 0, 0, 0])` the gradients are dβ = Σw = 1, dγ = Σw·x̂ = x̂₀ = −1.3416,
-    /// dx = γ/σ · (w − mean(w) − x̂ · mean(w·x̂)) (PyTorch's `batch_norm_backward` for the
-    /// training case; `torch.nn.functional.batch_norm(..., training=True)` gives these values).
-    #[test]
-    fn one_channel_by_hand() {
+    /// The hand-checkable channel x = [1, 2, 3, 4] as [2, 1, 1, 2] (mean 2.5, biased variance
+    /// 1.25) through [`batch_norm_train`] with γ, β and `activation` (running statistics from 0
+    /// and 1), differentiated for the loss `sum(output · w)`, beside the by-hand values: x̂ =
+    /// (x − 2.5)/σ, σ = sqrt(1.25 + 1e-5), and for the gradient m reaching the normalisation
+    /// (w, zeroed where ReLU6 clamped) dβ = Σm, dγ = Σm·x̂, dx = γ/σ · (m − mean(m) − x̂ ·
+    /// mean(m·x̂)) (PyTorch's `batch_norm_backward` for the training case). Asserts dx, dγ and dβ
+    /// within 1e-5 and returns the operation's output and x̂.
+    fn one_channel(gamma: f32, beta: f32, activation: Activation, w: [f32; 4], m: [f64; 4]) -> (BatchNormOutput, Vec<f64>) {
         let device = Device::flex().autodiff();
         let x = Tensor::<4>::from_floats([[[[1.0, 2.0]]], [[[3.0, 4.0]]]], &device).require_grad();
-        let gamma = Tensor::<1>::from_floats([2.0], &device).require_grad();
-        let beta = Tensor::<1>::from_floats([0.5], &device).require_grad();
+        let g = Tensor::<1>::from_floats([gamma], &device).require_grad();
+        let b = Tensor::<1>::from_floats([beta], &device).require_grad();
         let (rm, rv) = (Tensor::<1>::zeros([1], &device), Tensor::<1>::ones([1], &device));
-        let out = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), rm, rv, 0.1, 1e-5, Activation::Identity);
-        // Running statistics (torch.nn.BatchNorm2d's update, momentum 0.1, from 0 and 1):
-        // mean 0.9·0 + 0.1·2.5 = 0.25; variance 0.9·1 + 0.1·(4/3)·1.25 = 1.0666667.
-        let running: Vec<f32> = Tensor::cat(vec![out.running_mean.clone(), out.running_var.clone()], 0).into_data().try_into_vec::<f32>().unwrap();
-        assert!((running[0] - 0.25).abs() < 1e-6 && (running[1] - 1.066_666_7).abs() < 1e-6, "{running:?}");
+        let out = batch_norm_train(x.clone(), g.clone(), b.clone(), rm, rv, 0.1, 1e-5, activation);
+        let w = Tensor::<4>::from_floats([[[[w[0], w[1]]]], [[[w[2], w[3]]]]], &device);
+        let grads = (out.output.clone() * w).sum().backward();
         let sigma = (1.25f64 + 1e-5).sqrt();
         let xhat: Vec<f64> = [1.0, 2.0, 3.0, 4.0].iter().map(|v| (v - 2.5) / sigma).collect();
+        let mean_m = m.iter().sum::<f64>() / 4.0;
+        let mean_mx = (0..4).map(|i| m[i] * xhat[i]).sum::<f64>() / 4.0;
+        let want_dx: Vec<f64> = (0..4).map(|i| gamma as f64 / sigma * (m[i] - mean_m - xhat[i] * mean_mx)).collect();
+        let dx: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
+        for (got, want) in dx.iter().zip(&want_dx) {
+            assert!((*got as f64 - want).abs() < 1e-5, "{dx:?} vs {want_dx:?}");
+        }
+        let dgamma = g.grad(&grads).unwrap().into_scalar::<f32>() as f64;
+        let dbeta = b.grad(&grads).unwrap().into_scalar::<f32>() as f64;
+        assert!((dgamma - mean_mx * 4.0).abs() < 1e-5 && (dbeta - mean_m * 4.0).abs() < 1e-5, "dγ {dgamma} dβ {dbeta}");
+        (out, xhat)
+    }
+
+    /// [`one_channel`] with γ = 2, β = 0.5 and no activation, for the loss
+    /// `sum(output · [1, 0, 0, 0])`: dβ = 1, dγ = x̂₀ = −1.3416; output γx̂ + β; running mean
+    /// 0.9·0 + 0.1·2.5 = 0.25 and variance 0.9·1 + 0.1·(4/3)·1.25 = 1.0666667 (torch.nn.BatchNorm2d's
+    /// update, momentum 0.1); batch mean 2.5, biased variance 1.25.
+    #[test]
+    fn one_channel_by_hand() {
+        let (out, xhat) = one_channel(2.0, 0.5, Activation::Identity, [1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]);
+        let running: Vec<f32> = Tensor::cat(vec![out.running_mean.clone(), out.running_var.clone()], 0).into_data().try_into_vec::<f32>().unwrap();
+        assert!((running[0] - 0.25).abs() < 1e-6 && (running[1] - 1.066_666_7).abs() < 1e-6, "{running:?}");
         let got: Vec<f32> = out.output.clone().into_data().try_into_vec::<f32>().unwrap();
         for (g, h) in got.iter().zip(&xhat) {
             assert!((*g as f64 - (2.0 * h + 0.5)).abs() < 1e-5, "{got:?}");
         }
-        let mask = Tensor::<4>::from_floats([[[[1.0, 0.0]]], [[[0.0, 0.0]]]], &device);
-        let grads = (out.output.clone() * mask).sum().backward();
-        let w = [1.0, 0.0, 0.0, 0.0];
-        let mean_w = 0.25;
-        let mean_wx = xhat[0] * 0.25;
-        let want_dx: Vec<f64> = (0..4).map(|i| 2.0 / sigma * (w[i] - mean_w - xhat[i] * mean_wx)).collect();
-        let dx: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
-        for (g, want) in dx.iter().zip(&want_dx) {
-            assert!((*g as f64 - want).abs() < 1e-5, "{dx:?} vs {want_dx:?}");
-        }
-        let dgamma: Vec<f32> = gamma.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
-        let dbeta: Vec<f32> = beta.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
-        assert!((dgamma[0] as f64 - xhat[0]).abs() < 1e-5 && (dbeta[0] - 1.0).abs() < 1e-6, "{dgamma:?} {dbeta:?}");
         let mean: Vec<f32> = out.mean().into_data().try_into_vec::<f32>().unwrap();
         let var: Vec<f32> = out.variance().into_data().try_into_vec::<f32>().unwrap();
         assert_eq!((mean[0], var[0]), (2.5, 1.25));
@@ -1190,38 +1198,19 @@ mod tests {
         constant_channel_case(&Device::flex().autodiff(), 0.0);
     }
 
-    /// ReLU6 folded in, by hand: the same channel x = [1, 2, 3, 4] with γ = 5, β = 0.5, so
-    /// γx̂ + β = [−6.21, −1.74, 2.74, 7.21] and the output [0, 0, 2.74, 6]. For `sum(output)` only
-    /// the third value passes its gradient (m = [0, 0, 1, 0]): dβ = 1, dγ = x̂₂ = 0.4472,
-    /// dx = γ/σ · (m − mean(m) − x̂ · mean(m·x̂)) (what
+    /// ReLU6 folded in, by hand: [`one_channel`] with γ = 5, β = 0.5, so γx̂ + β =
+    /// [−6.21, −1.74, 2.74, 7.21] and the output [0, 0, 2.74, 6]. For `sum(output)` only the third
+    /// value passes its gradient (m = [0, 0, 1, 0]): dβ = 1, dγ = x̂₂ = 0.4472 (what
     /// `F.relu6(F.batch_norm(x, None, None, w, b, training=True)).sum().backward()` gives).
     #[test]
     fn relu6_by_hand() {
-        let device = Device::flex().autodiff();
-        let x = Tensor::<4>::from_floats([[[[1.0, 2.0]]], [[[3.0, 4.0]]]], &device).require_grad();
-        let gamma = Tensor::<1>::from_floats([5.0], &device).require_grad();
-        let beta = Tensor::<1>::from_floats([0.5], &device).require_grad();
-        let (rm, rv) = (Tensor::<1>::zeros([1], &device), Tensor::<1>::ones([1], &device));
-        let out = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), rm, rv, 0.1, 1e-5, Activation::Relu6);
-        let sigma = (1.25f64 + 1e-5).sqrt();
-        let xhat: Vec<f64> = [1.0, 2.0, 3.0, 4.0].iter().map(|v| (v - 2.5) / sigma).collect();
+        let (out, xhat) = one_channel(5.0, 0.5, Activation::Relu6, [1.0; 4], [0.0, 0.0, 1.0, 0.0]);
         let want: Vec<f64> = xhat.iter().map(|h| (5.0 * h + 0.5).clamp(0.0, 6.0)).collect();
-        let got: Vec<f32> = out.output.clone().into_data().try_into_vec::<f32>().unwrap();
+        let got: Vec<f32> = out.output.into_data().try_into_vec::<f32>().unwrap();
         for (g, w) in got.iter().zip(&want) {
             assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
         }
         assert_eq!((got[0], got[1], got[3]), (0.0, 0.0, 6.0));
-        let grads = out.output.sum().backward();
-        let m = [0.0, 0.0, 1.0, 0.0];
-        let (mean_m, mean_mx) = (0.25, xhat[2] * 0.25);
-        let want_dx: Vec<f64> = (0..4).map(|i| 5.0 / sigma * (m[i] - mean_m - xhat[i] * mean_mx)).collect();
-        let dx: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
-        for (g, w) in dx.iter().zip(&want_dx) {
-            assert!((*g as f64 - w).abs() < 1e-5, "{dx:?} vs {want_dx:?}");
-        }
-        let dgamma: Vec<f32> = gamma.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
-        let dbeta: Vec<f32> = beta.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap();
-        assert!((dgamma[0] as f64 - xhat[2]).abs() < 1e-5 && (dbeta[0] - 1.0).abs() < 1e-6, "{dgamma:?} {dbeta:?}");
     }
 
     /// The GPU kernels (wgpu; any adapter, e.g. Mesa's lavapipe on a CPU) against Burn's own
