@@ -74,9 +74,10 @@ struct Args {
     /// without training-mode batch norm (what it costs: docs/performance.md).
     #[arg(long)]
     freeze_bn: bool,
-    /// Training-mode batch norm: fused (derma-model's one-node batch norm with ReLU6 folded in, two kernels per
-    /// direction on the GPU: what the training loop uses) | burn (Burn 0.22's own
-    /// `batch_norm_train`, the decomposition it replaces: a lever's baseline).
+    /// Training-mode batch norm: fused (derma-model's one-node batch norm with ReLU6 folded in,
+    /// one or two kernels per direction on the GPU: what the training loop uses) | burn (Burn
+    /// 0.22's own `batch_norm_train` and `relu6`, the decomposition it replaces: a lever's
+    /// baseline).
     #[arg(long, default_value = "fused")]
     batch_norm: BatchNormImpl,
     /// Seed (model initialisation, synthetic data, augmentation).

@@ -1,5 +1,5 @@
-//! Training-mode batch normalisation as one differentiable operation, with two GPU kernels per
-//! direction on the CubeCL (wgpu) backend.
+//! Training-mode batch normalisation as one differentiable operation, with one or two GPU
+//! kernels per direction on the CubeCL (wgpu) backend.
 //!
 //! Burn 0.22's `batch_norm_train` is burn-backend's default decomposition (neither burn-fusion
 //! nor burn-cubecl overrides it): statistics over `swap_dims(0, 1)` + `reshape` views, four
@@ -23,7 +23,9 @@
 //! Burn's separate clamp and its mask-fill backward (which burn-fusion does not fuse with a
 //! custom operation) are gone. The output and dx keep the input's channels-last layout (a
 //! convolution's output), so the next convolution and the previous one's backward pass need no
-//! layout copy. Both: 1,020 → ~760 launches a step on lavapipe ("Fourth session").
+//! layout copy. Both: 1,020 → ~770 launches a step on lavapipe ("Fourth session"). A channel
+//! of at most one part (4,096 values: most of MobileNetV2's layers at 28 px) needs only the
+//! second kernel of each direction, which then computes its channel's sums itself.
 //!
 //! Statistics travel as one `[4, channels]` tensor: the batch mean, the biased batch variance,
 //! the moved running mean and running variance; the parameter gradients as `[2, channels]`, dγ
@@ -352,7 +354,8 @@ mod cube {
     //! idle units and fewer barrier steps in the shared-memory sums). The
     //! first kernel writes per-part partial results, `[channels, parts, 2]`; the second combines
     //! a channel's parts in every cube (a few hundred values at most) and writes its part of the
-    //! output. Values are read in the input's own layout (contiguous or channels-last), and the
+    //! output. A channel of one part skips the first kernel: the second sums it itself
+    //! (`single`). Values are read in the input's own layout (contiguous or channels-last), and the
     //! output and dx are written in it when it is channels-last ([`empty_like`]), contiguous
     //! otherwise. Partial sums are reduced in shared memory.
 
@@ -409,6 +412,37 @@ mod cube {
         select(y >= F::new(0.0) && y <= F::new(6.0), dy, F::new(0.0))
     }
 
+    /// `(w, h·w, batch·h·w)` of a `[batch, channels, h, w]` tensor: the row length, the plane
+    /// size and the number of values in a channel.
+    #[cube]
+    fn plane<F: Float>(x: &Tensor<F>) -> (usize, usize, usize) {
+        let w = x.shape(3);
+        let hw = x.shape(2) * w;
+        (w, hw, x.shape(0) * hw)
+    }
+
+    /// The values `start..end` of part `k` of a channel of `n`.
+    #[cube]
+    fn part_range(k: usize, n: usize) -> (usize, usize) {
+        let start = k * PART;
+        (start, start + part_len(k, n, PART))
+    }
+
+    /// Channel `c`'s batch mean and biased variance, rows 0 and 1 of the forward's statistics.
+    #[cube]
+    fn batch_moments<F: Float>(statistics: &Tensor<F>, c: usize) -> (F, F) {
+        (statistics[c * statistics.stride(1)], statistics[statistics.stride(0) + c * statistics.stride(1)])
+    }
+
+    /// Unit 0 stores part `k` of channel `c`'s pair of partial results, `partials[c, k] = (a, b)`.
+    #[cube]
+    fn store_partial<F: Float>(partials: &mut Tensor<F>, c: usize, k: usize, parts: usize, a: F, b: F) {
+        if UNIT_POS == 0 {
+            partials[(c * parts + k) * 2] = a;
+            partials[(c * parts + k) * 2 + 1] = b;
+        }
+    }
+
     /// The sum of every unit's `value` (all units must call it).
     #[cube]
     fn cube_sum<F: Float>(partial: &mut Shared<[F]>, value: F, #[comptime] units: usize) -> F {
@@ -441,23 +475,36 @@ mod cube {
         #[comptime] units: usize,
         #[define(F)] _dtype: ElemType,
     ) {
-        let k = CUBE_POS_X as usize;
-        let c = CUBE_POS_Y as usize;
-        let unit = UNIT_POS as usize;
-        let w = x.shape(3);
-        let hw = x.shape(2) * w;
-        let n = x.shape(0) * hw;
-        let start = k * PART;
-        let end = start + part_len(k, n, PART);
+        let (k, c) = (CUBE_POS_X as usize, CUBE_POS_Y as usize);
+        let (w, hw, n) = plane::<F>(x);
+        let (start, end) = part_range(k, n);
         let mut partial = Shared::new_slice(units);
+        let (mean, m2) = part_moments::<F>(x, c, start, end, hw, w, &mut partial, units);
+        store_partial::<F>(partials, c, k, parts, mean, m2);
+    }
 
+    /// The mean of channel `c`'s values `start..end` (in `batch, h, w` order) and the sum of
+    /// their squared deviations from it (M2), summed over the cube's units (all must call it).
+    #[cube]
+    #[allow(clippy::too_many_arguments)]
+    fn part_moments<F: Float>(
+        x: &Tensor<F>,
+        c: usize,
+        start: usize,
+        end: usize,
+        hw: usize,
+        w: usize,
+        partial: &mut Shared<[F]>,
+        #[comptime] units: usize,
+    ) -> (F, F) {
+        let unit = UNIT_POS as usize;
         let mut acc = F::new(0.0);
         let mut i = start + unit;
         while i < end {
             acc += x[offset::<F>(x, c, i, hw, w)];
             i += units;
         }
-        let mean = cube_sum::<F>(&mut partial, acc, units) / F::cast_from(end - start);
+        let mean = cube_sum::<F>(partial, acc, units) / F::cast_from(end - start);
         let mut acc = F::new(0.0);
         let mut i = start + unit;
         while i < end {
@@ -465,17 +512,15 @@ mod cube {
             acc += d * d;
             i += units;
         }
-        let m2 = cube_sum::<F>(&mut partial, acc, units);
-        if unit == 0 {
-            partials[(c * parts + k) * 2] = mean;
-            partials[(c * parts + k) * 2 + 1] = m2;
-        }
+        (mean, cube_sum::<F>(partial, acc, units))
     }
 
     /// Forward, second kernel: the channel's mean and biased variance from its parts (Chan et
     /// al.'s pairwise combination: mean = Σ n_k·mean_k / n, M2 = Σ M2_k + n_k·(mean_k − mean)²),
     /// then `γ (x − mean) / sqrt(var + ε) + β` on this cube's part (clamped to [0, 6] with
-    /// `relu6`); part 0 writes the statistics and the running statistics moved toward them.
+    /// `relu6`); part 0 writes the statistics and the running statistics moved toward them. With
+    /// `single` (a channel of one part, the only kernel launched) the cube computes its
+    /// channel's mean and M2 itself and `partials` is not read.
     #[cube(launch)]
     fn forward_output_kernel<F: Float>(
         x: &Tensor<F>,
@@ -492,37 +537,39 @@ mod cube {
         epsilon: f32,
         #[comptime] units: usize,
         #[comptime] relu6: bool,
+        #[comptime] single: bool,
         #[define(F)] _dtype: ElemType,
     ) {
-        let k = CUBE_POS_X as usize;
-        let c = CUBE_POS_Y as usize;
+        let (k, c) = (CUBE_POS_X as usize, CUBE_POS_Y as usize);
         let unit = UNIT_POS as usize;
         let channels = x.shape(1);
-        let w = x.shape(3);
-        let hw = x.shape(2) * w;
-        let n = x.shape(0) * hw;
+        let (w, hw, n) = plane::<F>(x);
         let count = F::cast_from(n);
         let mut partial = Shared::new_slice(units);
 
-        let mut acc = F::new(0.0);
-        let mut j = unit;
-        while j < parts {
-            acc += F::cast_from(part_len(j, n, PART)) * partials[(c * parts + j) * 2];
-            j += units;
-        }
-        let mean = cube_sum::<F>(&mut partial, acc, units) / count;
-        let mut acc = F::new(0.0);
-        let mut j = unit;
-        while j < parts {
-            let d = partials[(c * parts + j) * 2] - mean;
-            acc += partials[(c * parts + j) * 2 + 1] + F::cast_from(part_len(j, n, PART)) * d * d;
-            j += units;
-        }
-        let variance = cube_sum::<F>(&mut partial, acc, units) / count;
+        let (mean, m2) = if single {
+            part_moments::<F>(x, c, 0, n, hw, w, &mut partial, units)
+        } else {
+            let mut acc = F::new(0.0);
+            let mut j = unit;
+            while j < parts {
+                acc += F::cast_from(part_len(j, n, PART)) * partials[(c * parts + j) * 2];
+                j += units;
+            }
+            let mean = cube_sum::<F>(&mut partial, acc, units) / count;
+            let mut acc = F::new(0.0);
+            let mut j = unit;
+            while j < parts {
+                let d = partials[(c * parts + j) * 2] - mean;
+                acc += partials[(c * parts + j) * 2 + 1] + F::cast_from(part_len(j, n, PART)) * d * d;
+                j += units;
+            }
+            (mean, cube_sum::<F>(&mut partial, acc, units))
+        };
+        let variance = m2 / count;
 
         let (scale, shift) = affine::<F>(gamma, beta, c, mean, variance, epsilon);
-        let start = k * PART;
-        let end = start + part_len(k, n, PART);
+        let (start, end) = part_range(k, n);
         let (s0, s1, s2, s3) = (output.stride(0), output.stride(1), output.stride(2), output.stride(3));
         let mut i = start + unit;
         while i < end {
@@ -560,22 +607,40 @@ mod cube {
         #[comptime] relu6: bool,
         #[define(F)] _dtype: ElemType,
     ) {
-        let k = CUBE_POS_X as usize;
-        let c = CUBE_POS_Y as usize;
-        let unit = UNIT_POS as usize;
-        let w = x.shape(3);
-        let hw = x.shape(2) * w;
-        let n = x.shape(0) * hw;
-        let mean = statistics[c * statistics.stride(1)];
-        let variance = statistics[statistics.stride(0) + c * statistics.stride(1)];
+        let (k, c) = (CUBE_POS_X as usize, CUBE_POS_Y as usize);
+        let (w, hw, n) = plane::<F>(x);
+        let (mean, variance) = batch_moments::<F>(statistics, c);
         let (scale, shift) = affine::<F>(gamma, beta, c, mean, variance, epsilon);
-        let start = k * PART;
-        let end = start + part_len(k, n, PART);
+        let (start, end) = part_range(k, n);
         let mut partial = Shared::new_slice(units);
+        let (sum_grad, sum_grad_centred) =
+            part_grad_sums::<F>(x, grad, c, start, end, hw, w, mean, scale, shift, &mut partial, units, relu6);
+        store_partial::<F>(partials, c, k, parts, sum_grad, sum_grad_centred);
+    }
 
+    /// Σdy and Σdy·(x − mean) over channel `c`'s values `start..end` (dy gated by ReLU6 on the
+    /// recomputed pre-clamp value `x · scale + shift` with `relu6`), summed over the cube's units
+    /// (all must call it).
+    #[cube]
+    #[allow(clippy::too_many_arguments)]
+    fn part_grad_sums<F: Float>(
+        x: &Tensor<F>,
+        grad: &Tensor<F>,
+        c: usize,
+        start: usize,
+        end: usize,
+        hw: usize,
+        w: usize,
+        mean: F,
+        scale: F,
+        shift: F,
+        partial: &mut Shared<[F]>,
+        #[comptime] units: usize,
+        #[comptime] relu6: bool,
+    ) -> (F, F) {
         let mut sum_grad = F::new(0.0);
         let mut sum_grad_centred = F::new(0.0);
-        let mut i = start + unit;
+        let mut i = start + UNIT_POS as usize;
         while i < end {
             let xv = x[offset::<F>(x, c, i, hw, w)];
             let mut dy = grad[offset::<F>(grad, c, i, hw, w)];
@@ -586,17 +651,14 @@ mod cube {
             sum_grad_centred += dy * (xv - mean);
             i += units;
         }
-        let sum_grad = cube_sum::<F>(&mut partial, sum_grad, units);
-        let sum_grad_centred = cube_sum::<F>(&mut partial, sum_grad_centred, units);
-        if unit == 0 {
-            partials[(c * parts + k) * 2] = sum_grad;
-            partials[(c * parts + k) * 2 + 1] = sum_grad_centred;
-        }
+        let sum_grad = cube_sum::<F>(partial, sum_grad, units);
+        (sum_grad, cube_sum::<F>(partial, sum_grad_centred, units))
     }
 
     /// Backward, second kernel: the channel's Σdy and Σdy·x̂ from its parts, then
     /// dx = γσ⁻¹·(dy − Σdy/n − x̂·Σdy·x̂/n) on this cube's part (dy gated by ReLU6 with
-    /// `relu6`); part 0 writes dγ = Σdy·x̂ and dβ = Σdy.
+    /// `relu6`); part 0 writes dγ = Σdy·x̂ and dβ = Σdy. With `single` (a channel of one part,
+    /// the only kernel launched) the cube sums its channel itself and `partials` is not read.
     #[cube(launch)]
     fn backward_input_kernel<F: Float>(
         x: &Tensor<F>,
@@ -611,39 +673,41 @@ mod cube {
         epsilon: f32,
         #[comptime] units: usize,
         #[comptime] relu6: bool,
+        #[comptime] single: bool,
         #[define(F)] _dtype: ElemType,
     ) {
-        let k = CUBE_POS_X as usize;
-        let c = CUBE_POS_Y as usize;
+        let (k, c) = (CUBE_POS_X as usize, CUBE_POS_Y as usize);
         let unit = UNIT_POS as usize;
         let channels = x.shape(1);
-        let w = x.shape(3);
-        let hw = x.shape(2) * w;
-        let n = x.shape(0) * hw;
+        let (w, hw, n) = plane::<F>(x);
         let count = F::cast_from(n);
         let mut partial = Shared::new_slice(units);
-        let mean = statistics[c * statistics.stride(1)];
-        let variance = statistics[statistics.stride(0) + c * statistics.stride(1)];
+        let (mean, variance) = batch_moments::<F>(statistics, c);
         let inv_std = F::new(1.0) / F::sqrt(variance + F::cast_from(epsilon));
         let (scale, shift) = affine::<F>(gamma, beta, c, mean, variance, epsilon);
 
-        let mut sum_grad = F::new(0.0);
-        let mut sum_grad_centred = F::new(0.0);
-        let mut j = unit;
-        while j < parts {
-            sum_grad += partials[(c * parts + j) * 2];
-            sum_grad_centred += partials[(c * parts + j) * 2 + 1];
-            j += units;
-        }
-        let sum_grad = cube_sum::<F>(&mut partial, sum_grad, units); // Σdy
-        let sum_grad_normalized = cube_sum::<F>(&mut partial, sum_grad_centred, units) * inv_std; // Σdy·x̂
+        // Σdy and Σdy·(x − mean)
+        let (sum_grad, sum_grad_centred) = if single {
+            part_grad_sums::<F>(x, grad, c, 0, n, hw, w, mean, scale, shift, &mut partial, units, relu6)
+        } else {
+            let mut sum_grad = F::new(0.0);
+            let mut sum_grad_centred = F::new(0.0);
+            let mut j = unit;
+            while j < parts {
+                sum_grad += partials[(c * parts + j) * 2];
+                sum_grad_centred += partials[(c * parts + j) * 2 + 1];
+                j += units;
+            }
+            let sum_grad = cube_sum::<F>(&mut partial, sum_grad, units);
+            (sum_grad, cube_sum::<F>(&mut partial, sum_grad_centred, units))
+        };
+        let sum_grad_normalized = sum_grad_centred * inv_std; // Σdy·x̂
 
         // dx = a·dy + b·x + d
         let a = gamma[c * gamma.stride(0)] * inv_std;
         let b = F::new(0.0) - a * inv_std * sum_grad_normalized / count;
         let d = F::new(0.0) - a * sum_grad / count - b * mean;
-        let start = k * PART;
-        let end = start + part_len(k, n, PART);
+        let (start, end) = part_range(k, n);
         let (s0, s1, s2, s3) = (x_grad.stride(0), x_grad.stride(1), x_grad.stride(2), x_grad.stride(3));
         let mut i = start + unit;
         while i < end {
@@ -722,16 +786,20 @@ mod cube {
             let output = empty_like(&x);
             let statistics = empty(&x, Shape::new([4, c]));
             let client = x.client.clone();
-            forward_parts_kernel::launch(
-                &client,
-                count.clone(),
-                dim,
-                x.clone().into_tensor_arg(),
-                partials.clone().into_tensor_arg(),
-                parts,
-                units,
-                elem(),
-            );
+            // A channel of one part: the second kernel alone (it computes the moments itself).
+            let single = parts == 1;
+            if !single {
+                forward_parts_kernel::launch(
+                    &client,
+                    count.clone(),
+                    dim,
+                    x.clone().into_tensor_arg(),
+                    partials.clone().into_tensor_arg(),
+                    parts,
+                    units,
+                    elem(),
+                );
+            }
             forward_output_kernel::launch(
                 &client,
                 count,
@@ -750,6 +818,7 @@ mod cube {
                 epsilon as f32,
                 units,
                 relu6,
+                single,
                 elem(),
             );
             (output, statistics)
@@ -773,22 +842,25 @@ mod cube {
             let x_grad = empty_like(&x);
             let param_grads = empty(&x, Shape::new([2, c]));
             let client = x.client.clone();
-            backward_parts_kernel::launch(
-                &client,
-                count.clone(),
-                dim,
-                x.clone().into_tensor_arg(),
-                grad.clone().into_tensor_arg(),
-                statistics.clone().into_tensor_arg(),
-                gamma.clone().into_tensor_arg(),
-                beta.clone().into_tensor_arg(),
-                partials.clone().into_tensor_arg(),
-                parts,
-                epsilon as f32,
-                units,
-                relu6,
-                elem(),
-            );
+            let single = parts == 1;
+            if !single {
+                backward_parts_kernel::launch(
+                    &client,
+                    count.clone(),
+                    dim,
+                    x.clone().into_tensor_arg(),
+                    grad.clone().into_tensor_arg(),
+                    statistics.clone().into_tensor_arg(),
+                    gamma.clone().into_tensor_arg(),
+                    beta.clone().into_tensor_arg(),
+                    partials.clone().into_tensor_arg(),
+                    parts,
+                    epsilon as f32,
+                    units,
+                    relu6,
+                    elem(),
+                );
+            }
             backward_input_kernel::launch(
                 &client,
                 count,
@@ -805,6 +877,7 @@ mod cube {
                 epsilon as f32,
                 units,
                 relu6,
+                single,
                 elem(),
             );
             (x_grad, param_grads)
@@ -816,7 +889,7 @@ mod cube {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchNormImpl {
-    /// [`batch_norm_train`]: one autodiff node, two kernels per direction on the GPU, ReLU6
+    /// [`batch_norm_train`]: one autodiff node, one or two kernels per direction on the GPU, ReLU6
     /// folded in (the default).
     #[default]
     Fused,
@@ -923,7 +996,7 @@ pub enum Activation {
 /// `activation`, and moves the running statistics toward the batch's; the output is
 /// differentiable with respect to `x`, `gamma` and `beta` on an autodiff device (the statistics
 /// are not). Replaces `burn::tensor::module::batch_norm_train` followed by the activation (same
-/// arithmetic, one autodiff node, two kernels per direction on the GPU, the running statistics'
+/// arithmetic, one autodiff node, one or two kernels per direction on the GPU, the running statistics'
 /// update inside the forward kernels), which runs instead when the calling thread selected
 /// [`BatchNormImpl::Burn`].
 #[allow(clippy::too_many_arguments)]

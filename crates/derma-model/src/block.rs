@@ -52,8 +52,8 @@ fn kaiming_fan_out(out_channels: usize, kernel: usize) -> Initializer {
 /// batch, `n = batch × h × w`), where Burn 0.22's `BatchNorm` moves it toward the population
 /// variance — 14 % low at batch 8 on a 1x1 map, so evaluation would differ from PyTorch's.
 /// The batch itself is normalised, and the running statistics moved, by
-/// [`crate::batch_norm::batch_norm_train`] (one autodiff node, two kernels per direction on the
-/// GPU, ReLU6 folded into them) rather than Burn's `batch_norm_train` and `relu6`; the
+/// [`crate::batch_norm::batch_norm_train`] (one autodiff node, one or two kernels per direction
+/// on the GPU, ReLU6 folded into them) rather than Burn's `batch_norm_train` and `relu6`; the
 /// arithmetic is the same. Otherwise Burn's own
 /// logic: training statistics only on an autodiff device with the layer's training flag on (frozen batch norms, [`MobileNetV2::set_bn_frozen`], keep their
 /// running statistics).

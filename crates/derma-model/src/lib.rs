@@ -4,7 +4,7 @@
 //! pretrained weights into it.
 //!
 //! - [`batch_norm`]: training-mode batch norm (and the ReLU6 after it, [`Activation`]) as one
-//!   autodiff node, two kernels per direction on the GPU ([`batch_norm_train`],
+//!   autodiff node, one or two kernels per direction on the GPU ([`batch_norm_train`],
 //!   [`BatchNormTrain`]); [`set_batch_norm_impl`] selects Burn's own instead (a benchmark
 //!   baseline).
 //! - [`block`]: the two building blocks, conv + batch norm + ReLU6 ([`ConvBnAct`]) and the

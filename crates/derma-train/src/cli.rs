@@ -148,8 +148,8 @@ pub struct TrainArgs {
     /// with folded batch norms such as the converted TF-lite ones).
     #[arg(long)]
     pub freeze_bn: bool,
-    /// Training-mode batch norm: fused (one autodiff node with the ReLU6 after it, two GPU
-    /// kernels per direction: the default) or burn (Burn's own batch_norm_train and relu6, ~18
+    /// Training-mode batch norm: fused (one autodiff node with the ReLU6 after it, one or two
+    /// GPU kernels per direction: the default) or burn (Burn's own batch_norm_train and relu6, ~18
     /// kernel launches per batch norm; the same arithmetic: docs/performance.md).
     #[arg(long)]
     pub batch_norm: Option<derma_model::BatchNormImpl>,
