@@ -894,8 +894,8 @@ pub enum BatchNormImpl {
     #[default]
     Fused,
     /// Burn 0.22's own `burn::tensor::module::batch_norm_train` (then `relu6`), the
-    /// decomposition [`Self::Fused`] replaces; kept as a benchmark lever (`derma-bench --batch-norm burn`), so that one binary
-    /// measures both on the same device.
+    /// decomposition [`Self::Fused`] replaces; kept as a benchmark lever (`derma-bench
+    /// --batch-norm burn`), so that one binary measures both on the same device.
     Burn,
 }
 

@@ -47,10 +47,11 @@ fn kaiming_fan_out(out_channels: usize, kernel: usize) -> Initializer {
     }
 }
 
-/// `bn.forward(x)` followed by `activation`, with PyTorch's running-variance update: the running variance moves toward
-/// the *unbiased* batch variance (`n / (n - 1)` × the population variance that normalises the
-/// batch, `n = batch × h × w`), where Burn 0.22's `BatchNorm` moves it toward the population
-/// variance — 14 % low at batch 8 on a 1x1 map, so evaluation would differ from PyTorch's.
+/// `bn.forward(x)` followed by `activation`, with PyTorch's running-variance update: the
+/// running variance moves toward the *unbiased* batch variance (`n / (n - 1)` × the population
+/// variance that normalises the batch, `n = batch × h × w`), where Burn 0.22's `BatchNorm` moves
+/// it toward the population variance — 14 % low at batch 8 on a 1x1 map, so evaluation would
+/// differ from PyTorch's.
 /// The batch itself is normalised, and the running statistics moved, by
 /// [`crate::batch_norm::batch_norm_train`] (one autodiff node, one or two kernels per direction
 /// on the GPU, ReLU6 folded into them) rather than Burn's `batch_norm_train` and `relu6`; the
