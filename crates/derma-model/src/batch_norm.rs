@@ -231,7 +231,7 @@ pub fn composed_backward<B: Backend>(
 /// exactly 0, which occur: a channel that is constant over the batch (e.g. all zeros after an
 /// earlier ReLU6 and a depthwise convolution) normalises to exactly β, 0 at initialisation.
 /// Checked by `a_constant_channel_passes_its_gradient_as_through_burns_relu6`; kept as before the
-/// fold (a 48-px training with the strict gate trained differently on 3 of 6 seeds).
+/// fold (with the strict gate, the 48-px Grad-CAM test's training differed on 2 of 5 seeds compared).
 pub fn relu6_gate<B: Backend>(grad: FloatTensor<B>, output: FloatTensor<B>) -> FloatTensor<B> {
     let bool_dtype = burn::backend::get_or_init_device_settings::<B>(&output.device()).bool_dtype;
     let low = B::float_lower_elem(output.clone(), Scalar::Float(0.0), bool_dtype);
