@@ -207,9 +207,9 @@ pub fn composed_backward<B: Backend>(
     let mean = row::<B>(statistics.clone(), 0);
     let inv_std = B::float_recip(B::float_sqrt(B::float_add_scalar(row::<B>(statistics, 1), Scalar::Float(epsilon))));
     let centered = B::float_sub(x, mean); // [batch, c, h, w]
+    let scale = B::float_mul(B::float_reshape(gamma, per_channel.clone()), inv_std.clone()); // γ/σ
     let grad = if relu6 {
-        let scale = B::float_mul(B::float_reshape(gamma.clone(), per_channel.clone()), inv_std.clone());
-        let output = B::float_add(B::float_mul(centered.clone(), scale), B::float_reshape(beta, per_channel.clone()));
+        let output = B::float_add(B::float_mul(centered.clone(), scale.clone()), B::float_reshape(beta, per_channel));
         relu6_gate::<B>(grad, output)
     } else {
         grad
@@ -219,7 +219,6 @@ pub fn composed_backward<B: Backend>(
     let sum_grad_normalized = channel_sums::<B>(B::float_mul(grad.clone(), normalized.clone())); // Σdy·x̂
     let centred_grad = B::float_sub(grad, B::float_div_scalar(sum_grad.clone(), count));
     let projected = B::float_mul(normalized, B::float_div_scalar(sum_grad_normalized.clone(), count));
-    let scale = B::float_mul(B::float_reshape(gamma, per_channel), inv_std);
     let x_grad = B::float_mul(scale, B::float_sub(centred_grad, projected));
     (x_grad, stack_rows::<B>(vec![sum_grad_normalized, sum_grad]))
 }
@@ -992,6 +991,17 @@ pub enum Activation {
     Relu6,
 }
 
+impl Activation {
+    /// The activation as Burn's own tensor operation (after an unfused normalisation: evaluation
+    /// mode, or [`BatchNormImpl::Burn`]).
+    pub fn apply<const D: usize>(self, y: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::Identity => y,
+            Activation::Relu6 => burn::tensor::activation::relu6(y),
+        }
+    }
+}
+
 /// Normalises `x` (`[batch, channels, h, w]`) with its own batch statistics, applies
 /// `activation`, and moves the running statistics toward the batch's; the output is
 /// differentiable with respect to `x`, `gamma` and `beta` on an autodiff device (the statistics
@@ -1017,11 +1027,7 @@ pub fn batch_norm_train(
         let running_mean = running_mean.mul_scalar(1.0 - momentum).add(o.mean.clone().detach().mul_scalar(momentum));
         let running_var = running_var.mul_scalar(1.0 - momentum).add(o.variance.clone().detach().mul_scalar(momentum * unbiased));
         let batch = BatchStatistics::Split { mean: o.mean, variance: o.variance };
-        let output = match activation {
-            Activation::Identity => o.output,
-            Activation::Relu6 => burn::tensor::activation::relu6(o.output),
-        };
-        return BatchNormOutput { output, running_mean, running_var, batch };
+        return BatchNormOutput { output: activation.apply(o.output), running_mean, running_var, batch };
     }
     let (output, statistics) = <Dispatch as BatchNormTrain>::channel_norm_forward(
         x.into_dispatch(),
@@ -1093,11 +1099,7 @@ mod tests {
             let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
             let new_mean = running_mean.mul_scalar(1.0 - momentum) + o.mean.clone().mul_scalar(momentum);
             let new_var = running_var.mul_scalar(1.0 - momentum) + o.variance.clone().mul_scalar(momentum * unbiased);
-            let output = match activation {
-                Activation::Identity => o.output,
-                Activation::Relu6 => burn::tensor::activation::relu6(o.output),
-            };
-            (output, o.mean, o.variance, new_mean, new_var)
+            (activation.apply(o.output), o.mean, o.variance, new_mean, new_var)
         };
         let grads = (output.clone() * w.clone()).sum().backward();
         let gx = x.grad(&grads).expect("x grad");

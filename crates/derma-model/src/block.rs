@@ -4,7 +4,6 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::relu6;
 
 use crate::batch_norm::Activation;
 
@@ -62,11 +61,7 @@ fn kaiming_fan_out(out_channels: usize, kernel: usize) -> Initializer {
 /// [`MobileNetV2::set_bn_frozen`]: crate::MobileNetV2::set_bn_frozen
 pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
     if !(x.device().is_autodiff() && bn.training.is_enabled()) {
-        let y = bn.forward(x);
-        return match activation {
-            Activation::Identity => y,
-            Activation::Relu6 => relu6(y),
-        };
+        return activation.apply(bn.forward(x));
     }
     let device = x.device();
     let running_mean = bn.running_mean.value_sync().to_device(&device);
