@@ -209,6 +209,7 @@ plan_levers() {
 #                  AdamW update each synchronised); adamw-flat: the step with the flat AdamW
 #                  lever (derma_train::flat_adamw); frozen-bn: the step with frozen batch norms;
 #                  burn-bn: the step with Burn's own batch norm instead of derma-model's
+#                  kernels; burn-dw: with Burn's depthwise convolution instead of derma-model's
 #                  kernels. Every Burn run also logs CPU ms per step of
 #                  each thread (main = tensor API + autodiff, DSU = fusion, DSD = CubeCL/wgpu);
 # (The batch sweep: plan_batches; autotune level minimal/extensive: the levers plan.)
@@ -250,6 +251,11 @@ plan_diag() {
   # shellcheck disable=SC2046
   timed "burn-$v diag burn-bn $s:256" "$work/diag-burnbn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
     --modes step,phases --batch-norm burn --json "$work/diag-$v-burn_bn-$s.json"
+  # The depthwise kernels' gain: the same step with Burn's depthwise convolution forward and
+  # backward (derma_model::depthwise; lavapipe: docs/performance.md "Fifth session").
+  # shellcheck disable=SC2046
+  timed "burn-$v diag burn-dw $s:256" "$work/diag-burndw-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
+    --modes step,phases --depthwise burn --json "$work/diag-$v-burn_dw-$s.json"
 }
 
 # batches: ms/step at batch 64 and 1024 in one process (PyTorch's are in diag's torch run): flat

@@ -13,7 +13,7 @@ use derma_bench::options::{DataSource, Mode, Optimizer, SizeBatch, Upload, parse
 use derma_bench::report::{BenchReport, table};
 use derma_bench::run::{Settings, run_config_with};
 use derma_data::AugmentPreset;
-use derma_model::BatchNormImpl;
+use derma_model::{BatchNormImpl, DepthwiseImpl};
 
 /// MobileNetV2 training/inference throughput and device memory (this project's code path).
 #[derive(Parser, Debug)]
@@ -80,6 +80,12 @@ struct Args {
     /// baseline).
     #[arg(long, default_value = "fused")]
     batch_norm: BatchNormImpl,
+    /// Depthwise convolutions' backward pass: kernels (derma-model's node, two or three
+    /// kernels on the GPU: what the training loop uses) | burn (Burn 0.22's convolution
+    /// backward: a transposed convolution and a convolution by the output gradient, the
+    /// baseline).
+    #[arg(long, default_value = "kernels")]
+    depthwise: DepthwiseImpl,
     /// Seed (model initialisation, synthetic data, augmentation).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -133,6 +139,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         optimizer: args.optimizer,
         freeze_bn: args.freeze_bn,
         batch_norm: args.batch_norm,
+        depthwise: args.depthwise,
         seed: args.seed,
     };
     let mut report = BenchReport {
@@ -150,6 +157,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         optimizer: args.optimizer.name().into(),
         freeze_bn: args.freeze_bn,
         batch_norm: args.batch_norm.name().into(),
+        depthwise: args.depthwise.name().into(),
         pid: std::process::id(),
         results: Vec::new(),
     };

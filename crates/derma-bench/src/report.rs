@@ -62,6 +62,8 @@ pub struct BenchReport {
     pub freeze_bn: bool,
     /// Training-mode batch norm (`fused`, `burn`: `--batch-norm`).
     pub batch_norm: String,
+    /// Depthwise convolutions' backward pass (`kernels`, `burn`: `--depthwise`).
+    pub depthwise: String,
     /// Process id (to match `nvidia-smi` samples).
     pub pid: u32,
     /// One entry per configuration.
@@ -75,7 +77,7 @@ fn cell(m: &Option<Measurement>) -> String {
 /// A plain-text table of `report`.
 pub fn table(report: &BenchReport) -> String {
     let mut s = format!(
-        "{} {} | {} | width {} | data {} | augment {} | upload {} | {}{}{} | {} warmup + {} timed steps\n",
+        "{} {} | {} | width {} | data {} | augment {} | upload {} | {}{}{}{} | {} warmup + {} timed steps\n",
         report.framework,
         report.framework_version,
         report.backend,
@@ -86,6 +88,7 @@ pub fn table(report: &BenchReport) -> String {
         report.optimizer,
         if report.freeze_bn { " | frozen batch norms" } else { "" },
         if report.batch_norm == "burn" { " | Burn's batch norm" } else { "" },
+        if report.depthwise == "burn" { " | Burn's depthwise backward" } else { "" },
         report.warmup_steps,
         report.steps
     );

@@ -8,7 +8,7 @@ use derma_bench::report::{BenchReport, table};
 use derma_bench::run::{Settings, loader_config, run_config};
 use derma_data::AugmentPreset;
 use derma_data::batch::assemble;
-use derma_model::{BatchNormImpl, MobileNetV2, MobileNetV2Config};
+use derma_model::{BatchNormImpl, DepthwiseImpl, MobileNetV2, MobileNetV2Config};
 use derma_train::LossConfig;
 use derma_train::step::TrainStep;
 
@@ -28,6 +28,7 @@ fn settings() -> Settings {
         optimizer: Optimizer::AdamW,
         freeze_bn: false,
         batch_norm: BatchNormImpl::Fused,
+        depthwise: DepthwiseImpl::Kernels,
         seed: 0,
     }
 }
@@ -49,6 +50,7 @@ fn report(freeze_bn: bool, result: derma_bench::report::ConfigResult) -> BenchRe
         optimizer: "adamw".into(),
         freeze_bn,
         batch_norm: "fused".into(),
+        depthwise: "kernels".into(),
         pid: std::process::id(),
         results: vec![result],
     }
@@ -209,6 +211,23 @@ fn the_batch_norm_choice_reaches_the_steps_and_the_report() {
     }
     assert_eq!("burn".parse::<BatchNormImpl>(), Ok(BatchNormImpl::Burn));
     assert!("cudnn".parse::<BatchNormImpl>().unwrap_err().contains("expected fused or burn"));
+}
+
+/// `--depthwise burn` likewise: the thread's depthwise choice once `run_config` starts, and
+/// the report's; both train.
+#[test]
+fn the_depthwise_choice_reaches_the_steps_and_the_report() {
+    for kind in [DepthwiseImpl::Burn, DepthwiseImpl::Kernels] {
+        derma_model::set_depthwise_impl(if kind == DepthwiseImpl::Burn { DepthwiseImpl::Kernels } else { DepthwiseImpl::Burn });
+        let s = Settings { modes: vec![Mode::Step], depthwise: kind, ..settings() };
+        let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |_| {}).unwrap();
+        assert_eq!(derma_model::depthwise_impl(), kind);
+        check(r.step.as_ref().unwrap(), 2, 8, true);
+        let report = BenchReport { depthwise: kind.name().into(), ..report(false, r) };
+        let header = table(&report).lines().next().unwrap().to_string();
+        assert_eq!(header.contains("| adamw | Burn's depthwise backward |"), kind == DepthwiseImpl::Burn, "{header}");
+        assert_eq!(serde_json::to_value(&report).unwrap()["depthwise"], kind.name());
+    }
 }
 
 #[test]

@@ -361,9 +361,9 @@ mod cube {
     use super::BatchNormTrain;
     use burn::backend::tensor::FloatTensor;
     use burn::backend::wgpu::{CubeBackend, CubeTensor};
-    use burn::tensor::{DType, Shape};
+    use crate::kernel::{elem, empty, empty_like, supported};
+    use burn::tensor::Shape;
     use burn_cubecl::cubecl;
-    use burn_cubecl::cubecl::ir::FloatKind;
     use burn_cubecl::cubecl::prelude::*;
     use burn_cubecl::cubecl::{CubeCount, CubeDim};
 
@@ -722,35 +722,6 @@ mod cube {
             param_grads[c] = sum_grad_normalized; // [2, channels], contiguous
             param_grads[channels + c] = sum_grad;
         }
-    }
-
-    /// A new uninitialised contiguous tensor on `like`'s device.
-    fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
-        burn_cubecl::ops::numeric::empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, like.dtype)
-    }
-
-    /// A new uninitialised tensor shaped like the 4-d `x`, in `x`'s memory layout when `x` is
-    /// channels-last (what burn-cubecl's convolutions return: NHWC memory seen as NCHW), else
-    /// contiguous. A channels-last output feeds the next convolution, which works in NHWC, without
-    /// a layout copy, and a channels-last gradient the convolution's backward pass likewise.
-    fn empty_like(x: &CubeTensor) -> CubeTensor {
-        let [b, c, h, w] = super::dims4(x);
-        let strides = x.meta.strides();
-        let channels_last = strides[1] == 1 && strides[3] == c && strides[2] == w * c && strides[0] == h * w * c;
-        if channels_last && c > 1 && h * w > 1 {
-            burn_cubecl::ops::permute_nhwc_to_nchw(empty(x, Shape::new([b, h, w, c])))
-        } else {
-            empty(x, x.meta.shape().clone())
-        }
-    }
-
-    /// Whether the kernels take these tensors: float32, the kernels' element type here.
-    fn supported(tensors: &[&CubeTensor]) -> bool {
-        tensors.iter().all(|t| t.dtype == DType::F32)
-    }
-
-    fn elem() -> ElemType {
-        ElemType::Float(FloatKind::F32)
     }
 
     /// `(channels, parts, units)` of `x` and the launch grid: one cube of `units` per

@@ -141,7 +141,9 @@ impl ConvBnActConfig {
 impl ConvBnAct {
     /// `[batch, in, h, w]` → `[batch, out, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        batch_norm(&self.bn, self.conv.forward(x), Activation::Relu6)
+        // A depthwise convolution through its own node (its backward kernels); any other
+        // convolution is `Conv2d::forward`.
+        batch_norm(&self.bn, crate::depthwise::depthwise_conv2d(&self.conv, x), Activation::Relu6)
     }
 }
 

@@ -7,6 +7,9 @@
 //!   autodiff node, one or two kernels per direction on the GPU ([`batch_norm_train`],
 //!   [`BatchNormTrain`]); [`set_batch_norm_impl`] selects Burn's own instead (a benchmark
 //!   baseline).
+//! - [`depthwise`]: the depthwise convolution as one autodiff node, its backward pass two or
+//!   three kernels on the GPU ([`depthwise_conv2d`], [`DepthwiseConv`]); [`set_depthwise_impl`]
+//!   selects Burn's own instead (a benchmark baseline).
 //! - [`block`]: the two building blocks, conv + batch norm + ReLU6 ([`ConvBnAct`]) and the
 //!   inverted residual ([`InvertedResidual`]).
 //! - [`mobilenet`]: the network ([`MobileNetV2`], [`MobileNetV2Config`]): width multiplier,
@@ -19,11 +22,15 @@
 
 pub mod batch_norm;
 pub mod block;
+pub mod depthwise;
 pub mod embedding;
 pub mod import;
+#[cfg(feature = "wgpu")]
+mod kernel;
 pub mod mobilenet;
 
 pub use batch_norm::{Activation, BatchNormImpl, BatchNormOutput, BatchNormTrain, batch_norm_impl, batch_norm_train, set_batch_norm_impl};
+pub use depthwise::{DepthwiseConv, DepthwiseImpl, depthwise_conv2d, depthwise_impl, set_depthwise_impl};
 pub use block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
 pub use embedding::{Embedding, EmbeddingConfig, global_pool, l2_normalize};
 pub use import::{InputNorm, fold_gray_stem, load_torchvision, weight_conventions};

@@ -1,0 +1,782 @@
+//! The depthwise convolution of MobileNetV2's blocks as one autodiff node, computed by this
+//! module's own kernels on the CubeCL (wgpu) backend: one forward, two or three backward.
+//!
+//! Burn 0.22 differentiates a depthwise convolution (`groups` = channels, one filter each)
+//! with burn-cubecl's general machinery: the input gradient as a transposed convolution, the
+//! weight gradient as a *convolution of the input by the output gradient* (burn-cubecl's
+//! `conv_weight_grad_depthwise`: the batch folded into the channels by a layout copy, then a
+//! grouped direct convolution whose kernel is the whole output map). Every other weight-gradient
+//! candidate of its autotune declines `groups != 1`, so that direct convolution always runs: one
+//! unit per weight value (9 · channels of them) summing over `batch · h · w` products, a few
+//! hundred units for a whole layer at 224 px (burn-cubecl's own note on that shape for a dense
+//! convolution: ~20 ms where a matmul takes 1.5 ms). Its forward routine copies the weight into
+//! `[kh, kw, channels]` order on every call, and the backward pass packs its operands: on
+//! lavapipe (28 px, batch 8) ~67 of a training step's 110 layout copies came from the depthwise
+//! layers (docs/performance.md, "Fifth session").
+//!
+//! Here, on CubeCL ([`DepthwiseConv`]; tensors read through their strides, outputs written in
+//! the input's layout, the units laid out for channels-last tensors, which burn-cubecl's
+//! convolutions and the batch-norm kernels produce):
+//! - forward: one unit per output value, summing its `kh·kw` taps;
+//! - dx: one unit per input value, summing the output-gradient values its taps reach;
+//! - dw: cubes of 32 channels × 8 rows of units, each unit summing its channel's `kh·kw` products
+//!   over a slice of the `batch · h_out · w_out` positions (adjacent units read adjacent
+//!   channels, adjacent in channels-last memory), the rows added in shared memory; with more
+//!   than one slice (part) per channel, a last kernel adds the parts.
+//!
+//! On Flex (the CPU backend) the node runs Burn's own `conv2d`, `conv2d_x_backward` and
+//! `conv2d_weight_backward`, so training there is unchanged to the bit; [`set_depthwise_impl`]
+//! selects Burn's whole path on the GPU too (a benchmark baseline).
+
+use std::cell::Cell;
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::prelude::*;
+use burn::tensor::ops::ConvOptions;
+
+/// A depthwise 2-d convolution (`[batch, channels, h, w]` by `[channels, 1, kh, kw]`, no bias)
+/// and its gradients.
+#[backend_extension(
+    Flex,
+    Cube: cfg(feature = "wgpu"),
+    Fusion: cfg(feature = "wgpu"),
+    Autodiff
+)]
+pub trait DepthwiseConv: Backend {
+    /// The convolution itself (`options.groups` = channels): the backend's own `conv2d` unless
+    /// the backend has its kernel.
+    #[fusion(meta = forward_meta)]
+    fn depthwise_forward(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, None, options)
+    }
+
+    /// The gradients of [`Self::depthwise_forward`] given the output's gradient `grad`:
+    /// `(dx [batch, channels, h, w], dw [channels, 1, kh, kw])`; Burn's own unless the backend
+    /// has its kernels.
+    #[fusion(meta = backward_meta)]
+    fn depthwise_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        burns_backward::<Self>(x, weight, grad, options)
+    }
+}
+
+/// Burn's own gradients of a convolution (what burn-autodiff's `conv2d` node computes).
+fn burns_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let x_grad = B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+    (x_grad, B::conv2d_weight_backward(x, weight, grad, options))
+}
+
+#[cfg(feature = "wgpu")]
+use burn::backend::fusion::custom::TensorSpec;
+
+/// The output's `[batch, channels, h_out, w_out]` for an input `[batch, channels, h, w]` and a
+/// weight `[channels, 1, kh, kw]`: PyTorch's `(size + pad_begin + pad_end − dilation · (k − 1)
+/// − 1) / stride + 1` per axis.
+#[cfg(feature = "wgpu")]
+fn output_shape(x: &Shape, weight: &Shape, options: &ConvOptions<2>) -> [usize; 4] {
+    let out = |a: usize| {
+        let (begin, end) = options.padding[a];
+        (x[2 + a] + begin + end - options.dilation[a] * (weight[2 + a] - 1) - 1) / options.stride[a] + 1
+    };
+    [x[0], weight[0], out(0), out(1)]
+}
+
+/// Output metadata of the forward pass, for burn-fusion ([`output_shape`]).
+#[cfg(feature = "wgpu")]
+fn forward_meta(x: &TensorSpec, weight: &TensorSpec, options: &ConvOptions<2>) -> TensorSpec {
+    TensorSpec::new(Shape::new(output_shape(&x.shape, &weight.shape, options)), x.dtype)
+}
+
+/// Output metadata of the backward pass, for burn-fusion: dx like `x`, dw like `weight`.
+#[cfg(feature = "wgpu")]
+fn backward_meta(x: &TensorSpec, weight: &TensorSpec, _grad: &TensorSpec, _options: &ConvOptions<2>) -> (TensorSpec, TensorSpec) {
+    (x.clone(), weight.clone())
+}
+
+impl DepthwiseConv for burn::backend::Flex {}
+
+/// The convolution as one autodiff node: `x` and the weight are checkpointed, and the backward
+/// pass is one call of [`DepthwiseConv::depthwise_backward`].
+impl<B: Backend + DepthwiseConv, C: CheckpointStrategy> DepthwiseConv for Autodiff<B, C> {
+    fn depthwise_forward(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct DepthwiseBackward;
+
+        impl<B: Backend + DepthwiseConv> Backward<B, 2> for DepthwiseBackward {
+            type State = ([NodeId; 2], ConvOptions<2>);
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                let [node_x, node_weight] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let ([x_state, weight_state], options) = ops.state;
+                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
+                let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
+                let (x_grad, weight_grad) = B::depthwise_backward(x, weight, grad, options);
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, x_grad);
+                }
+                if let Some(node) = node_weight {
+                    grads.register::<B>(node.id, weight_grad);
+                }
+            }
+        }
+
+        match DepthwiseBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let states = [prep.checkpoint(&x), prep.checkpoint(&weight)];
+                let output = B::depthwise_forward(x.into_primitive(), weight.into_primitive(), options.clone());
+                prep.finish((states, options), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::depthwise_forward(x.into_primitive(), weight.into_primitive(), options)),
+        }
+    }
+
+    /// Not differentiable itself (the forward node's backward calls the inner backend's):
+    /// computed on the inner tensors, returned as constants.
+    fn depthwise_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let (x_grad, weight_grad) = B::depthwise_backward(x.into_primitive(), weight.into_primitive(), grad.into_primitive(), options);
+        (<FloatTensor<Self>>::new(x_grad), <FloatTensor<Self>>::new(weight_grad))
+    }
+}
+
+#[cfg(feature = "wgpu")]
+mod cube {
+    //! The kernels on CubeCL's backend (wgpu here). Tensors are read through their
+    //! strides (any layout); the units are laid out for channels-last tensors, what
+    //! burn-cubecl's convolutions and the batch-norm kernels produce.
+
+    use super::DepthwiseConv;
+    use crate::kernel::{elem, empty, empty_4d, empty_like, is_channels_last, supported};
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::wgpu::{CubeBackend, CubeTensor};
+    use burn::tensor::Shape;
+    use burn::tensor::ops::ConvOptions;
+    use burn_cubecl::cubecl;
+    use burn_cubecl::cubecl::prelude::*;
+    use burn_cubecl::cubecl::{CubeCount, CubeDim};
+
+    /// Channels per cube of the weight-gradient kernels (units along x).
+    const CHANNELS: usize = 32;
+    /// Rows of units per cube of the weight-gradient kernels (along y), each a slice of the
+    /// positions.
+    const ROWS: usize = 8;
+    /// Positions each unit of the weight-gradient kernel sums at least (so a part holds
+    /// `ROWS` × this many), unless the parts would exceed [`MAX_PARTS`].
+    const POSITIONS_PER_UNIT: usize = 64;
+    /// Most parts per channel: the parts' sums are added by one cube row per 8 parts.
+    const MAX_PARTS: usize = 1024;
+    /// Units per cube of the input-gradient kernel.
+    const UNITS: usize = 256;
+    /// Most taps (`kh · kw`) the kernels unroll; larger filters run Burn's backward.
+    const MAX_TAPS: usize = 49;
+
+    /// `position + pad − tap · dilation` as an output index along one axis, if it is one:
+    /// divisible by the stride and below `out`.
+    #[cube]
+    fn output_index(position: usize, tap: usize, stride: usize, pad: usize, dilation: usize, out: usize) -> (bool, usize) {
+        let shifted = position + pad;
+        let reach = tap * dilation;
+        let numerator = select(shifted >= reach, shifted - reach, 0);
+        let index = numerator / stride;
+        (shifted >= reach && index * stride == numerator && index < out, index)
+    }
+
+    /// `index · stride + tap · dilation − pad` as an input index along one axis, if it is one
+    /// (not in the padding): below `size`.
+    #[cube]
+    fn input_index(index: usize, tap: usize, stride: usize, pad: usize, dilation: usize, size: usize) -> (bool, usize) {
+        let padded = index * stride + tap * dilation;
+        let position = select(padded >= pad, padded - pad, 0);
+        (padded >= pad && position < size, position)
+    }
+
+    /// `(n, c, y, x)` of value `i` of a `[batch, channels, h, w]` tensor counted in memory
+    /// order: n, y, x, c when `channels_last`, else n, c, y, x.
+    #[cube]
+    fn position(i: usize, channels: usize, h: usize, w: usize, #[comptime] channels_last: bool) -> (usize, usize, usize, usize) {
+        if channels_last {
+            let r = i / channels;
+            let r2 = r / w;
+            (r2 / h, i % channels, r2 % h, r % w)
+        } else {
+            let r = i / w;
+            let r2 = r / h;
+            (r2 / channels, r2 % channels, r % h, i % w)
+        }
+    }
+
+    /// y[n, c, oy, ox] = Σ x[n, c, iy, ix] · w[c, 0, ky, kx] over the taps (ky, kx) whose input
+    /// position (iy, ix) is not padding; one unit per output value, in the output's memory
+    /// order.
+    #[cube(launch)]
+    fn forward_kernel<F: Float>(
+        x: &Tensor<F>,
+        weight: &Tensor<F>,
+        output: &mut Tensor<F>,
+        geometry: Sequence<usize>,
+        #[comptime] kernel_h: usize,
+        #[comptime] kernel_w: usize,
+        #[comptime] channels_last: bool,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let (channels, out_h, out_w) = (output.shape(1), output.shape(2), output.shape(3));
+        let i = ABSOLUTE_POS;
+        if i >= output.shape(0) * channels * out_h * out_w {
+            terminate!();
+        }
+        let (n, c, oy, ox) = position(i, channels, out_h, out_w, channels_last);
+        let (h, w) = (x.shape(2), x.shape(3));
+        let base = n * x.stride(0) + c * x.stride(1);
+        let filter = c * weight.stride(0);
+        let mut acc = F::new(0.0);
+        #[unroll]
+        for ky in 0..kernel_h {
+            let (row_hit, iy) = input_index(oy, ky, geometry[0], geometry[1], geometry[2], h);
+            if row_hit {
+                #[unroll]
+                for kx in 0..kernel_w {
+                    let (col_hit, ix) = input_index(ox, kx, geometry[3], geometry[4], geometry[5], w);
+                    if col_hit {
+                        acc += x[base + iy * x.stride(2) + ix * x.stride(3)] * weight[filter + ky * weight.stride(2) + kx * weight.stride(3)];
+                    }
+                }
+            }
+        }
+        let at = n * output.stride(0) + c * output.stride(1) + oy * output.stride(2) + ox * output.stride(3);
+        output[at] = acc;
+    }
+
+    /// dx[n, c, y, x] = Σ dy[n, c, oy, ox] · w[c, 0, ky, kx] over the taps (ky, kx) whose output
+    /// position exists; one unit per value of dx, in dx's memory order (`channels_last`: n, y,
+    /// x, c; else n, c, y, x).
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    fn input_grad_kernel<F: Float>(
+        grad: &Tensor<F>,
+        weight: &Tensor<F>,
+        x_grad: &mut Tensor<F>,
+        geometry: Sequence<usize>,
+        #[comptime] kernel_h: usize,
+        #[comptime] kernel_w: usize,
+        #[comptime] channels_last: bool,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let (channels, h, w) = (x_grad.shape(1), x_grad.shape(2), x_grad.shape(3));
+        let i = ABSOLUTE_POS;
+        if i >= x_grad.shape(0) * channels * h * w {
+            terminate!();
+        }
+        let (n, c, y, x) = position(i, channels, h, w, channels_last);
+        let (out_h, out_w) = (grad.shape(2), grad.shape(3));
+        let base = n * grad.stride(0) + c * grad.stride(1);
+        let filter = c * weight.stride(0);
+        let mut acc = F::new(0.0);
+        #[unroll]
+        for ky in 0..kernel_h {
+            let (row_hit, oy) = output_index(y, ky, geometry[0], geometry[1], geometry[2], out_h);
+            if row_hit {
+                #[unroll]
+                for kx in 0..kernel_w {
+                    let (col_hit, ox) = output_index(x, kx, geometry[3], geometry[4], geometry[5], out_w);
+                    if col_hit {
+                        acc += grad[base + oy * grad.stride(2) + ox * grad.stride(3)]
+                            * weight[filter + ky * weight.stride(2) + kx * weight.stride(3)];
+                    }
+                }
+            }
+        }
+        let at = n * x_grad.stride(0) + c * x_grad.stride(1) + y * x_grad.stride(2) + x * x_grad.stride(3);
+        x_grad[at] = acc;
+    }
+
+    /// dw, per part: `partials[part, c · taps + k] = Σ dy[n, c, oy, ox] · x[n, c, iy, ix]` over
+    /// part `part`'s positions (n, oy, ox) (`part_len` of the `batch · h_out · w_out`), (iy, ix)
+    /// the input position of tap k. A cube covers 32 channels (x) and `ROWS` slices of the part
+    /// (y); its rows are added in shared memory. With one part `partials` is dw itself
+    /// (`[channels, 1, kh, kw]`, contiguous).
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    fn weight_grad_kernel<F: Float>(
+        x: &Tensor<F>,
+        grad: &Tensor<F>,
+        partials: &mut Tensor<F>,
+        part_len: usize,
+        geometry: Sequence<usize>,
+        #[comptime] kernel_h: usize,
+        #[comptime] kernel_w: usize,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let taps = comptime!(kernel_h * kernel_w);
+        let (tx, ty) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
+        let c = CUBE_POS_X as usize * CHANNELS + tx;
+        let part = CUBE_POS_Y as usize;
+        let (channels, h, w) = (x.shape(1), x.shape(2), x.shape(3));
+        let (out_h, out_w) = (grad.shape(2), grad.shape(3));
+        let positions = grad.shape(0) * out_h * out_w;
+
+        let mut acc = Array::<F>::new(taps);
+        #[unroll]
+        for k in 0..taps {
+            acc[k] = F::new(0.0);
+        }
+        if c < channels {
+            let start = part * part_len;
+            let end = select(start + part_len < positions, start + part_len, positions);
+            let mut p = start + ty;
+            while p < end {
+                let ox = p % out_w;
+                let r = p / out_w;
+                let (oy, n) = (r % out_h, r / out_h);
+                let g = grad[n * grad.stride(0) + c * grad.stride(1) + oy * grad.stride(2) + ox * grad.stride(3)];
+                let base = n * x.stride(0) + c * x.stride(1);
+                #[unroll]
+                for ky in 0..kernel_h {
+                    let (row_hit, iy) = input_index(oy, ky, geometry[0], geometry[1], geometry[2], h);
+                    if row_hit {
+                        #[unroll]
+                        for kx in 0..kernel_w {
+                            let (col_hit, ix) = input_index(ox, kx, geometry[3], geometry[4], geometry[5], w);
+                            if col_hit {
+                                acc[ky * kernel_w + kx] += g * x[base + iy * x.stride(2) + ix * x.stride(3)];
+                            }
+                        }
+                    }
+                }
+                p += ROWS;
+            }
+        }
+
+        // The rows' sums, added by row 0.
+        let mut shared = Shared::<[F]>::new_slice(comptime!(taps * ROWS * CHANNELS));
+        #[unroll]
+        for k in 0..taps {
+            shared[(k * ROWS + ty) * CHANNELS + tx] = acc[k];
+        }
+        sync_cube();
+        if ty == 0 && c < channels {
+            #[unroll]
+            for k in 0..taps {
+                let mut sum = F::new(0.0);
+                #[unroll]
+                for row in 0..ROWS {
+                    sum += shared[(k * ROWS + row) * CHANNELS + tx];
+                }
+                partials[(part * channels + c) * taps + k] = sum;
+            }
+        }
+    }
+
+    /// dw from the parts: `weight_grad[j] = Σ_part partials[part, j]`, a cube per 32 values
+    /// (x) with `ROWS` rows taking every `ROWS`-th part (y), added in shared memory.
+    #[cube(launch)]
+    fn sum_parts_kernel<F: Float>(partials: &Tensor<F>, weight_grad: &mut Tensor<F>, parts: usize, #[define(F)] _dtype: ElemType) {
+        let (tx, ty) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
+        let values = weight_grad.len();
+        let j = CUBE_POS_X as usize * CHANNELS + tx;
+        let mut acc = F::new(0.0);
+        if j < values {
+            let mut part = ty;
+            while part < parts {
+                acc += partials[part * values + j];
+                part += ROWS;
+            }
+        }
+        let mut shared = Shared::<[F]>::new_slice(comptime!(ROWS * CHANNELS));
+        shared[ty * CHANNELS + tx] = acc;
+        sync_cube();
+        if ty == 0 && j < values {
+            let mut sum = F::new(0.0);
+            #[unroll]
+            for row in 0..ROWS {
+                sum += shared[row * CHANNELS + tx];
+            }
+            weight_grad[j] = sum;
+        }
+    }
+
+    /// The parts of a channel's `positions` and the positions in each: about
+    /// [`POSITIONS_PER_UNIT`] per unit, at most [`MAX_PARTS`] parts.
+    pub(super) fn partition(positions: usize) -> (usize, usize) {
+        let parts = positions.div_ceil(ROWS * POSITIONS_PER_UNIT).clamp(1, MAX_PARTS);
+        (parts, positions.div_ceil(parts))
+    }
+
+    /// Whether the kernels take this convolution: float32, one filter per input channel
+    /// (`groups` = channels, weight `[channels, 1, kh, kw]`), at most [`MAX_TAPS`] taps.
+    fn kernels_apply(x: &CubeTensor, weight: &CubeTensor, options: &ConvOptions<2>) -> bool {
+        let (xs, ws) = (x.meta.shape(), weight.meta.shape());
+        supported(&[x, weight]) && options.groups == xs[1] && ws[0] == xs[1] && ws[1] == 1 && ws[2] * ws[3] <= MAX_TAPS
+    }
+
+    /// The kernels' `geometry`: stride, leading padding and dilation of the rows, then of the
+    /// columns.
+    fn geometry(options: &ConvOptions<2>) -> SequenceArg<usize> {
+        let mut geometry = SequenceArg::new();
+        for a in 0..2 {
+            geometry.push(options.stride[a]);
+            geometry.push(options.padding[a].0);
+            geometry.push(options.dilation[a]);
+        }
+        geometry
+    }
+
+    impl DepthwiseConv for CubeBackend {
+        /// One kernel, one unit per output value, the output in the input's layout. burn-cubecl's
+        /// own depthwise routine copies the weight into `[kh, kw, channels]` order on every call
+        /// (a layout copy per layer, seen on lavapipe), and its direct convolution copies any
+        /// weight whose NHWC view's last stride is not 1.
+        fn depthwise_forward(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+            if !kernels_apply(&x, &weight, &options) {
+                return <Self as burn::backend::ops::ModuleOps<Self>>::conv2d(x, weight, None, options);
+            }
+            let [x, weight] = [x, weight].map(burn_cubecl::kernel::untile);
+            let (kernel_h, kernel_w) = (weight.meta.shape()[2], weight.meta.shape()[3]);
+            let channels_last = is_channels_last(&x);
+            let output = empty_4d(&x, super::output_shape(x.meta.shape(), weight.meta.shape(), &options), channels_last);
+            let values = output.meta.shape().num_elements();
+            forward_kernel::launch(
+                &x.client.clone(),
+                CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
+                CubeDim::new_1d(UNITS as u32),
+                x.into_tensor_arg(),
+                weight.into_tensor_arg(),
+                output.clone().into_tensor_arg(),
+                geometry(&options),
+                kernel_h,
+                kernel_w,
+                channels_last,
+                elem(),
+            );
+            output
+        }
+
+        fn depthwise_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+            if !(kernels_apply(&x, &weight, &options) && supported(&[&grad])) {
+                return super::burns_backward::<Self>(x, weight, grad, options);
+            }
+            let [x, weight, grad] = [x, weight, grad].map(burn_cubecl::kernel::untile);
+            let client = x.client.clone();
+            let (kernel_h, kernel_w) = (weight.meta.shape()[2], weight.meta.shape()[3]);
+            let channels = x.meta.shape()[1];
+
+            let x_grad = empty_like(&x);
+            let values = x_grad.meta.shape().num_elements();
+            input_grad_kernel::launch(
+                &client,
+                CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
+                CubeDim::new_1d(UNITS as u32),
+                grad.clone().into_tensor_arg(),
+                weight.clone().into_tensor_arg(),
+                x_grad.clone().into_tensor_arg(),
+                geometry(&options),
+                kernel_h,
+                kernel_w,
+                is_channels_last(&x_grad),
+                elem(),
+            );
+
+            let g = grad.meta.shape();
+            let (parts, part_len) = partition(g[0] * g[2] * g[3]);
+            let weight_grad = empty(&x, weight.meta.shape().clone());
+            let partials = if parts == 1 { weight_grad.clone() } else { empty(&x, Shape::new([parts, channels * kernel_h * kernel_w])) };
+            weight_grad_kernel::launch(
+                &client,
+                CubeCount::Static(channels.div_ceil(CHANNELS) as u32, parts as u32, 1),
+                CubeDim::new_2d(CHANNELS as u32, ROWS as u32),
+                x.into_tensor_arg(),
+                grad.into_tensor_arg(),
+                partials.clone().into_tensor_arg(),
+                part_len,
+                geometry(&options),
+                kernel_h,
+                kernel_w,
+                elem(),
+            );
+            if parts > 1 {
+                sum_parts_kernel::launch(
+                    &client,
+                    CubeCount::Static((channels * kernel_h * kernel_w).div_ceil(CHANNELS) as u32, 1, 1),
+                    CubeDim::new_2d(CHANNELS as u32, ROWS as u32),
+                    partials.into_tensor_arg(),
+                    weight_grad.clone().into_tensor_arg(),
+                    parts,
+                    elem(),
+                );
+            }
+            (x_grad, weight_grad)
+        }
+    }
+}
+
+/// Which implementation differentiates the depthwise convolutions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DepthwiseImpl {
+    /// [`depthwise_conv2d`]'s node: Burn's forward, the backward kernels of this module.
+    #[default]
+    Kernels,
+    /// Burn's `Conv2d::forward` and burn-autodiff's convolution backward (the benchmark's
+    /// baseline).
+    Burn,
+}
+
+impl DepthwiseImpl {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            DepthwiseImpl::Kernels => "kernels",
+            DepthwiseImpl::Burn => "burn",
+        }
+    }
+}
+
+impl std::str::FromStr for DepthwiseImpl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "kernels" => Ok(DepthwiseImpl::Kernels),
+            "burn" => Ok(DepthwiseImpl::Burn),
+            other => Err(format!("unknown depthwise implementation '{other}': expected kernels or burn")),
+        }
+    }
+}
+
+thread_local! {
+    static DEPTHWISE_IMPL: Cell<DepthwiseImpl> = const { Cell::new(DepthwiseImpl::Kernels) };
+}
+
+/// Selects the calling thread's depthwise-convolution implementation (the model runs on the
+/// thread that calls its `forward`).
+pub fn set_depthwise_impl(kind: DepthwiseImpl) {
+    DEPTHWISE_IMPL.with(|k| k.set(kind));
+}
+
+/// The calling thread's depthwise-convolution implementation ([`DepthwiseImpl::Kernels`] unless
+/// set).
+pub fn depthwise_impl() -> DepthwiseImpl {
+    DEPTHWISE_IMPL.with(|k| k.get())
+}
+
+/// `conv.forward(x)` for a depthwise `conv` (`groups` = input channels = output channels, no
+/// bias), differentiated by [`DepthwiseConv::depthwise_backward`] unless the calling thread
+/// selected [`DepthwiseImpl::Burn`]; any other convolution is `conv.forward(x)`. The padding is
+/// the layer's own (`Same` resolved for this input, as `Conv2d::forward` does).
+pub fn depthwise_conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, channels, h, w] = x.dims();
+    let [out_channels, per_group, _, _] = conv.weight.shape().dims::<4>();
+    let depthwise = conv.groups == channels && out_channels == channels && per_group == 1 && conv.bias.is_none();
+    if !depthwise || depthwise_impl() == DepthwiseImpl::Burn {
+        return conv.forward(x);
+    }
+    let (rows, cols) = padding_pairs(&conv.padding, [h, w], conv.kernel_size, conv.stride);
+    let options = ConvOptions::new_with_padding(conv.stride, [rows, cols], conv.dilation, conv.groups);
+    let output = <Dispatch as DepthwiseConv>::depthwise_forward(x.into_dispatch(), conv.weight.val().into_dispatch(), options);
+    Tensor::from_dispatch(output)
+}
+
+/// `((top, bottom), (left, right))` padding of a `[h, w]` input: burn-nn's
+/// `PaddingConfig2d::calculate_padding_2d_pairs` (crate-private there), whose `Same` pads
+/// `(out − 1)·stride + kernel − size` in all, `out = ⌈size / stride⌉`, the odd one at the end.
+fn padding_pairs(padding: &PaddingConfig2d, size: [usize; 2], kernel: [usize; 2], stride: [usize; 2]) -> ((usize, usize), (usize, usize)) {
+    let same = |a: usize| {
+        let out = size[a].div_ceil(stride[a]);
+        let total = if out > 0 { ((out - 1) * stride[a] + kernel[a]).saturating_sub(size[a]) } else { 0 };
+        (total / 2, total - total / 2)
+    };
+    match *padding {
+        PaddingConfig2d::Valid => ((0, 0), (0, 0)),
+        PaddingConfig2d::Same => (same(0), same(1)),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => ((top, bottom), (left, right)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{Padding, conv};
+    use burn::tensor::Distribution;
+
+    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        (a - b).abs().max().into_scalar()
+    }
+
+    /// `[batch, channels, h, w]` random input, contiguous or channels-last (a permuted view of
+    /// a `[batch, h, w, channels]` tensor, as convolution outputs are on the GPU).
+    fn input(dims: [usize; 4], channels_last: bool, device: &Device) -> Tensor<4> {
+        let [b, c, h, w] = dims;
+        if channels_last {
+            Tensor::<4>::random([b, h, w, c], Distribution::Normal(0.3, 1.0), device).permute([0, 3, 1, 2])
+        } else {
+            Tensor::<4>::random(dims, Distribution::Normal(0.3, 1.0), device)
+        }
+    }
+
+    /// Output and the gradients with respect to x and the weight of `sum(conv(x) · m)`, through
+    /// [`depthwise_conv2d`] (`ours`) or Burn's `Conv2d::forward` differentiated by
+    /// burn-autodiff's convolution node.
+    fn run(ours: bool, layer: &Conv2d, x: &Tensor<4>, m: &Tensor<4>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let x = x.clone().detach().require_grad();
+        let output = if ours { depthwise_conv2d(layer, x.clone()) } else { layer.forward(x.clone()) };
+        let grads = (output.clone() * m.clone()).sum().backward();
+        let gx = x.grad(&grads).expect("x grad");
+        let gw = layer.weight.val().grad(&grads).expect("weight grad");
+        (output.inner(), gx, gw)
+    }
+
+    /// The layers of a test: `(channels, h, w, kernel, stride, dilation, padding, channels_last)`
+    /// over MobileNetV2's shapes (3x3, stride 1 and 2, TF SAME's asymmetric padding, the
+    /// dilated layers of a reduced output stride), odd sizes, and the 2x2 and 1x1 maps of the
+    /// last stages at 28 px (where every tap but the centre reads padding).
+    const CASES: [(usize, usize, usize, usize, usize, usize, Padding, bool); 10] = [
+        (5, 7, 6, 3, 1, 1, Padding::Symmetric, false),
+        (5, 7, 6, 3, 2, 1, Padding::Symmetric, true),
+        (4, 8, 8, 3, 2, 1, Padding::TfSame, true),
+        (4, 9, 7, 3, 2, 1, Padding::TfSame, false),
+        (6, 9, 9, 3, 1, 2, Padding::Symmetric, true),
+        (3, 5, 5, 5, 1, 1, Padding::Symmetric, false),
+        (40, 3, 3, 3, 2, 1, Padding::Symmetric, true),
+        (36, 2, 2, 3, 2, 1, Padding::Symmetric, true),
+        (36, 2, 2, 3, 1, 1, Padding::Symmetric, true),
+        (33, 1, 1, 3, 1, 1, Padding::Symmetric, false),
+    ];
+
+    /// [`run`] both ways for every case of [`CASES`] at batch `batch`, each quantity's largest
+    /// difference relative to the reference's largest magnitude (at least 1).
+    fn differences(batch: usize, device: &Device) -> Vec<(String, f32)> {
+        fn rel<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+            let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+            max_abs_diff(a, b) / scale
+        }
+        let mut out = Vec::new();
+        for (c, h, w, k, stride, dilation, padding, channels_last) in CASES {
+            let layer = conv([c, c], k, [stride, dilation], c, padding, device);
+            let x = input([batch, c, h, w], channels_last, device);
+            let m = Tensor::<4>::random(layer.forward(x.clone()).dims(), Distribution::Normal(0.0, 1.0), device);
+            let (o1, gx1, gw1) = run(true, &layer, &x, &m);
+            let (o2, gx2, gw2) = run(false, &layer, &x, &m);
+            let case = format!("{c}x{h}x{w} k{k} s{stride} d{dilation} {padding:?} channels_last {channels_last}");
+            out.push((format!("{case}: output"), rel(o1, o2)));
+            out.push((format!("{case}: x grad"), rel(gx1, gx2)));
+            out.push((format!("{case}: weight grad"), rel(gw1, gw2)));
+        }
+        out
+    }
+
+    /// On the CPU the node runs Burn's convolution forward and Burn's two backward functions:
+    /// output and both gradients equal burn-autodiff's own convolution node to the bit, which
+    /// checks the node's wiring (checkpointed x and weight, each gradient to its parent).
+    #[test]
+    fn the_node_gives_burns_convolution_gradients() {
+        for (name, d) in differences(2, &Device::flex().autodiff()) {
+            assert_eq!(d, 0.0, "{name} differs by {d}");
+        }
+    }
+
+    /// Only the input's gradient tracked (the weight a constant, as in a frozen backbone with a
+    /// trainable stem before it): the node still gives Burn's dx, and no weight gradient.
+    #[test]
+    fn an_untracked_weight_gets_no_gradient() {
+        let device = Device::flex().autodiff();
+        let layer = conv([4, 4], 3, [1, 1], 4, Padding::Symmetric, &device).no_grad();
+        let x = input([2, 4, 5, 5], false, &device).require_grad();
+        let ours = depthwise_conv2d(&layer, x.clone()).sum().backward();
+        let burns = layer.forward(x.clone()).sum().backward();
+        assert!(layer.weight.val().grad(&ours).is_none());
+        assert_eq!(x.grad(&ours).unwrap().into_data(), x.grad(&burns).unwrap().into_data());
+    }
+
+    /// By hand: one channel, x = 1..=9 as 3x3, the 3x3 filter of ones, padding 1, stride 2:
+    /// outputs at (0,0), (0,2), (2,0), (2,2) are the sums of x over the window clipped to the
+    /// image: 1+2+4+5 = 12, 2+3+5+6 = 16, 4+5+7+8 = 24, 5+6+8+9 = 28. For `sum(output)` dx[i]
+    /// counts the windows holding x[i] (corner 1, edge 2, centre 4) and dw[ky, kx] is the sum of
+    /// the x values tap (ky, kx) reads over the four outputs (PyTorch gives the same with
+    /// `F.conv2d(x, w, stride=2, padding=1, groups=1)` on this single channel).
+    #[test]
+    fn one_channel_by_hand() {
+        let device = Device::flex().autodiff();
+        let mut layer = conv([1, 1], 3, [2, 1], 1, Padding::Symmetric, &device);
+        layer.weight = burn::module::Param::from_tensor(Tensor::<4>::ones([1, 1, 3, 3], &device));
+        let x = Tensor::<1, Int>::arange(1..10, &device).float().reshape([1, 1, 3, 3]).require_grad();
+        let output = depthwise_conv2d(&layer, x.clone());
+        assert_eq!(output.clone().into_data().try_into_vec::<f32>().unwrap(), vec![12.0, 16.0, 24.0, 28.0]);
+        let grads = output.sum().backward();
+        assert_eq!(x.grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap(), vec![1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0]);
+        // tap (ky, kx) reads x at (2·oy + ky − 1, 2·ox + kx − 1) for oy, ox in {0, 1}.
+        let xv = |r: i32, c: i32| if (0..3).contains(&r) && (0..3).contains(&c) { (r * 3 + c + 1) as f32 } else { 0.0 };
+        let want: Vec<f32> = (0..3)
+            .flat_map(|ky| (0..3).map(move |kx| (ky, kx)))
+            .map(|(ky, kx)| (0..2).flat_map(|oy| (0..2).map(move |ox| (oy, ox))).map(|(oy, ox)| xv(2 * oy + ky - 1, 2 * ox + kx - 1)).sum())
+            .collect();
+        assert_eq!(layer.weight.val().grad(&grads).unwrap().into_data().try_into_vec::<f32>().unwrap(), want);
+    }
+
+    /// `set_depthwise_impl(Burn)` routes [`depthwise_conv2d`] to `Conv2d::forward` on the calling
+    /// thread only.
+    #[test]
+    fn the_burn_choice_is_this_threads_only() {
+        set_depthwise_impl(DepthwiseImpl::Burn);
+        assert_eq!(depthwise_impl(), DepthwiseImpl::Burn);
+        assert_eq!(std::thread::spawn(depthwise_impl).join().unwrap(), DepthwiseImpl::Kernels);
+        set_depthwise_impl(DepthwiseImpl::Kernels);
+        assert_eq!("burn".parse::<DepthwiseImpl>(), Ok(DepthwiseImpl::Burn));
+        assert!("fast".parse::<DepthwiseImpl>().unwrap_err().contains("expected kernels or burn"));
+    }
+
+    /// The partition of a channel's positions: one part up to 512 positions (8 rows × 64),
+    /// never more than 1,024 parts, and the parts cover every position.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn partition_covers_the_positions() {
+        for positions in [1, 511, 512, 513, 50_176, 1_605_632] {
+            let (parts, len) = cube::partition(positions);
+            assert!(parts * len >= positions && (parts - 1) * len < positions, "{positions}: {parts} × {len}");
+            assert!(parts <= 1024);
+        }
+        assert_eq!(cube::partition(512), (1, 512));
+        assert_eq!(cube::partition(50_176).0, 98);
+    }
+
+    /// The GPU kernels (wgpu; any adapter, e.g. Mesa's lavapipe on a CPU) against burn-cubecl's
+    /// own convolution backward on the same device, for every case of [`CASES`] at batch 2
+    /// (one part a channel) and batch 24 (`batch · h_out · w_out` from 24·2·2 = 96 positions, one
+    /// part, to 24·9·9 = 1,944, four parts, so the parts' sum runs).
+    /// Runs with `cargo test -p derma-model --features wgpu` (not in the CPU-only test build).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn gpu_kernels_match_burns_convolution_backward() {
+        let device = Device::wgpu(Default::default()).autodiff();
+        for batch in [2, 24] {
+            for (name, d) in differences(batch, &device) {
+                assert!(d < 1e-5, "batch {batch}, {name} differs by {d} (relative)");
+            }
+        }
+    }
+}
