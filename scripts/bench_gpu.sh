@@ -210,7 +210,8 @@ plan_levers() {
 #                  lever (derma_train::flat_adamw); frozen-bn: the step with frozen batch norms;
 #                  burn-bn: the step with Burn's own batch norm instead of derma-model's
 #                  kernels; burn-dw: with Burn's depthwise convolution instead of derma-model's
-#                  kernels. Every Burn run also logs CPU ms per step of
+#                  kernels; adamw-burn: with Burn's AdamW instead of derma-train's fused one.
+#                  Every Burn run also logs CPU ms per step of
 #                  each thread (main = tensor API + autodiff, DSU = fusion, DSD = CubeCL/wgpu);
 # (The batch sweep: plan_batches; autotune level minimal/extensive: the levers plan.)
 plan_diag() {
@@ -256,6 +257,11 @@ plan_diag() {
   # shellcheck disable=SC2046
   timed "burn-$v diag burn-dw $s:256" "$work/diag-burndw-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
     --modes step,phases --depthwise burn --json "$work/diag-$v-burn_dw-$s.json"
+  # The fused AdamW's gain: the same step with Burn's own AdamW (~15 operations per parameter
+  # tensor instead of one: docs/performance.md "Fifth session").
+  # shellcheck disable=SC2046
+  timed "burn-$v diag adamw-burn $s:256" "$work/diag-adamwburn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
+    --modes step,phases --optimizer adamw-burn --json "$work/diag-$v-adamw_burn-$s.json"
 }
 
 # batches: ms/step at batch 64 and 1024 in one process (PyTorch's are in diag's torch run): flat

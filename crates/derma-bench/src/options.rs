@@ -160,8 +160,12 @@ impl FromStr for Upload {
 /// The optimiser of the training modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Optimizer {
-    /// Burn's AdamW, one update per parameter tensor: what the training loop uses.
+    /// [`derma_train::fused_adamw::FusedAdamW`], one operation (one kernel) per parameter
+    /// tensor: what the training loop uses.
     AdamW,
+    /// Burn's own AdamW, ~15 tensor operations per parameter tensor (the baseline of the
+    /// fused one; `adamw` meant this in reports before 2026-11-27's fused AdamW).
+    AdamWBurn,
     /// [`derma_train::flat_adamw::FlatAdamW`]: the same arithmetic over all parameters as one
     /// vector (a lever: ~15 operations per step instead of ~15 per parameter tensor).
     AdamWFlat,
@@ -173,6 +177,7 @@ impl Optimizer {
         match self {
             Optimizer::AdamW => "adamw",
             Optimizer::AdamWFlat => "adamw-flat",
+            Optimizer::AdamWBurn => "adamw-burn",
         }
     }
 }
@@ -183,7 +188,8 @@ impl FromStr for Optimizer {
         match s {
             "adamw" => Ok(Optimizer::AdamW),
             "adamw-flat" => Ok(Optimizer::AdamWFlat),
-            _ => Err(format!("--optimizer `{s}`: expected adamw or adamw-flat")),
+            "adamw-burn" => Ok(Optimizer::AdamWBurn),
+            _ => Err(format!("--optimizer `{s}`: expected adamw, adamw-burn or adamw-flat")),
         }
     }
 }

@@ -56,7 +56,7 @@ pub struct BenchReport {
     pub steps: usize,
     /// Learning rate of the training steps.
     pub lr: f64,
-    /// The training modes' optimiser (`adamw`, `adamw-flat`).
+    /// The training modes' optimiser (`adamw`: the fused one, `adamw-burn`, `adamw-flat`).
     pub optimizer: String,
     /// Batch norms with their running statistics (`--freeze-bn`).
     pub freeze_bn: bool,

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use derma_data::{Augment, AugmentConfig, AugmentPreset, LoaderConfig, Normalize, batch::assemble};
 use derma_model::{BatchNormImpl, DepthwiseImpl, InputNorm, MobileNetV2, MobileNetV2Config};
 use derma_train::LossConfig;
-use derma_train::step::TrainStep;
+use derma_train::step::{TrainStep, burn_adamw};
 
 use crate::measure::{self, Schedule};
 use crate::memory;
@@ -101,7 +101,10 @@ pub fn run_config_with(
     device.seed(settings.seed);
     let mut model = model(settings, dataset.num_classes(), &train_device);
     let loss = LossConfig::ce().init(&train_device);
-    let mut step = TrainStep::new(loss, settings.weight_decay, 1.0);
+    let mut step = match settings.optimizer {
+        Optimizer::AdamWBurn => TrainStep::with_optimizer(burn_adamw(settings.weight_decay), loss, 1.0),
+        _ => TrainStep::new(loss, settings.weight_decay, 1.0),
+    };
     if settings.optimizer == Optimizer::AdamWFlat {
         step = step.with_flat_adamw(settings.weight_decay).map_err(anyhow::Error::msg)?;
     }

@@ -269,5 +269,6 @@ fn flags_parse_and_bad_values_are_refused() {
     assert!("npz:".parse::<DataSource>().is_err());
     assert!("zip".parse::<Upload>().is_err());
     assert_eq!("adamw-flat".parse::<Optimizer>().unwrap(), Optimizer::AdamWFlat);
-    assert!("sgd".parse::<Optimizer>().unwrap_err().contains("adamw or adamw-flat"));
+    assert_eq!("adamw-burn".parse::<Optimizer>().unwrap(), Optimizer::AdamWBurn);
+    assert!("sgd".parse::<Optimizer>().unwrap_err().contains("adamw, adamw-burn or adamw-flat"));
 }

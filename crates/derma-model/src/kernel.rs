@@ -1,19 +1,19 @@
-//! What the model's own CubeCL (wgpu) kernels share on the host side: output allocation in the
+//! What the project's own CubeCL (wgpu) kernels share on the host side: output allocation in the
 //! input's layout, and the element type they are written for ([`crate::batch_norm`],
-//! [`crate::depthwise`]).
+//! [`crate::depthwise`], derma-train's fused AdamW).
 
 use burn::backend::wgpu::CubeTensor;
 use burn::tensor::{DType, Shape};
 use burn_cubecl::cubecl::ir::{ElemType, FloatKind};
 
 /// A new uninitialised contiguous tensor on `like`'s device.
-pub(crate) fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
+pub fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {
     burn_cubecl::ops::numeric::empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, like.dtype)
 }
 
 /// Whether the 4-d `x` is channels-last: NHWC memory seen as NCHW, what burn-cubecl's
 /// convolutions return.
-pub(crate) fn is_channels_last(x: &CubeTensor) -> bool {
+pub fn is_channels_last(x: &CubeTensor) -> bool {
     let shape = x.meta.shape();
     let (c, h, w) = (shape[1], shape[2], shape[3]);
     let strides = x.meta.strides();
@@ -24,14 +24,14 @@ pub(crate) fn is_channels_last(x: &CubeTensor) -> bool {
 /// channels-last ([`is_channels_last`]), else contiguous. A channels-last output feeds the next
 /// convolution, which works in NHWC, without a layout copy, and a channels-last gradient the
 /// convolution's backward pass likewise.
-pub(crate) fn empty_like(x: &CubeTensor) -> CubeTensor {
+pub fn empty_like(x: &CubeTensor) -> CubeTensor {
     let shape = x.meta.shape();
     empty_4d(x, [shape[0], shape[1], shape[2], shape[3]], is_channels_last(x))
 }
 
 /// A new uninitialised `[b, c, h, w]` tensor on `like`'s device: channels-last memory (NHWC)
 /// seen as NCHW with `channels_last`, else contiguous.
-pub(crate) fn empty_4d(like: &CubeTensor, [b, c, h, w]: [usize; 4], channels_last: bool) -> CubeTensor {
+pub fn empty_4d(like: &CubeTensor, [b, c, h, w]: [usize; 4], channels_last: bool) -> CubeTensor {
     if channels_last {
         burn_cubecl::ops::permute_nhwc_to_nchw(empty(like, Shape::new([b, h, w, c])))
     } else {
@@ -40,11 +40,11 @@ pub(crate) fn empty_4d(like: &CubeTensor, [b, c, h, w]: [usize; 4], channels_las
 }
 
 /// Whether the kernels take these tensors: float32, their element type here.
-pub(crate) fn supported(tensors: &[&CubeTensor]) -> bool {
+pub fn supported(tensors: &[&CubeTensor]) -> bool {
     tensors.iter().all(|t| t.dtype == DType::F32)
 }
 
 /// The kernels' element type, float32.
-pub(crate) fn elem() -> ElemType {
+pub fn elem() -> ElemType {
     ElemType::Float(FloatKind::F32)
 }

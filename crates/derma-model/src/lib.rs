@@ -26,7 +26,7 @@ pub mod depthwise;
 pub mod embedding;
 pub mod import;
 #[cfg(feature = "wgpu")]
-mod kernel;
+pub mod kernel;
 pub mod mobilenet;
 
 pub use batch_norm::{Activation, BatchNormImpl, BatchNormOutput, BatchNormTrain, batch_norm_impl, batch_norm_train, set_batch_norm_impl};

@@ -12,6 +12,8 @@
 //! - [`mining`]: online hard-negative (hard-example) mining: per-sample training losses →
 //!   sampling multipliers of the next epoch (`--hard-negative-mining`).
 //! - [`step`]: one optimisation step (forward, loss, backward, AdamW), shared with `derma-bench`.
+//! - [`fused_adamw`]: AdamW with each parameter tensor's update as one operation (one kernel on
+//!   the GPU), Burn's arithmetic and records: the training optimiser ([`step::adamw`]).
 //! - [`flat_adamw`]: AdamW over all parameters as one vector (a throughput lever `derma-bench`
 //!   measures; not yet the training default).
 //! - [`train`]: the training loop (AdamW, warmup + cosine, best-epoch selection).
@@ -33,6 +35,7 @@ pub mod cli;
 pub mod config;
 pub mod evaluate;
 pub mod flat_adamw;
+pub mod fused_adamw;
 pub mod folds;
 pub mod gradcam;
 pub mod loss;

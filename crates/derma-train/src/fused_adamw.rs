@@ -1,0 +1,382 @@
+//! AdamW whose update of one parameter tensor is one operation: on the GPU one CubeCL kernel
+//! that reads the parameter, its gradient and both moments and writes the three new tensors.
+//!
+//! Burn 0.22's `AdamW` writes the update as ~15 tensor operations per parameter tensor (the two
+//! moments, their bias corrections, the square root, the decay, the step). Each is traced by
+//! the calling thread, handed to burn-fusion's server thread and fused there, for each of
+//! MobileNetV2's 158 parameter tensors: ~2,400 operations a step, the largest block of Burn's
+//! per-operation host work in a training step (docs/performance.md, "Where a step's host time
+//! goes"; on the H100 the 28-px step is bound by host work, not the GPU). Here each tensor's
+//! update is one operation ([`AdamWUpdate::adamw_update`], a custom operation for burn-fusion),
+//! one kernel launch as before.
+//!
+//! The arithmetic is Burn's, operation for operation (`burn-optim` 0.22.1 `adamw.rs`, without
+//! AMSGrad and cautious weight decay, which derma-train does not use), and so is the state:
+//! [`FusedAdamW`]'s state is Burn's `AdamWState`, so its records (checkpoints) are AdamW's. On
+//! the CPU backend the update is Burn's tensor operations themselves ([`composed_update`]).
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::optim::{AdamWState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer};
+use burn::prelude::*;
+
+/// The scalars of one AdamW update, as float32 (what Burn's scalar operations on float32
+/// tensors use).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct UpdateCoefficients {
+    /// β₁ and 1 − β₁.
+    pub beta_1: f32,
+    pub factor_1: f32,
+    /// β₂ and 1 − β₂.
+    pub beta_2: f32,
+    pub factor_2: f32,
+    /// The bias corrections 1 − β₁ᵗ and 1 − β₂ᵗ.
+    pub correction_1: f32,
+    pub correction_2: f32,
+    /// ε, added to the corrected second moment's square root.
+    pub epsilon: f32,
+    /// The decoupled weight decay's factor, 1 − lr · weight decay (exactly 1 without decay).
+    pub keep: f32,
+    /// The learning rate.
+    pub lr: f32,
+}
+
+/// One AdamW update of a parameter tensor.
+#[backend_extension(
+    Flex,
+    Cube: cfg(feature = "wgpu"),
+    Fusion: cfg(feature = "wgpu"),
+    Autodiff
+)]
+pub trait AdamWUpdate: Backend {
+    /// `(param', moment_1', moment_2')` from the parameter, its gradient and the moments (all
+    /// of one shape; zero moments before the first step).
+    #[fusion(meta = update_meta)]
+    fn adamw_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        coefficients: UpdateCoefficients,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        composed_update::<Self>(param, grad, moment_1, moment_2, coefficients)
+    }
+}
+
+#[cfg(feature = "wgpu")]
+use burn::backend::fusion::custom::TensorSpec;
+
+/// Output metadata for burn-fusion: three tensors like the parameter.
+#[cfg(feature = "wgpu")]
+fn update_meta(
+    param: &TensorSpec,
+    _grad: &TensorSpec,
+    _moment_1: &TensorSpec,
+    _moment_2: &TensorSpec,
+    _coefficients: &UpdateCoefficients,
+) -> (TensorSpec, TensorSpec, TensorSpec) {
+    (param.clone(), param.clone(), param.clone())
+}
+
+/// Burn's AdamW update as its tensor operations, in its order: m₁ = β₁m₁ + (1 − β₁)g,
+/// m₂ = β₂m₂ + (1 − β₂)g², δ = (m₁ / c₁) / (sqrt(m₂ / c₂) + ε), param' = keep · param − lr · δ
+/// (the multiplication by `keep` skipped when it is 1, as Burn skips a zero decay).
+pub fn composed_update<B: Backend>(
+    param: FloatTensor<B>,
+    grad: FloatTensor<B>,
+    moment_1: FloatTensor<B>,
+    moment_2: FloatTensor<B>,
+    k: UpdateCoefficients,
+) -> (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>) {
+    let moment_1 = B::float_add(B::float_mul_scalar(moment_1, k.beta_1.into()), B::float_mul_scalar(grad.clone(), k.factor_1.into()));
+    let squared = B::float_powi_scalar(grad, 2.into());
+    let moment_2 = B::float_add(B::float_mul_scalar(moment_2, k.beta_2.into()), B::float_mul_scalar(squared, k.factor_2.into()));
+    let corrected_1 = B::float_div_scalar(moment_1.clone(), k.correction_1.into());
+    let corrected_2 = B::float_div_scalar(moment_2.clone(), k.correction_2.into());
+    let delta = B::float_div(corrected_1, B::float_add_scalar(B::float_sqrt(corrected_2), k.epsilon.into()));
+    let decayed = if k.keep == 1.0 { param } else { B::float_mul_scalar(param, k.keep.into()) };
+    (B::float_sub(decayed, B::float_mul_scalar(delta, k.lr.into())), moment_1, moment_2)
+}
+
+impl AdamWUpdate for burn::backend::Flex {}
+
+/// Not differentiable (an optimiser step runs on detached tensors): the inner backend's
+/// update, returned as constants.
+impl<B: Backend + AdamWUpdate, C: CheckpointStrategy> AdamWUpdate for Autodiff<B, C> {
+    fn adamw_update(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        coefficients: UpdateCoefficients,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (p, m1, m2) =
+            B::adamw_update(param.into_primitive(), grad.into_primitive(), moment_1.into_primitive(), moment_2.into_primitive(), coefficients);
+        (<FloatTensor<Self>>::new(p), <FloatTensor<Self>>::new(m1), <FloatTensor<Self>>::new(m2))
+    }
+}
+
+#[cfg(feature = "wgpu")]
+mod cube {
+    //! The update as one CubeCL kernel: one unit per value; inputs read through their strides
+    //! unless dense, outputs contiguous.
+
+    use super::{AdamWUpdate, UpdateCoefficients};
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::wgpu::{CubeBackend, CubeTensor};
+    use burn_cubecl::cubecl;
+    use burn_cubecl::cubecl::prelude::*;
+    use burn_cubecl::cubecl::{CubeCount, CubeDim};
+    use derma_model::kernel::{elem, empty, supported};
+
+    /// Units per cube.
+    const UNITS: usize = 256;
+
+    /// The offset of value `i` (row-major over `t`'s shape) in `t`: `i` itself when `dense`.
+    #[cube]
+    fn at<F: Float>(t: &Tensor<F>, i: usize, #[comptime] dense: bool) -> usize {
+        if dense {
+            i
+        } else {
+            let mut rest = i;
+            let mut offset = 0;
+            let mut d = t.rank();
+            while d > 0 {
+                d -= 1;
+                offset += (rest % t.shape(d)) * t.stride(d);
+                rest /= t.shape(d);
+            }
+            offset
+        }
+    }
+
+    /// Burn's AdamW arithmetic on one value ([`super::composed_update`]).
+    #[cube(launch)]
+    #[allow(clippy::too_many_arguments)]
+    fn update_kernel<F: Float>(
+        param: &Tensor<F>,
+        grad: &Tensor<F>,
+        moment_1: &Tensor<F>,
+        moment_2: &Tensor<F>,
+        new_param: &mut Tensor<F>,
+        new_moment_1: &mut Tensor<F>,
+        new_moment_2: &mut Tensor<F>,
+        coefficients: Sequence<f32>,
+        #[comptime] dense: [bool; 4],
+        #[comptime] decay: bool,
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= new_param.len() {
+            terminate!();
+        }
+        let g = grad[at::<F>(grad, i, dense[1])];
+        let m1 = moment_1[at::<F>(moment_1, i, dense[2])] * F::cast_from(coefficients[0]) + g * F::cast_from(coefficients[1]);
+        let m2 = moment_2[at::<F>(moment_2, i, dense[3])] * F::cast_from(coefficients[2]) + g * g * F::cast_from(coefficients[3]);
+        let delta = (m1 / F::cast_from(coefficients[4])) / (F::sqrt(m2 / F::cast_from(coefficients[5])) + F::cast_from(coefficients[6]));
+        let mut p = param[at::<F>(param, i, dense[0])];
+        if decay {
+            p *= F::cast_from(coefficients[7]);
+        }
+        new_param[i] = p - delta * F::cast_from(coefficients[8]);
+        new_moment_1[i] = m1;
+        new_moment_2[i] = m2;
+    }
+
+    impl AdamWUpdate for CubeBackend {
+        fn adamw_update(
+            param: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            moment_1: FloatTensor<Self>,
+            moment_2: FloatTensor<Self>,
+            k: UpdateCoefficients,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            if !supported(&[&param, &grad, &moment_1, &moment_2]) {
+                return super::composed_update::<Self>(param, grad, moment_1, moment_2, k);
+            }
+            let inputs = [param, grad, moment_1, moment_2].map(burn_cubecl::kernel::untile);
+            let dense = inputs.each_ref().map(CubeTensor::is_contiguous);
+            let [param, grad, moment_1, moment_2] = inputs;
+            let shape = param.meta.shape().clone();
+            let outputs = [0; 3].map(|_| empty(&param, shape.clone()));
+            let mut coefficients = SequenceArg::new();
+            for v in [k.beta_1, k.factor_1, k.beta_2, k.factor_2, k.correction_1, k.correction_2, k.epsilon, k.keep, k.lr] {
+                coefficients.push(v);
+            }
+            let values = shape.num_elements();
+            update_kernel::launch(
+                &param.client.clone(),
+                CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
+                CubeDim::new_1d(UNITS as u32),
+                param.into_tensor_arg(),
+                grad.into_tensor_arg(),
+                moment_1.into_tensor_arg(),
+                moment_2.into_tensor_arg(),
+                outputs[0].clone().into_tensor_arg(),
+                outputs[1].clone().into_tensor_arg(),
+                outputs[2].clone().into_tensor_arg(),
+                coefficients,
+                dense,
+                k.keep != 1.0,
+                elem(),
+            );
+            let [p, m1, m2] = outputs;
+            (p, m1, m2)
+        }
+    }
+}
+
+/// AdamW (no AMSGrad, no cautious decay) with the update of each parameter tensor as one
+/// [`AdamWUpdate`] operation; its state is Burn's `AdamWState`.
+#[derive(Clone, Debug)]
+pub struct FusedAdamW {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    weight_decay: f32,
+}
+
+impl FusedAdamW {
+    /// β₁ 0.9, β₂ 0.999, ε 1e-5 (Burn's `AdamWConfig` defaults) and `weight_decay`.
+    pub fn new(weight_decay: f32) -> Self {
+        Self { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-5, weight_decay }
+    }
+
+    /// As a [`ModuleOptimizer`] over every parameter of a module.
+    pub fn init(self) -> ModuleOptimizer {
+        ModuleOptimizer::from(self)
+    }
+
+    /// The scalars of step `time` (1 for the first) at learning rate `lr`, computed as Burn's
+    /// AdamW computes them (in float32, the bias corrections with `powi`; the decay factor in
+    /// float64, then float32).
+    pub fn coefficients(&self, time: usize, lr: LearningRate) -> UpdateCoefficients {
+        let decay_rate = lr * self.weight_decay as f64;
+        UpdateCoefficients {
+            beta_1: self.beta_1,
+            factor_1: 1.0 - self.beta_1,
+            beta_2: self.beta_2,
+            factor_2: 1.0 - self.beta_2,
+            correction_1: 1f32 - self.beta_1.powi(time as i32),
+            correction_2: 1f32 - self.beta_2.powi(time as i32),
+            epsilon: self.epsilon,
+            keep: if decay_rate == 0.0 { 1.0 } else { (1.0 - decay_rate) as f32 },
+            lr: lr as f32,
+        }
+    }
+}
+
+impl Optimizer for FusedAdamW {
+    type State<const D: usize> = AdamWState<D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        tensor: Tensor<D>,
+        grad: Tensor<D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let (moment_1, moment_2, time) = match state {
+            Some(s) => (s.momentum.moment_1, s.momentum.moment_2, s.momentum.time + 1),
+            None => (grad.zeros_like(), grad.zeros_like(), 1),
+        };
+        let (param, moment_1, moment_2) = <Dispatch as AdamWUpdate>::adamw_update(
+            tensor.into_dispatch(),
+            grad.into_dispatch(),
+            moment_1.into_dispatch(),
+            moment_2.into_dispatch(),
+            self.coefficients(time, lr),
+        );
+        let momentum = AdaptiveMomentumState::new(time, Tensor::from_dispatch(moment_1), Tensor::from_dispatch(moment_2));
+        (Tensor::from_dispatch(param), Some(AdamWState::new(momentum)))
+    }
+
+    fn to_device<const D: usize>(mut state: Self::State<D>, device: &Device) -> Self::State<D> {
+        state.momentum = state.momentum.to_device(device);
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::module::Module;
+    use burn::nn::{Linear, LinearConfig};
+    use burn::optim::{AdamWConfig, GradientsParams};
+    use burn::tensor::Distribution;
+
+    /// Three steps of a small linear layer (weight decay 0.1, lr 0.01) with `optim` on `device`,
+    /// the same inputs each time; the layer's weight and bias after them.
+    fn three_steps(mut optim: ModuleOptimizer, device: &Device) -> (Tensor<2>, Tensor<1>) {
+        device.seed(3);
+        let mut layer: Linear = LinearConfig::new(5, 4).init(device);
+        let x = Tensor::<2>::random([6, 5], Distribution::Normal(0.0, 1.0), device);
+        for step in 0..3 {
+            let y = layer.forward(x.clone().mul_scalar(1.0 + step as f64));
+            let grads = GradientsParams::from_grads((y.clone() * y).sum().backward(), &layer);
+            layer = optim.step(0.01, layer, grads);
+        }
+        let layer = layer.valid();
+        (layer.weight.val(), layer.bias.unwrap().val())
+    }
+
+    /// Against Burn 0.22's own `AdamW` (`AdamWConfig::new().with_weight_decay(0.1)`: β 0.9/0.999,
+    /// ε 1e-5), three steps on the CPU: the same parameters to the bit (the same float32
+    /// operations in the same order; the first step's zero moments add exactly 0).
+    #[test]
+    fn three_steps_equal_burns_adamw_on_the_cpu() {
+        let device = Device::flex().autodiff();
+        let (w1, b1) = three_steps(FusedAdamW::new(0.1).init(), &device);
+        let (w2, b2) = three_steps(AdamWConfig::new().with_weight_decay(0.1).init(), &device);
+        assert_eq!(w1.into_data(), w2.into_data());
+        assert_eq!(b1.into_data(), b2.into_data());
+    }
+
+    /// The optimiser's record is Burn AdamW's: a record saved by one loads into the other and
+    /// the next step agrees.
+    #[test]
+    fn records_are_burns_adamw_records() {
+        let device = Device::flex().autodiff();
+        device.seed(4);
+        let layer: Linear = LinearConfig::new(3, 2).init(&device);
+        let x = Tensor::<2>::random([4, 3], Distribution::Normal(0.0, 1.0), &device);
+        let step = |optim: &mut ModuleOptimizer, layer: Linear| {
+            let grads = GradientsParams::from_grads(layer.forward(x.clone()).sum().backward(), &layer);
+            optim.step(0.05, layer, grads)
+        };
+        let mut burns = AdamWConfig::new().init();
+        let layer = step(&mut burns, layer);
+        let mut fused = FusedAdamW::new(1e-4).init().load_record(burns.to_record());
+        let a = step(&mut fused, layer.clone()).weight.val().into_data();
+        let b = step(&mut burns, layer).weight.val().into_data();
+        assert_eq!(a, b);
+    }
+
+    /// The coefficients as Burn computes them: lr 0.01, decay 0.1, step 2: 1 − 0.9² = 0.19,
+    /// 1 − 0.999² = 0.001999, keep 1 − 0.001 = 0.999; no decay keeps exactly 1.
+    #[test]
+    fn coefficients_of_a_step() {
+        let k = FusedAdamW::new(0.1).coefficients(2, 0.01);
+        assert!((k.correction_1 - 0.19).abs() < 1e-7 && (k.correction_2 - 0.001999).abs() < 1e-7, "{k:?}");
+        assert_eq!((k.keep, k.lr), (0.999, 0.01));
+        assert_eq!(FusedAdamW::new(0.0).coefficients(1, 0.01).keep, 1.0);
+    }
+
+    /// The GPU kernel (wgpu; any adapter, e.g. Mesa's lavapipe) against Burn's `AdamW` on the
+    /// same device, three steps: within 1e-6 relative (fused element-wise kernels on both
+    /// sides, the same operations). Runs with `cargo test -p derma-train --lib fused_adamw`
+    /// in a wgpu build (not in the CPU-only test build).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn gpu_kernel_matches_burns_adamw() {
+        let device = Device::wgpu(Default::default()).autodiff();
+        let (w1, b1) = three_steps(FusedAdamW::new(0.1).init(), &device);
+        let (w2, b2) = three_steps(AdamWConfig::new().with_weight_decay(0.1).init(), &device);
+        for (name, a, b) in [("weight", w1.flatten::<1>(0, 1), w2.flatten::<1>(0, 1)), ("bias", b1, b2)] {
+            let scale = b.clone().abs().max().into_scalar::<f32>().max(1e-3);
+            let d = (a - b).abs().max().into_scalar::<f32>() / scale;
+            assert!(d < 1e-6, "{name} differs by {d} (relative)");
+        }
+    }
+}
