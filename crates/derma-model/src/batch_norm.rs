@@ -1024,19 +1024,11 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
-    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        (a - b).abs().max().into_scalar()
-    }
+    use crate::testing::{max_abs_diff, random_4d};
 
-    /// `[batch, channels, h, w]` random input: contiguous, or channels-last (a permuted view of
-    /// a `[batch, h, w, channels]` tensor, as convolution outputs can be).
+    /// `[batch, channels, h, w]` ~ N(0.7, 2), contiguous or channels-last.
     fn input(dims: [usize; 4], channels_last: bool, device: &Device) -> Tensor<4> {
-        let [b, c, h, w] = dims;
-        if channels_last {
-            Tensor::<4>::random([b, h, w, c], Distribution::Normal(0.7, 2.0), device).permute([0, 3, 1, 2])
-        } else {
-            Tensor::<4>::random(dims, Distribution::Normal(0.7, 2.0), device)
-        }
+        random_4d(dims, channels_last, Distribution::Normal(0.7, 2.0), device)
     }
 
     /// Output, mean, variance, the moved running statistics and the gradients with respect to

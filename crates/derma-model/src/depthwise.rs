@@ -17,8 +17,9 @@
 //! Here, on CubeCL ([`DepthwiseConv`]; tensors read through their strides, outputs written in
 //! the input's layout, the units laid out for channels-last tensors, which burn-cubecl's
 //! convolutions and the batch-norm kernels produce):
-//! - forward: one unit per output value, summing its `kh·kw` taps;
-//! - dx: one unit per input value, summing the output-gradient values its taps reach;
+//! - forward and dx, one kernel in two directions: one unit per output value summing its
+//!   `kh·kw` taps, or one unit per input value summing the output-gradient values its taps
+//!   reach;
 //! - dw: cubes of 32 channels × 8 rows of units, each unit summing its channel's `kh·kw` products
 //!   over a slice of the `batch · h_out · w_out` positions (adjacent units read adjacent
 //!   channels, adjacent in channels-last memory), the rows added in shared memory; with more
@@ -227,88 +228,61 @@ mod cube {
         }
     }
 
-    /// y[n, c, oy, ox] = Σ x[n, c, iy, ix] · w[c, 0, ky, kx] over the taps (ky, kx) whose input
-    /// position (iy, ix) is not padding; one unit per output value, in the output's memory
-    /// order.
-    #[cube(launch)]
-    fn forward_kernel<F: Float>(
-        x: &Tensor<F>,
-        weight: &Tensor<F>,
-        output: &mut Tensor<F>,
-        geometry: Sequence<usize>,
-        #[comptime] kernel_h: usize,
-        #[comptime] kernel_w: usize,
-        #[comptime] channels_last: bool,
-        #[define(F)] _dtype: ElemType,
-    ) {
-        let (channels, out_h, out_w) = (output.shape(1), output.shape(2), output.shape(3));
-        let i = ABSOLUTE_POS;
-        if i >= output.shape(0) * channels * out_h * out_w {
-            terminate!();
-        }
-        let (n, c, oy, ox) = position(i, channels, out_h, out_w, channels_last);
-        let (h, w) = (x.shape(2), x.shape(3));
-        let base = n * x.stride(0) + c * x.stride(1);
-        let filter = c * weight.stride(0);
-        let mut acc = F::new(0.0);
-        #[unroll]
-        for ky in 0..kernel_h {
-            let (row_hit, iy) = input_index(oy, ky, geometry[0], geometry[1], geometry[2], h);
-            if row_hit {
-                #[unroll]
-                for kx in 0..kernel_w {
-                    let (col_hit, ix) = input_index(ox, kx, geometry[3], geometry[4], geometry[5], w);
-                    if col_hit {
-                        acc += x[base + iy * x.stride(2) + ix * x.stride(3)] * weight[filter + ky * weight.stride(2) + kx * weight.stride(3)];
-                    }
-                }
-            }
-        }
-        let at = n * output.stride(0) + c * output.stride(1) + oy * output.stride(2) + ox * output.stride(3);
-        output[at] = acc;
-    }
-
-    /// dx[n, c, y, x] = Σ dy[n, c, oy, ox] · w[c, 0, ky, kx] over the taps (ky, kx) whose output
-    /// position exists; one unit per value of dx, in dx's memory order (`channels_last`: n, y,
-    /// x, c; else n, c, y, x).
+    /// The forward pass and the input gradient, which are the same tap sum in two directions:
+    /// one unit per value of `target` (in its memory order: n, y, x, c with `channels_last`,
+    /// else n, c, y, x), `target[n, c, p, q] = Σ source[n, c, p', q'] · w[c, 0, ky, kx]` over the
+    /// taps (ky, kx) whose `source` position (p', q') exists.
+    /// - Forward (`transposed` false): `source` is x, `target` y; (p', q') = the input position
+    ///   tap (ky, kx) of output (p, q) reads, unless it is padding ([`input_index`]).
+    /// - Input gradient (`transposed`): `source` is dy, `target` dx; (p', q') = the output whose
+    ///   tap (ky, kx) reads input (p, q), if there is one ([`output_index`]).
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
-    fn input_grad_kernel<F: Float>(
-        grad: &Tensor<F>,
+    fn tap_sum_kernel<F: Float>(
+        source: &Tensor<F>,
         weight: &Tensor<F>,
-        x_grad: &mut Tensor<F>,
+        target: &mut Tensor<F>,
         geometry: Sequence<usize>,
         #[comptime] kernel_h: usize,
         #[comptime] kernel_w: usize,
         #[comptime] channels_last: bool,
+        #[comptime] transposed: bool,
         #[define(F)] _dtype: ElemType,
     ) {
-        let (channels, h, w) = (x_grad.shape(1), x_grad.shape(2), x_grad.shape(3));
+        let (channels, h, w) = (target.shape(1), target.shape(2), target.shape(3));
         let i = ABSOLUTE_POS;
-        if i >= x_grad.shape(0) * channels * h * w {
+        if i >= target.shape(0) * channels * h * w {
             terminate!();
         }
-        let (n, c, y, x) = position(i, channels, h, w, channels_last);
-        let (out_h, out_w) = (grad.shape(2), grad.shape(3));
-        let base = n * grad.stride(0) + c * grad.stride(1);
+        let (n, c, p, q) = position(i, channels, h, w, channels_last);
+        let (source_h, source_w) = (source.shape(2), source.shape(3));
+        let base = n * source.stride(0) + c * source.stride(1);
         let filter = c * weight.stride(0);
         let mut acc = F::new(0.0);
         #[unroll]
         for ky in 0..kernel_h {
-            let (row_hit, oy) = output_index(y, ky, geometry[0], geometry[1], geometry[2], out_h);
+            let (row_hit, sp) = if transposed {
+                output_index(p, ky, geometry[0], geometry[1], geometry[2], source_h)
+            } else {
+                input_index(p, ky, geometry[0], geometry[1], geometry[2], source_h)
+            };
             if row_hit {
                 #[unroll]
                 for kx in 0..kernel_w {
-                    let (col_hit, ox) = output_index(x, kx, geometry[3], geometry[4], geometry[5], out_w);
+                    let (col_hit, sq) = if transposed {
+                        output_index(q, kx, geometry[3], geometry[4], geometry[5], source_w)
+                    } else {
+                        input_index(q, kx, geometry[3], geometry[4], geometry[5], source_w)
+                    };
                     if col_hit {
-                        acc += grad[base + oy * grad.stride(2) + ox * grad.stride(3)]
+                        acc += source[base + sp * source.stride(2) + sq * source.stride(3)]
                             * weight[filter + ky * weight.stride(2) + kx * weight.stride(3)];
                     }
                 }
             }
         }
-        let at = n * x_grad.stride(0) + c * x_grad.stride(1) + y * x_grad.stride(2) + x * x_grad.stride(3);
-        x_grad[at] = acc;
+        let at = n * target.stride(0) + c * target.stride(1) + p * target.stride(2) + q * target.stride(3);
+        target[at] = acc;
     }
 
     /// dw, per part: `partials[part, c · taps + k] = Σ dy[n, c, oy, ox] · x[n, c, iy, ix]` over
@@ -456,7 +430,7 @@ mod cube {
             let channels_last = is_channels_last(&x);
             let output = empty_4d(&x, super::output_shape(x.meta.shape(), weight.meta.shape(), &options), channels_last);
             let values = output.meta.shape().num_elements();
-            forward_kernel::launch(
+            tap_sum_kernel::launch(
                 &x.client.clone(),
                 CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
                 CubeDim::new_1d(UNITS as u32),
@@ -467,6 +441,7 @@ mod cube {
                 kernel_h,
                 kernel_w,
                 channels_last,
+                false,
                 elem(),
             );
             output
@@ -488,7 +463,7 @@ mod cube {
 
             let x_grad = empty_like(&x);
             let values = x_grad.meta.shape().num_elements();
-            input_grad_kernel::launch(
+            tap_sum_kernel::launch(
                 &client,
                 CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
                 CubeDim::new_1d(UNITS as u32),
@@ -499,6 +474,7 @@ mod cube {
                 kernel_h,
                 kernel_w,
                 is_channels_last(&x_grad),
+                true,
                 elem(),
             );
 
@@ -624,19 +600,11 @@ mod tests {
     use crate::block::{Padding, conv};
     use burn::tensor::Distribution;
 
-    fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        (a - b).abs().max().into_scalar()
-    }
+    use crate::testing::{max_abs_diff, random_4d};
 
-    /// `[batch, channels, h, w]` random input, contiguous or channels-last (a permuted view of
-    /// a `[batch, h, w, channels]` tensor, as convolution outputs are on the GPU).
+    /// `[batch, channels, h, w]` ~ N(0.3, 1), contiguous or channels-last.
     fn input(dims: [usize; 4], channels_last: bool, device: &Device) -> Tensor<4> {
-        let [b, c, h, w] = dims;
-        if channels_last {
-            Tensor::<4>::random([b, h, w, c], Distribution::Normal(0.3, 1.0), device).permute([0, 3, 1, 2])
-        } else {
-            Tensor::<4>::random(dims, Distribution::Normal(0.3, 1.0), device)
-        }
+        random_4d(dims, channels_last, Distribution::Normal(0.3, 1.0), device)
     }
 
     /// Output and the gradients with respect to x and the weight of `sum(conv(x) · m)`, through

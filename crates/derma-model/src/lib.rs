@@ -28,6 +28,8 @@ pub mod import;
 #[cfg(feature = "wgpu")]
 pub mod kernel;
 pub mod mobilenet;
+#[cfg(test)]
+mod testing;
 
 pub use batch_norm::{Activation, BatchNormImpl, BatchNormOutput, BatchNormTrain, batch_norm_impl, batch_norm_train, set_batch_norm_impl};
 pub use depthwise::{DepthwiseConv, DepthwiseImpl, depthwise_conv2d, depthwise_impl, set_depthwise_impl};

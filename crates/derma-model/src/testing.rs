@@ -1,0 +1,21 @@
+//! What the unit tests of the custom operations share ([`crate::batch_norm`],
+//! [`crate::depthwise`]).
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+/// The largest absolute difference between `a` and `b`.
+pub(crate) fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    (a - b).abs().max().into_scalar()
+}
+
+/// A `[batch, channels, h, w]` tensor drawn from `distribution`: contiguous, or channels-last (a
+/// permuted view of a `[batch, h, w, channels]` tensor, as convolution outputs are on the GPU).
+pub(crate) fn random_4d(dims: [usize; 4], channels_last: bool, distribution: Distribution, device: &Device) -> Tensor<4> {
+    let [b, c, h, w] = dims;
+    if channels_last {
+        Tensor::<4>::random([b, h, w, c], distribution, device).permute([0, 3, 1, 2])
+    } else {
+        Tensor::<4>::random(dims, distribution, device)
+    }
+}
