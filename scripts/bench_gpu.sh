@@ -203,6 +203,8 @@ plan_levers() {
 # (DIAG_SIZE, 28), DIAG_STEPS (30) timed steps per run, on the first packed binary:
 #   cold / cached  the same run twice: with the autotune-cache build the second process reads the
 #                  first's tuning from disk, so the difference in warm-up is autotuning's share;
+#                  then the three A/B runs of derma-model's and derma-train's own operations
+#                  (burn-bn, burn-dw, adamw-burn, below) first, as the runs a short call keeps;
 #   graph          a training step and an inference, eager and replayed from a captured graph
 #                  (burn::tensor::capture; the replayed step does not advance the parameters):
 #                  the share of Burn's per-operation host work; and `phases` (forward, backward,
@@ -229,6 +231,22 @@ plan_diag() {
   # shellcheck disable=SC2046
   timed "burn-$v diag cached $s:256" "$work/diag-cached-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes step \
     --json "$work/diag-$v-cached-$s.json"
+  # The batch-norm kernels' gain: the same step with Burn's own batch_norm_train (the
+  # decomposition derma-model's one-kernel-per-direction batch norm replaces; lavapipe: see
+  # docs/performance.md "Third session") against the "cached" run above.
+  # shellcheck disable=SC2046
+  timed "burn-$v diag burn-bn $s:256" "$work/diag-burnbn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
+    --modes step,phases --batch-norm burn --json "$work/diag-$v-burn_bn-$s.json"
+  # The depthwise kernels' gain: the same step with Burn's depthwise convolution forward and
+  # backward (derma_model::depthwise; lavapipe: docs/performance.md "Fifth session").
+  # shellcheck disable=SC2046
+  timed "burn-$v diag burn-dw $s:256" "$work/diag-burndw-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
+    --modes step,phases --depthwise burn --json "$work/diag-$v-burn_dw-$s.json"
+  # The fused AdamW's gain: the same step with Burn's own AdamW (~15 operations per parameter
+  # tensor instead of one: docs/performance.md "Fifth session").
+  # shellcheck disable=SC2046
+  timed "burn-$v diag adamw-burn $s:256" "$work/diag-adamwburn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
+    --modes step,phases --optimizer adamw-burn --json "$work/diag-$v-adamw_burn-$s.json"
   # Burn's host overhead: the same training step and inference eager and replayed from a
   # captured graph (step-graph replays one step: parameters do not advance, a bound).
   # shellcheck disable=SC2046
@@ -246,22 +264,6 @@ plan_diag() {
   # shellcheck disable=SC2046
   timed "burn-$v diag frozen-bn $s:256" "$work/diag-frozenbn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
     --modes step,phases --freeze-bn --json "$work/diag-$v-frozen_bn-$s.json"
-  # The batch-norm kernels' gain: the same step with Burn's own batch_norm_train (the
-  # decomposition derma-model's one-kernel-per-direction batch norm replaces; lavapipe: see
-  # docs/performance.md "Third session") against the "cached" run above.
-  # shellcheck disable=SC2046
-  timed "burn-$v diag burn-bn $s:256" "$work/diag-burnbn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
-    --modes step,phases --batch-norm burn --json "$work/diag-$v-burn_bn-$s.json"
-  # The depthwise kernels' gain: the same step with Burn's depthwise convolution forward and
-  # backward (derma_model::depthwise; lavapipe: docs/performance.md "Fifth session").
-  # shellcheck disable=SC2046
-  timed "burn-$v diag burn-dw $s:256" "$work/diag-burndw-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
-    --modes step,phases --depthwise burn --json "$work/diag-$v-burn_dw-$s.json"
-  # The fused AdamW's gain: the same step with Burn's own AdamW (~15 operations per parameter
-  # tensor instead of one: docs/performance.md "Fifth session").
-  # shellcheck disable=SC2046
-  timed "burn-$v diag adamw-burn $s:256" "$work/diag-adamwburn-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" \
-    --modes step,phases --optimizer adamw-burn --json "$work/diag-$v-adamw_burn-$s.json"
 }
 
 # batches: ms/step at batch 64 and 1024 in one process (PyTorch's are in diag's torch run): flat
