@@ -153,6 +153,11 @@ pub struct TrainArgs {
     /// kernel launches per batch norm; the same arithmetic: docs/performance.md).
     #[arg(long)]
     pub batch_norm: Option<derma_model::BatchNormImpl>,
+    /// Depthwise convolutions: kernels (derma-model's node, its own GPU kernels: the default)
+    /// or burn (Burn's convolution and its backward pass; the same arithmetic up to rounding:
+    /// docs/performance.md, "Fifth session").
+    #[arg(long)]
+    pub depthwise: Option<derma_model::DepthwiseImpl>,
     /// ce, bce, focal or combined.
     #[arg(long)]
     pub loss: Option<LossKind>,
@@ -230,7 +235,7 @@ impl TrainArgs {
         set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
              output_stride, dilate, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
-             embedding_dim, select_metric, patience, threshold, batch_norm);
+             embedding_dim, select_metric, patience, threshold, batch_norm, depthwise);
         set_opt!(data_root, data_dir, npz, patient_pattern, image_size, positive_classes, augment, out, samples_per_epoch);
         if self.freeze_bn {
             c.freeze_bn = true;

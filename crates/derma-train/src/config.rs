@@ -187,6 +187,11 @@ pub struct TrainConfig {
     /// arithmetic; absent in older `config.toml` files, which then get the default.
     #[serde(default)]
     pub batch_norm: derma_model::BatchNormImpl,
+    /// Depthwise convolutions: `kernels` (derma-model's node with its own GPU kernels; the
+    /// default) or `burn` (Burn's convolution and backward pass). Absent in older `config.toml`
+    /// files, which then get the default.
+    #[serde(default)]
+    pub depthwise: derma_model::DepthwiseImpl,
     /// Input normalisation and padding of the weights (resolved from `pretrained`; written to
     /// `config.toml` for the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]

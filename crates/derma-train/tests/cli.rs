@@ -29,7 +29,8 @@ fn trains_and_writes_the_run_folder() {
     assert_eq!(total, 56);
     assert_eq!(report["test"]["per_class"].as_array().unwrap().len(), 7);
 
-    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("batch_norm = \"fused\""));
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("batch_norm = \"fused\"") && config.contains("depthwise = \"kernels\""), "{config}");
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let mut lines = metrics.lines();
     assert!(lines.next().unwrap().starts_with("epoch,train_loss,val_loss,val_acc,val_bal_acc,val_auc,lr,seconds"));
@@ -363,18 +364,21 @@ fn a_resumed_run_restores_mining_the_metric_head_and_the_freeze_schedule() {
 /// `--patience N` stops N epochs after the best one (by --select-metric), the best model and
 /// the report intact. The colour data is learnt within a few epochs (validation AUC 1 or
 /// loss flat), so 40 epochs never run.
-/// Also runs with `--batch-norm burn` (Burn's own batch norm, the same arithmetic): the run
-/// says so and records it; the default run above records `fused`.
+/// Also runs with `--batch-norm burn` and `--depthwise burn` (Burn's own batch norm and
+/// depthwise convolutions, the same arithmetic): the run says so and records them; the default
+/// run above records `fused` and `kernels`.
 #[test]
 fn patience_stops_after_epochs_without_improvement() {
     let (_dir, npz, out) = colour_run_dir();
     let o = derma_train(&[
         "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
         "--epochs", "40", "--batch-size", "10", "--lr", "0.003", "--patience", "2", "--out", out.to_str().unwrap(),
-        "--batch-norm", "burn",
+        "--batch-norm", "burn", "--depthwise", "burn",
     ]);
     assert!(text(&o.stdout).contains("batch norm: Burn's batch_norm_train (--batch-norm burn)"), "{}", text(&o.stdout));
-    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("batch_norm = \"burn\""));
+    assert!(text(&o.stdout).contains("depthwise convolutions: Burn's conv2d and its backward pass (--depthwise burn)"), "{}", text(&o.stdout));
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("batch_norm = \"burn\"") && config.contains("depthwise = \"burn\""), "{config}");
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let best = report["best_epoch"].as_u64().unwrap() as usize;
