@@ -141,8 +141,8 @@ impl ConvBnActConfig {
 impl ConvBnAct {
     /// `[batch, in, h, w]` → `[batch, out, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        // A depthwise convolution through its own node (its backward kernels); any other
-        // convolution is `Conv2d::forward`.
+        // A depthwise convolution through its own node (its own GPU kernels, forward and
+        // backward); any other convolution is `Conv2d::forward`.
         batch_norm(&self.bn, crate::depthwise::depthwise_conv2d(&self.conv, x), Activation::Relu6)
     }
 }

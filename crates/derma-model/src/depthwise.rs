@@ -391,10 +391,13 @@ mod cube {
     }
 
     /// The parts of a channel's `positions` and the positions in each: about
-    /// [`POSITIONS_PER_UNIT`] per unit, at most [`MAX_PARTS`] parts.
+    /// [`POSITIONS_PER_UNIT`] per unit, at most [`MAX_PARTS`] parts, none empty (the count
+    /// recomputed from the part length: 524,289 positions in 1,024 parts of 513 would leave the
+    /// last empty).
     pub(super) fn partition(positions: usize) -> (usize, usize) {
         let parts = positions.div_ceil(ROWS * POSITIONS_PER_UNIT).clamp(1, MAX_PARTS);
-        (parts, positions.div_ceil(parts))
+        let len = positions.div_ceil(parts).max(1);
+        (positions.div_ceil(len).max(1), len)
     }
 
     /// Whether the kernels take this convolution: float32, one filter per input channel
@@ -719,11 +722,12 @@ mod tests {
     }
 
     /// The partition of a channel's positions: one part up to 512 positions (8 rows × 64),
-    /// never more than 1,024 parts, and the parts cover every position.
+    /// never more than 1,024 parts, the parts cover every position and none is empty (524,289
+    /// and 600,000: where 1,024 parts of ⌈n / 1,024⌉ would leave empty ones).
     #[cfg(feature = "wgpu")]
     #[test]
     fn partition_covers_the_positions() {
-        for positions in [1, 511, 512, 513, 50_176, 1_605_632] {
+        for positions in [1, 511, 512, 513, 50_176, 524_289, 600_000, 1_605_632] {
             let (parts, len) = cube::partition(positions);
             assert!(parts * len >= positions && (parts - 1) * len < positions, "{positions}: {parts} × {len}");
             assert!(parts <= 1024);
