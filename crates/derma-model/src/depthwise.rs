@@ -228,6 +228,26 @@ mod cube {
         }
     }
 
+    /// Along one axis, the `source` index that tap `tap` pairs with `target` index `position` in
+    /// [`tap_sum_kernel`]: [`output_index`] when `transposed`, else [`input_index`].
+    #[cube]
+    #[allow(clippy::too_many_arguments)]
+    fn source_index(
+        position: usize,
+        tap: usize,
+        stride: usize,
+        pad: usize,
+        dilation: usize,
+        size: usize,
+        #[comptime] transposed: bool,
+    ) -> (bool, usize) {
+        if transposed {
+            output_index(position, tap, stride, pad, dilation, size)
+        } else {
+            input_index(position, tap, stride, pad, dilation, size)
+        }
+    }
+
     /// The forward pass and the input gradient, which are the same tap sum in two directions:
     /// one unit per value of `target` (in its memory order: n, y, x, c with `channels_last`,
     /// else n, c, y, x), `target[n, c, p, q] = Σ source[n, c, p', q'] · w[c, 0, ky, kx]` over the
@@ -261,19 +281,11 @@ mod cube {
         let mut acc = F::new(0.0);
         #[unroll]
         for ky in 0..kernel_h {
-            let (row_hit, sp) = if transposed {
-                output_index(p, ky, geometry[0], geometry[1], geometry[2], source_h)
-            } else {
-                input_index(p, ky, geometry[0], geometry[1], geometry[2], source_h)
-            };
+            let (row_hit, sp) = source_index(p, ky, geometry[0], geometry[1], geometry[2], source_h, transposed);
             if row_hit {
                 #[unroll]
                 for kx in 0..kernel_w {
-                    let (col_hit, sq) = if transposed {
-                        output_index(q, kx, geometry[3], geometry[4], geometry[5], source_w)
-                    } else {
-                        input_index(q, kx, geometry[3], geometry[4], geometry[5], source_w)
-                    };
+                    let (col_hit, sq) = source_index(q, kx, geometry[3], geometry[4], geometry[5], source_w, transposed);
                     if col_hit {
                         acc += source[base + sp * source.stride(2) + sq * source.stride(3)]
                             * weight[filter + ky * weight.stride(2) + kx * weight.stride(3)];
@@ -419,6 +431,26 @@ mod cube {
         geometry
     }
 
+    /// Launches [`tap_sum_kernel`] from `source` into `target` (allocated by the caller), one
+    /// unit per value of `target`.
+    fn tap_sum(source: CubeTensor, weight: &CubeTensor, target: &CubeTensor, options: &ConvOptions<2>, transposed: bool) {
+        let values = target.meta.shape().num_elements();
+        tap_sum_kernel::launch(
+            &source.client.clone(),
+            CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
+            CubeDim::new_1d(UNITS as u32),
+            source.into_tensor_arg(),
+            weight.clone().into_tensor_arg(),
+            target.clone().into_tensor_arg(),
+            geometry(options),
+            weight.meta.shape()[2],
+            weight.meta.shape()[3],
+            is_channels_last(target),
+            transposed,
+            elem(),
+        );
+    }
+
     impl DepthwiseConv for CubeBackend {
         /// One kernel, one unit per output value, the output in the input's layout. burn-cubecl's
         /// own depthwise routine copies the weight into `[kh, kw, channels]` order on every call
@@ -429,24 +461,8 @@ mod cube {
                 return <Self as burn::backend::ops::ModuleOps<Self>>::conv2d(x, weight, None, options);
             }
             let [x, weight] = [x, weight].map(burn_cubecl::kernel::untile);
-            let (kernel_h, kernel_w) = (weight.meta.shape()[2], weight.meta.shape()[3]);
-            let channels_last = is_channels_last(&x);
-            let output = empty_4d(&x, super::output_shape(x.meta.shape(), weight.meta.shape(), &options), channels_last);
-            let values = output.meta.shape().num_elements();
-            tap_sum_kernel::launch(
-                &x.client.clone(),
-                CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
-                CubeDim::new_1d(UNITS as u32),
-                x.into_tensor_arg(),
-                weight.into_tensor_arg(),
-                output.clone().into_tensor_arg(),
-                geometry(&options),
-                kernel_h,
-                kernel_w,
-                channels_last,
-                false,
-                elem(),
-            );
+            let output = empty_4d(&x, super::output_shape(x.meta.shape(), weight.meta.shape(), &options), is_channels_last(&x));
+            tap_sum(x, &weight, &output, &options, false);
             output
         }
 
@@ -465,21 +481,7 @@ mod cube {
             let channels = x.meta.shape()[1];
 
             let x_grad = empty_like(&x);
-            let values = x_grad.meta.shape().num_elements();
-            tap_sum_kernel::launch(
-                &client,
-                CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
-                CubeDim::new_1d(UNITS as u32),
-                grad.clone().into_tensor_arg(),
-                weight.clone().into_tensor_arg(),
-                x_grad.clone().into_tensor_arg(),
-                geometry(&options),
-                kernel_h,
-                kernel_w,
-                is_channels_last(&x_grad),
-                true,
-                elem(),
-            );
+            tap_sum(grad.clone(), &weight, &x_grad, &options, true);
 
             let g = grad.meta.shape();
             let (parts, part_len) = partition(g[0] * g[2] * g[3]);
