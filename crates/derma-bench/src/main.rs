@@ -41,7 +41,8 @@ struct Args {
     /// Comma-separated modes: step (resident batch), e2e (loader + augmentation + upload +
     /// step), loader (the loader alone), infer, infer-graph (the inference replayed from a
     /// captured graph: Burn's per-operation host overhead, by difference with infer),
-    /// step-graph (one training step replayed: a bound), phases (forward, backward and AdamW
+    /// step-graph (one training step replayed: a bound), step-captured (training with the
+    /// step captured as a graph and replayed, parameters advancing), phases (forward, backward and AdamW
     /// update each synchronised and timed: issued vs finished).
     #[arg(long, default_value = "step,e2e,infer", value_parser = parse_modes)]
     modes: std::vec::Vec<Mode>,

@@ -12,6 +12,8 @@ use burn::prelude::*;
 use derma_data::{HostBatch, ImageDataset, Loader, LoaderConfig};
 use derma_model::MobileNetV2;
 use derma_train::step::{Phase, RunningLoss, TrainStep};
+use derma_train::captured_step::{CapturedStep, WARMUP_STEPS};
+use derma_train::LossConfig;
 use serde::Serialize;
 
 use crate::options::Upload;
@@ -174,6 +176,39 @@ pub fn train_resident(
     let ResidentRun { warmup_seconds, seconds, threads, running } = run;
     let loss = check_loss("step", running.mean())?;
     Ok((model, Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(loss), warmup_seconds, threads)))
+}
+
+/// Training on the resident batch with the step captured as a graph
+/// ([`derma_train::captured_step::CapturedStep`], its own AdamW state): at least
+/// [`WARMUP_STEPS`](derma_train::captured_step::WARMUP_STEPS) + 1 untimed steps (the eager
+/// warm-up and the capture), then the timed steps, each a replay that copies the batch into the
+/// graph's input, draws a dropout mask and writes the step's AdamW coefficients, as in
+/// training. On a backend without graph capture every step runs eagerly (said in the JSON's
+/// `hardware_graph`).
+pub fn train_captured(
+    model: MobileNetV2,
+    batch: &HostBatch,
+    train_device: &Device,
+    device: &Device,
+    schedule: Schedule,
+    lr: f64,
+    weight_decay: f64,
+) -> anyhow::Result<(MobileNetV2, Measurement)> {
+    let b = batch.labels.len();
+    let images = batch.images(train_device);
+    let targets = batch.targets(train_device);
+    let mut step = CapturedStep::new(LossConfig::ce().init(train_device), weight_decay, 1.0, train_device);
+    let warmup = Schedule { warmup: schedule.warmup.max(WARMUP_STEPS + 1), ..schedule };
+    let (model, run) = resident_steps(model, train_device, device, warmup, |model, running, _| {
+        let (next, loss) = step.step(model, images.clone(), targets.clone(), lr);
+        running.add(loss, b);
+        next
+    })?;
+    let ResidentRun { warmup_seconds, seconds, threads, running } = run;
+    let loss = check_loss("step-captured", running.mean())?;
+    let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(loss), warmup_seconds, threads);
+    m.hardware_graph = Some(step.captured() == Ok(true));
+    Ok((model, m))
 }
 
 /// The dataset indices of `batches` full batches, cycling through the dataset.

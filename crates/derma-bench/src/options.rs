@@ -54,6 +54,10 @@ pub enum Mode {
     /// the captured step's kernels against the buffers of that step, so the parameters do not
     /// advance. Not training: a bound on what capturing the training step could give.
     StepGraph,
+    /// Training on the resident batch with the step captured as a graph after its warm-up and
+    /// replayed ([`derma_train::captured_step`]): parameters, moments and running statistics
+    /// written in place, so it trains (the parameters advance), unlike `step-graph`.
+    StepCaptured,
     /// Training steps on the resident batch with a device synchronisation after the forward
     /// (and loss), the backward and the AdamW update: each phase's time until the host had
     /// issued it and until the device had finished it.
@@ -70,6 +74,7 @@ impl Mode {
             Mode::Infer => "infer",
             Mode::InferGraph => "infer-graph",
             Mode::StepGraph => "step-graph",
+            Mode::StepCaptured => "step-captured",
             Mode::Phases => "phases",
         }
     }
@@ -85,8 +90,9 @@ impl FromStr for Mode {
             "infer" => Ok(Mode::Infer),
             "infer-graph" => Ok(Mode::InferGraph),
             "step-graph" => Ok(Mode::StepGraph),
+            "step-captured" => Ok(Mode::StepCaptured),
             "phases" => Ok(Mode::Phases),
-            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader, infer, infer-graph, step-graph or phases)")),
+            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader, infer, infer-graph, step-graph, step-captured or phases)")),
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct ConfigResult {
     pub infer_graph: Option<Measurement>,
     /// One training step replayed from a captured graph (parameters do not advance: a bound).
     pub step_graph: Option<Measurement>,
+    /// Training with the step captured as a graph and replayed (parameters advance).
+    pub step_captured: Option<Measurement>,
     /// A training step split into synchronised phases.
     pub phases: Option<PhaseMeasurement>,
     /// The allocator after this configuration (`None`: the backend reports none).
@@ -93,7 +95,7 @@ pub fn table(report: &BenchReport) -> String {
         report.steps
     );
     s += &format!(
-        "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>11} {:>11}\n",
+        "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>13} {:>11} {:>11}\n",
         "size",
         "batch",
         "step img/s",
@@ -102,6 +104,7 @@ pub fn table(report: &BenchReport) -> String {
         "infer img/s",
         "inf-graph",
         "step-graph",
+        "step-captured",
         "peak MiB",
         "in use MiB"
     );
@@ -110,7 +113,7 @@ pub fn table(report: &BenchReport) -> String {
             (format!("{:.0}", mib(m.peak_reserved_bytes)), format!("{:.0}", mib(m.in_use_bytes)))
         });
         s += &format!(
-            "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>11} {:>11}\n",
+            "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>13} {:>11} {:>11}\n",
             r.size,
             r.batch,
             cell(&r.step),
@@ -119,6 +122,7 @@ pub fn table(report: &BenchReport) -> String {
             cell(&r.infer),
             cell(&r.infer_graph),
             cell(&r.step_graph),
+            cell(&r.step_captured),
             peak,
             in_use
         );

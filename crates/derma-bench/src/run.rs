@@ -109,7 +109,7 @@ pub fn run_config_with(
         step = step.with_flat_adamw(settings.weight_decay).map_err(anyhow::Error::msg)?;
     }
     let mut result =
-        ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, step_graph: None, phases: None, memory: None };
+        ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, step_graph: None, step_captured: None, phases: None, memory: None };
     let line = |mode: Mode, m: &measure::Measurement| {
         format!(
             "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step  warm-up {:>7.1} s{}{}{}",
@@ -122,13 +122,13 @@ pub fn run_config_with(
             m.mean_loss.map_or(String::new(), |l| format!("  loss {l:.4}")),
             match m.hardware_graph {
                 Some(true) => "  (recorded graph replayed)",
-                Some(false) => "  (no graph support here: the forward re-ran)",
+                Some(false) => "  (no graph support here: ran eagerly)",
                 None => "",
             },
             cpu_note(&m.threads)
         )
     };
-    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::Phases] {
+    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::StepCaptured, Mode::Phases] {
         if !settings.modes.contains(&mode) {
             continue;
         }
@@ -179,6 +179,13 @@ pub fn run_config_with(
                 let m = measure::step_graph(&model, &mut step, &batch, &train_device, device, settings.schedule, settings.lr)?;
                 log(&line(mode, &m));
                 result.step_graph = Some(m);
+                partial(&result);
+            }
+            Mode::StepCaptured => {
+                let (next, m) = measure::train_captured(model, &batch, &train_device, device, settings.schedule, settings.lr, settings.weight_decay)?;
+                model = next;
+                log(&line(mode, &m));
+                result.step_captured = Some(m);
                 partial(&result);
             }
             Mode::Phases => {

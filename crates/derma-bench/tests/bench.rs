@@ -16,7 +16,7 @@ fn settings() -> Settings {
     Settings {
         width: 0.25,
         classes: 7,
-        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::Phases],
+        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::StepCaptured, Mode::Phases],
         schedule: Schedule { warmup: 1, steps: 2 },
         data: DataSource::Synthetic,
         synthetic_images: 16,
@@ -124,7 +124,7 @@ fn a_configuration_fills_every_mode_and_the_table() {
     let s = settings();
     let mut lines = Vec::new();
     let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |l| lines.push(l.to_string())).unwrap();
-    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(lines.len(), 8, "{lines:?}");
     check(r.step.as_ref().unwrap(), 2, 8, true);
     check(r.e2e.as_ref().unwrap(), 2, 8, true);
     check(r.loader.as_ref().unwrap(), 2, 8, false);
@@ -140,6 +140,11 @@ fn a_configuration_fills_every_mode_and_the_table() {
     check(r.step_graph.as_ref().unwrap(), 2, 8, true);
     assert_eq!(r.step_graph.as_ref().unwrap().hardware_graph, Some(false));
     assert!(lines[5].contains("step-graph"), "{lines:?}");
+    // step-captured on the CPU: every step eager through the captured step's code; it trains
+    // from the weights the earlier modes left (a finite loss), with no graph.
+    check(r.step_captured.as_ref().unwrap(), 2, 8, true);
+    assert_eq!(r.step_captured.as_ref().unwrap().hardware_graph, Some(false));
+    assert!(lines[6].contains("step-captured"), "{lines:?}");
     // phases: each phase took time, was issued before it finished, and the steps trained.
     let p = r.phases.clone().unwrap();
     assert_eq!(p.steps, 2);
@@ -148,7 +153,7 @@ fn a_configuration_fills_every_mode_and_the_table() {
     }
     assert!((p.step_ms() - (p.forward.done_ms + p.backward.done_ms + p.update.done_ms)).abs() < 1e-12);
     assert!(p.mean_loss.is_finite() && p.mean_loss > 0.0, "{p:?}");
-    assert!(lines[6].contains("phases") && lines[6].contains("backward"), "{lines:?}");
+    assert!(lines[7].contains("phases") && lines[7].contains("backward"), "{lines:?}");
     if let Some(m) = r.memory {
         assert!(m.peak_reserved_bytes >= m.reserved_bytes && m.reserved_bytes >= m.in_use_bytes, "{m:?}");
     }
@@ -157,6 +162,8 @@ fn a_configuration_fills_every_mode_and_the_table() {
     assert!(text.lines().nth(2).is_some_and(|l| l.trim_start().starts_with("28")), "{text}");
     let json: serde_json::Value = serde_json::to_value(&report).unwrap();
     assert!(json["results"][0]["step"]["images_per_second"].as_f64().unwrap() > 0.0);
+    assert!(json["results"][0]["step_captured"]["images_per_second"].as_f64().unwrap() > 0.0);
+    assert!(text.lines().nth(1).is_some_and(|l| l.contains("step-captured")), "{text}");
     assert!(text.contains("phases 28:4: forward"), "{text}");
     assert!(json["results"][0]["phases"]["update"]["done_ms"].as_f64().unwrap() > 0.0);
 }
@@ -263,6 +270,7 @@ fn flags_parse_and_bad_values_are_refused() {
     assert_eq!(parse_modes("step,infer,step").unwrap(), vec![Mode::Step, Mode::Infer]);
     assert_eq!(parse_modes("infer-graph,infer").unwrap(), vec![Mode::InferGraph, Mode::Infer]);
     assert_eq!(parse_modes("step-graph").unwrap(), vec![Mode::StepGraph]);
+    assert_eq!(parse_modes("step-captured,step").unwrap(), vec![Mode::StepCaptured, Mode::Step]);
     assert_eq!(parse_modes("phases,step").unwrap(), vec![Mode::Phases, Mode::Step]);
     assert!(parse_modes("step,bogus").is_err());
     assert_eq!("npz:a.npz".parse::<DataSource>().unwrap(), DataSource::Npz("a.npz".into()));

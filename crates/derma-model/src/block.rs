@@ -56,7 +56,8 @@ fn kaiming_fan_out(out_channels: usize, kernel: usize) -> Initializer {
 /// on the GPU, ReLU6 folded into them) rather than Burn's `batch_norm_train` and `relu6`; the
 /// arithmetic is the same. Otherwise Burn's own
 /// logic: training statistics only on an autodiff device with the layer's training flag on (frozen batch norms, [`MobileNetV2::set_bn_frozen`], keep their
-/// running statistics).
+/// running statistics). With [`crate::stable::set_stable_buffers`] on, the running statistics are
+/// written into their own memory ([`crate::stable::assign`]).
 ///
 /// [`MobileNetV2::set_bn_frozen`]: crate::MobileNetV2::set_bn_frozen
 pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>, activation: Activation) -> Tensor<4> {
@@ -64,11 +65,26 @@ pub(crate) fn batch_norm(bn: &BatchNorm, x: Tensor<4>, activation: Activation) -
         return activation.apply(bn.forward(x));
     }
     let device = x.device();
-    let running_mean = bn.running_mean.value_sync().to_device(&device);
-    let running_var = bn.running_var.value_sync().to_device(&device);
+    let (stored_mean, stored_var) = (bn.running_mean.value_sync(), bn.running_var.value_sync());
+    let running_mean = stored_mean.clone().to_device(&device);
+    let running_var = stored_var.clone().to_device(&device);
     let out = crate::batch_norm::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), running_mean, running_var, bn.momentum, bn.epsilon, activation);
-    bn.running_mean.update(out.running_mean.detach());
-    bn.running_var.update(out.running_var.detach());
+    if crate::stable::stable_buffers() {
+        // A captured step replays against the running statistics' memory: write it. Burn's
+        // `RunningState::update` would not do: the next `value_sync` computes its value anew
+        // (the mean over threads, `div_scalar(1)` for one), a new buffer at every read. After a
+        // read that found no update pending, the state holds the memory written here.
+        let (mut mean, mut var) = (stored_mean, stored_var);
+        crate::stable::assign(&mut mean, out.running_mean);
+        crate::stable::assign(&mut var, out.running_var);
+        if !crate::stable::writes_in_place(&device) {
+            bn.running_mean.update(mean);
+            bn.running_var.update(var);
+        }
+    } else {
+        bn.running_mean.update(out.running_mean.detach());
+        bn.running_var.update(out.running_var.detach());
+    }
     out.output
 }
 

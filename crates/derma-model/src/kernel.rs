@@ -1,10 +1,51 @@
 //! What the project's own CubeCL (wgpu) kernels share on the host side: output allocation in the
 //! input's layout, and the element type they are written for ([`crate::batch_norm`],
-//! [`crate::depthwise`], derma-train's fused AdamW).
+//! [`crate::depthwise`], [`crate::stable`], derma-train's fused AdamW); and on the device side
+//! the offset of a value in a strided tensor ([`offset_of`]).
 
 use burn::backend::wgpu::CubeTensor;
 use burn::tensor::{DType, Shape};
+use burn_cubecl::cubecl;
 use burn_cubecl::cubecl::ir::{ElemType, FloatKind};
+use burn_cubecl::cubecl::prelude::*;
+
+/// The offset in `t` of value `i` (row-major over `t`'s shape): `i` itself when `dense` (a
+/// contiguous tensor), else through `t`'s strides.
+#[cube]
+pub fn offset_of<F: Float>(t: &Tensor<F>, i: usize, #[comptime] dense: bool) -> usize {
+    if dense {
+        i
+    } else {
+        let mut rest = i;
+        let mut offset = 0;
+        let mut d = t.rank();
+        while d > 0 {
+            d -= 1;
+            offset += (rest % t.shape(d)) * t.stride(d);
+            rest /= t.shape(d);
+        }
+        offset
+    }
+}
+
+/// [`offset_of`] for a tensor the kernel writes (a `&mut` argument cannot be lent as `&` in a
+/// cube function).
+#[cube]
+pub fn offset_of_mut<F: Float>(t: &mut Tensor<F>, i: usize, #[comptime] dense: bool) -> usize {
+    if dense {
+        i
+    } else {
+        let mut rest = i;
+        let mut offset = 0;
+        let mut d = t.rank();
+        while d > 0 {
+            d -= 1;
+            offset += (rest % t.shape(d)) * t.stride(d);
+            rest /= t.shape(d);
+        }
+        offset
+    }
+}
 
 /// A new uninitialised contiguous tensor on `like`'s device.
 pub fn empty(like: &CubeTensor, shape: Shape) -> CubeTensor {

@@ -10,6 +10,9 @@
 //! - [`depthwise`]: the depthwise convolution as one autodiff node, its backward pass two or
 //!   three kernels on the GPU ([`depthwise_conv2d`], [`DepthwiseConv`]); [`set_depthwise_impl`]
 //!   selects Burn's own instead (a benchmark baseline).
+//! - [`stable`]: tensors written in place ([`assign`]), and the per-thread switch that makes the
+//!   batch norms keep their running statistics in the same memory ([`set_stable_buffers`]): what
+//!   a training step captured as a graph and replayed needs.
 //! - [`block`]: the two building blocks, conv + batch norm + ReLU6 ([`ConvBnAct`]) and the
 //!   inverted residual ([`InvertedResidual`]).
 //! - [`mobilenet`]: the network ([`MobileNetV2`], [`MobileNetV2Config`]): width multiplier,
@@ -28,6 +31,7 @@ pub mod import;
 #[cfg(feature = "wgpu")]
 pub mod kernel;
 pub mod mobilenet;
+pub mod stable;
 #[cfg(test)]
 mod testing;
 
@@ -36,4 +40,5 @@ pub use depthwise::{DepthwiseConv, DepthwiseImpl, depthwise_conv2d, depthwise_im
 pub use block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
 pub use embedding::{Embedding, EmbeddingConfig, global_pool, l2_normalize};
 pub use import::{InputNorm, fold_gray_stem, load_torchvision, weight_conventions};
+pub use stable::{AssignInPlace, assign, detached_copy, set_stable_buffers, stable_buffers, writes_in_place};
 pub use mobilenet::{MobileNetV2, MobileNetV2Config, make_divisible};

@@ -197,6 +197,28 @@ impl MobileNetV2 {
         self.classifier.forward(self.dropout.forward(pooled)) // [batch, num_classes]
     }
 
+    /// [`classify`](Self::classify) with the dropout's keep-mask given instead of drawn:
+    /// `mask` (`[batch, last_channel]`, 0 or 1) multiplies the pooled features, which are then
+    /// scaled by 1 / (1 − p) as Burn's `Dropout` scales them (the same operations in its order),
+    /// where the layer would apply dropout (training, on an autodiff device, p > 0); elsewhere
+    /// the mask is ignored. A captured training step draws the mask outside the graph, so each
+    /// replay gets a new one (a draw inside it would be replayed unchanged).
+    pub fn classify_masked(&self, features: Tensor<4>, mask: Tensor<2>) -> Tensor<2> {
+        let pooled = features.mean_dims(&[2, 3]).flatten::<2>(1, 3); // [batch, c]
+        let prob = self.dropout.prob;
+        if !self.dropout.training.is_enabled() || !pooled.device().is_autodiff() || prob == 0.0 {
+            return self.classifier.forward(pooled);
+        }
+        self.classifier.forward(pooled * mask * (1.0 / (1.0 - prob))) // [batch, num_classes]
+    }
+
+    /// The dropout's probability where [`classify`](Self::classify) applies it on `device`
+    /// (training flag on, autodiff, p > 0), else 0: whether [`classify_masked`](Self::classify_masked)
+    /// uses its mask.
+    pub fn dropout_in_effect(&self, device: &Device) -> f64 {
+        if self.dropout.training.is_enabled() && device.is_autodiff() { self.dropout.prob } else { 0.0 }
+    }
+
     /// Logits: `[batch, in_channels, h, w]` → `[batch, num_classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         self.classify(self.forward_features(x))

@@ -158,6 +158,12 @@ pub struct TrainArgs {
     /// docs/performance.md, "Fifth session").
     #[arg(long)]
     pub depthwise: Option<derma_model::DepthwiseImpl>,
+    /// Capture the training step once as a graph and replay it (wgpu: the recorded kernels
+    /// without Burn's per-operation host work; parameters, moments, running statistics and the
+    /// batch written in place). Not with --metric-weight, --hard-negative-mining or
+    /// --freeze-backbone-epochs. The same arithmetic as the eager step (docs/performance.md).
+    #[arg(long)]
+    pub captured_step: bool,
     /// ce, bce, focal or combined.
     #[arg(long)]
     pub loss: Option<LossKind>,
@@ -239,6 +245,9 @@ impl TrainArgs {
         set_opt!(data_root, data_dir, npz, patient_pattern, image_size, positive_classes, augment, out, samples_per_epoch);
         if self.freeze_bn {
             c.freeze_bn = true;
+        }
+        if self.captured_step {
+            c.captured_step = true;
         }
         if !self.manifest.is_empty() {
             c.manifest = Some(self.manifest);

@@ -192,6 +192,12 @@ pub struct TrainConfig {
     /// files, which then get the default.
     #[serde(default)]
     pub depthwise: derma_model::DepthwiseImpl,
+    /// The training step captured once as a graph and replayed (`derma_train::captured_step`):
+    /// on wgpu, the recorded kernels without Burn's per-operation host work; on the CPU every
+    /// step runs eagerly through the same code. Not with a metric head, hard-example mining or a
+    /// backbone-freezing schedule. Absent in older `config.toml` files: off.
+    #[serde(default)]
+    pub captured_step: bool,
     /// Input normalisation and padding of the weights (resolved from `pretrained`; written to
     /// `config.toml` for the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,6 +484,21 @@ impl TrainConfig {
         }
         // A batch of one gives batch norm a single value per channel at the 1x1 final map: PyTorch
         // refuses it ("Expected more than 1 value per channel when training").
+        if self.captured_step {
+            let conflict = [
+                (self.metric().is_some(), "--metric-weight"),
+                (self.mining().is_some(), "--hard-negative-mining"),
+                (self.freeze_backbone_epochs > 0, "--freeze-backbone-epochs"),
+            ]
+            .into_iter()
+            .find(|(on, _)| *on);
+            if let Some((_, flag)) = conflict {
+                return Err(format!(
+                    "--captured-step cannot be combined with {flag}: the captured step records the plain classification \
+                     step (no metric head, no per-image losses, one trainable set)"
+                ));
+            }
+        }
         if self.batch_size < 2 && !self.freeze_bn {
             return Err(format!(
                 "--batch-size must be at least 2 (batch-norm statistics of one image), got {}; with --freeze-bn 1 works",

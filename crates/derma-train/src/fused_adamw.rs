@@ -42,6 +42,14 @@ pub struct UpdateCoefficients {
     pub lr: f32,
 }
 
+impl UpdateCoefficients {
+    /// The nine values in the order the kernels read them: β₁, 1 − β₁, β₂, 1 − β₂, the two
+    /// bias corrections, ε, the decay factor, the learning rate.
+    pub fn row(&self) -> [f32; 9] {
+        [self.beta_1, self.factor_1, self.beta_2, self.factor_2, self.correction_1, self.correction_2, self.epsilon, self.keep, self.lr]
+    }
+}
+
 /// One AdamW update of a parameter tensor.
 #[backend_extension(
     Flex,
@@ -62,6 +70,26 @@ pub trait AdamWUpdate: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         composed_update::<Self>(param, grad, moment_1, moment_2, coefficients)
     }
+
+    /// [`Self::adamw_update`] for a step captured as a graph ([`StableCoefficients`]): on a
+    /// backend with its kernel the coefficients are read on the device from row `row` of
+    /// `table` (`[rows, 9]`, [`UpdateCoefficients::row`]'s order), so a replay uses the values
+    /// written there before it, and the three results are written into the parameter's and the
+    /// moments' own memory (returned as those tensors). Elsewhere `coefficients`, the host's
+    /// copy of that row, and [`composed_update`].
+    #[fusion(meta = stable_update_meta)]
+    fn adamw_update_stable(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        table: FloatTensor<Self>,
+        row: usize,
+        coefficients: UpdateCoefficients,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let _ = (table, row);
+        composed_update::<Self>(param, grad, moment_1, moment_2, coefficients)
+    }
 }
 
 #[cfg(feature = "wgpu")]
@@ -74,6 +102,20 @@ fn update_meta(
     _grad: &TensorSpec,
     _moment_1: &TensorSpec,
     _moment_2: &TensorSpec,
+    _coefficients: &UpdateCoefficients,
+) -> (TensorSpec, TensorSpec, TensorSpec) {
+    (param.clone(), param.clone(), param.clone())
+}
+
+/// Output metadata of the stable update: three tensors like the parameter.
+#[cfg(feature = "wgpu")]
+fn stable_update_meta(
+    param: &TensorSpec,
+    _grad: &TensorSpec,
+    _moment_1: &TensorSpec,
+    _moment_2: &TensorSpec,
+    _table: &TensorSpec,
+    _row: &usize,
     _coefficients: &UpdateCoefficients,
 ) -> (TensorSpec, TensorSpec, TensorSpec) {
     (param.clone(), param.clone(), param.clone())
@@ -115,6 +157,27 @@ impl<B: Backend + AdamWUpdate, C: CheckpointStrategy> AdamWUpdate for Autodiff<B
             B::adamw_update(param.into_primitive(), grad.into_primitive(), moment_1.into_primitive(), moment_2.into_primitive(), coefficients);
         (<FloatTensor<Self>>::new(p), <FloatTensor<Self>>::new(m1), <FloatTensor<Self>>::new(m2))
     }
+
+    fn adamw_update_stable(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        table: FloatTensor<Self>,
+        row: usize,
+        coefficients: UpdateCoefficients,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (p, m1, m2) = B::adamw_update_stable(
+            param.into_primitive(),
+            grad.into_primitive(),
+            moment_1.into_primitive(),
+            moment_2.into_primitive(),
+            table.into_primitive(),
+            row,
+            coefficients,
+        );
+        (<FloatTensor<Self>>::new(p), <FloatTensor<Self>>::new(m1), <FloatTensor<Self>>::new(m2))
+    }
 }
 
 #[cfg(feature = "wgpu")]
@@ -128,28 +191,10 @@ mod cube {
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::prelude::*;
     use burn_cubecl::cubecl::{CubeCount, CubeDim};
-    use derma_model::kernel::{elem, empty, supported};
+    use derma_model::kernel::{elem, empty, offset_of as at, offset_of_mut as at_mut, supported};
 
     /// Units per cube.
     const UNITS: usize = 256;
-
-    /// The offset of value `i` (row-major over `t`'s shape) in `t`: `i` itself when `dense`.
-    #[cube]
-    fn at<F: Float>(t: &Tensor<F>, i: usize, #[comptime] dense: bool) -> usize {
-        if dense {
-            i
-        } else {
-            let mut rest = i;
-            let mut offset = 0;
-            let mut d = t.rank();
-            while d > 0 {
-                d -= 1;
-                offset += (rest % t.shape(d)) * t.stride(d);
-                rest /= t.shape(d);
-            }
-            offset
-        }
-    }
 
     /// Burn's AdamW arithmetic on one value ([`super::composed_update`]).
     #[cube(launch)]
@@ -184,7 +229,78 @@ mod cube {
         new_moment_2[i] = m2;
     }
 
+    /// [`update_kernel`] in place, the coefficients read from `table` from offset `scalars[0]`
+    /// (`scalars[1]`: the number of values).
+    #[cube(launch)]
+    fn update_in_place_kernel<F: Float>(
+        param: &mut Tensor<F>,
+        grad: &Tensor<F>,
+        moment_1: &mut Tensor<F>,
+        moment_2: &mut Tensor<F>,
+        table: &Tensor<F>,
+        scalars: Sequence<usize>,
+        #[comptime] dense: [bool; 4],
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= scalars[1] {
+            terminate!();
+        }
+        let k = scalars[0];
+        let g = grad[at::<F>(grad, i, dense[1])];
+        let i1 = at_mut::<F>(moment_1, i, dense[2]);
+        let i2 = at_mut::<F>(moment_2, i, dense[3]);
+        let m1 = moment_1[i1] * table[k] + g * table[k + 1];
+        let m2 = moment_2[i2] * table[k + 2] + g * g * table[k + 3];
+        let delta = (m1 / table[k + 4]) / (F::sqrt(m2 / table[k + 5]) + table[k + 6]);
+        let ip = at_mut::<F>(param, i, dense[0]);
+        // × 1 is exact, so the decay needs no switch here.
+        param[ip] = param[ip] * table[k + 7] - delta * table[k + 8];
+        moment_1[i1] = m1;
+        moment_2[i2] = m2;
+    }
+
     impl AdamWUpdate for CubeBackend {
+        /// # Panics
+        /// When a tensor is not float32 or is storage-tiled: a new tensor in place of the
+        /// in-place write would leave a captured graph updating memory nothing reads.
+        fn adamw_update_stable(
+            param: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            moment_1: FloatTensor<Self>,
+            moment_2: FloatTensor<Self>,
+            table: FloatTensor<Self>,
+            row: usize,
+            _coefficients: UpdateCoefficients,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            let written = [&param, &moment_1, &moment_2];
+            assert!(
+                supported(&[&param, &grad, &moment_1, &moment_2, &table]) && written.iter().all(|t| !t.meta.is_tiled()),
+                "the in-place AdamW update takes float32 tensors in rows"
+            );
+            let [grad, table] = [grad, table].map(burn_cubecl::kernel::untile);
+            assert!(table.is_contiguous(), "the AdamW coefficient table must be contiguous");
+            let dense = [param.is_contiguous(), grad.is_contiguous(), moment_1.is_contiguous(), moment_2.is_contiguous()];
+            let values = param.meta.shape().num_elements();
+            let mut scalars = SequenceArg::new();
+            scalars.push(row * 9);
+            scalars.push(values);
+            update_in_place_kernel::launch(
+                &param.client.clone(),
+                CubeCount::Static(values.div_ceil(UNITS).max(1) as u32, 1, 1),
+                CubeDim::new_1d(UNITS as u32),
+                param.clone().into_tensor_arg(),
+                grad.into_tensor_arg(),
+                moment_1.clone().into_tensor_arg(),
+                moment_2.clone().into_tensor_arg(),
+                table.into_tensor_arg(),
+                scalars,
+                dense,
+                elem(),
+            );
+            (param, moment_1, moment_2)
+        }
+
         fn adamw_update(
             param: FloatTensor<Self>,
             grad: FloatTensor<Self>,
@@ -235,12 +351,79 @@ pub struct FusedAdamW {
     beta_2: f32,
     epsilon: f32,
     weight_decay: f32,
+    /// With [`FusedAdamW::with_stable`]: the update in place, its coefficients from this table.
+    stable: Option<StableCoefficients>,
+}
+
+/// The AdamW coefficients of a training step captured as a graph: a `[rows, 9]` table on the
+/// device (one row per learning-rate group, [`UpdateCoefficients::row`]) that the captured
+/// update kernels read, so each replay runs with the step's learning rate and bias corrections
+/// written there before it ([`StableCoefficients::set`]), and the host's copy of the rows for
+/// backends that run the update as tensor operations. Clones share the table.
+#[derive(Clone, Debug)]
+pub struct StableCoefficients {
+    inner: std::sync::Arc<std::sync::Mutex<StableTable>>,
+}
+
+#[derive(Debug)]
+struct StableTable {
+    /// `[rows, 9]`, written in place ([`derma_model::assign`]).
+    table: Tensor<2>,
+    rows: Vec<UpdateCoefficients>,
+    /// The step the rows are for (1 for the first): the state's step count.
+    time: usize,
+}
+
+impl StableCoefficients {
+    /// A table of `rows` rows (zeros until [`set`](Self::set)) on `device`, the device of the
+    /// parameters the optimiser updates (without autodiff).
+    pub fn new(rows: usize, device: &Device) -> Self {
+        let table = StableTable { table: Tensor::zeros([rows, 9], device), rows: Vec::new(), time: 0 };
+        Self { inner: std::sync::Arc::new(std::sync::Mutex::new(table)) }
+    }
+
+    /// The coefficients of step `time` (1 for the first), one per row: written into the device
+    /// table's memory (an upload and one copy, ordered before whatever is queued after this
+    /// call); `time` is what the updated parameters' AdamW states record as their step count.
+    ///
+    /// # Panics
+    /// With a row count other than the table's.
+    pub fn set(&self, rows: Vec<UpdateCoefficients>, time: usize) {
+        let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let n = t.table.dims()[0];
+        assert_eq!(rows.len(), n, "StableCoefficients::set: {} rows for a table of {n}", rows.len());
+        let values: Vec<f32> = rows.iter().flat_map(UpdateCoefficients::row).collect();
+        let fresh = Tensor::<1>::from_floats(values.as_slice(), &t.table.device()).reshape([n, 9]);
+        derma_model::assign(&mut t.table, fresh);
+        t.rows = rows;
+        t.time = time;
+    }
+
+    /// The table, the host's copy of row `row` and the step count.
+    ///
+    /// # Panics
+    /// Before [`set`](Self::set), or for a row past the table.
+    fn row(&self, row: usize) -> (Tensor<2>, UpdateCoefficients, usize) {
+        let t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let k = *t.rows.get(row).unwrap_or_else(|| panic!("AdamW coefficient row {row} not set ({} rows)", t.rows.len()));
+        (t.table.clone(), k, t.time)
+    }
 }
 
 impl FusedAdamW {
     /// β₁ 0.9, β₂ 0.999, ε 1e-5 (Burn's `AdamWConfig` defaults) and `weight_decay`.
     pub fn new(weight_decay: f32) -> Self {
-        Self { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-5, weight_decay }
+        Self { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-5, weight_decay, stable: None }
+    }
+
+    /// The update for a captured step: each parameter and its moments written in their own
+    /// memory ([`AdamWUpdate::adamw_update_stable`]), with the coefficients of `table`'s row
+    /// given **as the learning rate** (0.0, 1.0, …: a [`burn::optim::lr_scheduler`] value per
+    /// parameter picks its group's row, [`crate::captured_step`]); the bias corrections are the
+    /// table's, and so is the step count the state records.
+    pub fn with_stable(mut self, table: StableCoefficients) -> Self {
+        self.stable = Some(table);
+        self
     }
 
     /// As a [`ModuleOptimizer`] over every parameter of a module.
@@ -277,17 +460,33 @@ impl Optimizer for FusedAdamW {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        let (moment_1, moment_2, time) = match state {
+        let (moment_1, moment_2, mut time) = match state {
             Some(s) => (s.momentum.moment_1, s.momentum.moment_2, s.momentum.time + 1),
             None => (grad.zeros_like(), grad.zeros_like(), 1),
         };
-        let (param, moment_1, moment_2) = <Dispatch as AdamWUpdate>::adamw_update(
-            tensor.into_dispatch(),
-            grad.into_dispatch(),
-            moment_1.into_dispatch(),
-            moment_2.into_dispatch(),
-            self.coefficients(time, lr),
-        );
+        let (param, moment_1, moment_2) = match &self.stable {
+            None => <Dispatch as AdamWUpdate>::adamw_update(
+                tensor.into_dispatch(),
+                grad.into_dispatch(),
+                moment_1.into_dispatch(),
+                moment_2.into_dispatch(),
+                self.coefficients(time, lr),
+            ),
+            Some(stable) => {
+                let row = lr as usize;
+                let (table, k, step) = stable.row(row);
+                time = step;
+                <Dispatch as AdamWUpdate>::adamw_update_stable(
+                    tensor.into_dispatch(),
+                    grad.into_dispatch(),
+                    moment_1.into_dispatch(),
+                    moment_2.into_dispatch(),
+                    table.into_dispatch(),
+                    row,
+                    k,
+                )
+            }
+        };
         let momentum = AdaptiveMomentumState::new(time, Tensor::from_dispatch(moment_1), Tensor::from_dispatch(moment_2));
         (Tensor::from_dispatch(param), Some(AdamWState::new(momentum)))
     }

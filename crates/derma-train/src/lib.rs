@@ -12,6 +12,8 @@
 //! - [`mining`]: online hard-negative (hard-example) mining: per-sample training losses →
 //!   sampling multipliers of the next epoch (`--hard-negative-mining`).
 //! - [`step`]: one optimisation step (forward, loss, backward, AdamW), shared with `derma-bench`.
+//! - [`captured_step`]: the same step captured once as a graph and replayed (parameters,
+//!   moments, running statistics and the batch in stable memory, written in place).
 //! - [`fused_adamw`]: AdamW with each parameter tensor's update as one operation (one kernel on
 //!   the GPU), Burn's arithmetic and records: the training optimiser ([`step::adamw`]).
 //! - [`flat_adamw`]: AdamW over all parameters as one vector (a throughput lever `derma-bench`
@@ -29,6 +31,7 @@
 //! - [`cascade`]: a two-stage screener + specialist cascade (the `derma-cascade` binary).
 
 pub mod backend;
+pub mod captured_step;
 pub mod cascade;
 pub mod checkpoint;
 pub mod cli;

@@ -18,6 +18,7 @@ use crate::evaluate::{SplitMetrics, choose_threshold, predict, split_metrics};
 use crate::metric::MetricHead;
 use crate::mining::{EpochLosses, HardMining, Mined};
 use crate::report::{self, EpochRow, write_atomic};
+use crate::captured_step::{CapturedStep, WARMUP_STEPS};
 use crate::step::{RunningLoss, TrainStep, adamw};
 
 /// The three splits of a task, with the task's class names.
@@ -491,6 +492,11 @@ fn fit_from(
             metric.weight
         );
     }
+    // The training step captured as a graph (config.validate refused what it does not record).
+    let mut captured = config.captured_step.then(|| {
+        println!("training step: captured as a graph after {WARMUP_STEPS} eager steps and replayed (--captured-step)");
+        CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device)
+    });
     let train_labels = data.train.labels();
     let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));
     let mut mined: Option<Mined> = None;
@@ -505,11 +511,16 @@ fn fit_from(
         let head = step_state.metric().map(|h| h.embedding.clone());
         let (restored, record, head) = checkpoint::load(out_dir, state, model, head)?;
         model = restored;
-        let mut resumed = TrainStep::with_optimizer(adamw(config.weight_decay).load_record(record), step_state.loss().clone(), config.backbone_lr_mult);
-        if let (Some(h), Some(old)) = (head, step_state.metric()) {
-            resumed = resumed.with_metric(MetricHead { embedding: h, config: old.config });
+        if let Some(c) = captured.take() {
+            captured = Some(c.resume(record, state.step));
+        } else {
+            let mut resumed =
+                TrainStep::with_optimizer(adamw(config.weight_decay).load_record(record), step_state.loss().clone(), config.backbone_lr_mult);
+            if let (Some(h), Some(old)) = (head, step_state.metric()) {
+                resumed = resumed.with_metric(MetricHead { embedding: h, config: old.config });
+            }
+            step_state = resumed;
         }
-        step_state = resumed;
         if let (Some(m), Some(losses)) = (mining.as_mut(), state.mining_losses.clone()) {
             mined = Some(m.restore(losses).map_err(|e| anyhow::anyhow!("--resume {}: {e}", out_dir.display()))?);
         }
@@ -612,15 +623,22 @@ fn fit_from(
             lr = learning_rate(config.lr, step, warmup, total_steps);
             let labels: Vec<usize> = batch.labels.iter().map(|&l| l as usize).collect();
             let progress = (step as f64 / total_steps.max(1) as f64).min(1.0);
-            let (next, out) =
-                step_state.step_full(model, batch.images(&train_device), batch.targets(&train_device), &labels, lr, progress);
-            model = next;
-            running.add_weighted(out.loss, loss_eval.batch_weight(&labels, num_logits), labels.len());
-            if let Some((metric, anchors)) = out.metric {
-                running_metric.add(metric, anchors);
-            }
-            if mining.is_some() {
-                epoch_losses.add(&batch.indices, out.per_sample);
+            let weight = loss_eval.batch_weight(&labels, num_logits);
+            if let Some(c) = captured.as_mut() {
+                let (next, loss) = c.step(model, batch.images(&train_device), batch.targets(&train_device), lr);
+                model = next;
+                running.add_weighted(loss, weight, labels.len());
+            } else {
+                let (next, out) =
+                    step_state.step_full(model, batch.images(&train_device), batch.targets(&train_device), &labels, lr, progress);
+                model = next;
+                running.add_weighted(out.loss, weight, labels.len());
+                if let Some((metric, anchors)) = out.metric {
+                    running_metric.add(metric, anchors);
+                }
+                if mining.is_some() {
+                    epoch_losses.add(&batch.indices, out.per_sample);
+                }
             }
             step += 1;
             if tty && (i % report_every == report_every - 1) {
@@ -632,6 +650,13 @@ fn fit_from(
         }
         let train_loss = running.mean();
         let train_seconds = started.elapsed().as_secs_f64();
+        if let Some(c) = captured.as_ref().filter(|_| epoch == start_epoch) {
+            match c.captured() {
+                Ok(true) => println!("training step: the captured graph is replayed from step {}", WARMUP_STEPS + 1),
+                Ok(false) => println!("training step: fewer than {} steps so far, all eager", WARMUP_STEPS + 1),
+                Err(why) => println!("training step: not captured, every step eager: {why}"),
+            }
+        }
         bar.finish_and_clear();
         if !train_loss.is_finite() {
             return Err(Diverged { epoch: epoch + 1, loss: train_loss, validation: false }.into());
@@ -677,7 +702,9 @@ fn fit_from(
             // Saved as soon as it is the best, so a run stopped later (Ctrl-C, divergence, a
             // lost machine) keeps its best model beside metrics.csv.
             save_model(&eval_model, &out_dir.join("model.bpk"))?;
-            best = Some((score, epoch + 1, eval_model));
+            // The captured step writes the training model's memory, which `eval_model` shares.
+            let kept = if captured.is_some() { derma_model::detached_copy(eval_model) } else { eval_model };
+            best = Some((score, epoch + 1, kept));
         }
         rows.push(row);
         let metrics = report::metrics_csv(binary, &earlier_rows, &rows);
@@ -697,7 +724,15 @@ fn fit_from(
             metrics_rows: metrics.lines().skip(1).map(str::to_string).collect(),
             data_hash: Some(data_hash.clone()),
         };
-        checkpoint::save(out_dir, &state, &model, step_state.optimizer().to_record(), step_state.metric().map(|h| &h.embedding))?;
+        let optimizer = match captured.as_mut() {
+            Some(c) => {
+                let (settled, record) = c.optimizer_record(model);
+                model = settled;
+                record
+            }
+            None => step_state.optimizer().to_record(),
+        };
+        checkpoint::save(out_dir, &state, &model, optimizer, step_state.metric().map(|h| &h.embedding))?;
         if early_stop {
             println!(
                 "early stop after epoch {}: no better val {} for {} epochs (--patience {})",

@@ -388,6 +388,48 @@ fn patience_stops_after_epochs_without_improvement() {
     assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("patience = 2"));
 }
 
+/// `--captured-step` on the CPU (no graph capture there: every step eager through the captured
+/// step's own code — stable batch, AdamW coefficient table, in-place writes that become
+/// replacements) trains exactly as the default step without dropout (the two draw dropout masks
+/// differently): the same metrics every epoch. Killed after its second checkpoint and resumed
+/// (AdamW's record with its step count, the step counter), it ends where it would have. It is
+/// recorded in config.toml, said on stdout, and refused beside the metric head.
+#[test]
+fn the_captured_step_trains_as_the_eager_step() {
+    let (dir, npz, out) = colour_run_dir();
+    let flags = |out: &std::path::Path, captured: bool| -> Vec<String> {
+        let mut f: Vec<String> = ["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
+            "--epochs", "4", "--batch-size", "10", "--lr", "0.003", "--dropout", "0", "--out", out.to_str().unwrap()]
+        .map(String::from)
+        .to_vec();
+        if captured {
+            f.push("--captured-step".into());
+        }
+        f
+    };
+    let run = |f: Vec<String>| derma_train(&f.iter().map(String::as_str).collect::<Vec<_>>());
+    let eager = dir.path().join("eager");
+    let o = run(flags(&eager, false));
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let o = run(flags(&out, true));
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("training step: captured as a graph after 3 eager steps and replayed (--captured-step)"), "{stdout}");
+    assert!(stdout.contains("training step: not captured, every step eager: no graph capture on this backend"), "{stdout}");
+    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("captured_step = true"));
+    assert_eq!(without_timings(&out), without_timings(&eager));
+    assert_eq!(without_timings(&out).len(), 5);
+
+    let killed = dir.path().join("killed");
+    kill_after_checkpoint(&flags(&killed, true), &killed, 2);
+    let o = derma_train(&["--resume", killed.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    assert_eq!(without_timings(&killed), without_timings(&out));
+
+    let o = derma_train(&["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--captured-step", "--metric-weight", "0.5"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("--captured-step cannot be combined with --metric-weight"), "{}", text(&o.stderr));
+}
+
 /// A learning rate that blows the weights up within the epoch, while the epoch's mean training
 /// loss is still finite: the validation outputs are NaN, and the run ends as diverged (what a
 /// sweep scores NaN and goes on from), not with a metrics error about a NaN prediction.

@@ -1,0 +1,242 @@
+//! Stable buffers: tensors whose new values are written into their own device memory, so that a
+//! training step captured once as a graph (derma-train's `captured_step`) reads and writes the
+//! same buffers at every replay.
+//!
+//! Burn's tensors are values: an operation returns a new tensor in new memory. A graph that
+//! CubeCL captured replays its recorded kernels against the buffers of the capture, so
+//! everything a step carries to the next one — the batch it reads, the parameters, AdamW's
+//! moments, the batch norms' running statistics — must be written where the capture read it.
+//! Two pieces do that:
+//! - [`assign`] writes a tensor's values into another tensor's memory: one copy kernel on the
+//!   CubeCL backend (a burn-fusion custom operation). On any other backend (Flex, the CPU) the
+//!   target simply becomes the source: nothing is replayed there, and the result is the same.
+//! - [`set_stable_buffers`]: while on (per thread), the models' training-mode batch norms
+//!   write their moved running statistics into the running tensors through [`assign`]
+//!   ([`crate::block`]) instead of replacing them.
+//!
+//! Every other tensor keeps the value semantics: a clone of a stable tensor (`x.clone()` shares
+//! the memory) sees the values written into it later, so code that keeps a model across steps
+//! in stable mode must copy it ([`detached_copy`]).
+
+use std::cell::Cell;
+
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
+use burn::module::{ModuleMapper, Param};
+use burn::prelude::*;
+
+/// Writing one float tensor's values into another's memory.
+#[backend_extension(
+    Flex,
+    Cube: cfg(feature = "wgpu"),
+    Fusion: cfg(feature = "wgpu"),
+    Autodiff
+)]
+pub trait AssignInPlace: Backend {
+    /// `target` holding `source`'s values (same shape): on a backend with its kernel, `target`'s
+    /// own memory rewritten; by default `source` itself.
+    #[fusion(meta = assign_meta)]
+    fn assign_into(target: FloatTensor<Self>, source: FloatTensor<Self>) -> FloatTensor<Self> {
+        let _ = target;
+        source
+    }
+}
+
+#[cfg(feature = "wgpu")]
+use burn::backend::fusion::custom::TensorSpec;
+
+/// Output metadata for burn-fusion: the target.
+#[cfg(feature = "wgpu")]
+fn assign_meta(target: &TensorSpec, _source: &TensorSpec) -> TensorSpec {
+    target.clone()
+}
+
+impl AssignInPlace for burn::backend::Flex {}
+
+/// Not differentiable (parameters, statistics and inputs are written between or after the
+/// differentiated computations): the inner backend's assignment, returned as a constant.
+impl<B: Backend + AssignInPlace, C: CheckpointStrategy> AssignInPlace for Autodiff<B, C> {
+    fn assign_into(target: FloatTensor<Self>, source: FloatTensor<Self>) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(B::assign_into(target.into_primitive(), source.into_primitive()))
+    }
+}
+
+#[cfg(feature = "wgpu")]
+mod cube {
+    //! The copy kernel: one unit per value, both tensors read and written through their strides
+    //! unless contiguous.
+
+    use super::AssignInPlace;
+    use crate::kernel::{elem, offset_of, offset_of_mut, supported};
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::wgpu::CubeBackend;
+    use burn_cubecl::cubecl;
+    use burn_cubecl::cubecl::prelude::*;
+    use burn_cubecl::cubecl::{CubeCount, CubeDim};
+
+    /// Units per cube.
+    const UNITS: usize = 256;
+
+    /// `target[i] = source[i]` for the `count[0]` values.
+    #[cube(launch)]
+    fn assign_kernel<F: Float>(
+        target: &mut Tensor<F>,
+        source: &Tensor<F>,
+        count: Sequence<usize>,
+        #[comptime] dense: [bool; 2],
+        #[define(F)] _dtype: ElemType,
+    ) {
+        let i = ABSOLUTE_POS;
+        if i >= count[0] {
+            terminate!();
+        }
+        let to = offset_of_mut::<F>(target, i, dense[0]);
+        target[to] = source[offset_of::<F>(source, i, dense[1])];
+    }
+
+    impl AssignInPlace for CubeBackend {
+        /// # Panics
+        /// When the kernel cannot write `target` in place (not float32, or a storage-tiled
+        /// layout): falling back to a new tensor would leave a captured graph reading the old
+        /// memory, training silently on stale values.
+        fn assign_into(target: FloatTensor<Self>, source: FloatTensor<Self>) -> FloatTensor<Self> {
+            assert!(
+                supported(&[&target, &source]) && !target.meta.is_tiled(),
+                "assign: the in-place copy takes float32 tensors in rows (got {:?} ← {:?})",
+                target.dtype,
+                source.dtype
+            );
+            let source = burn_cubecl::kernel::untile(source);
+            let dense = [target.is_contiguous(), source.is_contiguous()];
+            let values = target.meta.shape().num_elements();
+            let mut count = SequenceArg::new();
+            count.push(values);
+            assign_kernel::launch(
+                &target.client.clone(),
+                CubeCount::Static(values.div_ceil(UNITS).max(1) as u32, 1, 1),
+                CubeDim::new_1d(UNITS as u32),
+                target.clone().into_tensor_arg(),
+                source.into_tensor_arg(),
+                count,
+                dense,
+                elem(),
+            );
+            target
+        }
+    }
+}
+
+/// Writes `source`'s values into `target` (same shape): into `target`'s own memory on the
+/// CubeCL backend, so every holder of that memory — a clone of `target`, a captured graph —
+/// sees them; elsewhere `target` becomes `source`. `source` may live on `target`'s device with
+/// or without autodiff; the result has no autodiff history.
+///
+/// # Panics
+/// When the shapes differ.
+pub fn assign<const D: usize>(target: &mut Tensor<D>, source: Tensor<D>) {
+    assert_eq!(target.dims(), source.dims(), "assign: the source's shape must be the target's");
+    let device = target.device();
+    let source = if device.is_autodiff() { source.detach().to_device(&device) } else { source.without_autodiff().to_device(&device) };
+    let written = <Dispatch as AssignInPlace>::assign_into(target.clone().into_dispatch(), source.into_dispatch());
+    let written = Tensor::from_dispatch(written);
+    *target = if device.is_autodiff() { written } else { written.without_autodiff() };
+}
+
+/// Whether [`assign`] writes into the target's own memory on `device` (a CubeCL device, with or
+/// without autodiff) rather than replacing the target.
+pub fn writes_in_place(device: &Device) -> bool {
+    #[cfg(feature = "wgpu")]
+    {
+        matches!(device.clone().inner().as_dispatch(), burn::backend::DispatchDevice::Cube(_))
+    }
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// A copy of `module` in new memory (every parameter and running statistic read back and
+/// uploaded anew, gradient requirements kept): what must be kept of a model whose memory a
+/// captured step goes on writing, e.g. the best epoch's weights. A clone would share it.
+pub fn detached_copy<M: Module>(module: M) -> M {
+    struct Copy;
+    impl ModuleMapper for Copy {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|t| {
+                let copy = Tensor::from_data(t.to_data(), &t.device());
+                if t.is_require_grad() { copy.require_grad() } else { copy }
+            })
+        }
+    }
+    module.map(&mut Copy)
+}
+
+thread_local! {
+    static STABLE_BUFFERS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the training-mode batch norms of the models run on the calling thread write their
+/// running statistics in place ([`assign`]) rather than replacing them: on for a captured
+/// training step (graph replay), off by default.
+pub fn set_stable_buffers(on: bool) {
+    STABLE_BUFFERS.with(|s| s.set(on));
+}
+
+/// See [`set_stable_buffers`].
+pub fn stable_buffers() -> bool {
+    STABLE_BUFFERS.with(|s| s.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On the CPU the target becomes the source (its values, its shape), also from an autodiff
+    /// source; a shape mismatch panics rather than writing part of a tensor.
+    #[test]
+    fn assign_gives_the_target_the_sources_values() {
+        let device = Device::flex();
+        let mut target = Tensor::<2>::zeros([2, 3], &device);
+        let source = Tensor::<2>::from_floats([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], &device.clone().autodiff());
+        assign(&mut target, source);
+        assert_eq!(target.to_data().try_to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert!(!target.device().is_autodiff());
+        assert!(!writes_in_place(&device) && !writes_in_place(&device.clone().autodiff()));
+        // A copy keeps the values and which parameters train.
+        let layer = burn::nn::LinearConfig::new(2, 3).init(&device.clone().autodiff());
+        let copy = detached_copy(layer.clone());
+        assert_eq!(copy.weight.val().to_data(), layer.weight.val().to_data());
+        assert!(copy.weight.val().is_require_grad() && copy.bias.as_ref().unwrap().val().is_require_grad());
+        let wrong = std::panic::catch_unwind(|| assign(&mut Tensor::<1>::zeros([3], &Device::flex()), Tensor::<1>::zeros([4], &Device::flex())));
+        assert!(wrong.is_err());
+    }
+
+    /// On wgpu (any adapter, e.g. lavapipe; not in the CPU test build) the copy lands in the
+    /// target's own memory: a clone taken before sees it, including from a transposed (strided)
+    /// source, and the flag is per thread.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn assign_writes_the_targets_memory_on_the_gpu() {
+        let device = Device::wgpu(Default::default());
+        let mut target = Tensor::<2>::zeros([2, 3], &device);
+        let alias = target.clone();
+        let source = Tensor::<2>::from_floats([[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]], &device).transpose();
+        assign(&mut target, source);
+        assert_eq!(alias.to_data().try_to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(target.to_data().try_to_vec::<f32>().unwrap(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert!(writes_in_place(&device) && writes_in_place(&device.clone().autodiff()));
+        let copy = detached_copy(burn::nn::LinearConfig::new(2, 3).init(&device));
+        let mut weight = copy.weight.val();
+        let before = weight.to_data();
+        let kept = detached_copy(copy.clone());
+        assign(&mut weight, Tensor::zeros([2, 3], &device));
+        assert_eq!(kept.weight.val().to_data(), before, "the copy shares the original's memory");
+        assert_ne!(copy.weight.val().to_data(), before);
+        set_stable_buffers(true);
+        assert!(stable_buffers());
+        assert!(!std::thread::spawn(stable_buffers).join().unwrap());
+        set_stable_buffers(false);
+    }
+}
