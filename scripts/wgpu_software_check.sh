@@ -17,6 +17,9 @@
 #      >= 0.9 on wgpu-software, as the same run on the CPU does (the two runs start from
 #      different random weights: each backend has its own generator, so their losses are
 #      shown, not compared);
+#   2b. the captured training step (--captured-step: the step recorded as a graph and
+#      replayed) trains as the eager step does on wgpu-software: same seed, no dropout, every
+#      epoch's train loss, validation loss and AUC within 1e-3;
 #   3. derma-predict of the wgpu run folder on wgpu-software, with --gradcam, reproduces that
 #      run's own test probabilities (predictions.csv) within 1e-4, and the same folder predicted
 #      on the CPU agrees within 1e-3;
@@ -66,6 +69,37 @@ for be in wgpu-software cpu; do
     echo "FAIL derma-train --backend $be:"; tail -5 "$out/train-$be.log" | sed 's/^/     /'; fail=1
   fi
 done
+# The captured step (graph replayed) against the eager step on wgpu-software: the same seed,
+# hence the same initial weights, no dropout (the two draw their masks differently).
+for mode in eager captured; do
+  extra=(); [ "$mode" = captured ] && extra=(--captured-step)
+  t0=$(date +%s)
+  if "$bin/derma-train" "${flags[@]}" --dropout 0 "${extra[@]}" --backend wgpu-software --out "$out/train-$mode" \
+    >"$out/train-$mode.log" 2>&1; then
+    echo "ok   derma-train --backend wgpu-software --dropout 0 ${extra[*]} ($(($(date +%s) - t0)) s)"
+  else
+    echo "FAIL derma-train $mode:"; tail -5 "$out/train-$mode.log" | sed 's/^/     /'; fail=1
+  fi
+done
+if python3 - "$out/train-eager" "$out/train-captured" <<'EOF2'
+# Every epoch's train loss and validation loss/AUC within 1e-3 (relative above 1), and the
+# captured run said that it replayed its graph.
+import csv, sys
+rows = [list(csv.DictReader(open(f"{d}/metrics.csv"))) for d in sys.argv[1:]]
+assert len(rows[0]) == len(rows[1]) > 0, "different epoch counts"
+worst = 0.0
+for a, b in zip(*rows):
+    for k in ("train_loss", "val_loss", "val_auc"):
+        x, y = float(a[k]), float(b[k])
+        worst = max(worst, abs(x - y) / max(1.0, abs(x)))
+log = open(f"{sys.argv[2]}.log").read()
+assert "the captured graph is replayed" in log, "the captured run did not replay a graph"
+print(f"epochs {len(rows[0])}, largest difference {worst:.2e}")
+sys.exit(0 if worst <= 1e-3 else 1)
+EOF2
+then echo "ok   captured vs eager step on wgpu-software: metrics agree"
+else echo "FAIL captured vs eager step on wgpu-software"; fail=1
+fi
 if [ -f "$out/train-wgpu-software/model.bpk" ]; then
   t0=$(date +%s)
   if "$bin/derma-predict" --run "$out/train-wgpu-software" --input "$out/colours.npz" --split test --backend wgpu-software \

@@ -497,6 +497,7 @@ fn fit_from(
         println!("training step: captured as a graph after {WARMUP_STEPS} eager steps and replayed (--captured-step)");
         CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device)
     });
+    let mut capture_reported = false;
     let train_labels = data.train.labels();
     let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));
     let mut mined: Option<Mined> = None;
@@ -650,12 +651,14 @@ fn fit_from(
         }
         let train_loss = running.mean();
         let train_seconds = started.elapsed().as_secs_f64();
-        if let Some(c) = captured.as_ref().filter(|_| epoch == start_epoch) {
+        // Said once, at the end of the epoch where the capture happened or failed.
+        if let Some(c) = captured.as_ref().filter(|_| !capture_reported) {
             match c.captured() {
                 Ok(true) => println!("training step: the captured graph is replayed from step {}", WARMUP_STEPS + 1),
-                Ok(false) => println!("training step: fewer than {} steps so far, all eager", WARMUP_STEPS + 1),
+                Ok(false) => {}
                 Err(why) => println!("training step: not captured, every step eager: {why}"),
             }
+            capture_reported = c.captured() != Ok(false);
         }
         bar.finish_and_clear();
         if !train_loss.is_finite() {
