@@ -166,7 +166,7 @@ plan_main() {
     for b in "${bins[@]}"; do
       local v; v=$(basename "$b"); v=${v#derma-bench-}
       # shellcheck disable=SC2046
-      timed "burn-$v $sb" "$work/burn-$v-${sb%%:*}.log" "$b" $(burn_args) --sizes "$sb" --modes step,e2e,loader,infer,infer-graph \
+      timed "burn-$v $sb" "$work/burn-$v-${sb%%:*}.log" "$b" $(burn_args) --sizes "$sb" --modes step,e2e,loader,infer,infer-graph,step-captured \
         --json "$work/burn-$v-${sb%%:*}.json"
     done
   done
@@ -203,6 +203,8 @@ plan_levers() {
 # (DIAG_SIZE, 28), DIAG_STEPS (30) timed steps per run, on the first packed binary:
 #   cold / cached  the same run twice: with the autotune-cache build the second process reads the
 #                  first's tuning from disk, so the difference in warm-up is autotuning's share;
+#                  the cached run then trains with the step captured as a graph and replayed
+#                  (step-captured: derma_train::captured_step, parameters advancing) beside it;
 #                  then the three A/B runs of derma-model's and derma-train's own operations
 #                  (burn-bn, burn-dw, adamw-burn, below) first, as the runs a short call keeps;
 #   graph          a training step and an inference, eager and replayed from a captured graph
@@ -229,7 +231,7 @@ plan_diag() {
   timed "burn-$v diag cold $s:256" "$work/diag-cold-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes step \
     --json "$work/diag-$v-cold-$s.json"
   # shellcheck disable=SC2046
-  timed "burn-$v diag cached $s:256" "$work/diag-cached-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes step \
+  timed "burn-$v diag cached $s:256" "$work/diag-cached-$s.log" "$b" $(burn_args "$n") --sizes "$s:256" --modes step,step-captured \
     --json "$work/diag-$v-cached-$s.json"
   # The batch-norm kernels' gain: the same step with Burn's own batch_norm_train (the
   # decomposition derma-model's one-kernel-per-direction batch norm replaces; lavapipe: see
@@ -382,21 +384,21 @@ if not runs:
 for label, rep in runs:
     for r in rep["results"]:
         t = torch_by.get((r["size"], r["batch"]))
-        for mode in ("step", "e2e", "loader", "infer", "infer_graph", "step_graph"):
+        for mode in ("step", "step_captured", "e2e", "loader", "infer", "infer_graph", "step_graph"):
             b = ips(r, mode)
             if b is None:
                 continue
-            tmode = {"infer_graph": "infer", "step_graph": "step"}.get(mode, mode)  # against PyTorch's eager runs
+            tmode = {"infer_graph": "infer", "step_graph": "step", "step_captured": "step"}.get(mode, mode)  # against PyTorch's eager runs
             tv = ips(t, tmode)
             ratio = b / tv if tv else None
             w = f"{f(warm(r, mode))}/{f(warm(t, tmode))}"
-            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode.replace('_', '-'):<11} {f(b):>11} {f(tv):>11} {f(ratio, 2):>10} {w:>21}")
+            print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode.replace('_', '-'):<13} {f(b):>11} {f(tv):>11} {f(ratio, 2):>10} {w:>21}")
 host = [(label, r) for label, rep in runs for r in rep["results"]
         if any((r.get(m) or {}).get("threads") for m in ("step", "e2e")) or r.get("phases")]
 if host:
     print("\nCPU ms per step by thread (DSU-*: Burn's fusion server, DSD-*: the CubeCL/wgpu server, other: the calling thread)")
     for label, r in host:
-        for mode in ("step", "e2e"):
+        for mode in ("step", "step_captured", "e2e"):
             m = r.get(mode)
             if m and m.get("threads"):
                 top = ", ".join(f"{t['name']} {t['ms_per_step']:.1f}" for t in m["threads"][:5])

@@ -29,6 +29,9 @@
 # scripts/train_torch.py with the same recipe on CUDA):
 #   28   scratch (PyTorch, Burn); bench28 (the CLI at the benchmark's 28 px batch 256 `natural`
 #        setting, 2 epochs: its img/s beside derma-bench's e2e); focal γ=2; balanced weights.
+#   28captured  --captured-step beside the eager step (issue #7): scratch recipe, then both at
+#        the benchmark's 28 px batch 256 setting (2 epochs), then PyTorch's scratch run;
+#        carries the 28-px npz as plan 28.
 #   64   scratch (PyTorch, Burn); TF-lite pretrained with --freeze-bn (Burn, PyTorch); screening
 #        malignant-vs-rest, focal γ=2, min-spec:0.80; combined loss; weighted sampler; TF-lite
 #        pretrained at --image-size 128.
@@ -124,6 +127,17 @@ run() {
         "bench28 -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural"
         "focal -- $b --loss focal --gamma 2" "balanced -- $b --class-weights balanced")
       ;;
+    28captured)
+      # Issue #7: the training CLI with the step captured as a graph and replayed
+      # (--captured-step) beside the eager step, the built-in recipe (dropout 0.2: the two draw
+      # masks differently, so accuracy is compared, not matched), then both at derma-bench's 28 px
+      # setting (batch 256, `natural`, 2 epochs: img/s beside the benchmark's step-captured), then
+      # PyTorch's scratch run (5,065 img/s on 2026-11-27) for the same machine.
+      specs=("captured -- $b --captured-step" "scratch -- $b"
+        "bench28-captured -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural --captured-step"
+        "bench28 -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural"
+        "torch-scratch -- $t")
+      ;;
     64)
       specs=("torch-scratch -- $t" "scratch -- $b" "tflite-frozenbn -- $b --pretrained $w --freeze-bn"
         "torch-tflite-frozenbn -- $t --pretrained $w --freeze-bn"
@@ -162,7 +176,7 @@ run() {
       specs=("mammo$MAMMO_SIZE -- --config configs/mammo.toml --dataset csv --manifest $crops/manifest.csv --backend $backend
         --pretrained $w --freeze-bn --epochs ${MAMMO_EPOCHS:-30} --image-size $MAMMO_SIZE")
       ;;
-    *) echo "unknown plan $plan (28, 64, 64imb, 64more, 64cascade, mammo)"; exit 2 ;;
+    *) echo "unknown plan $plan (28, 28captured, 64, 64imb, 64more, 64cascade, mammo)"; exit 2 ;;
   esac
   # gpu_check.sh re-packs $out/runs.tar.gz after every run (ARCHIVE), so a call stopped early
   # keeps what finished; weights, checkpoints and report images stay behind (size limit).
@@ -178,6 +192,6 @@ run() {
 case "${1:-}" in
   prepare) prepare ;;
   check) check_packs derma-train $([ -f .dev/derma-cascade.xz ] && echo derma-cascade) ;;
-  run) run "${2:?PLAN: 28, 64, 64imb, 64more, 64cascade or mammo}" ;;
-  *) echo "usage: $0 prepare | check | run 28|64|64imb|64more|64cascade|mammo"; exit 2 ;;
+  run) run "${2:?PLAN: 28, 28captured, 64, 64imb, 64more, 64cascade or mammo}" ;;
+  *) echo "usage: $0 prepare | check | run 28|28captured|64|64imb|64more|64cascade|mammo"; exit 2 ;;
 esac
