@@ -274,6 +274,16 @@ impl CapturedStep {
     }
 }
 
+impl Drop for CapturedStep {
+    /// A capture prepared but never recorded (dropped during the warm-up) would keep the
+    /// device's stream in capture mode, and the next `graph_prepare` would be refused: close it.
+    fn drop(&mut self) {
+        if matches!(self.phase, Phase::Warming(n) if n > 0) {
+            let _ = Dispatch::graph_stop_capture(self.device.clone().inner().as_dispatch());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -388,6 +398,12 @@ mod tests {
     #[test]
     fn captured_steps_train_as_eager_steps_on_the_gpu() {
         let device = Device::wgpu(Default::default()).autodiff();
+        // A step dropped during its warm-up leaves the stream free for the next capture.
+        let config = MobileNetV2Config::new(3).with_width(0.25);
+        let mut dropped = CapturedStep::new(crate::LossConfig::ce().init(&device), 0.0, 1.0, &device);
+        let (images, targets) = batches(&device).swap_remove(0);
+        let _ = dropped.step(config.init(&device), images, targets, 1e-3);
+        drop(dropped);
         let (losses, a, b, captured) = side_by_side(&device, 0.0);
         assert_eq!(captured.captured(), Ok(true));
         for (i, (la, lb)) in losses.iter().enumerate() {
