@@ -651,6 +651,7 @@ fn fit_from(
         }
         let train_loss = running.mean();
         let train_seconds = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
         // Said once, at the end of the epoch where the capture happened or failed.
         if let Some(c) = captured.as_ref().filter(|_| !capture_reported) {
             match c.captured() {
@@ -660,7 +661,6 @@ fn fit_from(
             }
             capture_reported = c.captured() != Ok(false);
         }
-        bar.finish_and_clear();
         if !train_loss.is_finite() {
             return Err(Diverged { epoch: epoch + 1, loss: train_loss, validation: false }.into());
         }
