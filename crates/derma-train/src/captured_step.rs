@@ -78,6 +78,12 @@ pub struct CapturedStep {
     device: Device,
 }
 
+/// Learning-rate groups, the coefficient table's rows: the classifier and the backbone, or one
+/// when `backbone_lr_mult` is 1 ([`row_codes`]).
+fn groups(backbone_lr_mult: f64) -> usize {
+    if backbone_lr_mult == 1.0 { 1 } else { 2 }
+}
+
 /// The learning-rate "values" that pick each parameter's row of the coefficient table: the
 /// classifier row 0, the backbone row 1 (one row, 0, when `backbone_lr_mult` is 1).
 fn row_codes(backbone_lr_mult: f64) -> ModuleLearningRate {
@@ -92,8 +98,7 @@ impl CapturedStep {
     /// backbone's learning rate is `backbone_lr_mult` × the classifier's. `loss` must have been
     /// initialised on `train_device` (with autodiff), where the model's parameters live.
     pub fn new(loss: Loss, weight_decay: f64, backbone_lr_mult: f64, train_device: &Device) -> Self {
-        let rows = if backbone_lr_mult == 1.0 { 1 } else { 2 };
-        let table = StableCoefficients::new(rows, &train_device.clone().inner());
+        let table = StableCoefficients::new(groups(backbone_lr_mult), &train_device.clone().inner());
         let adamw = FusedAdamW::new(weight_decay as f32);
         let optim = adamw.clone().with_stable(table.clone()).init();
         Self { loss, optim, adamw, table, backbone_lr_mult, batch: None, phase: Phase::Warming(0), time: 0, device: train_device.clone() }
@@ -147,8 +152,7 @@ impl CapturedStep {
             keep: 1.0,
             lr: 0.0,
         };
-        let rows = if self.backbone_lr_mult == 1.0 { 1 } else { 2 };
-        self.table.set(vec![identity; rows], self.time);
+        self.table.set(vec![identity; groups(self.backbone_lr_mult)], self.time);
         struct Zeros(GradientsParams, Device);
         impl ModuleVisitor for Zeros {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -166,7 +170,8 @@ impl CapturedStep {
     /// One step at learning rate `lr` (backbone: `lr × backbone_lr_mult`) on `images`
     /// (`[batch, c, h, w]`) and `targets` (`[batch]`), as [`crate::step::train_step`]. `model`
     /// must be the model the previous step returned (a captured graph updates that model's
-    /// memory). Returns the model and the batch's mean loss (`[1]`, a copy, no host sync).
+    /// memory). Returns the model and the batch's mean loss (`[1]`, no host sync; a replay's
+    /// is a copy of the graph's output, which the next replay overwrites).
     pub fn step(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1, Int>, lr: f64) -> (MobileNetV2, Tensor<1>) {
         self.time += 1;
         let mut rows = vec![self.adamw.coefficients(self.time, lr)];
@@ -218,7 +223,7 @@ impl CapturedStep {
             self.phase = Phase::Eager(format!("no graph capture on this backend ({e:?})"));
             return self.run(model, images, targets, mask);
         }
-        let (next, loss) = self.run_inner(model.clone(), images.clone(), targets.clone(), mask.clone());
+        let (next, loss) = self.run(model.clone(), images.clone(), targets.clone(), mask.clone());
         match Dispatch::graph_stop_capture(inner.as_dispatch()) {
             Ok(graph) => {
                 self.phase = Phase::Captured { graph, loss };
@@ -249,15 +254,10 @@ impl CapturedStep {
         (model, copy)
     }
 
-    /// One eager step, in place.
+    /// The step itself, eager or recorded (the graph records it from the targets' cast on):
+    /// stable buffers on for the model's batch norms. An eager step's loss is its own new tensor;
+    /// a replayed step's is copied ([`Self::replay`]).
     fn run(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1>, mask: Option<Tensor<2>>) -> (MobileNetV2, Tensor<1>) {
-        let (model, loss) = self.run_inner(model, images, targets, mask);
-        (model, loss.mul_scalar(1.0))
-    }
-
-    /// The step itself (what the graph records, from the targets' cast on): stable buffers on
-    /// for the model's batch norms.
-    fn run_inner(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1>, mask: Option<Tensor<2>>) -> (MobileNetV2, Tensor<1>) {
         let targets = targets.int(); // [batch]
         set_stable_buffers(true);
         let features = model.forward_features(images); // [batch, last_channel, h', w']

@@ -196,6 +196,18 @@ mod cube {
     /// Units per cube.
     const UNITS: usize = 256;
 
+    /// A moment moved toward `x`: `m · β + x · (1 − β)` (`factor` = 1 − β), in Burn's order.
+    #[cube]
+    fn moved<F: Float>(m: F, x: F, beta: F, factor: F) -> F {
+        m * beta + x * factor
+    }
+
+    /// The step before the learning rate: `(m₁ / c₁) / (sqrt(m₂ / c₂) + ε)`.
+    #[cube]
+    fn direction<F: Float>(m1: F, m2: F, correction_1: F, correction_2: F, epsilon: F) -> F {
+        (m1 / correction_1) / (F::sqrt(m2 / correction_2) + epsilon)
+    }
+
     /// Burn's AdamW arithmetic on one value ([`super::composed_update`]).
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
@@ -217,9 +229,9 @@ mod cube {
             terminate!();
         }
         let g = grad[at::<F>(grad, i, dense[1])];
-        let m1 = moment_1[at::<F>(moment_1, i, dense[2])] * F::cast_from(coefficients[0]) + g * F::cast_from(coefficients[1]);
-        let m2 = moment_2[at::<F>(moment_2, i, dense[3])] * F::cast_from(coefficients[2]) + g * g * F::cast_from(coefficients[3]);
-        let delta = (m1 / F::cast_from(coefficients[4])) / (F::sqrt(m2 / F::cast_from(coefficients[5])) + F::cast_from(coefficients[6]));
+        let m1 = moved::<F>(moment_1[at::<F>(moment_1, i, dense[2])], g, F::cast_from(coefficients[0]), F::cast_from(coefficients[1]));
+        let m2 = moved::<F>(moment_2[at::<F>(moment_2, i, dense[3])], g * g, F::cast_from(coefficients[2]), F::cast_from(coefficients[3]));
+        let delta = direction::<F>(m1, m2, F::cast_from(coefficients[4]), F::cast_from(coefficients[5]), F::cast_from(coefficients[6]));
         let mut p = param[at::<F>(param, i, dense[0])];
         if decay {
             p *= F::cast_from(coefficients[7]);
@@ -250,9 +262,9 @@ mod cube {
         let g = grad[at::<F>(grad, i, dense[1])];
         let i1 = at_mut::<F>(moment_1, i, dense[2]);
         let i2 = at_mut::<F>(moment_2, i, dense[3]);
-        let m1 = moment_1[i1] * table[k] + g * table[k + 1];
-        let m2 = moment_2[i2] * table[k + 2] + g * g * table[k + 3];
-        let delta = (m1 / table[k + 4]) / (F::sqrt(m2 / table[k + 5]) + table[k + 6]);
+        let m1 = moved::<F>(moment_1[i1], g, table[k], table[k + 1]);
+        let m2 = moved::<F>(moment_2[i2], g * g, table[k + 2], table[k + 3]);
+        let delta = direction::<F>(m1, m2, table[k + 4], table[k + 5], table[k + 6]);
         let ip = at_mut::<F>(param, i, dense[0]);
         // × 1 is exact, so the decay needs no switch here.
         param[ip] = param[ip] * table[k + 7] - delta * table[k + 8];
@@ -317,7 +329,7 @@ mod cube {
             let shape = param.meta.shape().clone();
             let outputs = [0; 3].map(|_| empty(&param, shape.clone()));
             let mut coefficients = SequenceArg::new();
-            for v in [k.beta_1, k.factor_1, k.beta_2, k.factor_2, k.correction_1, k.correction_2, k.epsilon, k.keep, k.lr] {
+            for v in k.row() {
                 coefficients.push(v);
             }
             let values = shape.num_elements();
