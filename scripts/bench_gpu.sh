@@ -36,12 +36,12 @@
 # as .dev/tune-cache.tar.xz (scripts/device_lib.sh, tune_cache_save). `scripts/bench_gpu.sh compare DIR` re-prints the table from the
 # unpacked archive.
 #
-# On the device machine (the 15-minute budget in docs/performance.md), the next calls: what
-# bounds the 28-px step, then, at once on the still-warm machine, the missing 224-px row:
-#   run(command="END=$(($(date +%s)+560)); export END; SIZES=28:256 DEADLINE=550 scripts/bench_gpu.sh run diag profile batches",
-#       timeout_s=600, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz"])
-#   run(command="END=$(($(date +%s)+230)); export END; SIZES=224:128 DEADLINE=225 CAP=220 scripts/bench_gpu.sh run main",
-#       timeout_s=250, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz"])
+# On the device machine (the 15-minute budget in docs/performance.md), the next call: the
+# missing 224-px row, then batch 64 / 1,024 at 28 px (1,024 failed before the kernel-grid fix):
+#   run(command="END=$(($(date +%s)+480)); export END; SIZES=224:128 DEADLINE=470 CAP=330 scripts/bench_gpu.sh run main batches",
+#       timeout_s=520, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/tune-cache.tar.xz"])
+# (2026-11-27's third call ran `SIZES=28:256 DEADLINE=545 ... run diag profile batches`:
+# docs/gpu-runs/2026-11-27-h100-captured/.)
 set -uo pipefail
 
 sizes=${SIZES:-"28:256 224:128"}
@@ -166,7 +166,7 @@ plan_main() {
     for b in "${bins[@]}"; do
       local v; v=$(basename "$b"); v=${v#derma-bench-}
       # shellcheck disable=SC2046
-      timed "burn-$v $sb" "$work/burn-$v-${sb%%:*}.log" "$b" $(burn_args) --sizes "$sb" --modes step,e2e,loader,infer,infer-graph,step-captured \
+      timed "burn-$v $sb" "$work/burn-$v-${sb%%:*}.log" "$b" $(burn_args) --sizes "$sb" --modes step,step-captured,e2e,e2e-captured,loader,infer,infer-graph \
         --json "$work/burn-$v-${sb%%:*}.json"
     done
   done
@@ -384,21 +384,21 @@ if not runs:
 for label, rep in runs:
     for r in rep["results"]:
         t = torch_by.get((r["size"], r["batch"]))
-        for mode in ("step", "step_captured", "e2e", "loader", "infer", "infer_graph", "step_graph"):
+        for mode in ("step", "step_captured", "e2e", "e2e_captured", "loader", "infer", "infer_graph", "step_graph"):
             b = ips(r, mode)
             if b is None:
                 continue
-            tmode = {"infer_graph": "infer", "step_graph": "step", "step_captured": "step"}.get(mode, mode)  # against PyTorch's eager runs
+            tmode = {"infer_graph": "infer", "step_graph": "step", "step_captured": "step", "e2e_captured": "e2e"}.get(mode, mode)  # against PyTorch's eager runs
             tv = ips(t, tmode)
             ratio = b / tv if tv else None
             w = f"{f(warm(r, mode))}/{f(warm(t, tmode))}"
             print(f"{label:<34} {r['size']:>4} {r['batch']:>5} {mode.replace('_', '-'):<13} {f(b):>11} {f(tv):>11} {f(ratio, 2):>10} {w:>21}")
 host = [(label, r) for label, rep in runs for r in rep["results"]
-        if any((r.get(m) or {}).get("threads") for m in ("step", "e2e")) or r.get("phases")]
+        if any((r.get(m) or {}).get("threads") for m in ("step", "step_captured", "e2e", "e2e_captured")) or r.get("phases")]
 if host:
     print("\nCPU ms per step by thread (DSU-*: Burn's fusion server, DSD-*: the CubeCL/wgpu server, other: the calling thread)")
     for label, r in host:
-        for mode in ("step", "step_captured", "e2e"):
+        for mode in ("step", "step_captured", "e2e", "e2e_captured"):
             m = r.get(mode)
             if m and m.get("threads"):
                 top = ", ".join(f"{t['name']} {t['ms_per_step']:.1f}" for t in m["threads"][:5])

@@ -25,11 +25,13 @@
 # (tune_cache_save in scripts/device_lib.sh leaves it in $OUT as tune-cache.tar.xz; copy it to
 # .dev/ after the call), which spares a fresh machine most of its first epoch's ~2.5 minutes.
 #
-# PLANs (each derma-train run is 10 epochs, the built-in recipe; torch rows run
-# scripts/train_torch.py with the same recipe on CUDA):
+# PLANs (each derma-train run is 10 epochs, the built-in recipe, with the default `--step auto`:
+# the captured step on the GPU unless mining or the metric head needs the eager one, since
+# 2026-11-27's third device call; torch rows run scripts/train_torch.py with the same recipe on
+# CUDA):
 #   28   scratch (PyTorch, Burn); bench28 (the CLI at the benchmark's 28 px batch 256 `natural`
 #        setting, 2 epochs: its img/s beside derma-bench's e2e); focal γ=2; balanced weights.
-#   28captured  --captured-step beside the eager step (issue #7): scratch recipe, then both at
+#   28captured  --step captured beside --step eager (issue #7): scratch recipe, then both at
 #        the benchmark's 28 px batch 256 setting (2 epochs), then PyTorch's scratch run;
 #        carries the 28-px npz as plan 28.
 #   64   scratch (PyTorch, Burn); TF-lite pretrained with --freeze-bn (Burn, PyTorch); screening
@@ -128,14 +130,15 @@ run() {
         "focal -- $b --loss focal --gamma 2" "balanced -- $b --class-weights balanced")
       ;;
     28captured)
-      # Issue #7: the training CLI with the step captured as a graph and replayed
-      # (--captured-step) beside the eager step, the built-in recipe (dropout 0.2: the two draw
-      # masks differently, so accuracy is compared, not matched), then both at derma-bench's 28 px
-      # setting (batch 256, `natural`, 2 epochs: img/s beside the benchmark's step-captured), then
-      # PyTorch's scratch run (5,065 img/s on 2026-11-27) for the same machine.
-      specs=("captured -- $b --captured-step" "scratch -- $b"
-        "bench28-captured -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural --captured-step"
-        "bench28 -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural"
+      # Issue #7: the training CLI with the step captured as a graph and replayed (--step
+      # captured, what the default `auto` picks on a GPU) beside the eager step, the built-in
+      # recipe (dropout 0.2: the two draw masks differently, so accuracy is compared, not
+      # matched), then both at derma-bench's 28 px setting (batch 256, `natural`, 2 epochs: img/s
+      # beside the benchmark's step-captured), then PyTorch's scratch run (5,065 and 5,470 img/s
+      # on 2026-11-27) for the same machine.
+      specs=("captured -- $b --step captured" "scratch -- $b --step eager"
+        "bench28-captured -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural --step captured"
+        "bench28 -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural --step eager"
         "torch-scratch -- $t")
       ;;
     64)

@@ -17,9 +17,10 @@
 #      >= 0.9 on wgpu-software, as the same run on the CPU does (the two runs start from
 #      different random weights: each backend has its own generator, so their losses are
 #      shown, not compared);
-#   2b. the captured training step (--captured-step: the step recorded as a graph and
-#      replayed) trains as the eager step does on wgpu-software: same seed, no dropout, every
-#      epoch's train loss, validation loss and AUC within 1e-3;
+#      (on wgpu-software the default `--step auto` runs the captured step);
+#   2b. the captured training step (--step captured: the step recorded as a graph and
+#      replayed) trains as the eager step (--step eager) does on wgpu-software: same seed, no
+#      dropout, every epoch's train loss, validation loss and AUC within 1e-3;
 #   3. derma-predict of the wgpu run folder on wgpu-software, with --gradcam, reproduces that
 #      run's own test probabilities (predictions.csv) within 1e-4, and the same folder predicted
 #      on the CPU agrees within 1e-3;
@@ -72,7 +73,7 @@ done
 # The captured step (graph replayed) against the eager step on wgpu-software: the same seed,
 # hence the same initial weights, no dropout (the two draw their masks differently).
 for mode in eager captured; do
-  extra=(); [ "$mode" = captured ] && extra=(--captured-step)
+  extra=(--step "$mode")
   t0=$(date +%s)
   if "$bin/derma-train" "${flags[@]}" --dropout 0 "${extra[@]}" --backend wgpu-software --out "$out/train-$mode" \
     >"$out/train-$mode.log" 2>&1; then

@@ -39,7 +39,7 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     steps: usize,
     /// Comma-separated modes: step (resident batch), e2e (loader + augmentation + upload +
-    /// step), loader (the loader alone), infer, infer-graph (the inference replayed from a
+    /// step), e2e-captured (e2e with the captured step, derma-train's default on a GPU), loader (the loader alone), infer, infer-graph (the inference replayed from a
     /// captured graph: Burn's per-operation host overhead, by difference with infer),
     /// step-graph (one training step replayed: a bound), step-captured (training with the
     /// step captured as a graph and replayed, parameters advancing), phases (forward, backward and AdamW

@@ -231,6 +231,57 @@ pub fn train_e2e(
     lr: f64,
     how: Upload,
 ) -> anyhow::Result<(MobileNetV2, Measurement)> {
+    let feed = Feed { dataset, config, train_device, device, how, name: "e2e" };
+    e2e_steps(model, feed, schedule, |model, images, targets, labels| {
+        let (next, out) = step.step_full(model, images, targets, labels, lr, 0.0);
+        (next, out.loss)
+    })
+}
+
+/// [`train_e2e`] with the step captured as a graph after its warm-up and replayed
+/// ([`CapturedStep`], derma-train's default on a GPU): what the training CLI runs there. At
+/// least [`WARMUP_STEPS`] + 1 untimed steps, so the timed ones are replays.
+#[allow(clippy::too_many_arguments)]
+pub fn train_e2e_captured(
+    model: MobileNetV2,
+    dataset: &ImageDataset,
+    config: LoaderConfig,
+    train_device: &Device,
+    device: &Device,
+    schedule: Schedule,
+    lr: f64,
+    weight_decay: f64,
+    how: Upload,
+) -> anyhow::Result<(MobileNetV2, Measurement)> {
+    let mut step = CapturedStep::new(LossConfig::ce().init(train_device), weight_decay, 1.0, train_device);
+    let schedule = Schedule { warmup: schedule.warmup.max(WARMUP_STEPS + 1), ..schedule };
+    let feed = Feed { dataset, config, train_device, device, how, name: "e2e-captured" };
+    let (model, mut m) = e2e_steps(model, feed, schedule, |model, images, targets, _| step.step(model, images, targets, lr))?;
+    m.hardware_graph = Some(step.captured() == Ok(true));
+    Ok((model, m))
+}
+
+/// Where [`e2e_steps`] draws its batches from and uploads them to.
+struct Feed<'a> {
+    dataset: &'a ImageDataset,
+    config: LoaderConfig,
+    train_device: &'a Device,
+    device: &'a Device,
+    how: Upload,
+    /// The mode, for errors.
+    name: &'static str,
+}
+
+/// The loader → upload → `step` loop of the end-to-end modes: warm-up, the drained prefetch
+/// queue, then the timed steps. `step` takes the model, the uploaded batch and its host labels
+/// and returns the next model and the batch's mean loss.
+fn e2e_steps(
+    model: MobileNetV2,
+    feed: Feed,
+    schedule: Schedule,
+    mut step: impl FnMut(MobileNetV2, Tensor<4>, Tensor<1, Int>, &[usize]) -> (MobileNetV2, Tensor<1>),
+) -> anyhow::Result<(MobileNetV2, Measurement)> {
+    let Feed { dataset, config, train_device, device, how, name } = feed;
     // The loader fills its queue (`prefetch` batches) during the warm-up's sync: those batches
     // are drained untimed too, so the clock measures the steady state, not a backlog served at
     // step speed (bench_torch.py drains its workers × prefetch_factor the same way).
@@ -241,12 +292,12 @@ pub fn train_e2e(
     let mut run = |model: MobileNetV2, running: &mut RunningLoss, n: usize| -> anyhow::Result<MobileNetV2> {
         let mut model = model;
         for _ in 0..n {
-            let batch = loader.next().ok_or_else(|| anyhow::anyhow!("e2e: the loader ended early"))?;
+            let batch = loader.next().ok_or_else(|| anyhow::anyhow!("{name}: the loader ended early"))?;
             let labels = host_labels(&batch);
             let (images, targets) = upload(batch, train_device, how);
-            let (next, out) = step.step_full(model, images, targets, &labels, lr, 0.0);
+            let (next, loss) = step(model, images, targets, &labels);
             model = next;
-            running.add(out.loss, labels.len());
+            running.add(loss, labels.len());
         }
         Ok(model)
     };
@@ -263,7 +314,7 @@ pub fn train_e2e(
     sync(train_device)?;
     let (seconds, threads) = clock.stop(schedule.steps);
     let images = running.seen();
-    let loss = check_loss("e2e", running.mean())?;
+    let loss = check_loss(name, running.mean())?;
     Ok((model, Measurement::new(schedule.steps, images, seconds, Some(loss), warmup_seconds, threads)))
 }
 

@@ -41,6 +41,9 @@ pub enum Mode {
     Step,
     /// Training end to end: loader, augmentation, upload and step.
     E2e,
+    /// [`Mode::E2e`] with the step captured as a graph and replayed ([`Mode::StepCaptured`]'s
+    /// step): what derma-train runs on a GPU by default.
+    E2eCaptured,
     /// The loader and augmentation alone (host throughput, no device work).
     Loader,
     /// Inference (`model.valid()` forward) on a resident batch.
@@ -70,6 +73,7 @@ impl Mode {
         match self {
             Mode::Step => "step",
             Mode::E2e => "e2e",
+            Mode::E2eCaptured => "e2e-captured",
             Mode::Loader => "loader",
             Mode::Infer => "infer",
             Mode::InferGraph => "infer-graph",
@@ -86,13 +90,14 @@ impl FromStr for Mode {
         match s.trim() {
             "step" => Ok(Mode::Step),
             "e2e" => Ok(Mode::E2e),
+            "e2e-captured" => Ok(Mode::E2eCaptured),
             "loader" => Ok(Mode::Loader),
             "infer" => Ok(Mode::Infer),
             "infer-graph" => Ok(Mode::InferGraph),
             "step-graph" => Ok(Mode::StepGraph),
             "step-captured" => Ok(Mode::StepCaptured),
             "phases" => Ok(Mode::Phases),
-            other => Err(format!("unknown mode `{other}` (expected step, e2e, loader, infer, infer-graph, step-graph, step-captured or phases)")),
+            other => Err(format!("unknown mode `{other}` (expected step, e2e, e2e-captured, loader, infer, infer-graph, step-graph, step-captured or phases)")),
         }
     }
 }

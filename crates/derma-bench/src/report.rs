@@ -17,6 +17,8 @@ pub struct ConfigResult {
     pub step: Option<Measurement>,
     /// Training through the loader.
     pub e2e: Option<Measurement>,
+    /// Training through the loader with the captured step (derma-train's default on a GPU).
+    pub e2e_captured: Option<Measurement>,
     /// The loader alone.
     pub loader: Option<Measurement>,
     /// Inference on a resident batch.
@@ -95,11 +97,12 @@ pub fn table(report: &BenchReport) -> String {
         report.steps
     );
     s += &format!(
-        "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>13} {:>11} {:>11}\n",
+        "{:>5} {:>6} {:>12} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>13} {:>11} {:>11}\n",
         "size",
         "batch",
         "step img/s",
         "e2e img/s",
+        "e2e-captured",
         "loader img/s",
         "infer img/s",
         "inf-graph",
@@ -113,11 +116,12 @@ pub fn table(report: &BenchReport) -> String {
             (format!("{:.0}", mib(m.peak_reserved_bytes)), format!("{:.0}", mib(m.in_use_bytes)))
         });
         s += &format!(
-            "{:>5} {:>6} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>13} {:>11} {:>11}\n",
+            "{:>5} {:>6} {:>12} {:>12} {:>12} {:>13} {:>12} {:>12} {:>12} {:>13} {:>11} {:>11}\n",
             r.size,
             r.batch,
             cell(&r.step),
             cell(&r.e2e),
+            cell(&r.e2e_captured),
             cell(&r.loader),
             cell(&r.infer),
             cell(&r.infer_graph),

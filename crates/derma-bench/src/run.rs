@@ -109,7 +109,7 @@ pub fn run_config_with(
         step = step.with_flat_adamw(settings.weight_decay).map_err(anyhow::Error::msg)?;
     }
     let mut result =
-        ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, loader: None, infer: None, infer_graph: None, step_graph: None, step_captured: None, phases: None, memory: None };
+        ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, e2e_captured: None, loader: None, infer: None, infer_graph: None, step_graph: None, step_captured: None, phases: None, memory: None };
     let line = |mode: Mode, m: &measure::Measurement| {
         format!(
             "{}px batch {}: {:<6} {:>10.1} img/s  {:>9.2} ms/step  warm-up {:>7.1} s{}{}{}",
@@ -128,7 +128,7 @@ pub fn run_config_with(
             cpu_note(&m.threads)
         )
     };
-    for &mode in &[Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::StepCaptured, Mode::Phases] {
+    for &mode in &[Mode::Step, Mode::E2e, Mode::E2eCaptured, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::StepCaptured, Mode::Phases] {
         if !settings.modes.contains(&mode) {
             continue;
         }
@@ -155,6 +155,23 @@ pub fn run_config_with(
                 model = next;
                 log(&line(mode, &m));
                 result.e2e = Some(m);
+                partial(&result);
+            }
+            Mode::E2eCaptured => {
+                let (next, m) = measure::train_e2e_captured(
+                    model,
+                    &dataset,
+                    config.clone(),
+                    &train_device,
+                    device,
+                    settings.schedule,
+                    settings.lr,
+                    settings.weight_decay,
+                    settings.upload,
+                )?;
+                model = next;
+                log(&line(mode, &m));
+                result.e2e_captured = Some(m);
                 partial(&result);
             }
             Mode::Loader => {

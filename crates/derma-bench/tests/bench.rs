@@ -16,7 +16,7 @@ fn settings() -> Settings {
     Settings {
         width: 0.25,
         classes: 7,
-        modes: vec![Mode::Step, Mode::E2e, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::StepCaptured, Mode::Phases],
+        modes: vec![Mode::Step, Mode::E2e, Mode::E2eCaptured, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::StepCaptured, Mode::Phases],
         schedule: Schedule { warmup: 1, steps: 2 },
         data: DataSource::Synthetic,
         synthetic_images: 16,
@@ -113,6 +113,12 @@ fn measurements_are_positive_and_steps_update_the_weights() {
     check(&m, 2, 8, true);
     let (cls2, _) = weights(&model);
     assert!(max_abs_diff(&cls1, &cls2) > 1e-4, "end-to-end steps did not change the weights");
+    let (model, m) = measure::train_e2e_captured(model, &dataset, config.clone(), &train_device, &device, schedule, 1e-2, 1e-4, Upload::Move)
+        .unwrap();
+    check(&m, 2, 8, true);
+    assert_eq!(m.hardware_graph, Some(false), "the CPU has no graph capture");
+    let (cls3, _) = weights(&model);
+    assert!(max_abs_diff(&cls2, &cls3) > 1e-4, "the captured step's end-to-end steps did not change the weights");
 
     check(&measure::loader_only(&dataset, config, Schedule { warmup: 1, steps: 2 }).unwrap(), 2, 8, false);
     let eval = model.valid();
@@ -124,9 +130,13 @@ fn a_configuration_fills_every_mode_and_the_table() {
     let s = settings();
     let mut lines = Vec::new();
     let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |l| lines.push(l.to_string())).unwrap();
-    assert_eq!(lines.len(), 8, "{lines:?}");
+    assert_eq!(lines.len(), 9, "{lines:?}");
     check(r.step.as_ref().unwrap(), 2, 8, true);
     check(r.e2e.as_ref().unwrap(), 2, 8, true);
+    // e2e-captured on the CPU: the loader feeding the captured step's code, every step eager.
+    check(r.e2e_captured.as_ref().unwrap(), 2, 8, true);
+    assert_eq!(r.e2e_captured.as_ref().unwrap().hardware_graph, Some(false));
+    assert!(lines[2].contains("e2e-captured"), "{lines:?}");
     check(r.loader.as_ref().unwrap(), 2, 8, false);
     check(r.infer.as_ref().unwrap(), 2, 8, false);
     // On the CPU `capture` falls back to re-running the forward; its agreement check (replayed
@@ -135,16 +145,16 @@ fn a_configuration_fills_every_mode_and_the_table() {
     // Flex implements no graph capture: `capture` falls back to re-running the closure.
     assert_eq!(r.infer_graph.as_ref().unwrap().hardware_graph, Some(false));
     assert_eq!(r.infer.as_ref().unwrap().hardware_graph, None);
-    assert!(lines[4].contains("infer-graph"), "{lines:?}");
+    assert!(lines[5].contains("infer-graph"), "{lines:?}");
     // step-graph on the CPU: the fallback re-runs the training step (a loss, no graph).
     check(r.step_graph.as_ref().unwrap(), 2, 8, true);
     assert_eq!(r.step_graph.as_ref().unwrap().hardware_graph, Some(false));
-    assert!(lines[5].contains("step-graph"), "{lines:?}");
+    assert!(lines[6].contains("step-graph"), "{lines:?}");
     // step-captured on the CPU: every step eager through the captured step's code; it trains
     // from the weights the earlier modes left (a finite loss), with no graph.
     check(r.step_captured.as_ref().unwrap(), 2, 8, true);
     assert_eq!(r.step_captured.as_ref().unwrap().hardware_graph, Some(false));
-    assert!(lines[6].contains("step-captured"), "{lines:?}");
+    assert!(lines[7].contains("step-captured"), "{lines:?}");
     // phases: each phase took time, was issued before it finished, and the steps trained.
     let p = r.phases.clone().unwrap();
     assert_eq!(p.steps, 2);
@@ -153,7 +163,7 @@ fn a_configuration_fills_every_mode_and_the_table() {
     }
     assert!((p.step_ms() - (p.forward.done_ms + p.backward.done_ms + p.update.done_ms)).abs() < 1e-12);
     assert!(p.mean_loss.is_finite() && p.mean_loss > 0.0, "{p:?}");
-    assert!(lines[7].contains("phases") && lines[7].contains("backward"), "{lines:?}");
+    assert!(lines[8].contains("phases") && lines[8].contains("backward"), "{lines:?}");
     if let Some(m) = r.memory {
         assert!(m.peak_reserved_bytes >= m.reserved_bytes && m.reserved_bytes >= m.in_use_bytes, "{m:?}");
     }
@@ -163,6 +173,7 @@ fn a_configuration_fills_every_mode_and_the_table() {
     let json: serde_json::Value = serde_json::to_value(&report).unwrap();
     assert!(json["results"][0]["step"]["images_per_second"].as_f64().unwrap() > 0.0);
     assert!(json["results"][0]["step_captured"]["images_per_second"].as_f64().unwrap() > 0.0);
+    assert!(json["results"][0]["e2e_captured"]["images_per_second"].as_f64().unwrap() > 0.0);
     assert!(text.lines().nth(1).is_some_and(|l| l.contains("step-captured")), "{text}");
     assert!(text.contains("phases 28:4: forward"), "{text}");
     assert!(json["results"][0]["phases"]["update"]["done_ms"].as_f64().unwrap() > 0.0);

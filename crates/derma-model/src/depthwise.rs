@@ -169,7 +169,7 @@ mod cube {
     //! burn-cubecl's convolutions and the batch-norm kernels produce.
 
     use super::DepthwiseConv;
-    use crate::kernel::{elem, empty, empty_4d, empty_like, is_channels_last, supported};
+    use crate::kernel::{elem, elementwise_grid, empty, empty_4d, empty_like, is_channels_last, supported};
     use burn::backend::tensor::FloatTensor;
     use burn::backend::wgpu::{CubeBackend, CubeTensor};
     use burn::tensor::Shape;
@@ -188,8 +188,6 @@ mod cube {
     const POSITIONS_PER_UNIT: usize = 64;
     /// Most parts per channel: the parts' sums are added by one cube row per 8 parts.
     const MAX_PARTS: usize = 1024;
-    /// Units per cube of the input-gradient kernel.
-    const UNITS: usize = 256;
     /// Most taps (`kh · kw`) the kernels unroll; larger filters run Burn's backward.
     const MAX_TAPS: usize = 49;
 
@@ -435,10 +433,11 @@ mod cube {
     /// unit per value of `target`.
     fn tap_sum(source: CubeTensor, weight: &CubeTensor, target: &CubeTensor, options: &ConvOptions<2>, transposed: bool) {
         let values = target.meta.shape().num_elements();
+        let (cubes, units) = elementwise_grid(target, values);
         tap_sum_kernel::launch(
             &source.client.clone(),
-            CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
-            CubeDim::new_1d(UNITS as u32),
+            cubes,
+            units,
             source.into_tensor_arg(),
             weight.clone().into_tensor_arg(),
             target.clone().into_tensor_arg(),
@@ -752,5 +751,29 @@ mod tests {
                 assert!(d < 1e-5, "batch {batch}, {name} differs by {d} (relative)");
             }
         }
+    }
+    /// More output values than a grid along x alone holds (65,535 cubes of 256 units on Vulkan:
+    /// 16.8 M; the H100 refused the first depthwise layer at 28 px and batch 1,024, 19.3 M
+    /// values, before the grid was spread, 2026-11-27): one 4,100 x 4,100 channel through the
+    /// filter that is 1 at the centre tap and 0 elsewhere, so the output and the input's
+    /// gradient of `sum(output · m)` are x and m exactly, every value the last included.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn gpu_kernels_cover_more_values_than_one_grid_axis_holds() {
+        let device = Device::wgpu(Default::default()).autodiff();
+        let side = 4_100; // 16,810,000 values > 65,535 · 256
+        let mut layer = conv([1, 1], 3, [1, 1], 1, Padding::Symmetric, &device);
+        let centre: Vec<f32> = (0..9).map(|t| if t == 4 { 1.0 } else { 0.0 }).collect();
+        layer.weight = burn::module::Param::from_tensor(Tensor::<1>::from_floats(centre.as_slice(), &device).reshape([1, 1, 3, 3]));
+        let x = input([1, 1, side, side], false, &device).require_grad();
+        let m = input([1, 1, side, side], false, &device);
+        let output = depthwise_conv2d(&layer, x.clone());
+        let grads = (output.clone() * m.clone()).sum().backward();
+        let values = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+        let (out, xs) = (values(output.inner()), values(x.clone().inner()));
+        let (gx, ms) = (values(x.grad(&grads).unwrap()), values(m.inner()));
+        let wrong = |a: &[f32], b: &[f32]| a.iter().zip(b).filter(|(p, q)| p != q).count();
+        assert_eq!(wrong(&out, &xs), 0, "output: last value {} for {}", out[out.len() - 1], xs[xs.len() - 1]);
+        assert_eq!(wrong(&gx, &ms), 0, "x grad: last value {} for {}", gx[gx.len() - 1], ms[ms.len() - 1]);
     }
 }

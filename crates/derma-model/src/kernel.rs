@@ -1,7 +1,8 @@
 //! What the project's own CubeCL (wgpu) kernels share on the host side: output allocation in the
-//! input's layout, and the element type they are written for ([`crate::batch_norm`],
-//! [`crate::depthwise`], [`crate::stable`], derma-train's fused AdamW); and on the device side
-//! the offset of a value in a strided tensor ([`offset_of`]).
+//! input's layout, the grid of a one-unit-per-value launch ([`elementwise_grid`]), and the
+//! element type they are written for ([`crate::batch_norm`], [`crate::depthwise`],
+//! [`crate::stable`], derma-train's fused AdamW); and on the device side the offset of a value
+//! in a strided tensor ([`offset_of`]).
 
 use burn::backend::wgpu::CubeTensor;
 use burn::tensor::{DType, Shape};
@@ -45,6 +46,21 @@ pub fn offset_of_mut<F: Float>(t: &mut Tensor<F>, i: usize, #[comptime] dense: b
         }
         offset
     }
+}
+
+/// Units per cube of a one-unit-per-value kernel ([`elementwise_grid`]).
+pub const UNITS: usize = 256;
+
+/// The cubes and units of a kernel with one unit per value of `values`, on `like`'s device:
+/// [`UNITS`] units a cube, the cubes spread over the grid's x, y and z axes within the device's
+/// limits by CubeCL's own `calculate_cube_count_elemwise`. A grid along x alone stops at 65,535
+/// cubes on Vulkan (16.8 M values: the H100 refused the first depthwise layer's 19.3 M values at
+/// 28 px and batch 1,024, "dispatch group size dimension ([75264, 1, 1]) must be less or equal to
+/// 65535", 2026-11-27), so such a kernel reads its value as `ABSOLUTE_POS` (flattened over the
+/// axes) and returns past the last value (a spread grid can overshoot).
+pub fn elementwise_grid(like: &CubeTensor, values: usize) -> (CubeCount, CubeDim) {
+    let units = CubeDim::new_1d(UNITS as u32);
+    (cubecl::calculate_cube_count_elemwise(&like.client, values.max(1), units), units)
 }
 
 /// A new uninitialised contiguous tensor on `like`'s device.

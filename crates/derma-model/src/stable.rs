@@ -71,15 +71,12 @@ mod cube {
     //! unless contiguous.
 
     use super::AssignInPlace;
-    use crate::kernel::{elem, offset_of, offset_of_mut, supported};
+    use crate::kernel::{elem, elementwise_grid, offset_of, offset_of_mut, supported};
     use burn::backend::tensor::FloatTensor;
     use burn::backend::wgpu::CubeBackend;
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::prelude::*;
-    use burn_cubecl::cubecl::{CubeCount, CubeDim};
 
-    /// Units per cube.
-    const UNITS: usize = 256;
 
     /// `target[i] = source[i]` for the `count[0]` values.
     #[cube(launch)]
@@ -115,10 +112,11 @@ mod cube {
             let values = target.meta.shape().num_elements();
             let mut count = SequenceArg::new();
             count.push(values);
+            let (cubes, units) = elementwise_grid(&target, values);
             assign_kernel::launch(
                 &target.client.clone(),
-                CubeCount::Static(values.div_ceil(UNITS).max(1) as u32, 1, 1),
-                CubeDim::new_1d(UNITS as u32),
+                cubes,
+                units,
                 target.clone().into_tensor_arg(),
                 source.into_tensor_arg(),
                 count,
@@ -246,5 +244,24 @@ mod tests {
         assert!(stable_buffers());
         assert!(!std::thread::spawn(stable_buffers).join().unwrap());
         set_stable_buffers(false);
+    }
+
+    /// More values than a grid along x alone holds (65,535 cubes of 256 units on Vulkan: 16.8 M;
+    /// the batch images of 224 px at batch 128 are 19.3 M): every value is copied, the last one
+    /// included (wgpu; not in the CPU test build).
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn assign_copies_more_values_than_one_grid_axis_holds() {
+        let device = Device::wgpu(Default::default());
+        let n = 65_535 * 256 + 1_000;
+        // Made on the host (every value exact in f32): on lavapipe Burn's own `arange(..).float()`
+        // gave 65,534 for every position past 65,534 (seen 2026-11-27).
+        let pattern = |i: usize| (i % 1_000_003) as f32;
+        let source = Tensor::<1>::from_data(burn::tensor::TensorData::new((0..n).map(pattern).collect::<Vec<_>>(), [n]), &device);
+        let mut target = Tensor::<1>::zeros([n], &device);
+        assign(&mut target, source);
+        let values = target.to_data().try_to_vec::<f32>().unwrap();
+        let wrong = values.iter().enumerate().filter(|&(i, &v)| v != pattern(i)).count();
+        assert_eq!(wrong, 0, "{wrong} of {n} values not copied (last: {})", values[n - 1]);
     }
 }

@@ -417,5 +417,14 @@ mod tests {
         close(values(a.classifier.weight.val()), values(b.classifier.weight.val()), "classifier");
         close(values(a.stem.conv.weight.val()), values(b.stem.conv.weight.val()), "stem");
         close(values(a.stem.bn.running_var.value_sync()), values(b.stem.bn.running_var.value_sync()), "running variance");
+        // A second training in the same process once the first is dropped (derma-cascade's second
+        // stage, a sweep's next fold): it records its own graph and trains as eager too.
+        drop(captured);
+        let (losses, a, b, captured) = side_by_side(&device, 0.0);
+        assert_eq!(captured.captured(), Ok(true), "the second capture in one process");
+        for (i, (la, lb)) in losses.iter().enumerate() {
+            assert!((la - lb).abs() <= 1e-4 * lb.abs().max(1.0), "second training, step {i}: captured {la}, eager {lb}");
+        }
+        close(values(a.classifier.weight.val()), values(b.classifier.weight.val()), "second training's classifier");
     }
 }

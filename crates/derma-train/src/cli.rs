@@ -158,12 +158,12 @@ pub struct TrainArgs {
     /// docs/performance.md, "Fifth session").
     #[arg(long)]
     pub depthwise: Option<derma_model::DepthwiseImpl>,
-    /// Capture the training step once as a graph and replay it (wgpu: the recorded kernels
-    /// without Burn's per-operation host work; parameters, moments, running statistics and the
-    /// batch written in place). Not with --metric-weight, --hard-negative-mining or
-    /// --freeze-backbone-epochs. The same arithmetic as the eager step (docs/performance.md).
+    /// The training step: auto (captured on a GPU unless --metric-weight,
+    /// --hard-negative-mining or --freeze-backbone-epochs needs the eager one; the default),
+    /// eager, or captured (recorded once as a graph and replayed: on wgpu the recorded kernels
+    /// without Burn's per-operation host work, the same arithmetic; docs/performance.md).
     #[arg(long)]
-    pub captured_step: bool,
+    pub step: Option<crate::config::StepMode>,
     /// ce, bce, focal or combined.
     #[arg(long)]
     pub loss: Option<LossKind>,
@@ -241,13 +241,10 @@ impl TrainArgs {
         set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
              output_stride, dilate, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
-             embedding_dim, select_metric, patience, threshold, batch_norm, depthwise);
+             embedding_dim, select_metric, patience, threshold, batch_norm, depthwise, step);
         set_opt!(data_root, data_dir, npz, patient_pattern, image_size, positive_classes, augment, out, samples_per_epoch);
         if self.freeze_bn {
             c.freeze_bn = true;
-        }
-        if self.captured_step {
-            c.captured_step = true;
         }
         if !self.manifest.is_empty() {
             c.manifest = Some(self.manifest);

@@ -38,6 +38,47 @@ impl FromStr for ClassWeights {
     }
 }
 
+/// How the training step runs (`--step`, config key `step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepMode {
+    /// `captured` on a GPU (wgpu) unless an option needs the eager step (a metric head,
+    /// hard-example mining, a backbone-freezing schedule), else `eager`.
+    #[default]
+    Auto,
+    /// Burn's autodiff and the fused AdamW, every operation issued each step
+    /// ([`crate::step::TrainStep`]).
+    Eager,
+    /// The step recorded once as a graph and replayed ([`crate::captured_step::CapturedStep`]):
+    /// on wgpu the recorded kernels without Burn's per-operation host work (H100, 28 px, batch
+    /// 256: 11.7 ms a step against 34.4 eager, docs/performance.md); on the CPU every step runs
+    /// eagerly through the same code.
+    Captured,
+}
+
+impl StepMode {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            StepMode::Auto => "auto",
+            StepMode::Eager => "eager",
+            StepMode::Captured => "captured",
+        }
+    }
+}
+
+impl FromStr for StepMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(StepMode::Auto),
+            "eager" => Ok(StepMode::Eager),
+            "captured" => Ok(StepMode::Captured),
+            other => Err(format!("--step `{other}`: expected auto, eager or captured")),
+        }
+    }
+}
+
 /// Parses `0.25` or `0.1,0.2,0.7`.
 pub fn parse_list(s: &str) -> Result<Vec<f64>, String> {
     s.split(',')
@@ -192,12 +233,11 @@ pub struct TrainConfig {
     /// files, which then get the default.
     #[serde(default)]
     pub depthwise: derma_model::DepthwiseImpl,
-    /// The training step captured once as a graph and replayed (`derma_train::captured_step`):
-    /// on wgpu, the recorded kernels without Burn's per-operation host work; on the CPU every
-    /// step runs eagerly through the same code. Not with a metric head, hard-example mining or a
-    /// backbone-freezing schedule. Absent in older `config.toml` files: off.
+    /// How the training step runs: `auto` (captured on a GPU when nothing needs the eager
+    /// step, [`TrainConfig::captured_step`]), `eager` or `captured` ([`StepMode`]). Absent in
+    /// older `config.toml` files, which then get `auto`.
     #[serde(default)]
-    pub captured_step: bool,
+    pub step: StepMode,
     /// Input normalisation and padding of the weights (resolved from `pretrained`; written to
     /// `config.toml` for the record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -392,6 +432,33 @@ impl TrainConfig {
         self.select_metric.parse().map_err(|e| format!("--select-metric: {e}"))
     }
 
+    /// The first option that the captured step does not record (it records the plain
+    /// classification step), as its flag: a metric head, hard-example mining, a
+    /// backbone-freezing schedule.
+    pub fn needs_eager_step(&self) -> Option<&'static str> {
+        [
+            (self.metric().is_some(), "--metric-weight"),
+            (self.mining().is_some(), "--hard-negative-mining"),
+            (self.freeze_backbone_epochs > 0, "--freeze-backbone-epochs"),
+        ]
+        .into_iter()
+        .find_map(|(on, flag)| on.then_some(flag))
+    }
+
+    /// Whether training captures its step on a device whose memory kernels write in place
+    /// (`gpu`: wgpu, [`derma_model::writes_in_place`]), and the log line that says which step
+    /// runs and why. `auto` captures on a GPU unless [`Self::needs_eager_step`] names an option.
+    pub fn captured_step(&self, gpu: bool) -> (bool, String) {
+        let captured = format!("training step: captured as a graph after {} eager steps and replayed", crate::captured_step::WARMUP_STEPS);
+        match (self.step, self.needs_eager_step()) {
+            (StepMode::Captured, _) => (true, format!("{captured} (--step captured)")),
+            (StepMode::Eager, _) => (false, "training step: eager (--step eager)".into()),
+            (StepMode::Auto, Some(flag)) => (false, format!("training step: eager (--step auto: {flag} needs the eager step)")),
+            (StepMode::Auto, None) if !gpu => (false, "training step: eager (--step auto: no graph capture on the CPU backend)".into()),
+            (StepMode::Auto, None) => (true, format!("{captured} (--step auto; --step eager turns it off)")),
+        }
+    }
+
     /// The metric-learning settings (`None`: `metric_weight` is 0).
     pub fn metric(&self) -> Option<crate::metric::MetricConfig> {
         (self.metric_weight > 0.0)
@@ -484,20 +551,11 @@ impl TrainConfig {
         }
         // A batch of one gives batch norm a single value per channel at the 1x1 final map: PyTorch
         // refuses it ("Expected more than 1 value per channel when training").
-        if self.captured_step {
-            let conflict = [
-                (self.metric().is_some(), "--metric-weight"),
-                (self.mining().is_some(), "--hard-negative-mining"),
-                (self.freeze_backbone_epochs > 0, "--freeze-backbone-epochs"),
-            ]
-            .into_iter()
-            .find(|(on, _)| *on);
-            if let Some((_, flag)) = conflict {
-                return Err(format!(
-                    "--captured-step cannot be combined with {flag}: the captured step records the plain classification \
-                     step (no metric head, no per-image losses, one trainable set)"
-                ));
-            }
+        if let (StepMode::Captured, Some(flag)) = (self.step, self.needs_eager_step()) {
+            return Err(format!(
+                "--step captured cannot be combined with {flag}: the captured step records the plain classification \
+                 step (no metric head, no per-image losses, one trainable set); use --step eager or auto"
+            ));
         }
         if self.batch_size < 2 && !self.freeze_bn {
             return Err(format!(
@@ -788,5 +846,39 @@ mod tests {
         assert!(e.contains("cbis-ddsm has its patient_id column"), "{e}");
         let e = check("dermamnist", r"P_\d+").unwrap_err();
         assert!(e.contains("--patient-pattern is for file datasets") && e.contains("dermamnist"), "{e}");
+    }
+
+    /// `--step`: `auto` captures on a GPU only and leaves the step eager for each option the
+    /// captured step does not record (named in the log line); `eager` and `captured` are taken
+    /// as asked, and `captured` beside such an option is refused naming both flags.
+    #[test]
+    fn the_step_mode_resolves_per_device_and_option() {
+        let resolve = |edit: &dyn Fn(&mut TrainConfig), gpu: bool| {
+            let mut c = TrainConfig::default();
+            edit(&mut c);
+            c.captured_step(gpu)
+        };
+        assert_eq!(TrainConfig::default().step, StepMode::Auto);
+        let (on, why) = resolve(&|_| {}, true);
+        assert!(on && why.ends_with("replayed (--step auto; --step eager turns it off)"), "{why}");
+        assert_eq!(resolve(&|_| {}, false), (false, "training step: eager (--step auto: no graph capture on the CPU backend)".into()));
+        let options: [(&dyn Fn(&mut TrainConfig), &str); 3] = [
+            (&|c| c.metric_weight = 0.5, "--metric-weight"),
+            (&|c| c.hard_negative_mining = true, "--hard-negative-mining"),
+            (&|c| c.freeze_backbone_epochs = 2, "--freeze-backbone-epochs"),
+        ];
+        for (edit, flag) in options {
+            assert_eq!(resolve(edit, true), (false, format!("training step: eager (--step auto: {flag} needs the eager step)")));
+            let mut c = TrainConfig::default();
+            edit(&mut c);
+            assert_eq!(c.validate(), Ok(()));
+            c.step = StepMode::Captured;
+            let e = c.validate().unwrap_err();
+            assert!(e.starts_with(&format!("--step captured cannot be combined with {flag}")), "{e}");
+        }
+        assert_eq!(resolve(&|c| c.step = StepMode::Eager, true), (false, "training step: eager (--step eager)".into()));
+        assert!(resolve(&|c| c.step = StepMode::Captured, false).0);
+        assert_eq!("captured".parse::<StepMode>(), Ok(StepMode::Captured));
+        assert_eq!(StepMode::Eager.name().parse::<StepMode>(), Ok(StepMode::Eager));
     }
 }

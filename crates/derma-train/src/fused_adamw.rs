@@ -190,11 +190,8 @@ mod cube {
     use burn::backend::wgpu::{CubeBackend, CubeTensor};
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::prelude::*;
-    use burn_cubecl::cubecl::{CubeCount, CubeDim};
-    use derma_model::kernel::{elem, empty, offset_of as at, offset_of_mut as at_mut, supported};
+    use derma_model::kernel::{elem, elementwise_grid, empty, offset_of as at, offset_of_mut as at_mut, supported};
 
-    /// Units per cube.
-    const UNITS: usize = 256;
 
     /// A moment moved toward `x`: `m · β + x · (1 − β)` (`factor` = 1 − β), in Burn's order.
     #[cube]
@@ -297,10 +294,11 @@ mod cube {
             let mut scalars = SequenceArg::new();
             scalars.push(row * 9);
             scalars.push(values);
+            let (cubes, units) = elementwise_grid(&param, values);
             update_in_place_kernel::launch(
                 &param.client.clone(),
-                CubeCount::Static(values.div_ceil(UNITS).max(1) as u32, 1, 1),
-                CubeDim::new_1d(UNITS as u32),
+                cubes,
+                units,
                 param.clone().into_tensor_arg(),
                 grad.into_tensor_arg(),
                 moment_1.clone().into_tensor_arg(),
@@ -333,10 +331,11 @@ mod cube {
                 coefficients.push(v);
             }
             let values = shape.num_elements();
+            let (cubes, units) = elementwise_grid(&param, values);
             update_kernel::launch(
                 &param.client.clone(),
-                CubeCount::Static(values.div_ceil(UNITS) as u32, 1, 1),
-                CubeDim::new_1d(UNITS as u32),
+                cubes,
+                units,
                 param.into_tensor_arg(),
                 grad.into_tensor_arg(),
                 moment_1.into_tensor_arg(),

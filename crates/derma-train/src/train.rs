@@ -492,11 +492,12 @@ fn fit_from(
             metric.weight
         );
     }
-    // The training step captured as a graph (config.validate refused what it does not record).
-    let mut captured = config.captured_step.then(|| {
-        println!("training step: captured as a graph after {WARMUP_STEPS} eager steps and replayed (--captured-step)");
-        CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device)
-    });
+    // The training step captured as a graph (config.validate refused `--step captured` with
+    // what it does not record; `auto` captures on a GPU only).
+    let (capture, why) = config.captured_step(derma_model::writes_in_place(device));
+    println!("{why}");
+    let mut captured =
+        capture.then(|| CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device));
     let mut capture_reported = false;
     let train_labels = data.train.labels();
     let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));

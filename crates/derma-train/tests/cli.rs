@@ -388,12 +388,13 @@ fn patience_stops_after_epochs_without_improvement() {
     assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("patience = 2"));
 }
 
-/// `--captured-step` on the CPU (no graph capture there: every step eager through the captured
+/// `--step captured` on the CPU (no graph capture there: every step eager through the captured
 /// step's own code — stable batch, AdamW coefficient table, in-place writes that become
 /// replacements) trains exactly as the default step without dropout (the two draw dropout masks
-/// differently): the same metrics every epoch. Killed after its second checkpoint and resumed
-/// (AdamW's record with its step count, the step counter), it ends where it would have. It is
-/// recorded in config.toml, said on stdout, and refused beside the metric head.
+/// differently): the same metrics every epoch. The default (`auto`) is the eager step on the CPU
+/// and says so. Killed after its second checkpoint and resumed (AdamW's record with its step
+/// count, the step counter), the captured run ends where it would have. It is recorded in
+/// config.toml, said on stdout, and refused beside the metric head.
 #[test]
 fn the_captured_step_trains_as_the_eager_step() {
     let (dir, npz, out) = colour_run_dir();
@@ -403,7 +404,7 @@ fn the_captured_step_trains_as_the_eager_step() {
         .map(String::from)
         .to_vec();
         if captured {
-            f.push("--captured-step".into());
+            f.extend(["--step".into(), "captured".into()]);
         }
         f
     };
@@ -411,12 +412,13 @@ fn the_captured_step_trains_as_the_eager_step() {
     let eager = dir.path().join("eager");
     let o = run(flags(&eager, false));
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("training step: eager (--step auto: no graph capture on the CPU backend)"), "{}", text(&o.stdout));
     let o = run(flags(&out, true));
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     let stdout = text(&o.stdout);
-    assert!(stdout.contains("training step: captured as a graph after 3 eager steps and replayed (--captured-step)"), "{stdout}");
+    assert!(stdout.contains("training step: captured as a graph after 3 eager steps and replayed (--step captured)"), "{stdout}");
     assert!(stdout.contains("training step: not captured, every step eager: no graph capture on this backend"), "{stdout}");
-    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("captured_step = true"));
+    assert!(std::fs::read_to_string(out.join("config.toml")).unwrap().contains("step = \"captured\""));
     assert_eq!(without_timings(&out), without_timings(&eager));
     assert_eq!(without_timings(&out).len(), 5);
 
@@ -426,8 +428,10 @@ fn the_captured_step_trains_as_the_eager_step() {
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     assert_eq!(without_timings(&killed), without_timings(&out));
 
-    let o = derma_train(&["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--captured-step", "--metric-weight", "0.5"]);
-    assert!(!o.status.success() && text(&o.stderr).contains("--captured-step cannot be combined with --metric-weight"), "{}", text(&o.stderr));
+    let o = derma_train(&["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--step", "captured", "--metric-weight", "0.5"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("--step captured cannot be combined with --metric-weight"), "{}", text(&o.stderr));
+    let o = derma_train(&["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--step", "replayed"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("expected auto, eager or captured"), "{}", text(&o.stderr));
 }
 
 /// A learning rate that blows the weights up within the epoch, while the epoch's mean training
