@@ -217,22 +217,24 @@ fn cycling_order(dataset: &ImageDataset, batches: usize, batch_size: usize) -> V
     (0..batches * batch_size).map(|i| i % n).collect()
 }
 
-/// Training end to end, as the training loop runs it: [`Loader`] (augmentation and
-/// normalisation on worker threads, `config.prefetch` batches ahead), upload, step.
-#[allow(clippy::too_many_arguments)]
-pub fn train_e2e(
-    model: MobileNetV2,
-    step: &mut TrainStep,
-    dataset: &ImageDataset,
-    config: LoaderConfig,
-    train_device: &Device,
-    device: &Device,
-    schedule: Schedule,
-    lr: f64,
-    how: Upload,
-) -> anyhow::Result<(MobileNetV2, Measurement)> {
-    let feed = Feed { dataset, config, train_device, device, how, name: "e2e" };
-    e2e_steps(model, feed, schedule, |model, images, targets, labels| {
+/// Where the end-to-end modes draw their batches from ([`Loader`]: augmentation and
+/// normalisation on worker threads, `config.prefetch` batches ahead) and how they upload them.
+pub struct Feed<'a> {
+    /// The images the loader draws, cycling.
+    pub dataset: &'a ImageDataset,
+    /// Batch size, augmentation, worker threads, prefetch.
+    pub config: LoaderConfig,
+    /// The autodiff device the model trains on.
+    pub train_device: &'a Device,
+    /// Its inner device (the running loss).
+    pub device: &'a Device,
+    /// Copy the pixels into the tensor data or move them.
+    pub how: Upload,
+}
+
+/// Training end to end, as the training loop runs it: loader, upload, step.
+pub fn train_e2e(model: MobileNetV2, step: &mut TrainStep, feed: Feed, schedule: Schedule, lr: f64) -> anyhow::Result<(MobileNetV2, Measurement)> {
+    e2e_steps("e2e", model, feed, schedule, |model, images, targets, labels| {
         let (next, out) = step.step_full(model, images, targets, labels, lr, 0.0);
         (next, out.loss)
     })
@@ -241,47 +243,31 @@ pub fn train_e2e(
 /// [`train_e2e`] with the step captured as a graph after its warm-up and replayed
 /// ([`CapturedStep`], derma-train's default on a GPU): what the training CLI runs there. At
 /// least [`WARMUP_STEPS`] + 1 untimed steps, so the timed ones are replays.
-#[allow(clippy::too_many_arguments)]
 pub fn train_e2e_captured(
     model: MobileNetV2,
-    dataset: &ImageDataset,
-    config: LoaderConfig,
-    train_device: &Device,
-    device: &Device,
+    feed: Feed,
     schedule: Schedule,
     lr: f64,
     weight_decay: f64,
-    how: Upload,
 ) -> anyhow::Result<(MobileNetV2, Measurement)> {
-    let mut step = CapturedStep::new(LossConfig::ce().init(train_device), weight_decay, 1.0, train_device);
+    let mut step = CapturedStep::new(LossConfig::ce().init(feed.train_device), weight_decay, 1.0, feed.train_device);
     let schedule = Schedule { warmup: schedule.warmup.max(WARMUP_STEPS + 1), ..schedule };
-    let feed = Feed { dataset, config, train_device, device, how, name: "e2e-captured" };
-    let (model, mut m) = e2e_steps(model, feed, schedule, |model, images, targets, _| step.step(model, images, targets, lr))?;
+    let (model, mut m) = e2e_steps("e2e-captured", model, feed, schedule, |model, images, targets, _| step.step(model, images, targets, lr))?;
     m.hardware_graph = Some(step.captured() == Ok(true));
     Ok((model, m))
 }
 
-/// Where [`e2e_steps`] draws its batches from and uploads them to.
-struct Feed<'a> {
-    dataset: &'a ImageDataset,
-    config: LoaderConfig,
-    train_device: &'a Device,
-    device: &'a Device,
-    how: Upload,
-    /// The mode, for errors.
-    name: &'static str,
-}
-
-/// The loader → upload → `step` loop of the end-to-end modes: warm-up, the drained prefetch
-/// queue, then the timed steps. `step` takes the model, the uploaded batch and its host labels
-/// and returns the next model and the batch's mean loss.
+/// The loader → upload → `step` loop of the end-to-end mode `name`: warm-up, the drained
+/// prefetch queue, then the timed steps. `step` takes the model, the uploaded batch and its host
+/// labels and returns the next model and the batch's mean loss.
 fn e2e_steps(
+    name: &str,
     model: MobileNetV2,
     feed: Feed,
     schedule: Schedule,
     mut step: impl FnMut(MobileNetV2, Tensor<4>, Tensor<1, Int>, &[usize]) -> (MobileNetV2, Tensor<1>),
 ) -> anyhow::Result<(MobileNetV2, Measurement)> {
-    let Feed { dataset, config, train_device, device, how, name } = feed;
+    let Feed { dataset, config, train_device, device, how } = feed;
     // The loader fills its queue (`prefetch` batches) during the warm-up's sync: those batches
     // are drained untimed too, so the clock measures the steady state, not a backlog served at
     // step speed (bench_torch.py drains its workers × prefetch_factor the same way).

@@ -128,6 +128,7 @@ pub fn run_config_with(
             cpu_note(&m.threads)
         )
     };
+    let feed = || measure::Feed { dataset: &dataset, config: config.clone(), train_device: &train_device, device, how: settings.upload };
     for &mode in &[Mode::Step, Mode::E2e, Mode::E2eCaptured, Mode::Loader, Mode::Infer, Mode::InferGraph, Mode::StepGraph, Mode::StepCaptured, Mode::Phases] {
         if !settings.modes.contains(&mode) {
             continue;
@@ -141,34 +142,14 @@ pub fn run_config_with(
                 partial(&result);
             }
             Mode::E2e => {
-                let (next, m) = measure::train_e2e(
-                    model,
-                    &mut step,
-                    &dataset,
-                    config.clone(),
-                    &train_device,
-                    device,
-                    settings.schedule,
-                    settings.lr,
-                    settings.upload,
-                )?;
+                let (next, m) = measure::train_e2e(model, &mut step, feed(), settings.schedule, settings.lr)?;
                 model = next;
                 log(&line(mode, &m));
                 result.e2e = Some(m);
                 partial(&result);
             }
             Mode::E2eCaptured => {
-                let (next, m) = measure::train_e2e_captured(
-                    model,
-                    &dataset,
-                    config.clone(),
-                    &train_device,
-                    device,
-                    settings.schedule,
-                    settings.lr,
-                    settings.weight_decay,
-                    settings.upload,
-                )?;
+                let (next, m) = measure::train_e2e_captured(model, feed(), settings.schedule, settings.lr, settings.weight_decay)?;
                 model = next;
                 log(&line(mode, &m));
                 result.e2e_captured = Some(m);

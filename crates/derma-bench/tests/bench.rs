@@ -102,6 +102,7 @@ fn measurements_are_positive_and_steps_update_the_weights() {
 
     let schedule = Schedule { warmup: 1, steps: 2 };
     let (model, m) = measure::train_resident(model, &mut step, &batch, &train_device, &device, schedule, 1e-2).unwrap();
+    let feed = || measure::Feed { dataset: &dataset, config: config.clone(), train_device: &train_device, device: &device, how: Upload::Move };
     check(&m, 2, 8, true);
     let (cls1, stem1) = weights(&model);
     // AdamW's first steps move every parameter by about lr: far above rounding.
@@ -109,12 +110,11 @@ fn measurements_are_positive_and_steps_update_the_weights() {
     assert!(max_abs_diff(&stem0, &stem1) > 1e-4, "the backbone (stem) did not change");
 
     let (model, m) =
-        measure::train_e2e(model, &mut step, &dataset, config.clone(), &train_device, &device, schedule, 1e-2, Upload::Move).unwrap();
+        measure::train_e2e(model, &mut step, feed(), schedule, 1e-2).unwrap();
     check(&m, 2, 8, true);
     let (cls2, _) = weights(&model);
     assert!(max_abs_diff(&cls1, &cls2) > 1e-4, "end-to-end steps did not change the weights");
-    let (model, m) = measure::train_e2e_captured(model, &dataset, config.clone(), &train_device, &device, schedule, 1e-2, 1e-4, Upload::Move)
-        .unwrap();
+    let (model, m) = measure::train_e2e_captured(model, feed(), schedule, 1e-2, 1e-4).unwrap();
     check(&m, 2, 8, true);
     assert_eq!(m.hardware_graph, Some(false), "the CPU has no graph capture");
     let (cls3, _) = weights(&model);
