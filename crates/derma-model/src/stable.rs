@@ -77,7 +77,6 @@ mod cube {
     use burn_cubecl::cubecl;
     use burn_cubecl::cubecl::prelude::*;
 
-
     /// `target[i] = source[i]` for the `count[0]` values.
     #[cube(launch)]
     fn assign_kernel<F: Float>(

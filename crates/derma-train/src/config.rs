@@ -549,14 +549,14 @@ impl TrainConfig {
         if self.epochs == 0 {
             return Err("--epochs must be at least 1".into());
         }
-        // A batch of one gives batch norm a single value per channel at the 1x1 final map: PyTorch
-        // refuses it ("Expected more than 1 value per channel when training").
         if let (StepMode::Captured, Some(flag)) = (self.step, self.needs_eager_step()) {
             return Err(format!(
                 "--step captured cannot be combined with {flag}: the captured step records the plain classification \
                  step (no metric head, no per-image losses, one trainable set); use --step eager or auto"
             ));
         }
+        // A batch of one gives batch norm a single value per channel at the 1x1 final map: PyTorch
+        // refuses it ("Expected more than 1 value per channel when training").
         if self.batch_size < 2 && !self.freeze_bn {
             return Err(format!(
                 "--batch-size must be at least 2 (batch-norm statistics of one image), got {}; with --freeze-bn 1 works",

@@ -192,7 +192,6 @@ mod cube {
     use burn_cubecl::cubecl::prelude::*;
     use derma_model::kernel::{elem, elementwise_grid, empty, offset_of as at, offset_of_mut as at_mut, supported};
 
-
     /// A moment moved toward `x`: `m · β + x · (1 − β)` (`factor` = 1 − β), in Burn's order.
     #[cube]
     fn moved<F: Float>(m: F, x: F, beta: F, factor: F) -> F {
