@@ -253,8 +253,9 @@ mod tests {
     fn assign_copies_more_values_than_one_grid_axis_holds() {
         let device = Device::wgpu(Default::default());
         let n = 65_535 * 256 + 1_000;
-        // Made on the host (every value exact in f32): on lavapipe Burn's own `arange(..).float()`
-        // gave 65,534 for every position past 65,534 (seen 2026-11-27).
+        // Made on the host (every value exact in f32): on lavapipe Burn's own
+        // `Tensor::<1, Int>::arange(0..100_000).float()` read back wrong from position 65,535 on
+        // (34,465 of 100,000 values; the last one 65,534), seen 2026-11-27 and not our kernel.
         let pattern = |i: usize| (i % 1_000_003) as f32;
         let source = Tensor::<1>::from_data(burn::tensor::TensorData::new((0..n).map(pattern).collect::<Vec<_>>(), [n]), &device);
         let mut target = Tensor::<1>::zeros([n], &device);
