@@ -197,8 +197,7 @@ pub fn train_captured(
     let b = batch.labels.len();
     let images = batch.images(train_device);
     let targets = batch.targets(train_device);
-    let mut step = CapturedStep::new(LossConfig::ce().init(train_device), weight_decay, 1.0, train_device);
-    let warmup = Schedule { warmup: schedule.warmup.max(WARMUP_STEPS + 1), ..schedule };
+    let (mut step, warmup) = captured_step(train_device, weight_decay, schedule);
     let (model, run) = resident_steps(model, train_device, device, warmup, |model, running, _| {
         let (next, loss) = step.step(model, images.clone(), targets.clone(), lr);
         running.add(loss, b);
@@ -209,6 +208,14 @@ pub fn train_captured(
     let mut m = Measurement::new(schedule.steps, schedule.steps * b, seconds, Some(loss), warmup_seconds, threads);
     m.hardware_graph = Some(step.captured() == Ok(true));
     Ok((model, m))
+}
+
+/// The captured step of the `-captured` modes (cross-entropy, AdamW with `weight_decay`, one
+/// learning-rate group) and `schedule` with at least [`WARMUP_STEPS`] + 1 untimed steps, so that
+/// every timed step is a replay.
+fn captured_step(train_device: &Device, weight_decay: f64, schedule: Schedule) -> (CapturedStep, Schedule) {
+    let step = CapturedStep::new(LossConfig::ce().init(train_device), weight_decay, 1.0, train_device);
+    (step, Schedule { warmup: schedule.warmup.max(WARMUP_STEPS + 1), ..schedule })
 }
 
 /// The dataset indices of `batches` full batches, cycling through the dataset.
@@ -250,8 +257,7 @@ pub fn train_e2e_captured(
     lr: f64,
     weight_decay: f64,
 ) -> anyhow::Result<(MobileNetV2, Measurement)> {
-    let mut step = CapturedStep::new(LossConfig::ce().init(feed.train_device), weight_decay, 1.0, feed.train_device);
-    let schedule = Schedule { warmup: schedule.warmup.max(WARMUP_STEPS + 1), ..schedule };
+    let (mut step, schedule) = captured_step(feed.train_device, weight_decay, schedule);
     let (model, mut m) = e2e_steps("e2e-captured", model, feed, schedule, |model, images, targets, _| step.step(model, images, targets, lr))?;
     m.hardware_graph = Some(step.captured() == Ok(true));
     Ok((model, m))
