@@ -132,20 +132,20 @@ fn resident_steps(
     train_device: &Device,
     device: &Device,
     schedule: Schedule,
-    mut one: impl FnMut(MobileNetV2, &mut RunningLoss, bool) -> MobileNetV2,
+    mut one: impl FnMut(MobileNetV2, &mut RunningLoss, bool) -> anyhow::Result<MobileNetV2>,
 ) -> anyhow::Result<(MobileNetV2, ResidentRun)> {
     let mut model = model;
     let warm_started = Instant::now();
     let mut warm = RunningLoss::new(device);
     for _ in 0..schedule.warmup {
-        model = one(model, &mut warm, false);
+        model = one(model, &mut warm, false)?;
     }
     sync(train_device)?;
     let warmup_seconds = warm_started.elapsed().as_secs_f64();
     let mut running = RunningLoss::new(device);
     let clock = Clock::start();
     for _ in 0..schedule.steps {
-        model = one(model, &mut running, true);
+        model = one(model, &mut running, true)?;
     }
     sync(train_device)?;
     let (seconds, threads) = clock.stop(schedule.steps);
@@ -171,7 +171,7 @@ pub fn train_resident(
     let (model, run) = resident_steps(model, train_device, device, schedule, |model, running, _| {
         let (next, out) = step.step_full(model, images.clone(), targets.clone(), &labels, lr, 0.0);
         running.add(out.loss, b);
-        next
+        Ok(next)
     })?;
     let ResidentRun { warmup_seconds, seconds, threads, running } = run;
     let loss = check_loss("step", running.mean())?;
@@ -199,9 +199,9 @@ pub fn train_captured(
     let targets = batch.targets(train_device);
     let (mut step, warmup) = captured_step(train_device, weight_decay, schedule);
     let (model, run) = resident_steps(model, train_device, device, warmup, |model, running, _| {
-        let (next, loss) = step.step(model, images.clone(), targets.clone(), lr);
+        let (next, loss) = step.step(model, images.clone(), targets.clone(), lr)?;
         running.add(loss, b);
-        next
+        Ok(next)
     })?;
     let ResidentRun { warmup_seconds, seconds, threads, running } = run;
     let loss = check_loss("step-captured", running.mean())?;
@@ -243,7 +243,7 @@ pub struct Feed<'a> {
 pub fn train_e2e(model: MobileNetV2, step: &mut TrainStep, feed: Feed, schedule: Schedule, lr: f64) -> anyhow::Result<(MobileNetV2, Measurement)> {
     e2e_steps("e2e", model, feed, schedule, |model, images, targets, labels| {
         let (next, out) = step.step_full(model, images, targets, labels, lr, 0.0);
-        (next, out.loss)
+        Ok((next, out.loss))
     })
 }
 
@@ -258,7 +258,7 @@ pub fn train_e2e_captured(
     weight_decay: f64,
 ) -> anyhow::Result<(MobileNetV2, Measurement)> {
     let (mut step, schedule) = captured_step(feed.train_device, weight_decay, schedule);
-    let (model, mut m) = e2e_steps("e2e-captured", model, feed, schedule, |model, images, targets, _| step.step(model, images, targets, lr))?;
+    let (model, mut m) = e2e_steps("e2e-captured", model, feed, schedule, |model, images, targets, _| Ok(step.step(model, images, targets, lr)?))?;
     m.hardware_graph = Some(step.captured() == Ok(true));
     Ok((model, m))
 }
@@ -271,7 +271,7 @@ fn e2e_steps(
     model: MobileNetV2,
     feed: Feed,
     schedule: Schedule,
-    mut step: impl FnMut(MobileNetV2, Tensor<4>, Tensor<1, Int>, &[usize]) -> (MobileNetV2, Tensor<1>),
+    mut step: impl FnMut(MobileNetV2, Tensor<4>, Tensor<1, Int>, &[usize]) -> anyhow::Result<(MobileNetV2, Tensor<1>)>,
 ) -> anyhow::Result<(MobileNetV2, Measurement)> {
     let Feed { dataset, config, train_device, device, how } = feed;
     // The loader fills its queue (`prefetch` batches) during the warm-up's sync: those batches
@@ -287,7 +287,7 @@ fn e2e_steps(
             let batch = loader.next().ok_or_else(|| anyhow::anyhow!("{name}: the loader ended early"))?;
             let labels = host_labels(&batch);
             let (images, targets) = upload(batch, train_device, how);
-            let (next, loss) = step(model, images, targets, &labels);
+            let (next, loss) = step(model, images, targets, &labels)?;
             model = next;
             running.add(loss, labels.len());
         }
@@ -561,7 +561,7 @@ pub fn train_phases(
             start = Instant::now();
         });
         running.add(out.loss, b);
-        next
+        Ok(next)
     })?;
     if let Some(e) = failed {
         return Err(e);

@@ -19,7 +19,16 @@
 //! The sequence: the first [`WARMUP_STEPS`] steps run eagerly after `graph_prepare` (allocating
 //! every buffer the capture will reuse, and autotuning); the next is recorded (a recording
 //! executes nothing) and replayed at once; every later step of the same batch shape is a
-//! replay. A batch of another shape (an epoch's last, smaller batch) runs eagerly, in place.
+//! replay. A batch of another shape (an epoch's last, smaller batch) gets a stable batch and a
+//! graph of its own: its first step runs eagerly (tuning its kernels); at its second (once the
+//! first shape's capture is sealed: a stream prepares one capture at a time) `graph_prepare`,
+//! then `WARMUP_STEPS − 1` warm-up runs of that step as an identity update (a recording may not
+//! add memory pages, so the same workload must run just before it; parameters and moments stay
+//! unchanged to the bit, the running statistics are put back), then the real step recorded and
+//! replayed; later ones replay. The graphs share the parameters, moments, running statistics
+//! and coefficient table, all written in place. Past [`MAX_GRAPHS`] shapes, a step runs
+//! eagerly. A recording that began and could not be sealed leaves the memory it would have
+//! written failed for good: [`CaptureFailed`], not an eager fallback.
 //! On a backend without graph capture (Flex, the CPU) every step runs eagerly through the same
 //! code, which is what the CPU tests check against [`crate::step::train_step`].
 //!
@@ -30,7 +39,7 @@
 use burn::backend::{Backend, BackendGraph, Dispatch};
 use burn::module::ParamGroup;
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -54,26 +63,43 @@ struct StableBatch {
     mask: Option<Tensor<2>>,
 }
 
-/// Where the capture stands.
+/// Where the capture of one batch shape stands.
 enum Phase {
-    /// Eager steps run so far (after `graph_prepare`).
+    /// Eager steps of this shape run so far (the first shape's: after `graph_prepare`).
     Warming(usize),
-    /// The recorded step, replayed once per later step.
+    /// The recorded step, replayed once per later step of this shape.
     Captured { graph: BackendGraph<Dispatch>, loss: Tensor<1> },
-    /// No graph: the backend has none, or the capture failed (the reason).
+    /// No graph: the backend has none, or `graph_prepare` or the capture failed (the reason).
     Eager(String),
 }
 
+/// One batch shape's stable batch and graph. The first shape (the full batch) is captured after
+/// [`WARMUP_STEPS`] eager steps in a row; another (an epoch's last, smaller batch, seen once an
+/// epoch) at its second step, after identity warm-up runs, its first having tuned its kernels
+/// ([`CapturedStep::step`]).
+struct Slot {
+    /// `[batch, channels, h, w]` of the images this slot takes.
+    shape: [usize; 4],
+    batch: StableBatch,
+    phase: Phase,
+    /// The step at which this shape's graph was first replayed.
+    replayed_from: Option<usize>,
+}
+
+/// Batch shapes given a graph of their own; a further shape runs eagerly (a training run has
+/// two: the full batch and the epoch's last).
+pub const MAX_GRAPHS: usize = 4;
+
 /// A training step (AdamW, weight decay, per-group learning rates as [`crate::step::TrainStep`])
-/// captured as a graph after [`WARMUP_STEPS`] eager steps; see the module documentation.
+/// captured as a graph, one per batch shape; see the module documentation.
 pub struct CapturedStep {
     loss: Loss,
     optim: ModuleOptimizer,
     adamw: FusedAdamW,
     table: StableCoefficients,
     backbone_lr_mult: f64,
-    batch: Option<StableBatch>,
-    phase: Phase,
+    /// One per batch shape met, the first shape's first.
+    slots: Vec<Slot>,
     time: usize,
     device: Device,
 }
@@ -101,18 +127,25 @@ impl CapturedStep {
         let table = StableCoefficients::new(groups(backbone_lr_mult), &train_device.clone().inner());
         let adamw = FusedAdamW::new(weight_decay as f32);
         let optim = adamw.clone().with_stable(table.clone()).init();
-        Self { loss, optim, adamw, table, backbone_lr_mult, batch: None, phase: Phase::Warming(0), time: 0, device: train_device.clone() }
+        Self { loss, optim, adamw, table, backbone_lr_mult, slots: Vec::new(), time: 0, device: train_device.clone() }
     }
 
-    /// Whether later steps replay a recorded graph (`Ok(true)`), are still warming up
-    /// (`Ok(false)`), or run eagerly for good (`Err`: why — no graph on this backend, or the
-    /// capture failed).
+    /// Whether later steps of the first batch shape replay a recorded graph (`Ok(true)`), are
+    /// still warming up (`Ok(false)`), or run eagerly for good (`Err`: why — no graph on this
+    /// backend, or the capture failed).
     pub fn captured(&self) -> Result<bool, &str> {
-        match &self.phase {
-            Phase::Warming(_) => Ok(false),
-            Phase::Captured { .. } => Ok(true),
-            Phase::Eager(why) => Err(why),
+        match self.slots.first().map(|s| &s.phase) {
+            None | Some(Phase::Warming(_)) => Ok(false),
+            Some(Phase::Captured { .. }) => Ok(true),
+            Some(Phase::Eager(why)) => Err(why),
         }
+    }
+
+    /// Each batch shape met, in order: its batch size and the step from which its graph was
+    /// replayed (`None`: eager so far, or for good), e.g. `[(256, Some(4)), (114, Some(30))]`
+    /// for the full batch and an epoch's last batch of 114 images.
+    pub fn graphs(&self) -> Vec<(usize, Option<usize>)> {
+        self.slots.iter().map(|s| (s.shape[0], s.replayed_from)).collect()
     }
 
     /// Steps taken.
@@ -129,17 +162,9 @@ impl CapturedStep {
         self
     }
 
-    /// AdamW's state for a checkpoint, Burn's `AdamW` record (loadable by
-    /// [`crate::step::adamw`] as well as [`resume`](Self::resume)). Replays update the moments
-    /// in their memory but not the step count the states record, so this first runs one
-    /// identity update (β 1, learning rate 0, bias corrections 1: every parameter and moment
-    /// unchanged to the bit) of every trainable parameter, eagerly, which rewrites the states
-    /// with the current count. `model` is the training model (the one [`step`](Self::step)
-    /// returned), returned unchanged.
-    pub fn optimizer_record(&mut self, model: MobileNetV2) -> (MobileNetV2, OptimizerRecord) {
-        if self.time == 0 {
-            return (model, self.optim.to_record());
-        }
+    /// Coefficient rows of the identity update (β 1, learning rate 0, bias corrections 1, no
+    /// decay): every parameter and moment unchanged to the bit.
+    fn identity_rows(&self) -> Vec<crate::fused_adamw::UpdateCoefficients> {
         let epsilon = self.adamw.coefficients(1, 0.0).epsilon;
         let identity = crate::fused_adamw::UpdateCoefficients {
             beta_1: 1.0,
@@ -152,7 +177,21 @@ impl CapturedStep {
             keep: 1.0,
             lr: 0.0,
         };
-        self.table.set(vec![identity; groups(self.backbone_lr_mult)], self.time);
+        vec![identity; groups(self.backbone_lr_mult)]
+    }
+
+    /// AdamW's state for a checkpoint, Burn's `AdamW` record (loadable by
+    /// [`crate::step::adamw`] as well as [`resume`](Self::resume)). Replays update the moments
+    /// in their memory but not the step count the states record, so this first runs one
+    /// identity update (β 1, learning rate 0, bias corrections 1: every parameter and moment
+    /// unchanged to the bit) of every trainable parameter, eagerly, which rewrites the states
+    /// with the current count. `model` is the training model (the one [`step`](Self::step)
+    /// returned), returned unchanged.
+    pub fn optimizer_record(&mut self, model: MobileNetV2) -> (MobileNetV2, OptimizerRecord) {
+        if self.time == 0 {
+            return (model, self.optim.to_record());
+        }
+        self.table.set(self.identity_rows(), self.time);
         struct Zeros(GradientsParams, Device);
         impl ModuleVisitor for Zeros {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -172,81 +211,147 @@ impl CapturedStep {
     /// must be the model the previous step returned (a captured graph updates that model's
     /// memory). Returns the model and the batch's mean loss (`[1]`, no host sync; a replay's
     /// is a copy of the graph's output, which the next replay overwrites).
-    pub fn step(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1, Int>, lr: f64) -> (MobileNetV2, Tensor<1>) {
+    ///
+    /// # Errors
+    /// [`CaptureFailed`] when a recording that had begun could not be sealed: the training
+    /// cannot go on in this process.
+    pub fn step(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1, Int>, lr: f64) -> Result<(MobileNetV2, Tensor<1>), CaptureFailed> {
         self.time += 1;
         let mut rows = vec![self.adamw.coefficients(self.time, lr)];
         if self.backbone_lr_mult != 1.0 {
             rows.push(self.adamw.coefficients(self.time, lr * self.backbone_lr_mult));
         }
-        self.table.set(rows, self.time);
+        self.table.set(rows.clone(), self.time);
         let dropout = model.dropout_in_effect(&self.device);
         let shape = images.dims();
         let mask = (dropout > 0.0).then(|| {
             let pooled = [shape[0], model.classifier.weight.dims()[0]]; // [batch, last_channel]
             Tensor::<2>::random(pooled, Distribution::Bernoulli(1.0 - dropout), &self.device.clone().inner())
         });
-        let stable_shape = self.batch.as_ref().map(|b| b.images.dims());
-        if stable_shape.is_some_and(|s| s != shape) {
-            // Another batch shape: eagerly, in place.
-            return self.run(model, images, targets.float(), mask);
-        }
-        let batch = self.batch.get_or_insert_with(|| StableBatch {
-            images: Tensor::zeros(shape, &self.device),
-            targets: Tensor::zeros([shape[0]], &self.device),
-            mask: mask.as_ref().map(|m| Tensor::zeros(m.dims(), &self.device)),
-        });
-        assign(&mut batch.images, images);
-        assign(&mut batch.targets, targets.float());
-        if let (Some(stable), Some(fresh)) = (batch.mask.as_mut(), mask) {
+        let index = match self.slots.iter().position(|s| s.shape == shape) {
+            Some(i) => i,
+            None if self.slots.len() < MAX_GRAPHS => {
+                // A backend without graphs (or whose first capture failed) runs every shape
+                // eagerly, for the same reason.
+                let phase = match self.slots.first().map(|s| &s.phase) {
+                    Some(Phase::Eager(why)) => Phase::Eager(why.clone()),
+                    _ => Phase::Warming(0),
+                };
+                let batch = StableBatch {
+                    images: Tensor::zeros(shape, &self.device),
+                    targets: Tensor::zeros([shape[0]], &self.device),
+                    mask: mask.as_ref().map(|m| Tensor::zeros(m.dims(), &self.device)),
+                };
+                self.slots.push(Slot { shape, batch, phase, replayed_from: None });
+                self.slots.len() - 1
+            }
+            // Yet another shape: eagerly, in place.
+            None => return Ok(self.run(model, images, targets.float(), mask)),
+        };
+        let slot = &mut self.slots[index];
+        assign(&mut slot.batch.images, images);
+        assign(&mut slot.batch.targets, targets.float());
+        if let (Some(stable), Some(fresh)) = (slot.batch.mask.as_mut(), mask) {
             assign(stable, fresh);
         }
-        let (images, targets, mask) = (batch.images.clone(), batch.targets.clone(), batch.mask.clone());
-        let inner = self.device.clone().inner();
-        let warmed = match &self.phase {
-            Phase::Captured { .. } => return self.replay(model),
-            Phase::Eager(_) => return self.run(model, images, targets, mask),
+        let (images, targets, mask) = (slot.batch.images.clone(), slot.batch.targets.clone(), slot.batch.mask.clone());
+        let warmed = match &slot.phase {
+            Phase::Captured { .. } => return Ok(self.replay(index, model)),
+            Phase::Eager(_) => return Ok(self.run(model, images, targets, mask)),
             Phase::Warming(n) => *n,
         };
-        if warmed == 0
-            && let Err(e) = Dispatch::graph_prepare(inner.as_dispatch())
-        {
-            self.phase = Phase::Eager(format!("graph_prepare failed: {e:?}"));
-            return self.run(model, images, targets, mask);
+        let inner = self.device.clone().inner();
+        if index == 0 {
+            // The first shape: `graph_prepare`, then WARMUP_STEPS eager steps in a row.
+            if warmed == 0
+                && let Err(e) = Dispatch::graph_prepare(inner.as_dispatch())
+            {
+                self.slots[index].phase = Phase::Eager(format!("graph_prepare failed: {e:?}"));
+                return Ok(self.run(model, images, targets, mask));
+            }
+            if warmed < WARMUP_STEPS {
+                self.slots[index].phase = Phase::Warming(warmed + 1);
+                return Ok(self.run(model, images, targets, mask));
+            }
+        } else {
+            // Another shape, met once an epoch: its first step ran eagerly and tuned its
+            // kernels; it is prepared and recorded at its next step, unless the first shape's
+            // capture is still being prepared (a stream holds one capture at a time).
+            if warmed == 0 || matches!(self.slots[0].phase, Phase::Warming(_)) {
+                self.slots[index].phase = Phase::Warming(warmed + 1);
+                return Ok(self.run(model, images, targets, mask));
+            }
+            if let Err(e) = Dispatch::graph_prepare(inner.as_dispatch()) {
+                self.slots[index].phase = Phase::Eager(format!("graph_prepare failed: {e:?}"));
+                return Ok(self.run(model, images, targets, mask));
+            }
+            // A recording may not add memory pages: the pools must already hold room for the
+            // step, which the same workload run just before leaves behind (other work between
+            // epochs, and `graph_prepare` itself, may have taken or given back what this
+            // shape's first step had). So the step runs WARMUP_STEPS − 1 times here as an
+            // identity update (parameters and moments unchanged to the bit), its batch norms'
+            // running statistics put back afterwards, then the real step is recorded.
+            let saved = running_statistics(&model);
+            self.table.set(self.identity_rows(), self.time);
+            let mut model = model;
+            for _ in 1..WARMUP_STEPS {
+                model = self.run(model, images.clone(), targets.clone(), mask.clone()).0;
+            }
+            let model = restore_running_statistics(model, saved);
+            self.table.set(rows, self.time);
+            return self.capture(index, model, images, targets, mask);
         }
-        if warmed < WARMUP_STEPS {
-            self.phase = Phase::Warming(warmed + 1);
-            return self.run(model, images, targets, mask);
-        }
+        self.capture(index, model, images, targets, mask)
+    }
+
+    /// Records the step of slot `index` (prepared and warmed up) and replays it once: this
+    /// step. Errors when the recording cannot be sealed: its launches never ran, and the memory
+    /// they would have written (the parameters, moments and running statistics) reports that
+    /// failure on every later read.
+    fn capture(
+        &mut self,
+        index: usize,
+        model: MobileNetV2,
+        images: Tensor<4>,
+        targets: Tensor<1>,
+        mask: Option<Tensor<2>>,
+    ) -> Result<(MobileNetV2, Tensor<1>), CaptureFailed> {
+        let inner = self.device.clone().inner();
         // Everything queued so far (this step's batch, mask and coefficients) runs before the
         // window opens; what the step computes from them is recorded.
         if let Err(e) = Dispatch::graph_start_capture(inner.as_dispatch()) {
-            self.phase = Phase::Eager(format!("no graph capture on this backend ({e:?})"));
-            return self.run(model, images, targets, mask);
+            // Nothing recorded: close what `graph_prepare` opened, so that no later capture is
+            // refused for it, and run this shape eagerly from now on.
+            let _ = Dispatch::graph_stop_capture(inner.as_dispatch());
+            self.slots[index].phase = Phase::Eager(format!("no graph capture on this backend ({e:?})"));
+            return Ok(self.run(model, images, targets, mask));
         }
-        let (next, loss) = self.run(model.clone(), images.clone(), targets.clone(), mask.clone());
+        let (next, loss) = self.run(model, images, targets, mask);
         match Dispatch::graph_stop_capture(inner.as_dispatch()) {
             Ok(graph) => {
-                self.phase = Phase::Captured { graph, loss };
-                self.replay(next)
+                self.slots[index].phase = Phase::Captured { graph, loss };
+                self.slots[index].replayed_from = Some(self.time);
+                Ok(self.replay(index, next))
             }
             Err(e) => {
-                // The recording executed nothing: run this step eagerly from `model`.
-                self.phase = Phase::Eager(format!("the capture failed: {e:?}"));
-                drop(next);
-                self.run(model, images, targets, mask)
+                let why = format!("{e:?}");
+                self.slots[index].phase = Phase::Eager(format!("the capture failed: {why}"));
+                Err(CaptureFailed { step: self.time, batch: self.slots[index].shape[0], why })
             }
         }
     }
 
-    /// One replay of the captured step; `model` is the captured one (its memory updated).
-    fn replay(&mut self, model: MobileNetV2) -> (MobileNetV2, Tensor<1>) {
-        let Phase::Captured { graph, loss } = &self.phase else { unreachable!("replay without a graph") };
+    /// One replay of slot `index`'s captured step; `model` is the captured one (its memory
+    /// updated).
+    fn replay(&mut self, index: usize, model: MobileNetV2) -> (MobileNetV2, Tensor<1>) {
+        let Phase::Captured { graph, loss } = &self.slots[index].phase else { unreachable!("replay without a graph") };
         let inner = self.device.clone().inner();
         // SAFETY: every buffer the graph reads or writes stays alive while `self` holds the
-        // graph: the stable batch and the coefficient table (held here), the parameters, moments
-        // and running statistics (the model and optimiser, whose tensors are only ever written in
-        // place), and the capture's own intermediates (pinned by the graph). Everything runs on
-        // this thread's stream; the loss is copied by an operation queued after the replay.
+        // graph: the slot's stable batch and the coefficient table (held here), the parameters,
+        // moments and running statistics (the model and optimiser, whose tensors are only ever
+        // written in place, by every shape's graph and eager step alike), and the capture's own
+        // intermediates (pinned by the graph). Everything runs on this thread's stream; the loss
+        // is copied by an operation queued after the replay.
         if let Err(e) = unsafe { Dispatch::graph_replay(inner.as_dispatch(), graph) } {
             panic!("replaying the captured training step failed: {e:?}");
         }
@@ -274,11 +379,77 @@ impl CapturedStep {
     }
 }
 
+/// A training step's recording that began and could not be sealed (e.g. it needed memory the
+/// pools did not hold). Its launches never ran, and CubeCL marks the memory they would have
+/// written (the parameters, AdamW's moments, the running statistics) as failed, so that no read
+/// returns bytes nothing wrote: the training cannot go on in this process. The last epoch's
+/// checkpoint is intact.
+#[derive(Debug, Clone)]
+pub struct CaptureFailed {
+    /// The step being recorded.
+    pub step: usize,
+    /// Its batch size.
+    pub batch: usize,
+    /// CubeCL's reason.
+    pub why: String,
+}
+
+impl std::fmt::Display for CaptureFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "recording the training step as a graph failed at step {} (batch of {}): {}; the model's memory on the device is unusable \
+             in this process",
+            self.step, self.batch, self.why
+        )
+    }
+}
+
+impl std::error::Error for CaptureFailed {}
+
+/// A copy, in new memory, of every float tensor of `model` that is not trained (the batch
+/// norms' running means and variances), flattened, in visiting order.
+fn running_statistics(model: &MobileNetV2) -> Vec<Tensor<1>> {
+    struct Collect(Vec<Tensor<1>>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let t = param.val();
+            if !t.is_require_grad() {
+                let n = t.shape().num_elements();
+                self.0.push(t.reshape([n]).mul_scalar(1.0));
+            }
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    model.visit(&mut collect);
+    collect.0
+}
+
+/// Writes `saved` ([`running_statistics`] of the same model) back into `model`'s untrained
+/// tensors, in place (the memory a captured graph reads).
+fn restore_running_statistics(model: MobileNetV2, saved: Vec<Tensor<1>>) -> MobileNetV2 {
+    struct Restore(std::vec::IntoIter<Tensor<1>>);
+    impl ModuleMapper for Restore {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if param.val().is_require_grad() {
+                return param;
+            }
+            let saved = self.0.next().expect("the same model");
+            param.map(|mut t| {
+                let shape = t.dims();
+                assign(&mut t, saved.reshape(shape));
+                t
+            })
+        }
+    }
+    model.map(&mut Restore(saved.into_iter()))
+}
+
 impl Drop for CapturedStep {
     /// A capture prepared but never recorded (dropped during the warm-up) would keep the
     /// device's stream in capture mode, and the next `graph_prepare` would be refused: close it.
     fn drop(&mut self) {
-        if matches!(self.phase, Phase::Warming(n) if n > 0) {
+        if matches!(self.slots.first().map(|s| &s.phase), Some(Phase::Warming(n)) if *n > 0) {
             let _ = Dispatch::graph_stop_capture(self.device.clone().inner().as_dispatch());
         }
     }
@@ -315,21 +486,26 @@ mod tests {
         config.init(device).map(&mut Fill(collect.0.into_iter()))
     }
 
-    /// Four batches of 28-px images and their classes, fixed values (tests share the device's
-    /// generator, so no random draw), then a smaller last batch.
-    fn batches(device: &Device) -> Vec<(Tensor<4>, Tensor<1, Int>)> {
+    /// Batches of 28-px images and their classes of `sizes` images each, fixed values (tests
+    /// share the device's generator, so no random draw).
+    fn batches(device: &Device, sizes: &[usize]) -> Vec<(Tensor<4>, Tensor<1, Int>)> {
         let batch = |n: usize, k: usize| {
             let values: Vec<f32> = (0..n * 3 * 28 * 28).map(|i| (((i * 7 + k * 13) % 23) as f32 - 11.0) / 11.0).collect();
             let images = Tensor::<1>::from_floats(values.as_slice(), device).reshape([n, 3, 28, 28]);
             let classes: Vec<i64> = (0..n).map(|i| ((i + k) % 3) as i64).collect();
             (images, Tensor::<1, Int>::from_ints(classes.as_slice(), device))
         };
-        vec![batch(4, 0), batch(4, 1), batch(4, 2), batch(4, 3), batch(4, 4), batch(4, 5), batch(3, 6)]
+        sizes.iter().enumerate().map(|(k, &n)| batch(n, k)).collect()
     }
+
+    /// Full batches of 4 and an epoch's last batch of 3, as training meets them: the first
+    /// shape's graph is recorded at step 4, the last batch's eagerly at step 5 (tuning) and
+    /// recorded at step 8, then both replay.
+    const EPOCHS: [usize; 10] = [4, 4, 4, 4, 3, 4, 4, 3, 4, 3];
 
     /// `steps` of `captured` and of [`TrainStep`] (the training loop's eager step) from equal
     /// weights on the same batches: each step's two losses, and both models.
-    fn side_by_side(device: &Device, dropout: f64) -> (Vec<(f32, f32)>, MobileNetV2, MobileNetV2, CapturedStep) {
+    fn side_by_side(device: &Device, dropout: f64, sizes: &[usize]) -> (Vec<(f32, f32)>, MobileNetV2, MobileNetV2, CapturedStep) {
         let config = MobileNetV2Config::new(3).with_width(0.25).with_dropout(dropout);
         let a = config.init(device);
         let b = twin(&a, &config, device);
@@ -337,9 +513,9 @@ mod tests {
         let mut eager = TrainStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5);
         let (mut a, mut b) = (a, b);
         let mut losses = Vec::new();
-        for (i, (images, targets)) in batches(device).into_iter().enumerate() {
+        for (i, (images, targets)) in batches(device, sizes).into_iter().enumerate() {
             let lr = 1e-3 * (1.0 + i as f64);
-            let (next_a, la) = captured.step(a, images.clone(), targets.clone(), lr);
+            let (next_a, la) = captured.step(a, images.clone(), targets.clone(), lr).expect("the capture sealed");
             let (next_b, lb) = eager.step(b, images, targets, lr);
             (a, b) = (next_a, next_b);
             losses.push((la.into_scalar::<f32>(), lb.into_scalar::<f32>()));
@@ -353,14 +529,16 @@ mod tests {
 
     /// On the CPU (no graph capture: every step eager, through the captured step's own code —
     /// stable batch, coefficient table by rows, in-place assignments that become replacements)
-    /// seven steps with a backbone multiplier of 0.5 and weight decay equal the training loop's
-    /// step to the bit: losses, classifier and a backbone weight, a batch norm's running mean.
+    /// ten steps of two batch shapes with a backbone multiplier of 0.5 and weight decay equal
+    /// the training loop's step to the bit: losses, classifier and a backbone weight, a batch
+    /// norm's running mean.
     #[test]
     fn without_a_graph_it_is_the_training_step() {
         let device = Device::flex().autodiff();
-        let (losses, a, b, captured) = side_by_side(&device, 0.0);
+        let (losses, a, b, captured) = side_by_side(&device, 0.0, &EPOCHS);
         assert!(captured.captured().is_err(), "Flex has no graph capture");
-        assert_eq!(captured.steps(), 7);
+        assert_eq!(captured.graphs(), vec![(4, None), (3, None)], "both shapes eager");
+        assert_eq!(captured.steps(), 10);
         for (i, (la, lb)) in losses.iter().enumerate() {
             assert_eq!(la, lb, "step {i}");
         }
@@ -377,7 +555,7 @@ mod tests {
     #[test]
     fn dropout_masks_are_drawn_per_step() {
         let device = Device::flex().autodiff();
-        let (losses, ..) = side_by_side(&device, 0.5);
+        let (losses, ..) = side_by_side(&device, 0.5, &EPOCHS);
         assert!(losses.iter().all(|(a, _)| a.is_finite()));
         assert!(losses.iter().any(|(a, b)| a != b), "the masks changed nothing");
         let config = MobileNetV2Config::new(3).with_width(0.25).with_dropout(0.5);
@@ -389,11 +567,12 @@ mod tests {
     }
 
     /// On wgpu (any adapter, e.g. lavapipe; not in the CPU test build): the step is captured
-    /// after the warm-up and replayed, and it trains as the eager step does — every step's
-    /// loss within 1e-4 relative, parameters and running statistics within 1e-4 of the largest
-    /// value after seven steps (the same kernels; the replays read parameters, moments, running
-    /// statistics and batches written in place). A graph that did not advance the parameters
-    /// would repeat the fourth step's loss.
+    /// after the warm-up and replayed, the epoch's last, smaller batch in a graph of its own,
+    /// and it trains as the eager step does — every step's loss within 1e-4 relative,
+    /// parameters and running statistics within 1e-4 of the largest value after ten steps (the
+    /// same kernels; the replays read parameters, moments, running statistics and batches
+    /// written in place by both graphs). A graph that did not advance the parameters would
+    /// repeat its shape's previous loss; one that read a stale batch, its batch's loss.
     #[cfg(feature = "wgpu")]
     #[test]
     fn captured_steps_train_as_eager_steps_on_the_gpu() {
@@ -401,11 +580,12 @@ mod tests {
         // A step dropped during its warm-up leaves the stream free for the next capture.
         let config = MobileNetV2Config::new(3).with_width(0.25);
         let mut dropped = CapturedStep::new(crate::LossConfig::ce().init(&device), 0.0, 1.0, &device);
-        let (images, targets) = batches(&device).swap_remove(0);
-        let _ = dropped.step(config.init(&device), images, targets, 1e-3);
+        let (images, targets) = batches(&device, &[4]).swap_remove(0);
+        let _ = dropped.step(config.init(&device), images, targets, 1e-3).expect("a warm-up step");
         drop(dropped);
-        let (losses, a, b, captured) = side_by_side(&device, 0.0);
+        let (losses, a, b, captured) = side_by_side(&device, 0.0, &EPOCHS);
         assert_eq!(captured.captured(), Ok(true));
+        assert_eq!(captured.graphs(), vec![(4, Some(4)), (3, Some(8))], "the steps each shape's graph was recorded at");
         for (i, (la, lb)) in losses.iter().enumerate() {
             assert!((la - lb).abs() <= 1e-4 * lb.abs().max(1.0), "step {i}: captured {la}, eager {lb}");
         }
@@ -418,10 +598,13 @@ mod tests {
         close(values(a.stem.conv.weight.val()), values(b.stem.conv.weight.val()), "stem");
         close(values(a.stem.bn.running_var.value_sync()), values(b.stem.bn.running_var.value_sync()), "running variance");
         // A second training in the same process once the first is dropped (derma-cascade's second
-        // stage, a sweep's next fold): it records its own graph and trains as eager too.
+        // stage, a sweep's next fold): it records its own graphs and trains as eager too. Here the
+        // small batch first comes during the first shape's warm-up (an epoch of two batches), so
+        // it waits for that capture to be sealed and is recorded at its next step.
         drop(captured);
-        let (losses, a, b, captured) = side_by_side(&device, 0.0);
+        let (losses, a, b, captured) = side_by_side(&device, 0.0, &[4, 3, 4, 4, 4, 3, 4, 3]);
         assert_eq!(captured.captured(), Ok(true), "the second capture in one process");
+        assert_eq!(captured.graphs(), vec![(4, Some(5)), (3, Some(6))]);
         for (i, (la, lb)) in losses.iter().enumerate() {
             assert!((la - lb).abs() <= 1e-4 * lb.abs().max(1.0), "second training, step {i}: captured {la}, eager {lb}");
         }

@@ -42,18 +42,19 @@ fn run() -> anyhow::Result<()> {
         // Any flag given on the command line, even at its default value, would be ignored.
         let given: Vec<String> = matches
             .ids()
-            .filter(|id| flags.iter().any(|f| f == id.as_str()) && !["resume", "backend"].contains(&id.as_str()))
+            .filter(|id| flags.iter().any(|f| f == id.as_str()) && !["resume", "backend", "step"].contains(&id.as_str()))
             .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
             .map(|id| format!("--{}", id.as_str().replace('_', "-")))
             .collect();
         if !given.is_empty() {
             anyhow::bail!(
-                "--resume {}: the configuration is the run's config.toml; only --backend may be given with --resume (got {})",
+                "--resume {}: the configuration is the run's config.toml; only --backend and --step may be given with --resume (got {})",
                 dir.display(),
                 given.join(", ")
             );
         }
         let backend_flag = cli.args.backend.clone();
+        let step_flag = cli.args.step;
         let config_path = dir.join("config.toml");
         if !config_path.is_file() {
             anyhow::bail!("--resume {}: no config.toml there (not a derma-train run folder)", dir.display());
@@ -61,6 +62,11 @@ fn run() -> anyhow::Result<()> {
         let mut config = TrainConfig::from_run_folder(&config_path, "--resume")?;
         if let Some(b) = backend_flag {
             config.backend = b;
+        }
+        // How the step runs, not what it computes (e.g. `--step eager` after a failed capture).
+        if let Some(step) = step_flag {
+            config.step = step;
+            config.validate().map_err(|e| anyhow::anyhow!("--resume {} --step: {e}", dir.display()))?;
         }
         config.out = Some(dir.clone());
         if std::env::var_os("BURN_DEVICE").is_none() {

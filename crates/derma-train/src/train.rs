@@ -499,6 +499,7 @@ fn fit_from(
     let mut captured =
         capture.then(|| CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device));
     let mut capture_reported = false;
+    let mut last_batch_reported: Vec<usize> = Vec::new();
     let train_labels = data.train.labels();
     let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));
     let mut mined: Option<Mined> = None;
@@ -627,7 +628,13 @@ fn fit_from(
             let progress = (step as f64 / total_steps.max(1) as f64).min(1.0);
             let weight = loss_eval.batch_weight(&labels, num_logits);
             if let Some(c) = captured.as_mut() {
-                let (next, loss) = c.step(model, batch.images(&train_device), batch.targets(&train_device), lr);
+                let (next, loss) = c.step(model, batch.images(&train_device), batch.targets(&train_device), lr).map_err(|e| {
+                    let how = match epoch {
+                        0 => format!("run it again with `--step eager` (no epoch had finished; --overwrite replaces {})", out_dir.display()),
+                        _ => format!("the last finished epoch's checkpoint is intact: `derma-train --resume {} --step eager` continues it", out_dir.display()),
+                    };
+                    anyhow::anyhow!("{e}. The eager step records no graph: {how}")
+                })?;
                 model = next;
                 running.add_weighted(loss, weight, labels.len());
             } else {
@@ -654,13 +661,22 @@ fn fit_from(
         let train_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         // Said once, at the end of the epoch where the capture happened or failed.
-        if let Some(c) = captured.as_ref().filter(|_| !capture_reported) {
-            match c.captured() {
-                Ok(true) => println!("training step: the captured graph is replayed from step {}", WARMUP_STEPS + 1),
-                Ok(false) => {}
-                Err(why) => println!("training step: not captured, every step eager: {why}"),
+        if let Some(c) = captured.as_ref() {
+            if !capture_reported {
+                match c.captured() {
+                    Ok(true) => println!("training step: the captured graph is replayed from step {}", WARMUP_STEPS + 1),
+                    Ok(false) => {}
+                    Err(why) => println!("training step: not captured, every step eager: {why}"),
+                }
+                capture_reported = c.captured() != Ok(false);
             }
-            capture_reported = c.captured() != Ok(false);
+            // An epoch's last, smaller batch gets a graph of its own at its second epoch.
+            for (size, from) in c.graphs().into_iter().skip(1) {
+                if let Some(from) = from.filter(|_| !last_batch_reported.contains(&size)) {
+                    println!("training step: the {size}-image last batch has a graph of its own, replayed from step {from}");
+                    last_batch_reported.push(size);
+                }
+            }
         }
         if !train_loss.is_finite() {
             return Err(Diverged { epoch: epoch + 1, loss: train_loss, validation: false }.into());

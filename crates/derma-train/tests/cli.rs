@@ -269,7 +269,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert!(!o.status.success() && text(&o.stderr).contains("--resume"), "{}", text(&o.stderr));
     let o = derma_train(&flags(&out).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!o.status.success() && text(&o.stderr).contains(&format!("--resume {}", out.display())), "{}", text(&o.stderr));
-    // Only --backend may come with --resume.
+    // Only --backend and --step may come with --resume.
     let o = derma_train(&["--resume", out.to_str().unwrap(), "--epochs", "9"]);
     assert!(!o.status.success() && text(&o.stderr).contains("only --backend"), "{}", text(&o.stderr));
     // Also a flag at its built-in default (seed 0, 10 epochs): it would be silently ignored.
@@ -284,9 +284,11 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let o = derma_train(&["--resume", out.to_str().unwrap(), "--backend", "cpu"]);
     assert!(!o.status.success() && text(&o.stderr).contains("the data differ from those the checkpoint was trained on"), "{}", text(&o.stderr));
     std::fs::write(&npz, original).unwrap();
-    let o = derma_train(&["--resume", out.to_str().unwrap(), "--backend", "cpu"]);
+    // --step may come with --resume too (how the step runs, e.g. eager after a failed capture).
+    let o = derma_train(&["--resume", out.to_str().unwrap(), "--backend", "cpu", "--step", "eager"]);
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).contains("resuming after epoch"), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("training step: eager (--step eager)"), "{}", text(&o.stdout));
     assert!(!out.join("checkpoint").exists(), "a finished run keeps its checkpoint");
 
     // Every column but the timings, every epoch, and the test report: identical.
