@@ -12,7 +12,7 @@
 #   main     PyTorch, then each packed derma-bench binary (WGSL; SPIR-V if packed), one process
 #            per size so each peak-memory reading belongs to one configuration; comparison table.
 #   levers   runtime levers on the first packed binary, one variable at a time: autotune level,
-#            wgpu task batching, upload without a host copy, no augmentation, loader prefetch.
+#            wgpu task batching, upload with a host copy (the old way), no augmentation, loader prefetch.
 #   profile  per-kernel device time of a few training steps: CubeCL's profiling log (Burn) and
 #            torch.profiler (PyTorch).
 #   diag     what bounds the step: warm-up with and without the autotune disk cache, eager vs
@@ -188,8 +188,8 @@ plan_levers() {
         "$b" $(burn_args) --sizes "$sb" --modes step --json "$work/lever-$v-tasks_$tasks-$s.json"
     done
     # shellcheck disable=SC2046
-    timed "lever upload=move $sb" "$work/lever-move-$s.log" "$b" $(burn_args) --sizes "$sb" --modes e2e --upload move \
-      --json "$work/lever-$v-upload_move-$s.json"
+    timed "lever upload=copy $sb" "$work/lever-copy-$s.log" "$b" $(burn_args) --sizes "$sb" --modes e2e --upload copy \
+      --json "$work/lever-$v-upload_copy-$s.json"
     # shellcheck disable=SC2046
     timed "lever prefetch=8 $sb" "$work/lever-prefetch-$s.log" "$b" $(burn_args) --sizes "$sb" --modes e2e --prefetch 8 \
       --json "$work/lever-$v-prefetch_8-$s.json"

@@ -58,8 +58,9 @@ struct Args {
     /// Batches the loader prepares ahead (the training loop uses 4).
     #[arg(long, default_value_t = 4)]
     prefetch: usize,
-    /// copy (what the training loop does: HostBatch::images) | move (no host copy).
-    #[arg(long, default_value = "copy")]
+    /// move (what the training loop does: HostBatch::take_images, no host copy) | copy
+    /// (HostBatch::images, a host copy of the pixels first).
+    #[arg(long, default_value = "move")]
     upload: Upload,
     /// Constant AdamW learning rate.
     #[arg(long, default_value_t = 1e-3)]

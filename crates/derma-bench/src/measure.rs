@@ -96,11 +96,11 @@ pub fn sync(device: &Device) -> anyhow::Result<()> {
 }
 
 /// Puts a host batch on `device`: images `[batch, c, h, w]` and targets `[batch]`.
-pub fn upload(batch: HostBatch, device: &Device, how: Upload) -> (Tensor<4>, Tensor<1, Int>) {
+pub fn upload(mut batch: HostBatch, device: &Device, how: Upload) -> (Tensor<4>, Tensor<1, Int>) {
     let targets = batch.targets(device);
     let images = match how {
         Upload::Copy => batch.images(device),
-        Upload::Move => Tensor::from_data(TensorData::new(batch.pixels, batch.shape), device),
+        Upload::Move => batch.take_images(device),
     };
     (images, targets)
 }

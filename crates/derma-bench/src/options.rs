@@ -151,9 +151,10 @@ impl fmt::Display for DataSource {
 /// How a host batch reaches the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upload {
-    /// `HostBatch::images` (copies the pixels first): what the training loop does today.
+    /// `HostBatch::images` (copies the pixels first): the training loop before 2026-11-28.
     Copy,
-    /// The batch's pixel buffer handed over without a copy.
+    /// `HostBatch::take_images` (the pixel buffer handed over without a copy): what the
+    /// training loop does.
     Move,
 }
 

@@ -70,9 +70,21 @@ pub struct HostBatch {
 }
 
 impl HostBatch {
-    /// Uploads the images: `[batch, channels, size, size]`.
+    /// Uploads the images: `[batch, channels, size, size]` (a copy of the pixels; the batch
+    /// keeps them).
     pub fn images(&self, device: &Device) -> Tensor<4> {
         Tensor::from_data(TensorData::new(self.pixels.clone(), self.shape), device)
+    }
+
+    /// Uploads the images, `[batch, channels, size, size]`, handing the pixel buffer over
+    /// without a host copy (77 MB of f32 per 224-px batch of 128); the batch keeps its labels
+    /// and indices, and no pixels (`pixels` is empty afterwards).
+    ///
+    /// # Panics
+    /// When the pixels were already taken.
+    pub fn take_images(&mut self, device: &Device) -> Tensor<4> {
+        assert_eq!(self.pixels.len(), self.shape.iter().product::<usize>(), "HostBatch::take_images: the pixels were already taken");
+        Tensor::from_data(TensorData::new(std::mem::take(&mut self.pixels), self.shape), device)
     }
 
     /// Uploads the labels: `[batch]`.

@@ -93,3 +93,22 @@ fn normalisation_is_planar_and_adapts_the_channels() {
     let (s, t) = (affine.iter().map(|a| a.0).sum::<f32>() / 3.0, affine.iter().map(|a| a.1).sum::<f32>() / 3.0);
     assert!((b.pixels[37] - (m * s + t)).abs() < 1e-5);
 }
+
+/// `take_images` uploads the same tensor as `images` without copying the pixels on the host:
+/// the buffer moves into the tensor (the batch's `pixels` are empty after it, its labels and
+/// indices kept), and a second take is refused rather than uploading an empty batch.
+#[test]
+fn taking_the_images_uploads_what_a_copy_uploads() {
+    use burn::prelude::{Device, Tensor};
+    let device = Device::flex();
+    let ds = dataset(5, 3);
+    let mut batch = assemble(&ds, &[4, 0, 3], 0, &config(Augment::eval(16), IDENTITY, 3));
+    let copied: Tensor<4> = batch.images(&device);
+    let taken = batch.take_images(&device);
+    assert_eq!(taken.dims(), [3, 3, 16, 16]);
+    assert_eq!(taken.into_data().to_vec::<f32>().unwrap(), copied.into_data().to_vec::<f32>().unwrap());
+    assert!(batch.pixels.is_empty());
+    assert_eq!((batch.labels.clone(), batch.indices.clone()), (vec![0, 0, 1], vec![4, 0, 3]));
+    let again = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch.take_images(&device)));
+    assert!(again.is_err(), "a second take uploaded an empty batch");
+}

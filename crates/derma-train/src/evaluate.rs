@@ -66,8 +66,8 @@ pub fn predict(
     // Σ numerator and Σ denominator of the split's loss (see `Loss::forward_sums`).
     let mut loss_sum = Tensor::<1>::zeros([1], device);
     let mut loss_den = Tensor::<1>::zeros([1], device);
-    for batch in loader {
-        let logits = model.forward(batch.images(device)); // [batch, k]
+    for mut batch in loader {
+        let logits = model.forward(batch.take_images(device)); // [batch, k]
         let [_, k] = logits.dims();
         if let Some(loss) = loss {
             let (num, den) = loss.forward_sums(logits.clone(), batch.targets(device));

@@ -10,9 +10,9 @@
 //! ```ignore
 //! let mut step = TrainStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult);
 //! let mut running = RunningLoss::new(&device);
-//! for batch in loader {
+//! for mut batch in loader {
 //!     let lr = learning_rate(config.lr, global_step, warmup, total_steps);
-//!     let (next, loss) = step.step(model, batch.images(&train_device), batch.targets(&train_device), lr);
+//!     let (next, loss) = step.step(model, batch.take_images(&train_device), batch.targets(&train_device), lr);
 //!     model = next;
 //!     running.add(loss, batch.labels.len());
 //! }

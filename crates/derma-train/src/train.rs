@@ -622,13 +622,13 @@ fn fit_from(
             println!("epoch {}: backbone {}", epoch + 1, if frozen { "frozen (classifier only)" } else { "unfrozen" });
         }
         let mut lr = config.lr;
-        for (i, batch) in loader.enumerate() {
+        for (i, mut batch) in loader.enumerate() {
             lr = learning_rate(config.lr, step, warmup, total_steps);
             let labels: Vec<usize> = batch.labels.iter().map(|&l| l as usize).collect();
             let progress = (step as f64 / total_steps.max(1) as f64).min(1.0);
             let weight = loss_eval.batch_weight(&labels, num_logits);
             if let Some(c) = captured.as_mut() {
-                let (next, loss) = c.step(model, batch.images(&train_device), batch.targets(&train_device), lr).map_err(|e| {
+                let (next, loss) = c.step(model, batch.take_images(&train_device), batch.targets(&train_device), lr).map_err(|e| {
                     let how = match epoch {
                         0 => format!("run it again with `--step eager` (no epoch had finished; --overwrite replaces {})", out_dir.display()),
                         _ => format!("the last finished epoch's checkpoint is intact: `derma-train --resume {} --step eager` continues it", out_dir.display()),
@@ -639,7 +639,7 @@ fn fit_from(
                 running.add_weighted(loss, weight, labels.len());
             } else {
                 let (next, out) =
-                    step_state.step_full(model, batch.images(&train_device), batch.targets(&train_device), &labels, lr, progress);
+                    step_state.step_full(model, batch.take_images(&train_device), batch.targets(&train_device), &labels, lr, progress);
                 model = next;
                 running.add_weighted(out.loss, weight, labels.len());
                 if let Some((metric, anchors)) = out.metric {
