@@ -32,9 +32,10 @@
 //! On a backend without graph capture (Flex, the CPU) every step runs eagerly through the same
 //! code, which is what the CPU tests check against [`crate::step::train_step`].
 //!
-//! Not captured (refused by [`CapturedStep::new`]'s callers): the metric-learning head,
-//! per-sample losses for hard-example mining, a backbone-freezing schedule (a new graph would be
-//! needed when the trainable set changes).
+//! A backbone-freezing schedule is captured in two stretches: the frozen epochs' graphs, then,
+//! after [`CapturedStep::recapture`] when the backbone is unfrozen, new ones (warm-up and
+//! recording again). Not captured (refused by [`CapturedStep::new`]'s callers): the
+//! metric-learning head, per-sample losses for hard-example mining.
 
 use burn::backend::{Backend, BackendGraph, Dispatch};
 use burn::module::ParamGroup;
@@ -101,21 +102,18 @@ pub struct CapturedStep {
     /// One per batch shape met, the first shape's first.
     slots: Vec<Slot>,
     time: usize,
+    /// Steps taken before the backbone first trained (a frozen start; 0 without one).
+    backbone_start: usize,
     device: Device,
 }
 
-/// Learning-rate groups, the coefficient table's rows: the classifier and the backbone, or one
-/// when `backbone_lr_mult` is 1 ([`row_codes`]).
-fn groups(backbone_lr_mult: f64) -> usize {
-    if backbone_lr_mult == 1.0 { 1 } else { 2 }
-}
+/// The coefficient table's rows: the classifier's (row 0) and the backbone's (row 1), which
+/// differ in learning rate (`backbone_lr_mult`) and, after a frozen start, in step count.
+const ROWS: usize = 2;
 
 /// The learning-rate "values" that pick each parameter's row of the coefficient table: the
-/// classifier row 0, the backbone row 1 (one row, 0, when `backbone_lr_mult` is 1).
-fn row_codes(backbone_lr_mult: f64) -> ModuleLearningRate {
-    if backbone_lr_mult == 1.0 {
-        return 0.0.into();
-    }
+/// classifier row 0, the backbone row 1.
+fn row_codes() -> ModuleLearningRate {
     ModuleLrScheduler::new(1.0).with_group(ParamGroup::from_predicate("classifier"), 0.0).step()
 }
 
@@ -124,10 +122,28 @@ impl CapturedStep {
     /// backbone's learning rate is `backbone_lr_mult` × the classifier's. `loss` must have been
     /// initialised on `train_device` (with autodiff), where the model's parameters live.
     pub fn new(loss: Loss, weight_decay: f64, backbone_lr_mult: f64, train_device: &Device) -> Self {
-        let table = StableCoefficients::new(groups(backbone_lr_mult), &train_device.clone().inner());
+        let table = StableCoefficients::new(ROWS, &train_device.clone().inner());
         let adamw = FusedAdamW::new(weight_decay as f32);
         let optim = adamw.clone().with_stable(table.clone()).init();
-        Self { loss, optim, adamw, table, backbone_lr_mult, slots: Vec::new(), time: 0, device: train_device.clone() }
+        Self { loss, optim, adamw, table, backbone_lr_mult, slots: Vec::new(), time: 0, backbone_start: 0, device: train_device.clone() }
+    }
+
+    /// The backbone trains from step `steps + 1` on (frozen before: `--freeze-backbone-epochs`
+    /// × steps per epoch): its AdamW bias corrections and state step counts count its own
+    /// updates, as Burn's per-parameter AdamW states do.
+    pub fn set_backbone_start(&mut self, steps: usize) {
+        self.backbone_start = steps;
+    }
+
+    /// The step count of each row at the current step (≥ 1).
+    fn times(&self) -> Vec<usize> {
+        vec![self.time.max(1), self.time.saturating_sub(self.backbone_start).max(1)]
+    }
+
+    /// The rows of the current step at learning rate `lr`.
+    fn step_rows(&self, lr: f64) -> Vec<crate::fused_adamw::UpdateCoefficients> {
+        let times = self.times();
+        vec![self.adamw.coefficients(times[0], lr), self.adamw.coefficients(times[1], lr * self.backbone_lr_mult)]
     }
 
     /// Whether later steps of the first batch shape replay a recorded graph (`Ok(true)`), are
@@ -146,6 +162,23 @@ impl CapturedStep {
     /// for the full batch and an epoch's last batch of 114 images.
     pub fn graphs(&self) -> Vec<(usize, Option<usize>)> {
         self.slots.iter().map(|s| (s.shape[0], s.replayed_from)).collect()
+    }
+
+    /// Forgets every graph: the next steps warm up and record anew, as the first ones did. For
+    /// a model whose step changed — a backbone unfrozen after the first epochs
+    /// (`--freeze-backbone-epochs`) trains parameters, and runs batch norms, that the recorded
+    /// graphs do not.
+    pub fn recapture(&mut self) {
+        self.close_prepared();
+        self.slots.clear();
+    }
+
+    /// A capture prepared but never recorded (the first shape still warming up) would keep the
+    /// device's stream in capture mode, and the next `graph_prepare` would be refused: close it.
+    fn close_prepared(&mut self) {
+        if matches!(self.slots.first().map(|s| &s.phase), Some(Phase::Warming(n)) if *n > 0) {
+            let _ = Dispatch::graph_stop_capture(self.device.clone().inner().as_dispatch());
+        }
     }
 
     /// Steps taken.
@@ -177,7 +210,7 @@ impl CapturedStep {
             keep: 1.0,
             lr: 0.0,
         };
-        vec![identity; groups(self.backbone_lr_mult)]
+        vec![identity; ROWS]
     }
 
     /// AdamW's state for a checkpoint, Burn's `AdamW` record (loadable by
@@ -191,7 +224,7 @@ impl CapturedStep {
         if self.time == 0 {
             return (model, self.optim.to_record());
         }
-        self.table.set(self.identity_rows(), self.time);
+        self.table.set(self.identity_rows(), self.times());
         struct Zeros(GradientsParams, Device);
         impl ModuleVisitor for Zeros {
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -202,7 +235,7 @@ impl CapturedStep {
         }
         let mut zeros = Zeros(GradientsParams::new(), self.device.clone().inner());
         model.visit(&mut zeros);
-        let model = self.optim.step(row_codes(self.backbone_lr_mult), model, zeros.0);
+        let model = self.optim.step(row_codes(), model, zeros.0);
         (model, self.optim.to_record())
     }
 
@@ -217,11 +250,8 @@ impl CapturedStep {
     /// cannot go on in this process.
     pub fn step(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1, Int>, lr: f64) -> Result<(MobileNetV2, Tensor<1>), CaptureFailed> {
         self.time += 1;
-        let mut rows = vec![self.adamw.coefficients(self.time, lr)];
-        if self.backbone_lr_mult != 1.0 {
-            rows.push(self.adamw.coefficients(self.time, lr * self.backbone_lr_mult));
-        }
-        self.table.set(rows.clone(), self.time);
+        let rows = self.step_rows(lr);
+        self.table.set(rows.clone(), self.times());
         let dropout = model.dropout_in_effect(&self.device);
         let shape = images.dims();
         let mask = (dropout > 0.0).then(|| {
@@ -292,13 +322,13 @@ impl CapturedStep {
             // identity update (parameters and moments unchanged to the bit), its batch norms'
             // running statistics put back afterwards, then the real step is recorded.
             let saved = running_statistics(&model);
-            self.table.set(self.identity_rows(), self.time);
+            self.table.set(self.identity_rows(), self.times());
             let mut model = model;
             for _ in 1..WARMUP_STEPS {
                 model = self.run(model, images.clone(), targets.clone(), mask.clone()).0;
             }
             let model = restore_running_statistics(model, saved);
-            self.table.set(rows, self.time);
+            self.table.set(rows, self.times());
             return self.capture(index, model, images, targets, mask);
         }
         self.capture(index, model, images, targets, mask)
@@ -374,7 +404,7 @@ impl CapturedStep {
         set_stable_buffers(false);
         let reported = batch_loss.clone().detach().without_autodiff();
         let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
-        let model = self.optim.step(row_codes(self.backbone_lr_mult), model, grads);
+        let model = self.optim.step(row_codes(), model, grads);
         (model, reported)
     }
 }
@@ -446,12 +476,8 @@ fn restore_running_statistics(model: MobileNetV2, saved: Vec<Tensor<1>>) -> Mobi
 }
 
 impl Drop for CapturedStep {
-    /// A capture prepared but never recorded (dropped during the warm-up) would keep the
-    /// device's stream in capture mode, and the next `graph_prepare` would be refused: close it.
     fn drop(&mut self) {
-        if matches!(self.slots.first().map(|s| &s.phase), Some(Phase::Warming(n)) if *n > 0) {
-            let _ = Dispatch::graph_stop_capture(self.device.clone().inner().as_dispatch());
-        }
+        self.close_prepared();
     }
 }
 
@@ -506,14 +532,32 @@ mod tests {
     /// `steps` of `captured` and of [`TrainStep`] (the training loop's eager step) from equal
     /// weights on the same batches: each step's two losses, and both models.
     fn side_by_side(device: &Device, dropout: f64, sizes: &[usize]) -> (Vec<(f32, f32)>, MobileNetV2, MobileNetV2, CapturedStep) {
+        side_by_side_unfreezing(device, dropout, sizes, None)
+    }
+
+    /// [`side_by_side`], with the backbone frozen before the first step and unfrozen before
+    /// step `unfreeze` (the captured step told to [`CapturedStep::recapture`]), when given.
+    fn side_by_side_unfreezing(
+        device: &Device,
+        dropout: f64,
+        sizes: &[usize],
+        unfreeze: Option<usize>,
+    ) -> (Vec<(f32, f32)>, MobileNetV2, MobileNetV2, CapturedStep) {
         let config = MobileNetV2Config::new(3).with_width(0.25).with_dropout(dropout);
         let a = config.init(device);
         let b = twin(&a, &config, device);
+        let frozen = unfreeze.is_some();
+        let (a, b) = (a.set_backbone_frozen(frozen), b.set_backbone_frozen(frozen));
         let mut captured = CapturedStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5, device);
+        captured.set_backbone_start(unfreeze.unwrap_or(0));
         let mut eager = TrainStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5);
         let (mut a, mut b) = (a, b);
         let mut losses = Vec::new();
         for (i, (images, targets)) in batches(device, sizes).into_iter().enumerate() {
+            if unfreeze == Some(i) {
+                (a, b) = (a.set_backbone_frozen(false), b.set_backbone_frozen(false));
+                captured.recapture();
+            }
             let lr = 1e-3 * (1.0 + i as f64);
             let (next_a, la) = captured.step(a, images.clone(), targets.clone(), lr).expect("the capture sealed");
             let (next_b, lb) = eager.step(b, images, targets, lr);
@@ -547,6 +591,21 @@ mod tests {
         let running = |m: &MobileNetV2| values(m.stem.bn.running_mean.value_sync());
         assert_eq!(running(&a), running(&b));
         assert!(running(&a).iter().any(|v| *v != 0.0), "the running mean moved");
+    }
+
+    /// A backbone frozen for the first steps, then unfrozen (`--freeze-backbone-epochs`): on
+    /// the CPU every step eager through the captured step's code, equal to the training loop's
+    /// step to the bit, the stem (frozen for five steps) trainable after the unfreezing.
+    #[test]
+    fn an_unfrozen_backbone_trains_as_the_training_step() {
+        let device = Device::flex().autodiff();
+        let (losses, a, b, _) = side_by_side_unfreezing(&device, 0.0, &[4; 10], Some(5));
+        for (i, (la, lb)) in losses.iter().enumerate() {
+            assert_eq!(la, lb, "step {i}");
+        }
+        assert_eq!(values(a.classifier.weight.val()), values(b.classifier.weight.val()));
+        assert_eq!(values(a.stem.conv.weight.val()), values(b.stem.conv.weight.val()));
+        assert!(a.stem.conv.weight.val().is_require_grad(), "unfrozen");
     }
 
     /// With dropout the step draws a keep-mask per step: it trains (finite losses that differ
@@ -609,5 +668,28 @@ mod tests {
             assert!((la - lb).abs() <= 1e-4 * lb.abs().max(1.0), "second training, step {i}: captured {la}, eager {lb}");
         }
         close(values(a.classifier.weight.val()), values(b.classifier.weight.val()), "second training's classifier");
+    }
+
+    /// On wgpu: a backbone frozen for five steps (its graph recorded at step 4 and replayed at
+    /// step 5), then unfrozen: the step forgets that graph and records the new one at step 9
+    /// (three warm-up steps first), and every loss, the classifier and the stem (trained only
+    /// after the unfreezing) stay within 1e-4 of the eager step's. A replay of the frozen graph
+    /// after the unfreezing would leave the stem as it was and drift from the eager losses.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn an_unfrozen_backbone_is_captured_anew_on_the_gpu() {
+        let device = Device::wgpu(Default::default()).autodiff();
+        let (losses, a, b, captured) = side_by_side_unfreezing(&device, 0.0, &[4; 10], Some(5));
+        assert_eq!(captured.graphs(), vec![(4, Some(9))], "recorded anew after the unfreezing");
+        for (i, (la, lb)) in losses.iter().enumerate() {
+            assert!((la - lb).abs() <= 1e-4 * lb.abs().max(1.0), "step {i}: captured {la}, eager {lb}");
+        }
+        let close = |x: Vec<f32>, y: Vec<f32>, what: &str| {
+            let scale = y.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let d = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(d <= 1e-4 * scale, "{what}: differs by {d} (largest value {scale})");
+        };
+        close(values(a.classifier.weight.val()), values(b.classifier.weight.val()), "classifier");
+        close(values(a.stem.conv.weight.val()), values(b.stem.conv.weight.val()), "stem");
     }
 }

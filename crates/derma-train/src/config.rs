@@ -433,14 +433,10 @@ impl TrainConfig {
     }
 
     /// The first option that the captured step does not record (it records the plain
-    /// classification step), as its flag: a metric head, hard-example mining, a
-    /// backbone-freezing schedule.
+    /// classification step, and a backbone-freezing schedule as two stretches of graphs), as
+    /// its flag: a metric head, hard-example mining.
     pub fn needs_eager_step(&self) -> Option<&'static str> {
-        [
-            (self.metric().is_some(), "--metric-weight"),
-            (self.mining().is_some(), "--hard-negative-mining"),
-            (self.freeze_backbone_epochs > 0, "--freeze-backbone-epochs"),
-        ]
+        [(self.metric().is_some(), "--metric-weight"), (self.mining().is_some(), "--hard-negative-mining")]
         .into_iter()
         .find_map(|(on, flag)| on.then_some(flag))
     }
@@ -862,11 +858,8 @@ mod tests {
         let (on, why) = resolve(&|_| {}, true);
         assert!(on && why.ends_with("replayed (--step auto; --step eager turns it off)"), "{why}");
         assert_eq!(resolve(&|_| {}, false), (false, "training step: eager (--step auto: no graph capture on the CPU backend)".into()));
-        let options: [(&dyn Fn(&mut TrainConfig), &str); 3] = [
-            (&|c| c.metric_weight = 0.5, "--metric-weight"),
-            (&|c| c.hard_negative_mining = true, "--hard-negative-mining"),
-            (&|c| c.freeze_backbone_epochs = 2, "--freeze-backbone-epochs"),
-        ];
+        let options: [(&dyn Fn(&mut TrainConfig), &str); 2] =
+            [(&|c| c.metric_weight = 0.5, "--metric-weight"), (&|c| c.hard_negative_mining = true, "--hard-negative-mining")];
         for (edit, flag) in options {
             assert_eq!(resolve(edit, true), (false, format!("training step: eager (--step auto: {flag} needs the eager step)")));
             let mut c = TrainConfig::default();
@@ -876,6 +869,9 @@ mod tests {
             let e = c.validate().unwrap_err();
             assert!(e.starts_with(&format!("--step captured cannot be combined with {flag}")), "{e}");
         }
+        // A backbone-freezing schedule is captured (recorded anew when the backbone unfreezes).
+        let (on, why) = resolve(&|c| c.freeze_backbone_epochs = 2, true);
+        assert!(on && why.ends_with("(--step auto; --step eager turns it off)"), "{why}");
         assert_eq!(resolve(&|c| c.step = StepMode::Eager, true), (false, "training step: eager (--step eager)".into()));
         assert!(resolve(&|c| c.step = StepMode::Captured, false).0);
         assert_eq!("captured".parse::<StepMode>(), Ok(StepMode::Captured));

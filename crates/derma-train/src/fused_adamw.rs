@@ -380,43 +380,45 @@ struct StableTable {
     /// `[rows, 9]`, written in place ([`derma_model::assign`]).
     table: Tensor<2>,
     rows: Vec<UpdateCoefficients>,
-    /// The step the rows are for (1 for the first): the state's step count.
-    time: usize,
+    /// Per row, the step the row is for (1 for the first): the state's step count.
+    times: Vec<usize>,
 }
 
 impl StableCoefficients {
     /// A table of `rows` rows (zeros until [`set`](Self::set)) on `device`, the device of the
     /// parameters the optimiser updates (without autodiff).
     pub fn new(rows: usize, device: &Device) -> Self {
-        let table = StableTable { table: Tensor::zeros([rows, 9], device), rows: Vec::new(), time: 0 };
+        let table = StableTable { table: Tensor::zeros([rows, 9], device), rows: Vec::new(), times: Vec::new() };
         Self { inner: std::sync::Arc::new(std::sync::Mutex::new(table)) }
     }
 
-    /// The coefficients of step `time` (1 for the first), one per row: written into the device
-    /// table's memory (an upload and one copy, ordered before whatever is queued after this
-    /// call); `time` is what the updated parameters' AdamW states record as their step count.
+    /// The coefficients, one per row, row `i` those of step `times[i]` (1 for the first: a
+    /// group of parameters that started training later counts its own steps): written into the
+    /// device table's memory (an upload and one copy, ordered before whatever is queued after
+    /// this call); `times[i]` is what the parameters of row `i` record in their AdamW states as
+    /// their step count.
     ///
     /// # Panics
-    /// With a row count other than the table's.
-    pub fn set(&self, rows: Vec<UpdateCoefficients>, time: usize) {
+    /// With a row or time count other than the table's.
+    pub fn set(&self, rows: Vec<UpdateCoefficients>, times: Vec<usize>) {
         let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let n = t.table.dims()[0];
-        assert_eq!(rows.len(), n, "StableCoefficients::set: {} rows for a table of {n}", rows.len());
+        assert!(rows.len() == n && times.len() == n, "StableCoefficients::set: {} rows, {} times for a table of {n}", rows.len(), times.len());
         let values: Vec<f32> = rows.iter().flat_map(UpdateCoefficients::row).collect();
         let fresh = Tensor::<1>::from_floats(values.as_slice(), &t.table.device()).reshape([n, 9]);
         derma_model::assign(&mut t.table, fresh);
         t.rows = rows;
-        t.time = time;
+        t.times = times;
     }
 
-    /// The table, the host's copy of row `row` and the step count.
+    /// The table, the host's copy of row `row` and its step count.
     ///
     /// # Panics
     /// Before [`set`](Self::set), or for a row past the table.
     fn row(&self, row: usize) -> (Tensor<2>, UpdateCoefficients, usize) {
         let t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let k = *t.rows.get(row).unwrap_or_else(|| panic!("AdamW coefficient row {row} not set ({} rows)", t.rows.len()));
-        (t.table.clone(), k, t.time)
+        (t.table.clone(), k, t.times[row])
     }
 }
 

@@ -18,7 +18,7 @@ use crate::evaluate::{SplitMetrics, choose_threshold, predict, split_metrics};
 use crate::metric::MetricHead;
 use crate::mining::{EpochLosses, HardMining, Mined};
 use crate::report::{self, EpochRow, write_atomic};
-use crate::captured_step::{CapturedStep, WARMUP_STEPS};
+use crate::captured_step::CapturedStep;
 use crate::step::{RunningLoss, TrainStep, adamw};
 
 /// The three splits of a task, with the task's class names.
@@ -498,8 +498,7 @@ fn fit_from(
     println!("{why}");
     let mut captured =
         capture.then(|| CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device));
-    let mut capture_reported = false;
-    let mut last_batch_reported: Vec<usize> = Vec::new();
+    let (mut eager_reported, mut graphs_reported) = (false, Vec::<(usize, usize)>::new());
     let train_labels = data.train.labels();
     let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));
     let mut mined: Option<Mined> = None;
@@ -553,6 +552,10 @@ fn fit_from(
             .len()
             .div_ceil(config.batch_size);
     let total_steps = steps_per_epoch * config.epochs;
+    if let Some(c) = captured.as_mut() {
+        // A frozen backbone's AdamW states count from its first update.
+        c.set_backbone_start(config.freeze_backbone_epochs * steps_per_epoch);
+    }
     let warmup = (config.warmup_epochs * steps_per_epoch as f64).round() as usize;
     println!(
         "model: MobileNetV2 width {} ({} parameters), {} px, backend {backend_name}; {} steps/epoch",
@@ -620,6 +623,10 @@ fn fit_from(
                 model = model.set_bn_frozen(true); // unfreezing re-enabled batch statistics
             }
             println!("epoch {}: backbone {}", epoch + 1, if frozen { "frozen (classifier only)" } else { "unfrozen" });
+            // Other parameters train and other batch norms run: the graphs are recorded anew.
+            if let Some(c) = captured.as_mut() {
+                c.recapture();
+            }
         }
         let mut lr = config.lr;
         for (i, mut batch) in loader.enumerate() {
@@ -662,20 +669,19 @@ fn fit_from(
         bar.finish_and_clear();
         // Said once, at the end of the epoch where the capture happened or failed.
         if let Some(c) = captured.as_ref() {
-            if !capture_reported {
-                match c.captured() {
-                    Ok(true) => println!("training step: the captured graph is replayed from step {}", WARMUP_STEPS + 1),
-                    Ok(false) => {}
-                    Err(why) => println!("training step: not captured, every step eager: {why}"),
-                }
-                capture_reported = c.captured() != Ok(false);
+            if let (Err(why), false) = (c.captured(), eager_reported) {
+                println!("training step: not captured, every step eager: {why}");
+                eager_reported = true;
             }
-            // An epoch's last, smaller batch gets a graph of its own at its second epoch.
-            for (size, from) in c.graphs().into_iter().skip(1) {
-                if let Some(from) = from.filter(|_| !last_batch_reported.contains(&size)) {
-                    println!("training step: the {size}-image last batch has a graph of its own, replayed from step {from}");
-                    last_batch_reported.push(size);
+            // Each graph once: the full batch's (again after a recapture), and an epoch's last,
+            // smaller batch's, recorded at its second epoch.
+            for (i, (size, from)) in c.graphs().into_iter().enumerate() {
+                let Some(from) = from.filter(|from| !graphs_reported.contains(&(size, *from))) else { continue };
+                match i {
+                    0 => println!("training step: the captured graph is replayed from step {from}"),
+                    _ => println!("training step: the {size}-image last batch has a graph of its own, replayed from step {from}"),
                 }
+                graphs_reported.push((size, from));
             }
         }
         if !train_loss.is_finite() {
