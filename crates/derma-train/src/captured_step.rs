@@ -571,6 +571,22 @@ mod tests {
         t.into_data().try_to_vec::<f32>().unwrap()
     }
 
+    /// Every step's captured loss within 1e-4 (relative above 1) of the eager step's.
+    #[cfg(feature = "wgpu")]
+    fn agree(losses: &[(f32, f32)], what: &str) {
+        for (i, (la, lb)) in losses.iter().enumerate() {
+            assert!((la - lb).abs() <= 1e-4 * lb.abs().max(1.0), "{what}step {i}: captured {la}, eager {lb}");
+        }
+    }
+
+    /// `x` within 1e-4 of `y`'s largest magnitude, value by value.
+    #[cfg(feature = "wgpu")]
+    fn close(x: Vec<f32>, y: Vec<f32>, what: &str) {
+        let scale = y.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let d = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(d <= 1e-4 * scale, "{what}: differs by {d} (largest value {scale})");
+    }
+
     /// On the CPU (no graph capture: every step eager, through the captured step's own code —
     /// stable batch, coefficient table by rows, in-place assignments that become replacements)
     /// ten steps of two batch shapes with a backbone multiplier of 0.5 and weight decay equal
@@ -645,14 +661,7 @@ mod tests {
         let (losses, a, b, captured) = side_by_side(&device, 0.0, &EPOCHS);
         assert_eq!(captured.captured(), Ok(true));
         assert_eq!(captured.graphs(), vec![(4, Some(4)), (3, Some(8))], "the steps each shape's graph was recorded at");
-        for (i, (la, lb)) in losses.iter().enumerate() {
-            assert!((la - lb).abs() <= 1e-4 * lb.abs().max(1.0), "step {i}: captured {la}, eager {lb}");
-        }
-        let close = |x: Vec<f32>, y: Vec<f32>, what: &str| {
-            let scale = y.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-            let d = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            assert!(d <= 1e-4 * scale, "{what}: differs by {d} (largest value {scale})");
-        };
+        agree(&losses, "");
         close(values(a.classifier.weight.val()), values(b.classifier.weight.val()), "classifier");
         close(values(a.stem.conv.weight.val()), values(b.stem.conv.weight.val()), "stem");
         close(values(a.stem.bn.running_var.value_sync()), values(b.stem.bn.running_var.value_sync()), "running variance");
@@ -664,9 +673,7 @@ mod tests {
         let (losses, a, b, captured) = side_by_side(&device, 0.0, &[4, 3, 4, 4, 4, 3, 4, 3]);
         assert_eq!(captured.captured(), Ok(true), "the second capture in one process");
         assert_eq!(captured.graphs(), vec![(4, Some(5)), (3, Some(6))]);
-        for (i, (la, lb)) in losses.iter().enumerate() {
-            assert!((la - lb).abs() <= 1e-4 * lb.abs().max(1.0), "second training, step {i}: captured {la}, eager {lb}");
-        }
+        agree(&losses, "second training, ");
         close(values(a.classifier.weight.val()), values(b.classifier.weight.val()), "second training's classifier");
     }
 
@@ -681,14 +688,7 @@ mod tests {
         let device = Device::wgpu(Default::default()).autodiff();
         let (losses, a, b, captured) = side_by_side_unfreezing(&device, 0.0, &[4; 10], Some(5));
         assert_eq!(captured.graphs(), vec![(4, Some(9))], "recorded anew after the unfreezing");
-        for (i, (la, lb)) in losses.iter().enumerate() {
-            assert!((la - lb).abs() <= 1e-4 * lb.abs().max(1.0), "step {i}: captured {la}, eager {lb}");
-        }
-        let close = |x: Vec<f32>, y: Vec<f32>, what: &str| {
-            let scale = y.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-            let d = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-            assert!(d <= 1e-4 * scale, "{what}: differs by {d} (largest value {scale})");
-        };
+        agree(&losses, "");
         close(values(a.classifier.weight.val()), values(b.classifier.weight.val()), "classifier");
         close(values(a.stem.conv.weight.val()), values(b.stem.conv.weight.val()), "stem");
     }
