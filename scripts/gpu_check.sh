@@ -30,6 +30,14 @@ for spec in "$@"; do
     limit=(timeout -k 10 "$left")
   fi
   t0=$(date +%s)
+  # The whole GPU's memory in use every 200 ms while this run lasts (its peak is printed with
+  # its time; it includes the driver's and any other process's share, as the baseline before
+  # the run shows).
+  sampler=
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$out/$name.gpu-memory" 2>/dev/null &
+    sampler=$!
+  fi
   if [ "${name#torch}" != "$name" ]; then
     # shellcheck disable=SC2086
     "${limit[@]}" python3 scripts/train_torch.py "${data[@]}" $flags > "$out/$name.log" 2>&1 || echo "$name failed (exit $?; 124/137: the deadline): $(tail -3 "$out/$name.log")"
@@ -44,7 +52,12 @@ for spec in "$@"; do
       [ -f "$out/$name/metrics.csv" ] && runs+=("$out/$name")
     fi
   fi
-  [ -n "${DEADLINE:-}" ] && echo "$name: ended after $(($(date +%s) - t0)) s"
+  memory=
+  if [ -n "$sampler" ]; then
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+    memory=$(awk 'NR == 1 {first = $1} $1 > peak {peak = $1} END {if (NR) printf ", whole-GPU memory peak %d MiB (%d MiB at its start)", peak, first}' "$out/$name.gpu-memory")
+  fi
+  [ -n "${DEADLINE:-}" ] && echo "$name: ended after $(($(date +%s) - t0)) s$memory"
   if [ -n "${ARCHIVE:-}" ]; then
     # `*.bpk*`: also a model.bpk.tmp or .model.bpk.tmp-PID a stopped run left mid-write.
     (cd "$out" && tar czf "$ARCHIVE.tmp" --exclude='*.bpk*' --exclude='.*.tmp-*' --exclude=checkpoint --exclude=predictions.csv --exclude=plots \
