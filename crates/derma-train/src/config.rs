@@ -43,7 +43,7 @@ impl FromStr for ClassWeights {
 #[serde(rename_all = "lowercase")]
 pub enum StepMode {
     /// `captured` on a GPU (wgpu) unless an option needs the eager step (a metric head,
-    /// hard-example mining, a backbone-freezing schedule), else `eager`.
+    /// hard-example mining), else `eager`.
     #[default]
     Auto,
     /// Burn's autodiff and the fused AdamW, every operation issued each step
