@@ -22,6 +22,10 @@
 #      replayed) trains as the eager step (--step eager) does on wgpu-software: same seed, no
 #      dropout, batch 10 (16 full batches and a last one of 8 an epoch: both shapes get a
 #      graph), every epoch's train loss, validation loss and AUC within 1e-3;
+#   2c. the same with a metric head and hard-negative mining on a binary task (class 4 vs the
+#      rest, --metric-weight 0.5 --hard-negative-mining, 3 epochs): the triplet loss, the
+#      head's update and the per-image losses recorded in the graphs; every epoch's train loss,
+#      validation loss and AUC within 1e-3, and the mining lines equal;
 #   3. derma-predict of the wgpu run folder on wgpu-software, with --gradcam, reproduces that
 #      run's own test probabilities (predictions.csv) within 1e-4, and the same folder predicted
 #      on the CPU agrees within 1e-3;
@@ -85,25 +89,52 @@ for mode in eager captured; do
     echo "FAIL derma-train $mode:"; tail -5 "$out/train-$mode.log" | sed 's/^/     /'; fail=1
   fi
 done
-if python3 - "$out/train-eager" "$out/train-captured" <<'EOF2'
+# The metric head and hard-negative mining through the captured step (2c): a binary task.
+head_flags=(--npz "$out/colours.npz" --width 0.25 --output-stride 8 --epochs 3 --batch-size 10 --lr 0.003 --seed 0
+  --positive-classes 4 --metric-weight 0.5 --hard-negative-mining)
+for mode in eager captured; do
+  t0=$(date +%s)
+  if "$bin/derma-train" "${head_flags[@]}" --dropout 0 --step "$mode" --backend wgpu-software --out "$out/train-head-$mode" \
+    >"$out/train-head-$mode.log" 2>&1; then
+    echo "ok   derma-train --backend wgpu-software --dropout 0 --metric-weight 0.5 --hard-negative-mining --step $mode ($(($(date +%s) - t0)) s)"
+  else
+    echo "FAIL derma-train head $mode:"; tail -5 "$out/train-head-$mode.log" | sed 's/^/     /'; fail=1
+  fi
+done
 # Every epoch's train loss and validation loss/AUC within 1e-3 (relative above 1), and the
-# captured run said that it replayed its graph and gave the last batch a graph of its own.
-import csv, sys
-rows = [list(csv.DictReader(open(f"{d}/metrics.csv"))) for d in sys.argv[1:]]
+# captured run said that it replayed its graph and gave the last batch a graph of its own; with
+# the head (second pair), the mining lines equal and the triplet loss printed every epoch.
+compare() {
+  python3 - "$@" <<'EOF2'
+import csv, re, sys
+eager, captured, head = sys.argv[1], sys.argv[2], sys.argv[3] == "head"
+rows = [list(csv.DictReader(open(f"{d}/metrics.csv"))) for d in (eager, captured)]
 assert len(rows[0]) == len(rows[1]) > 0, "different epoch counts"
 worst = 0.0
 for a, b in zip(*rows):
     for k in ("train_loss", "val_loss", "val_auc"):
         x, y = float(a[k]), float(b[k])
         worst = max(worst, abs(x - y) / max(1.0, abs(x)))
-log = open(f"{sys.argv[2]}.log").read()
-assert "the captured graph is replayed" in log, "the captured run did not replay a graph"
-assert "8-image last batch has a graph of its own" in log, "the last batch was not captured"
+logs = [open(f"{d}.log").read() for d in (eager, captured)]
+assert "the captured graph is replayed" in logs[1], "the captured run did not replay a graph"
+assert "8-image last batch has a graph of its own" in logs[1], "the last batch was not captured"
+if head:
+    mining = [[l for l in log.splitlines() if l.startswith("mining:")] for log in logs]
+    assert mining[0] and mining[0] == mining[1], f"mining lines differ: {mining}"
+    triplets = [re.findall(r"triplet ([0-9.]+)", log) for log in logs]
+    assert len(triplets[1]) == len(rows[1]), "the captured run did not report the triplet loss every epoch"
+    worst = max([worst] + [abs(float(x) - float(y)) for x, y in zip(*triplets)])
 print(f"epochs {len(rows[0])}, largest difference {worst:.2e}")
 sys.exit(0 if worst <= 1e-3 else 1)
 EOF2
+}
+if compare "$out/train-eager" "$out/train-captured" plain
 then echo "ok   captured vs eager step on wgpu-software: metrics agree"
 else echo "FAIL captured vs eager step on wgpu-software"; fail=1
+fi
+if compare "$out/train-head-eager" "$out/train-head-captured" head
+then echo "ok   captured vs eager step with a metric head and mining on wgpu-software: metrics, mining and triplet loss agree"
+else echo "FAIL captured vs eager step with a metric head and mining on wgpu-software"; fail=1
 fi
 if [ -f "$out/train-wgpu-software/model.bpk" ]; then
   t0=$(date +%s)

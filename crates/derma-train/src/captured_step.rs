@@ -34,8 +34,18 @@
 //!
 //! A backbone-freezing schedule is captured in two stretches: the frozen epochs' graphs, then,
 //! after [`CapturedStep::recapture`] when the backbone is unfrozen, new ones (warm-up and
-//! recording again). Not captured (refused by [`CapturedStep::new`]'s callers): the
-//! metric-learning head, per-sample losses for hard-example mining.
+//! recording again).
+//!
+//! [`CapturedStep::step_full`] is the training loop's step, as [`TrainStep::step_full`]: it
+//! also returns the per-sample losses (hard-example mining, [`crate::mining`]; a replay's are
+//! copied out as its loss is) and, with a metric head ([`CapturedStep::with_metric`]), records
+//! the triplet loss and the head's update in the same graph. The triplet loss takes every row
+//! of the batch as an anchor and masks the invalid ones ([`TripletInputs`]): the masks and the
+//! synthesis schedule are stable tensors each batch's values are copied into, like the images.
+//! A batch without a valid anchor adds a zero metric loss, so the head gets a zero gradient
+//! (AdamW still moves it by its moments and weight decay), as in the eager step.
+//!
+//! [`TrainStep::step_full`]: crate::step::TrainStep::step_full
 
 use burn::backend::{Backend, BackendGraph, Dispatch};
 use burn::module::ParamGroup;
@@ -48,6 +58,8 @@ use derma_model::{MobileNetV2, assign, set_stable_buffers};
 
 use crate::fused_adamw::{FusedAdamW, StableCoefficients};
 use crate::loss::Loss;
+use crate::metric::{MetricHead, TripletInputs};
+use crate::step::StepOutput;
 
 /// Eager steps before the capture (Burn's `capture` also warms up three times: with fusion, the
 /// first run builds and tunes the fused kernels, and only later runs allocate what the
@@ -62,6 +74,28 @@ struct StableBatch {
     targets: Tensor<1>,
     /// `[batch, last_channel]`: the dropout keep-mask, when dropout applies.
     mask: Option<Tensor<2>>,
+    /// The triplet loss's masks and schedule, with a metric head.
+    triplets: Option<TripletInputs>,
+}
+
+/// What one step computes, detached, off autodiff and on the device: the graph's outputs, which
+/// each replay overwrites.
+#[derive(Clone)]
+struct Outputs {
+    /// `[1]`: the batch's mean classification loss.
+    loss: Tensor<1>,
+    /// `[batch]`: each sample's classification loss, before class weights.
+    per_sample: Tensor<1>,
+    /// `[1]`: the metric loss before its weight (0 without a valid anchor), with a metric head.
+    metric: Option<Tensor<1>>,
+}
+
+impl Outputs {
+    /// A copy in new memory (queued after the replay that wrote these).
+    fn copy(&self) -> Self {
+        let copy = |t: &Tensor<1>| t.clone().mul_scalar(1.0);
+        Self { loss: copy(&self.loss), per_sample: copy(&self.per_sample), metric: self.metric.as_ref().map(copy) }
+    }
 }
 
 /// Where the capture of one batch shape stands.
@@ -69,7 +103,7 @@ enum Phase {
     /// Eager steps of this shape run so far (the first shape's: after `graph_prepare`).
     Warming(usize),
     /// The recorded step, replayed once per later step of this shape.
-    Captured { graph: BackendGraph<Dispatch>, loss: Tensor<1> },
+    Captured { graph: BackendGraph<Dispatch>, out: Outputs },
     /// No graph: the backend has none, or `graph_prepare` or the capture failed (the reason).
     Eager(String),
 }
@@ -104,6 +138,8 @@ pub struct CapturedStep {
     time: usize,
     /// Steps taken before the backbone first trained (a frozen start; 0 without one).
     backbone_start: usize,
+    /// The training-only metric head ([`Self::with_metric`]), updated in place as the model.
+    metric: Option<MetricHead>,
     device: Device,
 }
 
@@ -125,7 +161,32 @@ impl CapturedStep {
         let table = StableCoefficients::new(ROWS, &train_device.clone().inner());
         let adamw = FusedAdamW::new(weight_decay as f32);
         let optim = adamw.clone().with_stable(table.clone()).init();
-        Self { loss, optim, adamw, table, backbone_lr_mult, slots: Vec::new(), time: 0, backbone_start: 0, device: train_device.clone() }
+        Self {
+            loss,
+            optim,
+            adamw,
+            table,
+            backbone_lr_mult,
+            slots: Vec::new(),
+            time: 0,
+            backbone_start: 0,
+            metric: None,
+            device: train_device.clone(),
+        }
+    }
+
+    /// Adds the metric-learning head (on the training device), trained jointly from the first
+    /// step with the classifier's learning rate, as [`crate::step::TrainStep::with_metric`].
+    /// Before the first step.
+    pub fn with_metric(mut self, head: MetricHead) -> Self {
+        assert_eq!(self.time, 0, "CapturedStep::with_metric: before the first step");
+        self.metric = Some(head);
+        self
+    }
+
+    /// The metric head, if any (its memory is written in place by the replays).
+    pub fn metric(&self) -> Option<&MetricHead> {
+        self.metric.as_ref()
     }
 
     /// The backbone trains from step `steps + 1` on (frozen before: `--freeze-backbone-epochs`
@@ -236,6 +297,12 @@ impl CapturedStep {
         let mut zeros = Zeros(GradientsParams::new(), self.device.clone().inner());
         model.visit(&mut zeros);
         let model = self.optim.step(row_codes(), model, zeros.0);
+        if let Some(head) = self.metric.take() {
+            let mut zeros = Zeros(GradientsParams::new(), self.device.clone().inner());
+            head.embedding.visit(&mut zeros);
+            let embedding = self.optim.step(HEAD_ROW, head.embedding, zeros.0);
+            self.metric = Some(MetricHead { embedding, config: head.config });
+        }
         (model, self.optim.to_record())
     }
 
@@ -248,7 +315,52 @@ impl CapturedStep {
     /// # Errors
     /// [`CaptureFailed`] when a recording that had begun could not be sealed: the training
     /// cannot go on in this process.
+    ///
+    /// # Panics
+    /// With a metric head: its step needs the labels ([`step_full`](Self::step_full)).
     pub fn step(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1, Int>, lr: f64) -> Result<(MobileNetV2, Tensor<1>), CaptureFailed> {
+        assert!(self.metric.is_none(), "CapturedStep::step: a metric head needs the labels, use step_full");
+        self.step_full(model, images, targets, &[], lr, 0.0).map(|(model, out)| (model, out.loss))
+    }
+
+    /// [`step`](Self::step) with everything the training loop needs, as
+    /// [`crate::step::TrainStep::step_full`]: the per-sample losses and, with a metric head,
+    /// `loss + metric_weight × metric_loss` back-propagated into the network and the head.
+    /// `labels` are the host copy of `targets` (read only with a metric head, for the triplet
+    /// masks); `progress` is the training progress in `[0, 1]` (hard-sample generation). No
+    /// host sync. The metric loss is reported only for a batch with a valid anchor.
+    ///
+    /// # Errors
+    /// As [`step`](Self::step).
+    pub fn step_full(
+        &mut self,
+        model: MobileNetV2,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+        labels: &[usize],
+        lr: f64,
+        progress: f64,
+    ) -> Result<(MobileNetV2, StepOutput), CaptureFailed> {
+        let shape = images.dims();
+        let triplets = self.metric.as_ref().map(|head| {
+            assert_eq!(labels.len(), shape[0], "CapturedStep::step_full: one label per image");
+            TripletInputs::new(labels, &head.config.synthesis, progress, &self.device)
+        });
+        let anchors = triplets.as_ref().map_or(0, |(_, v)| *v);
+        let (model, out) = self.step_outputs(model, images, targets, triplets.map(|(t, _)| t), lr)?;
+        let metric = out.metric.filter(|_| anchors > 0).map(|m| (m, anchors));
+        Ok((model, StepOutput { loss: out.loss, per_sample: out.per_sample, metric }))
+    }
+
+    /// The step of [`step_full`](Self::step_full): the graph's outputs (or a replay's copies).
+    fn step_outputs(
+        &mut self,
+        model: MobileNetV2,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+        triplets: Option<TripletInputs>,
+        lr: f64,
+    ) -> Result<(MobileNetV2, Outputs), CaptureFailed> {
         self.time += 1;
         let rows = self.step_rows(lr);
         self.table.set(rows.clone(), self.times());
@@ -271,12 +383,13 @@ impl CapturedStep {
                     images: Tensor::zeros(shape, &self.device),
                     targets: Tensor::zeros([shape[0]], &self.device),
                     mask: mask.as_ref().map(|m| Tensor::zeros(m.dims(), &self.device)),
+                    triplets: triplets.as_ref().map(|_| TripletInputs::zeros(shape[0], &self.device)),
                 };
                 self.slots.push(Slot { shape, batch, phase, replayed_from: None });
                 self.slots.len() - 1
             }
             // Yet another shape: eagerly, in place.
-            None => return Ok(self.run(model, images, targets.float(), mask)),
+            None => return Ok(self.run(model, images, targets.float(), mask, triplets)),
         };
         let slot = &mut self.slots[index];
         assign(&mut slot.batch.images, images);
@@ -284,10 +397,14 @@ impl CapturedStep {
         if let (Some(stable), Some(fresh)) = (slot.batch.mask.as_mut(), mask) {
             assign(stable, fresh);
         }
-        let (images, targets, mask) = (slot.batch.images.clone(), slot.batch.targets.clone(), slot.batch.mask.clone());
+        if let (Some(stable), Some(fresh)) = (slot.batch.triplets.as_mut(), triplets) {
+            stable.assign(fresh);
+        }
+        let (images, targets, mask, triplets) =
+            (slot.batch.images.clone(), slot.batch.targets.clone(), slot.batch.mask.clone(), slot.batch.triplets.clone());
         let warmed = match &slot.phase {
             Phase::Captured { .. } => return Ok(self.replay(index, model)),
-            Phase::Eager(_) => return Ok(self.run(model, images, targets, mask)),
+            Phase::Eager(_) => return Ok(self.run(model, images, targets, mask, triplets)),
             Phase::Warming(n) => *n,
         };
         let inner = self.device.clone().inner();
@@ -297,11 +414,11 @@ impl CapturedStep {
                 && let Err(e) = Dispatch::graph_prepare(inner.as_dispatch())
             {
                 self.slots[index].phase = Phase::Eager(format!("graph_prepare failed: {e:?}"));
-                return Ok(self.run(model, images, targets, mask));
+                return Ok(self.run(model, images, targets, mask, triplets));
             }
             if warmed < WARMUP_STEPS {
                 self.slots[index].phase = Phase::Warming(warmed + 1);
-                return Ok(self.run(model, images, targets, mask));
+                return Ok(self.run(model, images, targets, mask, triplets));
             }
         } else {
             // Another shape, met once an epoch: its first step ran eagerly and tuned its
@@ -309,11 +426,11 @@ impl CapturedStep {
             // capture is still being prepared (a stream holds one capture at a time).
             if warmed == 0 || matches!(self.slots[0].phase, Phase::Warming(_)) {
                 self.slots[index].phase = Phase::Warming(warmed + 1);
-                return Ok(self.run(model, images, targets, mask));
+                return Ok(self.run(model, images, targets, mask, triplets));
             }
             if let Err(e) = Dispatch::graph_prepare(inner.as_dispatch()) {
                 self.slots[index].phase = Phase::Eager(format!("graph_prepare failed: {e:?}"));
-                return Ok(self.run(model, images, targets, mask));
+                return Ok(self.run(model, images, targets, mask, triplets));
             }
             // A recording may not add memory pages: the pools must already hold room for the
             // step, which the same workload run just before leaves behind (other work between
@@ -325,13 +442,13 @@ impl CapturedStep {
             self.table.set(self.identity_rows(), self.times());
             let mut model = model;
             for _ in 1..WARMUP_STEPS {
-                model = self.run(model, images.clone(), targets.clone(), mask.clone()).0;
+                model = self.run(model, images.clone(), targets.clone(), mask.clone(), triplets.clone()).0;
             }
             let model = restore_running_statistics(model, saved);
             self.table.set(rows, self.times());
-            return self.capture(index, model, images, targets, mask);
+            return self.capture(index, model, images, targets, mask, triplets);
         }
-        self.capture(index, model, images, targets, mask)
+        self.capture(index, model, images, targets, mask, triplets)
     }
 
     /// Records the step of slot `index` (prepared and warmed up) and replays it once: this
@@ -345,7 +462,8 @@ impl CapturedStep {
         images: Tensor<4>,
         targets: Tensor<1>,
         mask: Option<Tensor<2>>,
-    ) -> Result<(MobileNetV2, Tensor<1>), CaptureFailed> {
+        triplets: Option<TripletInputs>,
+    ) -> Result<(MobileNetV2, Outputs), CaptureFailed> {
         let inner = self.device.clone().inner();
         // Everything queued so far (this step's batch, mask and coefficients) runs before the
         // window opens; what the step computes from them is recorded.
@@ -354,12 +472,12 @@ impl CapturedStep {
             // refused for it, and run this shape eagerly from now on.
             let _ = Dispatch::graph_stop_capture(inner.as_dispatch());
             self.slots[index].phase = Phase::Eager(format!("no graph capture on this backend ({e:?})"));
-            return Ok(self.run(model, images, targets, mask));
+            return Ok(self.run(model, images, targets, mask, triplets));
         }
-        let (next, loss) = self.run(model, images, targets, mask);
+        let (next, out) = self.run(model, images, targets, mask, triplets);
         match Dispatch::graph_stop_capture(inner.as_dispatch()) {
             Ok(graph) => {
-                self.slots[index].phase = Phase::Captured { graph, loss };
+                self.slots[index].phase = Phase::Captured { graph, out };
                 self.slots[index].replayed_from = Some(self.time);
                 Ok(self.replay(index, next))
             }
@@ -372,42 +490,70 @@ impl CapturedStep {
     }
 
     /// One replay of slot `index`'s captured step; `model` is the captured one (its memory
-    /// updated).
-    fn replay(&mut self, index: usize, model: MobileNetV2) -> (MobileNetV2, Tensor<1>) {
-        let Phase::Captured { graph, loss } = &self.slots[index].phase else { unreachable!("replay without a graph") };
+    /// updated, as the metric head's).
+    fn replay(&mut self, index: usize, model: MobileNetV2) -> (MobileNetV2, Outputs) {
+        let Phase::Captured { graph, out } = &self.slots[index].phase else { unreachable!("replay without a graph") };
         let inner = self.device.clone().inner();
         // SAFETY: every buffer the graph reads or writes stays alive while `self` holds the
         // graph: the slot's stable batch and the coefficient table (held here), the parameters,
-        // moments and running statistics (the model and optimiser, whose tensors are only ever
-        // written in place, by every shape's graph and eager step alike), and the capture's own
-        // intermediates (pinned by the graph). Everything runs on this thread's stream; the loss
-        // is copied by an operation queued after the replay.
+        // moments and running statistics (the model, the metric head and the optimiser, whose
+        // tensors are only ever written in place, by every shape's graph and eager step alike),
+        // and the capture's own intermediates (pinned by the graph). Everything runs on this
+        // thread's stream; the outputs are copied by operations queued after the replay.
         if let Err(e) = unsafe { Dispatch::graph_replay(inner.as_dispatch(), graph) } {
             panic!("replaying the captured training step failed: {e:?}");
         }
-        let copy = loss.clone().mul_scalar(1.0);
-        (model, copy)
+        (model, out.copy())
     }
 
     /// The step itself, eager or recorded (the graph records it from the targets' cast on):
-    /// stable buffers on for the model's batch norms. An eager step's loss is its own new tensor;
-    /// a replayed step's is copied ([`Self::replay`]).
-    fn run(&mut self, model: MobileNetV2, images: Tensor<4>, targets: Tensor<1>, mask: Option<Tensor<2>>) -> (MobileNetV2, Tensor<1>) {
+    /// stable buffers on for the model's batch norms. An eager step's outputs are its own new
+    /// tensors; a replayed step's are copied ([`Self::replay`]).
+    fn run(
+        &mut self,
+        model: MobileNetV2,
+        images: Tensor<4>,
+        targets: Tensor<1>,
+        mask: Option<Tensor<2>>,
+        triplets: Option<TripletInputs>,
+    ) -> (MobileNetV2, Outputs) {
         let targets = targets.int(); // [batch]
         set_stable_buffers(true);
         let features = model.forward_features(images); // [batch, last_channel, h', w']
+        let metric = match (self.metric.as_ref(), triplets.as_ref()) {
+            (Some(head), Some(inputs)) => Some(head.loss(features.clone(), inputs)), // [1]
+            _ => None,
+        };
         let logits = match mask {
             Some(mask) => model.classify_masked(features, mask),
             None => model.classify(features),
         }; // [batch, k]
-        let batch_loss = self.loss.forward(logits, targets); // [1]
+        let (batch_loss, per_sample) = self.loss.forward_per_sample(logits, targets); // [1], [batch]
         set_stable_buffers(false);
-        let reported = batch_loss.clone().detach().without_autodiff();
-        let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
-        let model = self.optim.step(row_codes(), model, grads);
-        (model, reported)
+        let out = Outputs {
+            loss: batch_loss.clone().detach().without_autodiff(),
+            per_sample: per_sample.detach().without_autodiff(),
+            metric: metric.as_ref().map(|m| m.clone().detach().without_autodiff()),
+        };
+        let Some(head) = self.metric.take() else {
+            let grads = GradientsParams::from_grads(batch_loss.backward(), &model);
+            return (self.optim.step(row_codes(), model, grads), out);
+        };
+        let total = batch_loss + metric.expect("a metric head's step has its triplet inputs").mul_scalar(head.config.weight);
+        let mut grads = total.backward();
+        let model_grads = GradientsParams::from_module(&mut grads, &model);
+        let head_grads = GradientsParams::from_module(&mut grads, &head.embedding);
+        let model = self.optim.step(row_codes(), model, model_grads);
+        // The head is a new layer on top, like the classifier: the classifier's row.
+        let embedding = self.optim.step(HEAD_ROW, head.embedding, head_grads);
+        self.metric = Some(MetricHead { embedding, config: head.config });
+        (model, out)
     }
 }
+
+/// The metric head's row of the coefficient table (its "learning rate" for the optimiser):
+/// the classifier's, row 0.
+const HEAD_ROW: f64 = 0.0;
 
 /// A training step's recording that began and could not be sealed (e.g. it needed memory the
 /// pools did not hold). Its launches never ran, and CubeCL marks the memory they would have
@@ -571,6 +717,54 @@ mod tests {
         t.into_data().try_to_vec::<f32>().unwrap()
     }
 
+    /// One step's outputs as host values: the loss, the per-sample losses, the metric loss and
+    /// its anchor count.
+    type Reported = (f32, Vec<f32>, Option<(f32, usize)>);
+
+    fn reported(out: StepOutput) -> Reported {
+        (out.loss.into_scalar::<f32>(), values(out.per_sample), out.metric.map(|(m, n)| (m.into_scalar::<f32>(), n)))
+    }
+
+    /// [`side_by_side`] through both steps' `step_full`, with a metric head (margin 0.2, 8
+    /// dimensions, weight 0.5) on equal weights and the training progress going from 0 to 1:
+    /// each step's two outputs, both models and both heads. The batches' classes `(i + k) mod 3`
+    /// give a batch of 4 two valid anchors and a batch of 3 none.
+    fn side_by_side_with_head(device: &Device, sizes: &[usize]) -> (Vec<(Reported, Reported)>, [MobileNetV2; 2], [MetricHead; 2], CapturedStep) {
+        let config = MobileNetV2Config::new(3).with_width(0.25).with_dropout(0.0);
+        let a = config.init(device);
+        let b = twin(&a, &config, device);
+        let metric = crate::metric::MetricConfig::new(0.5, 0.2, 8);
+        let head = MetricHead::new(metric, config.last_channel(), device);
+        let twin_head = MetricHead {
+            embedding: head.embedding.clone().map(&mut Renew(device.clone())),
+            config: metric,
+        };
+        let mut captured = CapturedStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5, device).with_metric(head);
+        let mut eager = TrainStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5).with_metric(twin_head);
+        let (mut a, mut b) = (a, b);
+        let mut outputs = Vec::new();
+        for (i, (images, targets)) in batches(device, sizes).into_iter().enumerate() {
+            let labels: Vec<usize> = values(targets.clone().float()).iter().map(|&l| l as usize).collect();
+            let (lr, progress) = (1e-3 * (1.0 + i as f64), i as f64 / (sizes.len() - 1) as f64);
+            let (next_a, oa) = captured.step_full(a, images.clone(), targets.clone(), &labels, lr, progress).expect("the capture sealed");
+            let (next_b, ob) = eager.step_full(b, images, targets, &labels, lr, progress);
+            (a, b) = (next_a, next_b);
+            outputs.push((reported(oa), reported(ob)));
+        }
+        let heads = [captured.metric().unwrap().clone(), eager.metric().unwrap().clone()];
+        (outputs, [a, b], heads, captured)
+    }
+
+    /// Every parameter in new memory (on the GPU a clone would share what the captured step
+    /// writes in place).
+    struct Renew(Device);
+    impl ModuleMapper for Renew {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let device = self.0.clone();
+            param.map(move |t| Tensor::from_data(t.into_data(), &device).require_grad())
+        }
+    }
+
     /// Every step's captured loss within 1e-4 (relative above 1) of the eager step's.
     #[cfg(feature = "wgpu")]
     fn agree(losses: &[(f32, f32)], what: &str) {
@@ -607,6 +801,27 @@ mod tests {
         let running = |m: &MobileNetV2| values(m.stem.bn.running_mean.value_sync());
         assert_eq!(running(&a), running(&b));
         assert!(running(&a).iter().any(|v| *v != 0.0), "the running mean moved");
+    }
+
+    /// With a metric head and the per-sample losses (`--metric-weight`, `--hard-negative-mining`)
+    /// on the CPU: every step eager through the captured step's code — the triplet masks and
+    /// schedule copied into stable tensors, the head updated on the classifier's row — equals
+    /// the training loop's eager step to the bit: losses, per-sample losses, metric losses (none
+    /// for the batches of 3, which have no valid anchor), the classifier, the stem and the head.
+    #[test]
+    fn with_a_metric_head_it_is_the_training_step() {
+        let device = Device::flex().autodiff();
+        let (outputs, [a, b], [ha, hb], _) = side_by_side_with_head(&device, &EPOCHS);
+        for (i, (oa, ob)) in outputs.iter().enumerate() {
+            assert_eq!(oa, ob, "step {i}");
+            assert_eq!(oa.1.len(), EPOCHS[i], "step {i}: one loss per image");
+            assert_eq!(oa.2.map(|(_, n)| n), (EPOCHS[i] == 4).then_some(2), "step {i}: valid anchors");
+        }
+        assert_eq!(values(a.classifier.weight.val()), values(b.classifier.weight.val()));
+        assert_eq!(values(a.stem.conv.weight.val()), values(b.stem.conv.weight.val()));
+        let head = |h: &MetricHead| values(h.embedding.projection.weight.val());
+        assert_eq!(head(&ha), head(&hb));
+        assert_ne!(head(&ha), values(MetricHead::new(ha.config, 1280, &device).embedding.projection.weight.val()), "a fresh head differs");
     }
 
     /// A backbone frozen for the first steps, then unfrozen (`--freeze-backbone-epochs`): on
@@ -675,6 +890,31 @@ mod tests {
         assert_eq!(captured.graphs(), vec![(4, Some(5)), (3, Some(6))]);
         agree(&losses, "second training, ");
         close(values(a.classifier.weight.val()), values(b.classifier.weight.val()), "second training's classifier");
+    }
+
+    /// On wgpu with a metric head and per-sample losses: both shapes' graphs record the triplet
+    /// loss (its masks and schedule copied in before each replay) and the head's update, and
+    /// every step's loss, per-sample losses and metric loss stay within 1e-4 of the eager
+    /// step's, as do the classifier and the head after ten steps. A graph that replayed stale
+    /// masks or schedule would drift in the metric loss; one that left the head out, in the
+    /// head.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn a_metric_head_is_captured_on_the_gpu() {
+        let device = Device::wgpu(Default::default()).autodiff();
+        let (outputs, [a, b], [ha, hb], captured) = side_by_side_with_head(&device, &EPOCHS);
+        assert_eq!(captured.graphs(), vec![(4, Some(4)), (3, Some(8))]);
+        let losses: Vec<(f32, f32)> = outputs.iter().map(|(oa, ob)| (oa.0, ob.0)).collect();
+        agree(&losses, "");
+        for (i, (oa, ob)) in outputs.iter().enumerate() {
+            close(oa.1.clone(), ob.1.clone(), &format!("step {i}'s per-sample losses"));
+            assert_eq!(oa.2.map(|(_, n)| n), ob.2.map(|(_, n)| n), "step {i}: anchors");
+            if let (Some((ma, _)), Some((mb, _))) = (oa.2, ob.2) {
+                assert!((ma - mb).abs() <= 1e-4 * mb.abs().max(1.0), "step {i}: metric loss captured {ma}, eager {mb}");
+            }
+        }
+        close(values(a.classifier.weight.val()), values(b.classifier.weight.val()), "classifier");
+        close(values(ha.embedding.projection.weight.val()), values(hb.embedding.projection.weight.val()), "head");
     }
 
     /// On wgpu: a backbone frozen for five steps (its graph recorded at step 4 and replayed at

@@ -158,8 +158,7 @@ pub struct TrainArgs {
     /// docs/performance.md, "Fifth session").
     #[arg(long)]
     pub depthwise: Option<derma_model::DepthwiseImpl>,
-    /// The training step: auto (captured on a GPU unless --metric-weight or
-    /// --hard-negative-mining needs the eager one; the default),
+    /// The training step: auto (captured on a GPU, eager on the CPU; the default),
     /// eager, or captured (recorded once as a graph and replayed: on wgpu the recorded kernels
     /// without Burn's per-operation host work, the same arithmetic; docs/performance.md).
     #[arg(long)]

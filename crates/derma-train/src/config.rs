@@ -42,8 +42,7 @@ impl FromStr for ClassWeights {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepMode {
-    /// `captured` on a GPU (wgpu) unless an option needs the eager step (a metric head,
-    /// hard-example mining), else `eager`.
+    /// `captured` on a GPU (wgpu), `eager` on the CPU.
     #[default]
     Auto,
     /// Burn's autodiff and the fused AdamW, every operation issued each step
@@ -233,8 +232,8 @@ pub struct TrainConfig {
     /// files, which then get the default.
     #[serde(default)]
     pub depthwise: derma_model::DepthwiseImpl,
-    /// How the training step runs: `auto` (captured on a GPU when nothing needs the eager
-    /// step, [`TrainConfig::captured_step`]), `eager` or `captured` ([`StepMode`]). Absent in
+    /// How the training step runs: `auto` (captured on a GPU, [`TrainConfig::captured_step`]),
+    /// `eager` or `captured` ([`StepMode`]). Absent in
     /// older `config.toml` files, which then get `auto`.
     #[serde(default)]
     pub step: StepMode,
@@ -432,26 +431,18 @@ impl TrainConfig {
         self.select_metric.parse().map_err(|e| format!("--select-metric: {e}"))
     }
 
-    /// The first option that the captured step does not record (it records the plain
-    /// classification step, and a backbone-freezing schedule as two stretches of graphs), as
-    /// its flag: a metric head, hard-example mining.
-    pub fn needs_eager_step(&self) -> Option<&'static str> {
-        [(self.metric().is_some(), "--metric-weight"), (self.mining().is_some(), "--hard-negative-mining")]
-        .into_iter()
-        .find_map(|(on, flag)| on.then_some(flag))
-    }
-
     /// Whether training captures its step on a device whose memory kernels write in place
     /// (`gpu`: wgpu, [`derma_model::writes_in_place`]), and the log line that says which step
-    /// runs and why. `auto` captures on a GPU unless [`Self::needs_eager_step`] names an option.
+    /// runs and why. `auto` captures on a GPU: every option is recorded (a backbone-freezing
+    /// schedule as two stretches of graphs, the metric head and the per-image losses of
+    /// hard-example mining in the same graph).
     pub fn captured_step(&self, gpu: bool) -> (bool, String) {
         let captured = format!("training step: captured as a graph after {} eager steps and replayed", crate::captured_step::WARMUP_STEPS);
-        match (self.step, self.needs_eager_step()) {
-            (StepMode::Captured, _) => (true, format!("{captured} (--step captured)")),
-            (StepMode::Eager, _) => (false, "training step: eager (--step eager)".into()),
-            (StepMode::Auto, Some(flag)) => (false, format!("training step: eager (--step auto: {flag} needs the eager step)")),
-            (StepMode::Auto, None) if !gpu => (false, "training step: eager (--step auto: no graph capture on the CPU backend)".into()),
-            (StepMode::Auto, None) => (true, format!("{captured} (--step auto; --step eager turns it off)")),
+        match self.step {
+            StepMode::Captured => (true, format!("{captured} (--step captured)")),
+            StepMode::Eager => (false, "training step: eager (--step eager)".into()),
+            StepMode::Auto if !gpu => (false, "training step: eager (--step auto: no graph capture on the CPU backend)".into()),
+            StepMode::Auto => (true, format!("{captured} (--step auto; --step eager turns it off)")),
         }
     }
 
@@ -544,12 +535,6 @@ impl TrainConfig {
         })?;
         if self.epochs == 0 {
             return Err("--epochs must be at least 1".into());
-        }
-        if let (StepMode::Captured, Some(flag)) = (self.step, self.needs_eager_step()) {
-            return Err(format!(
-                "--step captured cannot be combined with {flag}: the captured step records the plain classification \
-                 step (no metric head, no per-image losses, one trainable set); use --step eager or auto"
-            ));
         }
         // A batch of one gives batch norm a single value per channel at the 1x1 final map: PyTorch
         // refuses it ("Expected more than 1 value per channel when training").
@@ -858,20 +843,18 @@ mod tests {
         let (on, why) = resolve(&|_| {}, true);
         assert!(on && why.ends_with("replayed (--step auto; --step eager turns it off)"), "{why}");
         assert_eq!(resolve(&|_| {}, false), (false, "training step: eager (--step auto: no graph capture on the CPU backend)".into()));
-        let options: [(&dyn Fn(&mut TrainConfig), &str); 2] =
-            [(&|c| c.metric_weight = 0.5, "--metric-weight"), (&|c| c.hard_negative_mining = true, "--hard-negative-mining")];
-        for (edit, flag) in options {
-            assert_eq!(resolve(edit, true), (false, format!("training step: eager (--step auto: {flag} needs the eager step)")));
+        // Every option is captured: a metric head, hard-example mining, a backbone-freezing
+        // schedule (recorded anew when the backbone unfreezes); `--step captured` accepts them.
+        let options: [&dyn Fn(&mut TrainConfig); 3] =
+            [&|c| c.metric_weight = 0.5, &|c| c.hard_negative_mining = true, &|c| c.freeze_backbone_epochs = 2];
+        for edit in options {
+            let (on, why) = resolve(edit, true);
+            assert!(on && why.ends_with("(--step auto; --step eager turns it off)"), "{why}");
             let mut c = TrainConfig::default();
             edit(&mut c);
-            assert_eq!(c.validate(), Ok(()));
             c.step = StepMode::Captured;
-            let e = c.validate().unwrap_err();
-            assert!(e.starts_with(&format!("--step captured cannot be combined with {flag}")), "{e}");
+            assert_eq!(c.validate(), Ok(()));
         }
-        // A backbone-freezing schedule is captured (recorded anew when the backbone unfreezes).
-        let (on, why) = resolve(&|c| c.freeze_backbone_epochs = 2, true);
-        assert!(on && why.ends_with("(--step auto; --step eager turns it off)"), "{why}");
         assert_eq!(resolve(&|c| c.step = StepMode::Eager, true), (false, "training step: eager (--step eager)".into()));
         assert!(resolve(&|c| c.step = StepMode::Captured, false).0);
         assert_eq!("captured".parse::<StepMode>(), Ok(StepMode::Captured));

@@ -67,7 +67,10 @@
 //! and trains a generator network to map synthetic points back to label-preserving samples;
 //! here the hardness follows training progress and the synthetic points are used directly
 //! (no generator). Nothing is read back to the host: the masks that select positives and
-//! negatives are built on the host from the batch labels and uploaded.
+//! negatives (and the valid anchors) are built on the host from the batch labels and uploaded
+//! ([`TripletInputs`]). Every row of the batch is computed as an anchor and the invalid ones are
+//! masked out of the mean, so no shape depends on the labels: the captured training step
+//! records the loss once and replays it with each batch's masks.
 //!
 //! The embedding head is **training-only**: `model.bpk` holds the MobileNetV2 classifier
 //! network, the head is dropped at save time, and prediction never uses it.
@@ -144,6 +147,13 @@ impl MetricHead {
     pub fn embed(&self, features: Tensor<4>) -> Tensor<2> {
         self.embedding.forward(global_pool(features))
     }
+
+    /// The metric loss of a feature map (`[batch, c, h, w]`) with the batch's
+    /// [`TripletInputs`]: [`metric_loss_masked`] of its embeddings (`[1]`, 0 without a valid
+    /// anchor), before `weight`.
+    pub fn loss(&self, features: Tensor<4>, inputs: &TripletInputs) -> Tensor<1> {
+        metric_loss_masked(self.embed(features), inputs, &self.config)
+    }
 }
 
 /// The batch-hard triplets of a batch: for every valid anchor, its row, its farthest positive
@@ -168,49 +178,126 @@ pub fn valid_anchors(labels: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// What the metric loss takes besides the embeddings, as tensors of shapes fixed by the batch
+/// size: the masks built on the host from the batch labels and the synthesis schedule at the
+/// current training progress. Every row of the batch is an anchor and the invalid ones are
+/// masked out, so the loss's shapes never depend on the labels — the captured training step
+/// ([`crate::captured_step`]) copies a new batch's values into the same tensors and replays.
+#[derive(Debug, Clone)]
+pub struct TripletInputs {
+    /// `[b, b]`: 1 where `j` is a positive of anchor `i` (same label, `j ≠ i`).
+    pub positive: Tensor<2>,
+    /// `[b, b]`: 1 where `j` is a negative of anchor `i` (another label).
+    pub negative: Tensor<2>,
+    /// `[b, 1]`: 1 for a valid anchor ([`valid_anchors`]).
+    pub valid: Tensor<2>,
+    /// `[1, 1]`: `1 / |V|`, 0 without a valid anchor (the loss is then 0).
+    pub inverse_count: Tensor<2>,
+    /// `[1, 1]`: `η(t)` ([`Synthesis::hardness_at`]).
+    pub hardness: Tensor<2>,
+    /// `[1, 1]`: `m_r(t)` ([`Synthesis::reverse_margin_at`]).
+    pub reverse_margin: Tensor<2>,
+}
+
+impl TripletInputs {
+    /// The inputs of a batch with `labels` at training progress `progress`, on `device`, and
+    /// the number of valid anchors.
+    pub fn new(labels: &[usize], synthesis: &Synthesis, progress: f64, device: &Device) -> (Self, usize) {
+        let b = labels.len();
+        let valid = valid_anchors(labels);
+        let mut positive = Vec::with_capacity(b * b);
+        let mut negative = Vec::with_capacity(b * b);
+        for (i, &li) in labels.iter().enumerate() {
+            for (j, &l) in labels.iter().enumerate() {
+                positive.push(if j != i && l == li { 1.0f32 } else { 0.0 });
+                negative.push(if l != li { 1.0f32 } else { 0.0 });
+            }
+        }
+        let mut is_valid = vec![0.0f32; b];
+        for &a in &valid {
+            is_valid[a] = 1.0;
+        }
+        let inverse = if valid.is_empty() { 0.0 } else { 1.0 / valid.len() as f32 };
+        let scalar = |v: f64| Tensor::<2>::from_data(TensorData::new(vec![v as f32], [1, 1]), device);
+        let inputs = Self {
+            positive: Tensor::from_data(TensorData::new(positive, [b, b]), device),
+            negative: Tensor::from_data(TensorData::new(negative, [b, b]), device),
+            valid: Tensor::from_data(TensorData::new(is_valid, [b, 1]), device),
+            inverse_count: scalar(inverse as f64),
+            hardness: scalar(synthesis.hardness_at(progress)),
+            reverse_margin: scalar(synthesis.reverse_margin_at(progress)),
+        };
+        (inputs, valid.len())
+    }
+
+    /// Zeros for a batch of `b` on `device`: the stable tensors a captured step copies each
+    /// batch's inputs into.
+    pub fn zeros(b: usize, device: &Device) -> Self {
+        Self {
+            positive: Tensor::zeros([b, b], device),
+            negative: Tensor::zeros([b, b], device),
+            valid: Tensor::zeros([b, 1], device),
+            inverse_count: Tensor::zeros([1, 1], device),
+            hardness: Tensor::zeros([1, 1], device),
+            reverse_margin: Tensor::zeros([1, 1], device),
+        }
+    }
+
+    /// Copies `fresh`'s values into these tensors, in place where the device allows
+    /// ([`derma_model::assign`]).
+    pub fn assign(&mut self, fresh: Self) {
+        use derma_model::assign;
+        assign(&mut self.positive, fresh.positive);
+        assign(&mut self.negative, fresh.negative);
+        assign(&mut self.valid, fresh.valid);
+        assign(&mut self.inverse_count, fresh.inverse_count);
+        assign(&mut self.hardness, fresh.hardness);
+        assign(&mut self.reverse_margin, fresh.reverse_margin);
+    }
+}
+
 /// Row-wise `d(x, y) = sqrt(‖x − y‖² + 1e-12)`: `[n, dim]` × `[n, dim]` → `[n, 1]`.
 pub fn row_distance(x: Tensor<2>, y: Tensor<2>) -> Tensor<2> {
     x.sub(y).powi_scalar(2).sum_dim(1).add_scalar(1e-12).sqrt()
 }
 
+/// Batch-hard mining with every row an anchor: `embeddings` `[b, dim]`, the masks of
+/// [`TripletInputs`]. A row without a positive (or negative) gets an arbitrary one, masked out
+/// of the loss by [`TripletInputs::valid`].
+fn batch_hard_all(embeddings: Tensor<2>, positive: Tensor<2>, negative: Tensor<2>) -> Triplets {
+    let [b, _] = embeddings.dims();
+    // Squared distances of every anchor to every sample, detached: [b, b].
+    let e = embeddings.clone().detach();
+    let e_sq = e.clone().powi_scalar(2).sum_dim(1); // [b, 1]
+    let d2 = e.clone().matmul(e.transpose()).mul_scalar(-2.0).add(e_sq.clone()).add(e_sq.reshape([1, b])); // [b, b]
+    // Farthest positive: non-positives at -1 (below every distance ≥ 0).
+    let pos_idx = d2.clone().mul(positive.clone()).add(positive.sub_scalar(1.0)).argmax(1).flatten::<1>(0, 1);
+    // Nearest negative: non-negatives pushed up by 1e6 (distances² are ≤ 4 on the sphere).
+    let neg_idx = d2.add(negative.neg().add_scalar(1.0).mul_scalar(1e6)).argmin(1).flatten::<1>(0, 1);
+    Triplets {
+        anchors: embeddings.clone(),
+        positives: embeddings.clone().select(0, pos_idx),
+        negatives: embeddings.select(0, neg_idx),
+    }
+}
+
 /// Batch-hard mining (Hermans et al. 2017): `embeddings` `[batch, dim]`, `labels` one per
-/// row. `None` when no anchor is valid (no triplet in the batch).
+/// row; the valid anchors' triplets. `None` when no anchor is valid (no triplet in the batch).
 pub fn batch_hard(embeddings: Tensor<2>, labels: &[usize]) -> Option<Triplets> {
     let [b, _] = embeddings.dims();
     assert_eq!(b, labels.len(), "one label per embedding");
-    let valid = valid_anchors(labels);
-    if valid.is_empty() {
+    let device = embeddings.device();
+    let (inputs, v) = TripletInputs::new(labels, &Synthesis::new(0.0), 0.0, &device);
+    if v == 0 {
         return None;
     }
-    let device = embeddings.device();
-    let v = valid.len();
+    let valid = valid_anchors(labels);
     let valid_idx = Tensor::<1, Int>::from_data(TensorData::new(valid.iter().map(|&i| i as i64).collect::<Vec<_>>(), [v]), &device);
-    let anchors = embeddings.clone().select(0, valid_idx);
-    // Squared distances of the valid anchors to every sample, detached: [v, b].
-    let e = embeddings.clone().detach();
-    let a = anchors.clone().detach();
-    let a_sq = a.clone().powi_scalar(2).sum_dim(1); // [v, 1]
-    let e_sq = e.clone().powi_scalar(2).sum_dim(1).reshape([1, b]); // [1, b]
-    let d2 = a.matmul(e.transpose()).mul_scalar(-2.0).add(a_sq).add(e_sq); // [v, b]
-    // Masks from the host labels: positives (same label, not itself), negatives.
-    let mut pos = Vec::with_capacity(v * b);
-    let mut neg = Vec::with_capacity(v * b);
-    for &i in &valid {
-        for (j, &l) in labels.iter().enumerate() {
-            pos.push(if j != i && l == labels[i] { 1.0f32 } else { 0.0 });
-            neg.push(if l != labels[i] { 1.0f32 } else { 0.0 });
-        }
-    }
-    let pos = Tensor::<2>::from_data(TensorData::new(pos, [v, b]), &device);
-    let neg = Tensor::<2>::from_data(TensorData::new(neg, [v, b]), &device);
-    // Farthest positive: non-positives at -1 (below every distance ≥ 0).
-    let pos_idx = d2.clone().mul(pos.clone()).add(pos.sub_scalar(1.0)).argmax(1).flatten::<1>(0, 1);
-    // Nearest negative: non-negatives pushed up by 1e6 (distances² are ≤ 4 on the sphere).
-    let neg_idx = d2.add(neg.neg().add_scalar(1.0).mul_scalar(1e6)).argmin(1).flatten::<1>(0, 1);
+    let t = batch_hard_all(embeddings, inputs.positive, inputs.negative);
     Some(Triplets {
-        anchors,
-        positives: embeddings.clone().select(0, pos_idx),
-        negatives: embeddings.select(0, neg_idx),
+        anchors: t.anchors.select(0, valid_idx.clone()),
+        positives: t.positives.select(0, valid_idx.clone()),
+        negatives: t.negatives.select(0, valid_idx),
     })
 }
 
@@ -221,15 +308,31 @@ pub fn triplet_hinge(anchors: Tensor<2>, positives: Tensor<2>, negatives: Tensor
     d_ap.sub(d_an).add_scalar(margin).clamp_min(0.0)
 }
 
+/// `(1/|V|) Σ_{a ∈ V} values_a`: `values` `[b, 1]`, masked by `inputs` → `[1]`.
+fn mean_over_valid(values: Tensor<2>, inputs: &TripletInputs) -> Tensor<1> {
+    values.mul(inputs.valid.clone()).sum().mul(inputs.inverse_count.clone().reshape([1]))
+}
+
 /// The batch-hard triplet loss `L_real` (`[1]`; `None` without a valid anchor).
 pub fn batch_hard_triplet_loss(embeddings: Tensor<2>, labels: &[usize], margin: f64) -> Option<Tensor<1>> {
-    let t = batch_hard(embeddings, labels)?;
-    Some(triplet_hinge(t.anchors, t.positives, t.negatives, margin).mean())
+    let (inputs, v) = TripletInputs::new(labels, &Synthesis::new(margin), 0.0, &embeddings.device());
+    if v == 0 {
+        return None;
+    }
+    let t = batch_hard_all(embeddings, inputs.positive.clone(), inputs.negative.clone());
+    Some(mean_over_valid(triplet_hinge(t.anchors, t.positives, t.negatives, margin), &inputs))
 }
 
 /// The synthetic positives `p̂` and negatives `n̂` of `triplets` at training progress
 /// `progress` (see the module docs).
 pub fn synthesize(t: &Triplets, synthesis: &Synthesis, progress: f64) -> (Tensor<2>, Tensor<2>) {
+    let device = t.anchors.device();
+    let scalar = |v: f64| Tensor::<2>::from_data(TensorData::new(vec![v as f32], [1, 1]), &device);
+    synthesize_at(t, scalar(synthesis.hardness_at(progress)), scalar(synthesis.reverse_margin_at(progress)), synthesis.lambda_max)
+}
+
+/// [`synthesize`] with `η(t)` and `m_r(t)` as `[1, 1]` tensors.
+fn synthesize_at(t: &Triplets, hardness: Tensor<2>, reverse_margin: Tensor<2>, lambda_max: f64) -> (Tensor<2>, Tensor<2>) {
     let (a, p, n) = (t.anchors.clone(), t.positives.clone(), t.negatives.clone());
     // Stage 1: λ from detached distances.
     let d_ap = row_distance(a.clone().detach(), p.clone().detach()); // [v, 1]
@@ -237,13 +340,13 @@ pub fn synthesize(t: &Triplets, synthesis: &Synthesis, progress: f64) -> (Tensor
     let slack = d_an.sub(d_ap.clone()).clamp_min(0.0);
     let lambda = slack
         .div(d_ap.clamp_min(1e-6))
-        .mul_scalar(synthesis.hardness_at(progress))
+        .mul(hardness)
         .add_scalar(1.0)
-        .clamp_max(synthesis.lambda_max); // [v, 1]
+        .clamp_max(lambda_max); // [v, 1]
     let p_hat = a.clone() + p.sub(a.clone()).mul(lambda);
     // Stage 2: μ from detached points.
     let (ad, pd, nd) = (a.clone().detach(), p_hat.clone().detach(), n.clone().detach());
-    let r = row_distance(ad.clone(), pd.clone()).add_scalar(synthesis.reverse_margin_at(progress)); // [v, 1]
+    let r = row_distance(ad.clone(), pd.clone()).add(reverse_margin); // [v, 1]
     let c = ad.clone().add(pd).div_scalar(2.0);
     let u = nd.clone().sub(ad);
     let v = c.sub(nd);
@@ -260,15 +363,22 @@ pub fn synthesize(t: &Triplets, synthesis: &Synthesis, progress: f64) -> (Tensor
     (p_hat, n_hat)
 }
 
+/// The metric loss of a batch, `L_real + L_synthetic` (`[1]`), from tensors whose shapes
+/// depend only on the batch size ([`TripletInputs`]; 0 when the batch has no valid anchor):
+/// what the captured training step records.
+pub fn metric_loss_masked(embeddings: Tensor<2>, inputs: &TripletInputs, config: &MetricConfig) -> Tensor<1> {
+    let t = batch_hard_all(embeddings, inputs.positive.clone(), inputs.negative.clone());
+    let (p_hat, n_hat) = synthesize_at(&t, inputs.hardness.clone(), inputs.reverse_margin.clone(), config.synthesis.lambda_max);
+    let real = triplet_hinge(t.anchors.clone(), t.positives, t.negatives, config.margin);
+    let synthetic = triplet_hinge(t.anchors, p_hat, n_hat, config.margin);
+    mean_over_valid(real + synthetic, inputs)
+}
+
 /// The metric loss of a batch: `L_real + L_synthetic` (`[1]`), and the number of valid
 /// anchors; `None` when the batch has no valid anchor.
 pub fn metric_loss(embeddings: Tensor<2>, labels: &[usize], config: &MetricConfig, progress: f64) -> Option<(Tensor<1>, usize)> {
-    let t = batch_hard(embeddings, labels)?;
-    let [v, _] = t.anchors.dims();
-    let (p_hat, n_hat) = synthesize(&t, &config.synthesis, progress);
-    let real = triplet_hinge(t.anchors.clone(), t.positives, t.negatives, config.margin);
-    let synthetic = triplet_hinge(t.anchors, p_hat, n_hat, config.margin);
-    Some((real.mean() + synthetic.mean(), v))
+    let (inputs, v) = TripletInputs::new(labels, &config.synthesis, progress, &embeddings.device());
+    (v > 0).then(|| (metric_loss_masked(embeddings, &inputs, config), v))
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use derma_model::MobileNetV2;
 use crate::flat_adamw::FlatAdamW;
 use crate::fused_adamw::FusedAdamW;
 use crate::loss::Loss;
-use crate::metric::{MetricHead, metric_loss};
+use crate::metric::{MetricHead, TripletInputs};
 
 /// Per-parameter learning rates: the classifier gets `lr`, the backbone `lr * backbone_mult`
 /// (one group for everything when `backbone_mult` is 1).
@@ -154,6 +154,12 @@ impl TrainStep {
         self.metric.as_ref()
     }
 
+    /// Takes the metric head out: later steps train without it (the captured step takes it
+    /// over, [`crate::captured_step::CapturedStep::with_metric`]).
+    pub fn take_metric(&mut self) -> Option<MetricHead> {
+        self.metric.take()
+    }
+
     /// One step with everything the training loop needs: classification loss, per-sample
     /// losses and, with a metric head, `loss + metric_weight × metric_loss` back-propagated
     /// into the network and the head. `labels` are the host copy of `targets`; `progress` is
@@ -170,18 +176,19 @@ impl TrainStep {
         let Some(head) = self.metric.take() else {
             return self.step_phased(model, images, targets, lr, |_| {});
         };
+        let (inputs, anchors) = TripletInputs::new(labels, &head.config.synthesis, progress, &images.device());
         let features = model.forward_features(images);
-        let logits = model.classify(features.clone());
+        // A batch without a valid anchor adds 0: the head gets a zero gradient (AdamW still
+        // moves it by its moments and weight decay), as in the captured step, whose graph
+        // cannot leave the head out.
+        let metric = head.loss(features.clone(), &inputs); // [1]
+        let logits = model.classify(features);
         let (batch_loss, per_sample) = self.loss.forward_per_sample(logits, targets);
-        let metric = metric_loss(head.embed(features), labels, &head.config, progress);
-        let total = match &metric {
-            Some((m, _)) => batch_loss.clone() + m.clone().mul_scalar(head.config.weight),
-            None => batch_loss.clone(),
-        };
+        let total = batch_loss.clone() + metric.clone().mul_scalar(head.config.weight);
         let out = StepOutput {
             loss: batch_loss.detach().without_autodiff(),
             per_sample: per_sample.detach().without_autodiff(),
-            metric: metric.map(|(m, n)| (m.detach().without_autodiff(), n)),
+            metric: (anchors > 0).then(|| (metric.detach().without_autodiff(), anchors)),
         };
         let mut grads = total.backward();
         let model_grads = GradientsParams::from_module(&mut grads, &model);

@@ -496,8 +496,15 @@ fn fit_from(
     // what it does not record; `auto` captures on a GPU only).
     let (capture, why) = config.captured_step(derma_model::writes_in_place(device));
     println!("{why}");
-    let mut captured =
-        capture.then(|| CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device));
+    // With a metric head, the captured step takes over the eager step's freshly initialised
+    // head (the eager step then keeps none).
+    let mut captured = capture.then(|| {
+        let c = CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device);
+        match step_state.take_metric() {
+            Some(head) => c.with_metric(head),
+            None => c,
+        }
+    });
     let (mut eager_reported, mut graphs_reported) = (false, Vec::<(usize, usize)>::new());
     let train_labels = data.train.labels();
     let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));
@@ -510,16 +517,22 @@ fn fit_from(
     let mut best: Option<(f64, usize, MobileNetV2)> = None;
     let mut earlier_rows: Vec<String> = Vec::new();
     if let Some(state) = &from {
-        let head = step_state.metric().map(|h| h.embedding.clone());
-        let (restored, record, head) = checkpoint::load(out_dir, state, model, head)?;
+        let fresh_head = captured.as_ref().and_then(CapturedStep::metric).or(step_state.metric()).cloned();
+        let (restored, record, head) = checkpoint::load(out_dir, state, model, fresh_head.as_ref().map(|h| h.embedding.clone()))?;
         model = restored;
-        if let Some(c) = captured.take() {
+        let head = head.zip(fresh_head).map(|(embedding, fresh)| MetricHead { embedding, config: fresh.config });
+        if captured.take().is_some() {
+            let c = CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device);
+            let c = match head {
+                Some(h) => c.with_metric(h),
+                None => c,
+            };
             captured = Some(c.resume(record, state.step));
         } else {
             let mut resumed =
                 TrainStep::with_optimizer(adamw(config.weight_decay).load_record(record), step_state.loss().clone(), config.backbone_lr_mult);
-            if let (Some(h), Some(old)) = (head, step_state.metric()) {
-                resumed = resumed.with_metric(MetricHead { embedding: h, config: old.config });
+            if let Some(h) = head {
+                resumed = resumed.with_metric(h);
             }
             step_state = resumed;
         }
@@ -634,27 +647,24 @@ fn fit_from(
             let labels: Vec<usize> = batch.labels.iter().map(|&l| l as usize).collect();
             let progress = (step as f64 / total_steps.max(1) as f64).min(1.0);
             let weight = loss_eval.batch_weight(&labels, num_logits);
-            if let Some(c) = captured.as_mut() {
-                let (next, loss) = c.step(model, batch.take_images(&train_device), batch.targets(&train_device), lr).map_err(|e| {
+            let (images, targets) = (batch.take_images(&train_device), batch.targets(&train_device));
+            let (next, out) = match captured.as_mut() {
+                Some(c) => c.step_full(model, images, targets, &labels, lr, progress).map_err(|e| {
                     let how = match epoch {
                         0 => format!("run it again with `--step eager` (no epoch had finished; --overwrite replaces {})", out_dir.display()),
                         _ => format!("the last finished epoch's checkpoint is intact: `derma-train --resume {} --step eager` continues it", out_dir.display()),
                     };
                     anyhow::anyhow!("{e}. The eager step records no graph: {how}")
-                })?;
-                model = next;
-                running.add_weighted(loss, weight, labels.len());
-            } else {
-                let (next, out) =
-                    step_state.step_full(model, batch.take_images(&train_device), batch.targets(&train_device), &labels, lr, progress);
-                model = next;
-                running.add_weighted(out.loss, weight, labels.len());
-                if let Some((metric, anchors)) = out.metric {
-                    running_metric.add(metric, anchors);
-                }
-                if mining.is_some() {
-                    epoch_losses.add(&batch.indices, out.per_sample);
-                }
+                })?,
+                None => step_state.step_full(model, images, targets, &labels, lr, progress),
+            };
+            model = next;
+            running.add_weighted(out.loss, weight, labels.len());
+            if let Some((metric, anchors)) = out.metric {
+                running_metric.add(metric, anchors);
+            }
+            if mining.is_some() {
+                epoch_losses.add(&batch.indices, out.per_sample);
             }
             step += 1;
             if tty && (i % report_every == report_every - 1) {
@@ -746,7 +756,7 @@ fn fit_from(
             best_epoch,
             best_score_text: best_score.to_string(),
             mining_losses: mining.as_ref().map(|m| m.losses().to_vec()),
-            head: step_state.metric().is_some(),
+            head: config.metric().is_some(),
             metrics_rows: metrics.lines().skip(1).map(str::to_string).collect(),
             data_hash: Some(data_hash.clone()),
         };
@@ -758,7 +768,8 @@ fn fit_from(
             }
             None => step_state.optimizer().to_record(),
         };
-        checkpoint::save(out_dir, &state, &model, optimizer, step_state.metric().map(|h| &h.embedding))?;
+        let head = captured.as_ref().map_or(step_state.metric(), CapturedStep::metric);
+        checkpoint::save(out_dir, &state, &model, optimizer, head.map(|h| &h.embedding))?;
         if early_stop {
             println!(
                 "early stop after epoch {}: no better val {} for {} epochs (--patience {})",

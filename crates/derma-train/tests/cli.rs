@@ -396,7 +396,8 @@ fn patience_stops_after_epochs_without_improvement() {
 /// differently): the same metrics every epoch. The default (`auto`) is the eager step on the CPU
 /// and says so. Killed after its second checkpoint and resumed (AdamW's record with its step
 /// count, the step counter), the captured run ends where it would have. It is recorded in
-/// config.toml, said on stdout, and refused beside the metric head.
+/// config.toml and said on stdout. The same holds with a metric head and hard-negative mining
+/// (their training state resumed from the checkpoint too).
 #[test]
 fn the_captured_step_trains_as_the_eager_step() {
     let (dir, npz, out) = colour_run_dir();
@@ -430,8 +431,32 @@ fn the_captured_step_trains_as_the_eager_step() {
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     assert_eq!(without_timings(&killed), without_timings(&out));
 
-    let o = derma_train(&["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--step", "captured", "--metric-weight", "0.5"]);
-    assert!(!o.status.success() && text(&o.stderr).contains("--step captured cannot be combined with --metric-weight"), "{}", text(&o.stderr));
+    // A binary task with a metric head and hard-negative mining: the captured step's code (on
+    // the CPU every step eager through it) trains as the eager step, and a run resumed after
+    // epoch 2 (the head, its AdamW state and the mining losses from the checkpoint) ends as the
+    // uninterrupted one.
+    let with_head = |out: &std::path::Path, captured: bool| -> Vec<String> {
+        let mut f = flags(out, captured);
+        let epochs = f.iter().position(|a| a == "--epochs").expect("an --epochs flag") + 1;
+        f[epochs] = "3".into();
+        f.extend(["--positive-classes", "mel", "--metric-weight", "0.5", "--hard-negative-mining"].map(String::from));
+        f
+    };
+    let (eager, captured) = (dir.path().join("head-eager"), dir.path().join("head-captured"));
+    for (out, on) in [(&eager, false), (&captured, true)] {
+        let o = run(with_head(out, on));
+        assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+        let stdout = text(&o.stdout);
+        assert!(stdout.contains("triplet ") && stdout.contains("mining: 24 of 120 negatives up-weighted for epoch 3"), "{stdout}");
+    }
+    assert_eq!(without_timings(&captured), without_timings(&eager));
+    assert_eq!(without_timings(&captured).len(), 4);
+    let killed = dir.path().join("head-killed");
+    kill_after_checkpoint(&with_head(&killed, true), &killed, 2);
+    let o = derma_train(&["--resume", killed.to_str().unwrap(), "--backend", "cpu"]);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    assert_eq!(without_timings(&killed), without_timings(&captured));
+
     let o = derma_train(&["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--step", "replayed"]);
     assert!(!o.status.success() && text(&o.stderr).contains("expected auto, eager or captured"), "{}", text(&o.stderr));
 }
