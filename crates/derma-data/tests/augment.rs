@@ -197,3 +197,41 @@ fn the_jitter_order_is_a_uniform_permutation() {
     let none = Augment::eval(28);
     assert!((0..50).all(|_| none.draw(&mut rng, 28, 28).jitter_order == Jitter::LISTED));
 }
+
+/// FNV-1a over the outputs of `Augment::run` for a spread of presets, sizes, channel counts
+/// and draws (identity resizes, down- and up-sampling, rotations, crops, flips, every colour
+/// operation), so that a faster implementation is checked to give the same bytes.
+fn outputs_hash() -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            hash = (hash ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    let source = |w: usize, h: usize, c: usize| -> Vec<u8> {
+        (0..w * h * c).map(|i| ((i * 2_654_435_761usize) >> 7 ^ (i / (w * c)) * 3) as u8).collect()
+    };
+    // The presets, and every knob far out (vertical flips, hue shifts that wrap around).
+    let mut wide = AugmentConfig::preset(AugmentPreset::Natural);
+    (wide.vflip, wide.hue, wide.translate, wide.scale, wide.rotation) = (0.5, 0.5, 0.2, [0.8, 1.2], 90.0);
+    let configs = [AugmentPreset::None, AugmentPreset::Natural, AugmentPreset::Mammo].map(AugmentConfig::preset);
+    for (w, h, c, size) in [(28, 28, 3, 28), (64, 64, 3, 28), (28, 28, 3, 64), (50, 37, 3, 32), (40, 30, 1, 48), (33, 33, 1, 33)] {
+        let img = source(w, h, c);
+        for config in configs.iter().chain([&wide]) {
+            let aug = Augment::new(config.clone(), size);
+            for position in 0..12 {
+                eat(&aug.run(&img, [h, w, c], 7, 2, position));
+            }
+        }
+        eat(&Augment::eval(size).run(&img, [h, w, c], 0, 0, 0));
+    }
+    hash
+}
+
+/// The outputs of the augmentation pipeline, byte for byte, as the straightforward
+/// implementation of commit e944291 (f64 source points, `floor`, `f32::round`, `rem_euclid`
+/// in the hue shift) produced them: printed by this test's `outputs_hash` at that commit.
+#[test]
+fn augmentation_outputs_are_those_of_the_reference_implementation() {
+    assert_eq!(outputs_hash(), 13_107_750_140_675_185_082);
+}
