@@ -193,6 +193,14 @@ pub struct Draw {
     pub jitter_order: [Jitter; 4],
 }
 
+impl Draw {
+    /// Whether the colour operations change an image of `c` channels (saturation and hue
+    /// leave grayscale unchanged).
+    pub fn changes_colour(&self, c: usize) -> bool {
+        self.brightness != 1.0 || self.contrast != 1.0 || (c == 3 && (self.saturation != 1.0 || self.hue != 0.0))
+    }
+}
+
 /// One colour-jitter operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Jitter {
@@ -301,22 +309,34 @@ impl Augment {
     }
 
     /// Applies drawn parameters to an `[h, w, c]` image, returning `[size, size, c]`.
+    ///
+    /// # Panics
+    /// When `src` does not hold `h × w × c` values.
     pub fn apply(&self, d: &Draw, src: &[u8], [h, w, c]: [usize; 3]) -> Vec<u8> {
+        assert_eq!(src.len(), h * w * c, "Augment::apply: {h}x{w}x{c} image of {} values", src.len());
         let s = self.size;
-        let mut out = vec![0f32; s * s * c];
         // `source_point` is affine in (u, v): evaluate it at three pixel centres, then step.
         let (x0, y0) = self.source_point(d, 0.5, 0.5);
         let (xu, yu) = self.source_point(d, 1.5, 0.5);
         let (xv, yv) = self.source_point(d, 0.5, 1.5);
         let (dxu, dyu, dxv, dyv) = (xu - x0, yu - y0, xv - x0, yv - y0);
-        for (v, row) in out.chunks_exact_mut(s * c).enumerate() {
-            let (rx, ry) = (x0 - 0.5 + v as f64 * dxv, y0 - 0.5 + v as f64 * dyv);
-            for (u, px) in row.chunks_exact_mut(c).enumerate() {
-                bilinear(src, [h, w, c], rx + u as f64 * dxu, ry + u as f64 * dyu, px);
-            }
+        // Output pixel centres on the source's pixel centres, nothing else: the image itself
+        // (what the sampling below gives too, every weight 0 or 1), e.g. the evaluation
+        // transform of an image already at the training size.
+        if (h, w) == (s, s) && (x0, y0, dxu, dyu, dxv, dyv) == (0.5, 0.5, 1.0, 0.0, 0.0, 1.0) && !d.changes_colour(c) {
+            return src.to_vec();
         }
+        let mut out = vec![0f32; s * s * c];
+        // The channel count as a constant where it is known (gray, RGB): the per-channel loop
+        // unrolls.
+        let warp = match c {
+            1 => warp::<1>,
+            3 => warp::<3>,
+            _ => warp::<0>,
+        };
+        warp(&mut out, src, [h, w, c], s, [x0 - 0.5, y0 - 0.5], [dxu, dyu, dxv, dyv]);
         color_jitter(&mut out, c, d);
-        out.into_iter().map(|p| p.round().clamp(0.0, 255.0) as u8).collect()
+        out.into_iter().map(round_to_u8).collect()
     }
 
     /// Draws from an RNG seeded by `(seed, epoch, position)` — `position`: the draw's place in
@@ -339,6 +359,17 @@ fn jitter_order(rng: &mut impl Rng, c: &AugmentConfig) -> [Jitter; 4] {
         }
     }
     order
+}
+
+/// `p.round().clamp(0.0, 255.0) as u8` (half away from zero; NaN to 0) without a call to the
+/// C library's `roundf` per value, which the baseline x86-64 target has no instruction for.
+#[inline]
+fn round_to_u8(p: f32) -> u8 {
+    let p = p.clamp(0.0, 255.0);
+    let whole = p as u32; // `p ≥ 0`: truncation is the floor
+    // Exact: `p` and its integer part are within 2^8, far below f32's 2^24.
+    let up = p - whole as f32 >= 0.5;
+    (whole + up as u32) as u8
 }
 
 /// Grayscale value of an RGB pixel (ITU-R 601-2 luma, as torchvision's `rgb_to_grayscale`).
@@ -390,23 +421,31 @@ fn shift_hue(px: &mut [f32], turns: f32) {
     if chroma <= 0.0 {
         return; // gray: no hue
     }
-    let h = if max == r {
-        ((g - b) / chroma).rem_euclid(6.0)
+    // The `rem_euclid`s and `%` of the formulas, on arguments whose range is known, without a
+    // call to the C library's `fmodf` per pixel; each is the exact value `fmodf` gives. The
+    // branches are selections (no jump on the pixel's colour, which noisy images mispredict).
+    let (numerator, offset) = if max == r {
+        (g - b, 0.0)
     } else if max == g {
-        (b - r) / chroma + 2.0
+        (b - r, 2.0)
     } else {
-        (r - g) / chroma + 4.0
-    } / 6.0;
-    let h = (h + turns).rem_euclid(1.0) * 6.0;
-    let x = chroma * (1.0 - ((h % 2.0) - 1.0).abs());
-    let (r1, g1, b1) = match h as u32 {
-        0 => (chroma, x, 0.0),
-        1 => (x, chroma, 0.0),
-        2 => (0.0, chroma, x),
-        3 => (0.0, x, chroma),
-        4 => (x, 0.0, chroma),
-        _ => (chroma, 0.0, x),
+        (r - g, 4.0)
     };
+    let q = numerator / chroma;
+    // Red: `q.rem_euclid(6)`, `q` in [-1, 1]; green and blue: `q + offset`.
+    let h = if max == r {
+        if q < 0.0 { q + 6.0 } else { q }
+    } else {
+        q + offset
+    } / 6.0;
+    // `(h + turns).rem_euclid(1)` for `h` in [0, 1] and `|turns| ≤ 0.5`: in [-0.5, 1.5].
+    let shifted = h + turns;
+    let wrapped = if shifted >= 1.0 { shifted - 1.0 } else { shifted };
+    let h = if wrapped < 0.0 { wrapped + 1.0 } else { wrapped } * 6.0;
+    // `h % 2` for `h` in [0, 6]: subtract the even integer below (exact, as `fmodf`).
+    let x = chroma * (1.0 - ((h - (h as u32 & !1) as f32) - 1.0).abs());
+    let sectors = [[chroma, x, 0.0], [x, chroma, 0.0], [0.0, chroma, x], [0.0, x, chroma], [x, 0.0, chroma], [chroma, 0.0, x]];
+    let [r1, g1, b1] = sectors[(h as usize).min(5)];
     px[0] = r1 + min;
     px[1] = g1 + min;
     px[2] = b1 + min;
@@ -426,20 +465,40 @@ pub fn image_rng(seed: u64, epoch: usize, position: usize) -> StdRng {
 /// Bilinear sample at continuous pixel coordinates (pixel centres at integers). Points inside
 /// the image area (`-0.5..w-0.5`) clamp to the edge pixels, as PIL and torchvision resize do;
 /// points outside it are 0 (the fill of rotations and translations).
-fn bilinear(src: &[u8], [h, w, c]: [usize; 3], x: f64, y: f64, out: &mut [f32]) {
+/// Fills `out` (`[s, s, c]`) with bilinear samples of `src` at the points `origin + u·(dxu,
+/// dyu) + v·(dxv, dyv)` of output pixel `(u, v)`. `C`: the channel count `c` as a constant (0:
+/// not known at compile time).
+fn warp<const C: usize>(out: &mut [f32], src: &[u8], shape: [usize; 3], s: usize, origin: [f64; 2], [dxu, dyu, dxv, dyv]: [f64; 4]) {
+    let c = if C == 0 { shape[2] } else { C };
+    for (v, row) in out.chunks_exact_mut(s * c).enumerate() {
+        let (rx, ry) = (origin[0] + v as f64 * dxv, origin[1] + v as f64 * dyv);
+        for (u, px) in row.chunks_exact_mut(c).enumerate() {
+            bilinear::<C>(src, shape, rx + u as f64 * dxu, ry + u as f64 * dyu, px);
+        }
+    }
+}
+
+/// `C`: the channel count `c` as a constant (0: not known at compile time).
+#[inline(always)]
+fn bilinear<const C: usize>(src: &[u8], [h, w, c]: [usize; 3], x: f64, y: f64, out: &mut [f32]) {
+    let c = if C == 0 { c } else { C };
     if x < -0.5 || y < -0.5 || x > w as f64 - 0.5 || y > h as f64 - 0.5 {
         out.fill(0.0);
         return;
     }
     let x = x.clamp(0.0, (w - 1) as f64);
     let y = y.clamp(0.0, (h - 1) as f64);
-    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    // Non-negative after the clamp: truncation is the floor (no C library `floor` call); i32
+    // converts to and from f64 in one instruction each (an image side is far below 2^31).
+    let (xi, yi) = (x as i32, y as i32);
+    let (fx, fy) = ((x - xi as f64) as f32, (y - yi as f64) as f32);
+    let (x0, y0) = (xi as usize, yi as usize);
     let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-    let (fx, fy) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32);
-    let at = |xi: usize, yi: usize, ch: usize| src[(yi * w + xi) * c + ch] as f32;
-    for (ch, o) in out.iter_mut().enumerate() {
-        let top = at(x0, y0, ch) * (1.0 - fx) + at(x1, y0, ch) * fx;
-        let bottom = at(x0, y1, ch) * (1.0 - fx) + at(x1, y1, ch) * fx;
+    let pixel = |xi: usize, yi: usize| &src[(yi * w + xi) * c..][..c];
+    let (p00, p10, p01, p11) = (pixel(x0, y0), pixel(x1, y0), pixel(x0, y1), pixel(x1, y1));
+    for (ch, o) in out[..c].iter_mut().enumerate() {
+        let top = p00[ch] as f32 * (1.0 - fx) + p10[ch] as f32 * fx;
+        let bottom = p01[ch] as f32 * (1.0 - fx) + p11[ch] as f32 * fx;
         *o = top * (1.0 - fy) + bottom * fy;
     }
 }
