@@ -402,28 +402,46 @@ fn color_jitter(out: &mut [f32], c: usize, d: &Draw) {
                     px.iter_mut().for_each(|p| *p = clamp((*p - g) * s + g));
                 }
             }
-            Jitter::Hue if d.hue != 0.0 && c == 3 => {
-                for px in out.chunks_exact_mut(3) {
-                    shift_hue(px, d.hue as f32);
-                }
-            }
+            Jitter::Hue if d.hue != 0.0 && c == 3 => shift_hue(out, d.hue as f32),
             _ => {}
         }
     }
 }
 
-/// Shifts the HSV hue of one RGB pixel (`0..=255`) by `turns`, keeping value and saturation.
-fn shift_hue(px: &mut [f32], turns: f32) {
-    let (r, g, b) = (px[0], px[1], px[2]);
+/// Shifts the HSV hue of every pixel of `out` (`[.., 3]`, `0..=255`) by `turns`, keeping value
+/// and saturation ([`hue_shifted`]). Blocks of pixels are split into colour planes, so that the
+/// compiler evaluates the per-pixel arithmetic on several pixels per instruction; every pixel
+/// gets the same operations as alone.
+fn shift_hue(out: &mut [f32], turns: f32) {
+    const LANES: usize = 16;
+    let mut blocks = out.chunks_exact_mut(3 * LANES);
+    for block in &mut blocks {
+        let mut planes = [[0f32; LANES]; 3];
+        for (i, px) in block.chunks_exact(3).enumerate() {
+            (planes[0][i], planes[1][i], planes[2][i]) = (px[0], px[1], px[2]);
+        }
+        let [r, g, b] = &mut planes;
+        for i in 0..LANES {
+            (r[i], g[i], b[i]) = hue_shifted(r[i], g[i], b[i], turns);
+        }
+        for (i, px) in block.chunks_exact_mut(3).enumerate() {
+            px.copy_from_slice(&[r[i], g[i], b[i]]);
+        }
+    }
+    for px in blocks.into_remainder().chunks_exact_mut(3) {
+        (px[0], px[1], px[2]) = hue_shifted(px[0], px[1], px[2], turns);
+    }
+}
+
+/// One RGB pixel with its HSV hue shifted by `turns` (`|turns| ≤ 0.5`); a gray pixel unchanged.
+/// Written without jumps (selections only), so that blocks of pixels vectorise.
+#[inline(always)]
+fn hue_shifted(r: f32, g: f32, b: f32, turns: f32) -> (f32, f32, f32) {
     let max = r.max(g).max(b);
     let min = r.min(g).min(b);
     let chroma = max - min;
-    if chroma <= 0.0 {
-        return; // gray: no hue
-    }
     // The `rem_euclid`s and `%` of the formulas, on arguments whose range is known, without a
-    // call to the C library's `fmodf` per pixel; each is the exact value `fmodf` gives. The
-    // branches are selections (no jump on the pixel's colour, which noisy images mispredict).
+    // call to the C library's `fmodf` per pixel; each is the exact value `fmodf` gives.
     let (numerator, offset) = if max == r {
         (g - b, 0.0)
     } else if max == g {
@@ -431,7 +449,7 @@ fn shift_hue(px: &mut [f32], turns: f32) {
     } else {
         (r - g, 4.0)
     };
-    let q = numerator / chroma;
+    let q = numerator / chroma; // a gray pixel's NaN is not used
     // Red: `q.rem_euclid(6)`, `q` in [-1, 1]; green and blue: `q + offset`.
     let h = if max == r {
         if q < 0.0 { q + 6.0 } else { q }
@@ -443,12 +461,25 @@ fn shift_hue(px: &mut [f32], turns: f32) {
     let wrapped = if shifted >= 1.0 { shifted - 1.0 } else { shifted };
     let h = if wrapped < 0.0 { wrapped + 1.0 } else { wrapped } * 6.0;
     // `h % 2` for `h` in [0, 6]: subtract the even integer below (exact, as `fmodf`).
-    let x = chroma * (1.0 - ((h - (h as u32 & !1) as f32) - 1.0).abs());
-    let sectors = [[chroma, x, 0.0], [x, chroma, 0.0], [0.0, chroma, x], [0.0, x, chroma], [x, 0.0, chroma], [chroma, 0.0, x]];
-    let [r1, g1, b1] = sectors[(h as usize).min(5)];
-    px[0] = r1 + min;
-    px[1] = g1 + min;
-    px[2] = b1 + min;
+    let whole = h as i32;
+    let x = chroma * (1.0 - ((h - (whole & !1) as f32) - 1.0).abs());
+    // The sector's (chroma, x, 0) permutation, channel by channel: sectors 0..=5 give
+    // (C, X, 0), (X, C, 0), (0, C, X), (0, X, C), (X, 0, C), (C, 0, X).
+    let sector = whole.min(5);
+    let pick = |full: [i32; 2], part: [i32; 2]| {
+        if sector == full[0] || sector == full[1] {
+            chroma
+        } else if sector == part[0] || sector == part[1] {
+            x
+        } else {
+            0.0
+        }
+    };
+    let (r1, g1, b1) = (pick([0, 5], [1, 4]), pick([1, 2], [0, 3]), pick([3, 4], [2, 5]));
+    if chroma <= 0.0 {
+        return (r, g, b); // gray: no hue
+    }
+    (r1 + min, g1 + min, b1 + min)
 }
 
 /// The RNG of the draw at `position` of an epoch's order. Position `p` mixes `p + 1`, so no
