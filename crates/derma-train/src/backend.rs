@@ -135,3 +135,66 @@ fn wgpu() -> Option<Backend> {
 fn wgpu_software() -> Option<Backend> {
     None
 }
+
+/// Whether a panic message is the GPU stack running out of memory: CubeCL 0.11's
+/// `IoError::OutOfMemory` ("out of device memory allocating N bytes"), `IoError::BufferTooBig`
+/// ("can't allocate buffer of size: N"), `LaunchError::OutOfMemory` ("An out-of-memory error
+/// happened during launch"), their `Debug` names, CubeCL's older pool message ("No pool handles
+/// allocation of size N", burn issue #3510), and wgpu's validation error for a buffer it cannot
+/// create ("Not enough memory left", wgpu's `create_buffer`).
+pub fn is_out_of_memory(panic_message: &str) -> bool {
+    const SIGNS: [&str; 8] = [
+        "out of device memory",
+        "can't allocate buffer of size",
+        "out-of-memory error",
+        "OutOfMemory",
+        "BufferTooBig",
+        "No pool handles allocation",
+        "Not enough memory left",
+        "ERROR_OUT_OF_DEVICE_MEMORY",
+    ];
+    SIGNS.iter().any(|sign| panic_message.contains(sign))
+}
+
+/// After this, a panic whose message [`is_out_of_memory`] is followed on stderr by `advice`
+/// (what to change: the batch size, the image size), after Rust's own panic message. CubeCL and
+/// wgpu panic where an allocation cannot be served instead of returning an error, so this is
+/// where the run can still say what happened in its own terms.
+pub fn explain_out_of_memory(advice: String) {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let payload = info.payload();
+        let message = payload.downcast_ref::<&str>().copied().or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+        if message.is_some_and(is_out_of_memory) {
+            eprintln!("\nerror: the GPU could not allocate the memory this run needs (out of memory, or a buffer over its size limit). {advice}");
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_out_of_memory;
+
+    /// The messages CubeCL 0.11.3 (`cubecl-runtime` `server/base.rs`: the `Display` of
+    /// `IoError::OutOfMemory`, `IoError::BufferTooBig`, `LaunchError::OutOfMemory`, and their
+    /// `Debug` in an `unwrap` panic), CubeCL's older pool panic (burn issue #3510) and wgpu's
+    /// `create_buffer` validation error panic with; other panics are not memory.
+    #[test]
+    fn out_of_memory_panics_are_recognised() {
+        for message in [
+            "out of device memory allocating 411041792 bytes\n",
+            "can't allocate buffer of size: 17179869184\n",
+            "An out-of-memory error happened during launch\nCaused by:\n  pool exhausted",
+            "called `Result::unwrap()` on an `Err` value: OutOfMemory { size: 411041792, .. }",
+            "called `Result::unwrap()` on an `Err` value: BufferTooBig { size: 1 }",
+            "No pool handles allocation of size 411041792",
+            "wgpu error: Validation Error\n\nCaused by:\n    In Device::create_buffer\n    Not enough memory left.",
+        ] {
+            assert!(is_out_of_memory(message), "{message}");
+        }
+        for message in ["index out of bounds: the len is 3 but the index is 3", "The bytes were never written", "shape mismatch"] {
+            assert!(!is_out_of_memory(message), "{message}");
+        }
+    }
+}

@@ -78,6 +78,7 @@ fn run() -> anyhow::Result<()> {
             unsafe { std::env::set_var("BURN_DEVICE", "flex") };
         }
         let backend = backend::select(&config.backend)?;
+        backend::explain_out_of_memory(out_of_memory_advice(&config, dir));
         train::resume(&config, &backend.device, backend.name, dir)?;
         return Ok(());
     }
@@ -96,6 +97,22 @@ fn run() -> anyhow::Result<()> {
     let backend = backend::select(&config.backend)?;
     let shown = std::path::absolute(&out).unwrap_or_else(|_| out.clone());
     println!("run folder: {} (if stopped, continue with `derma-train --resume {}`)", shown.display(), shown.display());
+    backend::explain_out_of_memory(out_of_memory_advice(&config, &shown));
     train::run(&config, &backend.device, backend.name, &out)?;
     Ok(())
+}
+
+/// What to change when the GPU runs out of memory during this run (the batch size and the image
+/// size are part of the run's configuration, which `--resume` keeps).
+fn out_of_memory_advice(config: &TrainConfig, run: &std::path::Path) -> String {
+    format!(
+        "A training batch of {} images of {} px at width {} needs more than it has (activations grow with batch × pixels). \
+         Start again with a smaller --batch-size (e.g. {}) or --image-size, with --overwrite to reuse {} (--resume keeps the \
+         run's batch size); the epochs already finished are in its metrics.csv and checkpoint/.",
+        config.batch_size,
+        config.image_size(),
+        config.width,
+        (config.batch_size / 2).max(2),
+        run.display()
+    )
 }

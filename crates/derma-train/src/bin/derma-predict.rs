@@ -72,6 +72,7 @@ fn run() -> anyhow::Result<()> {
         other => anyhow::bail!("--split `{other}`: expected train, val or test"),
     };
     let backend = backend::select(&cli.backend)?;
+    backend::explain_out_of_memory(format!("A batch of {} images needs more than it has: give a smaller --batch-size.", cli.batch_size));
     let device = backend.device;
     let mut run = RunModel::load(&cli.run, &device)?;
     if let Some(t) = cli.threshold {

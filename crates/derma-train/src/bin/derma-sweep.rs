@@ -68,6 +68,7 @@ fn run() -> anyhow::Result<()> {
     let out = cli.out.unwrap_or_else(|| PathBuf::from("runs").join(format!("sweep-{}", plan.name)));
     let base = merge_config(&[&plan.base, &plan.overrides]).map_err(|e| anyhow::anyhow!(e))?;
     let backend = backend::select(&base.backend)?;
+    backend::explain_out_of_memory("Give the plan a smaller batch_size (or image size) and run it again.".into());
     let summary = sweep::run(&plan, &out, &backend.device, backend.name)?;
     println!(
         "sweep done: {} trial(s), {} skipped (already in results.csv); {} fold(s) trained, {} reused",
