@@ -156,8 +156,9 @@ impl MetricHead {
     }
 }
 
-/// The batch-hard triplets of a batch: for every valid anchor, its row, its farthest positive
-/// and its nearest negative (`[|V|, dim]` each).
+/// The batch-hard triplets of a batch: for every anchor, its row, its farthest positive and its
+/// nearest negative (`[n, dim]` each: `n = |V|` from [`batch_hard`]; every row of the batch, the
+/// invalid ones masked later, inside [`metric_loss_masked`]).
 pub struct Triplets {
     /// Anchors.
     pub anchors: Tensor<2>,
