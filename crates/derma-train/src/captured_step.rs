@@ -540,13 +540,9 @@ impl CapturedStep {
             return (self.optim.step(row_codes(), model, grads), out);
         };
         let total = batch_loss + metric.expect("a metric head's step has its triplet inputs").mul_scalar(head.config.weight);
-        let mut grads = total.backward();
-        let model_grads = GradientsParams::from_module(&mut grads, &model);
-        let head_grads = GradientsParams::from_module(&mut grads, &head.embedding);
-        let model = self.optim.step(row_codes(), model, model_grads);
         // The head is a new layer on top, like the classifier: the classifier's row.
-        let embedding = self.optim.step(HEAD_ROW, head.embedding, head_grads);
-        self.metric = Some(MetricHead { embedding, config: head.config });
+        let (model, head) = crate::step::update_with_head(&mut self.optim, total, model, head, row_codes(), HEAD_ROW);
+        self.metric = Some(head);
         (model, out)
     }
 }
@@ -629,34 +625,10 @@ impl Drop for CapturedStep {
 
 #[cfg(test)]
 mod tests {
-    use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-    use burn::tensor::TensorData;
     use derma_model::MobileNetV2Config;
 
     use super::*;
     use crate::step::TrainStep;
-
-    /// A copy of `model` sharing no memory with it: `config`'s network with `model`'s parameter
-    /// values (its own running statistics, equal to `model`'s at initialisation). On the GPU a
-    /// clone would share the memory the captured step writes in place.
-    fn twin(model: &MobileNetV2, config: &MobileNetV2Config, device: &Device) -> MobileNetV2 {
-        struct Collect(Vec<TensorData>);
-        impl ModuleVisitor for Collect {
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                self.0.push(param.val().into_data());
-            }
-        }
-        struct Fill(std::vec::IntoIter<TensorData>);
-        impl ModuleMapper for Fill {
-            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-                let data = self.0.next().expect("the same architecture");
-                param.map(|t| Tensor::from_data(data, &t.device()).require_grad())
-            }
-        }
-        let mut collect = Collect(Vec::new());
-        model.visit(&mut collect);
-        config.init(device).map(&mut Fill(collect.0.into_iter()))
-    }
 
     /// Batches of 28-px images and their classes of `sizes` images each, fixed values (tests
     /// share the device's generator, so no random draw).
@@ -691,7 +663,7 @@ mod tests {
     ) -> (Vec<(f32, f32)>, MobileNetV2, MobileNetV2, CapturedStep) {
         let config = MobileNetV2Config::new(3).with_width(0.25).with_dropout(dropout);
         let a = config.init(device);
-        let b = twin(&a, &config, device);
+        let b = derma_model::detached_copy(a.clone());
         let frozen = unfreeze.is_some();
         let (a, b) = (a.set_backbone_frozen(frozen), b.set_backbone_frozen(frozen));
         let mut captured = CapturedStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5, device);
@@ -732,13 +704,10 @@ mod tests {
     fn side_by_side_with_head(device: &Device, sizes: &[usize]) -> (Vec<(Reported, Reported)>, [MobileNetV2; 2], [MetricHead; 2], CapturedStep) {
         let config = MobileNetV2Config::new(3).with_width(0.25).with_dropout(0.0);
         let a = config.init(device);
-        let b = twin(&a, &config, device);
+        let b = derma_model::detached_copy(a.clone());
         let metric = crate::metric::MetricConfig::new(0.5, 0.2, 8);
         let head = MetricHead::new(metric, config.last_channel(), device);
-        let twin_head = MetricHead {
-            embedding: head.embedding.clone().map(&mut Renew(device.clone())),
-            config: metric,
-        };
+        let twin_head = MetricHead { embedding: derma_model::detached_copy(head.embedding.clone()), config: metric };
         let mut captured = CapturedStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5, device).with_metric(head);
         let mut eager = TrainStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5).with_metric(twin_head);
         let (mut a, mut b) = (a, b);
@@ -755,15 +724,6 @@ mod tests {
         (outputs, [a, b], heads, captured)
     }
 
-    /// Every parameter in new memory (on the GPU a clone would share what the captured step
-    /// writes in place).
-    struct Renew(Device);
-    impl ModuleMapper for Renew {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let device = self.0.clone();
-            param.map(move |t| Tensor::from_data(t.into_data(), &device).require_grad())
-        }
-    }
 
     /// Every step's captured loss within 1e-4 (relative above 1) of the eager step's.
     #[cfg(feature = "wgpu")]

@@ -82,6 +82,26 @@ pub fn train_step(
     (model, reported)
 }
 
+/// Back-propagates `total` (the classification loss plus the weighted metric loss) into the
+/// network and the metric head, and updates both with `optim`: the network at `model_lr`, the
+/// head at `head_lr` (its "learning rate": a row code for the captured step's AdamW). The eager
+/// and the captured step's update with a metric head.
+pub(crate) fn update_with_head(
+    optim: &mut ModuleOptimizer,
+    total: Tensor<1>,
+    model: MobileNetV2,
+    head: MetricHead,
+    model_lr: impl Into<ModuleLearningRate>,
+    head_lr: f64,
+) -> (MobileNetV2, MetricHead) {
+    let mut grads = total.backward();
+    let model_grads = GradientsParams::from_module(&mut grads, &model);
+    let head_grads = GradientsParams::from_module(&mut grads, &head.embedding);
+    let model = optim.step(model_lr, model, model_grads);
+    let embedding = optim.step(head_lr, head.embedding, head_grads);
+    (model, MetricHead { embedding, config: head.config })
+}
+
 /// What [`TrainStep::step_full`] returns, detached, off autodiff and on the device.
 pub struct StepOutput {
     /// `[1]`: the batch's mean classification loss.
@@ -190,13 +210,9 @@ impl TrainStep {
             per_sample: per_sample.detach().without_autodiff(),
             metric: (anchors > 0).then(|| (metric.detach().without_autodiff(), anchors)),
         };
-        let mut grads = total.backward();
-        let model_grads = GradientsParams::from_module(&mut grads, &model);
-        let head_grads = GradientsParams::from_module(&mut grads, &head.embedding);
-        let model = self.optim.step(module_lr(lr, self.backbone_lr_mult), model, model_grads);
         // The head is a new layer on top, like the classifier: it gets `lr`.
-        let embedding = self.optim.step(lr, head.embedding, head_grads);
-        self.metric = Some(MetricHead { embedding, config: head.config });
+        let (model, head) = update_with_head(&mut self.optim, total, model, head, module_lr(lr, self.backbone_lr_mult), lr);
+        self.metric = Some(head);
         (model, out)
     }
 

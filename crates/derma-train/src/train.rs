@@ -496,15 +496,16 @@ fn fit_from(
     // what it does not record; `auto` captures on a GPU only).
     let (capture, why) = config.captured_step(derma_model::writes_in_place(device));
     println!("{why}");
-    // With a metric head, the captured step takes over the eager step's freshly initialised
-    // head (the eager step then keeps none).
-    let mut captured = capture.then(|| {
+    let new_captured = |head: Option<MetricHead>| {
         let c = CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device);
-        match step_state.take_metric() {
+        match head {
             Some(head) => c.with_metric(head),
             None => c,
         }
-    });
+    };
+    // With a metric head, the captured step takes over the eager step's freshly initialised
+    // head (the eager step then keeps none).
+    let mut captured = capture.then(|| new_captured(step_state.take_metric()));
     let (mut eager_reported, mut graphs_reported) = (false, Vec::<(usize, usize)>::new());
     let train_labels = data.train.labels();
     let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));
@@ -522,12 +523,7 @@ fn fit_from(
         model = restored;
         let head = head.zip(fresh_head).map(|(embedding, fresh)| MetricHead { embedding, config: fresh.config });
         if captured.take().is_some() {
-            let c = CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device);
-            let c = match head {
-                Some(h) => c.with_metric(h),
-                None => c,
-            };
-            captured = Some(c.resume(record, state.step));
+            captured = Some(new_captured(head).resume(record, state.step));
         } else {
             let mut resumed =
                 TrainStep::with_optimizer(adamw(config.weight_decay).load_record(record), step_state.loss().clone(), config.backbone_lr_mult);
