@@ -376,6 +376,9 @@ mod cube {
     const TILE: usize = 32;
     /// Positions per unit in a part, channels-last layout.
     const PER_UNIT: usize = 128;
+    /// Most parts per channel: one grid axis holds at most 65,535 cubes on Vulkan. A channel of
+    /// more values than this many default parts hold gets longer parts.
+    const MAX_PARTS: usize = 65_535;
 
     /// How the cubes cover a `[batch, channels, h, w]` tensor. A cube has `tile` channels × `rows`
     /// units (unit `u`: channel `u % tile` of the cube's group, row `u / tile`) and covers `part`
@@ -787,6 +790,12 @@ mod cube {
         }
     }
 
+    /// The positions of a part of a channel of `n`: `default`, or more when `n` would need more
+    /// than [`MAX_PARTS`] parts (a grid axis' limit).
+    pub(super) fn part_length(n: usize, default: usize) -> usize {
+        default.max(n.div_ceil(MAX_PARTS))
+    }
+
     /// The launch of a kernel over `x`: its tiling (`packed` when `x` and every other 4-d
     /// tensor of the launch, `others`, are dense channels-last), the parts per channel, and the
     /// grid: one cube per (part, group of `tile` channels).
@@ -798,10 +807,10 @@ mod cube {
             let tile = c.next_power_of_two().min(TILE);
             let rows = (n / 16).next_power_of_two().clamp(1, UNITS / tile);
             let packed = others.iter().all(|o| is_channels_last(o) && o.meta.strides() == x.meta.strides());
-            Tiling { tile, rows, part: rows * PER_UNIT, packed }
+            Tiling { tile, rows, part: part_length(n, rows * PER_UNIT), packed }
         } else {
             let rows = (n.min(PART) / 16).next_power_of_two().clamp(32, UNITS);
-            Tiling { tile: 1, rows, part: PART, packed: false }
+            Tiling { tile: 1, rows, part: part_length(n, PART), packed: false }
         };
         let parts = n.div_ceil(t.part).max(1);
         let groups = c.div_ceil(t.tile);
@@ -1324,6 +1333,23 @@ mod tests {
             assert!((*g as f64 - w).abs() < 1e-5, "{got:?} vs {want:?}");
         }
         assert_eq!((got[0], got[1], got[3]), (0.0, 0.0, 6.0));
+    }
+
+    /// A channel's parts fit one grid axis (65,535 cubes) however many values it has, and cover
+    /// them: the default part length up to 65,535 default parts, longer parts beyond.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn parts_fit_a_grid_axis() {
+        for default in [1_024, 4_096] {
+            for n in [1, 1_000, 1_605_632, 65_535 * default, 65_535 * default + 1, 1 << 33] {
+                let part = cube::part_length(n, default);
+                let parts = n.div_ceil(part);
+                assert!(parts <= 65_535 && parts * part >= n, "{n} values, default {default}: {parts} parts of {part}");
+                if n <= 65_535 * default {
+                    assert_eq!(part, default, "{n} values");
+                }
+            }
+        }
     }
 
     /// The GPU kernels (wgpu; any adapter, e.g. Mesa's lavapipe on a CPU) against Burn's own
