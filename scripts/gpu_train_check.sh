@@ -30,9 +30,9 @@
 # 2026-11-27's third device call; torch rows run scripts/train_torch.py with the same recipe on
 # CUDA):
 #   28   scratch (PyTorch, Burn); bench28 (the CLI at the benchmark's 28 px batch 256 `natural`
-#        setting, 2 epochs: its img/s beside derma-bench's e2e); focal γ=2; balanced weights.
+#        setting, 3 epochs: epoch 3's img/s beside derma-bench's e2e); focal γ=2; balanced weights.
 #   28captured  --step captured beside --step eager (issue #7): scratch recipe, then both at
-#        the benchmark's 28 px batch 256 setting (2 epochs), then PyTorch's scratch run;
+#        the benchmark's 28 px batch 256 setting (3 epochs), then PyTorch's scratch run;
 #        carries the 28-px npz as plan 28.
 #   64   scratch (PyTorch, Burn); TF-lite pretrained with --freeze-bn (Burn, PyTorch); screening
 #        malignant-vs-rest, focal γ=2, min-spec:0.80; combined loss; weighted sampler; TF-lite
@@ -44,6 +44,12 @@
 #   64cascade  derma-cascade (stage 1 balanced CE with 1:2 undersampling, stage 2 focal on
 #        what stage 1 flags; issue #9) at 64 px, built-in recipe; carries .dev/derma-cascade.xz
 #        instead of .dev/derma-train.xz (~56 MB with the 64-px npz and the tree).
+#   28sweep  derma-sweep with the shipped plan configs/sweeps/combined-loss.toml (11 trials × 5
+#        folds, 10 epochs, malignant vs benign, held-out AUC; issue #9) on the 28-px npz (the
+#        plan's base gets `npz` and `size` in a copy under /tmp); SWEEP_FLAGS adds flags (the CPU
+#        dry run: `--epochs 1 --folds 2`); carries .dev/derma-sweep.xz instead of
+#        .dev/derma-train.xz:
+#        carry=[".gl", ".dev/BUILD", ".dev/derma-sweep.xz", ".dev/dermamnist_ham_28.npz.xz"]
 #   mammo  synthetic 16-bit mammography crops generated on the machine (MAMMO_N, 400), then
 #        configs/mammo.toml at MAMMO_SIZE (384) px for MAMMO_EPOCHS (30) from the TF-lite
 #        weights with --freeze-bn (issue #5); carries no npz:
@@ -72,9 +78,9 @@ prepare() {
   set -e
   grep -qxF /.dev/ .git/info/exclude 2>/dev/null || echo /.dev/ >>.git/info/exclude
   mkdir -p .dev
-  cargo build --release -p derma-train # every binary of the crate: derma-train, derma-cascade, …
+  cargo build --release -p derma-train # every binary of the crate: derma-train, derma-cascade, derma-sweep, …
   local b
-  for b in derma-train derma-cascade; do
+  for b in derma-train derma-cascade derma-sweep; do
     strip -o /tmp/$b-stripped target/release/$b
     xz -T0 -9 -c /tmp/$b-stripped >.dev/$b.xz && rm /tmp/$b-stripped
     build_stamp $b
@@ -105,8 +111,11 @@ run() {
   runs=/tmp/gpu-train/runs
   rm -rf "$runs" && mkdir -p "$out" "$runs"
   out=$(cd "$out" && pwd)
-  # The cascade plans run derma-cascade (a binary of its own, packed beside derma-train).
-  local tool=derma-train; [ "${plan#*cascade}" != "$plan" ] && tool=derma-cascade
+  # The cascade and sweep plans run derma-cascade / derma-sweep (binaries of their own, packed
+  # beside derma-train).
+  local tool=derma-train
+  [ "${plan#*cascade}" != "$plan" ] && tool=derma-cascade
+  [ "${plan#*sweep}" != "$plan" ] && tool=derma-sweep
   bin=/tmp/gpu-train/$tool
   unxz .dev/$tool.xz "$bin" && chmod +x "$bin" || { echo "no .dev/$tool.xz"; exit 2; }
   size=${plan%%[a-z]*}
@@ -124,21 +133,22 @@ run() {
     28)
       # The PyTorch reference first (one process, no kernel compilation: seconds), then Burn's
       # pair to it; bench28: the training CLI at derma-bench's 28 px setting (batch 256,
-      # `natural`), 2 epochs, so its per-epoch images/s can be set beside the benchmark's e2e.
+      # `natural`), 3 epochs, so its per-epoch images/s can be set beside the benchmark's e2e
+      # (epoch 1 compiles; epoch 2 records the last, smaller batch's graph; epoch 3 is steady).
       specs=("torch-scratch -- $t" "scratch -- $b"
-        "bench28 -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural"
+        "bench28 -- --size 28 --backend $backend --epochs 3 --batch-size 256 --augment natural"
         "focal -- $b --loss focal --gamma 2" "balanced -- $b --class-weights balanced")
       ;;
     28captured)
       # Issue #7: the training CLI with the step captured as a graph and replayed (--step
       # captured, what the default `auto` picks on a GPU) beside the eager step, the built-in
       # recipe (dropout 0.2: the two draw masks differently, so accuracy is compared, not
-      # matched), then both at derma-bench's 28 px setting (batch 256, `natural`, 2 epochs: img/s
+      # matched), then both at derma-bench's 28 px setting (batch 256, `natural`, 3 epochs: epoch 3's img/s
       # beside the benchmark's step-captured), then PyTorch's scratch run (5,065 and 5,470 img/s
       # on 2026-11-27) for the same machine.
       specs=("captured -- $b --step captured" "scratch -- $b --step eager"
-        "bench28-captured -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural --step captured"
-        "bench28 -- --size 28 --backend $backend --epochs 2 --batch-size 256 --augment natural --step eager"
+        "bench28-captured -- --size 28 --backend $backend --epochs 3 --batch-size 256 --augment natural --step captured"
+        "bench28 -- --size 28 --backend $backend --epochs 3 --batch-size 256 --augment natural --step eager"
         "torch-scratch -- $t")
       ;;
     64)
@@ -167,6 +177,17 @@ run() {
       # run: `--width 0.1 --epochs 1`).
       specs=("cascade -- --size $size --positive-classes mel,bcc,akiec --backend $backend ${CASCADE_FLAGS:-}")
       ;;
+    28sweep)
+      # Issue #9 on the GPU: the shipped sweep plan as it stands, its base pointed at the
+      # unpacked npz (the machine has no network for the default download); derma-sweep takes
+      # no --npz, so gpu_check.sh gets `-` for the data.
+      local plan_file=/tmp/gpu-train/sweep.toml
+      sed -e "s|^config = \"\.\./combined-loss\.toml\"|config = \"$PWD/configs/combined-loss.toml\"|" \
+        -e "s|^\[base\]|[base]\nnpz = \"$npz\"\nsize = $size|" configs/sweeps/combined-loss.toml >"$plan_file"
+      grep -q "^npz = " "$plan_file" && grep -q "^config = \"/" "$plan_file" || { echo "could not point the plan at $npz"; exit 2; }
+      npz=-
+      specs=("sweep -- --plan $plan_file --backend $backend ${SWEEP_FLAGS:-}")
+      ;;
     mammo)
       # Issue #5 on the GPU: synthetic 16-bit crops made on the machine (its Python has numpy,
       # Pillow and tifffile; 400 crops take ~1.5 min on one core), then configs/mammo.toml as
@@ -179,13 +200,14 @@ run() {
       specs=("mammo$MAMMO_SIZE -- --config configs/mammo.toml --dataset csv --manifest $crops/manifest.csv --backend $backend
         --pretrained $w --freeze-bn --epochs ${MAMMO_EPOCHS:-30} --image-size $MAMMO_SIZE")
       ;;
-    *) echo "unknown plan $plan (28, 28captured, 64, 64imb, 64more, 64cascade, mammo)"; exit 2 ;;
+    *) echo "unknown plan $plan (28, 28captured, 28sweep, 64, 64imb, 64more, 64cascade, mammo)"; exit 2 ;;
   esac
   # gpu_check.sh re-packs $out/runs.tar.gz after every run (ARCHIVE), so a call stopped early
   # keeps what finished; weights, checkpoints and report images stay behind (size limit).
   # END (epoch seconds, optional): the device call's hard end, shared with bench_gpu.sh.
   [ -n "${END:-}" ] && [ $((END - $(date +%s))) -lt "$deadline" ] && deadline=$((END - $(date +%s)))
   DEADLINE=$deadline ARCHIVE="$out/runs.tar.gz" scripts/gpu_check.sh "$bin" "$npz" "$runs" "${specs[@]}" | tee "$out/summary.txt"
+  [ -f "$runs/sweep/results.md" ] && tee -a "$out/summary.txt" <"$runs/sweep/results.md"
   if [ -f "$runs/cascade/cascade.md" ]; then
     { python3 scripts/summarize_runs.py "$runs/cascade/stage1" "$runs/cascade/stage2"; cat "$runs/cascade/cascade.md"; } | tee -a "$out/summary.txt"
   fi
@@ -194,7 +216,7 @@ run() {
 
 case "${1:-}" in
   prepare) prepare ;;
-  check) check_packs derma-train $([ -f .dev/derma-cascade.xz ] && echo derma-cascade) ;;
-  run) run "${2:?PLAN: 28, 28captured, 64, 64imb, 64more, 64cascade or mammo}" ;;
-  *) echo "usage: $0 prepare | check | run 28|28captured|64|64imb|64more|64cascade|mammo"; exit 2 ;;
+  check) check_packs derma-train $([ -f .dev/derma-cascade.xz ] && echo derma-cascade) $([ -f .dev/derma-sweep.xz ] && echo derma-sweep) ;;
+  run) run "${2:?PLAN: 28, 28captured, 28sweep, 64, 64imb, 64more, 64cascade or mammo}" ;;
+  *) echo "usage: $0 prepare | check | run 28|28captured|28sweep|64|64imb|64more|64cascade|mammo"; exit 2 ;;
 esac
