@@ -1390,6 +1390,11 @@ mod tests {
             ([8, 36, 24, 24], true, 0.0, Identity, false),
             ([8, 36, 24, 24], true, 0.0, Relu6, true),
             ([8, 36, 24, 24], true, 50.0, Identity, true),
+            // Shapes of the 28-px network at batch 16: four parts (the last 64 positions), 24
+            // channels in a group of 32, 16 channels in a group of 16.
+            ([16, 32, 14, 14], true, 0.0, Relu6, true),
+            ([16, 24, 7, 7], true, 0.0, Identity, true),
+            ([16, 16, 14, 14], true, 0.0, Identity, true),
         ] {
             let x = input(dims, channels_last, &device) + offset;
             let w = random_4d(dims, grad_channels_last, Distribution::Normal(0.0, 1.0), &device);

@@ -184,8 +184,11 @@ mod cube {
     /// positions.
     const ROWS: usize = 8;
     /// Positions each unit of the weight-gradient kernel sums at least (so a part holds
-    /// `ROWS` × this many), unless the parts would exceed [`MAX_PARTS`].
-    const POSITIONS_PER_UNIT: usize = 64;
+    /// `ROWS` × this many), unless the parts would exceed [`MAX_PARTS`]. 64 until 2026-11-28:
+    /// on the H100 at 28 px / 256 the kernel took 145 µs a launch (15 % of a step's kernel time)
+    /// for inputs of at most 19 MB, with 98 cubes for the largest layer, too few to hide the
+    /// memory latency of each unit's serial loop.
+    const POSITIONS_PER_UNIT: usize = 16;
     /// Most parts per channel: the parts' sums are added by one cube row per 8 parts.
     const MAX_PARTS: usize = 1024;
     /// Most taps (`kh · kw`) the kernels unroll; larger filters run Burn's backward.
@@ -297,9 +300,10 @@ mod cube {
 
     /// dw, per part: `partials[part, c · taps + k] = Σ dy[n, c, oy, ox] · x[n, c, iy, ix]` over
     /// part `part`'s positions (n, oy, ox) (`part_len` of the `batch · h_out · w_out`), (iy, ix)
-    /// the input position of tap k. A cube covers 32 channels (x) and `ROWS` slices of the part
-    /// (y); its rows are added in shared memory. With one part `partials` is dw itself
-    /// (`[channels, 1, kh, kw]`, contiguous).
+    /// the input position of tap k. A cube covers 32 channels (x) and `ROWS` consecutive slices
+    /// of the part (y), each row walking its slice in order (the position decoded once, then
+    /// carried: no division per position); the rows are added in shared memory. With one part
+    /// `partials` is dw itself (`[channels, 1, kh, kw]`, contiguous).
     #[cube(launch)]
     #[allow(clippy::too_many_arguments)]
     fn weight_grad_kernel<F: Float>(
@@ -325,14 +329,18 @@ mod cube {
         for k in 0..taps {
             acc[k] = F::new(0.0);
         }
-        if c < channels {
-            let start = part * part_len;
-            let end = select(start + part_len < positions, start + part_len, positions);
-            let mut p = start + ty;
+        let part_start = part * part_len;
+        let part_end = select(part_start + part_len < positions, part_start + part_len, positions);
+        let slice = part_len.div_ceil(ROWS);
+        let first = part_start + ty * slice;
+        let end = select(first + slice < part_end, first + slice, part_end);
+        if c < channels && first < end {
+            let mut p = first;
+            let mut ox = p % out_w;
+            let r = p / out_w;
+            let mut oy = r % out_h;
+            let mut n = r / out_h;
             while p < end {
-                let ox = p % out_w;
-                let r = p / out_w;
-                let (oy, n) = (r % out_h, r / out_h);
                 let g = grad[n * grad.stride(0) + c * grad.stride(1) + oy * grad.stride(2) + ox * grad.stride(3)];
                 let base = n * x.stride(0) + c * x.stride(1);
                 #[unroll]
@@ -348,7 +356,16 @@ mod cube {
                         }
                     }
                 }
-                p += ROWS;
+                p += 1;
+                ox += 1;
+                if ox == out_w {
+                    ox = 0;
+                    oy += 1;
+                    if oy == out_h {
+                        oy = 0;
+                        n += 1;
+                    }
+                }
             }
         }
 
@@ -722,25 +739,26 @@ mod tests {
         assert!("fast".parse::<DepthwiseImpl>().unwrap_err().contains("expected kernels or burn"));
     }
 
-    /// The partition of a channel's positions: one part up to 512 positions (8 rows × 64),
+    /// The partition of a channel's positions: one part up to 128 positions (8 rows × 16),
     /// never more than 1,024 parts, the parts cover every position and none is empty (524,289
     /// and 600,000: where 1,024 parts of ⌈n / 1,024⌉ would leave empty ones).
     #[cfg(feature = "wgpu")]
     #[test]
     fn partition_covers_the_positions() {
-        for positions in [1, 511, 512, 513, 50_176, 524_289, 600_000, 1_605_632] {
+        for positions in [1, 127, 128, 129, 50_176, 131_073, 524_289, 600_000, 1_605_632] {
             let (parts, len) = cube::partition(positions);
             assert!(parts * len >= positions && (parts - 1) * len < positions, "{positions}: {parts} × {len}");
             assert!(parts <= 1024);
         }
-        assert_eq!(cube::partition(512), (1, 512));
-        assert_eq!(cube::partition(50_176).0, 98);
+        assert_eq!(cube::partition(128), (1, 128));
+        assert_eq!(cube::partition(50_176).0, 392);
     }
 
     /// The GPU kernels (wgpu; any adapter, e.g. Mesa's lavapipe on a CPU) against burn-cubecl's
     /// own convolution backward on the same device, for every case of [`CASES`] at batch 2
-    /// (one part a channel) and batch 24 (`batch · h_out · w_out` from 24·2·2 = 96 positions, one
-    /// part, to 24·9·9 = 1,944, four parts, so the parts' sum runs).
+    /// (`batch · h_out · w_out` up to 2·9·9 = 162 positions: one or two parts a channel) and
+    /// batch 24 (from 24·2·2 = 96 positions, one part, to 24·9·9 = 1,944, 16 parts of 122, the
+    /// last 114: the parts' sum runs, and the rows' slices of 16 leave the last row short).
     /// Runs with `cargo test -p derma-model --features wgpu` (not in the CPU-only test build).
     #[cfg(feature = "wgpu")]
     #[test]
