@@ -287,26 +287,17 @@ plan_profile() {
     for sb in $sizes; do
       # Under target/ of this checkout: CubeCL's disk cache (autotune-cache build) resolves to the
       # outermost Cargo.toml's target/environment, the one the other runs filled.
-      local s=${sb%%:*} dir; mkdir -p target && dir=$(mktemp -d -p "$PWD/target")
+      local s=${sb%%:*} dir log; mkdir -p target && dir=$(mktemp -d -p "$PWD/target")
+      log="$work/profile-$v-$s.log"
       # CubeCL reads cubecl.toml from the working directory: per-kernel device times, one
-      # summary table per synchronisation (the last one covers the timed steps).
-      printf '[profiling.logger]\nlevel = "basic"\nappend = false\nfile = "%s"\n' "$work/profile-$v-$s.log" >"$dir/cubecl.toml"
+      # summary table per synchronisation (the last one covers the 5 timed steps). Level "full"
+      # would add each launch's grid, but prints every launch's comptime description over dozens
+      # of lines (23 MB for 40 steps of a width-0.25 network on lavapipe): too much to bring back.
+      printf '[profiling.logger]\nlevel = "basic"\nappend = false\nfile = "%s"\n' "$log" >"$dir/cubecl.toml"
       # shellcheck disable=SC2046
       timed "burn-$v profile $sb" "$work/profile-$v-$s.out" bash -c "cd '$dir' && '$b' $(burn_args 5) --sizes '$sb' --modes step"
-      [ -f "$work/profile-$v-$s.log" ] || continue
-      python3 - "$work/profile-$v-$s.log" <<'EOF'
-import sys
-try:
-    lines = open(sys.argv[1], encoding="utf-8", errors="replace").read().splitlines()
-except OSError as e:
-    sys.exit(f"no profile log: {e}")
-heads = [i for i, l in enumerate(lines) if "Num Computed" in l]
-if not heads:
-    sys.exit(f"{sys.argv[1]}: no summary table")
-start = max(heads[-1] - 2, 0)
-print(f"== {sys.argv[1]}: last summary (timed steps) ==")
-print("\n".join(lines[start:start + 40]))
-EOF
+      [ -f "$log" ] || continue
+      python3 scripts/profile_summary.py "$log" --steps 5 --top 25 | tee "$work/profile-$v-$s-summary.txt"
     done
   done
   [ -f "$work/profile-torch.log" ] && grep -A 28 "== torch profile" "$work/profile-torch.log" | head -80
