@@ -5,8 +5,8 @@
 
 CubeCL writes a summary table at every synchronisation; the last one covers the timed steps of
 `derma-bench --modes step` (N of them, 5 in `bench_gpu.sh run profile`). Its rows are kernels
-(level "basic") or kernels with their launch grid (level "full": `NAME: ID CubeCount ...`, one row
-per layer shape). Printed: the kernels grouped by family (the name up to its hash or first
+(level "basic": one line each; level "full" spreads a row over many lines and is not read here).
+Printed: the kernels grouped by family (the name up to its hash or first
 `|`: `WeightGradKernel`, `MatmulEntry`, `CopyKernelPack`, ...) with ms and launches per step and
 their share, then the K costliest rows with names cut to fit a terminal. Kernel time is summed
 over serialised launches (profiling waits for each), so the total exceeds a step's wall time
@@ -27,9 +27,8 @@ def duration_ms(text):
 
 
 def family(name):
-    """`MatmulEntry | TensorArgs | ...` -> MatmulEntry; `TapSumKernel_1573bbce` -> TapSumKernel;
-    a full-level `NAME: ID CubeCount ...` -> NAME's family."""
-    head = name.split("|")[0].split(":")[0].strip()
+    """`MatmulEntry | TensorArgs | ...` -> MatmulEntry; `TapSumKernel_1573bbce` -> TapSumKernel."""
+    head = name.split("|")[0].strip()
     return re.sub(r"_[0-9a-f]{8}$", "", head) or name[:40]
 
 
@@ -56,9 +55,9 @@ def short(name, width):
     name = re.sub(r"\s+", " ", name)
     if "MatmulEntry" in name:
         # Keep the family's distinguishing words (e.g. SimpleMatmulFamily, DoubleBuffering...).
-        words = [w for w in re.split(r"[ |]+", name) if w.endswith("Family") or "CubeCount" in w or w.startswith("MatmulEntry")]
-        tail = name[name.find("CubeCount"):] if "CubeCount" in name else ""
-        name = " ".join(dict.fromkeys(words)) + (" " + tail if tail else "")
+        words = [w for w in re.split(r"[ |]+", name) if w.endswith("Family") or w.startswith("MatmulEntry")]
+        kernel = re.search(r"_([0-9a-f]{8})$", name)  # the variant's hash tells rows apart
+        name = " ".join(dict.fromkeys(words)) + (f" _{kernel.group(1)}" if kernel else "")
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
