@@ -18,6 +18,9 @@
 #   diag     what bounds the step: warm-up with and without the autotune disk cache, eager vs
 #            replayed step and inference (see plan_diag); PyTorch's step at batch 64/256/1024.
 #   batches  Burn's step at batch 64 and 1024 (with diag's 256: flat or proportional).
+#   pointwise  the 1x1 convolutions by derma-model's kernels (`--pointwise kernels`) on the first
+#            packed binary at each size: step and step-captured, against main's rows (Burn's),
+#            then a profile of the kernels' step (docs/performance.md, Eleventh session).
 #   all      main, levers, profile.
 #
 # Settings (environment): SIZES ("28:256 224:128"), WIDTH (1.0), STEPS (50), WARMUP (10),
@@ -172,6 +175,19 @@ plan_main() {
   done
 }
 
+# pointwise: the lever of the Eleventh session (derma_model::pointwise, default off until measured).
+plan_pointwise() {
+  [ ${#bins[@]} -gt 0 ] || { echo "pointwise: no packed binary"; return; }
+  local b=${bins[0]} v; v=$(basename "$b"); v=${v#derma-bench-}
+  for sb in $sizes; do
+    local s=${sb%%:*}
+    # shellcheck disable=SC2046
+    timed "lever pointwise=kernels $sb" "$work/lever-pointwise-$s.log" "$b" $(burn_args) --sizes "$sb" \
+      --modes step,step-captured --pointwise kernels --json "$work/lever-$v-pointwise_kernels-$s.json"
+  done
+  PROFILE_ARGS="--pointwise kernels" PROFILE_TAG=pointwise plan_profile burn-only
+}
+
 plan_levers() {
   [ ${#bins[@]} -gt 0 ] || { echo "levers: no packed binary"; return; }
   local b=${bins[0]} v; v=$(basename "$b"); v=${v#derma-bench-}
@@ -278,29 +294,36 @@ plan_batches() {
     --modes step --json "$work/diag-$v-batches-$s.json"
 }
 
+# profile [burn-only]: PROFILE_ARGS are added to derma-bench's arguments and PROFILE_TAG to the
+# log names (plan_pointwise); burn-only skips PyTorch and every binary but the first.
 plan_profile() {
-  local torch_sizes; torch_sizes=$(echo "$sizes" | tr ' ' ',')
-  timed "torch profile" "$work/profile-torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
-    --width "$width" --steps 5 --warmup-steps "$warmup" --modes step --profile-steps 5
-  for b in "${bins[@]}"; do
+  local only=${1:-} extra=${PROFILE_ARGS:-} tag=${PROFILE_TAG:+-$PROFILE_TAG} torch_sizes profiled=("${bins[@]}")
+  torch_sizes=$(echo "$sizes" | tr ' ' ',')
+  if [ "$only" = burn-only ]; then
+    profiled=("${bins[@]:0:1}")
+  else
+    timed "torch profile" "$work/profile-torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
+      --width "$width" --steps 5 --warmup-steps "$warmup" --modes step --profile-steps 5
+  fi
+  for b in "${profiled[@]}"; do
     local v; v=$(basename "$b"); v=${v#derma-bench-}
     for sb in $sizes; do
       # Under target/ of this checkout: CubeCL's disk cache (autotune-cache build) resolves to the
       # outermost Cargo.toml's target/environment, the one the other runs filled.
       local s=${sb%%:*} dir log; mkdir -p target && dir=$(mktemp -d -p "$PWD/target")
-      log="$work/profile-$v-$s.log"
+      log="$work/profile-$v$tag-$s.log"
       # CubeCL reads cubecl.toml from the working directory: per-kernel device times, one
       # summary table per synchronisation (the last one covers the 5 timed steps). Level "full"
       # would add each launch's grid, but prints every launch's comptime description over dozens
       # of lines (23 MB for 40 steps of a width-0.25 network on lavapipe): too much to bring back.
       printf '[profiling.logger]\nlevel = "basic"\nappend = false\nfile = "%s"\n' "$log" >"$dir/cubecl.toml"
       # shellcheck disable=SC2046
-      timed "burn-$v profile $sb" "$work/profile-$v-$s.out" bash -c "cd '$dir' && '$b' $(burn_args 5) --sizes '$sb' --modes step"
+      timed "burn-$v$tag profile $sb" "$work/profile-$v$tag-$s.out" bash -c "cd '$dir' && '$b' $(burn_args 5) --sizes '$sb' --modes step $extra"
       [ -f "$log" ] || continue
-      python3 scripts/profile_summary.py "$log" --steps 5 --top 25 | tee "$work/profile-$v-$s-summary.txt"
+      python3 scripts/profile_summary.py "$log" --steps 5 --top 25 | tee "$work/profile-$v$tag-$s-summary.txt"
     done
   done
-  [ -f "$work/profile-torch.log" ] && grep -A 28 "== torch profile" "$work/profile-torch.log" | head -80
+  [ -f "$work/profile-torch.log" ] && [ "$only" != burn-only ] && grep -A 28 "== torch profile" "$work/profile-torch.log" | head -80
 }
 
 compare() {
@@ -437,8 +460,9 @@ case "$cmd" in
         profile) plan_profile ;;
         diag) plan_diag ;;
         batches) plan_batches ;;
+        pointwise) plan_pointwise ;;
         all) plan_main; plan_levers; plan_profile ;;
-        *) echo "unknown plan $p (main, levers, profile, diag, batches, all)"; exit 2 ;;
+        *) echo "unknown plan $p (main, levers, profile, diag, batches, pointwise, all)"; exit 2 ;;
       esac
     done
     kill "$smi_pid" 2>/dev/null
@@ -446,5 +470,5 @@ case "$cmd" in
     cp "$out/compare.txt" "$work/" && pack
     tune_cache_save "$out/tune-cache.tar.xz"
     ;;
-  *) echo "usage: $0 prepare | check | run [main|levers|profile|diag|batches|all ...] | compare DIR"; exit 2 ;;
+  *) echo "usage: $0 prepare | check | run [main|levers|profile|diag|batches|pointwise|all ...] | compare DIR"; exit 2 ;;
 esac

@@ -12,6 +12,8 @@
 #      (batch-norm batch statistics; cross-entropy at 28 px, then focal at 64 px) from the same
 #      weights (seeds 1 and 5) on the CPU and on wgpu-software; logits within 1e-3 relative,
 #      gradients within bounds set by the CPU's own noise floor (the example explains them);
+#      and the cross-entropy batch again with `--pointwise kernels` (derma-model's 1x1 kernels,
+#      not yet the default);
 #   2. training learns on wgpu: generated 7-class colour data (28 px, width 0.25, output stride
 #      8, batch 12, lr 0.003, 6 epochs: about the CLI test's setting) reaches test macro AUC
 #      >= 0.9 on wgpu-software, as the same run on the CPU does (the two runs start from
@@ -56,14 +58,14 @@ np.savez(sys.argv[1], **arrays)
 EOF
 fail=0
 # Well-conditioned seeds (see the example's docs): the CPU noise floor is about 1e-4 for both.
-for spec in "ce 28 16 1" "focal 64 8 5"; do
-  read -r loss size batch seed <<<"$spec"
-  t0=$(date +%s)
+for spec in "ce 28 16 1 burn" "focal 64 8 5 burn" "ce 28 16 1 kernels"; do
+  read -r loss size batch seed pointwise <<<"$spec"
+  t0=$(date +%s) log="$out/agreement-$loss-$pointwise.log"
   if "$bin/examples/backend_agreement" --backend wgpu-software --loss "$loss" --size "$size" --batch "$batch" --seed "$seed" \
-    >"$out/agreement-$loss.log" 2>&1; then
-    echo "ok   forward/backward agreement, $loss, $size px ($(($(date +%s) - t0)) s): $(grep -h '^gradients' "$out/agreement-$loss.log")"
+    --pointwise "$pointwise" >"$log" 2>&1; then
+    echo "ok   forward/backward agreement, $loss, $size px, pointwise $pointwise ($(($(date +%s) - t0)) s): $(grep -h '^gradients' "$log")"
   else
-    echo "FAIL forward/backward agreement, $loss, $size px:"; grep -v XDG_RUNTIME "$out/agreement-$loss.log" | tail -5 | sed 's/^/     /'; fail=1
+    echo "FAIL forward/backward agreement, $loss, $size px, pointwise $pointwise:"; grep -v XDG_RUNTIME "$log" | tail -5 | sed 's/^/     /'; fail=1
   fi
 done
 flags=(--npz "$out/colours.npz" --width 0.25 --output-stride 8 --epochs 6 --batch-size 12 --lr 0.003 --seed 0)

@@ -13,7 +13,7 @@ use derma_bench::options::{DataSource, Mode, Optimizer, SizeBatch, Upload, parse
 use derma_bench::report::{BenchReport, table};
 use derma_bench::run::{Settings, run_config_with};
 use derma_data::AugmentPreset;
-use derma_model::{BatchNormImpl, DepthwiseImpl};
+use derma_model::{BatchNormImpl, DepthwiseImpl, PointwiseImpl};
 
 /// MobileNetV2 training/inference throughput and device memory (this project's code path).
 #[derive(Parser, Debug)]
@@ -89,6 +89,11 @@ struct Args {
     /// baseline).
     #[arg(long, default_value = "kernels")]
     depthwise: DepthwiseImpl,
+    /// 1x1 convolutions: burn (Burn 0.22's autotuned convolutions and their backward: what the
+    /// training loop uses) | kernels (derma-model's pointwise node, one tiled matrix-product
+    /// kernel in three directions on the GPU: the lever under test).
+    #[arg(long, default_value = "burn")]
+    pointwise: PointwiseImpl,
     /// Seed (model initialisation, synthetic data, augmentation).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -143,6 +148,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         freeze_bn: args.freeze_bn,
         batch_norm: args.batch_norm,
         depthwise: args.depthwise,
+        pointwise: args.pointwise,
         seed: args.seed,
     };
     let mut report = BenchReport {
@@ -161,6 +167,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         freeze_bn: args.freeze_bn,
         batch_norm: args.batch_norm.name().into(),
         depthwise: args.depthwise.name().into(),
+        pointwise: args.pointwise.name().into(),
         pid: std::process::id(),
         results: Vec::new(),
     };

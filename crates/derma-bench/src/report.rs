@@ -68,6 +68,8 @@ pub struct BenchReport {
     pub batch_norm: String,
     /// Depthwise convolutions' backward pass (`kernels`, `burn`: `--depthwise`).
     pub depthwise: String,
+    /// 1x1 convolutions (`burn`, `kernels`: `--pointwise`).
+    pub pointwise: String,
     /// Process id (to match `nvidia-smi` samples).
     pub pid: u32,
     /// One entry per configuration.
@@ -81,7 +83,7 @@ fn cell(m: &Option<Measurement>) -> String {
 /// A plain-text table of `report`.
 pub fn table(report: &BenchReport) -> String {
     let mut s = format!(
-        "{} {} | {} | width {} | data {} | augment {} | upload {} | {}{}{}{} | {} warmup + {} timed steps\n",
+        "{} {} | {} | width {} | data {} | augment {} | upload {} | {}{}{}{}{} | {} warmup + {} timed steps\n",
         report.framework,
         report.framework_version,
         report.backend,
@@ -93,6 +95,7 @@ pub fn table(report: &BenchReport) -> String {
         if report.freeze_bn { " | frozen batch norms" } else { "" },
         if report.batch_norm == "burn" { " | Burn's batch norm" } else { "" },
         if report.depthwise == "burn" { " | Burn's depthwise backward" } else { "" },
+        if report.pointwise == "kernels" { " | pointwise kernels" } else { "" },
         report.warmup_steps,
         report.steps
     );

@@ -5,7 +5,7 @@
 use burn::module::Module;
 use burn::prelude::*;
 use derma_data::{Augment, AugmentConfig, AugmentPreset, LoaderConfig, Normalize, batch::assemble};
-use derma_model::{BatchNormImpl, DepthwiseImpl, InputNorm, MobileNetV2, MobileNetV2Config};
+use derma_model::{BatchNormImpl, DepthwiseImpl, InputNorm, PointwiseImpl, MobileNetV2, MobileNetV2Config};
 use derma_train::LossConfig;
 use derma_train::step::{TrainStep, burn_adamw};
 
@@ -52,6 +52,8 @@ pub struct Settings {
     pub batch_norm: BatchNormImpl,
     /// Depthwise convolutions' backward pass (derma-model's kernels, or Burn's as a baseline).
     pub depthwise: DepthwiseImpl,
+    /// 1x1 convolutions (Burn's, or derma-model's pointwise kernels as the lever under test).
+    pub pointwise: PointwiseImpl,
     /// Seed of the model initialisation, data and augmentation.
     pub seed: u64,
 }
@@ -89,9 +91,11 @@ pub fn run_config_with(
     mut log: impl FnMut(&str),
     mut partial: impl FnMut(&ConfigResult),
 ) -> anyhow::Result<ConfigResult> {
-    // The steps run on this thread; the batch-norm and depthwise choices are the thread's.
+    // The steps run on this thread; the batch-norm, depthwise and pointwise choices are the
+    // thread's.
     derma_model::set_batch_norm_impl(settings.batch_norm);
     derma_model::set_depthwise_impl(settings.depthwise);
+    derma_model::set_pointwise_impl(settings.pointwise);
     let dataset = crate::data::load(&settings.data, sb.size, settings.synthetic_images.max(sb.batch), settings.classes, settings.seed)?;
     let config = loader_config(settings, sb);
     let first: Vec<usize> = (0..sb.batch).map(|i| i % dataset.len()).collect();

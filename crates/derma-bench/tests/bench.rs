@@ -8,7 +8,7 @@ use derma_bench::report::{BenchReport, table};
 use derma_bench::run::{Settings, loader_config, run_config};
 use derma_data::AugmentPreset;
 use derma_data::batch::assemble;
-use derma_model::{BatchNormImpl, DepthwiseImpl, MobileNetV2, MobileNetV2Config};
+use derma_model::{BatchNormImpl, DepthwiseImpl, MobileNetV2, MobileNetV2Config, PointwiseImpl};
 use derma_train::LossConfig;
 use derma_train::step::TrainStep;
 
@@ -29,6 +29,7 @@ fn settings() -> Settings {
         freeze_bn: false,
         batch_norm: BatchNormImpl::Fused,
         depthwise: DepthwiseImpl::Kernels,
+        pointwise: PointwiseImpl::Burn,
         seed: 0,
     }
 }
@@ -51,6 +52,7 @@ fn report(freeze_bn: bool, result: derma_bench::report::ConfigResult) -> BenchRe
         freeze_bn,
         batch_norm: "fused".into(),
         depthwise: "kernels".into(),
+        pointwise: "burn".into(),
         pid: std::process::id(),
         results: vec![result],
     }
@@ -290,4 +292,21 @@ fn flags_parse_and_bad_values_are_refused() {
     assert_eq!("adamw-flat".parse::<Optimizer>().unwrap(), Optimizer::AdamWFlat);
     assert_eq!("adamw-burn".parse::<Optimizer>().unwrap(), Optimizer::AdamWBurn);
     assert!("sgd".parse::<Optimizer>().unwrap_err().contains("adamw, adamw-burn or adamw-flat"));
+}
+
+/// `--pointwise kernels` likewise: the thread's 1x1-convolution choice once `run_config` starts,
+/// and the report's; both train (on the CPU the node runs Burn's convolution functions).
+#[test]
+fn the_pointwise_choice_reaches_the_steps_and_the_report() {
+    for kind in [PointwiseImpl::Kernels, PointwiseImpl::Burn] {
+        derma_model::set_pointwise_impl(if kind == PointwiseImpl::Burn { PointwiseImpl::Kernels } else { PointwiseImpl::Burn });
+        let s = Settings { modes: vec![Mode::Step], pointwise: kind, ..settings() };
+        let r = run_config(&s, SizeBatch { size: 28, batch: 4 }, &Device::flex(), |_| {}).unwrap();
+        assert_eq!(derma_model::pointwise_impl(), kind);
+        check(r.step.as_ref().unwrap(), 2, 8, true);
+        let report = BenchReport { pointwise: kind.name().into(), ..report(false, r) };
+        let header = table(&report).lines().next().unwrap().to_string();
+        assert_eq!(header.contains("| adamw | pointwise kernels |"), kind == PointwiseImpl::Kernels, "{header}");
+        assert_eq!(serde_json::to_value(&report).unwrap()["pointwise"], kind.name());
+    }
 }

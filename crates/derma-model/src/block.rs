@@ -158,8 +158,14 @@ impl ConvBnAct {
     /// `[batch, in, h, w]` → `[batch, out, h / stride, w / stride]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         // A depthwise convolution through its own node (its own GPU kernels, forward and
-        // backward); any other convolution is `Conv2d::forward`.
-        batch_norm(&self.bn, crate::depthwise::depthwise_conv2d(&self.conv, x), Activation::Relu6)
+        // backward); a 1x1 through the pointwise node (Burn's convolution unless the thread
+        // selected the kernels); any other is `Conv2d::forward`.
+        let y = if self.conv.groups > 1 {
+            crate::depthwise::depthwise_conv2d(&self.conv, x)
+        } else {
+            crate::pointwise::pointwise_conv2d(&self.conv, x)
+        };
+        batch_norm(&self.bn, y, Activation::Relu6)
     }
 }
 
@@ -230,7 +236,7 @@ impl InvertedResidual {
             y = expand.forward(y); // [batch, hidden, h, w]
         }
         let y = self.depthwise.forward(y); // [batch, hidden, h', w']
-        let y = batch_norm(&self.project_bn, self.project.forward(y), Activation::Identity); // [batch, output, h', w']
+        let y = batch_norm(&self.project_bn, crate::pointwise::pointwise_conv2d(&self.project, y), Activation::Identity); // [batch, output, h', w']
         if self.use_residual { x + y } else { y }
     }
 }

@@ -10,6 +10,9 @@
 //! - [`depthwise`]: the depthwise convolution as one autodiff node, its backward pass two or
 //!   three kernels on the GPU ([`depthwise_conv2d`], [`DepthwiseConv`]); [`set_depthwise_impl`]
 //!   selects Burn's own instead (a benchmark baseline).
+//! - [`pointwise`]: the 1x1 convolutions as one autodiff node, one tiled matrix-product kernel
+//!   in three directions on the GPU ([`pointwise_conv2d`], [`PointwiseConv`]);
+//!   [`set_pointwise_impl`] selects them (Burn's own convolutions are the default).
 //! - [`stable`]: tensors written in place ([`assign`]), and the per-thread switch that makes the
 //!   batch norms keep their running statistics in the same memory ([`set_stable_buffers`]): what
 //!   a training step captured as a graph and replayed needs.
@@ -31,12 +34,14 @@ pub mod import;
 #[cfg(feature = "wgpu")]
 pub mod kernel;
 pub mod mobilenet;
+pub mod pointwise;
 pub mod stable;
 #[cfg(test)]
 mod testing;
 
 pub use batch_norm::{Activation, BatchNormImpl, BatchNormOutput, BatchNormTrain, batch_norm_impl, batch_norm_train, set_batch_norm_impl};
 pub use depthwise::{DepthwiseConv, DepthwiseImpl, depthwise_conv2d, depthwise_impl, set_depthwise_impl};
+pub use pointwise::{PointwiseConv, PointwiseImpl, pointwise_conv2d, pointwise_impl, set_pointwise_impl};
 pub use block::{ConvBnAct, ConvBnActConfig, InvertedResidual, InvertedResidualConfig, Padding};
 pub use embedding::{Embedding, EmbeddingConfig, global_pool, l2_normalize};
 pub use import::{InputNorm, fold_gray_stem, load_torchvision, weight_conventions};

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo run --release -p derma-train --example backend_agreement -- [--backend wgpu|wgpu-software]
-//!     [--width 0.25] [--size 28] [--batch 16] [--loss ce|focal] [--seed 1] [--verbose]
+//!     [--width 0.25] [--size 28] [--batch 16] [--loss ce|focal] [--seed 1] [--pointwise burn|kernels]
+//!     [--verbose]
 //! ```
 //! The weights are initialised on the CPU and forked to the other device; the images are a
 //! fixed pseudo-random batch; dropout is off, so both backends run the same function.
@@ -140,13 +141,18 @@ struct Args {
     /// Loss: ce, or focal (γ = 2).
     #[arg(long, default_value = "ce", value_parser = ["ce", "focal"])]
     loss: String,
+    /// 1x1 convolutions: burn (the default) or kernels (derma-model's pointwise node; on the
+    /// CPU it runs Burn's convolution functions, so only the other backend changes).
+    #[arg(long, default_value = "burn")]
+    pointwise: derma_model::PointwiseImpl,
     /// Print every gradient tensor's difference.
     #[arg(long)]
     verbose: bool,
 }
 
 fn main() -> anyhow::Result<()> {
-    let Args { backend: other, width, size, batch, seed, loss, verbose } = Args::parse();
+    let Args { backend: other, width, size, batch, seed, loss, pointwise, verbose } = Args::parse();
+    derma_model::set_pointwise_impl(pointwise);
     let other = backend::select(&other)?;
     let loss = match loss.as_str() {
         "focal" => LossConfig { kind: derma_train::loss::LossKind::Focal, gamma: 2.0, ..LossConfig::ce() },
@@ -177,7 +183,7 @@ fn main() -> anyhow::Result<()> {
     let (lb, lossb, gb) = run(&model, &other.device, &images, &targets, &loss);
     let t_other = t0.elapsed().as_secs_f64();
 
-    println!("cpu (flex) vs {}: width {width}, {size} px, batch {batch}, loss {:?}", other.name, loss.kind);
+    println!("cpu (flex) vs {}: width {width}, {size} px, batch {batch}, loss {:?}, pointwise {}", other.name, loss.kind, pointwise.name());
     println!("seconds: cpu {t_cpu:.1}, {} {t_other:.1} (first run: kernel compilation included)", other.name);
     let logits = rel_diff(&la, &lb, 0.0);
     let noise = grad_diffs(&ga, &gp)?;

@@ -158,6 +158,12 @@ pub struct TrainArgs {
     /// docs/performance.md, "Fifth session").
     #[arg(long)]
     pub depthwise: Option<derma_model::DepthwiseImpl>,
+    /// 1x1 convolutions: burn (Burn's autotuned convolutions: the default) or kernels
+    /// (derma-model's pointwise node, one tiled matrix-product kernel in three directions on
+    /// the GPU; the same arithmetic up to summation order: docs/performance.md, "Eleventh
+    /// session").
+    #[arg(long)]
+    pub pointwise: Option<derma_model::PointwiseImpl>,
     /// The training step: auto (captured on a GPU, eager on the CPU; the default),
     /// eager, or captured (recorded once as a graph and replayed: on wgpu the recorded kernels
     /// without Burn's per-operation host work, the same arithmetic; docs/performance.md).
@@ -240,7 +246,7 @@ impl TrainArgs {
         set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
              output_stride, dilate, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
-             embedding_dim, select_metric, patience, threshold, batch_norm, depthwise, step);
+             embedding_dim, select_metric, patience, threshold, batch_norm, depthwise, pointwise, step);
         set_opt!(data_root, data_dir, npz, patient_pattern, image_size, positive_classes, augment, out, samples_per_epoch);
         if self.freeze_bn {
             c.freeze_bn = true;

@@ -232,6 +232,12 @@ pub struct TrainConfig {
     /// files, which then get the default.
     #[serde(default)]
     pub depthwise: derma_model::DepthwiseImpl,
+    /// 1x1 convolutions: `burn` (Burn's autotuned convolutions and backward pass; the default)
+    /// or `kernels` (derma-model's pointwise node, one tiled matrix-product kernel in three
+    /// directions on the GPU; the same arithmetic up to summation order). Absent in older
+    /// `config.toml` files, which then get the default.
+    #[serde(default)]
+    pub pointwise: derma_model::PointwiseImpl,
     /// How the training step runs: `auto` (captured on a GPU, [`TrainConfig::captured_step`]),
     /// `eager` or `captured` ([`StepMode`]). Absent in
     /// older `config.toml` files, which then get `auto`.

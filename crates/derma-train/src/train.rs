@@ -387,8 +387,8 @@ fn fit_from(
     from: Option<checkpoint::State>,
 ) -> anyhow::Result<RunOutcome> {
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
-    // The training steps run on this thread; the batch-norm and depthwise choices are the
-    // thread's.
+    // The training steps run on this thread; the batch-norm, depthwise and pointwise choices
+    // are the thread's.
     derma_model::set_batch_norm_impl(config.batch_norm);
     if config.batch_norm == derma_model::BatchNormImpl::Burn {
         println!("batch norm: Burn's batch_norm_train (--batch-norm burn)");
@@ -396,6 +396,10 @@ fn fit_from(
     derma_model::set_depthwise_impl(config.depthwise);
     if config.depthwise == derma_model::DepthwiseImpl::Burn {
         println!("depthwise convolutions: Burn's conv2d and its backward pass (--depthwise burn)");
+    }
+    derma_model::set_pointwise_impl(config.pointwise);
+    if config.pointwise == derma_model::PointwiseImpl::Kernels {
+        println!("1x1 convolutions: derma-model's pointwise kernels (--pointwise kernels)");
     }
     let data_hash = data.fingerprint();
     if let Some(recorded) = from.as_ref().and_then(|s| s.data_hash.as_deref())

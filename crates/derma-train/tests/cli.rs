@@ -30,7 +30,7 @@ fn trains_and_writes_the_run_folder() {
     assert_eq!(report["test"]["per_class"].as_array().unwrap().len(), 7);
 
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(config.contains("batch_norm = \"fused\"") && config.contains("depthwise = \"kernels\""), "{config}");
+    assert!(config.contains("batch_norm = \"fused\"") && config.contains("depthwise = \"kernels\"") && config.contains("pointwise = \"burn\""), "{config}");
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
     let mut lines = metrics.lines();
     assert!(lines.next().unwrap().starts_with("epoch,train_loss,val_loss,val_acc,val_bal_acc,val_auc,lr,seconds"));
@@ -366,21 +366,24 @@ fn a_resumed_run_restores_mining_the_metric_head_and_the_freeze_schedule() {
 /// `--patience N` stops N epochs after the best one (by --select-metric), the best model and
 /// the report intact. The colour data is learnt within a few epochs (validation AUC 1 or
 /// loss flat), so 40 epochs never run.
-/// Also runs with `--batch-norm burn` and `--depthwise burn` (Burn's own batch norm and
-/// depthwise convolutions, the same arithmetic): the run says so and records them; the default
-/// run above records `fused` and `kernels`.
+/// Also runs with `--batch-norm burn`, `--depthwise burn` (Burn's own batch norm and depthwise
+/// convolutions, the same arithmetic) and `--pointwise kernels` (derma-model's 1x1 node, which
+/// runs Burn's convolution functions on the CPU): the run says so and records them; the default
+/// run above records `fused`, `kernels` and `burn`.
 #[test]
 fn patience_stops_after_epochs_without_improvement() {
     let (_dir, npz, out) = colour_run_dir();
     let o = derma_train(&[
         "--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8",
         "--epochs", "40", "--batch-size", "10", "--lr", "0.003", "--patience", "2", "--out", out.to_str().unwrap(),
-        "--batch-norm", "burn", "--depthwise", "burn",
+        "--batch-norm", "burn", "--depthwise", "burn", "--pointwise", "kernels",
     ]);
     assert!(text(&o.stdout).contains("batch norm: Burn's batch_norm_train (--batch-norm burn)"), "{}", text(&o.stdout));
     assert!(text(&o.stdout).contains("depthwise convolutions: Burn's conv2d and its backward pass (--depthwise burn)"), "{}", text(&o.stdout));
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("batch_norm = \"burn\"") && config.contains("depthwise = \"burn\""), "{config}");
+    assert!(text(&o.stdout).contains("1x1 convolutions: derma-model's pointwise kernels (--pointwise kernels)"), "{}", text(&o.stdout));
+    assert!(config.contains("pointwise = \"kernels\""), "{config}");
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     let best = report["best_epoch"].as_u64().unwrap() as usize;
