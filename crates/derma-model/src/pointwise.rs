@@ -8,8 +8,8 @@
 //!   one tile of `dw` over one part), the parts added by a second kernel.
 //!
 //! Why: CubeCL keeps the time of every candidate it tunes, and on the H200 at 224 px / batch
-//! 128 the winners for these convolutions sum to ~70 ms of the 210-ms step against a roofline
-//! bound of 3.7 ms (`scripts/tune_cache_report.py`, docs/performance.md, *Eleventh session*):
+//! 128 the winners for these convolutions sum to ~67 ms of the 210-ms step against a roofline
+//! bound of ~3.6 ms (`scripts/tune_cache_report.py`, docs/performance.md, *Eleventh session*):
 //! burn-cubecl runs them as im2col + matmul, and on WGSL (no tensor cores for float32) its
 //! matmul candidates reach 1–20 TFLOP/s on these shapes, 2.4 ms for the 32 → 16 projection over
 //! 1.6 M rows whose data moves in 64 µs. Here a cube computes a tile of the output (64 × 64,
@@ -185,6 +185,11 @@ mod cube {
     ) {
         let tile_m = comptime!(uy * PER_UNIT);
         let tile_n = comptime!(ux * PER_UNIT);
+        // Shared rows one value longer than a tile side: a stage stored along k (the layout
+        // where k is contiguous in memory, so adjacent units load adjacent k) then hits 16
+        // different banks instead of one (tile sides are multiples of 16).
+        let row_a = comptime!(uy * PER_UNIT + 1);
+        let row_b = comptime!(ux * PER_UNIT + 1);
         let (m, n, k_len, k_part) = (dims[0], dims[1], dims[2], dims[3]);
         let (tx, ty) = (UNIT_POS_X as usize, UNIT_POS_Y as usize);
         let unit = ty * ux + tx;
@@ -194,8 +199,8 @@ mod cube {
         let k_begin = part * k_part;
         let k_stop = select(k_begin + k_part < k_len, k_begin + k_part, k_len);
 
-        let mut shared_a = Shared::<[F]>::new_slice(comptime!(DEPTH * uy * PER_UNIT));
-        let mut shared_b = Shared::<[F]>::new_slice(comptime!(DEPTH * ux * PER_UNIT));
+        let mut shared_a = Shared::<[F]>::new_slice(comptime!(DEPTH * (uy * PER_UNIT + 1)));
+        let mut shared_b = Shared::<[F]>::new_slice(comptime!(DEPTH * (ux * PER_UNIT + 1)));
         let mut acc = Array::<F>::new(comptime!(PER_UNIT * PER_UNIT));
         let mut av = Array::<F>::new(PER_UNIT);
         let mut bv = Array::<F>::new(PER_UNIT);
@@ -206,7 +211,7 @@ mod cube {
 
         let mut k0 = k_begin;
         while k0 < k_stop {
-            // Stage a: tile_m × DEPTH values, stored [kk][ii].
+            // Stage a: tile_m × DEPTH values, stored [kk][ii] (rows of row_a).
             #[unroll]
             for r in 0..comptime!(DEPTH * uy * PER_UNIT / UNITS) {
                 let t = unit + r * UNITS;
@@ -216,9 +221,9 @@ mod cube {
                 if i < m && k < k_stop {
                     v = a[i * s[0] + k * s[1]];
                 }
-                shared_a[kk * tile_m + ii] = v;
+                shared_a[kk * row_a + ii] = v;
             }
-            // Stage b: DEPTH × tile_n values, stored [kk][jj].
+            // Stage b: DEPTH × tile_n values, stored [kk][jj] (rows of row_b).
             #[unroll]
             for r in 0..comptime!(DEPTH * ux * PER_UNIT / UNITS) {
                 let t = unit + r * UNITS;
@@ -228,15 +233,15 @@ mod cube {
                 if j < n && k < k_stop {
                     v = b[k * s[2] + j * s[3]];
                 }
-                shared_b[kk * tile_n + jj] = v;
+                shared_b[kk * row_b + jj] = v;
             }
             sync_cube();
             #[unroll]
             for kk in 0..DEPTH {
                 #[unroll]
                 for r in 0..PER_UNIT {
-                    av[r] = shared_a[kk * tile_m + ty + r * uy];
-                    bv[r] = shared_b[kk * tile_n + tx + r * ux];
+                    av[r] = shared_a[kk * row_a + ty + r * uy];
+                    bv[r] = shared_b[kk * row_b + tx + r * ux];
                 }
                 #[unroll]
                 for r in 0..PER_UNIT {
