@@ -939,54 +939,24 @@ mod cube {
     }
 }
 
-/// Which implementation normalises a batch in training mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BatchNormImpl {
-    /// [`batch_norm_train`]: one autodiff node, one or two kernels per direction on the GPU, ReLU6
-    /// folded in (the default).
-    #[default]
-    Fused,
-    /// Burn 0.22's own `burn::tensor::module::batch_norm_train` (then `relu6`), the
-    /// decomposition [`Self::Fused`] replaces; kept as a benchmark lever (`derma-bench
-    /// --batch-norm burn`), so that one binary measures both on the same device.
-    Burn,
-}
-
-impl BatchNormImpl {
-    /// The flag spelling.
-    pub fn name(self) -> &'static str {
-        match self {
-            BatchNormImpl::Fused => "fused",
-            BatchNormImpl::Burn => "burn",
-        }
+crate::choice::implementation_choice! {
+    /// Which implementation normalises a batch in training mode.
+    pub enum BatchNormImpl ("batch-norm implementation") {
+        /// [`batch_norm_train`]: one autodiff node, one or two kernels per direction on the GPU,
+        /// ReLU6 folded in (the default).
+        Fused = "fused",
+        /// Burn 0.22's own `burn::tensor::module::batch_norm_train` (then `relu6`), the
+        /// decomposition [`Self::Fused`] replaces; kept as a benchmark lever (`derma-bench
+        /// --batch-norm burn`), so that one binary measures both on the same device.
+        Burn = "burn",
     }
-}
-
-impl std::str::FromStr for BatchNormImpl {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fused" => Ok(BatchNormImpl::Fused),
-            "burn" => Ok(BatchNormImpl::Burn),
-            _ => Err(format!("`{s}`: expected fused or burn")),
-        }
-    }
-}
-
-thread_local! {
-    static BATCH_NORM_IMPL: std::cell::Cell<BatchNormImpl> = const { std::cell::Cell::new(BatchNormImpl::Fused) };
-}
-
-/// Selects the training-mode batch norm of the models run on the calling thread (a thread, not
-/// the process: tests running side by side each keep their own).
-pub fn set_batch_norm_impl(kind: BatchNormImpl) {
-    BATCH_NORM_IMPL.with(|k| k.set(kind));
-}
-
-/// The calling thread's training-mode batch norm ([`BatchNormImpl::Fused`] unless set).
-pub fn batch_norm_impl() -> BatchNormImpl {
-    BATCH_NORM_IMPL.with(|k| k.get())
+    default Fused;
+    static BATCH_NORM_IMPL;
+    /// Selects the training-mode batch norm of the models run on the calling thread (a thread,
+    /// not the process: tests running side by side each keep their own).
+    pub fn set_batch_norm_impl;
+    /// The calling thread's training-mode batch norm ([`BatchNormImpl::Fused`] unless set).
+    pub fn batch_norm_impl;
 }
 
 /// The output of a training-mode batch norm.
@@ -1367,10 +1337,7 @@ mod tests {
         use Activation::{Identity, Relu6};
         // Relative to the reference's largest magnitude (at least 1): the sums run in a
         // different order.
-        fn rel<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-            let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
-            max_abs_diff(a, b) / scale
-        }
+        use crate::testing::relative_diff as rel;
         let device = Device::wgpu(Default::default()).autodiff();
         // (dims, x channels-last, offset, activation, the output gradient channels-last)
         for (dims, channels_last, offset, activation, grad_channels_last) in [

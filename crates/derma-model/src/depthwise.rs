@@ -29,8 +29,6 @@
 //! `conv2d_weight_backward`, so training there is unchanged to the bit; [`set_depthwise_impl`]
 //! selects Burn's whole path on the GPU too (a benchmark baseline).
 
-use std::cell::Cell;
-
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -532,54 +530,24 @@ mod cube {
     }
 }
 
-/// Which implementation differentiates the depthwise convolutions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DepthwiseImpl {
-    /// [`depthwise_conv2d`]'s node: Burn's forward, the backward kernels of this module.
-    #[default]
-    Kernels,
-    /// Burn's `Conv2d::forward` and burn-autodiff's convolution backward (the benchmark's
-    /// baseline).
-    Burn,
-}
-
-impl DepthwiseImpl {
-    /// The flag value.
-    pub fn name(self) -> &'static str {
-        match self {
-            DepthwiseImpl::Kernels => "kernels",
-            DepthwiseImpl::Burn => "burn",
-        }
+crate::choice::implementation_choice! {
+    /// Which implementation differentiates the depthwise convolutions.
+    pub enum DepthwiseImpl ("depthwise implementation") {
+        /// [`depthwise_conv2d`]'s node: Burn's forward, the backward kernels of this module (the
+        /// default).
+        Kernels = "kernels",
+        /// Burn's `Conv2d::forward` and burn-autodiff's convolution backward (the benchmark's
+        /// baseline).
+        Burn = "burn",
     }
-}
-
-impl std::str::FromStr for DepthwiseImpl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "kernels" => Ok(DepthwiseImpl::Kernels),
-            "burn" => Ok(DepthwiseImpl::Burn),
-            other => Err(format!("unknown depthwise implementation '{other}': expected kernels or burn")),
-        }
-    }
-}
-
-thread_local! {
-    static DEPTHWISE_IMPL: Cell<DepthwiseImpl> = const { Cell::new(DepthwiseImpl::Kernels) };
-}
-
-/// Selects the calling thread's depthwise-convolution implementation (the model runs on the
-/// thread that calls its `forward`).
-pub fn set_depthwise_impl(kind: DepthwiseImpl) {
-    DEPTHWISE_IMPL.with(|k| k.set(kind));
-}
-
-/// The calling thread's depthwise-convolution implementation ([`DepthwiseImpl::Kernels`] unless
-/// set).
-pub fn depthwise_impl() -> DepthwiseImpl {
-    DEPTHWISE_IMPL.with(|k| k.get())
+    default Kernels;
+    static DEPTHWISE_IMPL;
+    /// Selects the calling thread's depthwise-convolution implementation (the model runs on the
+    /// thread that calls its `forward`).
+    pub fn set_depthwise_impl;
+    /// The calling thread's depthwise-convolution implementation ([`DepthwiseImpl::Kernels`]
+    /// unless set).
+    pub fn depthwise_impl;
 }
 
 /// `conv.forward(x)` for a depthwise `conv` (`groups` = input channels = output channels, no
@@ -621,7 +589,7 @@ mod tests {
     use crate::block::{Padding, conv};
     use burn::tensor::Distribution;
 
-    use crate::testing::{max_abs_diff, random_4d};
+    use crate::testing::random_4d;
 
     /// `[batch, channels, h, w]` ~ N(0.3, 1), contiguous or channels-last.
     fn input(dims: [usize; 4], channels_last: bool, device: &Device) -> Tensor<4> {
@@ -660,10 +628,7 @@ mod tests {
     /// [`run`] both ways for every case of [`CASES`] at batch `batch`, each quantity's largest
     /// difference relative to the reference's largest magnitude (at least 1).
     fn differences(batch: usize, device: &Device) -> Vec<(String, f32)> {
-        fn rel<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-            let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
-            max_abs_diff(a, b) / scale
-        }
+        use crate::testing::relative_diff as rel;
         let mut out = Vec::new();
         for (c, h, w, k, stride, dilation, padding, channels_last) in CASES {
             let layer = conv([c, c], k, [stride, dilation], c, padding, device);

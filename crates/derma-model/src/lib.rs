@@ -13,6 +13,8 @@
 //! - [`pointwise`]: the 1x1 convolutions as one autodiff node, one tiled matrix-product kernel
 //!   in three directions on the GPU ([`pointwise_conv2d`], [`PointwiseConv`]);
 //!   [`set_pointwise_impl`] selects them (Burn's own convolutions are the default).
+//! - `choice`: the per-thread choice between a node of this crate and Burn's own operations
+//!   that the three `set_*_impl` functions above make (one macro for the three).
 //! - [`stable`]: tensors written in place ([`assign`]), and the per-thread switch that makes the
 //!   batch norms keep their running statistics in the same memory ([`set_stable_buffers`]): what
 //!   a training step captured as a graph and replayed needs.
@@ -28,6 +30,7 @@
 
 pub mod batch_norm;
 pub mod block;
+mod choice;
 pub mod depthwise;
 pub mod embedding;
 pub mod import;

@@ -23,8 +23,6 @@
 //! kernels produce; anything else runs Burn's convolution. [`PointwiseImpl::Burn`] (the
 //! default until the kernels are measured on a GPU) keeps Burn's whole path.
 
-use std::cell::Cell;
-
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -424,53 +422,23 @@ mod cube {
     }
 }
 
-/// Which implementation computes the 1x1 convolutions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PointwiseImpl {
-    /// Burn's `Conv2d::forward` and burn-autodiff's convolution backward (autotuned
-    /// burn-cubecl kernels on the GPU): the default until the kernels are measured on one.
-    #[default]
-    Burn,
-    /// [`pointwise_conv2d`]'s node: this module's kernels on the GPU.
-    Kernels,
-}
-
-impl PointwiseImpl {
-    /// The flag value.
-    pub fn name(self) -> &'static str {
-        match self {
-            PointwiseImpl::Burn => "burn",
-            PointwiseImpl::Kernels => "kernels",
-        }
+crate::choice::implementation_choice! {
+    /// Which implementation computes the 1x1 convolutions.
+    pub enum PointwiseImpl ("pointwise implementation") {
+        /// Burn's `Conv2d::forward` and burn-autodiff's convolution backward (autotuned
+        /// burn-cubecl kernels on the GPU): the default until the kernels are measured on one.
+        Burn = "burn",
+        /// [`pointwise_conv2d`]'s node: this module's kernels on the GPU.
+        Kernels = "kernels",
     }
-}
-
-impl std::str::FromStr for PointwiseImpl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "kernels" => Ok(PointwiseImpl::Kernels),
-            "burn" => Ok(PointwiseImpl::Burn),
-            other => Err(format!("unknown pointwise implementation '{other}': expected kernels or burn")),
-        }
-    }
-}
-
-thread_local! {
-    static POINTWISE_IMPL: Cell<PointwiseImpl> = const { Cell::new(PointwiseImpl::Burn) };
-}
-
-/// Selects the calling thread's 1x1-convolution implementation (the model runs on the thread
-/// that calls its `forward`).
-pub fn set_pointwise_impl(kind: PointwiseImpl) {
-    POINTWISE_IMPL.with(|k| k.set(kind));
-}
-
-/// The calling thread's 1x1-convolution implementation ([`PointwiseImpl::Burn`] unless set).
-pub fn pointwise_impl() -> PointwiseImpl {
-    POINTWISE_IMPL.with(|k| k.get())
+    default Burn;
+    static POINTWISE_IMPL;
+    /// Selects the calling thread's 1x1-convolution implementation (the model runs on the
+    /// thread that calls its `forward`).
+    pub fn set_pointwise_impl;
+    /// The calling thread's 1x1-convolution implementation ([`PointwiseImpl::Burn`] unless
+    /// set).
+    pub fn pointwise_impl;
 }
 
 /// `conv.forward(x)` for a 1x1 `conv` (stride 1, no padding, one group, no bias) through
@@ -493,7 +461,7 @@ pub fn pointwise_conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 mod tests {
     use super::*;
     use crate::block::{Padding, conv};
-    use crate::testing::{max_abs_diff, random_4d};
+    use crate::testing::random_4d;
     use burn::tensor::Distribution;
 
     /// Output and the gradients with respect to x and the weight of `sum(conv(x) · m)`, through
@@ -531,10 +499,7 @@ mod tests {
     /// [`run`] both ways for every case of [`CASES`] at batch `batch`, each quantity's largest
     /// difference relative to the reference's largest magnitude (at least 1).
     fn differences(batch: usize, device: &Device) -> Vec<(String, f32)> {
-        fn rel<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-            let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
-            max_abs_diff(a, b) / scale
-        }
+        use crate::testing::relative_diff as rel;
         let mut out = Vec::new();
         for (cin, cout, h, w, channels_last) in CASES {
             let layer = conv([cin, cout], 1, [1, 1], 1, Padding::Symmetric, device);
@@ -579,7 +544,7 @@ mod tests {
         assert_eq!(std::thread::spawn(pointwise_impl).join().unwrap(), PointwiseImpl::Burn);
         set_pointwise_impl(PointwiseImpl::Burn);
         assert_eq!("kernels".parse::<PointwiseImpl>(), Ok(PointwiseImpl::Kernels));
-        assert!("fast".parse::<PointwiseImpl>().unwrap_err().contains("expected kernels or burn"));
+        assert!("fast".parse::<PointwiseImpl>().unwrap_err().contains("expected burn or kernels"));
     }
 
     /// The weight gradient's parts: about 1,024 cubes, at least 256 rows a part (a multiple of
@@ -620,9 +585,7 @@ mod tests {
     fn backend_differences(batch: usize, device: &Device) -> Vec<(String, f32)> {
         use burn::backend::ops::ModuleOps;
         fn rel(a: FloatTensor<Dispatch>, b: FloatTensor<Dispatch>) -> f32 {
-            let (a, b) = (Tensor::<4>::from_dispatch(a), Tensor::<4>::from_dispatch(b));
-            let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
-            max_abs_diff(a, b) / scale
+            crate::testing::relative_diff(Tensor::<4>::from_dispatch(a), Tensor::<4>::from_dispatch(b))
         }
         let mut out = Vec::new();
         for (cin, cout, h, w, channels_last) in CASES {
