@@ -40,11 +40,10 @@
 # unpacked archive.
 #
 # On the device machine (the 15-minute budget in docs/performance.md), the next call: the
-# missing 224-px row, then batch 64 / 1,024 at 28 px (1,024 failed before the kernel-grid fix):
-#   run(command="END=$(($(date +%s)+480)); export END; SIZES=224:128 DEADLINE=470 CAP=330 scripts/bench_gpu.sh run main batches",
-#       timeout_s=520, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/tune-cache.tar.xz"])
-# (2026-11-27's third call ran `SIZES=28:256 DEADLINE=545 ... run diag profile batches`:
-# docs/gpu-runs/2026-11-27-h100-captured/.)
+# 224-px row with the batch-norm and depthwise changes, the pointwise lever, then profiles:
+#   run(command="END=$(($(date +%s)+520)); export END; SIZES=224:128 DEADLINE=510 CAP=240 scripts/bench_gpu.sh run main pointwise profile",
+#       timeout_s=560, carry=[".gl", ".dev/BUILD", ".dev/derma-bench-wgsl.xz", ".dev/tune-cache.tar.xz"])
+# (2026-11-28's first call ran `SIZES=224:128 ... run main batches`: docs/gpu-runs/2026-11-28-h200/.)
 set -uo pipefail
 
 sizes=${SIZES:-"28:256 224:128"}

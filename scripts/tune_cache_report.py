@@ -19,11 +19,14 @@ bandwidth, FLOPs / FP32 peak) with the defaults of an H200 (4.8 TB/s, 67 TFLOP/s
 tensor cores; an H100 SXM: 3.35 and 67).
 
 Calibration: CubeCL keys a shape by its sizes rounded up to powers of two (channels, batch and
-spatial size), and an entry times the whole candidate in isolation. On the H100 at 28 px /
-batch 256 the cache's entries sum to 10.4 ms per step where the profiling log of the same build
-showed ~5 ms of matmul, direct-convolution and split-sum kernels (docs/performance.md, Eleventh
-session): read the totals as upper bounds, about 2x high. Where two cached shapes share a
-rounded key the entry tuned last is used (a later device call tuned the larger shapes).
+spatial size), and an entry times the whole candidate (its layout copies, matmul and split sum)
+alone, from its first launch to its last. On the H100 at 28 px / batch 256, where each entry is
+10–400 µs, the entries sum to 13.5 ms per step where the profiling log of the same build showed
+4.9 ms of matmul, direct-convolution and reduction kernels plus ≤ 0.9 ms of layout copies
+(docs/performance.md, Eleventh session): there, read the totals as upper bounds, 2–3x high. At
+224 px the entries are 0.1–2.4 ms each, so a fixed cost per entry weighs less. Where two cached
+shapes share a rounded key the entry tuned last is used (a later device call tuned the larger
+shapes; each call's cache carries the earlier ones' entries).
 """
 import argparse
 import collections
