@@ -5,6 +5,10 @@
 # would run executes here, slowly, so a broken shader or op shows before device time is spent.
 #
 #   cargo build --release -p derma-train -p derma-bench && cargo build --release -p derma-train --example backend_agreement
+# (the default, WGSL, build: `SPIRV=1 scripts/bench_gpu.sh prepare` leaves the SPIR-V derma-bench
+# in target/release, and lavapipe crashes on CubeCL's SPIR-V — SIGSEGV inside libvulkan_lvp.so
+# at the first inference, with Burn's depthwise convolution too, 2026-11-28 — so rebuild
+# derma-bench after it)
 #   scripts/wgpu_software_check.sh [OUT]           # OUT: folder for the runs (default wgpu-check/)
 #
 # Checks (exit status 1 if any fails; about 15 minutes on 2 cores, most of it compiling kernels):

@@ -29,11 +29,7 @@
 //! `conv2d_weight_backward`, so training there is unchanged to the bit; [`set_depthwise_impl`]
 //! selects Burn's whole path on the GPU too (a benchmark baseline).
 
-use burn::backend::autodiff::NodeId;
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::nn::PaddingConfig2d;
@@ -111,40 +107,23 @@ fn backward_meta(x: &TensorSpec, weight: &TensorSpec, _grad: &TensorSpec, _optio
 
 impl DepthwiseConv for burn::backend::Flex {}
 
-/// The convolution as one autodiff node: `x` and the weight are checkpointed, and the backward
-/// pass is one call of [`DepthwiseConv::depthwise_backward`].
+/// The backward pass of the node below: [`DepthwiseConv::depthwise_backward`].
+#[derive(Debug)]
+struct DepthwiseGradients;
+
+impl<B: Backend + DepthwiseConv> crate::node::WeightedBackward<B> for DepthwiseGradients {
+    type Options = ConvOptions<2>;
+
+    fn gradients(x: FloatTensor<B>, weight: FloatTensor<B>, grad: FloatTensor<B>, options: ConvOptions<2>) -> (FloatTensor<B>, FloatTensor<B>) {
+        B::depthwise_backward(x, weight, grad, options)
+    }
+}
+
+/// The convolution as one autodiff node ([`crate::node::weighted`]): `x` and the weight are
+/// checkpointed, and the backward pass is one call of [`DepthwiseConv::depthwise_backward`].
 impl<B: Backend + DepthwiseConv, C: CheckpointStrategy> DepthwiseConv for Autodiff<B, C> {
     fn depthwise_forward(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct DepthwiseBackward;
-
-        impl<B: Backend + DepthwiseConv> Backward<B, 2> for DepthwiseBackward {
-            type State = ([NodeId; 2], ConvOptions<2>);
-
-            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-                let [node_x, node_weight] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let ([x_state, weight_state], options) = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
-                let (x_grad, weight_grad) = B::depthwise_backward(x, weight, grad, options);
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, x_grad);
-                }
-                if let Some(node) = node_weight {
-                    grads.register::<B>(node.id, weight_grad);
-                }
-            }
-        }
-
-        match DepthwiseBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(mut prep) => {
-                let states = [prep.checkpoint(&x), prep.checkpoint(&weight)];
-                let output = B::depthwise_forward(x.into_primitive(), weight.into_primitive(), options.clone());
-                prep.finish((states, options), output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::depthwise_forward(x.into_primitive(), weight.into_primitive(), options)),
-        }
+        crate::node::weighted::<B, C, DepthwiseGradients>(x, weight, options, B::depthwise_forward)
     }
 
     /// Not differentiable itself (the forward node's backward calls the inner backend's):

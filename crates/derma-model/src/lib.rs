@@ -13,6 +13,8 @@
 //! - [`pointwise`]: the 1x1 convolutions as one autodiff node, one tiled matrix-product kernel
 //!   in three directions on the GPU ([`pointwise_conv2d`], [`PointwiseConv`]);
 //!   [`set_pointwise_impl`] selects them (Burn's own convolutions are the default).
+//! - `node`: the autodiff node the depthwise and pointwise convolutions share (input and weight
+//!   checkpointed, both gradients from one backward call).
 //! - `choice`: the per-thread choice between a node of this crate and Burn's own operations
 //!   that the three `set_*_impl` functions above make (one macro for the three).
 //! - [`stable`]: tensors written in place ([`assign`]), and the per-thread switch that makes the
@@ -37,6 +39,7 @@ pub mod import;
 #[cfg(feature = "wgpu")]
 pub mod kernel;
 pub mod mobilenet;
+mod node;
 pub mod pointwise;
 pub mod stable;
 #[cfg(test)]

@@ -23,11 +23,7 @@
 //! kernels produce; anything else runs Burn's convolution. [`PointwiseImpl::Burn`] (the
 //! default until the kernels are measured on a GPU) keeps Burn's whole path.
 
-use burn::backend::autodiff::NodeId;
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, backend_extension};
 use burn::nn::PaddingConfig2d;
@@ -87,40 +83,23 @@ fn backward_meta(x: &TensorSpec, weight: &TensorSpec, _grad: &TensorSpec) -> (Te
 
 impl PointwiseConv for burn::backend::Flex {}
 
-/// The convolution as one autodiff node: `x` and the weight are checkpointed, and the backward
-/// pass is one call of [`PointwiseConv::pointwise_backward`].
+/// The backward pass of the node below: [`PointwiseConv::pointwise_backward`].
+#[derive(Debug)]
+struct PointwiseGradients;
+
+impl<B: Backend + PointwiseConv> crate::node::WeightedBackward<B> for PointwiseGradients {
+    type Options = ();
+
+    fn gradients(x: FloatTensor<B>, weight: FloatTensor<B>, grad: FloatTensor<B>, _: ()) -> (FloatTensor<B>, FloatTensor<B>) {
+        B::pointwise_backward(x, weight, grad)
+    }
+}
+
+/// The convolution as one autodiff node ([`crate::node::weighted`]): `x` and the weight are
+/// checkpointed, and the backward pass is one call of [`PointwiseConv::pointwise_backward`].
 impl<B: Backend + PointwiseConv, C: CheckpointStrategy> PointwiseConv for Autodiff<B, C> {
     fn pointwise_forward(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct PointwiseBackward;
-
-        impl<B: Backend + PointwiseConv> Backward<B, 2> for PointwiseBackward {
-            type State = [NodeId; 2];
-
-            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-                let [node_x, node_weight] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let [x_state, weight_state] = ops.state;
-                let x = checkpointer.retrieve_node_output::<FloatTensor<B>>(x_state);
-                let weight = checkpointer.retrieve_node_output::<FloatTensor<B>>(weight_state);
-                let (x_grad, weight_grad) = B::pointwise_backward(x, weight, grad);
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, x_grad);
-                }
-                if let Some(node) = node_weight {
-                    grads.register::<B>(node.id, weight_grad);
-                }
-            }
-        }
-
-        match PointwiseBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(mut prep) => {
-                let states = [prep.checkpoint(&x), prep.checkpoint(&weight)];
-                let output = B::pointwise_forward(x.into_primitive(), weight.into_primitive());
-                prep.finish(states, output)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::pointwise_forward(x.into_primitive(), weight.into_primitive())),
-        }
+        crate::node::weighted::<B, C, PointwiseGradients>(x, weight, (), |x, weight, ()| B::pointwise_forward(x, weight))
     }
 
     /// Not differentiable itself (the forward node's backward calls the inner backend's):
