@@ -1350,7 +1350,9 @@ mod tests {
             ([4, 40, 3, 2], true, 0.0, Identity, true), // two groups of channels, the second 8 of 32
             ([3, 4, 41, 37], false, 0.0, Identity, false), // 4,551 values a channel: two parts (4,096 + 455)
             ([3, 4, 41, 37], false, 0.0, Relu6, false),
-            ([3, 4, 41, 37], true, 50.0, Identity, true), // the same, channels-last, mean ~50 (the variance's precision)
+            // The same shape channels-last, mean ~50 (the variance's precision): one part, a
+            // cube of 4 channels × 64 rows covering up to 8,192 positions.
+            ([3, 4, 41, 37], true, 50.0, Identity, true),
             // Channels-last, 4,608 values a channel in parts of 1,024 (five, the last 512), 36
             // channels (a second group of 4): with the gradient in either layout.
             ([8, 36, 24, 24], true, 0.0, Identity, true),
