@@ -297,10 +297,10 @@ plan_batches() {
 # log names (plan_pointwise); burn-only skips PyTorch and every binary but the first.
 plan_profile() {
   local only=${1:-} extra=${PROFILE_ARGS:-} tag=${PROFILE_TAG:+-$PROFILE_TAG} torch_sizes profiled=("${bins[@]}")
-  torch_sizes=$(echo "$sizes" | tr ' ' ',')
   if [ "$only" = burn-only ]; then
     profiled=("${bins[@]:0:1}")
   else
+    torch_sizes=$(echo "$sizes" | tr ' ' ',')
     timed "torch profile" "$work/profile-torch.log" python3 scripts/bench_torch.py --device "$torch_device" --sizes "$torch_sizes" \
       --width "$width" --steps 5 --warmup-steps "$warmup" --modes step --profile-steps 5
   fi

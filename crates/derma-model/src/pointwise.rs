@@ -304,18 +304,27 @@ mod cube {
         supported(&[x]) && (0..4).all(|d| shape[d] == 1 || strides[d] == want[d])
     }
 
+    /// The tiles of an `m` × `n` output with units `(ux, uy)` ([`unit_grid`]): `(along n,
+    /// along m)`, the launch's cubes per part.
+    fn tiles(m: usize, n: usize, (ux, uy): (usize, usize)) -> (usize, usize) {
+        (n.div_ceil(ux * PER_UNIT), m.div_ceil(uy * PER_UNIT))
+    }
+
     /// Launches [`matmul_kernel`]: `c = a · b` over `parts` parts of k (`k_part` each), the
-    /// cubes laid out by [`unit_grid`].
+    /// cubes' units laid out as `grid` (`(ux, uy)`, from [`unit_grid`]).
+    #[allow(clippy::too_many_arguments)]
     fn matmul(
         a: &CubeTensor,
         b: &CubeTensor,
         c: &CubeTensor,
         [m, n, k, k_part, parts]: [usize; 5],
+        grid: (usize, usize),
         strides: [usize; 7],
         a_k_contiguous: bool,
         b_j_contiguous: bool,
     ) {
-        let (ux, uy) = unit_grid(m, n);
+        let (ux, uy) = grid;
+        let (tiles_n, tiles_m) = tiles(m, n, grid);
         let mut dims = SequenceArg::new();
         for d in [m, n, k, k_part] {
             dims.push(d);
@@ -326,7 +335,7 @@ mod cube {
         }
         matmul_kernel::launch(
             &a.client.clone(),
-            CubeCount::Static(n.div_ceil(ux * PER_UNIT) as u32, m.div_ceil(uy * PER_UNIT) as u32, parts as u32),
+            CubeCount::Static(tiles_n as u32, tiles_m as u32, parts as u32),
             CubeDim::new_2d(ux as u32, uy as u32),
             a.clone().into_tensor_arg(),
             b.clone().into_tensor_arg(),
@@ -358,7 +367,7 @@ mod cube {
             let ws = weight.meta.strides().to_vec();
             let y = empty_4d(&x, [b, cout, h, w], true);
             // y[row, o] = Σ_i x[row, i] · w[o, i]: a = x (k = i contiguous), b[i, o] = w[o, i].
-            matmul(&x, &weight, &y, [rows, cout, cin, cin, 1], [cin, 1, ws[1], ws[0], 0, cout, 1], true, ws[0] == 1);
+            matmul(&x, &weight, &y, [rows, cout, cin, cin, 1], unit_grid(rows, cout), [cin, 1, ws[1], ws[0], 0, cout, 1], true, ws[0] == 1);
             y
         }
 
@@ -374,16 +383,16 @@ mod cube {
 
             // dx[row, i] = Σ_o dy[row, o] · w[o, i]: a = dy (k = o contiguous), b[o, i] = w[o, i].
             let x_grad = empty_4d(&x, [b, cin, h, w], true);
-            matmul(&grad, &weight, &x_grad, [rows, cin, cout, cout, 1], [cout, 1, ws[0], ws[1], 0, cin, 1], true, ws[1] == 1);
+            matmul(&grad, &weight, &x_grad, [rows, cin, cout, cout, 1], unit_grid(rows, cin), [cout, 1, ws[0], ws[1], 0, cin, 1], true, ws[1] == 1);
 
             // dw[o, i] = Σ_row dy[row, o] · x[row, i], in parts of the rows: a[o, row] = dy[row, o]
             // (o contiguous), b[row, i] = x[row, i] (i contiguous).
-            let (ux, uy) = unit_grid(cout, cin);
-            let tiles = cout.div_ceil(uy * PER_UNIT) * cin.div_ceil(ux * PER_UNIT);
-            let (parts, len) = partition(rows, tiles);
+            let grid = unit_grid(cout, cin);
+            let (tiles_n, tiles_m) = tiles(cout, cin, grid);
+            let (parts, len) = partition(rows, tiles_n * tiles_m);
             let weight_grad = empty(&x, Shape::new([cout, cin, 1, 1]));
             let partials = if parts == 1 { weight_grad.clone() } else { empty(&x, Shape::new([parts, cout, cin])) };
-            matmul(&grad, &x, &partials, [cout, cin, rows, len, parts], [1, cout, cin, 1, cout * cin, cin, 1], false, true);
+            matmul(&grad, &x, &partials, [cout, cin, rows, len, parts], grid, [1, cout, cin, 1, cout * cin, cin, 1], false, true);
             if parts > 1 {
                 let (cubes, units) = elementwise_grid(&weight_grad, cout * cin);
                 sum_parts_kernel::launch(
