@@ -7,7 +7,8 @@
 #   cargo build --release -p derma-train -p derma-bench && cargo build --release -p derma-train --example backend_agreement
 # (the default, WGSL, build: `SPIRV=1 scripts/bench_gpu.sh prepare` leaves the SPIR-V derma-bench
 # in target/release, and lavapipe crashes on CubeCL's SPIR-V — SIGSEGV inside libvulkan_lvp.so
-# at the first inference, with Burn's depthwise convolution too, 2026-11-28 — so rebuild
+# at the first kernel with shared memory, Burn's own matmul too: this lavapipe lacks
+# VK_KHR_workgroup_memory_explicit_layout, docs/performance.md, Twelfth session — so rebuild
 # derma-bench after it)
 #   scripts/wgpu_software_check.sh [OUT]           # OUT: folder for the runs (default wgpu-check/)
 #
