@@ -78,16 +78,36 @@ impl FromStr for ThresholdRule {
         };
         let value = value.ok_or_else(|| bad(format!("`{name}` needs a value, e.g. `{example}`")))?;
         let v: f64 = value.parse().map_err(|_| bad(format!("`{value}` is not a number")))?;
-        let in_unit = v > 0.0 && v <= 1.0;
-        match name {
-            "min-spec" if in_unit => Ok(Self::MinSpecificity(v)),
-            "recall" if in_unit => Ok(Self::Recall(v)),
-            "fixed" if in_unit => Ok(Self::Fixed(v)),
+        let rule = match name {
+            "min-spec" => Self::MinSpecificity(v),
+            "recall" => Self::Recall(v),
+            "fixed" => Self::Fixed(v),
+            _ => Self::FBeta(v),
+        };
+        rule.range_error().map_or(Ok(rule), |reason| Err(bad(reason)))
+    }
+}
+
+impl ThresholdRule {
+    /// Why the rule's value is out of range (`None` when it is in range): `min-spec`, `recall`
+    /// and `fixed` take a value in (0, 1], `fbeta` a β in (0, [`MAX_BETA`]] (NaN is in
+    /// neither). [`FromStr`] and [`select_threshold`] both check it, so a rule built in code
+    /// is held to the same ranges as one parsed from text.
+    fn range_error(&self) -> Option<String> {
+        let (name, v, max) = match *self {
+            Self::MinSpecificity(v) => ("min-spec", v, 1.0),
+            Self::Recall(v) => ("recall", v, 1.0),
+            Self::Fixed(v) => ("fixed", v, 1.0),
             // Above ~1e154 beta² overflows and every F-score is NaN; far below that F-β is
             // recall already.
-            "fbeta" if v > 0.0 && v <= MAX_BETA => Ok(Self::FBeta(v)),
-            "fbeta" => Err(bad(format!("beta must be a number in (0, {MAX_BETA}], got {value}"))),
-            _ => Err(bad(format!("the value of `{name}` must be in (0, 1], got {value}"))),
+            Self::FBeta(v) => ("fbeta", v, MAX_BETA),
+            Self::Youden => return None,
+        };
+        let in_range = v > 0.0 && v <= max;
+        match (in_range, name) {
+            (true, _) => None,
+            (false, "fbeta") => Some(format!("beta must be a number in (0, {MAX_BETA}], got {v}")),
+            (false, _) => Some(format!("the value of `{name}` must be in (0, 1], got {v}")),
         }
     }
 }
@@ -150,6 +170,9 @@ struct Candidate {
 /// positives or only negatives, and selection needs both).
 pub fn select_threshold(rule: &ThresholdRule, labels: &[bool], scores: &[f64]) -> Result<ThresholdChoice> {
     let rule = *rule;
+    if let Some(reason) = rule.range_error() {
+        return Err(EvalError::BadRule { text: rule.to_string(), reason });
+    }
     let choice = |c: Candidate, met: bool, note: Option<String>| ThresholdChoice {
         rule,
         value: c.threshold,

@@ -90,6 +90,27 @@ fn bad_rules_are_refused_with_the_text_and_the_accepted_forms() {
 }
 
 #[test]
+fn out_of_range_rules_built_in_code_are_refused_by_selection_too() {
+    // The variants are public, so a rule need not come through `parse`. Before the range
+    // check in `select_threshold`, `FBeta(1e200)` made every F-score NaN and silently chose
+    // +inf with `met = true`; `MinSpecificity(1.5)` silently fell back.
+    let (y, s) = (positives(&H_LABELS), H_SCORES);
+    for (rule, reason) in [
+        (ThresholdRule::FBeta(1e200), "beta must be a number in (0, 1000]"),
+        (ThresholdRule::FBeta(f64::NAN), "beta must be a number in (0, 1000]"),
+        (ThresholdRule::MinSpecificity(1.5), "must be in (0, 1]"),
+        (ThresholdRule::Recall(f64::NAN), "must be in (0, 1]"),
+        (ThresholdRule::Fixed(0.0), "must be in (0, 1]"),
+    ] {
+        let err = select_threshold(&rule, &y, &s).unwrap_err();
+        assert!(matches!(&err, EvalError::BadRule { .. }), "{rule}: {err:?}");
+        assert!(err.to_string().contains(reason), "{rule}: {err}");
+    }
+    // In-range rules built in code select as parsed ones do (min_spec(y, s, 0.8) -> 0.5).
+    assert_eq!(select_threshold(&ThresholdRule::MinSpecificity(0.8), &y, &s).unwrap().value, 0.5);
+}
+
+#[test]
 fn min_specificity_takes_the_most_sensitive_threshold_above_the_floor() {
     // min_spec(y, s, 0.8)  -> (0.5, True): 0.6 and 0.5 both have specificity 0.8, 0.5 sees more
     let c = choose("min-spec:0.8", &H_LABELS, &H_SCORES);
