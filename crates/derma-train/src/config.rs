@@ -432,6 +432,19 @@ impl TrainConfig {
             || medmnist::lookup(&self.dataset).is_ok_and(|info| info.n_classes() == 2)
     }
 
+    /// The number of classes the head predicts, where it is known before the data is read:
+    /// 2 with --positive-classes, the catalogue's count for a MedMNIST dataset; `None` for
+    /// image-file datasets (their classes come from the files) and unknown dataset names.
+    pub fn known_class_count(&self) -> Option<usize> {
+        if self.positive_classes.is_some() {
+            Some(2)
+        } else if self.is_file_dataset() {
+            None
+        } else {
+            medmnist::lookup(&self.dataset).ok().map(|info| info.n_classes())
+        }
+    }
+
     /// The model-selection metric (`select_metric`).
     pub fn select_metric(&self) -> Result<SelectMetric, String> {
         self.select_metric.parse().map_err(|e| format!("--select-metric: {e}"))
@@ -605,6 +618,18 @@ impl TrainConfig {
             && n != "balanced"
         {
             return Err(format!("--class-weights `{n}`: expected none, balanced or a list of numbers"));
+        }
+        if let ClassWeights::Values(w) = &self.class_weights
+            && w.iter().any(|x| !(x.is_finite() && *x > 0.0))
+        {
+            return Err(format!("--class-weights must all be > 0, got {w:?}"));
+        }
+        // Where the class count is known before the data is read, the per-class lists
+        // (--class-weights, --alpha) are checked against it here, not only when training
+        // starts: derma-cascade and derma-sweep validate every run up front, and a stage 2 or
+        // a later trial must not fail after hours of training.
+        if let Some(n) = self.known_class_count() {
+            self.loss(&vec![1; n])?;
         }
         self.sampler()?;
         if !(self.mining_strength.is_finite() && self.mining_strength >= 0.0) {
@@ -812,6 +837,54 @@ mod tests {
             c.positive_classes = Some(vec!["malignant".into()]);
         })
         .is_empty());
+    }
+
+    #[test]
+    fn per_class_lists_are_checked_against_the_known_class_count() {
+        let check = |edit: &dyn Fn(&mut TrainConfig)| {
+            let mut c = TrainConfig::default();
+            edit(&mut c);
+            c.validate()
+        };
+        // dermamnist has 7 classes (medmnist INFO["dermamnist"]["label"]).
+        let e = check(&|c| c.class_weights = ClassWeights::Values(vec![1.0; 3])).unwrap_err();
+        assert!(e.contains("--class-weights lists 3 values but there are 7 classes"), "{e}");
+        assert_eq!(check(&|c| c.class_weights = ClassWeights::Values(vec![1.0; 7])), Ok(()));
+        // Two classes once --positive-classes is given: a 3-value alpha (in range) is refused.
+        let binary_alpha = |c: &mut TrainConfig| {
+            c.positive_classes = Some(vec!["mel".into()]);
+            c.loss = LossKind::Focal;
+            c.alpha = Some(Alpha::PerClass(vec![0.25, 0.5, 0.75]));
+        };
+        let e = check(&binary_alpha).unwrap_err();
+        assert!(e.contains("--alpha lists 3 values but there are 2 classes"), "{e}");
+        assert_eq!(
+            check(&|c| {
+                binary_alpha(c);
+                c.alpha = Some(Alpha::PerClass(vec![0.25, 0.75]));
+            }),
+            Ok(())
+        );
+        // Image-file datasets learn their class count from the files: the length waits for
+        // the data, the values do not.
+        let dir = tempfile::tempdir().unwrap();
+        let files = |c: &mut TrainConfig| {
+            c.dataset = "folder".into();
+            c.data_dir = Some(dir.path().to_path_buf());
+        };
+        assert_eq!(
+            check(&|c| {
+                files(c);
+                c.class_weights = ClassWeights::Values(vec![1.0; 3]);
+            }),
+            Ok(())
+        );
+        let e = check(&|c| {
+            files(c);
+            c.class_weights = ClassWeights::Values(vec![1.0, 0.0]);
+        })
+        .unwrap_err();
+        assert!(e.contains("--class-weights must all be > 0"), "{e}");
     }
 
     #[test]

@@ -189,5 +189,16 @@ fn cascade_refuses_a_multi_class_task_and_bad_stage_keys() {
     let o = derma_cascade(&["--npz", "x.npz", "--positive-classes", "mel", "--stage1", "positive_classes=[\"bcc\"]", "--out", out.to_str().unwrap()]);
     assert!(!o.status.success());
     assert!(text(&o.stderr).contains("must not change the data"), "{}", text(&o.stderr));
+    // Per-class lists must fit the two classes of the task before stage 1 trains (before the
+    // check, stage 2's `fit` refused them only after stage 1 had trained to the end).
+    for (stage, key, words) in [
+        ("--stage2", "alpha=[0.25, 0.5, 0.75]", "--alpha lists 3 values but there are 2 classes"),
+        ("--stage2", "class_weights=[1.0, 0.0]", "--class-weights must all be > 0"),
+        ("--stage1", "class_weights=[1.0, 2.0, 3.0]", "--class-weights lists 3 values but there are 2 classes"),
+    ] {
+        let o = derma_cascade(&["--npz", "x.npz", "--positive-classes", "mel", stage, key, "--out", out.to_str().unwrap()]);
+        let e = text(&o.stderr);
+        assert!(!o.status.success() && e.contains(&format!("stage {}", &stage[7..])) && e.contains(words), "{key}: {e}");
+    }
     assert!(!out.exists(), "nothing is written before the checks pass");
 }
