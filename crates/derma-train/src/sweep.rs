@@ -763,6 +763,23 @@ fn read_fold_score(dir: &Path, config_toml: &str, metric: SelectMetric) -> Optio
     Some((score, v["diverged"].as_str().map(str::to_string)))
 }
 
+/// The trial folder of `out` whose every fold (1..=`folds`) was recorded with `config_toml`
+/// and `metric`, among those holding the parameters `params_key` (whatever their trial
+/// number: numbers shift when trials are inserted into a plan); `None` if there is none.
+fn folds_recorded(out: &Path, params_key: &str, folds: usize, config_toml: &str, metric: SelectMetric) -> Option<PathBuf> {
+    let suffix = trial_dir(0, params_key).split_off("trial-000".len());
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(out)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("trial-") && n.ends_with(&suffix)))
+        .map(|e| e.path())
+        .collect();
+    candidates.sort();
+    candidates
+        .into_iter()
+        .find(|dir| (1..=folds).all(|k| read_fold_score(&dir.join(format!("fold-{k}")), config_toml, metric).is_some()))
+}
+
 /// A fold folder's `score.json`, if readable.
 fn score_json(dir: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("score.json")).ok()?).ok()
@@ -887,10 +904,24 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
             let params = Plan::params(&fixed, own);
             let key = params_string(&params);
             let shown = if key.is_empty() { "(base)".to_string() } else { key.clone() };
-            if let Some(r) = recorded
+            let row = recorded
                 .iter()
-                .find(|r| r.phase == phase.name && r.params == key && r.metric == metric_name && r.folds.len() == plan.folds)
-            {
+                .find(|r| r.phase == phase.name && r.params == key && r.metric == metric_name && r.folds.len() == plan.folds);
+            // A recorded row is reused only while its folds' records hold this very
+            // configuration: a rebuilt binary with other built-in defaults, or an edited
+            // `config = FILE`, changes the configuration without changing the trial's
+            // parameters, and its old scores must not be ranked beside new ones.
+            let folder = row
+                .and_then(|_| plan.config(&params).ok())
+                .and_then(|c| folds_recorded(out, &key, plan.folds, &c.to_toml(), plan.metric));
+            if row.is_some() && folder.is_none() {
+                println!(
+                    "trial {number:03} [{}] {shown}: in results.csv, but its fold records (fold-K/score.json) are missing or hold \
+                     another configuration (changed defaults or config file): training it again",
+                    phase.name
+                );
+            }
+            if let (Some(r), Some(folder)) = (row, folder) {
                 println!(
                     "trial {number:03} [{}] {shown}: skipping, already in results.csv ({} {} ± {})",
                     phase.name,
@@ -901,7 +932,7 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                 summary.skipped_trials += 1;
                 // Its diverged folds keep their note in results.md (their score.json says why).
                 for k in 0..plan.folds {
-                    let dir = out.join(trial_dir(number, &key)).join(format!("fold-{}", k + 1));
+                    let dir = folder.join(format!("fold-{}", k + 1));
                     let why = score_json(&dir).and_then(|v| v["diverged"].as_str().map(str::to_string));
                     if let Some(why) = why {
                         fold_notes.push((p, diverged_note(number, &shown, k, &why)));

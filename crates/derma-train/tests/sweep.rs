@@ -269,6 +269,16 @@ fn plan_errors_name_the_file_and_the_key() {
             vec!["my-plan.toml", "phase `g` trial 2", "`backend` cannot vary per trial"],
         ),
         (format!("[base]\nout = \"elsewhere\"\n{phase}"), vec!["my-plan.toml", "[base]", "`out` is not a sweep key"]),
+        // Per-class lists against the class count known before any data is read (7 for
+        // dermamnist, 2 with positive classes): refused up front, not at the trial's first fold.
+        (
+            "[[phase]]\nname = \"w\"\ntrials = [{}, { class_weights = [1.0, 2.0] }]\n".to_string(),
+            vec!["my-plan.toml", "phase `w` trial 2", "--class-weights lists 2 values but there are 7 classes"],
+        ),
+        (
+            "[base]\npositive_classes = [\"mel\"]\n[[phase]]\nname = \"w\"\ntrials = [{ class_weights = [1.0, -1.0] }]\n".to_string(),
+            vec!["my-plan.toml", "phase `w` trial 1", "--class-weights must all be > 0"],
+        ),
     ];
     for (text, words) in cases {
         let e = format!("{:#}", plan(&text).expect_err(&text));
@@ -488,6 +498,29 @@ grid = {{ dropout = [0.0, 0.3] }}
     let r2 = rows(&std::fs::read_to_string(out.join("results.csv")).unwrap());
     assert_eq!(r2.len(), 4);
     assert_eq!(r2[3].4[0], r[3].4[0], "fold 1 of trial 4 reused as recorded");
+
+    // A trial whose row is in results.csv but whose fold record holds another configuration
+    // (what a binary rebuilt with another built-in default leaves; simulated by editing trial
+    // 1's fold-1 record to another dropout) is not skipped: it trains again, reusing only the
+    // fold whose record matches. Before, the row was reused by its parameters alone.
+    let record_path = trial_folder(&out, 1).join("fold-1/score.json");
+    let mut record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&record_path).unwrap()).unwrap();
+    let config = record["config"].as_str().unwrap().to_string();
+    let edited: String = config.lines().map(|l| if l.starts_with("dropout = ") { "dropout = 0.45\n".into() } else { format!("{l}\n") }).collect();
+    assert_ne!(edited, config, "the record holds a dropout line");
+    record["config"] = serde_json::Value::String(edited);
+    std::fs::write(&record_path, serde_json::to_string_pretty(&record).unwrap()).unwrap();
+    let o = derma_sweep(&args);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains("trial 001 [loss] loss=\"ce\": in results.csv, but its fold records"), "{stdout}");
+    assert_eq!(stdout.matches("training it again").count(), 1, "{stdout}");
+    assert!(stdout.contains("trial 001 fold 2/2: reusing the finished fold") && stdout.contains("1 fold(s) trained, 1 reused"), "{stdout}");
+    // The CPU backend retrains bit-identically (tests/cli.rs), so the ranking and every other
+    // row stand: the other three trials are skipped.
+    assert_eq!(stdout.matches("skipping, already in results.csv").count(), 3, "{stdout}");
+    let r3 = rows(&std::fs::read_to_string(out.join("results.csv")).unwrap());
+    assert_eq!(r3, r2);
 
     // The folder belongs to 2-fold AUC: other settings are refused before any work.
     let o = derma_sweep(&[&args[..], &["--folds", "3"]].concat());
