@@ -586,8 +586,10 @@ fn fit_from(
     for epoch in start_epoch..config.epochs {
         let started = Instant::now();
         // Dropout draws from the device generator: seeded per epoch, so a resumed run draws
-        // the masks of an uninterrupted one.
-        device.seed(config.seed.wrapping_add(epoch as u64));
+        // the masks of an uninterrupted one. Mixed rather than `seed + epoch`: that reused the
+        // initialisation's stream in epoch 0 and made seed s + 1's initialisation and masks
+        // those of seed s one epoch later, so neighbouring seeds were not independent runs.
+        device.seed(crate::folds::mix_seed(config.seed, epoch as u64 + 1));
         let order = match mined.as_ref().filter(|m| m.is_active()) {
             Some(m) => sampler.epoch_indices_with_multipliers(
                 train_labels,
