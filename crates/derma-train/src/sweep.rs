@@ -55,9 +55,12 @@
 //! every phase is complete, `best.toml` (the winning configuration, usable with
 //! `derma-train --config`). Results are rewritten atomically after every trial.
 //!
-//! **Resume.** A trial whose `(phase, params)` row is already in `results.csv` is skipped; a
-//! fold whose `score.json` holds the same configuration and metric is not trained again (an
-//! interrupted trial restarts at its first unfinished fold). Phase winners are recomputed from
+//! **Resume.** A trial whose `(phase, params)` row is already in `results.csv` is skipped while
+//! every one of its folds' `score.json` (in a trial folder with its parameter hash, whatever
+//! its number) holds the same full configuration and metric — a binary with other built-in
+//! defaults or an edited `config = FILE` trains it again; a fold whose `score.json` holds the
+//! same configuration and metric is not trained again (an interrupted trial restarts at its
+//! first unfinished fold). Phase winners are recomputed from
 //! the recorded rows. A folder made with other settings (folds, metric, seed, inner
 //! validation fraction, base configuration, overrides) is refused.
 
