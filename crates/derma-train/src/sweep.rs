@@ -914,9 +914,8 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
             // configuration: a rebuilt binary with other built-in defaults, or an edited
             // `config = FILE`, changes the configuration without changing the trial's
             // parameters, and its old scores must not be ranked beside new ones.
-            let folder = row
-                .and_then(|_| plan.config(&params).ok())
-                .and_then(|c| folds_recorded(out, &key, plan.folds, &c.to_toml(), plan.metric));
+            let recorded_config = row.and_then(|_| plan.config(&params).ok());
+            let folder = recorded_config.as_ref().and_then(|c| folds_recorded(out, &key, plan.folds, &c.to_toml(), plan.metric));
             if row.is_some() && folder.is_none() {
                 println!(
                     "trial {number:03} [{}] {shown}: in results.csv, but its fold records (fold-K/score.json) are missing or hold \
@@ -942,7 +941,7 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                     }
                 }
                 // As is its note of being on other folds (data.json names its folds file).
-                let folds_file = plan.config(&params).ok().and_then(|c| data[&data_fingerprint(&c)]["folds"].as_str().map(str::to_string));
+                let folds_file = recorded_config.as_ref().and_then(|c| data[&data_fingerprint(c)]["folds"].as_str().map(str::to_string));
                 if let Some(note) = folds_file.and_then(|f| other_data_note(number, &shown, &f)) {
                     fold_notes.push((p, note));
                 }
