@@ -619,10 +619,8 @@ impl TrainConfig {
         {
             return Err(format!("--class-weights `{n}`: expected none, balanced or a list of numbers"));
         }
-        if let ClassWeights::Values(w) = &self.class_weights
-            && w.iter().any(|x| !(x.is_finite() && *x > 0.0))
-        {
-            return Err(format!("--class-weights must all be > 0, got {w:?}"));
+        if let ClassWeights::Values(w) = &self.class_weights {
+            crate::loss::check_class_weights(w)?;
         }
         // Where the class count is known before the data is read, the per-class lists
         // (--class-weights, --alpha) are checked against it here, not only when training

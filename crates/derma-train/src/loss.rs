@@ -135,9 +135,7 @@ impl LossConfig {
             if w.len() != num_classes {
                 return Err(format!("--class-weights lists {} values but there are {num_classes} classes", w.len()));
             }
-            if w.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
-                return Err(format!("--class-weights must all be > 0, got {w:?}"));
-            }
+            check_class_weights(w)?;
         }
         for (flag, v) in [("--bce-weight", self.bce_weight), ("--focal-weight", self.focal_weight)] {
             if !(v.is_finite() && v >= 0.0) {
@@ -161,6 +159,14 @@ impl LossConfig {
             },
         }
     }
+}
+
+/// Checks explicit class weights without the class count: every weight finite and > 0.
+pub(crate) fn check_class_weights(w: &[f64]) -> Result<(), String> {
+    if w.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
+        return Err(format!("--class-weights must all be > 0, got {w:?}"));
+    }
+    Ok(())
 }
 
 /// A loss ready to run on one device.
