@@ -603,15 +603,8 @@ impl TrainConfig {
         if !(self.gamma.is_finite() && self.gamma >= 0.0) {
             return Err(format!("--gamma must be >= 0, got {}", self.gamma));
         }
-        if let Some(Alpha::Scalar(a)) = self.alpha
-            && !(a.is_finite() && a <= 1.0)
-        {
-            return Err(format!("--alpha must be in [0, 1] (negative disables it), got {a}"));
-        }
-        if let Some(Alpha::PerClass(v)) = &self.alpha
-            && v.iter().any(|a| !(a.is_finite() && (0.0..=1.0).contains(a)))
-        {
-            return Err(format!("--alpha values must be in [0, 1], got {v:?}"));
+        if let Some(alpha) = &self.alpha {
+            crate::loss::check_alpha(alpha)?;
         }
         if let ClassWeights::Named(n) = &self.class_weights
             && n != "none"

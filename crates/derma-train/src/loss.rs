@@ -117,19 +117,13 @@ impl LossConfig {
         if !(self.gamma.is_finite() && self.gamma >= 0.0) {
             return Err(format!("--gamma must be >= 0, got {}", self.gamma));
         }
-        match &self.alpha {
-            Some(Alpha::Scalar(a)) if !(a.is_finite() && *a <= 1.0) => {
-                return Err(format!("--alpha must be in [0, 1] (or < 0 to disable), got {a}"));
+        if let Some(alpha) = &self.alpha {
+            check_alpha(alpha)?;
+            if let Alpha::PerClass(v) = alpha
+                && v.len() != num_classes
+            {
+                return Err(format!("--alpha lists {} values but there are {num_classes} classes", v.len()));
             }
-            Some(Alpha::PerClass(v)) => {
-                if v.len() != num_classes {
-                    return Err(format!("--alpha lists {} values but there are {num_classes} classes", v.len()));
-                }
-                if v.iter().any(|a| !(a.is_finite() && *a >= 0.0)) {
-                    return Err(format!("--alpha values must be >= 0, got {v:?}"));
-                }
-            }
-            _ => {}
         }
         if let Some(w) = &self.class_weights {
             if w.len() != num_classes {
@@ -167,6 +161,21 @@ pub(crate) fn check_class_weights(w: &[f64]) -> Result<(), String> {
         return Err(format!("--class-weights must all be > 0, got {w:?}"));
     }
     Ok(())
+}
+
+/// Checks focal `α` values, whatever the class count: a scalar in [0, 1] (negative: off), each
+/// value of a per-class list in [0, 1]. One check for the CLI's up-front validation and
+/// [`LossConfig::validate`], so both accept the same values with the same message.
+pub(crate) fn check_alpha(alpha: &Alpha) -> Result<(), String> {
+    match alpha {
+        Alpha::Scalar(a) if !(a.is_finite() && *a <= 1.0) => {
+            Err(format!("--alpha must be in [0, 1] (negative disables it), got {a}"))
+        }
+        Alpha::PerClass(v) if v.iter().any(|a| !(a.is_finite() && (0.0..=1.0).contains(a))) => {
+            Err(format!("--alpha values must be in [0, 1], got {v:?}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A loss ready to run on one device.

@@ -512,6 +512,7 @@ fn invalid_flags_are_refused_with_the_flag_name() {
     for (args, flag) in [
         (vec!["--gamma", "-1"], "--gamma"),
         (vec!["--alpha", "1.5"], "--alpha"),
+        (vec!["--alpha", "0.25,1.5,0.5,0.5,0.5,0.5,0.5"], "--alpha values must be in [0, 1], got [0.25, 1.5"),
         (vec!["--epochs", "0"], "--epochs"),
         (vec!["--size", "32"], "--size"),
         (vec!["--threshold", "min-spec:2"], "--threshold"),

@@ -225,6 +225,22 @@ fn sigmoid_focal_matches_torchvision_including_extreme_logits() {
     }
 }
 
+/// `LossConfig::validate` (the library path) accepts the focal α values the CLI accepts
+/// (`--alpha` in `invalid_flags_are_refused_with_the_flag_name`, tests/cli.rs): a scalar ≤ 1
+/// (negative: off), each per-class value in [0, 1], one value per class.
+#[test]
+fn loss_config_refuses_the_alpha_values_the_cli_refuses() {
+    let check = |a: Alpha| config(LossKind::Focal, 2.0, Some(a), None).validate(2);
+    assert_eq!(check(Alpha::PerClass(vec![0.25, 1.5])).unwrap_err(), "--alpha values must be in [0, 1], got [0.25, 1.5]");
+    assert_eq!(check(Alpha::PerClass(vec![-0.1, 0.5])).unwrap_err(), "--alpha values must be in [0, 1], got [-0.1, 0.5]");
+    assert_eq!(check(Alpha::Scalar(1.01)).unwrap_err(), "--alpha must be in [0, 1] (negative disables it), got 1.01");
+    assert!(check(Alpha::Scalar(f64::NAN)).is_err());
+    assert_eq!(check(Alpha::PerClass(vec![0.5; 3])).unwrap_err(), "--alpha lists 3 values but there are 2 classes");
+    for ok in [Alpha::PerClass(vec![0.0, 1.0]), Alpha::Scalar(-1.0), Alpha::Scalar(0.75)] {
+        check(ok.clone()).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+    }
+}
+
 /// scikit-learn `compute_class_weight("balanced")` on the DermaMNIST-ham training counts.
 #[test]
 fn balanced_class_weights_match_scikit_learn() {
