@@ -436,7 +436,23 @@ fn read_thresholds(path: &Path) -> Result<Option<Vec<ThresholdRow>>> {
     for (line, f) in &csv.rows {
         csv.check_width(*line, f)?;
         let x = |i: usize| csv.float(*line, f, cols[i]);
-        rows.push(ThresholdRow { threshold: x(0)?, tpr: x(1)?, fpr: x(2)?, precision: x(3)? });
+        let row = ThresholdRow { threshold: x(0)?, tpr: x(1)?, fpr: x(2)?, precision: x(3)? };
+        for (name, v) in [("tpr", row.tpr), ("fpr", row.fpr), ("precision", row.precision)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(csv.malformed(*line, format!("`{name}` is {v}, expected a rate in [0, 1]")));
+            }
+        }
+        // derma-train writes the ROC thresholds strictly decreasing from `inf`; a NaN or an
+        // out-of-order row is not its file.
+        if row.threshold.is_nan() {
+            return Err(csv.malformed(*line, "`threshold` is NaN"));
+        }
+        if let Some(prev) = rows.last().map(|r: &ThresholdRow| r.threshold)
+            && row.threshold >= prev
+        {
+            return Err(csv.malformed(*line, format!("`threshold` {} does not decrease (previous row {prev})", row.threshold)));
+        }
+        rows.push(row);
     }
     Ok(Some(rows))
 }

@@ -255,6 +255,32 @@ fn other_bad_files_are_errors_naming_them() {
     assert!(matches!(Run::read(dir).unwrap_err(), Error::Missing { path, .. } if path.ends_with("report.json")));
 }
 
+/// A thresholds.csv row derma-train cannot have written (a rate outside [0, 1] or NaN, a
+/// NaN threshold, thresholds not strictly decreasing) is an error naming the file and line,
+/// not a table row with "sensitivity 1.7000" or a row silently left out of every floor.
+#[test]
+fn a_bad_thresholds_row_is_an_error_naming_file_and_line() {
+    let tmp = binary_run();
+    let dir = tmp.path();
+    let good = std::fs::read_to_string(dir.join("thresholds.csv")).unwrap();
+    assert!(Run::read(dir).unwrap().thresholds.is_some());
+    let mut lines: Vec<String> = good.lines().map(String::from).collect();
+    let t2: f64 = lines[2].split(',').next().unwrap().parse().unwrap();
+    for (row, want) in [
+        (format!("{t2},1.7,0.1,0.5"), "`tpr` is 1.7, expected a rate in [0, 1]"),
+        (format!("{t2},0.5,NaN,0.5"), "`fpr` is NaN, expected a rate in [0, 1]"),
+        (format!("{t2},0.5,0.1,-0.2"), "`precision` is -0.2, expected a rate in [0, 1]"),
+        ("NaN,0.5,0.1,0.5".to_string(), "`threshold` is NaN"),
+        ("inf,0.5,0.1,0.5".to_string(), "`threshold` inf does not decrease (previous row inf)"),
+    ] {
+        lines[2] = row.clone();
+        put(dir, "thresholds.csv", &(lines.join("\n") + "\n"));
+        let err = Run::read(dir).unwrap_err();
+        assert!(matches!(&err, Error::Malformed { path, line: 3, .. } if path.ends_with("thresholds.csv")), "{row}: {err:?}");
+        assert!(err.to_string().contains(want), "{row}: {err}");
+    }
+}
+
 #[test]
 fn train_counts_must_have_one_entry_per_class() {
     let tmp = multi_run();

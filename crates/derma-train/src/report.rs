@@ -152,7 +152,10 @@ pub fn predictions_csv(splits: &[(&str, &Predictions)]) -> String {
     s
 }
 
-/// `thresholds.csv`: the validation ROC table (`threshold,tpr,fpr,precision`).
+/// `thresholds.csv`: the validation ROC table (`threshold,tpr,fpr,precision`), every value at
+/// full precision (shortest round-trip form): derma-report checks the specificity floors on
+/// these rates, and rounded ones (6 decimals) could meet a floor the exact rate misses (300 false
+/// positives of 29,999 negatives: specificity 0.9899997, rounded 0.990000).
 pub fn thresholds_csv(val: &Predictions) -> anyhow::Result<String> {
     let roc = derma_eval::roc_curve(&val.positives(), &val.scores())?;
     let positives = val.positives();
@@ -164,7 +167,7 @@ pub fn thresholds_csv(val: &Predictions) -> anyhow::Result<String> {
         } else {
             0.0
         };
-        let _ = writeln!(s, "{t},{tpr:.6},{fpr:.6},{precision:.6}");
+        let _ = writeln!(s, "{t},{tpr},{fpr},{precision}");
     }
     Ok(s)
 }
@@ -255,4 +258,31 @@ pub fn summary_table(class_names: &[String], test_pred: &Predictions, test: &Spl
         s.push('\n');
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rates in `thresholds.csv` are the exact ones the threshold rules use. Validation:
+    /// 29,999 negatives (300 scored 0.9, 29,699 scored 0.1) and 20 positives (10 at 0.95, 10 at
+    /// 0.5). At 0.5 there are 300 false positives: fpr = 300 / 29,999 = 0.0100003…, specificity
+    /// 0.9899997 < 0.99, so `min-spec:0.99` picks 0.95 (arithmetic; 6 decimals wrote 0.010000,
+    /// which read back as specificity 0.99 and put 0.5 under the 0.99 floor in derma-report).
+    #[test]
+    fn threshold_table_rates_are_written_exactly() {
+        let mut probs = vec![vec![0.9]; 300];
+        probs.extend(vec![vec![0.1]; 29_699]);
+        probs.extend(vec![vec![0.95]; 10]);
+        probs.extend(vec![vec![0.5]; 10]);
+        let labels: Vec<usize> = (0..probs.len()).map(|i| usize::from(i >= 29_999)).collect();
+        let val = Predictions { indices: (0..probs.len()).collect(), labels, probs, loss: 0.0 };
+        let csv = thresholds_csv(&val).unwrap();
+        let row = csv.lines().find(|l| l.starts_with("0.5,")).unwrap_or_else(|| panic!("{csv}"));
+        let fpr: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
+        assert_eq!(fpr, 300.0 / 29_999.0, "{row}");
+        assert!(1.0 - fpr < 0.99);
+        let rule = derma_eval::ThresholdRule::MinSpecificity(0.99);
+        assert_eq!(derma_eval::select_threshold(&rule, &val.positives(), &val.scores()).unwrap().value, 0.95);
+    }
 }

@@ -147,7 +147,7 @@ pub fn write_binary_run(dir: &Path) {
     let mut t = String::from("threshold,tpr,fpr,precision\n");
     for ((th, tpr), fpr) in roc.thresholds.iter().zip(&roc.tpr).zip(&roc.fpr) {
         let precision = if th.is_finite() { derma_eval::apply(*th, &vl, &vs).unwrap().precision } else { 0.0 };
-        let _ = writeln!(t, "{th},{tpr:.6},{fpr:.6},{precision:.6}");
+        let _ = writeln!(t, "{th},{tpr},{fpr},{precision}");
     }
     put(dir, "thresholds.csv", &t);
 
