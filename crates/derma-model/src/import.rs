@@ -6,10 +6,13 @@
 //! tensor in the file must be used (only `num_batches_tracked` is ignored), so a width or
 //! architecture mismatch is an error that names the keys. The classifier is loaded only when
 //! `keep_classifier` is set; otherwise the task's freshly initialised head stays (head swap).
+//! A file in another float precision (F16, BF16, F64) loads cast to the model's (F32), as
+//! PyTorch's `load_state_dict` does.
 
 use std::path::Path;
 
-use burn::module::{Param, RunningState};
+use burn::module::{ModuleMapper, Param, RunningState};
+use burn::tensor::FloatDType;
 use burn::prelude::*;
 use burn_store::{
     ApplyError, ApplyResult, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
@@ -161,6 +164,8 @@ pub fn load_torchvision(
     // A grayscale (1-channel) stem loads the RGB stem and sums it over the colour channels:
     // the same response to a gray image fed as three equal channels.
     let gray_stem = model.stem.conv.weight.dims()[1] == 1;
+    // The model's own precision, which every loaded tensor is brought to (see `CastFloats`).
+    let dtype: FloatDType = model.stem.conv.weight.val().dtype().into();
     let mut model = model;
     if gray_stem {
         // Detached after the op: a parameter must be a leaf tensor on an autodiff device.
@@ -195,11 +200,33 @@ pub fn load_torchvision(
         load_with!(PytorchStore::from_file(path))
     };
     check_strict(&result, path, keep_classifier)?;
+    let mut model = model.map(&mut CastFloats(dtype));
     if gray_stem {
         let (norm, _) = weight_conventions(path)?;
         model = fold_gray_stem(model, norm.affine());
     }
     Ok(model)
+}
+
+/// Brings every float parameter and buffer to the model's precision. burn-store loads a tensor
+/// in the file's own dtype (it checks only that it is a float), so a state dict saved in half
+/// precision or after `model.double()` would leave F16/BF16/F64 tensors in an F32 model, which
+/// its kernels cannot read (on the CPU: a panic naming neither file nor key at the first
+/// forward pass). PyTorch's `load_state_dict` copies into the model's dtype; so does this.
+struct CastFloats(FloatDType);
+
+impl ModuleMapper for CastFloats {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let dtype = self.0;
+        param.map(|t| {
+            if FloatDType::from(t.dtype()) == dtype {
+                return t;
+            }
+            // A parameter must stay a leaf tensor on an autodiff device.
+            let require_grad = t.is_require_grad();
+            t.cast(dtype).detach().set_require_grad(require_grad)
+        })
+    }
 }
 
 /// Folds a loaded RGB stem (`[out, 3, k, k]`, in a 1-channel model's stem) into one channel.

@@ -189,3 +189,68 @@ fn a_state_dict_without_classifier_serves_a_head_swap() {
     let err = load_torchvision(MobileNetV2Config::new(7).with_width(0.25).init(&device), &path, true).unwrap_err().to_string();
     assert!(err.contains("missing tensor `classifier.1.weight`"), "{err}");
 }
+
+/// The safetensors fixture rewritten with every F32 tensor stored as `dtype`: "F64" (each value
+/// widened exactly, as `model.double()` then saving would) or "BF16" (each value's top 16 bits,
+/// a bfloat16 rounded toward zero).
+fn fixture_as(dtype: &str, dir: &std::path::Path) -> PathBuf {
+    let bytes = std::fs::read(fixture("mobilenet_v2_w025.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let (mut out, mut out_data) = (serde_json::Map::new(), Vec::new());
+    for (name, info) in &header {
+        let mut info = info.clone();
+        if name != "__metadata__" && info["dtype"] == "F32" {
+            let [a, b] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
+            let start = out_data.len();
+            for v in data[a..b].chunks_exact(4) {
+                match dtype {
+                    "F64" => out_data.extend((f32::from_le_bytes(v.try_into().unwrap()) as f64).to_le_bytes()),
+                    "BF16" => out_data.extend(&v[2..4]),
+                    _ => unreachable!(),
+                }
+            }
+            info["dtype"] = dtype.into();
+            info["data_offsets"] = serde_json::json!([start, out_data.len()]);
+        } else if name != "__metadata__" {
+            let [a, b] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
+            info["data_offsets"] = serde_json::json!([out_data.len(), out_data.len() + (b - a)]);
+            out_data.extend_from_slice(&data[a..b]);
+        }
+        out.insert(name.clone(), info);
+    }
+    let text = serde_json::to_vec(&out).unwrap();
+    let path = dir.join(format!("w025_{dtype}.safetensors"));
+    std::fs::write(&path, [(text.len() as u64).to_le_bytes().to_vec(), text, out_data].concat()).unwrap();
+    path
+}
+
+/// A state dict saved in another float precision loads into the F32 model as F32, as PyTorch's
+/// `load_state_dict` copies into the model's dtype. Before, burn-store kept the file's dtype
+/// and the first forward pass panicked on the CPU backend. F64 holds the F32 values exactly,
+/// so the logits equal the F32 file's bit for bit; BF16 keeps 8 significant bits, so they
+/// differ but must be finite.
+#[test]
+fn other_float_precisions_load_as_the_models_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let f32_model = |path: &std::path::Path, device: &Device| {
+        let m = load_torchvision(MobileNetV2Config::new(7).with_width(0.25).init(device), path, true).unwrap();
+        let dtypes = [m.stem.conv.weight.val().dtype(), m.stem.bn.running_var.value_sync().dtype(), m.classifier.weight.val().dtype()];
+        assert_eq!(dtypes, [burn::tensor::DType::F32; 3], "{}", path.display());
+        m
+    };
+    let device = Device::flex();
+    let f64_path = fixture_as("F64", dir.path());
+    let reference = load_torchvision(MobileNetV2Config::new(7).with_width(0.25).init(&device), &fixture("mobilenet_v2_w025.safetensors"), true).unwrap();
+    let x = Tensor::<4>::random([2, 3, 32, 32], burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
+    let want: Vec<f32> = reference.valid().forward(x.clone()).into_data().try_into_vec().unwrap();
+    let got: Vec<f32> = f32_model(&f64_path, &device).valid().forward(x.clone()).into_data().try_into_vec().unwrap();
+    assert_eq!(got, want, "F64 file: the same weights, the same logits");
+    // BF16, loaded on an autodiff device as training does: parameters stay trainable leaves.
+    let ad = Device::flex().autodiff();
+    let m = f32_model(&fixture_as("BF16", dir.path()), &ad);
+    assert!(m.stem.conv.weight.val().is_require_grad());
+    let got: Vec<f32> = m.valid().forward(x).into_data().try_into_vec().unwrap();
+    assert!(got.iter().all(|v| v.is_finite()) && got != want, "{got:?}");
+}
