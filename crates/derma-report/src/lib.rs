@@ -144,6 +144,9 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
     if run.is_binary() && run.thresholds.is_none() {
         notes.push("thresholds.csv is missing: no threshold table".to_string());
     }
+    if run.is_binary() && run.report.threshold.is_some() && run.val.labels.is_empty() {
+        notes.push("predictions.csv has no `val` rows: report.json's validation counts at the threshold are not checked".to_string());
+    }
 
     let rule = run.rule();
     let confusion = confusion::compute(run)?;

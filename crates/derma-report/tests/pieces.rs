@@ -281,6 +281,20 @@ fn a_bad_thresholds_row_is_an_error_naming_file_and_line() {
     }
 }
 
+/// A binary run's predictions.csv without `val` rows cannot confirm report.json's validation
+/// counts at the threshold: the report says so instead of skipping the check silently.
+#[test]
+fn missing_validation_predictions_are_a_note() {
+    let tmp = binary_run();
+    let dir = tmp.path();
+    let files = write_report(dir, &ReportOptions::default(), None).unwrap();
+    assert!(!files.notes.iter().any(|n| n.contains("no `val` rows")), "{:?}", files.notes);
+    let p = std::fs::read_to_string(dir.join("predictions.csv")).unwrap();
+    put(dir, "predictions.csv", &p.lines().filter(|l| !l.starts_with("val,")).map(|l| format!("{l}\n")).collect::<String>());
+    let files = write_report(dir, &ReportOptions::default(), None).unwrap();
+    assert!(files.notes.iter().any(|n| n.contains("predictions.csv has no `val` rows")), "{:?}", files.notes);
+}
+
 #[test]
 fn train_counts_must_have_one_entry_per_class() {
     let tmp = multi_run();
