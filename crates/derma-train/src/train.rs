@@ -422,6 +422,11 @@ fn fit_from(
         (Some(path), None) => weight_conventions(path)?,
         (None, None) => (InputNorm::ImageNet, Padding::Symmetric),
     };
+    if from.is_none() {
+        for w in convention_overrides(config, input_norm, padding) {
+            eprintln!("{w}");
+        }
+    }
     let mut config = config.clone();
     config.input_norm = Some(input_norm);
     config.padding = Some(padding);
@@ -888,6 +893,28 @@ fn write_report_pages(out_dir: &Path, data: &TaskData, train_counts: &[usize]) {
 const RESULT_FILES: [&str; 9] =
     ["model.bpk", "metrics.csv", "predictions.csv", "thresholds.csv", "report.json", "report.md", "report.html", "plots", "gallery"];
 
+/// Warnings for an `input_norm` or `padding` in the configuration (an earlier run's config.toml
+/// reused with `--config`, say) that differs from what a fresh run derives from `pretrained`:
+/// the derived value wins, since the weights were trained with it, and the user is told.
+fn convention_overrides(config: &TrainConfig, input_norm: InputNorm, padding: Padding) -> Vec<String> {
+    let name = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let mut w = Vec::new();
+    for (key, set, derived) in [
+        ("input_norm", config.input_norm.map(|n| name(serde_json::json!(n))), name(serde_json::json!(input_norm))),
+        ("padding", config.padding.map(|p| name(serde_json::json!(p))), name(serde_json::json!(padding))),
+    ] {
+        if let Some(set) = set
+            && set != derived
+        {
+            w.push(format!(
+                "warning: {key} = \"{set}\" in the configuration is replaced by \"{derived}\": a new run takes it from the weights (pretrained = \"{}\")",
+                config.pretrained
+            ));
+        }
+    }
+    w
+}
+
 /// Saves model weights (burnpack) atomically.
 pub fn save_model(model: &MobileNetV2, path: &Path) -> anyhow::Result<()> {
     let tmp = path.with_extension("bpk.tmp");
@@ -911,6 +938,22 @@ pub fn gpu_warmup_note(backend_name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A configuration's `input_norm`/`padding` that the weights contradict is named in a
+    /// warning; matching or absent ones say nothing.
+    #[test]
+    fn conventions_replaced_by_the_weights_are_warned_about() {
+        let mut c = TrainConfig { input_norm: Some(InputNorm::MinusOneToOne), padding: Some(Padding::Symmetric), ..TrainConfig::default() };
+        let w = convention_overrides(&c, InputNorm::ImageNet, Padding::Symmetric);
+        assert_eq!(
+            w,
+            ["warning: input_norm = \"minus_one_to_one\" in the configuration is replaced by \"imagenet\": a new run takes it from the weights (pretrained = \"none\")"]
+        );
+        c.padding = Some(Padding::TfSame);
+        assert_eq!(convention_overrides(&c, InputNorm::ImageNet, Padding::Symmetric).len(), 2);
+        assert!(convention_overrides(&c, InputNorm::MinusOneToOne, Padding::TfSame).is_empty());
+        assert!(convention_overrides(&TrainConfig::default(), InputNorm::ImageNet, Padding::Symmetric).is_empty());
+    }
 
     #[test]
     fn the_warm_up_note_is_for_wgpu_runs_only() {
