@@ -133,7 +133,8 @@ impl FlatAdamW {
         let m = state.moment_1.clone().div_scalar(1f32 - BETA_1.powi(state.time));
         let v = state.moment_2.clone().div_scalar(1f32 - BETA_2.powi(state.time));
         let delta = m.div(v.sqrt().add_scalar(EPSILON));
-        let decay_rate = lr * self.weight_decay;
+        // Burn's AdamW keeps the weight decay as f32 (`AdamWConfig::weight_decay: f32`).
+        let decay_rate = lr * (self.weight_decay as f32) as f64;
         let decayed = if decay_rate == 0.0 { param } else { param.mul_scalar(1.0 - decay_rate) };
         let updated = decayed - delta.mul_scalar(lr);
         let mut offsets = std::collections::HashMap::with_capacity(state.layout.len());
