@@ -12,6 +12,26 @@ fn fixture(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures")).join(name)
 }
 
+/// The safetensors fixture's header (tensor name → dtype, shape, data offsets) and data bytes
+/// (the format: 8-byte little-endian header length, JSON header, data).
+fn safetensors_fixture() -> (serde_json::Map<String, serde_json::Value>, Vec<u8>) {
+    let bytes = std::fs::read(fixture("mobilenet_v2_w025.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), bytes[8 + n..].to_vec())
+}
+
+/// Writes a safetensors file from a header and its data.
+fn write_safetensors(path: &std::path::Path, header: &serde_json::Map<String, serde_json::Value>, data: &[u8]) {
+    let text = serde_json::to_vec(header).unwrap();
+    std::fs::write(path, [(text.len() as u64).to_le_bytes().to_vec(), text, data.to_vec()].concat()).unwrap();
+}
+
+/// A tensor's byte range in the data.
+fn offsets(info: &serde_json::Value) -> std::ops::Range<usize> {
+    let [a, b] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
+    a..b
+}
+
 fn check(file: &str) {
     check_stride(file, 32, "logits");
 }
@@ -162,26 +182,22 @@ fn identity_bn_statistics_are_detected() {
 /// (8-byte header length, JSON header with data offsets, data).
 #[test]
 fn a_state_dict_without_classifier_serves_a_head_swap() {
-    let bytes = std::fs::read(fixture("mobilenet_v2_w025.safetensors")).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
+    let (header, data) = safetensors_fixture();
     let (mut kept, mut out_data) = (serde_json::Map::new(), Vec::new());
     for (name, info) in &header {
         if name.starts_with("classifier.") || name == "__metadata__" {
             continue;
         }
-        let [a, b] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
+        let range = offsets(info);
         let mut info = info.clone();
-        info["data_offsets"] = serde_json::json!([out_data.len(), out_data.len() + (b - a)]);
-        out_data.extend_from_slice(&data[a..b]);
+        info["data_offsets"] = serde_json::json!([out_data.len(), out_data.len() + range.len()]);
+        out_data.extend_from_slice(&data[range]);
         kept.insert(name.clone(), info);
     }
     assert!(kept.len() + 2 <= header.len(), "the fixture had no classifier to remove");
-    let text = serde_json::to_vec(&kept).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("backbone.safetensors");
-    std::fs::write(&path, [(text.len() as u64).to_le_bytes().to_vec(), text, out_data].concat()).unwrap();
+    write_safetensors(&path, &kept, &out_data);
 
     let device = Device::flex();
     let swapped = load_torchvision(MobileNetV2Config::new(2).with_width(0.25).init(&device), &path, false).unwrap();
@@ -194,17 +210,13 @@ fn a_state_dict_without_classifier_serves_a_head_swap() {
 /// widened exactly, as `model.double()` then saving would) or "BF16" (each value's top 16 bits,
 /// a bfloat16 rounded toward zero).
 fn fixture_as(dtype: &str, dir: &std::path::Path) -> PathBuf {
-    let bytes = std::fs::read(fixture("mobilenet_v2_w025.safetensors")).unwrap();
-    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
-    let data = &bytes[8 + n..];
+    let (header, data) = safetensors_fixture();
     let (mut out, mut out_data) = (serde_json::Map::new(), Vec::new());
     for (name, info) in &header {
         let mut info = info.clone();
         if name != "__metadata__" && info["dtype"] == "F32" {
-            let [a, b] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
             let start = out_data.len();
-            for v in data[a..b].chunks_exact(4) {
+            for v in data[offsets(&info)].chunks_exact(4) {
                 match dtype {
                     "F64" => out_data.extend((f32::from_le_bytes(v.try_into().unwrap()) as f64).to_le_bytes()),
                     "BF16" => out_data.extend(&v[2..4]),
@@ -214,15 +226,14 @@ fn fixture_as(dtype: &str, dir: &std::path::Path) -> PathBuf {
             info["dtype"] = dtype.into();
             info["data_offsets"] = serde_json::json!([start, out_data.len()]);
         } else if name != "__metadata__" {
-            let [a, b] = [0, 1].map(|i| info["data_offsets"][i].as_u64().unwrap() as usize);
-            info["data_offsets"] = serde_json::json!([out_data.len(), out_data.len() + (b - a)]);
-            out_data.extend_from_slice(&data[a..b]);
+            let range = offsets(&info);
+            info["data_offsets"] = serde_json::json!([out_data.len(), out_data.len() + range.len()]);
+            out_data.extend_from_slice(&data[range]);
         }
         out.insert(name.clone(), info);
     }
-    let text = serde_json::to_vec(&out).unwrap();
     let path = dir.join(format!("w025_{dtype}.safetensors"));
-    std::fs::write(&path, [(text.len() as u64).to_le_bytes().to_vec(), text, out_data].concat()).unwrap();
+    write_safetensors(&path, &out, &out_data);
     path
 }
 
