@@ -39,8 +39,9 @@
 #        pretrained at --image-size 128.
 #   64imb  the imbalance table at 64 px (issue #3; its CPU rows are in docs/results.md): plain CE,
 #        balanced class weights, focal γ=2, weighted sampler, combined loss (α=1, γ=3).
-#   64more TF-lite pretrained with --freeze-bn upsampled to 224 px (PyTorch, Burn); plain CE,
-#        hard-example mining and the metric head, selected by validation balanced accuracy.
+#   64more TF-lite pretrained with --freeze-bn and from scratch, upsampled to 224 px (PyTorch,
+#        Burn); plain CE, hard-example mining and the metric head, selected by validation
+#        balanced accuracy.
 #   64cascade  derma-cascade (stage 1 balanced CE with 1:2 undersampling, stage 2 focal on
 #        what stage 1 flags; issue #9) at 64 px, built-in recipe; carries .dev/derma-cascade.xz
 #        instead of .dev/derma-train.xz (~56 MB with the 64-px npz and the tree).
@@ -164,11 +165,13 @@ run() {
       ;;
     64more)
       # What the first H100 session at 64 px (2026-11-27) left: the pretrained pair upsampled
-      # to 224 px (issue #6), then hard-sample mining and the metric head beside plain CE, all
-      # three selected by validation balanced accuracy as on the CPU (issue #9).
+      # to 224 px and the from-scratch pair at 224 px beside it (issue #6), then hard-sample
+      # mining and the metric head beside plain CE, all three selected by validation balanced
+      # accuracy as on the CPU (issue #9).
       local m="$b --select-metric bal_acc"
       specs=("torch-tflite-frozenbn-224 -- $t --pretrained $w --freeze-bn --image-size 224"
         "tflite-frozenbn-224 -- $b --pretrained $w --freeze-bn --image-size 224"
+        "torch-scratch-224 -- $t --image-size 224" "scratch-224 -- $b --image-size 224"
         "plain-balacc -- $m" "hnm -- $m --hard-negative-mining" "metric -- $m --metric-weight 0.5")
       ;;
     64cascade)
