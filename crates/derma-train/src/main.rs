@@ -21,7 +21,8 @@ struct Cli {
     #[arg(long)]
     overwrite: bool,
     /// Continue the interrupted run in RUN_DIR from its last finished epoch (its checkpoint/);
-    /// the configuration is RUN_DIR/config.toml: no other flag but --backend may be given.
+    /// the configuration is RUN_DIR/config.toml: no other flag but --backend and --step may be
+    /// given.
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
 }
