@@ -66,6 +66,17 @@ impl Csv {
             .map_err(|_| self.malformed(line, format!("`{}` is `{text}`, not a number", self.header[col])))
     }
 
+    /// Field `col` of the row on `line` parsed as a number in [0, 1]; `what` names the kind of
+    /// value in the error ("a probability", "a rate").
+    pub fn unit_float(&self, line: usize, fields: &[String], col: usize, what: &str) -> Result<f64> {
+        let v = self.float(line, fields, col)?;
+        if (0.0..=1.0).contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.malformed(line, format!("`{}` is {v}, not {what} in [0, 1]", self.header[col])))
+        }
+    }
+
     /// Field `col` of the row on `line` parsed as a non-negative integer.
     pub fn count(&self, line: usize, fields: &[String], col: usize) -> Result<usize> {
         let text = &fields[col];

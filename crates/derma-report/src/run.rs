@@ -352,16 +352,7 @@ fn read_predictions(path: &Path, report: &ReportJson) -> Result<(bool, Split, Sp
         if label >= k {
             return Err(csv.malformed(line, format!("label {label} is not a class index: expected 0..{k}")));
         }
-        let probs = (3..fields.len())
-            .map(|c| {
-                let p = csv.float(line, fields, c)?;
-                if (0.0..=1.0).contains(&p) {
-                    Ok(p)
-                } else {
-                    Err(csv.malformed(line, format!("`{}` is {p}, not a probability in [0, 1]", csv.header[c])))
-                }
-            })
-            .collect::<Result<Vec<f64>>>()?;
+        let probs = (3..fields.len()).map(|c| csv.unit_float(line, fields, c, "a probability")).collect::<Result<Vec<f64>>>()?;
         split.indices.push(index);
         split.labels.push(label);
         split.probs.push(probs);
@@ -435,13 +426,8 @@ fn read_thresholds(path: &Path) -> Result<Option<Vec<ThresholdRow>>> {
     let mut rows = Vec::with_capacity(csv.rows.len());
     for (line, f) in &csv.rows {
         csv.check_width(*line, f)?;
-        let x = |i: usize| csv.float(*line, f, cols[i]);
-        let row = ThresholdRow { threshold: x(0)?, tpr: x(1)?, fpr: x(2)?, precision: x(3)? };
-        for (name, v) in [("tpr", row.tpr), ("fpr", row.fpr), ("precision", row.precision)] {
-            if !(0.0..=1.0).contains(&v) {
-                return Err(csv.malformed(*line, format!("`{name}` is {v}, expected a rate in [0, 1]")));
-            }
-        }
+        let rate = |i: usize| csv.unit_float(*line, f, cols[i], "a rate");
+        let row = ThresholdRow { threshold: csv.float(*line, f, cols[0])?, tpr: rate(1)?, fpr: rate(2)?, precision: rate(3)? };
         // derma-train writes the ROC thresholds strictly decreasing from `inf`; a NaN or an
         // out-of-order row is not its file.
         if row.threshold.is_nan() {

@@ -267,9 +267,9 @@ fn a_bad_thresholds_row_is_an_error_naming_file_and_line() {
     let mut lines: Vec<String> = good.lines().map(String::from).collect();
     let t2: f64 = lines[2].split(',').next().unwrap().parse().unwrap();
     for (row, want) in [
-        (format!("{t2},1.7,0.1,0.5"), "`tpr` is 1.7, expected a rate in [0, 1]"),
-        (format!("{t2},0.5,NaN,0.5"), "`fpr` is NaN, expected a rate in [0, 1]"),
-        (format!("{t2},0.5,0.1,-0.2"), "`precision` is -0.2, expected a rate in [0, 1]"),
+        (format!("{t2},1.7,0.1,0.5"), "`tpr` is 1.7, not a rate in [0, 1]"),
+        (format!("{t2},0.5,NaN,0.5"), "`fpr` is NaN, not a rate in [0, 1]"),
+        (format!("{t2},0.5,0.1,-0.2"), "`precision` is -0.2, not a rate in [0, 1]"),
         ("NaN,0.5,0.1,0.5".to_string(), "`threshold` is NaN"),
         ("inf,0.5,0.1,0.5".to_string(), "`threshold` inf does not decrease (previous row inf)"),
     ] {
