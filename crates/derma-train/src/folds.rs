@@ -36,7 +36,10 @@
 //! (single images without patient ids) are visited in seeded random order, largest first,
 //! and a group joins validation when that brings the validation counts closer to the
 //! targets (sum over classes of `|count − target| / target` decreases). Without groups this
-//! gives exactly the target count per class.
+//! gives exactly the target count per class. A class with a target that this pass leaves
+//! without a validation image (every one of its patients holds at least twice the target)
+//! then gets the patient that moves the counts least from the targets, as long as each of
+//! that patient's classes keeps a patient in training.
 
 use std::collections::HashMap;
 
@@ -232,15 +235,45 @@ pub fn holdout(labels: &[usize], groups: Option<&[String]>, fraction: f64, seed:
         .collect();
     let mut val_counts = vec![0f64; n_classes];
     let mut in_val = vec![false; counts.len()];
-    for g in group_order(&counts, seed) {
-        let change: f64 = (0..n_classes)
+    // How much adding group `g` to validation changes the sum over classes of
+    // `|count − target| / target` (negative: closer to the targets).
+    let change = |g: usize, val_counts: &[f64]| -> f64 {
+        (0..n_classes)
             .filter(|&c| counts[g][c] > 0)
             .map(|c| {
                 let t = targets[c].max(1.0);
                 ((val_counts[c] + counts[g][c] as f64 - targets[c]).abs() - (val_counts[c] - targets[c]).abs()) / t
             })
-            .sum();
-        if change < 0.0 {
+            .sum()
+    };
+    let order = group_order(&counts, seed);
+    for &g in &order {
+        if change(g, &val_counts) < 0.0 {
+            in_val[g] = true;
+            for (v, &n) in val_counts.iter_mut().zip(&counts[g]) {
+                *v += n as f64;
+            }
+        }
+    }
+    // The pass above adds a group only when it brings the counts closer to the targets, so a
+    // class whose groups each hold at least twice its target (a target of 1 and patients of
+    // two images, e.g. the CC and MLO views of one breast) would get no validation image
+    // although it has groups to spare. Such a class gets the group that moves the split least
+    // from the targets (the first in visiting order among equals), unless that group holds the
+    // last training group of one of its classes.
+    for c in 0..n_classes {
+        if targets[c] < 1.0 || val_counts[c] > 0.0 {
+            continue;
+        }
+        let keeps_training = |g: usize, in_val: &[bool]| {
+            (0..n_classes).filter(|&d| counts[g][d] > 0).all(|d| (0..counts.len()).any(|h| h != g && !in_val[h] && counts[h][d] > 0))
+        };
+        let pick = order
+            .iter()
+            .copied()
+            .filter(|&g| !in_val[g] && counts[g][c] > 0 && keeps_training(g, &in_val))
+            .min_by(|&a, &b| change(a, &val_counts).total_cmp(&change(b, &val_counts)));
+        if let Some(g) = pick {
             in_val[g] = true;
             for (v, &n) in val_counts.iter_mut().zip(&counts[g]) {
                 *v += n as f64;

@@ -210,6 +210,66 @@ fn cross_validation_keeps_the_held_out_fold_out_of_selection() {
     assert_eq!(va_pos, (pos as f64 * 0.2).round() as usize);
 }
 
+#[test]
+fn inner_validation_takes_a_patient_of_a_rare_class_whose_patients_have_two_images() {
+    // Five malignant patients of two images each (e.g. the CC and MLO views of one lesion) and
+    // 40 single-image benign patients. The malignant class's inner validation target is 1
+    // image (round(0.15 · 6 or 8)), so no two-image patient brings the counts closer to it;
+    // before the second pass every fold's inner validation lacked the class and the sweep
+    // refused the data for every k and seed, advising fewer folds.
+    let names = vec!["benign".to_string(), "malignant".to_string()];
+    let mut labels = vec![1usize; 10];
+    let mut groups: Vec<String> = (0..10).map(|i| format!("m{}", i / 2)).collect();
+    labels.extend([0usize; 40]);
+    groups.extend((0..40).map(|i| format!("b{i}")));
+    for k in [2, 3, 5] {
+        for seed in 0..4 {
+            let folds = cross_validation(&labels, &names, Some(&groups), k, 0.15, seed)
+                .unwrap_or_else(|e| panic!("{k} folds, seed {seed}: {e}"));
+            for f in &folds {
+                // One malignant patient in the inner validation (the target is 1 image; the
+                // smallest patient has 2), the rest of them still in training.
+                assert_eq!(f.val.iter().filter(|&&i| labels[i] == 1).count(), 2, "{k} folds, seed {seed}");
+                assert!(f.train.iter().any(|&i| labels[i] == 1));
+            }
+        }
+    }
+    // The same through `holdout` alone: 4 malignant patients of 2 images, 30 benign.
+    let lab: Vec<usize> = [vec![1; 8], vec![0; 30]].concat();
+    let gr: Vec<String> = (0..38).map(|i| if i < 8 { format!("p{}", i / 2) } else { format!("n{i}") }).collect();
+    let (tr, va) = holdout(&lab, Some(&gr), 0.15, 0).unwrap();
+    assert_eq!(va.iter().filter(|&&i| lab[i] == 1).count(), 2);
+    assert_eq!(tr.iter().filter(|&&i| lab[i] == 1).count(), 6);
+    // Benign: target round(0.15 · 30) = 5 single-image patients, as before.
+    assert_eq!(va.iter().filter(|&&i| lab[i] == 0).count(), 5);
+    // The second pass never takes a patient whose classes would lose their last training
+    // patient. Class 1 lives in q0 (3 images, plus class 2's only other image) and q1 (5);
+    // class 2 in q0 and r (1 image); targets 1 each (round(0.15 · 8), round(0.15 · 2) raised
+    // to 1). The first pass takes r (class 2 from 0 to its target), never q0 or q1 (no
+    // improvement), leaving class 1 without validation. Of class 1's patients q0 moves the
+    // counts less (+2 against q1's +3) but holds class 2's last training image, so q1 goes.
+    // Python port of this function (both passes) over 50 seeds: without the guard q0 goes and
+    // class 2 leaves training; without the second pass class 1 has no validation image.
+    let lab3 = [vec![1, 1, 1, 2], vec![1; 5], vec![2], vec![0; 10]].concat();
+    let gr3: Vec<String> = [vec!["q0"; 4], vec!["q1"; 5], vec!["r"]]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .chain((0..10).map(|i| format!("z{i}")))
+        .collect();
+    for seed in 0..8 {
+        let (tr, va) = holdout(&lab3, Some(&gr3), 0.15, seed).unwrap();
+        let patients = |idx: &[usize]| {
+            let mut p: Vec<&str> = idx.iter().filter(|&&i| lab3[i] != 0).map(|&i| gr3[i].as_str()).collect();
+            p.dedup();
+            p
+        };
+        assert_eq!(patients(&va), ["q1", "r"], "seed {seed}");
+        assert_eq!(patients(&tr), ["q0"], "seed {seed}");
+        assert_eq!(va.iter().filter(|&&i| lab3[i] == 0).count(), 2, "seed {seed}: round(0.15 · 10) benign");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // plans
 
