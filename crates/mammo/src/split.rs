@@ -21,7 +21,11 @@
 //! are shuffled with one `rand` 0.9 `StdRng` seeded with `seed`, and `round(n · fraction)`
 //! patients (halves rounded up) go to val and to test, the rest to train. When a stratum has at least as many
 //! patients as there are splits with a positive fraction, each of those splits gets at least
-//! one of them, so with ≥ 3 patients per class every split sees every class.
+//! one of them. A class whose patients mostly carry a larger label too (benign lesions of
+//! patients with a malignant one) can still miss a split that way: such a split then gets one
+//! of that class's patients from the split holding most of them, as long as the move leaves
+//! every class of that patient in the split it leaves. So with ≥ 3 patients per class every
+//! split sees every class, unless every such move would take a class from another split.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -246,10 +250,57 @@ fn stratified(records: &[Record], subset: &[usize], fractions: &[f64], seed: u64
             }
         }
     }
+    // A patient's stratum is one label, so a class held mostly by patients with a larger label
+    // too is allocated with those; the buckets it lacks then get some of its patients.
+    let n_labels = subset.iter().map(|&i| records[i].label + 1).max().unwrap_or(0);
+    let mut has = vec![vec![false; n_labels]; strata.len()];
+    for (k, &i) in subset.iter().enumerate() {
+        has[patient_of[k]][records[i].label] = true;
+    }
+    cover_labels(&has, fractions, &mut bucket_of_patient);
     patient_of
         .into_iter()
         .map(|p| bucket_of_patient[p])
         .collect()
+}
+
+/// Moves patients (`has[p][label]`: patient `p` has an image of `label`) between buckets so
+/// that every label held by at least as many patients as there are buckets with a positive
+/// fraction appears in each of those buckets. A bucket lacking a label gets a patient of it
+/// from the bucket holding most of them (among equals, a patient with the fewest labels, then
+/// the first), and only a patient whose every label stays in that bucket without them, so no
+/// move takes a label from a bucket. Single-label patients never need a move: [`allocate`]
+/// already gives each positive bucket one of every stratum that large.
+fn cover_labels(has: &[Vec<bool>], fractions: &[f64], bucket_of: &mut [usize]) {
+    let positive: Vec<usize> = (0..fractions.len()).filter(|&b| fractions[b] > 0.0).collect();
+    let n_labels = has.first().map_or(0, Vec::len);
+    let holders = |label: usize, bucket: usize, bucket_of: &[usize]| {
+        (0..has.len()).filter(|&p| has[p][label] && bucket_of[p] == bucket).count()
+    };
+    for label in 0..n_labels {
+        if (0..has.len()).filter(|&p| has[p][label]).count() < positive.len() {
+            continue;
+        }
+        for &b in &positive {
+            if holders(label, b, bucket_of) > 0 {
+                continue;
+            }
+            let movable = |p: usize| {
+                (0..n_labels)
+                    .filter(|&m| has[p][m])
+                    .all(|m| holders(m, bucket_of[p], bucket_of) >= 2)
+            };
+            let pick = (0..has.len())
+                .filter(|&p| has[p][label] && movable(p))
+                .max_by_key(|&p| {
+                    let labels = has[p].iter().filter(|&&h| h).count();
+                    (holders(label, bucket_of[p], bucket_of), std::cmp::Reverse(labels), std::cmp::Reverse(p))
+                });
+            if let Some(p) = pick {
+                bucket_of[p] = b;
+            }
+        }
+    }
 }
 
 /// How many of `n` patients go to each bucket: `round(n · f)` for every bucket but the first,
@@ -263,7 +314,10 @@ pub(crate) fn allocate(n: usize, fractions: &[f64]) -> Vec<usize> {
     let mut counts = vec![0usize; k];
     let mut rest = n;
     for b in 1..k {
-        let c = ((n as f64 * fractions[b] / total).round() as usize).min(rest);
+        // The relative nudge makes a product that is a half only up to rounding (90 · 0.35 =
+        // 31.499999999999996) round up as the exact half does.
+        let x = n as f64 * fractions[b] / total;
+        let c = ((x * (1.0 + 1e-12)).round() as usize).min(rest);
         counts[b] = c;
         rest -= c;
     }
@@ -285,4 +339,29 @@ pub(crate) fn allocate(n: usize, fractions: &[f64]) -> Vec<usize> {
         }
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cover_labels;
+
+    #[test]
+    fn a_move_never_takes_a_label_from_the_split_it_leaves() {
+        // Label 0: P {0, 2}, Q {0, 3}, R {0, 4} in train, S {0} and T {0} in test, none in val.
+        // Train holds most of label 0, but each of P, Q, R is train's only patient of its
+        // other label (U {2}, V {3}, W {4} are in test), so S, the first of test's two, moves.
+        // X {1} keeps val non-empty. Labels 1–4 have fewer than 3 patients: nothing to cover.
+        let sets: [&[usize]; 9] = [&[0, 2], &[0, 3], &[0, 4], &[0], &[0], &[2], &[3], &[4], &[1]];
+        let has: Vec<Vec<bool>> = sets.iter().map(|s| (0..5).map(|l| s.contains(&l)).collect()).collect();
+        let mut bucket_of = vec![0, 0, 0, 2, 2, 2, 2, 2, 1];
+        cover_labels(&has, &[0.7, 0.1, 0.2], &mut bucket_of);
+        assert_eq!(bucket_of, [0, 0, 0, 1, 2, 2, 2, 2, 1]);
+        // With nothing movable (T a patient of label 1 in val: S is test's only patient of
+        // label 0), nothing moves, and val stays without label 0 (the documented exception).
+        let mut bucket_of = vec![0, 0, 0, 2, 1, 2, 2, 2, 1];
+        let mut has = has;
+        has[4] = vec![false, true, false, false, false];
+        cover_labels(&has, &[0.7, 0.1, 0.2], &mut bucket_of);
+        assert_eq!(bucket_of, [0, 0, 0, 2, 1, 2, 2, 2, 1]);
+    }
 }

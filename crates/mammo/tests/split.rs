@@ -121,6 +121,61 @@ fn three_patients_per_class_fill_every_split() {
 }
 
 #[test]
+fn halves_round_up_when_the_product_is_a_half_only_up_to_rounding() {
+    // 90 patients at 0.3/0.35/0.35: 90 · 0.35 is 31.5 exactly, 31.499999999999996 in f64, and
+    // the module's rule (halves rounded up) gives val 32, test 32, train 26; plain f64 rounding
+    // gave 31/31/28.
+    let records: Vec<Record> = (0..90).map(|i| record(i, 0, Some(&format!("P{i}")), None)).collect();
+    let splits = assign_splits(&records, [0.3, 0.35, 0.35], 0).unwrap();
+    let count = |split: Split| splits.iter().filter(|s| **s == split).count();
+    assert_eq!([count(Split::Train), count(Split::Val), count(Split::Test)], [26, 32, 32]);
+}
+
+#[test]
+fn a_class_held_by_patients_with_a_larger_label_still_reaches_every_split() {
+    let labels_in = |records: &[Record], splits: &[Split], split: Split| -> HashSet<usize> {
+        records.iter().zip(splits).filter(|(_, s)| **s == split).map(|(r, _)| r.label).collect()
+    };
+    // Class 0 has three patients, A (0 only), B (0 and 1) and C (0 and 2); B's stratum is 1
+    // (with D), C's is 2 (with E): strata of one or two patients put all of them in train, so
+    // class 0 was in neither val nor test, for every seed. Now A and B move (B also takes
+    // class 1 along; D keeps it in train).
+    let (mut records, mut n) = (Vec::new(), 0);
+    for (p, label) in [("A", 0), ("B", 0), ("B", 1), ("D", 1), ("C", 0), ("C", 2), ("E", 2), ("G", 3), ("H", 3), ("I", 3)] {
+        records.push(record(n, label, Some(p), None));
+        n += 1;
+    }
+    for seed in 0..50 {
+        let splits = assign_splits(&records, [0.7, 0.1, 0.2], seed).unwrap();
+        for split in Split::ALL {
+            let labels = labels_in(&records, &splits, split);
+            assert!(labels.contains(&0) && labels.contains(&3), "seed {seed}: {split} has {labels:?}");
+        }
+        // Every class keeps its training patients: 1 (D) and 2 (E) never leave train.
+        assert!(labels_in(&records, &splits, Split::Train).is_superset(&[0, 1, 2, 3].into()), "seed {seed}");
+        // A patient is never split.
+        assert!(splits_of_patients(&records, &splits).values().all(|s| s.len() == 1), "seed {seed}");
+    }
+    // Binary: 3 patients with benign and malignant images, 7 malignant only, none benign only.
+    // All ten are stratum 1, val gets round(10 · 0.1) = 1 of them: a malignant-only one for
+    // about 7 seeds in 10, leaving val without a benign image.
+    let mut records = Vec::new();
+    for p in 0..10 {
+        let id = format!("P{p}");
+        records.push(record(records.len(), 1, Some(&id), None));
+        if p < 3 {
+            records.push(record(records.len(), 0, Some(&id), None));
+        }
+    }
+    for seed in 0..50 {
+        let splits = assign_splits(&records, [0.7, 0.1, 0.2], seed).unwrap();
+        for split in Split::ALL {
+            assert_eq!(labels_in(&records, &splits, split), [0, 1].into(), "seed {seed}: {split}");
+        }
+    }
+}
+
+#[test]
 fn a_patients_stratum_is_their_largest_label() {
     // Patient A has one malignant and four benign images; B..G are benign only. With three
     // malignant patients (A, H, I), each split gets exactly one, so A's five images are in
