@@ -143,7 +143,7 @@ pub enum Error {
     },
 
     // ----- manifests ---------------------------------------------------------
-    /// The CSV is malformed (unequal field counts, invalid UTF-8, ...).
+    /// The CSV is malformed (invalid UTF-8, ...).
     #[error(
         "`{}`{}: not a valid CSV manifest; expected a header row, then one row per image with as many fields as the header",
         .path.display(),
@@ -157,6 +157,22 @@ pub enum Error {
         /// The CSV parser's diagnosis.
         #[source]
         source: csv::Error,
+    },
+
+    /// A row of a CSV manifest with another number of fields than the header.
+    #[error(
+        "`{}` line {line}: {found} fields, but the header has {expected}; expected one row per image with as many fields as the header (quote a field that holds a comma)",
+        .path.display()
+    )]
+    FieldCount {
+        /// The manifest.
+        path: PathBuf,
+        /// The row's line (the header is line 1).
+        line: u64,
+        /// Fields in the row.
+        found: usize,
+        /// Fields in the header.
+        expected: usize,
     },
 
     /// A required column is missing from a CSV manifest.

@@ -240,8 +240,11 @@ impl CsvTable {
             line: source.position().map(|p| lines.line_at(p)),
             source,
         };
+        // Flexible, so that a line of spaces (one empty field) is skipped as a blank line; the
+        // field count of every other row is checked below.
         let mut reader = ReaderBuilder::new()
             .has_headers(true)
+            .flexible(true)
             .trim(Trim::All)
             .from_reader(bytes);
         let header: Vec<String> = reader
@@ -258,6 +261,14 @@ impl CsvTable {
                 continue;
             }
             let line = row.position().map_or(0, |p| lines.line_at(p));
+            if row.len() != header.len() {
+                return Err(Error::FieldCount {
+                    path: path.to_path_buf(),
+                    line,
+                    found: row.len(),
+                    expected: header.len(),
+                });
+            }
             rows.push((line, row));
         }
         Ok(CsvTable {

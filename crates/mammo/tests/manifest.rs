@@ -110,12 +110,14 @@ fn csv_reads_names_paths_patients_and_odd_formatting() {
     let dir = tempfile::tempdir().unwrap();
     images(dir.path());
     let abs = dir.path().join("img/d.png");
-    // BOM, columns in another order, an extra column, quotes, spaces, CRLF, a blank line.
+    // BOM, columns in another order, an extra column, quotes, spaces, CRLF, a blank line of
+    // spaces (one empty field to the CSV reader: an error before it was skipped like an
+    // empty line).
     let text = format!(
         "\u{feff}Label , notes,PATH,patient_id\r\n\
          malignant,\"x, y\",img/a.png,P1\r\n\
          benign ,,\"img/b.png\"  ,  P2 \r\n\
-         \r\n\
+         \x20 \r\n\
          benign,z,img/c.png,\r\n\
          \"malignant\",,{},P1\r\n",
         abs.display()
@@ -408,8 +410,14 @@ fn csv_structural_errors() {
         "path,label\nimg/a.png,benign\nimg/b.png\n",
     );
     let err = read_csv(&csv, None).unwrap_err();
-    assert!(matches!(err, Error::Csv { line: Some(3), .. }), "{err:?}");
-    assert!(err.to_string().contains("short.csv` line 3"), "{err}");
+    assert!(matches!(err, Error::FieldCount { line: 3, found: 1, expected: 2, .. }), "{err:?}");
+    assert!(err.to_string().contains("short.csv` line 3: 1 fields, but the header has 2"), "{err}");
+    // And one with too many (an unquoted comma in a path).
+    let csv = write(&dir.path().join("long.csv"), "path,label
+img/a,b.png,benign
+");
+    let err = read_csv(&csv, None).unwrap_err();
+    assert!(matches!(err, Error::FieldCount { line: 2, found: 3, expected: 2, .. }), "{err:?}");
     // Empty fields.
     let csv = write(
         &dir.path().join("nolabel.csv"),
