@@ -524,12 +524,14 @@ impl TrainConfig {
             }
             _ => {}
         }
+        // Checked for every dataset: a MedMNIST run ignores them in training, but its
+        // config.toml keeps them, and derma-predict resizes image files with `resize`.
+        self.intensity.parse::<mammo::Intensity>().map_err(|e| format!("--intensity: {e}"))?;
+        self.resize.parse::<mammo::Fit>().map_err(|e| format!("--resize: {e}"))?;
         if self.is_file_dataset() {
             if self.npz.is_some() {
                 return Err(format!("--npz is for MedMNIST datasets, not --dataset {}", self.dataset));
             }
-            self.intensity.parse::<mammo::Intensity>().map_err(|e| format!("--intensity: {e}"))?;
-            self.resize.parse::<mammo::Fit>().map_err(|e| format!("--resize: {e}"))?;
             if let Some(p) = &self.patient_pattern {
                 p.parse::<mammo::PatientPattern>().map_err(|e| format!("--patient-pattern: {e}"))?;
                 if self.dataset == "cbis-ddsm" {
@@ -837,6 +839,14 @@ mod tests {
             edit(&mut c);
             c.validate()
         };
+        // `resize` and `intensity` are checked on MedMNIST runs too: config.toml keeps them and
+        // derma-predict resizes image files with `resize` (before, `squash` passed with a
+        // warning and the run could not predict on image files).
+        let e = check(&|c| c.resize = "squash".into()).unwrap_err();
+        assert!(e.starts_with("--resize: ") && e.contains("squash"), "{e}");
+        let e = check(&|c| c.intensity = "foo".into()).unwrap_err();
+        assert!(e.starts_with("--intensity: "), "{e}");
+        assert_eq!(check(&|c| c.resize = "pad".into()), Ok(()));
         // dermamnist has 7 classes (medmnist INFO["dermamnist"]["label"]).
         let e = check(&|c| c.class_weights = ClassWeights::Values(vec![1.0; 3])).unwrap_err();
         assert!(e.contains("--class-weights lists 3 values but there are 7 classes"), "{e}");
