@@ -1,6 +1,7 @@
 //! The training flags shared by the binaries (`derma-train`, `derma-cascade`), and the common
 //! way a binary reports an error.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,7 +36,7 @@ pub struct TrainArgs {
     pub resize: Option<String>,
     /// Patient-level train,val,test fractions (file datasets without a split column), as
     /// `0.7,0.1,0.2` or `0.7 0.1 0.2`.
-    #[arg(long, value_delimiter = ',', num_args = 1..=3)]
+    #[arg(long, value_delimiter = ',', num_args = 1..=3, allow_negative_numbers = true)]
     pub split_fractions: Option<Vec<f64>>,
     /// Folder/CSV datasets without patient ids: a regular expression finding the patient id
     /// in each image path relative to the folder or CSV (group `patient`, else the first
@@ -73,10 +74,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub vflip: Option<f64>,
     /// Augmentation knob: random resized crop area MIN,MAX (`A,B` or `A B`).
-    #[arg(long, value_delimiter = ',', num_args = 1..=2)]
+    #[arg(long, value_delimiter = ',', num_args = 1..=2, allow_negative_numbers = true)]
     pub crop_scale: Option<Vec<f64>>,
     /// Augmentation knob: random resized crop aspect ratio MIN,MAX (`A,B` or `A B`).
-    #[arg(long, value_delimiter = ',', num_args = 1..=2)]
+    #[arg(long, value_delimiter = ',', num_args = 1..=2, allow_negative_numbers = true)]
     pub crop_ratio: Option<Vec<f64>>,
     /// Augmentation knob: maximum rotation in degrees.
     #[arg(long)]
@@ -85,7 +86,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub translate: Option<f64>,
     /// Augmentation knob: affine zoom MIN,MAX (`A,B` or `A B`).
-    #[arg(long, value_delimiter = ',', num_args = 1..=2)]
+    #[arg(long, value_delimiter = ',', num_args = 1..=2, allow_negative_numbers = true)]
     pub zoom: Option<Vec<f64>>,
     /// Augmentation knob: brightness jitter.
     #[arg(long)]
@@ -314,6 +315,32 @@ pub fn with_config_defaults_except(mut cmd: Command, keys: &[String], note: &str
     cmd
 }
 
+/// The list flags that also take their numbers as one comma-separated word.
+const LIST_FLAGS: [&str; 4] = ["--split-fractions", "--crop-scale", "--crop-ratio", "--zoom"];
+
+/// The command line with a comma-separated list that starts with a minus sign attached to its
+/// flag (`--zoom -1,2` becomes `--zoom=-1,2`). clap reads a word like `-1,2` as unknown short
+/// flags and would answer "unexpected argument '-1'"; attached, the numbers reach the range
+/// check, whose error names the flag (space-separated negative numbers reach it through the
+/// flags' `allow_negative_numbers`). Binaries parse `attach_negative_lists(std::env::args_os())`.
+pub fn attach_negative_lists<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
+    for arg in args {
+        let negative = arg.to_str().is_some_and(|s| {
+            let mut chars = s.chars();
+            chars.next() == Some('-') && chars.next().is_some_and(|c| c.is_ascii_digit() || c == '.') && s.contains(',')
+        });
+        match out.last_mut() {
+            Some(flag) if negative && flag.to_str().is_some_and(|f| LIST_FLAGS.contains(&f)) => {
+                flag.push("=");
+                flag.push(&arg);
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
 /// The `N` numbers of a list flag (`A,B,C` or `A B C`), or an error naming the flag.
 fn exactly<const N: usize>(flag: &str, values: Vec<f64>) -> anyhow::Result<[f64; N]> {
     let n = values.len();
@@ -343,7 +370,8 @@ mod tests {
     }
 
     fn config(args: &[&str]) -> anyhow::Result<TrainConfig> {
-        Cli::try_parse_from(std::iter::once("derma-train").chain(args.iter().copied()))?.train.into_config()
+        let args = attach_negative_lists(std::iter::once("derma-train").chain(args.iter().copied()).map(OsString::from));
+        Cli::try_parse_from(args)?.train.into_config()
     }
 
     #[test]
@@ -385,5 +413,24 @@ mod tests {
             let err = format!("{:#}", config(&args).unwrap_err());
             assert!(err.contains(flag), "{args:?}: {err}");
         }
+        // A negative first number, comma-separated or not, reaches the range check naming the
+        // flag; clap alone answered "unexpected argument '-0' found" to `-0.5,1`.
+        for (args, flag) in [
+            (vec!["--crop-scale", "-0.5,1"], "--crop-scale"),
+            (vec!["--crop-scale", "-0.5", "1"], "--crop-scale"),
+            (vec!["--zoom", "-1,2"], "--zoom"),
+            (vec!["--crop-ratio", "-.5,2", "--epochs", "3"], "--crop-ratio"),
+            (vec!["--dataset", "folder", "--data-dir", ".", "--split-fractions", "-0.1,0.6,0.5"], "--split-fractions"),
+            (vec!["--dataset", "folder", "--data-dir", ".", "--split-fractions", "0.6", "-0.1", "0.5"], "--split-fractions"),
+        ] {
+            let err = match config(&args) {
+                Ok(c) => c.validate().unwrap_err(),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains(flag) && !err.contains("unexpected argument"), "{args:?}: {err}");
+        }
+        // Only a list flag's value is attached: a negative word elsewhere stays what it was.
+        let args = attach_negative_lists(["derma-train", "--zoom", "-1,2", "--lr", "-1,2", "-0.5,1"].map(OsString::from));
+        assert_eq!(args, ["derma-train", "--zoom=-1,2", "--lr", "-1,2", "-0.5,1"].map(OsString::from));
     }
 }
