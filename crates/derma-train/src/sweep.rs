@@ -57,12 +57,13 @@
 //!
 //! **Resume.** A trial whose `(phase, params)` row is already in `results.csv` is skipped while
 //! every one of its folds' `score.json` (in a trial folder with its parameter hash, whatever
-//! its number) holds the same full configuration and metric — a binary with other built-in
-//! defaults or an edited `config = FILE` trains it again; a fold whose `score.json` holds the
-//! same configuration and metric is not trained again (an interrupted trial restarts at its
-//! first unfinished fold). Phase winners are recomputed from
-//! the recorded rows. A folder made with other settings (folds, metric, seed, inner
-//! validation fraction, base configuration, overrides) is refused.
+//! its number; its own number's first) holds the same full configuration and metric — a
+//! binary with other built-in defaults trains it again — and its scores are read from those
+//! `score.json` files, not from the row; a fold whose `score.json` holds the same
+//! configuration and metric is not trained again (an interrupted trial restarts at its first
+//! unfinished fold). Phase winners are recomputed from the rows. A folder made with other
+//! settings (folds, metric, seed, inner validation fraction, base configuration — the plan's
+//! `[base]` and its `config = FILE` contents — and overrides) is refused (`sweep.json`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -591,10 +592,11 @@ fn results_md(plan: &Plan, schedule: &[Scheduled], rows: &[TrialRow], notes: &[S
         let _ = writeln!(s, "| trial | parameters | fixed by earlier phases | {} mean ± std | per fold |", plan.metric);
         let _ = writeln!(s, "|---|---|---|---|---|");
         let mine: Vec<&Scheduled> = schedule.iter().filter(|t| std::ptr::eq(t.phase, phase)).collect();
+        // Its own number's row first: two trials of a phase may train one configuration.
         let row_of = |t: &Scheduled| {
             t.params.as_ref().and_then(|p| {
                 let key = params_string(p);
-                rows.iter().find(|r| r.phase == phase.name && r.params == key)
+                rows.iter().filter(|r| r.phase == phase.name && r.params == key).min_by_key(|r| r.trial != t.number)
             })
         };
         let complete = mine.iter().all(|t| row_of(t).is_some());
@@ -768,8 +770,10 @@ fn read_fold_score(dir: &Path, config_toml: &str, metric: SelectMetric) -> Optio
 
 /// The trial folder of `out` whose every fold (1..=`folds`) was recorded with `config_toml`
 /// and `metric`, among those holding the parameters `params_key` (whatever their trial
-/// number: numbers shift when trials are inserted into a plan); `None` if there is none.
-fn folds_recorded(out: &Path, params_key: &str, folds: usize, config_toml: &str, metric: SelectMetric) -> Option<PathBuf> {
+/// number: numbers shift when trials are inserted into a plan; trial `number`'s own folder
+/// first, then in name order); `None` if there is none.
+fn folds_recorded(out: &Path, number: usize, params_key: &str, folds: usize, config_toml: &str, metric: SelectMetric) -> Option<PathBuf> {
+    let own = out.join(trial_dir(number, params_key));
     let suffix = trial_dir(0, params_key).split_off("trial-000".len());
     let mut candidates: Vec<PathBuf> = std::fs::read_dir(out)
         .ok()?
@@ -777,7 +781,7 @@ fn folds_recorded(out: &Path, params_key: &str, folds: usize, config_toml: &str,
         .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("trial-") && n.ends_with(&suffix)))
         .map(|e| e.path())
         .collect();
-    candidates.sort();
+    candidates.sort_by_key(|dir| (*dir != own, dir.clone()));
     candidates
         .into_iter()
         .find(|dir| (1..=folds).all(|k| read_fold_score(&dir.join(format!("fold-{k}")), config_toml, metric).is_some()))
@@ -907,15 +911,18 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
             let params = Plan::params(&fixed, own);
             let key = params_string(&params);
             let shown = if key.is_empty() { "(base)".to_string() } else { key.clone() };
+            // Its own number's row first: two trials of a phase may train one configuration.
             let row = recorded
                 .iter()
-                .find(|r| r.phase == phase.name && r.params == key && r.metric == metric_name && r.folds.len() == plan.folds);
+                .filter(|r| r.phase == phase.name && r.params == key && r.metric == metric_name && r.folds.len() == plan.folds)
+                .min_by_key(|r| r.trial != number);
             // A recorded row is reused only while its folds' records hold this very
-            // configuration: a rebuilt binary with other built-in defaults, or an edited
-            // `config = FILE`, changes the configuration without changing the trial's
-            // parameters, and its old scores must not be ranked beside new ones.
+            // configuration: a rebuilt binary with other built-in defaults changes the
+            // configuration without changing the trial's parameters, and its old scores must
+            // not be ranked beside new ones. (Other plan settings are refused above.)
             let recorded_config = row.and_then(|_| plan.config(&params).ok());
-            let folder = recorded_config.as_ref().and_then(|c| folds_recorded(out, &key, plan.folds, &c.to_toml(), plan.metric));
+            let recorded_toml = recorded_config.as_ref().map(TrainConfig::to_toml);
+            let folder = recorded_toml.as_ref().and_then(|c| folds_recorded(out, number, &key, plan.folds, c, plan.metric));
             if row.is_some() && folder.is_none() {
                 println!(
                     "trial {number:03} [{}] {shown}: in results.csv, but its fold records (fold-K/score.json) are missing or hold \
@@ -923,13 +930,20 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                     phase.name
                 );
             }
-            if let (Some(r), Some(folder)) = (row, folder) {
+            if let (Some(_), Some(folder), Some(config_toml)) = (row, folder, &recorded_toml) {
+                // The scores of the records that allowed the skip (the row may hold those of
+                // another configuration, e.g. written by a binary with other defaults, or
+                // killed between a retrained trial's last fold and its row).
+                let scores: Vec<f64> = (1..=plan.folds)
+                    .map(|k| read_fold_score(&folder.join(format!("fold-{k}")), config_toml, plan.metric).map_or(f64::NAN, |(s, _)| s))
+                    .collect();
+                let (mean, std) = mean_std(&scores);
                 println!(
                     "trial {number:03} [{}] {shown}: skipping, already in results.csv ({} {} ± {})",
                     phase.name,
                     metric_name,
-                    fmt_score(r.mean),
-                    fmt_score(r.std)
+                    fmt_score(mean),
+                    fmt_score(std)
                 );
                 summary.skipped_trials += 1;
                 // Its diverged folds keep their note in results.md (their score.json says why).
@@ -945,7 +959,7 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                 if let Some(note) = folds_file.and_then(|f| other_data_note(number, &shown, &f)) {
                     fold_notes.push((p, note));
                 }
-                let row = TrialRow { trial: number, ..r.clone() };
+                let row = TrialRow { trial: number, phase: phase.name.clone(), params: key, metric: metric_name.clone(), mean, std, folds: scores };
                 rows.push(row.clone());
                 phase_rows.push((t, row));
                 continue;
@@ -1200,6 +1214,46 @@ mod tests {
         // Other metrics do not depend on the floor.
         assert_eq!(fold_score(SelectMetric::F2, &outcome(false)), counts.fbeta(2.0));
         assert_eq!(fold_score(SelectMetric::Auc, &outcome(false)), 0.8);
+    }
+
+    #[test]
+    fn two_trials_of_one_configuration_keep_their_own_rows_in_results_md() {
+        // Phase 2's trials 3 and 4 train one configuration once phase 1's trial 1 wins
+        // (`alpha = 0.5` fixed; trial 4 sets it again): allowed, since under trial 2 they
+        // differ. Each keeps its own scores and only the better one gets the star; before,
+        // both showed trial 3's row and, with trial 3 the best, both were starred.
+        let plan = Plan::from_toml(
+            "[[phase]]\nname = \"a\"\ntrials = [{ alpha = 0.5 }, { gamma = 3.0 }]\n\
+             [[phase]]\nname = \"b\"\ntrials = [{ gamma = 1.0 }, { alpha = 0.5, gamma = 1.0 }]\n",
+            Path::new("dup.toml"),
+        )
+        .unwrap();
+        plan.validate().unwrap();
+        let nothing = toml::Table::new();
+        let fixed = Plan::params(&nothing, &plan.phases[0].trials[0]);
+        let mut schedule = Vec::new();
+        for (p, phase) in plan.phases.iter().enumerate() {
+            for (t, own) in phase.trials.iter().enumerate() {
+                let params = Plan::params(if p == 0 { &nothing } else { &fixed }, own);
+                schedule.push(Scheduled { number: plan.trial_number(p, t), phase, own, params: Some(params) });
+            }
+        }
+        let row = |trial: usize, phase: &str, params: &toml::Table, folds: [f64; 2]| {
+            let (mean, std) = mean_std(&folds);
+            TrialRow { trial, phase: phase.into(), params: params_string(params), metric: "auc".into(), mean, std, folds: folds.to_vec() }
+        };
+        let p3 = schedule[2].params.clone().unwrap();
+        assert_eq!(params_string(&p3), params_string(schedule[3].params.as_ref().unwrap()));
+        let rows = vec![
+            row(1, "a", schedule[0].params.as_ref().unwrap(), [0.8, 0.8]),
+            row(2, "a", schedule[1].params.as_ref().unwrap(), [0.7, 0.7]),
+            row(3, "b", &p3, [0.9, 0.9]),
+            row(4, "b", &p3, [0.6, 0.6]),
+        ];
+        let md = results_md(&plan, &schedule, &rows, &[], &[], false);
+        assert_eq!(md.matches('★').count(), 2 + 1, "one per phase, one in the legend:\n{md}");
+        assert!(md.contains("| **003** ★") && md.contains("0.9000 ± 0.0000"), "{md}");
+        assert!(md.contains("| 004 | alpha=0.5; gamma=1.0 | — | 0.6000 ± 0.0000 | 0.6000, 0.6000 |"), "{md}");
     }
 
     #[test]

@@ -582,6 +582,32 @@ grid = {{ dropout = [0.0, 0.3] }}
     let r3 = rows(&std::fs::read_to_string(out.join("results.csv")).unwrap());
     assert_eq!(r3, r2);
 
+    // A skipped trial's scores are read from the fold records that allowed the skip, not
+    // from its row, which may hold another configuration's (a row written by a binary with
+    // other defaults, or a kill between a retrained trial's last fold and its row; simulated
+    // by rewriting trial 2's row). Before, the row's 0.123 was kept and ranked.
+    let csv_now = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let stale: String = csv_now
+        .lines()
+        .map(|l| {
+            if !l.starts_with("2,") {
+                return format!("{l}\n");
+            }
+            let f: Vec<&str> = l.rsplitn(5, ',').collect(); // fold_2, fold_1, std, mean, head
+            format!("{},0.123,{},0.123,{}\n", f[4], f[2], f[0])
+        })
+        .collect();
+    assert_ne!(stale, csv_now);
+    std::fs::write(out.join("results.csv"), stale).unwrap();
+    let o = derma_sweep(&args);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert_eq!(stdout.matches("skipping, already in results.csv").count(), 4, "{stdout}");
+    assert_eq!(std::fs::read_to_string(out.join("results.csv")).unwrap(), csv_now);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trial_folder(&out, 2).join("fold-1/score.json")).unwrap()).unwrap();
+    assert_eq!(record["score_text"].as_str().unwrap().parse::<f64>().unwrap(), r3[1].4[0]);
+
     // The folder belongs to 2-fold AUC: other settings are refused before any work.
     let o = derma_sweep(&[&args[..], &["--folds", "3"]].concat());
     assert!(!o.status.success());
