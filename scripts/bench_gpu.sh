@@ -96,7 +96,12 @@ prepare() {
 left() { echo $((deadline - ($(date +%s) - started))); }
 
 # pack: every result so far into $out/bench.tar.gz (after each run: a stopped call keeps them).
-pack() { tar czf "$out/bench.tar.gz.tmp" -C "$work" . 2>/dev/null && mv "$out/bench.tar.gz.tmp" "$out/bench.tar.gz"; }
+# GNU tar exits 1 when a file changed while it was read (nvidia-smi keeps appending to its
+# samples): the archive is still complete up to that point, so 1 is kept too.
+pack() {
+  tar czf "$out/bench.tar.gz.tmp" -C "$work" . 2>/dev/null
+  [ $? -le 1 ] && mv "$out/bench.tar.gz.tmp" "$out/bench.tar.gz"
+}
 
 # timed NAME LOG CMD...: runs CMD (output to LOG) for at most min(CAP, time left) if at least
 # 20 s are left, else says it skipped; then packs the results.
@@ -129,6 +134,12 @@ setup_device() {
     local b; b="$bindir/$(basename "$x" .xz)"
     unxz "$x" "$b" && chmod +x "$b" && bins+=("$b")
   done
+  # Without a pack (a carry path that does not exist is dropped without a word) every Burn
+  # plan would only print "no packed binary" while PyTorch spends the device time.
+  if [ "${BACKEND:-wgpu}" != cpu ] && [ ${#bins[@]} -eq 0 ]; then
+    echo "no .dev/derma-bench-*.xz carried (or none unpacked): run 'scripts/bench_gpu.sh prepare' here and carry .dev/" >&2
+    exit 2
+  fi
   mkdir -p "$out"
   out=$(cd "$out" && pwd)
   rm -rf "$work" && mkdir -p "$work"

@@ -165,6 +165,10 @@ for epoch in range(a.epochs):
     auc = roc_auc_score(yva.cpu().numpy(), pv, multi_class="ovr", average="macro")
     if auc > best[0]:
         best = (auc, epoch + 1, {n: t.detach().clone() for n, t in model.state_dict().items()})
+    # One line per epoch, flushed: a run stopped at a deadline (SIGTERM) keeps its progress in
+    # the log. The summary stays the last line (what gpu_check.sh prints).
+    print(json.dumps({"epoch": epoch + 1, "val_auc_macro": float(auc), "seconds": epoch_times[-1],
+                      "loss_last_step": float(loss)}), flush=True)
 model.load_state_dict(best[2])
 pt = predict(xte)
 yt = yte.cpu().numpy()
