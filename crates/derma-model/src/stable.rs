@@ -160,6 +160,12 @@ pub fn writes_in_place(device: &Device) -> bool {
 /// A copy of `module` in new memory (every parameter and running statistic read back and
 /// uploaded anew, gradient requirements kept): what must be kept of a model whose memory a
 /// captured step goes on writing, e.g. the best epoch's weights. A clone would share it.
+///
+/// Burn 0.22's running statistics live in shared containers: a clone shares them, and a
+/// [`ModuleMapper`] writes its result back into them, so mapping a clone alone would leave
+/// the copy's batch norms updating the original's statistics. [`Module::valid`] gives each
+/// statistic a container of its own first; on an autodiff device [`Module::train`] then
+/// restores autodiff and which parameters train (`valid` keeps that).
 pub fn detached_copy<M: Module>(module: M) -> M {
     struct Copy;
     impl ModuleMapper for Copy {
@@ -174,7 +180,9 @@ pub fn detached_copy<M: Module>(module: M) -> M {
             })
         }
     }
-    module.map(&mut Copy)
+    let autodiff = module.devices().iter().any(|d| d.is_autodiff());
+    let copy = module.valid().map(&mut Copy);
+    if autodiff { copy.train() } else { copy }
 }
 
 thread_local! {
@@ -213,6 +221,23 @@ mod tests {
         let copy = detached_copy(layer.clone());
         assert_eq!(copy.weight.val().to_data(), layer.weight.val().to_data());
         assert!(copy.weight.val().is_require_grad() && copy.bias.as_ref().unwrap().val().is_require_grad());
+        // A frozen parameter stays frozen, and the copy stays on the autodiff device.
+        let frozen = detached_copy(layer.clone().no_grad());
+        assert!(!frozen.weight.val().is_require_grad() && frozen.weight.val().device().is_autodiff());
+        // A batch norm's running statistics are the copy's own: a training-mode forward of the
+        // original leaves the copy's as they were (before, the copy shared the original's
+        // containers, and the captured-step tests compared one running mean with itself).
+        let autodiff = device.clone().autodiff();
+        let bn = burn::nn::BatchNormConfig::new(3).init(&autodiff);
+        let copy = detached_copy(bn.clone());
+        let x = Tensor::<4>::from_floats([[[[1.0, 2.0]], [[3.0, 4.0]], [[5.0, 6.0]]]], &autodiff);
+        let _ = bn.forward(x);
+        let mean = |b: &burn::nn::BatchNorm| b.running_mean.value_sync().to_data().try_to_vec::<f32>().unwrap();
+        // PyTorch's BatchNorm2d(3) (momentum 0.1) after one training forward of this input:
+        // running_mean = 0.1 · [1.5, 3.5, 5.5].
+        let moved = mean(&bn);
+        assert!((moved[0] - 0.15).abs() < 1e-6 && (moved[2] - 0.55).abs() < 1e-6, "{moved:?}");
+        assert_eq!(mean(&copy), [0.0; 3], "the copy's running mean moved with the original's");
         let wrong = std::panic::catch_unwind(|| assign(&mut Tensor::<1>::zeros([3], &Device::flex()), Tensor::<1>::zeros([4], &Device::flex())));
         assert!(wrong.is_err());
     }
