@@ -420,7 +420,8 @@ for label, rep in runs:
 host = [(label, r) for label, rep in runs for r in rep["results"]
         if any((r.get(m) or {}).get("threads") for m in ("step", "step_captured", "e2e", "e2e_captured")) or r.get("phases")]
 if host:
-    print("\nCPU ms per step by thread (DSU-*: Burn's fusion server, DSD-*: the CubeCL/wgpu server, other: the calling thread)")
+    print("\nCPU ms per step by thread (DSU-*: Burn's fusion server, DSD-*: the CubeCL/wgpu server, loader and rayon: the data loader "
+          "and its augmentation workers, other: the calling thread; results before 2026-11-28's last commits counted those two as the calling thread)")
     for label, r in host:
         for mode in ("step", "step_captured", "e2e", "e2e_captured"):
             m = r.get(mode)

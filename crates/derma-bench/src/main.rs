@@ -103,6 +103,9 @@ struct Args {
 }
 
 fn main() {
+    // Rayon's workers (the loader's per-image augmentation) named, so the per-thread CPU
+    // readings tell them from the calling thread, whose name they would otherwise inherit.
+    let _ = rayon::ThreadPoolBuilder::new().thread_name(|_| "rayon".into()).build_global();
     if let Err(e) = run(Args::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

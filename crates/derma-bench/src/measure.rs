@@ -45,7 +45,8 @@ pub struct Measurement {
     pub mean_loss: Option<f64>,
     /// Wall-clock seconds of the untimed warm-up, its closing synchronisation included: kernel
     /// compilation and autotuning on a GPU, i.e. what a user waits before the first epoch runs
-    /// at speed (the loader's drained queue counts too in `e2e`).
+    /// at speed (in `e2e`, not the untimed drain of the loader's queue, whose depth differs
+    /// between the two sides).
     pub warmup_seconds: f64,
     /// `infer-graph` and `step-graph` only: whether the backend replayed a recorded graph (`true`) or re-ran the
     /// captured closure because it has no graph support (`false`, e.g. the CPU backend).
@@ -297,9 +298,11 @@ fn e2e_steps(
     let mut warm = RunningLoss::new(device);
     model = run(model, &mut warm, schedule.warmup)?;
     sync(train_device)?;
+    // The warm-up time ends here: draining the queue is untimed work of either side's own
+    // depth (bench_torch.py's is workers × prefetch_factor batches), not start-up cost.
+    let warmup_seconds = warm_started.elapsed().as_secs_f64();
     model = run(model, &mut warm, drain)?;
     sync(train_device)?;
-    let warmup_seconds = warm_started.elapsed().as_secs_f64();
     let mut running = RunningLoss::new(device);
     let clock = Clock::start();
     model = run(model, &mut running, schedule.steps)?;

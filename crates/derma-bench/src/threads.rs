@@ -4,7 +4,9 @@
 //! Burn 0.22 on wgpu runs a training step on three kinds of thread: the calling thread (the
 //! tensor API and autodiff), `DSU-…` (the fusion server: traces, fusion, kernel arguments) and
 //! `DSD-…` (the CubeCL server: allocation, kernel compilation cache, wgpu encoding and
-//! submission; with a software driver such as lavapipe it also executes the kernels). The three
+//! submission; with a software driver such as lavapipe it also executes the kernels); in the
+//! `e2e` and `loader` modes also `loader` (derma-data's batch assembly) and `rayon` (its
+//! per-image augmentation workers; named by derma-bench's `main`). The first three
 //! form a pipeline over bounded queues (CubeCL's channel holds 32 tasks), and a producer whose
 //! queue is full spins before it yields (`cubecl_common::device::handle::channel`): when one
 //! stage bounds the step, every thread *upstream* of it also shows CPU time near the wall time,

@@ -124,14 +124,18 @@ impl Loader {
         let batches = order.len().div_ceil(batch_size);
         let (sender, receiver) = sync_channel(config.prefetch.max(1));
         let dataset = dataset.clone();
-        let worker = std::thread::spawn(move || {
-            for (b, chunk) in order.chunks(batch_size).enumerate() {
-                let batch = assemble(&dataset, chunk, b * batch_size, &config);
-                if sender.send(batch).is_err() {
-                    return; // consumer dropped: stop early
+        // Named, so per-thread CPU readings (derma-bench, `top -H`) tell it from the caller.
+        let worker = std::thread::Builder::new()
+            .name("loader".into())
+            .spawn(move || {
+                for (b, chunk) in order.chunks(batch_size).enumerate() {
+                    let batch = assemble(&dataset, chunk, b * batch_size, &config);
+                    if sender.send(batch).is_err() {
+                        return; // consumer dropped: stop early
+                    }
                 }
-            }
-        });
+            })
+            .expect("cannot start the loader thread");
         Self { receiver, worker: Some(worker), batches }
     }
 
