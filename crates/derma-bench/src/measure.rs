@@ -316,13 +316,18 @@ fn e2e_steps(
 /// The loader alone (augmentation, normalisation, batching on the host): the most images per
 /// second end-to-end training can reach with it.
 pub fn loader_only(dataset: &ImageDataset, config: LoaderConfig, schedule: Schedule) -> anyhow::Result<Measurement> {
-    let order = cycling_order(dataset, schedule.warmup + schedule.steps, config.batch_size);
+    // Its queue (`prefetch` batches) drained untimed, as in `e2e` and bench_torch.py's loader.
+    let drain = config.prefetch;
+    let order = cycling_order(dataset, schedule.warmup + drain + schedule.steps, config.batch_size);
     let warm_started = Instant::now();
     let mut loader = Loader::spawn(dataset, order, config);
     for _ in 0..schedule.warmup {
         loader.next().ok_or_else(|| anyhow::anyhow!("loader: ended early"))?;
     }
     let warmup_seconds = warm_started.elapsed().as_secs_f64();
+    for _ in 0..drain {
+        loader.next().ok_or_else(|| anyhow::anyhow!("loader: ended early"))?;
+    }
     let clock = Clock::start();
     let mut images = 0;
     let mut checksum = 0f64;
