@@ -463,7 +463,7 @@ impl TrainConfig {
             StepMode::Auto if !gpu => (false, "training step: eager (--step auto: no graph capture on the CPU backend)".into()),
             // On Mesa lavapipe with a cold autotune cache, the captured step with a metric head
             // turned the head and the backbone NaN at the first step of the epoch's second batch
-            // shape (the wgpu test `a_metric_head_is_captured_on_the_gpu`, every cold run of six
+            // shape (the wgpu test `a_metric_head_is_captured_on_the_gpu`, every one of ten cold runs
             // on 2026-11-28; it passes with the cache warm, and the eager step never did this):
             // until that is understood, a metric head trains eagerly unless asked otherwise.
             StepMode::Auto if self.metric_weight > 0.0 => (
