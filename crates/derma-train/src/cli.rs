@@ -315,15 +315,18 @@ pub fn with_config_defaults_except(mut cmd: Command, keys: &[String], note: &str
     cmd
 }
 
-/// The list flags that also take their numbers as one comma-separated word.
-const LIST_FLAGS: [&str; 4] = ["--split-fractions", "--crop-scale", "--crop-ratio", "--zoom"];
-
 /// The command line with a comma-separated list that starts with a minus sign attached to its
-/// flag (`--zoom -1,2` becomes `--zoom=-1,2`). clap reads a word like `-1,2` as unknown short
-/// flags and would answer "unexpected argument '-1'"; attached, the numbers reach the range
-/// check, whose error names the flag (space-separated negative numbers reach it through the
-/// flags' `allow_negative_numbers`). Binaries parse `attach_negative_lists(std::env::args_os())`.
-pub fn attach_negative_lists<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+/// flag (`--zoom -1,2` becomes `--zoom=-1,2`), for every flag of `command` that takes a
+/// comma-separated list. clap reads a word like `-1,2` as unknown short flags and would answer
+/// "unexpected argument '-1'"; attached, the numbers reach the range check, whose error names
+/// the flag (space-separated negative numbers reach it through the flags'
+/// `allow_negative_numbers`). Binaries parse `attach_negative_lists(&command, std::env::args_os())`.
+pub fn attach_negative_lists<I: IntoIterator<Item = OsString>>(command: &Command, args: I) -> Vec<OsString> {
+    let list_flags: Vec<String> = command
+        .get_arguments()
+        .filter(|a| a.get_value_delimiter().is_some())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
     let mut out: Vec<OsString> = Vec::new();
     for arg in args {
         let negative = arg.to_str().is_some_and(|s| {
@@ -331,7 +334,7 @@ pub fn attach_negative_lists<I: IntoIterator<Item = OsString>>(args: I) -> Vec<O
             chars.next() == Some('-') && chars.next().is_some_and(|c| c.is_ascii_digit() || c == '.') && s.contains(',')
         });
         match out.last_mut() {
-            Some(flag) if negative && flag.to_str().is_some_and(|f| LIST_FLAGS.contains(&f)) => {
+            Some(flag) if negative && flag.to_str().is_some_and(|f| list_flags.iter().any(|l| l == f)) => {
                 flag.push("=");
                 flag.push(&arg);
             }
@@ -370,7 +373,8 @@ mod tests {
     }
 
     fn config(args: &[&str]) -> anyhow::Result<TrainConfig> {
-        let args = attach_negative_lists(std::iter::once("derma-train").chain(args.iter().copied()).map(OsString::from));
+        let command = <Cli as clap::CommandFactory>::command();
+        let args = attach_negative_lists(&command, std::iter::once("derma-train").chain(args.iter().copied()).map(OsString::from));
         Cli::try_parse_from(args)?.train.into_config()
     }
 
@@ -430,7 +434,8 @@ mod tests {
             assert!(err.contains(flag) && !err.contains("unexpected argument"), "{args:?}: {err}");
         }
         // Only a list flag's value is attached: a negative word elsewhere stays what it was.
-        let args = attach_negative_lists(["derma-train", "--zoom", "-1,2", "--lr", "-1,2", "-0.5,1"].map(OsString::from));
+        let command = <Cli as clap::CommandFactory>::command();
+        let args = attach_negative_lists(&command, ["derma-train", "--zoom", "-1,2", "--lr", "-1,2", "-0.5,1"].map(OsString::from));
         assert_eq!(args, ["derma-train", "--zoom=-1,2", "--lr", "-1,2", "-0.5,1"].map(OsString::from));
     }
 }

@@ -34,7 +34,8 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<()> {
     let command = with_config_defaults(Cli::command());
     let flags: Vec<String> = command.get_arguments().map(|a| a.get_id().to_string()).collect();
-    let matches = command.get_matches_from(derma_train::cli::attach_negative_lists(std::env::args_os()));
+    let args = derma_train::cli::attach_negative_lists(&command, std::env::args_os());
+    let matches = command.get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(dir) = &cli.resume {
         if cli.overwrite {

@@ -70,7 +70,8 @@ fn run() -> anyhow::Result<()> {
         &recipe_keys,
         "[set by the stage recipes: override with --stage1/--stage2 KEY=VALUE]",
     );
-    let matches = command.get_matches_from(derma_train::cli::attach_negative_lists(std::env::args_os()));
+    let args = derma_train::cli::attach_negative_lists(&command, std::env::args_os());
+    let matches = command.get_matches_from(args);
     let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let out = cli.train.out.clone();
     let config = cli.train.into_config()?;
