@@ -20,6 +20,8 @@ impl Csv {
     /// Reads `path`; `why` says what the file is, for the error when it is missing.
     pub fn read(path: &Path, why: &'static str) -> Result<Self> {
         let text = read_text(path, why)?;
+        // A byte-order mark (a spreadsheet's "CSV UTF-8") is not part of the first column's name.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r')));
         let header = match lines.next() {
             Some((_, h)) if !h.trim().is_empty() => h.split(',').map(|f| f.trim().to_string()).collect(),
@@ -91,5 +93,20 @@ pub(crate) fn read_text(path: &Path, why: &'static str) -> Result<String> {
         Ok(text) => Ok(text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Missing { path: path.into(), why }),
         Err(source) => Err(Error::Io { path: path.into(), action: "reading", cause: source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Csv;
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("predictions.csv");
+        std::fs::write(&path, "\u{feff}split,index\ntest,0\n").unwrap();
+        let csv = Csv::read(&path, "test").unwrap();
+        assert_eq!(csv.column("split").unwrap(), 0);
+        assert_eq!(csv.rows.len(), 1);
     }
 }

@@ -1,6 +1,7 @@
 //! `derma-report RUN_DIR...`: (re)writes the plots, `report.md` and `report.html` of finished
 //! run folders from their files. The images are not in a run folder, so the error gallery
-//! lists the items without thumbnails (training runs write it with them).
+//! shows the thumbnails the training run left in `gallery/` for the same selection, or lists
+//! the items without thumbnails when there are none.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -144,7 +144,7 @@ pub(crate) fn threshold_texts(values: &[f64]) -> Vec<String> {
             .map(|&t| match t {
                 t if t.is_infinite() => "+inf".into(),
                 t if t != 0.0 && t.abs() < 1e-3 => format!("{t:.*e}", digits - 1),
-                t => format!("{t:.digits$}"),
+                t => decimals(t, digits),
             })
             .collect();
     }
@@ -153,14 +153,27 @@ pub(crate) fn threshold_texts(values: &[f64]) -> Vec<String> {
 
 /// A threshold for a label: 4 decimals; below 0.001 four significant digits (screening
 /// thresholds of heavily imbalanced data are often that small: `0.0000` would hide them);
-/// `+inf`.
+/// `+inf`. A threshold below 1 never reads `1.0000` (`p ≥ 1.0000` would state another rule):
+/// it gets the decimals that show it is below 1.
 pub(crate) fn threshold_text(t: f64) -> String {
     if t.is_infinite() {
         "+inf".into()
     } else if t != 0.0 && t.abs() < 1e-3 {
         format!("{t:.3e}")
     } else {
-        format!("{t:.4}")
+        decimals(t, 4)
+    }
+}
+
+/// `t` with `digits` decimals, or more where `t < 1` would round to a text that reads 1.
+fn decimals(t: f64, digits: usize) -> String {
+    let mut d = digits;
+    loop {
+        let text = format!("{t:.d$}");
+        if t >= 1.0 || d >= 17 || text.parse::<f64>().is_ok_and(|v| v < 1.0) {
+            return text;
+        }
+        d += 1;
     }
 }
 
@@ -179,5 +192,15 @@ mod tests {
         assert_eq!(threshold_texts(&[1.23441e-4, 1.23449e-4]), ["1.2344e-4", "1.2345e-4"]);
         // Nothing to tell apart: the usual 4 decimals.
         assert_eq!(threshold_texts(&[0.25, 0.3150, 2e-4]), ["0.2500", "0.3150", "2.000e-4"]);
+    }
+
+    #[test]
+    fn a_threshold_below_one_does_not_read_as_one() {
+        // `{:.4}` rounds 0.99997 to 1.0000: "p ≥ 1.0000" would be another rule.
+        assert_eq!(threshold_texts(&[0.99997, 0.5, 1.0]), ["0.99997", "0.5000", "1.0000"]);
+        assert_eq!(threshold_texts(&[0.9999996]), ["0.9999996"]);
+        // More digits for a clash elsewhere still keep a value below 1 below 1.
+        // (7 decimals tell the first two apart; the third would read 1.0000000.)
+        assert_eq!(threshold_texts(&[0.28564993, 0.28564997, 0.9999999996]), ["0.2856499", "0.2856500", "0.9999999996"]);
     }
 }
