@@ -36,7 +36,12 @@ pub fn select(choice: &str) -> anyhow::Result<Backend> {
             )
         }),
         "auto" => Ok(wgpu().unwrap_or_else(|| {
-            eprintln!("warning: no wgpu GPU adapter available{}; training on the CPU (flex), which is slow", probe_failures(1, 200));
+            let why = if cfg!(feature = "wgpu") {
+                format!("no wgpu GPU adapter available{}", probe_failures(1, 200))
+            } else {
+                "this build has no GPU backend (built without the `wgpu` feature)".to_string()
+            };
+            eprintln!("warning: {why}; running on the CPU (flex), which is slow");
             cpu()
         })),
         other => anyhow::bail!("{}", unknown(other)),

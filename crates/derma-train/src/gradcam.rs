@@ -79,11 +79,17 @@ pub fn gradcam(model: &MobileNetV2, images: Tensor<4>, targets: &[Target]) -> Ve
 }
 
 impl Heatmap {
-    /// Bilinear upsampling to `height`×`width` (pixel centres aligned as in
-    /// `F.interpolate(..., align_corners=False)`), scaled so the maximum is 1 (all zeros stay 0).
+    /// The map scaled to `[0, 1]` as pytorch-grad-cam's `scale_cam_image` does —
+    /// `(m − min) / (1e-7 + max(m − min))`, so a constant map (a 1×1 map: a small input at
+    /// output stride 32) is all 0, no heat rather than heat everywhere — then bilinearly
+    /// upsampled to `height`×`width` (pixel centres aligned as in
+    /// `F.interpolate(..., align_corners=False)` and OpenCV's `resize`).
     pub fn upsample(&self, height: usize, width: usize) -> Vec<f32> {
         let (h, w) = (self.height, self.width);
-        let at = |y: usize, x: usize| self.values[y * w + x];
+        let min = self.values.iter().copied().fold(f32::INFINITY, f32::min);
+        let span = self.values.iter().fold(0.0f32, |m, v| m.max(v - min));
+        let scaled: Vec<f32> = self.values.iter().map(|v| (v - min) / (1e-7 + span)).collect();
+        let at = |y: usize, x: usize| scaled[y * w + x];
         let mut out = Vec::with_capacity(height * width);
         for v in 0..height {
             let sy = ((v as f32 + 0.5) * h as f32 / height as f32 - 0.5).clamp(0.0, (h - 1) as f32);
@@ -98,11 +104,13 @@ impl Heatmap {
                 out.push(top * (1.0 - fy) + bottom * fy);
             }
         }
-        let max = out.iter().copied().fold(0.0f32, f32::max);
-        if max > 0.0 {
-            out.iter_mut().for_each(|x| *x /= max);
-        }
         out
+    }
+
+    /// Whether the map has one cell: it cannot show *where* the evidence is (the input is
+    /// too small for the network's output stride).
+    pub fn is_single_cell(&self) -> bool {
+        self.height * self.width == 1
     }
 }
 

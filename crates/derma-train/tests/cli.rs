@@ -83,6 +83,12 @@ fn trains_and_writes_the_run_folder() {
     }
     let csv = out.join("predict-png.csv");
     let cams = out.join("cams");
+    // Overlays of the first image under every class, as an earlier run (another model or
+    // threshold) could have left: all but this run's decision are removed.
+    std::fs::create_dir_all(&cams).unwrap();
+    for class in ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"] {
+        std::fs::write(cams.join(format!("00000-img000-{class}.png")), b"stale").unwrap();
+    }
     let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", pngs.to_str().unwrap(), "--out", csv.to_str().unwrap(),
         "--backend", "cpu", "--gradcam", cams.to_str().unwrap()]);
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
@@ -96,6 +102,10 @@ fn trains_and_writes_the_run_folder() {
     }
     let overlays: Vec<_> = std::fs::read_dir(&cams).unwrap().collect();
     assert_eq!(overlays.len(), 56);
+    let first_image: Vec<_> =
+        overlays.iter().map(|e| e.as_ref().unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("00000-img000-")).collect();
+    assert_eq!(first_image.len(), 1, "{first_image:?}");
+    assert!(std::fs::read(cams.join(&first_image[0])).unwrap().starts_with(b"\x89PNG"), "this run's overlay");
     let first = overlays[0].as_ref().unwrap().path();
     assert_eq!(image::image_dimensions(&first).unwrap(), (224, 224), "{}", first.display());
     let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", out.join("missing.png").to_str().unwrap(),
@@ -127,6 +137,7 @@ fn trains_and_writes_the_run_folder() {
     for (args, want) in [
         (vec!["--out", out.to_str().unwrap()], "is a folder; expected the path of the CSV file"),
         (vec!["--out", csv.to_str().unwrap(), "--gradcam", csv.to_str().unwrap()], "--gradcam"),
+        (vec!["--out", out.join("p2").to_str().unwrap(), "--gradcam", out.join("p2").to_str().unwrap()], "name the same path"),
         (vec!["--out", csv.to_str().unwrap(), "--split", "val"], "--split val applies to an .npz input"),
     ] {
         let o = derma_predict(&[&["--run", out.to_str().unwrap(), "--input", pngs.to_str().unwrap(), "--backend", "cpu"][..], &args].concat());

@@ -80,6 +80,23 @@ fn upsampling_keeps_the_peak_and_normalises() {
     assert!((up[3] - 3.25 / 4.0).abs() < 1e-6, "{}", up[3]);
 }
 
+#[test]
+fn maps_are_scaled_as_pytorch_grad_cam_does() {
+    // pytorch-grad-cam's scale_cam_image: `img = img - np.min(img); img = img / (1e-7 +
+    // np.max(img))`, before the resize: [3.0, 3.2, 3.1, 3.3] → [0, 2/3, 1/3, 1] (a maximum-only
+    // scaling would give [0.909, 0.970, 0.939, 1]: heat everywhere).
+    let map = Heatmap { values: vec![3.0, 3.2, 3.1, 3.3], height: 2, width: 2 };
+    let up = map.upsample(2, 2);
+    for (got, want) in up.iter().zip([0.0, 2.0 / 3.0, 1.0 / 3.0, 1.0]) {
+        assert!((got - want).abs() < 1e-5, "{up:?}");
+    }
+    // A constant map, e.g. the 1x1 map of a 28-px input at output stride 32: no heat (its
+    // one value says nothing about where), not a uniform tint.
+    let single = Heatmap { values: vec![0.7], height: 1, width: 1 };
+    assert!(single.is_single_cell() && !map.is_single_cell());
+    assert!(single.upsample(4, 4).iter().all(|&v| v == 0.0));
+}
+
 /// `S`x`S` images of noise; positives carry a bright disc somewhere in the left half (centre
 /// at x in [5, 11]/32 of the side, y in [5, 27]/32), the only evidence of the positive class.
 const S: usize = 48;

@@ -58,8 +58,14 @@ fn run() -> anyhow::Result<()> {
     if let Some(parent) = cli.out.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
         anyhow::bail!("--out {}: its folder {} does not exist", cli.out.display(), parent.display());
     }
-    if let Some(dir) = cli.gradcam.as_ref().filter(|d| d.exists() && !d.is_dir()) {
-        anyhow::bail!("--gradcam {}: is a file; expected a folder for the heatmap overlays", dir.display());
+    if let Some(dir) = &cli.gradcam {
+        if dir.exists() && !dir.is_dir() {
+            anyhow::bail!("--gradcam {}: is a file; expected a folder for the heatmap overlays", dir.display());
+        }
+        if std::path::absolute(dir).ok() == std::path::absolute(&cli.out).ok() {
+            anyhow::bail!("--gradcam {} and --out name the same path: the overlays need a folder of their own", dir.display());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--gradcam {}: cannot create it: {e}", dir.display()))?;
     }
     let is_npz = cli.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
     if !is_npz && cli.split != "test" {
@@ -106,7 +112,6 @@ fn run() -> anyhow::Result<()> {
     );
 
     if let Some(dir) = &cli.gradcam {
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--gradcam {}: cannot create it: {e}", dir.display()))?;
         let size = run.image_size();
         let view = size.max(224); // overlays of small inputs are enlarged to be legible
         let eval = Augment::eval(size);
@@ -132,6 +137,14 @@ fn run() -> anyhow::Result<()> {
             let logits = if run.is_binary() { 1 } else { run.class_names.len() };
             let targets: Vec<Target> = idx.iter().map(|&i| Target::of_decision(logits, run.decision(&pred.probs[i]))).collect();
             let maps = gradcam(&run.model, batch.images(&device), &targets);
+            if start == 0 && maps.first().is_some_and(|m| m.is_single_cell()) {
+                eprintln!(
+                    "warning: --gradcam: at {size} px the run's last feature map is 1x1 (output stride {}): a heatmap \
+                     cannot show where the evidence lies, and the overlays show none; train with --output-stride 8 \
+                     or a larger --image-size for Grad-CAM",
+                    run.config.output_stride
+                );
+            }
             for (&i, map) in idx.iter().zip(&maps) {
                 let img = shown.run(dataset.image(i), shape, 0, 0, i);
                 let heat = map.upsample(view, view);
@@ -141,8 +154,17 @@ fn run() -> anyhow::Result<()> {
                 } else {
                     PathBuf::from(&names[i]).file_stem().map_or(format!("{i:05}"), |s| format!("{i:05}-{}", s.to_string_lossy()))
                 };
-                let decision = &run.class_names[run.decision(&pred.probs[i])];
-                let path = dir.join(format!("{stem}-{}.png", decision.replace(['/', ' '], "_")));
+                let file = |class: &str| dir.join(format!("{stem}-{}.png", class.replace(['/', ' '], "_")));
+                let decided = run.decision(&pred.probs[i]);
+                let path = file(&run.class_names[decided]);
+                // An earlier run into this folder (another threshold or model) may have left this
+                // image's overlay under another decision: it would contradict the CSV.
+                for name in run.class_names.iter().enumerate().filter(|(c, _)| *c != decided).map(|(_, n)| n) {
+                    let stale = file(name);
+                    if stale.is_file() {
+                        std::fs::remove_file(&stale).map_err(|e| anyhow::anyhow!("--gradcam: removing the stale {}: {e}", stale.display()))?;
+                    }
+                }
                 let mut png = Vec::new();
                 image::codecs::png::PngEncoder::new(&mut png)
                     .write_image(&rgb, view as u32, view as u32, image::ExtendedColorType::Rgb8)
