@@ -3,7 +3,8 @@
 //! hard-example mining's per-image losses, the global step and the best epoch so far — and
 //! `derma-train --resume RUN` continues from it. A run that finishes removes its checkpoint
 //! (its results are `model.bpk` and the report); one that is killed, diverges or loses its
-//! machine keeps the last finished epoch's.
+//! machine keeps the last finished epoch's. One that diverged has it marked (`diverged`): a
+//! resume would repeat the same steps, so it is refused with what to do instead.
 //!
 //! Files: `epoch-N-model.bpk`, `epoch-N-optimizer.bpk` (Burn's `OptimizerRecord`, keyed by
 //! parameter id; burnpack keeps the ids, so the restored moments meet their parameters),
@@ -59,6 +60,10 @@ pub struct State {
     /// of earlier versions): a resume refuses other data.
     #[serde(default)]
     pub data_hash: Option<String>,
+    /// Set when the epoch after this checkpoint diverged (`Diverged`'s text): a resume would
+    /// repeat the same steps from here and diverge again, so it is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<String>,
 }
 
 impl State {
@@ -128,6 +133,36 @@ fn copy_atomic(src: &Path, dst: &Path) -> anyhow::Result<()> {
     write_atomic(dst, &bytes)
 }
 
+/// Records in `run_dir`'s checkpoint (where there is one: a run that diverged in its first
+/// epoch has none) that training diverged after it, `why`.
+pub fn mark_diverged(run_dir: &Path, why: &str) {
+    let path = run_dir.join(DIR).join("state.json");
+    let Ok(mut state) = std::fs::read_to_string(&path).map_err(anyhow::Error::from).and_then(|t| Ok(serde_json::from_str::<State>(&t)?)) else {
+        return;
+    };
+    state.diverged = Some(why.to_string());
+    let written = serde_json::to_string_pretty(&state).map_err(anyhow::Error::from).and_then(|t| write_atomic(&path, t.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("warning: could not record the divergence in {}: {e}", path.display());
+    }
+}
+
+/// Why the run in `run_dir` stopped for good if it diverged (its checkpoint says so), for the
+/// messages that would otherwise point to `--resume`.
+pub fn diverged(run_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(run_dir.join(DIR).join("state.json")).ok()?;
+    serde_json::from_str::<State>(&text).ok()?.diverged
+}
+
+/// What to do with a run folder whose training diverged (`why`).
+pub fn diverged_advice(run_dir: &Path, why: &str) -> String {
+    format!(
+        "{}: {why}. --resume would repeat the same steps and diverge again: start the run again (e.g. with a lower --lr) \
+         with --overwrite to reuse the folder; its model.bpk and metrics.csv keep the epochs before",
+        run_dir.display()
+    )
+}
+
 /// The checkpoint of `run_dir`, or an error naming what is missing.
 pub fn read_state(run_dir: &Path) -> anyhow::Result<State> {
     let path = run_dir.join(DIR).join("state.json");
@@ -139,7 +174,11 @@ pub fn read_state(run_dir: &Path) -> anyhow::Result<State> {
             path.display()
         )
     })?;
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let state: State = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some(why) = &state.diverged {
+        anyhow::bail!("--resume {}", diverged_advice(run_dir, why));
+    }
+    Ok(state)
 }
 
 /// Loads the checkpoint's training model into `model` (a fresh network of the run's
@@ -165,13 +204,24 @@ pub fn load(
     Ok((model, record, head))
 }
 
-/// Removes `run_dir/checkpoint/` (a finished run's results are complete without it).
+/// Removes `run_dir/checkpoint/` (a finished run's results are complete without it):
+/// `state.json` first, so that a removal cut short (a kill, a full disk) leaves no `state.json`
+/// naming epoch files already gone — derma-predict, `--out` and the cascade take a run with a
+/// `state.json` for unfinished. What is left of the folder is then only litter.
 pub fn remove(run_dir: &Path) {
     let dir = run_dir.join(DIR);
-    if dir.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            eprintln!("warning: could not remove {}: {e}", dir.display());
-        }
+    if !dir.exists() {
+        return;
+    }
+    let state = dir.join("state.json");
+    if let Err(e) = std::fs::remove_file(&state)
+        && state.exists()
+    {
+        eprintln!("warning: could not remove {}: {e}", state.display());
+        return;
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        eprintln!("warning: could not remove {}: {e}", dir.display());
     }
 }
 
@@ -182,4 +232,49 @@ pub fn load_best(run_dir: &Path, state: &State, mut model: MobileNetV2) -> anyho
     load_module(&mut model, &best)?;
     copy_atomic(&best, &run_dir.join("model.bpk"))?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint whose next epoch diverged is marked: `--resume`, derma-predict's run check
+    /// and a new run into the folder say so instead of pointing to `--resume`, which would
+    /// repeat the same steps.
+    #[test]
+    fn a_diverged_run_is_not_sent_to_resume() {
+        let run = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(run.path().join(DIR)).unwrap();
+        let state = State {
+            epoch: 1,
+            stopped: false,
+            step: 10,
+            best_epoch: 1,
+            best_score_text: "0.5".into(),
+            mining_losses: None,
+            head: false,
+            metrics_rows: vec!["1,...".into()],
+            data_hash: None,
+            diverged: None,
+        };
+        std::fs::write(run.path().join(DIR).join("state.json"), serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(read_state(run.path()).unwrap(), state, "resumable before");
+        assert_eq!(diverged(run.path()), None);
+        std::fs::write(run.path().join("metrics.csv"), "epoch\n1\n").unwrap();
+        let out_hint = crate::report::check_out_is_free(run.path(), &crate::report::RUN_FILES, false).unwrap_err().to_string();
+        assert!(out_hint.contains("--resume"), "{out_hint}");
+
+        mark_diverged(run.path(), "training diverged at epoch 2 (loss NaN); lower --lr");
+        assert_eq!(diverged(run.path()).as_deref(), Some("training diverged at epoch 2 (loss NaN); lower --lr"));
+        let e = read_state(run.path()).unwrap_err().to_string();
+        assert!(e.contains("diverged at epoch 2") && e.contains("diverge again") && e.contains("--overwrite"), "{e}");
+        let out_hint = crate::report::check_out_is_free(run.path(), &crate::report::RUN_FILES, false).unwrap_err().to_string();
+        assert!(out_hint.contains("diverged") && !out_hint.contains("--resume"), "{out_hint}");
+        let e = crate::predict::RunModel::load(run.path(), &burn::prelude::Device::flex()).err().unwrap().to_string();
+        assert!(e.contains("diverge again") && !e.contains("finish a stopped run"), "{e}");
+        // Marking a folder without a checkpoint (diverged in its first epoch) does nothing.
+        let empty = tempfile::tempdir().unwrap();
+        mark_diverged(empty.path(), "x");
+        assert!(!empty.path().join(DIR).exists());
+    }
 }

@@ -81,7 +81,7 @@ fn run() -> anyhow::Result<()> {
         }
         let backend = backend::select(&config.backend)?;
         backend::explain_out_of_memory(out_of_memory_advice(&config, dir));
-        train::resume(&config, &backend.device, backend.name, dir)?;
+        train::resume(&config, &backend.device, backend.name, dir).map_err(|e| with_divergence_advice(e, dir))?;
         return Ok(());
     }
     let mut config = cli.args.into_config()?;
@@ -100,8 +100,16 @@ fn run() -> anyhow::Result<()> {
     let shown = std::path::absolute(&out).unwrap_or_else(|_| out.clone());
     println!("run folder: {} (if stopped, continue with `derma-train --resume {}`)", shown.display(), shown.display());
     backend::explain_out_of_memory(out_of_memory_advice(&config, &shown));
-    train::run(&config, &backend.device, backend.name, &out)?;
+    train::run(&config, &backend.device, backend.name, &out).map_err(|e| with_divergence_advice(e, &shown))?;
     Ok(())
+}
+
+/// A divergence's error with what to do next: its checkpoint is marked, `--resume` refused.
+fn with_divergence_advice(e: anyhow::Error, run: &std::path::Path) -> anyhow::Error {
+    match e.downcast_ref::<train::Diverged>() {
+        Some(d) => anyhow::anyhow!("{}", derma_train::checkpoint::diverged_advice(run, &d.to_string())),
+        None => e,
+    }
 }
 
 /// What to change when the GPU runs out of memory during this run (the batch size and the image

@@ -37,6 +37,9 @@ impl RunModel {
         let file = |name: &str| run_dir.join(name);
         // A checkpoint means the run is still training, or was stopped: its model.bpk is of an
         // unfinished run, and report.json (if any) of an older one it overwrites.
+        if let Some(why) = crate::checkpoint::diverged(run_dir) {
+            anyhow::bail!("--run {}", crate::checkpoint::diverged_advice(run_dir, &why));
+        }
         if run_dir.join(crate::checkpoint::DIR).join("state.json").is_file() {
             anyhow::bail!(
                 "--run {}: the run has not finished (it holds a checkpoint/): wait for it, or finish a stopped run with \

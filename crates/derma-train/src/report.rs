@@ -40,7 +40,9 @@ pub fn check_out_is_free(out: &Path, marks: &[&str], overwrite: bool) -> anyhow:
         return Ok(());
     }
     if let Some(found) = marks.iter().find(|m| out.join(m).exists()) {
-        let resume = if out.join(crate::checkpoint::DIR).join("state.json").is_file() {
+        let resume = if let Some(why) = crate::checkpoint::diverged(out) {
+            format!(" Its training diverged ({why}): start it again with a lower --lr and --overwrite.")
+        } else if out.join(crate::checkpoint::DIR).join("state.json").is_file() {
             format!(" It has not finished: `derma-train --resume {}` continues it.", out.display())
         } else {
             String::new()

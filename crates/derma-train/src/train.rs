@@ -320,6 +320,12 @@ impl std::fmt::Display for Diverged {
 
 impl std::error::Error for Diverged {}
 
+/// `d` as the run's error, recorded in the run folder's checkpoint first (a resume is refused).
+fn diverged(out_dir: &Path, d: Diverged) -> anyhow::Error {
+    checkpoint::mark_diverged(out_dir, &d.to_string());
+    d.into()
+}
+
 /// What a finished run leaves behind.
 pub struct RunOutcome {
     /// The run folder.
@@ -526,7 +532,12 @@ fn fit_from(
     let mut step = 0;
     let mut best: Option<(f64, usize, MobileNetV2)> = None;
     let mut earlier_rows: Vec<String> = Vec::new();
-    if let Some(state) = &from {
+    if let Some(state) = &from
+        && !state.stopped
+    {
+        // Training goes on: the training model, AdamW's state, the metric head and mining's
+        // losses come back (a stopped run needs none of them, only its best weights below; its
+        // epoch files may be gone with a removal of the checkpoint that was cut short).
         let fresh_head = captured.as_ref().and_then(CapturedStep::metric).or(step_state.metric()).cloned();
         let (restored, record, head) = checkpoint::load(out_dir, state, model, fresh_head.as_ref().map(|h| h.embedding.clone()))?;
         model = restored;
@@ -544,6 +555,8 @@ fn fit_from(
         if let (Some(m), Some(losses)) = (mining.as_mut(), state.mining_losses.clone()) {
             mined = Some(m.restore(losses).map_err(|e| anyhow::anyhow!("--resume {}: {e}", out_dir.display()))?);
         }
+    }
+    if let Some(state) = &from {
         let best_model = checkpoint::load_best(out_dir, state, model_config.init(device))?;
         best = Some((state.best_score(), state.best_epoch, best_model));
         earlier_rows = state.metrics_rows.clone();
@@ -702,7 +715,7 @@ fn fit_from(
             }
         }
         if !train_loss.is_finite() {
-            return Err(Diverged { epoch: epoch + 1, loss: train_loss, validation: false }.into());
+            return Err(diverged(out_dir, Diverged { epoch: epoch + 1, loss: train_loss, validation: false }));
         }
         let metric_loss = (running_metric.seen() > 0).then(|| running_metric.mean());
         // One read of the epoch's per-sample losses → the next epoch's sampling multipliers.
@@ -711,7 +724,7 @@ fn fit_from(
         let eval_model = model.valid();
         let val_pred = predict(&eval_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
         if !val_pred.loss.is_finite() || val_pred.probs.iter().flatten().any(|p| !p.is_finite()) {
-            return Err(Diverged { epoch: epoch + 1, loss: train_loss, validation: true }.into());
+            return Err(diverged(out_dir, Diverged { epoch: epoch + 1, loss: train_loss, validation: true }));
         }
         let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };
         let threshold = choice.as_ref().map_or(0.5, |c| c.value);
@@ -766,6 +779,7 @@ fn fit_from(
             head: config.metric().is_some(),
             metrics_rows: metrics.lines().skip(1).map(str::to_string).collect(),
             data_hash: Some(data_hash.clone()),
+            diverged: None,
         };
         let optimizer = match captured.as_mut() {
             Some(c) => {
