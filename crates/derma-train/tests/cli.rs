@@ -156,6 +156,9 @@ fn trains_and_writes_the_run_folder() {
     }
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("plots/confusion.png") && md.contains("akiec"), "{md}");
+    // The report's own cross-check of what the run wrote (report.json against predictions.csv,
+    // metrics.csv) finds nothing: the writer's and the reader's formats agree.
+    assert!(!["disagree", "differs from report.json", "differ from report.json"].iter().any(|n| md.contains(n)), "{md}");
     assert_eq!(image::image_dimensions(out.join("plots/recall.png")).unwrap(), (900, 600));
 
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
