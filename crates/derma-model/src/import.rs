@@ -265,12 +265,17 @@ fn check_strict(result: &ApplyResult, path: &Path, keep_classifier: bool) -> any
     let mut problems = Vec::new();
     for e in &result.errors {
         problems.push(match e {
-            ApplyError::ShapeMismatch { path, expected, found } => format!(
-                "  `{}`: shape {:?} in the file, the model needs {:?}",
-                torchvision_name(path),
-                found.as_slice(),
-                expected.as_slice()
-            ),
+            ApplyError::ShapeMismatch { path, expected, found } => {
+                // burn-store compares a Linear weight after transposing it to Burn's [in, out]:
+                // both shapes back in the file's (PyTorch's) [out, in] layout.
+                let name = torchvision_name(path);
+                let (mut found, mut expected) = (found.as_slice().to_vec(), expected.as_slice().to_vec());
+                if name == "classifier.1.weight" {
+                    found.reverse();
+                    expected.reverse();
+                }
+                format!("  `{name}`: shape {found:?} in the file, the model needs {expected:?}")
+            }
             ApplyError::DTypeMismatch { path, expected, found } => {
                 format!("  `{}`: dtype {found:?} in the file, the model needs {expected:?}", torchvision_name(path))
             }

@@ -121,6 +121,15 @@ fn load_errors_name_the_files_keys() {
     assert!(!err.contains("blocks."), "a model-internal name in the message: {err}");
 }
 
+/// With `keep_classifier` a class-count mismatch names the classifier's shapes as the file
+/// (PyTorch's `Linear`, `[out, in]`) holds them: the fixture's 7 classes, a 2-class model.
+#[test]
+fn a_kept_classifier_of_another_class_count_is_named_in_pytorchs_layout() {
+    let model = MobileNetV2Config::new(2).with_width(0.25).init(&Device::flex());
+    let err = load_torchvision(model, &fixture("mobilenet_v2_w025.pth"), true).unwrap_err().to_string();
+    assert!(err.contains("`classifier.1.weight`: shape [7, 1280] in the file, the model needs [2, 1280]"), "{err}");
+}
+
 /// Without `keep_classifier` the task's own head stays (head swap), whatever its size.
 #[test]
 fn head_swap_keeps_a_fresh_classifier() {
