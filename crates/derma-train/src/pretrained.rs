@@ -14,13 +14,24 @@ const IMAGENET_URL: &str = "https://download.pytorch.org/models/mobilenet_v2-7eb
 /// PyTorch's checkpoint cache: `$TORCH_HOME/hub/checkpoints`, else
 /// `$XDG_CACHE_HOME/torch/hub/checkpoints`, else `~/.cache/torch/hub/checkpoints`.
 pub fn torch_cache_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("TORCH_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(home).join("hub/checkpoints");
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    torch_cache_dir_from(var("TORCH_HOME"), var("XDG_CACHE_HOME"), var("HOME"))
+}
+
+/// [`torch_cache_dir`] from the values of `TORCH_HOME`, `XDG_CACHE_HOME` and `HOME` (unset or
+/// empty: `None`). A leading `~` is expanded as PyTorch's `os.path.expanduser` does (a
+/// Dockerfile `ENV`, a quoted export), so that the same cache is found.
+fn torch_cache_dir_from(torch_home: Option<PathBuf>, xdg_cache: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+    let expand = |p: PathBuf| match (p.strip_prefix("~"), &home) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => p,
+    };
+    if let Some(torch_home) = torch_home {
+        return expand(torch_home).join("hub/checkpoints");
     }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+    let cache = xdg_cache
+        .map(expand)
+        .or_else(|| home.as_ref().map(|h| h.join(".cache")))
         .unwrap_or_else(|| PathBuf::from(".cache"));
     cache.join("torch/hub/checkpoints")
 }
@@ -57,5 +68,26 @@ pub fn resolve(pretrained: &str, offline: bool) -> anyhow::Result<Option<PathBuf
                 anyhow::bail!("--pretrained `{file}`: expected none, imagenet or an existing weight file")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::torch_cache_dir_from;
+    use std::path::PathBuf;
+
+    /// PyTorch's `torch.hub._get_torch_home()`:
+    /// `os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME",
+    /// "~/.cache"), "torch")))`, then `hub/checkpoints`.
+    #[test]
+    fn the_torch_cache_is_found_where_pytorch_puts_it() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        let home = || p("/root");
+        assert_eq!(torch_cache_dir_from(p("~/th"), None, home()), PathBuf::from("/root/th/hub/checkpoints"));
+        assert_eq!(torch_cache_dir_from(p("/data/th"), p("/x"), home()), PathBuf::from("/data/th/hub/checkpoints"));
+        assert_eq!(torch_cache_dir_from(None, p("~/cache"), home()), PathBuf::from("/root/cache/torch/hub/checkpoints"));
+        assert_eq!(torch_cache_dir_from(None, None, home()), PathBuf::from("/root/.cache/torch/hub/checkpoints"));
+        // `~user` is not the current user's home: left as it is.
+        assert_eq!(torch_cache_dir_from(p("~other/th"), None, home()), PathBuf::from("~other/th/hub/checkpoints"));
     }
 }

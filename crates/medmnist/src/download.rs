@@ -126,7 +126,7 @@ impl Fetcher {
                 });
             }
             eprintln!(
-                "medmnist: cached file `{}` is corrupt (expected {}, found {}); downloading it again",
+                "warning: cached file `{}` is corrupt (expected {}, found {}); downloading it again",
                 dest.display(),
                 remote.checksum,
                 actual

@@ -284,8 +284,10 @@ pub enum Error {
 
     /// The downloaded bytes do not have the expected checksum.
     #[error(
-        "download of {url} failed verification: expected {expected}, got {actual}; the download was discarded. \
-         If the file is right and the checksum wrong, download it by hand, check it, and place it at `{}`",
+        "download of {url} failed verification: expected {expected}, got {actual}; the download was discarded \
+         (nothing was stored at `{}`). Try again: a transfer cut short or altered on the way (a proxy) gives another \
+         checksum. A file with another checksum is not taken from the cache either; to use one anyway, give its path \
+         directly (derma-train: `--npz FILE` for a dataset, `--pretrained FILE` for weights)",
         .dest.display()
     )]
     ChecksumMismatch {
@@ -335,8 +337,9 @@ pub enum Error {
     /// Offline mode and the cached file has the wrong checksum.
     #[error(
         "offline mode: cached file `{}` is corrupt: expected {expected}, found {actual}. \
-         Download {url} by hand and place it at `{}`",
-        .path.display(), .path.display()
+         Download {url} again (without --offline, or by hand) and replace it; to use this file anyway, give its path \
+         directly (derma-train: `--npz FILE` for a dataset, `--pretrained FILE` for weights)",
+        .path.display()
     )]
     OfflineCorrupt {
         /// The cached file.

@@ -62,6 +62,9 @@ fn wrong_bytes_are_discarded_with_a_clear_error() {
     let msg = err.to_string();
     assert!(msg.contains(GOOD_MD5), "{msg}");
     assert!(msg.contains(&r.url), "{msg}");
+    // Placing such a file in the cache by hand would not help (the cache is checked too):
+    // the message points to giving the file directly.
+    assert!(!msg.contains("place it at") && msg.contains("--npz FILE"), "{msg}");
     assert!(
         msg.contains(&root.path().join("data.npz").display().to_string()),
         "{msg}"
@@ -141,6 +144,7 @@ fn offline_corrupt_cached_file_is_an_error_and_kept() {
         msg.contains(&r.url) && msg.contains(&cached.display().to_string()),
         "{msg}"
     );
+    assert!(!msg.contains("place it at") && msg.contains("--npz FILE"), "{msg}");
     assert_eq!(server.hits(), 0);
     assert_eq!(std::fs::read(&cached).expect("read"), b"message digest");
 }
