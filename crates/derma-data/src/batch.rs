@@ -98,7 +98,8 @@ impl HostBatch {
 pub struct LoaderConfig {
     /// Images per batch (the last batch may be smaller).
     pub batch_size: usize,
-    /// Batches prepared ahead of the consumer.
+    /// Batches prepared ahead of the consumer (at least 1): `prefetch − 1` queued and the one
+    /// the worker holds until the queue takes it.
     pub prefetch: usize,
     /// Output transform: augmentation for training, [`Augment::eval`] otherwise.
     pub augment: Augment,
@@ -122,7 +123,10 @@ impl Loader {
     pub fn spawn(dataset: &ImageDataset, order: Vec<usize>, config: LoaderConfig) -> Self {
         let batch_size = config.batch_size.max(1);
         let batches = order.len().div_ceil(batch_size);
-        let (sender, receiver) = sync_channel(config.prefetch.max(1));
+        // The worker holds one finished batch while it waits on a full queue: a queue of
+        // `prefetch − 1` keeps `prefetch` batches ahead, as documented (a queue of `prefetch`
+        // kept one more, in memory and in derma-bench's untimed drain).
+        let (sender, receiver) = sync_channel(config.prefetch.max(1) - 1);
         let dataset = dataset.clone();
         // Named, so per-thread CPU readings (derma-bench, `top -H`) tell it from the caller.
         let worker = std::thread::Builder::new()
