@@ -180,7 +180,7 @@ pub struct TrainArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub alpha: Option<String>,
     /// none, balanced or w0,w1,...
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub class_weights: Option<ClassWeights>,
     /// Combined loss: weight of the BCE / cross-entropy term.
     #[arg(long)]
@@ -426,6 +426,7 @@ mod tests {
             (vec!["--crop-ratio", "-.5,2", "--epochs", "3"], "--crop-ratio"),
             (vec!["--dataset", "folder", "--data-dir", ".", "--split-fractions", "-0.1,0.6,0.5"], "--split-fractions"),
             (vec!["--dataset", "folder", "--data-dir", ".", "--split-fractions", "0.6", "-0.1", "0.5"], "--split-fractions"),
+            (vec!["--class-weights", "-1,2"], "--class-weights must all be > 0"),
         ] {
             let err = match config(&args) {
                 Ok(c) => c.validate().unwrap_err(),

@@ -506,8 +506,42 @@ impl TrainConfig {
         Ok(config)
     }
 
+    /// [`validate`](Self::validate) for a run folder's configuration being resumed: the
+    /// pretrained weight file was read when the run started (its normalisation is in
+    /// config.toml) and need not exist any more, e.g. on another machine.
+    pub fn validate_for_resume(&self) -> Result<(), String> {
+        let mut checked = self.clone();
+        if !matches!(checked.pretrained.as_str(), "none" | "imagenet") {
+            checked.pretrained = "none".into();
+        }
+        checked.validate()
+    }
+
     /// Checks every value that does not need the data, naming the flag at fault.
     pub fn validate(&self) -> Result<(), String> {
+        // Everything here is written to the run's config.toml and read back (--resume,
+        // derma-predict): TOML integers are 64-bit signed, and paths are text.
+        const TOML_INT_MAX: u64 = i64::MAX as u64;
+        let integers = [
+            (self.seed, "--seed"),
+            (self.epochs as u64, "--epochs"),
+            (self.batch_size as u64, "--batch-size"),
+            (self.patience as u64, "--patience"),
+            (self.freeze_backbone_epochs as u64, "--freeze-backbone-epochs"),
+            (self.samples_per_epoch.unwrap_or(0) as u64, "--samples-per-epoch"),
+        ];
+        if let Some((value, flag)) = integers.into_iter().find(|(v, _)| *v > TOML_INT_MAX) {
+            return Err(format!("{flag} must be at most {TOML_INT_MAX} (the run's config.toml stores it as a TOML integer), got {value}"));
+        }
+        let paths = [(&self.data_dir, "--data-dir"), (&self.npz, "--npz"), (&self.data_root, "--data-root"), (&self.out, "--out")]
+            .into_iter()
+            .filter_map(|(p, flag)| p.as_deref().map(|p| (p, flag)))
+            .chain(self.manifest.iter().flatten().map(|m| (m.as_path(), "--manifest")));
+        for (path, flag) in paths {
+            if path.to_str().is_none() {
+                return Err(format!("{flag} {}: the path is not valid UTF-8 (the run's config.toml stores paths as text)", path.display()));
+            }
+        }
         if ![28, 64, 128, 224].contains(&self.size) {
             return Err(format!("--size must be 28, 64, 128 or 224, got {}", self.size));
         }
@@ -533,7 +567,9 @@ impl TrainConfig {
                     return Err(format!("--manifest {}: no such file", f.display()));
                 }
             }
-            _ => {}
+            other => {
+                medmnist::lookup(other).map_err(|e| format!("--dataset: {e}"))?;
+            }
         }
         // Checked for every dataset: a MedMNIST run ignores them in training, but its
         // config.toml keeps them, and derma-predict resizes image files with `resize`.
@@ -590,9 +626,19 @@ impl TrainConfig {
             }
         }
         if let Some(p) = &self.positive_classes {
+            if p.is_empty() || p.iter().any(|c| c.trim().is_empty()) {
+                return Err(format!("--positive-classes needs class names or indices, got {p:?}"));
+            }
             let mut seen = std::collections::HashSet::new();
             if let Some(d) = p.iter().find(|c| !seen.insert(c.as_str())) {
                 return Err(format!("--positive-classes lists `{d}` twice"));
+            }
+            // A MedMNIST dataset's classes are known now (a file dataset's once it is read).
+            if !self.is_file_dataset()
+                && let Ok(info) = medmnist::lookup(&self.dataset)
+            {
+                let names: Vec<String> = info.labels.iter().map(|l| l.to_string()).collect();
+                crate::train::binary_view(p, &names, &self.dataset).map_err(|e| e.to_string())?;
             }
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
@@ -776,6 +822,56 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(edit: impl Fn(&mut TrainConfig)) -> String {
+        let mut c = TrainConfig::default();
+        edit(&mut c);
+        c.validate().unwrap_err()
+    }
+
+    /// What validate() must refuse because the run would fail later — after training, when
+    /// its config.toml is read back, or with a message that does not name the setting.
+    #[test]
+    fn settings_that_could_not_be_read_back_or_name_no_class_are_refused() {
+        // TOML integers are i64: a larger seed was written and then refused by --resume and
+        // derma-predict. i64::MAX itself round-trips.
+        let e = refused(|c| c.seed = u64::MAX);
+        assert!(e.contains("--seed") && e.contains("9223372036854775807"), "{e}");
+        let e = refused(|c| c.patience = usize::MAX);
+        assert!(e.contains("--patience"), "{e}");
+        let mut c = TrainConfig::default();
+        c.seed = i64::MAX as u64;
+        c.validate().unwrap();
+        assert_eq!(TrainConfig::from_toml(&c.to_toml()).unwrap().seed, c.seed);
+        // A misspelled MedMNIST dataset is named up front (it failed only when loading).
+        let e = refused(|c| c.dataset = "dermamnsit".into());
+        assert!(e.contains("--dataset") && e.contains("dermamnist"), "{e}");
+        // --positive-classes: an empty list; one class by name and by index (the binary view's
+        // names read `mel/mel`); a name the dataset lacks.
+        let e = refused(|c| c.positive_classes = Some(vec![]));
+        assert!(e.contains("--positive-classes"), "{e}");
+        let e = refused(|c| c.positive_classes = Some(vec!["mel".into(), "4".into()]));
+        assert!(e.contains("`mel` and `4` are the same class"), "{e}");
+        let e = refused(|c| c.positive_classes = Some(vec!["melanoma".into()]));
+        assert!(e.contains("`melanoma` is not a class of dermamnist"), "{e}");
+        // A path that is not UTF-8 cannot be written to config.toml (it panicked after loading).
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let e = refused(|c| c.npz = Some(PathBuf::from(std::ffi::OsStr::from_bytes(b"t\xff.npz"))));
+            assert!(e.contains("--npz") && e.contains("UTF-8"), "{e}");
+        }
+    }
+
+    /// A resumed run does not read its pretrained weights again: a weight file that did not
+    /// come along (another machine) is not an error then, as it is for a new run.
+    #[test]
+    fn a_resume_does_not_need_the_pretrained_file() {
+        let mut c = TrainConfig::default();
+        c.pretrained = "/nonexistent/weights.safetensors".into();
+        assert!(c.validate().unwrap_err().contains("--pretrained"));
+        c.validate_for_resume().unwrap();
+    }
 
     fn warned(edit: impl Fn(&mut TrainConfig)) -> Vec<String> {
         let mut c = TrainConfig::default();

@@ -68,7 +68,7 @@ fn run() -> anyhow::Result<()> {
         // How the step runs, not what it computes (e.g. `--step eager` after a failed capture).
         if let Some(step) = step_flag {
             config.step = step;
-            config.validate().map_err(|e| anyhow::anyhow!("--resume {} --step: {e}", dir.display()))?;
+            config.validate_for_resume().map_err(|e| anyhow::anyhow!("--resume {} --step: {e}", dir.display()))?;
         }
         config.out = Some(dir.clone());
         if std::env::var_os("BURN_DEVICE").is_none() {

@@ -80,6 +80,9 @@ use crate::folds::{self, Fold};
 use crate::report::write_atomic;
 use crate::train::{Diverged, RunOutcome, TaskData, fit, load_data};
 
+/// Keys every run sets from its weight source (`fit_from`): not for a plan.
+const DERIVED_KEYS: [&str; 2] = ["input_norm", "padding"];
+
 /// Above this many combinations of earlier-phase winners, a later phase's trials are validated
 /// only with the first trial of every earlier phase.
 pub const MAX_COMBINATIONS: usize = 1000;
@@ -331,8 +334,21 @@ impl Plan {
         if self.base.contains_key("out") {
             anyhow::bail!("plan {at}: [base]: `out` is not a sweep key: each fold's run folder is under derma-sweep's --out");
         }
+        // Set by the weight source in every run (the weights' convention): a trial that varied
+        // them would train the same model as another under another name.
+        if let Some(key) = DERIVED_KEYS.into_iter().find(|k| self.base.contains_key(*k)) {
+            anyhow::bail!("plan {at}: [base]: `{key}` is not a sweep key: every run takes it from its weights (--pretrained)");
+        }
         for phase in &self.phases {
             for (t, own) in phase.trials.iter().enumerate() {
+                if let Some(key) = DERIVED_KEYS.into_iter().find(|k| own.contains_key(*k)) {
+                    anyhow::bail!(
+                        "plan {at}: phase `{}` trial {} ({}): `{key}` cannot vary: every run takes it from its weights (--pretrained)",
+                        phase.name,
+                        t + 1,
+                        params_string(own)
+                    );
+                }
                 if let Some(key) = ["backend", "out"].into_iter().find(|k| own.contains_key(*k)) {
                     anyhow::bail!(
                         "plan {at}: phase `{}` trial {} ({}): `{key}` cannot vary per trial (the sweep runs on one device, from \

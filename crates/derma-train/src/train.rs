@@ -126,6 +126,12 @@ pub fn binary_view(positive: &[String], names: &[String], source: &str) -> anyho
                 .ok_or_else(|| anyhow::anyhow!("--positive-classes: `{p}` is not a class of {source} (classes: {})", names.join(", ")))
         })
         .collect::<anyhow::Result<Vec<usize>>>()?;
+    // One class given twice, by name and by index (`mel,4`): the names would read `mel/mel`.
+    for (k, &i) in positives.iter().enumerate() {
+        if let Some(j) = positives[..k].iter().position(|&e| e == i) {
+            anyhow::bail!("--positive-classes: `{}` and `{}` are the same class of {source} ({})", positive[j], positive[k], names[i]);
+        }
+    }
     let pos_names: Vec<&str> = positives.iter().map(|&i| names[i].as_str()).collect();
     Ok((positives, [format!("not {}", pos_names.join("/")), pos_names.join("/")]))
 }
@@ -354,7 +360,7 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
 /// `config` is the folder's `config.toml` (the backend may differ), the data is loaded again
 /// and training goes on from the epoch after the checkpoint's.
 pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir: &Path) -> anyhow::Result<RunOutcome> {
-    config.validate().map_err(|e| anyhow::anyhow!("{}: {e}", run_dir.join("config.toml").display()))?;
+    config.validate_for_resume().map_err(|e| anyhow::anyhow!("{}: {e}", run_dir.join("config.toml").display()))?;
     let state = checkpoint::read_state(run_dir)?;
     if state.epoch > config.epochs {
         anyhow::bail!("--resume {}: the checkpoint is of epoch {} but config.toml has epochs = {}", run_dir.display(), state.epoch, config.epochs);

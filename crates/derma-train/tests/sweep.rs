@@ -329,6 +329,17 @@ fn plan_errors_name_the_file_and_the_key() {
             vec!["my-plan.toml", "phase `g` trial 2", "`backend` cannot vary per trial"],
         ),
         (format!("[base]\nout = \"elsewhere\"\n{phase}"), vec!["my-plan.toml", "[base]", "`out` is not a sweep key"]),
+        // Set from the weights in every run: two trials differing in them train one model.
+        (
+            "[[phase]]\nname = \"n\"\ngrid = { input_norm = [\"imagenet\", \"minus_one_to_one\"] }\n".to_string(),
+            vec!["my-plan.toml", "phase `n` trial 1", "`input_norm` cannot vary"],
+        ),
+        (format!("[base]\ninput_norm = \"imagenet\"\n{phase}"), vec!["my-plan.toml", "[base]", "`input_norm` is not a sweep key"]),
+        // A misspelled dataset in a later trial: refused up front, not when the trial is reached.
+        (
+            "[[phase]]\nname = \"a\"\ntrials = [{}]\n[[phase]]\nname = \"b\"\ntrials = [{ dataset = \"dermamnsit\" }]\n".to_string(),
+            vec!["my-plan.toml", "phase `b` trial 1", "--dataset"],
+        ),
         // Per-class lists against the class count known before any data is read (7 for
         // dermamnist, 2 with positive classes): refused up front, not at the trial's first fold.
         (

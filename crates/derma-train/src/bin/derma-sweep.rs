@@ -55,7 +55,8 @@ fn run() -> anyhow::Result<()> {
         })?;
     }
     if let Some(e) = cli.epochs {
-        plan.set_override("epochs", toml::Value::Integer(e as i64));
+        let e = i64::try_from(e).map_err(|_| anyhow::anyhow!("--epochs {e}: too large"))?;
+        plan.set_override("epochs", toml::Value::Integer(e));
     }
     if let Some(b) = &cli.backend {
         plan.set_override("backend", toml::Value::String(b.clone()));
