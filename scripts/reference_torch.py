@@ -2,7 +2,9 @@
 """Reference values from PyTorch, torchvision and scikit-learn for derma-train's tests.
 
 Run where torch + torchvision + scikit-learn are installed (CPU is enough; used: torch 2.11.0,
-torchvision 0.26.0, scikit-learn 1.9.1):
+torchvision 0.26.0, scikit-learn 1.9.1; the per-sample, weighted one-vs-rest, scalar-alpha and
+64-px output-stride references added with torch 2.15.0, torchvision 0.29.2, every earlier value
+unchanged):
 
     python3 scripts/reference_torch.py tests/fixtures
 
@@ -83,6 +85,40 @@ ref["multiclass"]["combined_onehot_alpha_list_g2"] = (
     + 0.5 * (sigmoid_focal_loss(logits, onehot, alpha=-1, gamma=2.0, reduction="none") * alpha_pc[targets][:, None]).mean()
 ).item()
 
+# per-sample terms (what hard-example mining ranks by: `Loss::forward_per_sample`), before
+# class weights; one-vs-rest losses average a sample's k terms
+bce_none = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none")
+sfl_a1_g3_none = sigmoid_focal_loss(logits, onehot, alpha=1.0, gamma=3.0, reduction="none")
+
+
+def softmax_focal_none(x, t, gamma):
+    logp = F.log_softmax(x, dim=1).gather(1, t[:, None])[:, 0]
+    return -((1 - logp.exp()) ** gamma) * logp
+
+
+ref["multiclass"]["per_sample"] = {
+    "ce": F.cross_entropy(logits, targets, reduction="none").tolist(),
+    "focal_g2": softmax_focal_none(logits, targets, 2.0).tolist(),
+    "bce_onehot": bce_none.mean(1).tolist(),
+    "combined_onehot_a1_g3": (0.5 * bce_none + 0.5 * sfl_a1_g3_none).mean(1).tolist(),
+}
+# one-vs-rest losses with class weights: each sample's k terms weighed by its class's weight,
+# the mean over all terms (F.binary_cross_entropy_with_logits(weight=w[y][:, None]))
+ref["multiclass"]["bce_onehot_weighted"] = F.binary_cross_entropy_with_logits(logits, onehot, weight=w[targets][:, None]).item()
+ref["multiclass"]["combined_onehot_a1_g3_weighted"] = ((0.5 * bce_none + 0.5 * sfl_a1_g3_none) * w[targets][:, None]).mean().item()
+# softmax focal with a scalar alpha: over K > 2 classes a constant factor
+ref["multiclass"]["focal_scalar_alpha_0.25_g2"] = (0.25 * softmax_focal_none(logits, targets, 2.0)).mean().item()
+# ... and over K = 2 softmax logits alpha for class 1, 1 - alpha for class 0 (torchvision's
+# sigmoid_focal_loss convention)
+two = logits[:, :2].contiguous()
+t2 = torch.tensor([0, 1, 0, 0, 1, 1])
+a_t = torch.where(t2 == 1, torch.tensor(0.25, dtype=torch.float64), torch.tensor(0.75, dtype=torch.float64))
+ref["two_class"] = {
+    "logits": two.tolist(),
+    "targets": t2.tolist(),
+    "focal_scalar_alpha_0.25_g2": (a_t * softmax_focal_none(two, t2, 2.0)).mean().item(),
+}
+
 # ---- binary (single logit) losses ---------------------------------------------------------
 z = torch.tensor([3.0, -2.0, 0.0, 50.0, -50.0, 50.0, -50.0, 0.7, -0.3, 1.2], dtype=torch.float64)
 y = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
@@ -97,6 +133,12 @@ for a in [0.25, 0.75, -1.0, 1.0]:
         ref["binary"]["sigmoid_focal"].append(
             {"alpha": a, "gamma": g, "loss": sigmoid_focal_loss(z, y, alpha=a, gamma=g, reduction="mean").item()}
         )
+ref["binary"]["per_sample"] = {
+    "bce": F.binary_cross_entropy_with_logits(z, y, reduction="none").tolist(),
+    "combined_a1_g3": (
+        0.5 * F.binary_cross_entropy_with_logits(z, y, reduction="none") + 0.5 * sigmoid_focal_loss(z, y, alpha=1.0, gamma=3.0, reduction="none")
+    ).tolist(),
+}
 ref["binary"]["combined_a1_g3"] = (
     0.5 * F.binary_cross_entropy_with_logits(z, y) + 0.5 * sigmoid_focal_loss(z, y, alpha=1.0, gamma=3.0, reduction="mean")
 ).item()
@@ -170,6 +212,25 @@ def with_output_stride(model, output_stride, dilate=True):
     return model
 
 
+# Output strides on a 64-px input (at 32 px output strides 16 and 8 differ by ~3e-6, inside a
+# test's tolerance): x_i = sin(0.37 i) for i = 0..3*64*64 (float64, then float32), shape
+# [1, 3, 64, 64]: a formula, so the fixture keeps only the logits.
+stride_inp = torch.sin(0.37 * torch.arange(3 * 64 * 64, dtype=torch.float64)).float().reshape(1, 3, 64, 64)
+with torch.no_grad():
+    stride_logits = {
+        "32": m(stride_inp).tolist(),
+        "16": with_output_stride(m, 16)(stride_inp).tolist(),
+        "8": with_output_stride(m, 8)(stride_inp).tolist(),
+        "8_undilated": with_output_stride(m, 8, dilate=False)(stride_inp).tolist(),
+    }
+    # The feature map itself (`features`, after the 1280-channel head): its size is 64 / stride,
+    # and its per-position channel mean and first 4 channels tell the variants apart where the
+    # pooled logits barely differ (16 and 8 by ~4e-6 here).
+    stride_features = {}
+    for key, net in [("32", m), ("16", with_output_stride(m, 16)), ("8", with_output_stride(m, 8)),
+                     ("8_undilated", with_output_stride(m, 8, dilate=False))]:
+        f = net.features(stride_inp)[0]  # [1280, h, w]
+        stride_features[key] = {"channel_mean": f.mean(0).tolist(), "first_channels": f[:4].tolist()}
 with torch.no_grad():
     logits16 = with_output_stride(m, 16)(inp)
     logits8 = with_output_stride(m, 8)(inp)
@@ -177,5 +238,7 @@ with torch.no_grad():
 with open(os.path.join(out, "mobilenet_v2_w025_io.json"), "w") as f:
     json.dump({"input_shape": list(inp.shape), "input": inp.flatten().tolist(), "logits": logits.tolist(),
                "logits_os16": logits16.tolist(), "logits_os8": logits8.tolist(),
-               "logits_os8_undilated": logits8_plain.tolist()}, f)
+               "logits_os8_undilated": logits8_plain.tolist(),
+               "stride_input": "sin(0.37 i), i = 0..3*64*64, float64 then float32, shape [1, 3, 64, 64]",
+               "stride_logits": stride_logits, "stride_features": stride_features}, f)
 print("wrote", out)

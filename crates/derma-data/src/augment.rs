@@ -372,7 +372,9 @@ fn round_to_u8(p: f32) -> u8 {
     (whole + up as u32) as u8
 }
 
-/// Grayscale value of an RGB pixel (ITU-R 601-2 luma, as torchvision's `rgb_to_grayscale`).
+/// Grayscale value of an RGB pixel: ITU-R 601-2 luma `0.299 R + 0.587 G + 0.114 B` (PIL's
+/// `convert("L")`; torchvision's tensor `rgb_to_grayscale` weighs R by 0.2989, which gives the
+/// same uint8 values on the tests' torchvision fixture).
 fn luma(p: &[f32]) -> f32 {
     0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]
 }

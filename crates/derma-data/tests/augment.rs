@@ -146,6 +146,7 @@ fn colour_jitter_matches_torchvision() {
     let px: Vec<u8> = (0..48).map(|i| ((i * 37 + 11) % 256) as u8).collect();
     let aug = Augment::eval(4);
     let close = |got: &[u8], want: &[u8], what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}: values");
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             assert!((i32::from(*g) - i32::from(*w)).abs() <= 1, "{what}[{i}]: {g} vs torchvision {w}\n{got:?}");
         }
@@ -174,6 +175,7 @@ fn colour_jitter_applies_in_the_drawn_order() {
     let mut d = colour_draw(4, 1.2, 0.8, 1.3, 0.1);
     d.jitter_order = [Jitter::Hue, Jitter::Saturation, Jitter::Contrast, Jitter::Brightness];
     let got = Augment::eval(4).apply(&d, &px, [4, 4, 3]);
+    assert_eq!(got.len(), REVERSED.len());
     for (i, (g, w)) in got.iter().zip(&REVERSED).enumerate() {
         assert!((i32::from(*g) - i32::from(*w)).abs() <= 1, "[{i}]: {g} vs torchvision {w}\n{got:?}");
     }

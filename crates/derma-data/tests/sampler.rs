@@ -25,7 +25,8 @@ fn square_root_power_gives_the_intermediate_share() {
     let s = Sampler::Weighted { power: 0.5, samples_per_epoch: Some(100_000) };
     let idx = s.epoch_indices(&labels, 2, 3, 1);
     let pos = idx.iter().filter(|&&i| labels[i] == 1).count() as f64 / idx.len() as f64;
-    // share = 10·(1/10)^0.5 / (10·(1/10)^0.5 + 90·(1/90)^0.5) = √10 / (√10 + √90) = 0.25
+    // share = 10·(1/10)^0.5 / (10·(1/10)^0.5 + 90·(1/90)^0.5) = √10 / (√10 + √90) = 0.25;
+    // σ of a binomial(1e5, 0.25) share is √(0.25 · 0.75 / 1e5) = 0.00137: 0.007 is 5.1σ.
     assert!((pos - 0.25).abs() < 0.007, "positive share {pos}");
 }
 

@@ -58,6 +58,7 @@ fn check_variant(file: &str, output_stride: usize, dilate: bool, key: &str) {
     let model = load_torchvision(model, &fixture(file), true).unwrap();
     let x = Tensor::<4>::from_data(TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]), &device);
     let got: Vec<f32> = model.valid().forward(x).into_data().try_into_vec().unwrap();
+    assert_eq!(got.len(), expected.len(), "{file}: logits");
     let max = got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(max <= 1e-4, "{file} (output stride {output_stride}): max |logit difference| {max} > 1e-4\n got {got:?}\nwant {expected:?}");
 }
@@ -72,6 +73,56 @@ fn reduced_output_stride_is_deeplabs_dilated_network() {
     // `dilate = false`: torchvision's network with the strides only removed (at this width no
     // stage's first block has equal input and output widths, so no residual is added there).
     check_variant("mobilenet_v2_w025.pth", 8, false, "logits_os8_undilated");
+}
+
+/// The output strides on a 64-px input (`sin(0.37 i)`, the fixture's `stride_input` formula),
+/// checked on the feature map itself: its size is 64 / stride, and its per-position channel
+/// mean and first 4 channels equal torchvision's `features` output (DeepLab-style networks of
+/// `with_output_stride` in scripts/reference_torch.py), as do the logits. The pooled logits
+/// alone barely tell stride 16 from 8 (by ~4e-6 on this input, ~3e-6 on the 32-px one): a
+/// network that ignored `--output-stride 8` would have passed `reduced_output_stride_…`.
+#[test]
+fn output_strides_give_torchvisions_feature_maps() {
+    let io: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("mobilenet_v2_w025_io.json")).unwrap()).unwrap();
+    let flat = |v: &serde_json::Value| -> Vec<f32> {
+        fn walk(v: &serde_json::Value, out: &mut Vec<f32>) {
+            match v.as_array() {
+                Some(a) => a.iter().for_each(|x| walk(x, out)),
+                None => out.push(v.as_f64().unwrap() as f32),
+            }
+        }
+        let mut out = Vec::new();
+        walk(v, &mut out);
+        out
+    };
+    let max_diff = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+    };
+    let input: Vec<f32> = (0..3 * 64 * 64).map(|i| (0.37 * i as f64).sin() as f32).collect();
+    let device = Device::flex();
+    for (key, stride, dilate) in [("32", 32, true), ("16", 16, true), ("8", 8, true), ("8_undilated", 8, false)] {
+        let model = MobileNetV2Config::new(7).with_width(0.25).with_output_stride(stride).with_dilate(dilate).init(&device);
+        let model = load_torchvision(model, &fixture("mobilenet_v2_w025.pth"), true).unwrap().valid();
+        let x = Tensor::<4>::from_data(TensorData::new(input.clone(), [1, 3, 64, 64]), &device);
+        let features = model.forward_features(x.clone()); // [1, 1280, h, w]
+        let [_, _, h, w] = features.dims();
+        assert_eq!((h, w), (64 / stride, 64 / stride), "output stride {key}: feature map size");
+        let mean: Vec<f32> = features.clone().mean_dim(1).into_data().try_into_vec().unwrap();
+        let first: Vec<f32> = features.slice([0..1, 0..4, 0..h, 0..w]).into_data().try_into_vec().unwrap();
+        let want = &io["stride_features"][key];
+        let d = max_diff(&mean, &flat(&want["channel_mean"])).max(max_diff(&first, &flat(&want["first_channels"])));
+        assert!(d <= 1e-4, "output stride {key}: features differ from torchvision's by {d}");
+        let logits: Vec<f32> = model.forward(x).into_data().try_into_vec().unwrap();
+        let d = max_diff(&logits, &flat(&io["stride_logits"][key]));
+        assert!(d <= 1e-4, "output stride {key}: logits differ from torchvision's by {d}");
+    }
+    // The dilated and undilated stride-8 references differ by far more than the tolerance
+    // (0.031 in the first channels; stride 16 and 8 differ in the map's size).
+    let sf = &io["stride_features"];
+    let apart = max_diff(&flat(&sf["8"]["first_channels"]), &flat(&sf["8_undilated"]["first_channels"]));
+    assert!(apart > 100.0 * 1e-4, "the fixture does not tell dilated from undilated: {apart}");
 }
 
 #[test]

@@ -64,7 +64,9 @@ fn classifier_starts_with_zero_bias() {
     assert!(bias.iter().all(|&b| b == 0.0), "non-zero classifier bias");
     let w: Vec<f32> = model.classifier.weight.val().into_data().try_into_vec().unwrap();
     let std = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
-    assert!((std - 0.01).abs() < 0.001, "classifier weight std {std}");
+    // torchvision's init: N(0, 0.01). Over 1280 × 1000 weights the sample std's standard
+    // error is 0.01 / √(2 · 1.28e6) ≈ 6e-6: 1e-4 is ~16σ, and a std of 0.011 fails.
+    assert!((std - 0.01).abs() < 1e-4, "classifier weight std {std}");
     let swapped = model.with_classifier(7, &device);
     let bias: Vec<f32> = swapped.classifier.bias.as_ref().unwrap().val().into_data().try_into_vec().unwrap();
     assert!(bias.iter().all(|&b| b == 0.0));

@@ -123,6 +123,7 @@ fn trains_and_writes_the_run_folder() {
     let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", pngs16.to_str().unwrap(), "--out", csv.to_str().unwrap(), "--backend", "cpu"]);
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     let pred = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(pred.lines().skip(1).count(), expected.len());
     for (row, want) in pred.lines().skip(1).zip(&expected) {
         let probs: Vec<f64> = row.split(',').skip(1).take(7).map(|p| p.parse().unwrap()).collect();
         close(&probs, want, row);

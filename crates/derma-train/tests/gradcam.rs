@@ -56,6 +56,7 @@ fn a_negative_decision_maps_the_evidence_against_the_positive_class() {
     let pos: Vec<f32> = gradcam(&model, x.clone(), &[Target::Logit(0); 2]).into_iter().flat_map(|m| m.values).collect();
     let neg: Vec<f32> = gradcam(&model, x, &[Target::Negated(0); 2]).into_iter().flat_map(|m| m.values).collect();
     let scale = pre.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    assert!(!pre.is_empty() && pos.len() == pre.len() && neg.len() == pre.len(), "{} {} {}", pos.len(), neg.len(), pre.len());
     for ((p, n), r) in pos.iter().zip(&neg).zip(&pre) {
         assert!(*p == 0.0 || *n == 0.0, "both maps positive at one cell: {p} {n}");
         assert!((p - n - r).abs() <= 1e-4 * scale, "positive {p} − negative {n} ≠ pre-ReLU {r}");

@@ -1,6 +1,7 @@
 //! Losses against PyTorch / torchvision. Every expected value is read from
 //! `tests/fixtures/torch_reference.json`, written by `scripts/reference_torch.py` (torch 2.11,
-//! torchvision 0.26): `F.cross_entropy(weight=...)`, `F.binary_cross_entropy_with_logits`,
+//! torchvision 0.26; the per-sample, weighted one-vs-rest and scalar-α keys torch 2.15,
+//! torchvision 0.29): `F.cross_entropy(weight=...)`, `F.binary_cross_entropy_with_logits`,
 //! `torchvision.ops.sigmoid_focal_loss`, and a reference softmax focal loss
 //! (`-alpha_y (1-p_y)^gamma log p_y`, see the script); per-class α lists on the sigmoid losses
 //! as `sigmoid_focal_loss(alpha=-1, reduction="none") * alpha[y]`.
@@ -68,18 +69,102 @@ fn cross_entropy_plain_and_weighted_match_pytorch() {
     close(value(config(LossKind::Ce, 0.0, None, Some(w)).init(&d).forward(x, t)), r["multiclass"]["ce_weighted"].as_f64().unwrap(), "weighted ce");
 }
 
-/// gamma = 0 without alpha is exactly cross-entropy (same code path, same value).
+/// γ = 0 without α is cross-entropy: `F.cross_entropy` (plain and with `weight=w`).
 #[test]
 fn focal_with_gamma_zero_is_cross_entropy() {
     let r = reference();
     let d = Device::flex();
     let (x, t) = multiclass(&r, &d);
-    let w = f64s(&r["multiclass"]["class_weights"]);
-    for weights in [None, Some(w)] {
-        let ce = value(config(LossKind::Ce, 0.0, None, weights.clone()).init(&d).forward(x.clone(), t.clone()));
+    let m = &r["multiclass"];
+    let w = f64s(&m["class_weights"]);
+    for (weights, key) in [(None, "ce"), (Some(w), "ce_weighted")] {
         let focal = value(config(LossKind::Focal, 0.0, None, weights).init(&d).forward(x.clone(), t.clone()));
-        assert_eq!(ce, focal);
+        close(focal, m[key].as_f64().unwrap(), &format!("focal γ=0 vs {key}"));
     }
+}
+
+/// The per-sample terms `Loss::forward_per_sample` returns (what hard-example mining ranks
+/// by), before class weights: `F.cross_entropy(reduction="none")`, the reference softmax focal
+/// loss per sample, one-vs-rest `F.binary_cross_entropy_with_logits(reduction="none").mean(1)`
+/// and the combined loss's per-sample terms; single logit, `reduction="none"`. With class
+/// weights the per-sample terms stay unweighted while the mean is the weighted one.
+#[test]
+fn per_sample_losses_match_pytorch_without_reduction() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = multiclass(&r, &d);
+    let m = &r["multiclass"];
+    let w = f64s(&m["class_weights"]);
+    let per = |c: LossConfig, x: &Tensor<2>, t: &Tensor<1, Int>| -> (f64, Vec<f64>) {
+        let (mean, l) = c.init(&d).forward_per_sample(x.clone(), t.clone());
+        (value(mean), l.into_data().iter::<f32>().map(|v| v as f64).collect())
+    };
+    let cases = [
+        (config(LossKind::Ce, 0.0, None, Some(w.clone())), "ce", "ce_weighted"),
+        (config(LossKind::Focal, 2.0, None, None), "focal_g2", ""),
+        (config(LossKind::Bce, 0.0, None, None), "bce_onehot", "bce_onehot"),
+        (config(LossKind::Combined, 3.0, Some(Alpha::Scalar(1.0)), None), "combined_onehot_a1_g3", "combined_onehot_a1_g3"),
+    ];
+    for (c, key, mean_key) in cases {
+        let want = f64s(&m["per_sample"][key]);
+        let (mean, got) = per(c, &x, &t);
+        assert_eq!(got.len(), 6, "{key}");
+        assert_eq!(want.len(), 6, "{key}: the fixture's rows");
+        for (i, (g, p)) in got.iter().zip(&want).enumerate() {
+            close(*g, *p, &format!("{key} sample {i}"));
+        }
+        if !mean_key.is_empty() {
+            close(mean, m[mean_key].as_f64().unwrap(), &format!("{key} mean"));
+        }
+    }
+    let (x, t) = binary(&r, &d);
+    let b = &r["binary"];
+    for (c, key) in [
+        (config(LossKind::Bce, 0.0, None, Some(f64s(&b["class_weights"]))), "bce"),
+        (config(LossKind::Combined, 3.0, Some(Alpha::Scalar(1.0)), None), "combined_a1_g3"),
+    ] {
+        let want = f64s(&b["per_sample"][key]);
+        let (_, got) = per(c, &x, &t);
+        assert_eq!((got.len(), want.len()), (10, 10), "{key}");
+        for (i, (g, p)) in got.iter().zip(&want).enumerate() {
+            close(*g, *p, &format!("binary {key} sample {i}"));
+        }
+    }
+}
+
+/// One-vs-rest BCE and the combined loss with class weights: each sample's k terms weighed by
+/// its class's weight, the mean over all terms —
+/// `F.binary_cross_entropy_with_logits(x, onehot, weight=w[y][:, None])`.
+#[test]
+fn class_weighted_one_vs_rest_losses_match_pytorch() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = multiclass(&r, &d);
+    let m = &r["multiclass"];
+    let w = f64s(&m["class_weights"]);
+    let bce = config(LossKind::Bce, 0.0, None, Some(w.clone())).init(&d).forward(x.clone(), t.clone());
+    close(value(bce), m["bce_onehot_weighted"].as_f64().unwrap(), "weighted one-hot bce");
+    let combined = config(LossKind::Combined, 3.0, Some(Alpha::Scalar(1.0)), Some(w)).init(&d).forward(x, t);
+    close(value(combined), m["combined_onehot_a1_g3_weighted"].as_f64().unwrap(), "weighted combined one-hot");
+}
+
+/// Softmax focal loss with a scalar α: over 4 classes a constant factor (`0.25 × focal`), over
+/// 2 softmax logits α for class 1 and 1 − α for class 0 (torchvision's sigmoid convention).
+#[test]
+fn softmax_focal_with_a_scalar_alpha_matches_the_reference() {
+    let r = reference();
+    let d = Device::flex();
+    let (x, t) = multiclass(&r, &d);
+    let focal = config(LossKind::Focal, 2.0, Some(Alpha::Scalar(0.25)), None).init(&d).forward(x, t);
+    close(value(focal), r["multiclass"]["focal_scalar_alpha_0.25_g2"].as_f64().unwrap(), "focal α=0.25 over 4 classes");
+    let two = &r["two_class"];
+    let x2 = floats(&two["logits"]);
+    let t2: Vec<i64> = two["targets"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!((x2.len(), t2.len()), (12, 6));
+    let x2 = Tensor::<2>::from_data(TensorData::new(x2, [6, 2]), &d);
+    let t2 = Tensor::<1, Int>::from_data(TensorData::new(t2, [6]), &d);
+    let focal = config(LossKind::Focal, 2.0, Some(Alpha::Scalar(0.25)), None).init(&d).forward(x2, t2);
+    close(value(focal), two["focal_scalar_alpha_0.25_g2"].as_f64().unwrap(), "focal α=0.25 over 2 softmax logits");
 }
 
 #[test]
@@ -90,6 +175,7 @@ fn softmax_focal_matches_the_reference_for_several_gammas() {
     let m = &r["multiclass"];
     let w = f64s(&m["class_weights"]);
     let a = f64s(&m["alpha_per_class"]);
+    assert_eq!(m["focal"].as_object().unwrap().len(), 4, "the fixture's gammas 0, 1, 2, 5");
     for (g, expected) in m["focal"].as_object().unwrap() {
         let gamma: f64 = g.parse().unwrap();
         let plain = config(LossKind::Focal, gamma, None, None).init(&d).forward(x.clone(), t.clone());
@@ -113,6 +199,7 @@ fn softmax_focal_gradient_matches_autograd_and_finite_differences() {
     let grads = loss.forward(x.clone(), t.clone()).backward();
     let g: Vec<f32> = x.grad(&grads).unwrap().into_data().try_into_vec().unwrap();
     let torch = floats(&r["multiclass"]["focal_grad_gamma2"]);
+    assert_eq!((g.len(), torch.len()), (24, 24));
     for (i, (a, b)) in g.iter().zip(&torch).enumerate() {
         assert!((a - b).abs() < 1e-5, "d loss / d x[{i}]: got {a}, autograd {b}");
     }
@@ -218,6 +305,7 @@ fn sigmoid_focal_matches_torchvision_including_extreme_logits() {
     let r = reference();
     let d = Device::flex();
     let (x, t) = binary(&r, &d);
+    assert_eq!(r["binary"]["sigmoid_focal"].as_array().unwrap().len(), 12, "4 alphas × 3 gammas");
     for case in r["binary"]["sigmoid_focal"].as_array().unwrap() {
         let (a, g) = (case["alpha"].as_f64().unwrap(), case["gamma"].as_f64().unwrap());
         let got = value(config(LossKind::Focal, g, Some(Alpha::Scalar(a)), None).init(&d).forward(x.clone(), t.clone()));
@@ -247,6 +335,7 @@ fn balanced_class_weights_match_scikit_learn() {
     let r = reference();
     let counts: Vec<usize> = f64s(&r["balanced_weights"]["counts"]).iter().map(|&c| c as usize).collect();
     let got = derma_data::balanced_class_weights(&counts).unwrap();
+    assert_eq!((got.len(), f64s(&r["balanced_weights"]["weights"]).len()), (7, 7));
     for (g, w) in got.iter().zip(f64s(&r["balanced_weights"]["weights"])) {
         assert!((g - w).abs() < 1e-12, "{g} vs sklearn {w}");
     }
@@ -258,6 +347,7 @@ fn balanced_class_weights_match_scikit_learn() {
 fn parameter_counts_match_torchvision() {
     let r = reference();
     let d = Device::flex();
+    assert_eq!(r["param_counts"].as_array().unwrap().len(), 18, "6 widths × 3 class counts");
     for case in r["param_counts"].as_array().unwrap() {
         let width = case["width"].as_f64().unwrap();
         let classes = case["classes"].as_u64().unwrap() as usize;

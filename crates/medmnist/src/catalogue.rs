@@ -313,6 +313,8 @@ mod tests {
 
     #[test]
     fn dermamnist_facts_are_exact() {
+        // Expected values: medmnist's `INFO["dermamnist"]` (medmnist/info.py: python_class,
+        // task, n_channels, n_samples, label, MD5s of the 28/64/128/224-px files).
         let d = lookup("dermamnist").expect("known");
         assert_eq!(d.python_name, "DermaMNIST");
         assert_eq!(d.task, Task::MultiClass);
