@@ -563,6 +563,11 @@ impl TrainConfig {
                 if self.dataset == "csv" && files.len() > 1 {
                     return Err(format!("--dataset csv takes one --manifest, got {}", files.len()));
                 }
+                if self.dataset == "csv" && self.data_dir.is_some() {
+                    return Err("--data-dir is not used with --dataset csv: its image paths are relative to the CSV's folder \
+                                (or absolute)"
+                        .into());
+                }
                 if let Some(f) = files.iter().find(|f| !f.is_file()) {
                     return Err(format!("--manifest {}: no such file", f.display()));
                 }
@@ -578,6 +583,9 @@ impl TrainConfig {
         if self.is_file_dataset() {
             if self.npz.is_some() {
                 return Err(format!("--npz is for MedMNIST datasets, not --dataset {}", self.dataset));
+            }
+            if self.data_root.is_some() {
+                return Err(format!("--data-root is the MedMNIST download cache; --dataset {} does not use it", self.dataset));
             }
             if let Some(p) = &self.patient_pattern {
                 p.parse::<mammo::PatientPattern>().map_err(|e| format!("--patient-pattern: {e}"))?;
@@ -854,6 +862,13 @@ mod tests {
         assert!(e.contains("`mel` and `4` are the same class"), "{e}");
         let e = refused(|c| c.positive_classes = Some(vec!["melanoma".into()]));
         assert!(e.contains("`melanoma` is not a class of dermamnist"), "{e}");
+        // Flags a file dataset does not use: refused rather than ignored.
+        let e = refused(|c| {
+            c.dataset = "folder".into();
+            c.data_dir = Some(PathBuf::from("."));
+            c.data_root = Some(PathBuf::from("/cache"));
+        });
+        assert!(e.contains("--data-root"), "{e}");
         // A path that is not UTF-8 cannot be written to config.toml (it panicked after loading).
         #[cfg(unix)]
         {

@@ -177,6 +177,18 @@ fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
             manifest.class_names.iter().zip(&counts).map(|(n, k)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
         );
     }
+    if config.positive_classes.is_none()
+        && let [negative, positive] = manifest.class_names.as_slice()
+    {
+        // Label 1 is what sensitivity, AUC and the threshold are about.
+        println!("classes: `{negative}` = 0, `{positive}` = 1 (the positive class); --positive-classes {negative} screens for `{negative}` instead");
+        if looks_negative(positive) && !looks_negative(negative) {
+            eprintln!(
+                "warning: the positive class (label 1, from sorting the class names) is `{positive}`, which reads like a \
+                 negative finding; give --positive-classes {negative} to screen for `{negative}`"
+            );
+        }
+    }
     if manifest.records.iter().all(|r| r.patient.is_none() && r.split.is_none()) {
         eprintln!(
             "warning: {} has no patient ids: every image is split as its own patient, so two images of one patient \
@@ -215,6 +227,12 @@ fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
             .map_err(|e| anyhow::anyhow!(e))
     };
     Ok(TaskData { train: to_dataset(crops.train)?, val: to_dataset(crops.val)?, test: to_dataset(crops.test)?, patients })
+}
+
+/// Whether a class name reads like a negative finding (`normal`, `benign`, `negative`, …).
+fn looks_negative(name: &str) -> bool {
+    let n = name.to_lowercase();
+    ["normal", "benign", "negative", "healthy", "control", "no", "none", "false", "0"].iter().any(|w| n == *w || n.starts_with(&format!("{w}_")) || n.starts_with(&format!("{w}-")))
 }
 
 /// `d` with its images resized to `size`×`size` when they are larger, with an area-averaging
@@ -957,6 +975,19 @@ pub fn gpu_warmup_note(backend_name: &str) -> Option<&'static str> {
 
 #[cfg(test)]
 mod tests {
+
+    /// The names that make a two-class file dataset's label 1 suspicious as the positive class
+    /// (sorted `cancer`/`normal` makes `normal` positive).
+    #[test]
+    fn negative_looking_class_names() {
+        for n in ["normal", "Normal", "benign", "NEGATIVE", "healthy", "normal_tissue", "no", "0"] {
+            assert!(looks_negative(n), "{n}");
+        }
+        for n in ["malignant", "cancer", "Malignant", "positive", "1", "abnormal", "nodule"] {
+            assert!(!looks_negative(n), "{n}");
+        }
+    }
+
     use super::*;
 
     /// A configuration's `input_norm`/`padding` that the weights contradict is named in a

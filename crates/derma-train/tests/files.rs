@@ -122,6 +122,15 @@ fn folder_dataset_and_its_errors() {
     let err = text(&o.stderr);
     assert!(!o.status.success() && err.contains("--patient-pattern") && err.contains("benign/crop010.png` does not match"), "{err}");
     assert!(err.contains("(19 other images do not match either)"), "{err}");
+    // Flags a file dataset does not use are refused, not ignored.
+    for (flags, want) in [
+        (vec!["--data-root", "/nonexistent/cache"], "--data-root is the MedMNIST download cache"),
+    ] {
+        let o = derma_train(&[&folder[..], &flags[..], &common, &["--out", out.to_str().unwrap()]].concat());
+        assert!(!o.status.success() && text(&o.stderr).contains(want), "{flags:?}: {}", text(&o.stderr));
+    }
+    let o = derma_train(&[&["--dataset", "csv", "--manifest", bad.to_str().unwrap(), "--data-dir", "."][..], &common, &["--out", out.to_str().unwrap()]].concat());
+    assert!(!o.status.success() && text(&o.stderr).contains("--data-dir is not used with --dataset csv"), "{}", text(&o.stderr));
     let o = derma_train(&[&["--patient-pattern", "P_\\d+"][..], &common, &["--out", out.to_str().unwrap()]].concat());
     assert!(!o.status.success() && text(&o.stderr).contains("--patient-pattern is for file datasets"), "{}", text(&o.stderr));
     assert!(!out.exists(), "a failed start leaves no run folder");
@@ -132,6 +141,9 @@ fn folder_dataset_and_its_errors() {
     assert!(o.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(stdout.contains("--patient-pattern: 30 images of 10 patients"), "{stdout}");
     assert!(!stderr.contains("no patient ids"), "{stderr}");
+    // Which class is positive is said; `malignant` reads as a positive finding: no warning.
+    assert!(stdout.contains("classes: `benign` = 0, `malignant` = 1 (the positive class)"), "{stdout}");
+    assert!(!stderr.contains("reads like a negative finding"), "{stderr}");
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("augment = \"natural\"") && config.contains("hflip = 0.0"), "{config}");
     assert!(config.contains("patient_pattern = 'crop\\d\\d(\\d)'"), "{config}");

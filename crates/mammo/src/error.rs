@@ -124,7 +124,7 @@ pub enum Error {
     /// An image too elongated for the `crop` fit, which resizes the short side to the
     /// training size first (the long side would need `size × aspect` pixels).
     #[error(
-        "image {} is {width}x{height} px (aspect ratio {:.0}:1); expected a lesion crop of aspect ratio at most \
+        "image {} is {width}x{height} px (aspect ratio {:.2}:1); expected a lesion crop of aspect ratio at most \
          {max}:1 for --resize crop: fix or remove the file, or use --resize pad or stretch",
         located(.path, .origin),
         *.width.max(.height) as f64 / (*.width.min(.height)).max(1) as f64

@@ -150,7 +150,7 @@ fn list_dir(dir: &Path, action: &'static str) -> Result<Vec<PathBuf>> {
 
 /// Read a folder with one subfolder per class.
 ///
-/// Class names are the (non-hidden) subfolder names, sorted; each class's images are the
+/// Class names are the (non-hidden) subfolder names, sorted without regard to case; each class's images are the
 /// files directly in its subfolder with an image extension, sorted by name. Hidden entries
 /// (names starting with `.`), files directly in `root` and other files are ignored. A class
 /// folder without images is an error ([`Error::EmptyClass`], or [`Error::Dicom`] if it holds
@@ -163,6 +163,9 @@ pub fn read_folder(root: impl AsRef<Path>) -> Result<Manifest> {
             class_dirs.push(path);
         }
     }
+    // Without regard to case (`benign/`, `Malignant/`: benign 0, Malignant 1), as a CSV's
+    // labels: byte order would put every capitalised name first and make it the negative class.
+    class_dirs.sort_by_key(|d| class_order(&d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()));
     let place = format!("folder `{}`", root.display());
     if class_dirs.is_empty() {
         return Err(Error::EmptyManifest {
@@ -206,12 +209,19 @@ pub fn read_folder(root: impl AsRef<Path>) -> Result<Manifest> {
             origin: p.display().to_string(),
         }));
     }
+    // A file linked into two class folders would be one image under two labels.
+    check_unique_images(&records)?;
     let manifest = Manifest {
         records,
         class_names,
     };
     manifest.check_classes(&place)?;
     Ok(manifest)
+}
+
+/// The order of class names: without regard to case, then by bytes.
+fn class_order(name: &str) -> (String, String) {
+    (name.to_lowercase(), name.to_string())
 }
 
 /// A parsed CSV: its header (normalised names) and rows with their line numbers.
@@ -577,12 +587,11 @@ fn derive_class_names(labels: &[String]) -> Vec<String> {
             let max = ints.iter().copied().max().unwrap_or(0);
             (0..=max).map(|i| i.to_string()).collect()
         }
-        None => labels
-            .iter()
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
+        None => {
+            let mut names: Vec<String> = labels.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+            names.sort_by_key(|n| class_order(n));
+            names
+        }
     }
 }
 

@@ -54,6 +54,37 @@ fn folder_classes_are_sorted_subfolders_and_only_images_count() {
     assert_eq!(m.class_counts(), [3, 1]);
 }
 
+/// Class order does not depend on case: with `benign/` and `Malignant/` (or those CSV labels)
+/// `Malignant` is label 1, the positive class of a two-class run, as `malignant` is; byte order
+/// put every capitalised name first.
+#[test]
+fn class_names_sort_without_regard_to_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    save_small(&root.join("Malignant/m1.png"), 1);
+    save_small(&root.join("benign/b1.png"), 2);
+    let m = read_folder(root).unwrap();
+    assert_eq!(m.class_names, ["benign", "Malignant"]);
+    assert_eq!(m.records.iter().map(|r| r.label).collect::<Vec<_>>(), [0, 1], "benign first, its image label 0");
+    let csv = write(&root.join("m.csv"), "path,label\nbenign/b1.png,benign\nMalignant/m1.png,Malignant\n");
+    assert_eq!(read_csv(&csv, None).unwrap().class_names, ["benign", "Malignant"]);
+}
+
+/// A file linked into two class folders is one image under two labels (it could land in two
+/// splits): refused, as a CSV listing one file twice is.
+#[cfg(unix)]
+#[test]
+fn folder_refuses_one_file_in_two_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    save_small(&root.join("benign/b0.png"), 1);
+    save_small(&root.join("benign/b1.png"), 2);
+    save_small(&root.join("malignant/m1.png"), 3);
+    std::os::unix::fs::symlink(root.join("benign/b0.png"), root.join("malignant/b0.png")).unwrap();
+    let err = read_folder(root).unwrap_err();
+    assert!(matches!(err, Error::DuplicateImage { .. }), "{err:?}");
+}
+
 #[test]
 fn folder_errors_name_the_folder() {
     let dir = tempfile::tempdir().unwrap();
