@@ -128,10 +128,18 @@ pub struct CascadeOptions {
 impl CascadeOptions {
     /// Stage configurations, validated, with messages naming the stage.
     pub fn configs(&self) -> anyhow::Result<(TrainConfig, TrainConfig)> {
+        self.configs_for(false)
+    }
+
+    /// [`configs`](Self::configs); for `resume` without requiring a pretrained weight file
+    /// ([`TrainConfig::validate_for_resume`]): a stage reused or continued does not read it,
+    /// and one trained afresh asks for it then.
+    pub fn configs_for(&self, resume: bool) -> anyhow::Result<(TrainConfig, TrainConfig)> {
         let c1 = merge_config(&[&self.base, &stage1_recipe(), &self.stage1]).map_err(|e| anyhow::anyhow!("stage 1: {e}"))?;
         let c2 = merge_config(&[&self.base, &stage2_recipe(), &self.stage2]).map_err(|e| anyhow::anyhow!("stage 2: {e}"))?;
         for (n, c) in [(1, &c1), (2, &c2)] {
-            c.validate().map_err(|e| anyhow::anyhow!("stage {n}: {e}"))?;
+            let valid = if resume { c.validate_for_resume() } else { c.validate() };
+            valid.map_err(|e| anyhow::anyhow!("stage {n}: {e}"))?;
             // Also for a two-class MedMNIST set: its label 1 need not be the class to screen
             // for (breastmnist: `normal-benign`).
             if c.positive_classes.is_none() && !c.is_file_dataset() {
@@ -482,13 +490,24 @@ fn stage(
 ) -> anyhow::Result<()> {
     if resume && dir.join("config.toml").is_file() {
         if dir.join(crate::checkpoint::DIR).join("state.json").is_file() {
-            println!("stage {n}: continuing {} from its checkpoint", dir.display());
-            let mut full = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;
-            full.out = Some(dir.to_path_buf());
-            crate::train::resume_fit(&full, data, device, backend_name, dir)?;
-            return Ok(());
-        }
-        if dir.join("report.json").is_file() && dir.join("model.bpk").is_file() {
+            // A checkpoint of other images (stage 1 now flags others, e.g. after a resume on
+            // another backend): trained again, as a finished run of other images is.
+            let state = crate::checkpoint::read_state(dir)?;
+            if state.data_hash.as_deref().is_some_and(|h| h != data.fingerprint()) {
+                println!(
+                    "stage {n}: {} was being trained on other images{}: trained again",
+                    dir.display(),
+                    if n == 2 { " (stage 1 now flags other images)" } else { "" }
+                );
+                crate::checkpoint::remove(dir);
+            } else {
+                println!("stage {n}: continuing {} from its checkpoint", dir.display());
+                let mut full = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;
+                full.out = Some(dir.to_path_buf());
+                crate::train::resume_fit(&full, data, device, backend_name, dir)?;
+                return Ok(());
+            }
+        } else if dir.join("report.json").is_file() && dir.join("model.bpk").is_file() {
             // A finished run has no checkpoint: its report.json's data hash says what it saw.
             let report: Value = std::fs::read_to_string(dir.join("report.json"))
                 .ok()
@@ -508,7 +527,13 @@ fn stage(
             }
         }
     }
-    fit(config, data, weights, device, backend_name, dir)?;
+    // A resumed cascade resolves a stage's weights only here, where they are read.
+    let resolved = match resume {
+        true => crate::pretrained::resolve(&config.pretrained, config.offline)
+            .map_err(|e| anyhow::anyhow!("stage {n} is trained afresh and needs its weights: {e}"))?,
+        false => None,
+    };
+    fit(config, data, resolved.as_deref().or(weights), device, backend_name, dir)?;
     Ok(())
 }
 
@@ -551,7 +576,7 @@ fn check_stage_settings(n: usize, config: &TrainConfig, dir: &Path) -> anyhow::R
 /// stage whose folder holds a finished run of the same settings is reused, one with a
 /// checkpoint continued (derma-cascade `--resume`).
 pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: &str, resume: bool) -> anyhow::Result<Value> {
-    let (c1, c2) = options.configs()?;
+    let (c1, c2) = options.configs_for(resume)?;
     for (n, c) in [(1, &c1), (2, &c2)] {
         for w in c.warnings() {
             // Stage 1 stacks class weights and undersampling on purpose (a high-recall screener);
@@ -563,8 +588,12 @@ pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: 
             }
         }
     }
-    let w1 = crate::pretrained::resolve(&c1.pretrained, c1.offline)?;
-    let w2 = crate::pretrained::resolve(&c2.pretrained, c2.offline)?;
+    // A fresh cascade resolves (downloads) both stages' weights before anything is removed; a
+    // resumed one only for a stage it trains afresh (`stage`).
+    let (w1, w2) = match resume {
+        true => (None, None),
+        false => (crate::pretrained::resolve(&c1.pretrained, c1.offline)?, crate::pretrained::resolve(&c2.pretrained, c2.offline)?),
+    };
     let data = load_data(&c1)?;
     if !data.is_binary() {
         anyhow::bail!("derma-cascade needs a two-class task; the data has {} classes (use --positive-classes)", data.train.num_classes());
@@ -742,6 +771,11 @@ mod tests {
         let e = options("").configs().unwrap_err().to_string();
         assert!(e.contains("--positive-classes") && e.contains("mel,bcc,akiec"), "{e}");
         options("dataset = \"breastmnist\"\npositive_classes = [\"malignant\"]").configs().unwrap();
+        // A resumed cascade does not need a weight file that did not come along (a stage it
+        // trains afresh asks for it then); a new one does.
+        let gone = options("positive_classes = [\"mel\"]\npretrained = \"/nonexistent/w.safetensors\"");
+        assert!(gone.configs().unwrap_err().to_string().contains("--pretrained"));
+        gone.configs_for(true).unwrap();
     }
 
     #[test]

@@ -150,6 +150,11 @@ fn cascade_end_to_end_matches_its_stages() {
         std::fs::remove_file(out.join("stage2").join(f)).unwrap();
     }
     std::fs::remove_file(out.join("cascade.json")).unwrap();
+    // Without --resume the interrupted cascade is named as such, with the way to continue it
+    // (not only --overwrite, which would throw stage 1 away).
+    let o = derma_cascade(&flags[..flags.len() - 1]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("interrupted cascade") && err.contains("--resume"), "{err}");
     let stage1_model = std::fs::read(out.join("stage1/model.bpk")).unwrap();
     let o = derma_cascade(&flags);
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));

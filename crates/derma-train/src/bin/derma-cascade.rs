@@ -74,14 +74,17 @@ fn run() -> anyhow::Result<()> {
     let matches = command.get_matches_from(args);
     let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let out = cli.train.out.clone();
-    let config = cli.train.into_config()?;
+    let mut config = cli.train.into_config()?;
+    // The stages' config.toml hold absolute paths, as derma-train's runs do: --resume and
+    // derma-predict work from any directory.
+    config.make_paths_absolute().map_err(|e| anyhow::anyhow!("cannot make the paths absolute: {e}"))?;
     let mut base: toml::Table = toml::from_str(&config.to_toml()).map_err(|e| anyhow::anyhow!("the merged configuration: {e}"))?;
     base.remove("out");
     for (k, v) in table(&cli.set, "set")? {
         base.insert(k, v);
     }
     let options = CascadeOptions { base, stage1: table(&cli.stage1, "stage1")?, stage2: table(&cli.stage2, "stage2")?, recalls: cli.recall };
-    options.configs()?; // every flag checked before any work
+    options.configs_for(cli.resume)?; // every flag checked before any work
     for w in options.ignored_settings() {
         eprintln!("{w}");
     }
@@ -94,6 +97,22 @@ fn run() -> anyhow::Result<()> {
             anyhow::bail!("--resume: {} holds no cascade stage 1 (stage1/config.toml) to continue", out.display());
         }
     } else {
+        // An interrupted cascade (stage folders, no cascade.json) is continued with --resume:
+        // --overwrite would throw away a finished stage 1.
+        if !cli.overwrite && out.join("stage1").is_dir() && !out.join("cascade.json").is_file() {
+            if let Some((s, why)) = ["stage1", "stage2"].iter().find_map(|s| derma_train::checkpoint::diverged(&out.join(s)).map(|why| (s, why))) {
+                anyhow::bail!(
+                    "--out {}: the folder holds a cascade whose {s} diverged ({why}): change its settings and pass --overwrite \
+                     to start over",
+                    out.display()
+                );
+            }
+            anyhow::bail!(
+                "--out {}: the folder holds an interrupted cascade (stage folders, no cascade.json): rerun with the same flags \
+                 plus --resume to continue it, or pass --overwrite to start over",
+                out.display()
+            );
+        }
         report::check_out_is_free(&out, &["cascade.json", "stage1", "stage2"], cli.overwrite)?;
     }
     // With --overwrite, cascade::run removes the earlier outputs once its settings and data
