@@ -3,7 +3,10 @@
 //! Every geometric transform (random resized crop, flips, rotation, translation, scale) is
 //! composed into one affine map from output pixels to source pixels and sampled once with
 //! bilinear interpolation, so an image is resampled a single time whatever the preset. Pixels
-//! that fall outside the source are filled with 0.
+//! that fall outside the source are filled with 0. A positive angle turns the image clockwise
+//! on screen, as torchvision's `F.affine` (`F.rotate` turns counter-clockwise); translation is a
+//! fraction of the output side. Each piece equals torchvision's (`tests/augment.rs`,
+//! `geometry_matches_torchvision`); torchvision's pipeline resamples once per transform.
 //!
 //! Presets:
 //! - `none`: the evaluation transform (resize the whole image to the output size).

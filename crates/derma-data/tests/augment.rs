@@ -237,3 +237,65 @@ fn outputs_hash() -> u64 {
 fn augmentation_outputs_are_those_of_the_reference_implementation() {
     assert_eq!(outputs_hash(), 13_107_750_140_675_185_082);
 }
+
+/// `tests/fixtures/augment_reference.txt`, written by `scripts/reference_augment.py`
+/// (torchvision 0.29): name → flat `[h, w, 3]` uint8 image.
+fn torchvision_geometry() -> std::collections::HashMap<String, Vec<u8>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/augment_reference.txt");
+    std::fs::read_to_string(path)
+        .expect("run scripts/reference_augment.py")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, values) = l.split_once(':').unwrap();
+            (name.to_string(), values.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+/// The script's input: `(i * 37 + 11) mod 256` at flat HWC index `i`, 0 in a border band.
+fn geometry_input(h: usize, w: usize, band: usize) -> Vec<u8> {
+    (0..h * w * 3)
+        .map(|i| {
+            let (y, x) = (i / 3 / w, i / 3 % w);
+            let inside = (band..h - band).contains(&y) && (band..w - band).contains(&x);
+            if inside { ((i * 37 + 11) % 256) as u8 } else { 0 }
+        })
+        .collect()
+}
+
+/// The geometry against torchvision, every pixel within one grey level:
+/// - the evaluation resize (6 → 14 and 16 → 6 px) is `F.interpolate(mode="bilinear",
+///   align_corners=False)` (no antialias);
+/// - a rotation by `angle` is `F.rotate(−angle)`: derma-data's angle turns clockwise on screen,
+///   `F.rotate`'s counter-clockwise (both drawn from a symmetric range, so the distributions
+///   are the same);
+/// - rotation, translation (a fraction of the output side) and zoom together are `F.affine`
+///   (whose angle turns clockwise, as here; translation × side in pixels; the same scale).
+#[test]
+fn geometry_matches_torchvision() {
+    let reference = torchvision_geometry();
+    let close = |got: &[u8], name: &str| {
+        let want = &reference[name];
+        assert_eq!(got.len(), want.len(), "{name}: values");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((i32::from(*g) - i32::from(*w)).abs() <= 1, "{name}[{i}]: {g} vs torchvision {w}");
+        }
+    };
+    close(&Augment::eval(14).run(&geometry_input(6, 6, 0), [6, 6, 3], 0, 0, 0), "up_6_to_14");
+    close(&Augment::eval(6).run(&geometry_input(16, 16, 0), [16, 16, 3], 0, 0, 0), "down_16_to_6");
+    let banded = geometry_input(16, 16, 3);
+    let draw = |angle_deg: f64, translate: (f64, f64), scale: f64| derma_data::augment::Draw {
+        angle: angle_deg.to_radians(),
+        translate,
+        scale,
+        ..colour_draw(16, 1.0, 1.0, 1.0, 0.0)
+    };
+    let at16 = Augment::new(AugmentConfig::preset(AugmentPreset::None), 16);
+    close(&at16.apply(&draw(-10.0, (0.0, 0.0), 1.0), &banded, [16, 16, 3]), "rotate_10");
+    close(&at16.apply(&draw(7.0, (1.0 / 16.0, -1.0 / 16.0), 1.05), &banded, [16, 16, 3]), "affine_7_t1m1_s105");
+    // The rotation is no identity or mirror on this input: torchvision's +10° and −10° differ.
+    let other_way = at16.apply(&draw(10.0, (0.0, 0.0), 1.0), &banded, [16, 16, 3]);
+    let apart = other_way.iter().zip(&reference["rotate_10"]).filter(|(a, b)| (i32::from(**a) - i32::from(**b)).abs() > 1).count();
+    assert!(apart > 100, "the other direction agrees at all but {apart} values: the check cannot tell the direction");
+}
