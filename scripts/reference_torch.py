@@ -14,7 +14,8 @@ Writes (all small, committed):
   mobilenet_v2_w025.safetensors   the same tensors as safetensors,
   mobilenet_v2_w025_io.json   an input batch and the eval-mode logits torchvision computes on it,
                               also with output stride 16 and 8 (DeepLab-style: strides removed,
-                              later depthwise convolutions dilated).
+                              later depthwise convolutions dilated); a 64-px input's logits and
+                              feature maps per output stride; pytorch-grad-cam's map on it.
 """
 import json
 import os
@@ -231,6 +232,15 @@ with torch.no_grad():
                      ("8_undilated", with_output_stride(m, 8, dilate=False))]:
         f = net.features(stride_inp)[0]  # [1280, h, w]
         stride_features[key] = {"channel_mean": f.mean(0).tolist(), "first_channels": f[:4].tolist()}
+# Grad-CAM (pytorch-grad-cam 1.5.7, `pip install grad-cam`) on the stride-8 network's last block
+# (`features[-1]`, torchvision's usual target) for the 64-px input: the map scaled to [0, 1]
+# (scale_cam_image) and resized to 64x64 with OpenCV, as derma-predict's overlays are. Class 0
+# (the top logit); class 3's evidence is negative everywhere, so its map is all 0.
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+net8 = with_output_stride(m, 8)
+gradcam_os8 = {c: GradCAM(model=net8, target_layers=[net8.features[-1]])(input_tensor=stride_inp, targets=[ClassifierOutputTarget(c)])[0]
+               for c in [0, 3]}
 with torch.no_grad():
     logits16 = with_output_stride(m, 16)(inp)
     logits8 = with_output_stride(m, 8)(inp)
@@ -240,5 +250,7 @@ with open(os.path.join(out, "mobilenet_v2_w025_io.json"), "w") as f:
                "logits_os16": logits16.tolist(), "logits_os8": logits8.tolist(),
                "logits_os8_undilated": logits8_plain.tolist(),
                "stride_input": "sin(0.37 i), i = 0..3*64*64, float64 then float32, shape [1, 3, 64, 64]",
-               "stride_logits": stride_logits, "stride_features": stride_features}, f)
+               "stride_logits": stride_logits, "stride_features": stride_features,
+               "gradcam_os8": {"0": [[round(float(v), 6) for v in row] for row in gradcam_os8[0]],
+                               "3_max": float(gradcam_os8[3].max())}}, f)
 print("wrote", out)

@@ -184,3 +184,37 @@ fn heatmap_mass_lies_in_the_signal_region() {
     // receptive field blurs the map across the midline).
     assert!(fraction > 0.6, "only {fraction:.3} of the positive-class heatmap mass is in the signal half");
 }
+
+/// pytorch-grad-cam's `GradCAM` (1.5.7) on torchvision's network — the fixture state dict
+/// (width 0.25) made output stride 8, target layer `features[-1]`, the 64-px input
+/// `sin(0.37 i)`; `scripts/reference_torch.py` — with the map scaled (`scale_cam_image`) and
+/// resized to 64x64 by OpenCV: derma-train's closed-form map, upsampled as derma-predict does,
+/// is the same. Class 3's evidence is negative everywhere: no heat in either.
+#[test]
+fn gradcam_matches_pytorch_grad_cam() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
+    let io: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{fixtures}/mobilenet_v2_w025_io.json")).unwrap()).unwrap();
+    let want: Vec<f32> = io["gradcam_os8"]["0"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32))
+        .collect();
+    assert_eq!(want.len(), 64 * 64);
+    assert!(want.iter().any(|&v| v > 0.5) && want.iter().any(|&v| v < 0.1), "a map with contrast");
+    let device = Device::flex();
+    let model = MobileNetV2Config::new(7).with_width(0.25).with_output_stride(8).init(&device);
+    let model = derma_model::load_torchvision(model, std::path::Path::new(&format!("{fixtures}/mobilenet_v2_w025.pth")), true).unwrap().valid();
+    let x = Tensor::<4>::from_data(TensorData::new((0..3 * 64 * 64).map(|i| (0.37 * i as f64).sin() as f32).collect::<Vec<_>>(), [1, 3, 64, 64]), &device);
+    let maps = gradcam(&model, x.clone(), &[Target::Logit(0)]);
+    assert_eq!((maps[0].height, maps[0].width), (8, 8));
+    let got = maps[0].upsample(64, 64);
+    // OpenCV's bilinear resize is 1.96e-4 from the exact one here (`cv2.resize` of the scaled
+    // 8x8 map against `F.interpolate(align_corners=False)` of it, checked when the fixture was
+    // written): 3e-4 leaves room for that, not for a wrong map.
+    let d = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(d <= 3e-4, "Grad-CAM differs from pytorch-grad-cam's by {d}");
+    assert_eq!(io["gradcam_os8"]["3_max"].as_f64(), Some(0.0));
+    assert!(gradcam(&model, x, &[Target::Logit(3)])[0].upsample(64, 64).iter().all(|&v| v == 0.0));
+}
