@@ -151,6 +151,13 @@ impl CascadeOptions {
                 );
             }
         }
+        // Both stages run on one device and write under --out: a stage's own value would be
+        // recorded in its config.toml but not used.
+        for (flag, keys) in [("--stage1", &self.stage1), ("--stage2", &self.stage2)] {
+            if let Some(key) = ["backend", "out"].into_iter().find(|k| keys.contains_key(*k)) {
+                anyhow::bail!("{flag} {key}=…: not a stage setting (both stages run on --backend's device, under --out)");
+            }
+        }
         if data_fingerprint(&c1) != data_fingerprint(&c2) {
             anyhow::bail!(
                 "--stage1/--stage2 must not change the data (dataset, files, positive classes, size; for image files also \
@@ -771,6 +778,10 @@ mod tests {
         let e = options("").configs().unwrap_err().to_string();
         assert!(e.contains("--positive-classes") && e.contains("mel,bcc,akiec"), "{e}");
         options("dataset = \"breastmnist\"\npositive_classes = [\"malignant\"]").configs().unwrap();
+        // A stage's backend would be recorded but not used.
+        let mut per_stage = options("positive_classes = [\"mel\"]");
+        per_stage.stage2 = toml::from_str("backend = \"cpu\"").unwrap();
+        assert!(per_stage.configs().unwrap_err().to_string().contains("--stage2 backend"));
         // A resumed cascade does not need a weight file that did not come along (a stage it
         // trains afresh asks for it then); a new one does.
         let gone = options("positive_classes = [\"mel\"]\npretrained = \"/nonexistent/w.safetensors\"");

@@ -175,6 +175,10 @@ pub fn read_state(run_dir: &Path) -> anyhow::Result<State> {
         )
     })?;
     let state: State = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // A damaged score would read as NaN and make the next epoch the best unconditionally.
+    if state.best_score_text.parse::<f64>().is_err() {
+        anyhow::bail!("{}: best_score_text `{}` is not a number (a damaged checkpoint)", path.display(), state.best_score_text);
+    }
     if let Some(why) = &state.diverged {
         anyhow::bail!("--resume {}", diverged_advice(run_dir, why));
     }
@@ -259,6 +263,14 @@ mod tests {
         };
         std::fs::write(run.path().join(DIR).join("state.json"), serde_json::to_string(&state).unwrap()).unwrap();
         assert_eq!(read_state(run.path()).unwrap(), state, "resumable before");
+        // A damaged score is an error, not a NaN that any epoch beats.
+        let damaged = State { best_score_text: "0.5x".into(), ..state.clone() };
+        std::fs::write(run.path().join(DIR).join("state.json"), serde_json::to_string(&damaged).unwrap()).unwrap();
+        assert!(read_state(run.path()).unwrap_err().to_string().contains("not a number"));
+        let nan = State { best_score_text: "NaN".into(), ..state.clone() };
+        std::fs::write(run.path().join(DIR).join("state.json"), serde_json::to_string(&nan).unwrap()).unwrap();
+        assert!(read_state(run.path()).unwrap().best_score().is_nan(), "a NaN score (a diverged first epoch) is valid");
+        std::fs::write(run.path().join(DIR).join("state.json"), serde_json::to_string(&state).unwrap()).unwrap();
         assert_eq!(diverged(run.path()), None);
         std::fs::write(run.path().join("metrics.csv"), "epoch\n1\n").unwrap();
         let out_hint = crate::report::check_out_is_free(run.path(), &crate::report::RUN_FILES, false).unwrap_err().to_string();

@@ -859,8 +859,10 @@ fn fit_from(
         }
         let m = &b.at_threshold;
         println!(
-            "threshold {} = {:.4} (chosen on val): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4}, AP {:.4}",
-            c.rule, c.value, m.sensitivity, m.specificity, m.precision, m.f2, m.tp, m.fp, m.tn, m.fn_, test.auc, b.ap
+            "threshold {} = {:.4} ({}): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4}, AP {:.4}",
+            c.rule,
+            c.value,
+            if matches!(c.rule, derma_eval::ThresholdRule::Fixed(_)) { "fixed" } else { "chosen on val" }, m.sensitivity, m.specificity, m.precision, m.f2, m.tp, m.fp, m.tn, m.fn_, test.auc, b.ap
         );
         if c.value != 0.5 {
             let h = report::at_half(&test_pred)?;

@@ -29,7 +29,8 @@ struct Cli {
     #[arg(long = "stage1", value_name = "KEY=VALUE")]
     stage1: Vec<String>,
     /// A config key over stage 2's recipe (loss focal, alpha 0.75, gamma 1, class_weights
-    /// none, sampler none, threshold recall:0.99), repeatable.
+    /// none, sampler none, threshold recall:0.99), repeatable. Its `threshold` is stage 2's own
+    /// report's: the cascade table picks stage 2's threshold per recall target (--recall).
     #[arg(long = "stage2", value_name = "KEY=VALUE")]
     stage2: Vec<String>,
     /// Recall targets of the report (the first gives the confusion matrix).
