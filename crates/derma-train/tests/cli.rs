@@ -642,14 +642,18 @@ fn binary_screening_run_reports_the_validation_threshold() {
     assert_eq!((tp, fp), (t["tp"].as_u64().unwrap(), t["fp"].as_u64().unwrap()));
     // ... and the decision at 0.5 the `test_at_0.5` counts (the fixed threshold beside the rule's)
     let half = &th["test_at_0.5"];
-    let test_rows: Vec<(u8, f64)> = preds
-        .lines()
-        .filter(|l| l.starts_with("test,"))
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[2].parse().unwrap(), f[3].parse().unwrap())
-        })
-        .collect();
+    // (label, prob) of one split's rows.
+    let split_rows = |split: &str| -> Vec<(u8, f64)> {
+        preds
+            .lines()
+            .filter(|l| l.starts_with(&format!("{split},")))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[2].parse().unwrap(), f[3].parse().unwrap())
+            })
+            .collect()
+    };
+    let test_rows = split_rows("test");
     let count = |label: u8, flagged: bool| test_rows.iter().filter(|&&(l, p)| l == label && (p >= 0.5) == flagged).count() as u64;
     assert_eq!(
         [count(1, true), count(0, true), count(0, false), count(1, false)],
@@ -664,14 +668,7 @@ fn binary_screening_run_reports_the_validation_threshold() {
     // flags nothing); among those with specificity ≥ 0.8 the most true positives, ties: more
     // true negatives, then the higher threshold — is `value` (derma-eval's rule, written here
     // independently; scores and value are written in shortest round-trip form: exact).
-    let val_rows: Vec<(u8, f64)> = preds
-        .lines()
-        .filter(|l| l.starts_with("val,"))
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[2].parse().unwrap(), f[3].parse().unwrap())
-        })
-        .collect();
+    let val_rows = split_rows("val");
     let negatives = val_rows.iter().filter(|r| r.0 == 0).count() as f64;
     let mut candidates: Vec<f64> = val_rows.iter().map(|r| r.1).collect();
     candidates.sort_by(|a, b| b.total_cmp(a));
