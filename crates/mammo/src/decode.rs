@@ -4,7 +4,8 @@
 //! from the content, not the extension) and returns an [`Image`] of `u8` pixels with 1
 //! (grayscale) or 3 (RGB) channels. Accepted pixel formats: 8- and 16-bit gray, RGB and RGBA,
 //! and gray+alpha in PNG (the TIFF decoder does not read gray+alpha); palette and 1-bit PNGs
-//! decode to RGB or gray; alpha is dropped. Anything else is refused: pixel formats the
+//! decode to RGB or gray; alpha is dropped. An RGB image whose three channels are equal at
+//! every pixel (a gray palette, a gray image saved as RGB) is returned as gray. Anything else is refused: pixel formats the
 //! decoder reads but this crate does not handle (e.g. 32-bit float TIFF) as
 //! [`Error::UnsupportedPixelFormat`], files the decoder cannot read (e.g. gray+alpha, palette
 //! or 32-bit integer TIFF) as [`Error::Decode`] with the decoder's reason.
@@ -181,15 +182,26 @@ pub fn decode(path: impl AsRef<Path>, intensity: &Intensity) -> Result<Image> {
         origin: String::new(),
         found,
     };
+    // A gray image stored as RGB (a palette PNG with a gray palette, a gray JPEG saved as RGB)
+    // is read as gray: the same values (the window's percentiles are those of the repeated
+    // values), a third of the memory, and a dataset of such files stays one-channel.
+    let u8s = |rgb: Vec<u8>| {
+        let (values, c) = gray_if_equal(rgb);
+        (window_u8(values, intensity), c)
+    };
+    let u16s = |rgb: Vec<u16>| {
+        let (values, c) = gray_if_equal(rgb);
+        (window_u16(&values, intensity), c)
+    };
     let (pixels, channels) = match img {
         DynamicImage::ImageLuma8(b) => (window_u8(b.into_raw(), intensity), 1),
         DynamicImage::ImageLumaA8(b) => (window_u8(drop_alpha(b.into_raw(), 1), intensity), 1),
-        DynamicImage::ImageRgb8(b) => (window_u8(b.into_raw(), intensity), 3),
-        DynamicImage::ImageRgba8(b) => (window_u8(drop_alpha(b.into_raw(), 3), intensity), 3),
+        DynamicImage::ImageRgb8(b) => u8s(b.into_raw()),
+        DynamicImage::ImageRgba8(b) => u8s(drop_alpha(b.into_raw(), 3)),
         DynamicImage::ImageLuma16(b) => (window_u16(&b.into_raw(), intensity), 1),
         DynamicImage::ImageLumaA16(b) => (window_u16(&drop_alpha(b.into_raw(), 1), intensity), 1),
-        DynamicImage::ImageRgb16(b) => (window_u16(&b.into_raw(), intensity), 3),
-        DynamicImage::ImageRgba16(b) => (window_u16(&drop_alpha(b.into_raw(), 3), intensity), 3),
+        DynamicImage::ImageRgb16(b) => u16s(b.into_raw()),
+        DynamicImage::ImageRgba16(b) => u16s(drop_alpha(b.into_raw(), 3)),
         other => return Err(unsupported(format!("{:?}", other.color()))),
     };
     Ok(Image {
@@ -198,6 +210,16 @@ pub fn decode(path: impl AsRef<Path>, intensity: &Intensity) -> Result<Image> {
         width,
         channels,
     })
+}
+
+/// Interleaved RGB `values` and 3, or their first channel and 1 when every pixel has equal
+/// channels.
+fn gray_if_equal<T: Copy + PartialEq>(values: Vec<T>) -> (Vec<T>, usize) {
+    if values.chunks_exact(3).all(|p| p[0] == p[1] && p[1] == p[2]) {
+        (values.iter().step_by(3).copied().collect(), 1)
+    } else {
+        (values, 3)
+    }
 }
 
 /// Keep the first `keep` of every `keep + 1` values (drop the trailing alpha channel).

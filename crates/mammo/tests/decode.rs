@@ -158,6 +158,12 @@ fn rgb_and_alpha() {
     let img = decode(dir.path().join("c.png"), &Intensity::default()).unwrap();
     assert_eq!((img.height, img.width, img.channels), (2, 3, 3));
     assert_eq!(img.pixels, rgb);
+    // A gray image stored as RGB (equal channels everywhere): one channel, the same values.
+    let gray_rgb: Vec<u8> = [0u8, 90, 200, 255].iter().flat_map(|&v| [v, v, v]).collect();
+    save_rgb8(&dir.path().join("g.png"), 2, 2, &gray_rgb);
+    let img = decode(dir.path().join("g.png"), &Intensity::default()).unwrap();
+    assert_eq!((img.height, img.width, img.channels), (2, 2, 1));
+    assert_eq!(img.pixels, [0, 90, 200, 255]);
     // RGBA: alpha dropped.
     let rgba: Vec<u8> = (0..2 * 2 * 4).map(|i| (i * 7 + 1) as u8).collect();
     save_rgba8(&dir.path().join("a.png"), 2, 2, &rgba);
