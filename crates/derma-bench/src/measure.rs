@@ -278,7 +278,7 @@ fn e2e_steps(
     // The loader fills its queue (`prefetch` batches) during the warm-up's sync: those batches
     // are drained untimed too, so the clock measures the steady state, not a backlog served at
     // step speed (bench_torch.py drains its workers × prefetch_factor the same way).
-    let drain = config.prefetch;
+    let drain = config.prefetch.max(1); // the loader keeps at least one batch ahead
     let order = cycling_order(dataset, schedule.warmup + drain + schedule.steps, config.batch_size);
     let mut loader = Loader::spawn(dataset, order, config);
     let mut model = model;
@@ -317,7 +317,7 @@ fn e2e_steps(
 /// second end-to-end training can reach with it.
 pub fn loader_only(dataset: &ImageDataset, config: LoaderConfig, schedule: Schedule) -> anyhow::Result<Measurement> {
     // Its queue (`prefetch` batches) drained untimed, as in `e2e` and bench_torch.py's loader.
-    let drain = config.prefetch;
+    let drain = config.prefetch.max(1); // the loader keeps at least one batch ahead
     let order = cycling_order(dataset, schedule.warmup + drain + schedule.steps, config.batch_size);
     let warm_started = Instant::now();
     let mut loader = Loader::spawn(dataset, order, config);

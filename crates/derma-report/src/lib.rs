@@ -55,6 +55,7 @@ pub use run::Run;
 
 use document::{Computed, GallerySection};
 pub use output::write_atomic;
+pub use plot::threshold_text;
 use output::create_dir;
 
 /// What the report should contain besides the run folder's files.

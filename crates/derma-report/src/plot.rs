@@ -155,7 +155,7 @@ pub(crate) fn threshold_texts(values: &[f64]) -> Vec<String> {
 /// thresholds of heavily imbalanced data are often that small: `0.0000` would hide them);
 /// `+inf`. A threshold below 1 never reads `1.0000` (`p ≥ 1.0000` would state another rule):
 /// it gets the decimals that show it is below 1.
-pub(crate) fn threshold_text(t: f64) -> String {
+pub fn threshold_text(t: f64) -> String {
     if t.is_infinite() {
         "+inf".into()
     } else if t != 0.0 && t.abs() < 1e-3 {

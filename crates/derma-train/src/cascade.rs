@@ -135,8 +135,15 @@ impl CascadeOptions {
     /// ([`TrainConfig::validate_for_resume`]): a stage reused or continued does not read it,
     /// and one trained afresh asks for it then.
     pub fn configs_for(&self, resume: bool) -> anyhow::Result<(TrainConfig, TrainConfig)> {
-        let c1 = merge_config(&[&self.base, &stage1_recipe(), &self.stage1]).map_err(|e| anyhow::anyhow!("stage 1: {e}"))?;
-        let c2 = merge_config(&[&self.base, &stage2_recipe(), &self.stage2]).map_err(|e| anyhow::anyhow!("stage 2: {e}"))?;
+        let mut c1 = merge_config(&[&self.base, &stage1_recipe(), &self.stage1]).map_err(|e| anyhow::anyhow!("stage 1: {e}"))?;
+        let mut c2 = merge_config(&[&self.base, &stage2_recipe(), &self.stage2]).map_err(|e| anyhow::anyhow!("stage 2: {e}"))?;
+        for (n, c) in [(1, &mut c1), (2, &mut c2)] {
+            c.check_storable().map_err(|e| anyhow::anyhow!("stage {n}: {e}"))?;
+            // The stages' config.toml hold absolute paths, as derma-train's runs do (also those
+            // given with --set, --stage1, --stage2): --resume and derma-predict work from any
+            // directory.
+            c.make_paths_absolute().map_err(|e| anyhow::anyhow!("stage {n}: cannot make the paths absolute: {e}"))?;
+        }
         for (n, c) in [(1, &c1), (2, &c2)] {
             let valid = if resume { c.validate_for_resume() } else { c.validate() };
             valid.map_err(|e| anyhow::anyhow!("stage {n}: {e}"))?;
@@ -555,7 +562,11 @@ fn check_stage_settings(n: usize, config: &TrainConfig, dir: &Path) -> anyhow::R
         c.offline = false;
         Ok(toml::from_str(&c.to_toml())?)
     };
-    let recorded = normalised(&TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?)?;
+    // A stage folder of an earlier version may hold its paths as typed (relative to the
+    // directory the cascade ran in): compared as absolute paths, as the given ones are.
+    let mut recorded = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;
+    recorded.make_paths_absolute().map_err(|e| anyhow::anyhow!("{}: cannot make the paths absolute: {e}", dir.display()))?;
+    let recorded = normalised(&recorded)?;
     let given = normalised(config)?;
     let keys: std::collections::BTreeSet<&String> = recorded.keys().chain(given.keys()).collect();
     let differ: Vec<String> = keys

@@ -154,13 +154,25 @@ pub fn diverged(run_dir: &Path) -> Option<String> {
     serde_json::from_str::<State>(&text).ok()?.diverged
 }
 
-/// What to do with a run folder whose training diverged (`why`).
+/// What to do with a run folder whose training diverged (`why`): with a checkpoint (an epoch
+/// finished before) a resume on another step or backend, or a new start; without one a new
+/// start.
 pub fn diverged_advice(run_dir: &Path, why: &str) -> String {
-    format!(
-        "{}: {why}. --resume would repeat the same steps and diverge again: start the run again (e.g. with a lower --lr) \
-         with --overwrite to reuse the folder; its model.bpk and metrics.csv keep the epochs before",
-        run_dir.display()
-    )
+    if run_dir.join(DIR).join("state.json").is_file() {
+        format!(
+            "{}: {why}. A resume would repeat the same steps and diverge again, unless the step or backend changes (e.g. \
+             `derma-train --resume {} --step eager` after a captured step's NaN); otherwise start the run again (e.g. with \
+             a lower --lr) with --overwrite to reuse the folder; its model.bpk and metrics.csv keep the epochs before",
+            run_dir.display(),
+            run_dir.display()
+        )
+    } else {
+        format!(
+            "{}: {why}. It diverged in its first epoch, so nothing was kept: start it again (e.g. with a lower --lr), with \
+             --overwrite to reuse the folder",
+            run_dir.display()
+        )
+    }
 }
 
 /// The checkpoint of `run_dir`, or an error naming what is missing.
@@ -178,9 +190,6 @@ pub fn read_state(run_dir: &Path) -> anyhow::Result<State> {
     // A damaged score would read as NaN and make the next epoch the best unconditionally.
     if state.best_score_text.parse::<f64>().is_err() {
         anyhow::bail!("{}: best_score_text `{}` is not a number (a damaged checkpoint)", path.display(), state.best_score_text);
-    }
-    if let Some(why) = &state.diverged {
-        anyhow::bail!("--resume {}", diverged_advice(run_dir, why));
     }
     Ok(state)
 }
@@ -278,15 +287,19 @@ mod tests {
 
         mark_diverged(run.path(), "training diverged at epoch 2 (loss NaN); lower --lr");
         assert_eq!(diverged(run.path()).as_deref(), Some("training diverged at epoch 2 (loss NaN); lower --lr"));
-        let e = read_state(run.path()).unwrap_err().to_string();
-        assert!(e.contains("diverged at epoch 2") && e.contains("diverge again") && e.contains("--overwrite"), "{e}");
+        let e = diverged_advice(run.path(), &diverged(run.path()).unwrap());
+        assert!(e.contains("diverged at epoch 2") && e.contains("diverge again") && e.contains("--step eager") && e.contains("--overwrite"), "{e}");
+        assert_eq!(read_state(run.path()).unwrap().diverged.as_deref(), Some("training diverged at epoch 2 (loss NaN); lower --lr"));
         let out_hint = crate::report::check_out_is_free(run.path(), &crate::report::RUN_FILES, false).unwrap_err().to_string();
         assert!(out_hint.contains("diverged") && !out_hint.contains("--resume"), "{out_hint}");
         let e = crate::predict::RunModel::load(run.path(), &burn::prelude::Device::flex()).err().unwrap().to_string();
         assert!(e.contains("diverge again") && !e.contains("finish a stopped run"), "{e}");
-        // Marking a folder without a checkpoint (diverged in its first epoch) does nothing.
+        // Marking a folder without a checkpoint (diverged in its first epoch) does nothing, and
+        // its advice does not promise what is not there.
         let empty = tempfile::tempdir().unwrap();
         mark_diverged(empty.path(), "x");
         assert!(!empty.path().join(DIR).exists());
+        let e = diverged_advice(empty.path(), "training diverged at epoch 1 (loss NaN); lower --lr");
+        assert!(e.contains("nothing was kept") && !e.contains("--resume") && !e.contains("model.bpk"), "{e}");
     }
 }

@@ -514,13 +514,20 @@ impl TrainConfig {
         if !matches!(checked.pretrained.as_str(), "none" | "imagenet") {
             checked.pretrained = "none".into();
         }
+        // Unused settings an earlier version recorded without refusing them: a run that
+        // started with them continues.
+        if checked.is_file_dataset() {
+            checked.data_root = None;
+        }
+        if checked.dataset == "csv" {
+            checked.data_dir = None;
+        }
         checked.validate()
     }
 
-    /// Checks every value that does not need the data, naming the flag at fault.
-    pub fn validate(&self) -> Result<(), String> {
-        // Everything here is written to the run's config.toml and read back (--resume,
-        // derma-predict): TOML integers are 64-bit signed, and paths are text.
+    /// The values the run's config.toml must be able to hold and give back (`--resume`,
+    /// derma-predict), naming the flag: TOML integers are 64-bit signed, and paths are text.
+    pub fn check_storable(&self) -> Result<(), String> {
         const TOML_INT_MAX: u64 = i64::MAX as u64;
         let integers = [
             (self.seed, "--seed"),
@@ -542,6 +549,12 @@ impl TrainConfig {
                 return Err(format!("{flag} {}: the path is not valid UTF-8 (the run's config.toml stores paths as text)", path.display()));
             }
         }
+        Ok(())
+    }
+
+    /// Checks every value that does not need the data, naming the flag at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        self.check_storable()?;
         if ![28, 64, 128, 224].contains(&self.size) {
             return Err(format!("--size must be 28, 64, 128 or 224, got {}", self.size));
         }
@@ -573,7 +586,7 @@ impl TrainConfig {
                 }
             }
             other => {
-                medmnist::lookup(other).map_err(|e| format!("--dataset: {e}"))?;
+                medmnist::lookup(other).map_err(|e| format!("--dataset: {e}; or an image-file dataset: folder, csv, cbis-ddsm"))?;
             }
         }
         // Checked for every dataset: a MedMNIST run ignores them in training, but its

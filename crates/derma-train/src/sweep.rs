@@ -214,6 +214,11 @@ impl Plan {
             base = toml::from_str(&text).map_err(|e| anyhow::anyhow!("plan {at}: config {}: {e}", config_path.display()))?;
             // Its keys checked here, so that an error names it rather than `[base]`.
             merge_config(&[&base]).map_err(|e| anyhow::anyhow!("plan {at}: config {}: {e}", config_path.display()))?;
+            // A run's own config.toml holds the conventions its weights set; every fold sets
+            // them from its own weights again.
+            for key in DERIVED_KEYS {
+                base.remove(key);
+            }
             if base.contains_key("out") {
                 anyhow::bail!(
                     "plan {at}: config {}: `out` is not a sweep key (each fold's run folder is under derma-sweep's --out): \

@@ -377,9 +377,14 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
 /// Continues the interrupted run in `run_dir` from its checkpoint (see [`crate::checkpoint`]):
 /// `config` is the folder's `config.toml` (the backend may differ), the data is loaded again
 /// and training goes on from the epoch after the checkpoint's.
-pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir: &Path) -> anyhow::Result<RunOutcome> {
+/// A checkpoint marked diverged is refused unless `steps_change` (another backend or step than
+/// the run's: the steps would not repeat).
+pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir: &Path, steps_change: bool) -> anyhow::Result<RunOutcome> {
     config.validate_for_resume().map_err(|e| anyhow::anyhow!("{}: {e}", run_dir.join("config.toml").display()))?;
     let state = checkpoint::read_state(run_dir)?;
+    if let Some(why) = state.diverged.as_deref().filter(|_| !steps_change) {
+        anyhow::bail!("--resume {}", checkpoint::diverged_advice(run_dir, why));
+    }
     if state.epoch > config.epochs {
         anyhow::bail!("--resume {}: the checkpoint is of epoch {} but config.toml has epochs = {}", run_dir.display(), state.epoch, config.epochs);
     }
@@ -391,6 +396,9 @@ pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir
 /// the run folder's checkpoint; refused when `data` are not those it was trained on.
 pub fn resume_fit(config: &TrainConfig, data: &TaskData, device: &Device, backend_name: &str, run_dir: &Path) -> anyhow::Result<RunOutcome> {
     let state = checkpoint::read_state(run_dir)?;
+    if let Some(why) = &state.diverged {
+        anyhow::bail!("--resume {}", checkpoint::diverged_advice(run_dir, why));
+    }
     fit_from(config, data, None, device, backend_name, run_dir, Some(state))
 }
 
@@ -859,9 +867,9 @@ fn fit_from(
         }
         let m = &b.at_threshold;
         println!(
-            "threshold {} = {:.4} ({}): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4}, AP {:.4}",
+            "threshold {} = {} ({}): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4}, AP {:.4}",
             c.rule,
-            c.value,
+            derma_report::threshold_text(c.value),
             if matches!(c.rule, derma_eval::ThresholdRule::Fixed(_)) { "fixed" } else { "chosen on val" }, m.sensitivity, m.specificity, m.precision, m.f2, m.tp, m.fp, m.tn, m.fn_, test.auc, b.ap
         );
         if c.value != 0.5 {

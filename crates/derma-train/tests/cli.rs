@@ -284,6 +284,22 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert_eq!(without_timings(&ended).len() as u64, 1 + done);
     assert!(!ended.join("checkpoint").exists());
 
+    // A checkpoint marked diverged: refused on the same backend and step (the steps would
+    // repeat), with the way out; continued when the step changes (`--step eager` after a
+    // captured step's NaN).
+    let marked = dir.path().join("marked");
+    copy_dir(&out, &marked);
+    let state_path = marked.join("checkpoint/state.json");
+    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["diverged"] = serde_json::Value::String("training diverged at epoch 4 (loss NaN); lower --lr".into());
+    std::fs::write(&state_path, state.to_string()).unwrap();
+    let o = derma_train(&["--resume", marked.to_str().unwrap(), "--backend", "cpu"]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("diverge again") && err.contains("--step eager"), "{err}");
+    let o = derma_train(&["--resume", marked.to_str().unwrap(), "--backend", "cpu", "--step", "eager"]);
+    assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
+    assert!(marked.join("report.json").is_file() && !marked.join("checkpoint").exists());
+
     // derma-predict and the same --out again point to --resume.
     let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", npz.to_str().unwrap(), "--out", dir.path().join("p.csv").to_str().unwrap()]);
     assert!(!o.status.success() && text(&o.stderr).contains("--resume"), "{}", text(&o.stderr));

@@ -285,7 +285,7 @@ pub enum Error {
     /// The downloaded bytes do not have the expected checksum.
     #[error(
         "download of {url} failed verification: expected {expected}, got {actual}; the download was discarded \
-         (nothing was stored at `{}`). Try again: a transfer cut short or altered on the way (a proxy) gives another \
+         (`{}` was not written). Try again: a transfer cut short or altered on the way (a proxy) gives another \
          checksum. A file with another checksum is not taken from the cache either; to use one anyway, give its path \
          directly (derma-train: `--npz FILE` for a dataset, `--pretrained FILE` for weights)",
         .dest.display()

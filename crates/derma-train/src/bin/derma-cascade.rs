@@ -75,10 +75,10 @@ fn run() -> anyhow::Result<()> {
     let matches = command.get_matches_from(args);
     let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let out = cli.train.out.clone();
-    let mut config = cli.train.into_config()?;
-    // The stages' config.toml hold absolute paths, as derma-train's runs do: --resume and
-    // derma-predict work from any directory.
-    config.make_paths_absolute().map_err(|e| anyhow::anyhow!("cannot make the paths absolute: {e}"))?;
+    let config = cli.train.into_config()?;
+    // What the stage configurations are made from must survive TOML (integers, UTF-8 paths),
+    // named by its flag; the rest is checked per stage below.
+    config.check_storable().map_err(|e| anyhow::anyhow!(e))?;
     let mut base: toml::Table = toml::from_str(&config.to_toml()).map_err(|e| anyhow::anyhow!("the merged configuration: {e}"))?;
     base.remove("out");
     for (k, v) in table(&cli.set, "set")? {

@@ -65,7 +65,6 @@ fn run() -> anyhow::Result<()> {
         if std::path::absolute(dir).ok() == std::path::absolute(&cli.out).ok() {
             anyhow::bail!("--gradcam {} and --out name the same path: the overlays need a folder of their own", dir.display());
         }
-        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--gradcam {}: cannot create it: {e}", dir.display()))?;
     }
     let is_npz = cli.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
     if !is_npz && cli.split != "test" {
@@ -77,6 +76,11 @@ fn run() -> anyhow::Result<()> {
         "test" => SplitName::Test,
         other => anyhow::bail!("--split `{other}`: expected train, val or test"),
     };
+    // Created once the flags are checked, before the model runs (a folder that cannot be made
+    // fails now, not after the predictions).
+    if let Some(dir) = &cli.gradcam {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--gradcam {}: cannot create it: {e}", dir.display()))?;
+    }
     let backend = backend::select(&cli.backend)?;
     backend::explain_out_of_memory(format!("A batch of {} images needs more than it has: give a smaller --batch-size.", cli.batch_size));
     let device = backend.device;
