@@ -145,7 +145,7 @@ impl CascadeOptions {
             c.make_paths_absolute().map_err(|e| anyhow::anyhow!("stage {n}: cannot make the paths absolute: {e}"))?;
         }
         for (n, c) in [(1, &c1), (2, &c2)] {
-            let valid = if resume { c.validate_for_resume() } else { c.validate() };
+            let valid = if resume { c.validate_without_weight_file() } else { c.validate() };
             valid.map_err(|e| anyhow::anyhow!("stage {n}: {e}"))?;
             // Also for a two-class MedMNIST set: its label 1 need not be the class to screen
             // for (breastmnist: `normal-benign`).
@@ -515,9 +515,19 @@ fn stage(
                 );
                 crate::checkpoint::remove(dir);
             } else {
+                if let Some(why) = &state.diverged {
+                    anyhow::bail!(
+                        "--resume: stage {n} ({}) {why}: change that stage's settings (e.g. --stage{n} lr=…) and pass --overwrite \
+                         to train the cascade again",
+                        dir.display()
+                    );
+                }
                 println!("stage {n}: continuing {} from its checkpoint", dir.display());
                 let mut full = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;
                 full.out = Some(dir.to_path_buf());
+                // An earlier version's relative paths (relative to the directory the cascade ran
+                // in) are written back absolute.
+                full.make_paths_absolute().map_err(|e| anyhow::anyhow!("{}: cannot make the paths absolute: {e}", dir.display()))?;
                 crate::train::resume_fit(&full, data, device, backend_name, dir)?;
                 return Ok(());
             }

@@ -3,8 +3,9 @@
 //! hard-example mining's per-image losses, the global step and the best epoch so far — and
 //! `derma-train --resume RUN` continues from it. A run that finishes removes its checkpoint
 //! (its results are `model.bpk` and the report); one that is killed, diverges or loses its
-//! machine keeps the last finished epoch's. One that diverged has it marked (`diverged`): a
-//! resume would repeat the same steps, so it is refused with what to do instead.
+//! machine keeps the last finished epoch's. One that diverged has it marked (`diverged`, and
+//! how its steps ran): a resume that would repeat the same steps is refused with what to do
+//! instead; one on another backend or step continues.
 //!
 //! Files: `epoch-N-model.bpk`, `epoch-N-optimizer.bpk` (Burn's `OptimizerRecord`, keyed by
 //! parameter id; burnpack keeps the ids, so the restored moments meet their parameters),
@@ -60,10 +61,20 @@ pub struct State {
     /// of earlier versions): a resume refuses other data.
     #[serde(default)]
     pub data_hash: Option<String>,
-    /// Set when the epoch after this checkpoint diverged (`Diverged`'s text): a resume would
-    /// repeat the same steps from here and diverge again, so it is refused.
+    /// Set when the epoch after this checkpoint diverged (`Diverged`'s text): a resume that
+    /// would repeat the same steps from here is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<String>,
+    /// How the diverged epoch ran ([`run_signature`]): a resume that runs otherwise (another
+    /// backend, the eager step instead of the captured one) does not repeat its steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged_on: Option<String>,
+}
+
+/// How training steps run: the backend and whether a captured graph replays them (`graph`:
+/// the captured step on a device with graph capture; on the CPU every step runs eagerly).
+pub fn run_signature(backend_name: &str, graph: bool) -> String {
+    format!("{backend_name}, {} step", if graph { "captured" } else { "eager" })
 }
 
 impl State {
@@ -134,13 +145,14 @@ fn copy_atomic(src: &Path, dst: &Path) -> anyhow::Result<()> {
 }
 
 /// Records in `run_dir`'s checkpoint (where there is one: a run that diverged in its first
-/// epoch has none) that training diverged after it, `why`.
-pub fn mark_diverged(run_dir: &Path, why: &str) {
+/// epoch has none) that training diverged after it, `why`, running `on` ([`run_signature`]).
+pub fn mark_diverged(run_dir: &Path, why: &str, on: &str) {
     let path = run_dir.join(DIR).join("state.json");
     let Ok(mut state) = std::fs::read_to_string(&path).map_err(anyhow::Error::from).and_then(|t| Ok(serde_json::from_str::<State>(&t)?)) else {
         return;
     };
     state.diverged = Some(why.to_string());
+    state.diverged_on = Some(on.to_string());
     let written = serde_json::to_string_pretty(&state).map_err(anyhow::Error::from).and_then(|t| write_atomic(&path, t.as_bytes()));
     if let Err(e) = written {
         eprintln!("warning: could not record the divergence in {}: {e}", path.display());
@@ -160,9 +172,10 @@ pub fn diverged(run_dir: &Path) -> Option<String> {
 pub fn diverged_advice(run_dir: &Path, why: &str) -> String {
     if run_dir.join(DIR).join("state.json").is_file() {
         format!(
-            "{}: {why}. A resume would repeat the same steps and diverge again, unless the step or backend changes (e.g. \
-             `derma-train --resume {} --step eager` after a captured step's NaN); otherwise start the run again (e.g. with \
-             a lower --lr) with --overwrite to reuse the folder; its model.bpk and metrics.csv keep the epochs before",
+            "{}: {why}. A resume on the same backend and step would repeat the same steps and diverge again; one that runs \
+             otherwise continues (e.g. `derma-train --resume {} --step eager` after a captured step's NaN). Or start the \
+             run again (e.g. with a lower --lr) with --overwrite to reuse the folder; its model.bpk and metrics.csv keep \
+             the epochs before",
             run_dir.display(),
             run_dir.display()
         )
@@ -269,6 +282,7 @@ mod tests {
             metrics_rows: vec!["1,...".into()],
             data_hash: None,
             diverged: None,
+            diverged_on: None,
         };
         std::fs::write(run.path().join(DIR).join("state.json"), serde_json::to_string(&state).unwrap()).unwrap();
         assert_eq!(read_state(run.path()).unwrap(), state, "resumable before");
@@ -285,7 +299,7 @@ mod tests {
         let out_hint = crate::report::check_out_is_free(run.path(), &crate::report::RUN_FILES, false).unwrap_err().to_string();
         assert!(out_hint.contains("--resume"), "{out_hint}");
 
-        mark_diverged(run.path(), "training diverged at epoch 2 (loss NaN); lower --lr");
+        mark_diverged(run.path(), "training diverged at epoch 2 (loss NaN); lower --lr", &run_signature("wgpu", true));
         assert_eq!(diverged(run.path()).as_deref(), Some("training diverged at epoch 2 (loss NaN); lower --lr"));
         let e = diverged_advice(run.path(), &diverged(run.path()).unwrap());
         assert!(e.contains("diverged at epoch 2") && e.contains("diverge again") && e.contains("--step eager") && e.contains("--overwrite"), "{e}");
@@ -297,7 +311,7 @@ mod tests {
         // Marking a folder without a checkpoint (diverged in its first epoch) does nothing, and
         // its advice does not promise what is not there.
         let empty = tempfile::tempdir().unwrap();
-        mark_diverged(empty.path(), "x");
+        mark_diverged(empty.path(), "x", "y");
         assert!(!empty.path().join(DIR).exists());
         let e = diverged_advice(empty.path(), "training diverged at epoch 1 (loss NaN); lower --lr");
         assert!(e.contains("nothing was kept") && !e.contains("--resume") && !e.contains("model.bpk"), "{e}");

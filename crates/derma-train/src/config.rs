@@ -515,7 +515,7 @@ impl TrainConfig {
             checked.pretrained = "none".into();
         }
         // Unused settings an earlier version recorded without refusing them: a run that
-        // started with them continues.
+        // started with them continues (only a recorded configuration is read this way).
         if checked.is_file_dataset() {
             checked.data_root = None;
         }
@@ -550,6 +550,16 @@ impl TrainConfig {
             }
         }
         Ok(())
+    }
+
+    /// [`validate`](Self::validate) without requiring a pretrained weight file to exist (a
+    /// resumed cascade's stages: those reused or continued do not read it).
+    pub fn validate_without_weight_file(&self) -> Result<(), String> {
+        let mut checked = self.clone();
+        if !matches!(checked.pretrained.as_str(), "none" | "imagenet") {
+            checked.pretrained = "none".into();
+        }
+        checked.validate()
     }
 
     /// Checks every value that does not need the data, naming the flag at fault.

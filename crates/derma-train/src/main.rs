@@ -62,9 +62,6 @@ fn run() -> anyhow::Result<()> {
             anyhow::bail!("--resume {}: no config.toml there (not a derma-train run folder)", dir.display());
         }
         let mut config = TrainConfig::from_run_folder(&config_path, "--resume")?;
-        // A run that diverged is continued only where the steps would not repeat: another
-        // backend or step (e.g. `--step eager` after a captured step's NaN).
-        let steps_change = backend_flag.as_ref().is_some_and(|b| *b != config.backend) || step_flag.is_some_and(|s| s != config.step);
         if let Some(b) = backend_flag {
             config.backend = b;
         }
@@ -84,7 +81,7 @@ fn run() -> anyhow::Result<()> {
         }
         let backend = backend::select(&config.backend)?;
         backend::explain_out_of_memory(out_of_memory_advice(&config, dir));
-        train::resume(&config, &backend.device, backend.name, dir, steps_change).map_err(|e| with_divergence_advice(e, dir))?;
+        train::resume(&config, &backend.device, backend.name, dir).map_err(|e| with_divergence_advice(e, dir))?;
         return Ok(());
     }
     let mut config = cli.args.into_config()?;

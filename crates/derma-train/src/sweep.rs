@@ -219,13 +219,8 @@ impl Plan {
             for key in DERIVED_KEYS {
                 base.remove(key);
             }
-            if base.contains_key("out") {
-                anyhow::bail!(
-                    "plan {at}: config {}: `out` is not a sweep key (each fold's run folder is under derma-sweep's --out): \
-                     remove it from that file",
-                    config_path.display()
-                );
-            }
+            // A run's config.toml also names its own folder; each fold has its own under --out.
+            base.remove("out");
         }
         for (k, v) in file.base {
             base.insert(k, v);

@@ -345,9 +345,15 @@ impl std::fmt::Display for Diverged {
 impl std::error::Error for Diverged {}
 
 /// `d` as the run's error, recorded in the run folder's checkpoint first (a resume is refused).
-fn diverged(out_dir: &Path, d: Diverged) -> anyhow::Error {
-    checkpoint::mark_diverged(out_dir, &d.to_string());
+fn diverged(out_dir: &Path, d: Diverged, on: &str) -> anyhow::Error {
+    checkpoint::mark_diverged(out_dir, &d.to_string(), on);
     d.into()
+}
+
+/// [`checkpoint::run_signature`] of training with `config` on `device` (`backend_name`).
+fn signature(config: &TrainConfig, device: &Device, backend_name: &str) -> String {
+    let gpu = derma_model::writes_in_place(device);
+    checkpoint::run_signature(backend_name, config.captured_step(gpu).0 && gpu)
 }
 
 /// What a finished run leaves behind.
@@ -377,12 +383,14 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
 /// Continues the interrupted run in `run_dir` from its checkpoint (see [`crate::checkpoint`]):
 /// `config` is the folder's `config.toml` (the backend may differ), the data is loaded again
 /// and training goes on from the epoch after the checkpoint's.
-/// A checkpoint marked diverged is refused unless `steps_change` (another backend or step than
-/// the run's: the steps would not repeat).
-pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir: &Path, steps_change: bool) -> anyhow::Result<RunOutcome> {
+/// A checkpoint marked diverged is continued only on another backend or step than the one the
+/// divergence happened on (the steps would not repeat).
+pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir: &Path) -> anyhow::Result<RunOutcome> {
     config.validate_for_resume().map_err(|e| anyhow::anyhow!("{}: {e}", run_dir.join("config.toml").display()))?;
     let state = checkpoint::read_state(run_dir)?;
-    if let Some(why) = state.diverged.as_deref().filter(|_| !steps_change) {
+    if let Some(why) = &state.diverged
+        && state.diverged_on.as_deref().is_none_or(|on| on == signature(config, device, backend_name))
+    {
         anyhow::bail!("--resume {}", checkpoint::diverged_advice(run_dir, why));
     }
     if state.epoch > config.epochs {
@@ -747,7 +755,7 @@ fn fit_from(
             }
         }
         if !train_loss.is_finite() {
-            return Err(diverged(out_dir, Diverged { epoch: epoch + 1, loss: train_loss, validation: false }));
+            return Err(diverged(out_dir, Diverged { epoch: epoch + 1, loss: train_loss, validation: false }, &signature(config, device, backend_name)));
         }
         let metric_loss = (running_metric.seen() > 0).then(|| running_metric.mean());
         // One read of the epoch's per-sample losses → the next epoch's sampling multipliers.
@@ -756,7 +764,7 @@ fn fit_from(
         let eval_model = model.valid();
         let val_pred = predict(&eval_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
         if !val_pred.loss.is_finite() || val_pred.probs.iter().flatten().any(|p| !p.is_finite()) {
-            return Err(diverged(out_dir, Diverged { epoch: epoch + 1, loss: train_loss, validation: true }));
+            return Err(diverged(out_dir, Diverged { epoch: epoch + 1, loss: train_loss, validation: true }, &signature(config, device, backend_name)));
         }
         let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };
         let threshold = choice.as_ref().map_or(0.5, |c| c.value);
@@ -812,6 +820,7 @@ fn fit_from(
             metrics_rows: metrics.lines().skip(1).map(str::to_string).collect(),
             data_hash: Some(data_hash.clone()),
             diverged: None,
+            diverged_on: None,
         };
         let optimizer = match captured.as_mut() {
             Some(c) => {

@@ -284,19 +284,26 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert_eq!(without_timings(&ended).len() as u64, 1 + done);
     assert!(!ended.join("checkpoint").exists());
 
-    // A checkpoint marked diverged: refused on the same backend and step (the steps would
-    // repeat), with the way out; continued when the step changes (`--step eager` after a
-    // captured step's NaN).
+    // A checkpoint marked diverged: refused where the steps would repeat (the same backend and
+    // effective step: on the CPU `--step eager` changes nothing), with the way out; continued
+    // where they run otherwise (it diverged on a GPU's captured step, resumed on the CPU).
     let marked = dir.path().join("marked");
     copy_dir(&out, &marked);
     let state_path = marked.join("checkpoint/state.json");
-    let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
-    state["diverged"] = serde_json::Value::String("training diverged at epoch 4 (loss NaN); lower --lr".into());
-    std::fs::write(&state_path, state.to_string()).unwrap();
+    let mark = |on: &str| {
+        let mut state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+        state["diverged"] = serde_json::Value::String("training diverged at epoch 4 (loss NaN); lower --lr".into());
+        state["diverged_on"] = serde_json::Value::String(on.into());
+        std::fs::write(&state_path, state.to_string()).unwrap();
+    };
+    mark(&::derma_train::checkpoint::run_signature("cpu (flex)", false));
+    for extra in [&[][..], &["--step", "eager"][..]] {
+        let o = derma_train(&[&["--resume", marked.to_str().unwrap(), "--backend", "cpu"][..], extra].concat());
+        let err = text(&o.stderr);
+        assert!(!o.status.success() && err.contains("diverge again") && err.contains("--step eager"), "{extra:?}: {err}");
+    }
+    mark(&::derma_train::checkpoint::run_signature("wgpu", true));
     let o = derma_train(&["--resume", marked.to_str().unwrap(), "--backend", "cpu"]);
-    let err = text(&o.stderr);
-    assert!(!o.status.success() && err.contains("diverge again") && err.contains("--step eager"), "{err}");
-    let o = derma_train(&["--resume", marked.to_str().unwrap(), "--backend", "cpu", "--step", "eager"]);
     assert!(o.status.success(), "stderr:\n{}", text(&o.stderr));
     assert!(marked.join("report.json").is_file() && !marked.join("checkpoint").exists());
 

@@ -380,16 +380,13 @@ fn plan_errors_name_the_file_and_the_key() {
     std::fs::write(dir.path().join("badcfg.toml"), "gama = 2.0\n").unwrap();
     let e = format!("{:#}", Plan::from_toml(&format!("config = \"badcfg.toml\"\n{phase}"), &dir.path().join("p.toml")).unwrap_err());
     assert!(e.contains("p.toml") && e.contains("badcfg.toml") && e.contains("gama") && !e.contains("[base]"), "{e}");
-    // So is an `out` there (an ordinary derma-train config reused as the plan's base).
-    std::fs::write(dir.path().join("withdir.toml"), "out = \"runs/x\"\n").unwrap();
-    let e = format!("{:#}", Plan::from_toml(&format!("config = \"withdir.toml\"\n{phase}"), &dir.path().join("p.toml")).unwrap_err());
-    assert!(e.contains("withdir.toml") && e.contains("`out` is not a sweep key") && !e.contains("[base]"), "{e}");
-    // A run's config.toml holds the conventions its weights set (input_norm, padding): as a
-    // plan's config they are dropped (every fold sets them from its weights), not refused.
-    std::fs::write(dir.path().join("run.toml"), "input_norm = \"imagenet\"\npadding = \"Symmetric\"\nlr = 0.002\n").unwrap();
+    // A run's config.toml as the plan's config: its folder (`out`) and the conventions its
+    // weights set (input_norm, padding) are dropped — every fold has its own folder and sets
+    // them from its weights — not refused; in [base] `out` is refused (above).
+    std::fs::write(dir.path().join("run.toml"), "out = \"runs/x\"\ninput_norm = \"imagenet\"\npadding = \"Symmetric\"\nlr = 0.002\n").unwrap();
     let plan = Plan::from_toml(&format!("config = \"run.toml\"\n{phase}"), &dir.path().join("p.toml")).unwrap();
     plan.validate().unwrap();
-    assert!(!plan.base.contains_key("input_norm") && !plan.base.contains_key("padding") && plan.base.contains_key("lr"));
+    assert!(["out", "input_norm", "padding"].iter().all(|k| !plan.base.contains_key(*k)) && plan.base.contains_key("lr"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -76,6 +76,9 @@ fn run() -> anyhow::Result<()> {
         "test" => SplitName::Test,
         other => anyhow::bail!("--split `{other}`: expected train, val or test"),
     };
+    if let Some(t) = cli.threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+        anyhow::bail!("--threshold must be in [0, 1], got {t}");
+    }
     // Created once the flags are checked, before the model runs (a folder that cannot be made
     // fails now, not after the predictions).
     if let Some(dir) = &cli.gradcam {
@@ -88,9 +91,6 @@ fn run() -> anyhow::Result<()> {
     if let Some(t) = cli.threshold {
         if !run.is_binary() {
             anyhow::bail!("--threshold applies to binary runs; {} has {} classes", cli.run.display(), run.class_names.len());
-        }
-        if !(0.0..=1.0).contains(&t) {
-            anyhow::bail!("--threshold must be in [0, 1], got {t}");
         }
         run.threshold = Some(t);
     }
