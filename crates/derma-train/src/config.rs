@@ -511,9 +511,6 @@ impl TrainConfig {
     /// config.toml) and need not exist any more, e.g. on another machine.
     pub fn validate_for_resume(&self) -> Result<(), String> {
         let mut checked = self.clone();
-        if !matches!(checked.pretrained.as_str(), "none" | "imagenet") {
-            checked.pretrained = "none".into();
-        }
         // Unused settings an earlier version recorded without refusing them: a run that
         // started with them continues (only a recorded configuration is read this way).
         if checked.is_file_dataset() {
@@ -522,7 +519,7 @@ impl TrainConfig {
         if checked.dataset == "csv" {
             checked.data_dir = None;
         }
-        checked.validate()
+        checked.validate_without_weight_file()
     }
 
     /// The values the run's config.toml must be able to hold and give back (`--resume`,
