@@ -344,7 +344,8 @@ impl std::fmt::Display for Diverged {
 
 impl std::error::Error for Diverged {}
 
-/// `d` as the run's error, recorded in the run folder's checkpoint first (a resume is refused).
+/// `d` as the run's error, recorded in the run folder's checkpoint first with how its steps ran
+/// (`on`): a resume that would run them the same way is refused.
 fn diverged(out_dir: &Path, d: Diverged, on: &str) -> anyhow::Error {
     checkpoint::mark_diverged(out_dir, &d.to_string(), on);
     d.into()
