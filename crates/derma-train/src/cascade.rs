@@ -138,7 +138,6 @@ impl CascadeOptions {
         let mut c1 = merge_config(&[&self.base, &stage1_recipe(), &self.stage1]).map_err(|e| anyhow::anyhow!("stage 1: {e}"))?;
         let mut c2 = merge_config(&[&self.base, &stage2_recipe(), &self.stage2]).map_err(|e| anyhow::anyhow!("stage 2: {e}"))?;
         for (n, c) in [(1, &mut c1), (2, &mut c2)] {
-            c.check_storable().map_err(|e| anyhow::anyhow!("stage {n}: {e}"))?;
             // The stages' config.toml hold absolute paths, as derma-train's runs do (also those
             // given with --set, --stage1, --stage2): --resume and derma-predict work from any
             // directory.

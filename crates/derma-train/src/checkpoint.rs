@@ -147,10 +147,10 @@ fn copy_atomic(src: &Path, dst: &Path) -> anyhow::Result<()> {
 /// Records in `run_dir`'s checkpoint (where there is one: a run that diverged in its first
 /// epoch has none) that training diverged after it, `why`, running `on` ([`run_signature`]).
 pub fn mark_diverged(run_dir: &Path, why: &str, on: &str) {
-    let path = run_dir.join(DIR).join("state.json");
-    let Ok(mut state) = std::fs::read_to_string(&path).map_err(anyhow::Error::from).and_then(|t| Ok(serde_json::from_str::<State>(&t)?)) else {
+    let Ok(mut state) = read_state(run_dir) else {
         return;
     };
+    let path = run_dir.join(DIR).join("state.json");
     state.diverged = Some(why.to_string());
     state.diverged_on = Some(on.to_string());
     let written = serde_json::to_string_pretty(&state).map_err(anyhow::Error::from).and_then(|t| write_atomic(&path, t.as_bytes()));
@@ -162,8 +162,7 @@ pub fn mark_diverged(run_dir: &Path, why: &str, on: &str) {
 /// Why the run in `run_dir` stopped for good if it diverged (its checkpoint says so), for the
 /// messages that would otherwise point to `--resume`.
 pub fn diverged(run_dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(run_dir.join(DIR).join("state.json")).ok()?;
-    serde_json::from_str::<State>(&text).ok()?.diverged
+    read_state(run_dir).ok()?.diverged
 }
 
 /// What to do with a run folder whose training diverged (`why`): with a checkpoint (an epoch

@@ -402,12 +402,10 @@ pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir
 }
 
 /// [`resume`] on already loaded `data` (a cascade's stage 2 trains on a subset): continues
-/// the run folder's checkpoint; refused when `data` are not those it was trained on.
+/// the run folder's checkpoint; refused when `data` are not those it was trained on. A
+/// diverged mark is the caller's to check (the cascade's `stage` refuses it with its advice).
 pub fn resume_fit(config: &TrainConfig, data: &TaskData, device: &Device, backend_name: &str, run_dir: &Path) -> anyhow::Result<RunOutcome> {
     let state = checkpoint::read_state(run_dir)?;
-    if let Some(why) = &state.diverged {
-        anyhow::bail!("--resume {}", checkpoint::diverged_advice(run_dir, why));
-    }
     fit_from(config, data, None, device, backend_name, run_dir, Some(state))
 }
 
