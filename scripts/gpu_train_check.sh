@@ -26,8 +26,8 @@
 # .dev/ after the call), which spares a fresh machine most of its first epoch's ~2.5 minutes.
 #
 # PLANs (each derma-train run is 10 epochs, the built-in recipe, with the default `--step auto`:
-# the captured step on the GPU unless mining or the metric head needs the eager one, since
-# 2026-11-27's third device call; torch rows run scripts/train_torch.py with the same recipe on
+# the captured step on the GPU, mining and the metric head included (the metric head since the
+# runtime fix of 2026-11-29, crates/cubecl-wgpu/PATCHED.md); torch rows run scripts/train_torch.py with the same recipe on
 # CUDA):
 #   28   scratch (PyTorch, Burn); bench28 (the CLI at the benchmark's 28 px batch 256 `natural`
 #        setting, 3 epochs: epoch 3's img/s beside derma-bench's e2e); focal γ=2; balanced weights.

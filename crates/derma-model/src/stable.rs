@@ -270,6 +270,69 @@ mod tests {
         set_stable_buffers(false);
     }
 
+    /// A launch queued behind a sealed graph reads its own shapes (wgpu; not in the CPU test
+    /// build). CubeCL's wgpu runtime keeps each launch's metadata (shapes, strides, scalars) in a
+    /// cached uniform, at most 512 entries, and a graph pins every entry its warm-up and
+    /// recording touched; past 512, each new entry evicts the least recently used unpinned one
+    /// at once. cubecl-wgpu 0.11.3 did not hold an entry a queued launch had reused until that
+    /// launch was submitted: evicted in the same submission, its uniform went to a new entry
+    /// whose `queue.write_buffer` runs at the submit, before the queued launch, which then read
+    /// the other launch's shapes. Here the 8-value copy would run with a smaller copy's count
+    /// and leave its tail at 0; in training it was the captured metric-head NaN
+    /// (docs/performance.md, *Twenty-fifth session*). crates/cubecl-wgpu holds the fix.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn a_launch_queued_behind_a_sealed_graph_reads_its_own_shapes() {
+        let device = Device::wgpu(Default::default());
+        let dispatch = device.as_dispatch();
+        let host = |values: Vec<f32>, n: usize| Tensor::<1>::from_data(TensorData::new(values, [n]), &device);
+        let read = |t: &Tensor<1>| t.to_data().try_to_vec::<f32>().unwrap();
+        // The graph's warm-up: 600 copies of distinct lengths (from 100 on, so no shape below is
+        // among them), whose 600 metadata entries the graph pins; then one recorded copy.
+        Dispatch::graph_prepare(dispatch).expect("graph_prepare");
+        let mut pinned: Vec<(Tensor<1>, Tensor<1>)> =
+            (100..700).map(|n| (host(vec![0.0; n], n), host(vec![1.0; n], n))).collect();
+        for (target, source) in pinned.iter_mut() {
+            assign(target, source.clone());
+        }
+        Dispatch::sync(dispatch).expect("sync");
+        Dispatch::graph_start_capture(dispatch).expect("graph_start_capture");
+        let again = pinned[0].1.clone();
+        assign(&mut pinned[0].0, again);
+        let graph = Dispatch::graph_stop_capture(dispatch).expect("graph_stop_capture");
+        assert_eq!(read(&pinned[599].0), vec![1.0; 699]);
+        // Only the pinned entries are left: the next new one is the only one to evict.
+        Dispatch::memory_cleanup(dispatch);
+        // Made on the host: no kernel, so no metadata entry, before the copies.
+        let values: Vec<f32> = (1..=8).map(|v| v as f32).collect();
+        let source = host(values.clone(), 8);
+        let mut first = host(vec![0.0; 8], 8);
+        let mut second = host(vec![0.0; 8], 8);
+        let mut smaller: Vec<(Tensor<1>, Tensor<1>)> = (1..8).map(|n| (host(vec![0.0; n], n), host(vec![1.0; n], n))).collect();
+        let mut shapes: Vec<(Tensor<2>, Tensor<2>)> = [[1, 2], [1, 3], [1, 4], [1, 5], [1, 6], [1, 7], [2, 1], [2, 2], [2, 3], [3, 1], [3, 2], [4, 1], [5, 1], [6, 1], [7, 1], [1, 1]]
+            .into_iter()
+            .map(|[a, b]| (Tensor::from_data(TensorData::new(vec![0.0f32; a * b], [a, b]), &device), Tensor::from_data(TensorData::new(vec![1.0f32; a * b], [a, b]), &device)))
+            .collect();
+        Dispatch::sync(dispatch).expect("sync");
+        // The 8-value copy's entry, made and submitted (the read).
+        assign(&mut first, source.clone());
+        assert_eq!(read(&first), values);
+        // Reused by a queued copy, then evicted by the new entries of 23 smaller copies queued
+        // in the same submission (fewer than its 32 launches).
+        assign(&mut second, source.clone());
+        for (target, source) in smaller.iter_mut() {
+            assign(target, source.clone());
+        }
+        for (target, source) in shapes.iter_mut() {
+            assign(target, source.clone());
+        }
+        assert_eq!(read(&second), values, "the queued copy read another launch's shapes");
+        for (target, _) in &smaller {
+            assert_eq!(read(target), vec![1.0; target.dims()[0]]);
+        }
+        drop(graph);
+    }
+
     /// More values than a grid along x alone holds (65,535 cubes of 256 units on Vulkan: 16.8 M;
     /// the batch images of 224 px at batch 128 are 19.3 M): every value is copied, the last one
     /// included (wgpu; not in the CPU test build).
