@@ -27,7 +27,7 @@
 #
 # PLANs (each derma-train run is 10 epochs, the built-in recipe, with the default `--step auto`:
 # the captured step on the GPU, mining and the metric head included (the metric head since the
-# runtime fix of 2026-11-29, crates/cubecl-wgpu/PATCHED.md); torch rows run scripts/train_torch.py with the same recipe on
+# runtime fix of 2026-11-29, vendor/cubecl-wgpu/PATCHED.md); torch rows run scripts/train_torch.py with the same recipe on
 # CUDA):
 #   28   scratch (PyTorch, Burn); bench28 (the CLI at the benchmark's 28 px batch 256 `natural`
 #        setting, 3 epochs: epoch 3's img/s beside derma-bench's e2e); focal γ=2; balanced weights.

@@ -279,7 +279,7 @@ mod tests {
     /// whose `queue.write_buffer` runs at the submit, before the queued launch, which then read
     /// the other launch's shapes. Here the 8-value copy would run with a smaller copy's count
     /// and leave its tail at 0; in training it was the captured metric-head NaN
-    /// (docs/performance.md, *Twenty-fifth session*). crates/cubecl-wgpu holds the fix.
+    /// (docs/performance.md, *Twenty-fifth session*). vendor/cubecl-wgpu holds the fix.
     #[cfg(feature = "wgpu")]
     #[test]
     fn a_launch_queued_behind_a_sealed_graph_reads_its_own_shapes() {

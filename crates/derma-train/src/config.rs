@@ -1056,7 +1056,7 @@ mod tests {
         assert_eq!(resolve(&|_| {}, false), (false, "training step: eager (--step auto: no graph capture on the CPU backend)".into()));
         // A metric head, hard-example mining and a backbone-freezing schedule (recorded anew
         // when the backbone unfreezes) are captured under `auto` too (a metric head ran eagerly
-        // until the runtime fix of crates/cubecl-wgpu, PATCHED.md); `--step captured` accepts
+        // until the runtime fix of vendor/cubecl-wgpu, PATCHED.md); `--step captured` accepts
         // all three.
         let options: [&dyn Fn(&mut TrainConfig); 3] =
             [&|c| c.metric_weight = 0.5, &|c| c.hard_negative_mining = true, &|c| c.freeze_backbone_epochs = 2];
