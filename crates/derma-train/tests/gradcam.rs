@@ -43,16 +43,27 @@ fn closed_form_weights_equal_autodiff_gradients() {
 /// A single-logit model's negative class is the score −z: its map is ReLU(−Σ α_k A_k), the
 /// part of the un-ReLU'd positive map that the positive map's ReLU drops. So at every cell at
 /// most one of the two is non-zero, and positive − negative = Σ α_k A_k, which must also
-/// equal the autodiff reference's pre-ReLU map.
+/// equal the autodiff reference's pre-ReLU map. The check needs a pre-ReLU map of both signs;
+/// a random model and input give a one-signed one in 4 of 300 draws (counted 2026-11-29, after
+/// it failed a CI run; the weights and images come from Flex's one global generator, which the
+/// tests running beside this one draw from too, so seeding cannot fix the draw), so the first of
+/// up to eight draws with both signs is checked (eight one-signed in a row: ~1e-15).
 #[test]
 fn a_negative_decision_maps_the_evidence_against_the_positive_class() {
     let device = Device::flex().autodiff();
-    let model = MobileNetV2Config::new(1).with_width(0.25).with_output_stride(8).with_dropout(0.0).init(&device);
-    let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
-    let a = model.forward_features(x.clone()).detach().require_grad();
-    let grads = model.classify(a.clone()).sum().backward();
-    let g = a.grad(&grads).expect("gradient of the feature map");
-    let pre: Vec<f32> = (a.detach().without_autodiff() * g.mean_dims(&[2, 3])).sum_dim(1).into_data().try_into_vec().unwrap();
+    let draw = || {
+        let model = MobileNetV2Config::new(1).with_width(0.25).with_output_stride(8).with_dropout(0.0).init(&device);
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+        let a = model.forward_features(x.clone()).detach().require_grad();
+        let grads = model.classify(a.clone()).sum().backward();
+        let g = a.grad(&grads).expect("gradient of the feature map");
+        let pre: Vec<f32> = (a.detach().without_autodiff() * g.mean_dims(&[2, 3])).sum_dim(1).into_data().try_into_vec().unwrap();
+        (model, x, pre)
+    };
+    let (model, x, pre) = (0..8)
+        .map(|_| draw())
+        .find(|(_, _, pre)| pre.iter().any(|&v| v > 0.0) && pre.iter().any(|&v| v < 0.0))
+        .expect("eight one-signed maps in a row: the check would be vacuous");
     let pos: Vec<f32> = gradcam(&model, x.clone(), &[Target::Logit(0); 2]).into_iter().flat_map(|m| m.values).collect();
     let neg: Vec<f32> = gradcam(&model, x, &[Target::Negated(0); 2]).into_iter().flat_map(|m| m.values).collect();
     let scale = pre.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
@@ -61,7 +72,6 @@ fn a_negative_decision_maps_the_evidence_against_the_positive_class() {
         assert!(*p == 0.0 || *n == 0.0, "both maps positive at one cell: {p} {n}");
         assert!((p - n - r).abs() <= 1e-4 * scale, "positive {p} − negative {n} ≠ pre-ReLU {r}");
     }
-    assert!(pre.iter().any(|&v| v > 0.0) && pre.iter().any(|&v| v < 0.0), "one-signed map: the check would be vacuous");
     assert_eq!(Target::of_decision(1, 0), Target::Negated(0));
     assert_eq!(Target::of_decision(1, 1), Target::Logit(0));
     assert_eq!(Target::of_decision(7, 3), Target::Logit(3));
