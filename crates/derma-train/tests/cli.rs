@@ -83,11 +83,15 @@ fn trains_and_writes_the_run_folder() {
     }
     let csv = out.join("predict-png.csv");
     let cams = out.join("cams");
-    // Overlays of the first image under every class, as an earlier run (another model or
-    // threshold) could have left: all but this run's decision are removed.
+    // Overlays of the first image under every class, and under a class name this run does not
+    // have, as an earlier run (another model, threshold or class names) could have left: all
+    // but this run's decision are removed. PNGs of no image of this call stay.
     std::fs::create_dir_all(&cams).unwrap();
-    for class in ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"] {
+    for class in ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc", "Melanoma"] {
         std::fs::write(cams.join(format!("00000-img000-{class}.png")), b"stale").unwrap();
+    }
+    for other in ["99999-img999-bcc.png", "00000-img000.png", "notes.png"] {
+        std::fs::write(cams.join(other), b"kept").unwrap();
     }
     let o = derma_predict(&["--run", out.to_str().unwrap(), "--input", pngs.to_str().unwrap(), "--out", csv.to_str().unwrap(),
         "--backend", "cpu", "--gradcam", cams.to_str().unwrap()]);
@@ -99,6 +103,10 @@ fn trains_and_writes_the_run_folder() {
         assert!(row.contains("img"), "{row}");
         let probs: Vec<f64> = row.split(',').skip(1).take(7).map(|p| p.parse().unwrap()).collect();
         close(&probs, want, row);
+    }
+    for other in ["99999-img999-bcc.png", "00000-img000.png", "notes.png"] {
+        assert_eq!(std::fs::read(cams.join(other)).unwrap(), b"kept", "{other}");
+        std::fs::remove_file(cams.join(other)).unwrap();
     }
     let overlays: Vec<_> = std::fs::read_dir(&cams).unwrap().collect();
     assert_eq!(overlays.len(), 56);

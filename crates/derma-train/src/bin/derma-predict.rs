@@ -121,6 +121,16 @@ fn run() -> anyhow::Result<()> {
         let eval = Augment::eval(size);
         let shown = Augment::eval(view);
         let shape = dataset.image_shape();
+        // The folder's PNG files before this call: an earlier run into it (another model,
+        // threshold or class names) may have left an image's overlay under another decision,
+        // which would contradict the CSV.
+        let mut earlier = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("--gradcam {}: cannot list it: {e}", dir.display()))? {
+            let name = entry.map_err(|e| anyhow::anyhow!("--gradcam {}: cannot list it: {e}", dir.display()))?.file_name();
+            if let Some(name) = name.to_str().filter(|n| n.ends_with(".png")) {
+                earlier.insert(name.to_string());
+            }
+        }
         for start in (0..dataset.len()).step_by(cli.batch_size) {
             let idx: Vec<usize> = (start..(start + cli.batch_size).min(dataset.len())).collect();
             let batch = derma_data::batch::assemble(
@@ -158,13 +168,13 @@ fn run() -> anyhow::Result<()> {
                 } else {
                     PathBuf::from(&names[i]).file_stem().map_or(format!("{i:05}"), |s| format!("{i:05}-{}", s.to_string_lossy()))
                 };
-                let file = |class: &str| dir.join(format!("{stem}-{}.png", class.replace(['/', ' '], "_")));
                 let decided = run.decision(&pred.probs[i]);
-                let path = file(&run.class_names[decided]);
-                // An earlier run into this folder (another threshold or model) may have left this
-                // image's overlay under another decision: it would contradict the CSV.
-                for name in run.class_names.iter().enumerate().filter(|(c, _)| *c != decided).map(|(_, n)| n) {
-                    let stale = file(name);
+                let name = format!("{stem}-{}.png", run.class_names[decided].replace(['/', ' '], "_"));
+                let path = dir.join(&name);
+                // Every other `<stem>-*.png`: this image's overlay under another decision.
+                let prefix = format!("{stem}-");
+                for stale in earlier.range(prefix.clone()..).take_while(|n| n.starts_with(&prefix)).filter(|n| **n != name) {
+                    let stale = dir.join(stale);
                     if stale.is_file() {
                         std::fs::remove_file(&stale).map_err(|e| anyhow::anyhow!("--gradcam: removing the stale {}: {e}", stale.display()))?;
                     }
