@@ -19,6 +19,7 @@ What it draws (all values 12-bit, 0..4095, stored in 16-bit files):
 Patients have 1..--max-per-patient crops (views of the same lesion, so one label per patient);
 whole patients are made malignant until about --positive-fraction of the crops are.
 About --tiff-fraction of the crops are written as 16-bit TIFF, the rest as 16-bit PNG.
+Needs numpy and Pillow, and tifffile for the TIFF crops (`--tiff-fraction 0` does without it).
 
 Output (DIR = --out):
     DIR/benign/P0001_0.png|tif, DIR/malignant/...   (one folder per class: --dataset folder)
@@ -32,7 +33,6 @@ import csv
 import os
 
 import numpy as np
-import tifffile
 from PIL import Image
 
 MAX12 = 4095
@@ -144,6 +144,15 @@ def main():
         p.error("need --n >= 1, 0 <= --positive-fraction <= 1, --max-per-patient >= 1")
     if not 20 <= args.min_size <= args.max_size:
         p.error("need 20 <= --min-size <= --max-size")
+    if not 0.0 <= args.tiff_fraction <= 1.0:
+        p.error("need 0 <= --tiff-fraction <= 1")
+    tifffile = None
+    if args.tiff_fraction > 0:
+        try:
+            import tifffile
+        except ImportError:
+            p.error("--tiff-fraction > 0 writes TIFF crops with the tifffile package, which is not installed "
+                    "(pip install tifffile), or pass --tiff-fraction 0 for PNG only")
 
     rng = np.random.default_rng(args.seed)
     # Patients and their crop counts, then whole patients made malignant (in random order)

@@ -141,6 +141,22 @@ fn wgpu_software() -> Option<Backend> {
     None
 }
 
+/// Before resuming from a checkpoint: Burn restores AdamW's moments on its default device (the
+/// GPU in a wgpu build) and moves them to each parameter's device at the next step
+/// (burn-optim's `load_record`: the load device does not matter), so a CPU run would start a
+/// GPU context for nothing, or fail on a machine without one (`--backend auto`). This makes the
+/// default device the CPU (`BURN_DEVICE=flex`) unless the environment names one.
+///
+/// # Safety
+/// It sets an environment variable: call it while only the main thread runs (before data
+/// loading, devices or thread pools).
+pub unsafe fn restore_optimizer_state_on_the_cpu() {
+    if std::env::var_os("BURN_DEVICE").is_none() {
+        // SAFETY: the caller guarantees no other thread runs.
+        unsafe { std::env::set_var("BURN_DEVICE", "flex") };
+    }
+}
+
 /// Whether a panic message is the GPU stack running out of memory: CubeCL 0.11's
 /// `IoError::OutOfMemory` ("out of device memory allocating N bytes"), `IoError::BufferTooBig`
 /// ("can't allocate buffer of size: N"), `LaunchError::OutOfMemory` ("An out-of-memory error

@@ -278,6 +278,15 @@ impl TrainArgs {
         if let Some(a) = &self.alpha {
             c.alpha = Some(parse_alpha(a).map_err(|e| anyhow::anyhow!(e))?);
         }
+        // The config key stays (a default every run carries); the flag given with image files is
+        // a mistake for --image-size.
+        if let Some(size) = self.size.filter(|_| c.is_file_dataset()) {
+            anyhow::bail!(
+                "--size {size} picks a MedMNIST file's resolution; --dataset {} reads image files: give the training \
+                 resolution with --image-size",
+                c.dataset
+            );
+        }
         Ok(c)
     }
 }

@@ -562,6 +562,11 @@ impl TrainConfig {
             "folder" => match &self.data_dir {
                 None => return Err("--dataset folder needs --data-dir DIR (one subfolder of images per class)".into()),
                 Some(d) if !d.is_dir() => return Err(format!("--data-dir {}: not a folder", d.display())),
+                _ if self.manifest.as_ref().is_some_and(|m| !m.is_empty()) => {
+                    return Err("--manifest is not used with --dataset folder: its classes are the subfolders of --data-dir \
+                                (a CSV manifest: --dataset csv)"
+                        .into());
+                }
                 _ => {}
             },
             "csv" | "cbis-ddsm" => {

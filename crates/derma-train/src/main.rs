@@ -71,14 +71,8 @@ fn run() -> anyhow::Result<()> {
             config.validate_for_resume().map_err(|e| anyhow::anyhow!("--resume {} --step: {e}", dir.display()))?;
         }
         config.out = Some(dir.clone());
-        if std::env::var_os("BURN_DEVICE").is_none() {
-            // Burn restores AdamW's moments on its default device (the GPU in a wgpu build) and
-            // moves them to each parameter's device at the next step (burn-optim's
-            // `load_record`: the load device does not matter). On the CPU: no GPU context is
-            // started for nothing, or fails on a machine without one (`--backend auto`).
-            // SAFETY: only the main thread runs yet (no data loading, no device, no pool).
-            unsafe { std::env::set_var("BURN_DEVICE", "flex") };
-        }
+        // SAFETY: only the main thread runs yet (no data loading, no device, no pool).
+        unsafe { backend::restore_optimizer_state_on_the_cpu() };
         let backend = backend::select(&config.backend)?;
         backend::explain_out_of_memory(out_of_memory_advice(&config, dir));
         train::resume(&config, &backend.device, backend.name, dir).map_err(|e| with_divergence_advice(e, dir))?;

@@ -87,6 +87,12 @@ const DERIVED_KEYS: [&str; 2] = ["input_norm", "padding"];
 /// only with the first trial of every earlier phase.
 pub const MAX_COMBINATIONS: usize = 1000;
 
+/// The metrics a plan may score trials by, comma-separated: every [`SelectMetric`] but the loss
+/// (a held-out loss depends on the loss being swept).
+pub fn sweep_metrics() -> String {
+    SelectMetric::names(&SelectMetric::ALL.into_iter().filter(|m| *m != SelectMetric::Loss).collect::<Vec<_>>())
+}
+
 /// A fold's score: `metric` on its held-out images, at the threshold chosen on the fold's inner
 /// validation split (`sens@spec`: 0 when no threshold met the floor there, as `derma-train`
 /// scores such an epoch; see [`SelectMetric::score`]).
@@ -229,7 +235,10 @@ impl Plan {
             .name
             .or_else(|| path.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
             .unwrap_or_else(|| "plan".into());
-        let metric: SelectMetric = file.metric.as_deref().unwrap_or("auc").parse().map_err(|e| anyhow::anyhow!("plan {at}: {e}"))?;
+        let metric_name = file.metric.as_deref().unwrap_or("auc");
+        let metric: SelectMetric = metric_name
+            .parse()
+            .map_err(|_| anyhow::anyhow!("plan {at}: metric `{metric_name}`: expected one of {}", sweep_metrics()))?;
         if file.phase.is_empty() {
             anyhow::bail!("plan {at}: no [[phase]]: a plan needs at least one phase of trials");
         }
@@ -321,7 +330,7 @@ impl Plan {
         let at = self.path.display();
         if self.metric == SelectMetric::Loss {
             // A held-out loss depends on the loss being swept: trials would not be comparable.
-            anyhow::bail!("plan {at}: metric `loss`: a sweep compares trials on the same held-out score: use one of auc, bal_acc, acc, ap, f2, sens@spec");
+            anyhow::bail!("plan {at}: metric `loss`: a sweep compares trials on the same held-out score: use one of {}", sweep_metrics());
         }
         if self.folds < 2 {
             anyhow::bail!("plan {at}: folds must be at least 2, got {}", self.folds);

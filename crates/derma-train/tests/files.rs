@@ -125,6 +125,8 @@ fn folder_dataset_and_its_errors() {
     // Flags a file dataset does not use are refused, not ignored.
     for (flags, want) in [
         (vec!["--data-root", "/nonexistent/cache"], "--data-root is the MedMNIST download cache"),
+        (vec!["--manifest", bad.to_str().unwrap()], "--manifest is not used with --dataset folder"),
+        (vec!["--size", "64"], "--size 64 picks a MedMNIST file's resolution; --dataset folder reads image files"),
     ] {
         let o = derma_train(&[&folder[..], &flags[..], &common, &["--out", out.to_str().unwrap()]].concat());
         assert!(!o.status.success() && text(&o.stderr).contains(want), "{flags:?}: {}", text(&o.stderr));

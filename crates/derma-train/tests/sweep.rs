@@ -288,7 +288,8 @@ fn plan_errors_name_the_file_and_the_key() {
         (format!("fold = 3\n{phase}"), vec!["my-plan.toml", "fold"]),
         (format!("[base]\nlearning_rate = 0.1\n{phase}"), vec!["my-plan.toml", "[base]", "learning_rate"]),
         (format!("metric = \"f2\"\n{phase}"), vec!["my-plan.toml", "f2", "positive_classes"]),
-        (format!("metric = \"rocauc\"\n{phase}"), vec!["my-plan.toml", "rocauc"]),
+        // Listed without `loss`, which a plan may not use.
+        (format!("metric = \"rocauc\"\n{phase}"), vec!["my-plan.toml", "rocauc", "expected one of auc, bal_acc, acc, ap, f2, sens@spec"]),
         // A held-out loss is not comparable across the losses a sweep compares.
         (format!("metric = \"loss\"\n{phase}"), vec!["my-plan.toml", "metric `loss`", "auc"]),
         ("[[phase]]\nname = \"g\"\ngrid = { gamma = 2.0 }\n".to_string(), vec!["my-plan.toml", "gamma", "list"]),

@@ -175,6 +175,18 @@ pub enum Error {
         expected: usize,
     },
 
+    /// A CSV manifest's header names a column it reads twice (compared as its names are:
+    /// without case, `_`, `-` and spaces alike, aliases included).
+    #[error("`{}` has more than one `{column}` column: {found}; keep one", .path.display())]
+    DuplicateColumn {
+        /// The manifest.
+        path: PathBuf,
+        /// The column read.
+        column: &'static str,
+        /// The header's columns of that name, with their positions.
+        found: String,
+    },
+
     /// A required column is missing from a CSV manifest.
     #[error("`{}` has no `{column}` column; expected {expected}; columns found: {found}", .path.display())]
     MissingColumn {

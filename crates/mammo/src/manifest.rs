@@ -289,14 +289,19 @@ impl CsvTable {
         })
     }
 
-    /// Index of the column named `name` (or one of `aliases`), compared normalised.
-    fn column(&self, name: &str, aliases: &[&str]) -> Option<usize> {
-        std::iter::once(name)
-            .chain(aliases.iter().copied())
-            .find_map(|n| {
-                let n = normalise(n);
-                self.keys.iter().position(|k| *k == n)
-            })
+    /// Index of the column named `name` (or one of `aliases`), compared normalised;
+    /// [`Error::DuplicateColumn`] when the header has two of them (which one would be read?).
+    fn column(&self, name: &'static str, aliases: &[&str]) -> Result<Option<usize>> {
+        let names: Vec<String> = std::iter::once(name).chain(aliases.iter().copied()).map(normalise).collect();
+        let found: Vec<usize> = (0..self.keys.len()).filter(|&i| names.contains(&self.keys[i])).collect();
+        if found.len() > 1 {
+            return Err(Error::DuplicateColumn {
+                path: self.path.clone(),
+                column: name,
+                found: found.iter().map(|&i| format!("`{}` (column {})", self.header[i], i + 1)).collect::<Vec<_>>().join(", "),
+            });
+        }
+        Ok(found.first().copied())
     }
 
     fn require(
@@ -305,7 +310,7 @@ impl CsvTable {
         aliases: &[&str],
         expected: &'static str,
     ) -> Result<usize> {
-        self.column(name, aliases)
+        self.column(name, aliases)?
             .ok_or_else(|| Error::MissingColumn {
                 path: self.path.clone(),
                 column: name,
@@ -463,8 +468,8 @@ pub fn read_csv(path: impl AsRef<Path>, class_names: Option<&[String]>) -> Resul
     let table = CsvTable::read(path)?;
     let path_col = table.require("path", &[], CSV_EXPECTED)?;
     let label_col = table.require("label", &[], CSV_EXPECTED)?;
-    let patient_col = table.column("patient_id", &["patient"]);
-    let split_col = table.column("split", &[]);
+    let patient_col = table.column("patient_id", &["patient"])?;
+    let split_col = table.column("split", &[])?;
     if table.rows.is_empty() {
         return Err(Error::EmptyManifest {
             place: table.place(),

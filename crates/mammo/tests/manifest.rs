@@ -337,6 +337,28 @@ fn csv_missing_column_lists_the_columns_found() {
     ));
 }
 
+/// A column the reader uses, named twice (also through its alias or another spelling): which
+/// one is meant is not known, so neither is read.
+#[test]
+fn csv_duplicate_columns_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    images(dir.path());
+    for (header, column, found) in [
+        ("path,label,patient_id,path", "path", "`path` (column 1), `path` (column 4)"),
+        ("path,label,Patient ID,patient_id", "patient_id", "`Patient ID` (column 3), `patient_id` (column 4)"),
+        ("path,label,patient,patient_id", "patient_id", "`patient` (column 3), `patient_id` (column 4)"),
+    ] {
+        let csv = write(&dir.path().join("d.csv"), &format!("{header}\nimg/a.png,benign,P1,img/b.png\n"));
+        let err = read_csv(&csv, None).unwrap_err();
+        assert!(matches!(&err, Error::DuplicateColumn { column: c, .. } if *c == column), "{header}: {err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("d.csv") && msg.contains(found), "{msg}");
+    }
+    // Columns it does not read may repeat.
+    let csv = write(&dir.path().join("n.csv"), "path,label,note,note\nimg/a.png,benign,x,y\nimg/b.png,malignant,x,y\n");
+    assert_eq!(read_csv(&csv, None).unwrap().records.len(), 2);
+}
+
 #[test]
 fn csv_bad_and_mixed_split_values() {
     let dir = tempfile::tempdir().unwrap();

@@ -118,6 +118,10 @@ fn run() -> anyhow::Result<()> {
     }
     // With --overwrite, cascade::run removes the earlier outputs once its settings and data
     // have resolved.
+    if cli.resume {
+        // SAFETY: only the main thread runs yet (no data loading, no device, no pool).
+        unsafe { backend::restore_optimizer_state_on_the_cpu() };
+    }
     let backend = backend::select(&merge_config(&[&options.base]).map_err(|e| anyhow::anyhow!(e))?.backend)?;
     backend::explain_out_of_memory("Give the stages a smaller batch_size (or image size) in the recipe and run it again.".into());
     cascade::run(&options, &out, &backend.device, backend.name, cli.resume)?;

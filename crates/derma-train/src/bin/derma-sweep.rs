@@ -48,11 +48,7 @@ fn run() -> anyhow::Result<()> {
     }
     if let Some(m) = &cli.metric {
         // A sweep compares trials on a held-out score: `loss` is no choice here (Plan::validate).
-        let sweep_metrics: Vec<derma_train::select::SelectMetric> =
-            derma_train::select::SelectMetric::ALL.into_iter().filter(|m| *m != derma_train::select::SelectMetric::Loss).collect();
-        plan.metric = m.parse().map_err(|_| {
-            anyhow::anyhow!("--metric `{m}`: expected one of {}", derma_train::select::SelectMetric::names(&sweep_metrics))
-        })?;
+        plan.metric = m.parse().map_err(|_| anyhow::anyhow!("--metric `{m}`: expected one of {}", derma_train::sweep::sweep_metrics()))?;
     }
     if let Some(e) = cli.epochs {
         let e = i64::try_from(e).map_err(|_| anyhow::anyhow!("--epochs {e}: too large"))?;
