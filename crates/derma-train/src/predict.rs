@@ -132,6 +132,11 @@ impl RunModel {
 /// Image file extensions read as inputs.
 const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "tif", "tiff"];
 
+/// Whether `path` has one of the image extensions [`list_images`] reads (any case).
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// `path` itself if it is a file, else the image files under the folder (recursively, sorted).
 pub fn list_images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if path.is_file() {
@@ -147,10 +152,7 @@ pub fn list_images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
         for entry in entries {
             let p = entry.with_context(|| format!("--input: cannot list {}", dir.display()))?.path();
             let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-            let image = p
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+            let image = is_image_file(&p);
             if hidden {
                 continue;
             }

@@ -148,6 +148,11 @@ fn trains_and_writes_the_run_folder() {
         (vec!["--out", csv.to_str().unwrap(), "--gradcam", csv.to_str().unwrap()], "--gradcam"),
         (vec!["--out", out.join("p2").to_str().unwrap(), "--gradcam", out.join("p2").to_str().unwrap()], "name the same path"),
         (vec!["--out", csv.to_str().unwrap(), "--split", "val"], "--split val applies to an .npz input"),
+        // Never one of the run's own files, or an input.
+        (vec!["--out", out.join("predictions.csv").to_str().unwrap()], "would replace the run's own predictions.csv"),
+        (vec!["--out", out.join("model.bpk").to_str().unwrap()], "would replace the run's own model.bpk"),
+        (vec!["--out", out.join("plots").join("roc.csv").to_str().unwrap()], "would replace the run's own plots"),
+        (vec!["--out", pngs.join("img000.png").to_str().unwrap()], "is one of the --input files"),
     ] {
         let o = derma_predict(&[&["--run", out.to_str().unwrap(), "--input", pngs.to_str().unwrap(), "--backend", "cpu"][..], &args].concat());
         assert!(!o.status.success() && text(&o.stderr).contains(want), "{args:?}: {}", text(&o.stderr));

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use derma_data::{Augment, SplitName};
 use derma_train::gradcam::{Target, gradcam, overlay};
-use derma_train::predict::{RunModel, list_images, predictions_csv, read_images, read_npz_split};
-use derma_train::report::write_atomic;
+use derma_train::predict::{RunModel, is_image_file, list_images, predictions_csv, read_images, read_npz_split};
+use derma_train::report::{RUN_FILES, write_atomic};
 use derma_train::backend;
 use image::ImageEncoder as _;
 
@@ -57,6 +57,25 @@ fn run() -> anyhow::Result<()> {
     }
     if let Some(parent) = cli.out.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
         anyhow::bail!("--out {}: its folder {} does not exist", cli.out.display(), parent.display());
+    }
+    // The CSV never replaces what it is made from: one of the run folder's own files
+    // (predictions.csv, report.json, model.bpk, ...) or an input.
+    let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+    let out_folder = cli.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    if let (Some(folder), Some(run), Some(name)) = (canonical(out_folder), canonical(&cli.run), cli.out.file_name())
+        && let Ok(inside) = folder.join(name).strip_prefix(&run)
+        && let Some(first) = inside.components().next().and_then(|c| c.as_os_str().to_str())
+        && (RUN_FILES.contains(&first) || first == "checkpoint")
+    {
+        anyhow::bail!(
+            "--out {}: would replace the run's own {first}; write the CSV under another name or elsewhere",
+            cli.out.display()
+        );
+    }
+    if let (Some(out), Some(input)) = (canonical(&cli.out), canonical(&cli.input))
+        && (out == input || (input.is_dir() && out.starts_with(&input) && is_image_file(&out)))
+    {
+        anyhow::bail!("--out {}: is one of the --input files; write the CSV elsewhere", cli.out.display());
     }
     if let Some(dir) = &cli.gradcam {
         if dir.exists() && !dir.is_dir() {
