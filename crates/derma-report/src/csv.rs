@@ -27,6 +27,15 @@ impl Csv {
             Some((_, h)) if !h.trim().is_empty() => h.split(',').map(|f| f.trim().to_string()).collect(),
             _ => return Err(Error::Malformed { path: path.into(), line: 1, reason: "the file is empty (no header line)".into() }),
         };
+        // derma-train ends every line with a line break: a file without one after its last
+        // row was cut short, perhaps in the middle of a number.
+        if !text.ends_with('\n') {
+            return Err(Error::Malformed {
+                path: path.into(),
+                line: text.lines().count(),
+                reason: "the file ends in the middle of a line (no line break after it): cut short?".into(),
+            });
+        }
         let rows = lines
             .filter(|(_, l)| !l.trim().is_empty())
             .map(|(n, l)| (n, l.split(',').map(|f| f.trim().to_string()).collect()))
@@ -77,6 +86,13 @@ impl Csv {
         } else {
             Err(self.malformed(line, format!("`{}` is {v}, not {what} in [0, 1]", self.header[col])))
         }
+    }
+
+    /// [`Self::unit_float`], or NaN (derma-train writes NaN where a score is undefined, e.g.
+    /// an AUC on a split of one class).
+    pub fn unit_or_nan(&self, line: usize, fields: &[String], col: usize, what: &str) -> Result<f64> {
+        let v = self.float(line, fields, col)?;
+        if v.is_nan() { Ok(v) } else { self.unit_float(line, fields, col, what) }
     }
 
     /// Field `col` of the row on `line` parsed as a non-negative integer.

@@ -314,6 +314,24 @@ fn read_report_json(path: &Path) -> Result<ReportJson> {
             reason: format!("`classes` has {} entries; a task has at least 2", report.classes.len()),
         });
     }
+    // Rates and scores in [0, 1] (NaN where undefined); the threshold a probability or `null`.
+    let t = &report.test;
+    let mut scores = vec![
+        ("test.accuracy".to_string(), Some(t.accuracy)),
+        ("test.balanced_accuracy".into(), Some(t.balanced_accuracy)),
+        ("test.auc_macro".into(), Some(t.auc_macro)),
+        ("test.auc".into(), t.auc),
+        ("test.ap".into(), t.ap),
+        ("threshold.value".into(), report.threshold.as_ref().and_then(|th| th.value)),
+    ];
+    for (i, c) in t.per_class.iter().enumerate() {
+        for (what, v) in [("precision", c.precision), ("recall", c.recall), ("f1", c.f1)] {
+            scores.push((format!("test.per_class[{i}].{what}"), Some(v)));
+        }
+    }
+    if let Some((name, v)) = scores.into_iter().find_map(|(n, v)| v.filter(|v| !(v.is_nan() || (0.0..=1.0).contains(v))).map(|v| (n, v))) {
+        return Err(Error::Inconsistent { path: path.into(), reason: format!("`{name}` is {v}, not a value in [0, 1]") });
+    }
     Ok(report)
 }
 
@@ -360,6 +378,19 @@ fn read_predictions(path: &Path, report: &ReportJson) -> Result<(bool, Split, Sp
     if test.is_empty() {
         return Err(Error::Inconsistent { path: path.into(), reason: "no `test` rows".into() });
     }
+    // One row per test image: a file cut short, or one of another run, has another count than
+    // report.json's per-class supports (whose numbers would then sit beside its plots).
+    let supports: u64 = report.test.per_class.iter().map(|c| c.support).sum();
+    if test.len() as u64 != supports {
+        return Err(Error::Inconsistent {
+            path: path.into(),
+            reason: format!(
+                "{} `test` rows, but report.json's test split has {supports} images (its per-class supports): a file cut short, \
+                 or one of another run?",
+                test.len()
+            ),
+        });
+    }
     Ok((binary, val, test))
 }
 
@@ -381,12 +412,21 @@ fn read_metrics(path: &Path, binary: bool) -> Result<Vec<Epoch>> {
         let line = *line;
         csv.check_width(line, f)?;
         let x = |i: usize| csv.float(line, f, cols[i]);
+        // Accuracies and AUCs are in [0, 1] (NaN where undefined).
+        let score = |i: usize| csv.unit_or_nan(line, f, cols[i], "a score");
         let binary = match &bin_cols {
             Some(b) => {
-                let y = |i: usize| csv.float(line, f, b[i]);
+                let threshold = csv.float(line, f, b[0])?;
+                // A probability, `inf` (nothing positive) or NaN (no threshold).
+                if !((0.0..=1.0).contains(&threshold) || threshold == f64::INFINITY || threshold.is_nan()) {
+                    return Err(csv.malformed(line, format!("`val_threshold` is {threshold}, not a probability in [0, 1] or inf")));
+                }
                 let n = |i: usize| csv.count(line, f, b[i]).map(|v| v as u64);
                 let counts = BinaryCounts { tp: n(1)?, fp: n(2)?, tn: n(3)?, fn_: n(4)? };
-                Some(EpochBinary { at_threshold: BinaryMetrics::from_counts(y(0)?, counts), ap: y(5)? })
+                Some(EpochBinary {
+                    at_threshold: BinaryMetrics::from_counts(threshold, counts),
+                    ap: csv.unit_or_nan(line, f, b[5], "a score")?,
+                })
             }
             None => None,
         };
@@ -401,9 +441,9 @@ fn read_metrics(path: &Path, binary: bool) -> Result<Vec<Epoch>> {
             epoch,
             train_loss: x(1)?,
             val_loss: x(2)?,
-            val_acc: x(3)?,
-            val_bal_acc: x(4)?,
-            val_auc: x(5)?,
+            val_acc: score(3)?,
+            val_bal_acc: score(4)?,
+            val_auc: score(5)?,
             lr: x(6)?,
             seconds: x(7)?,
             images_per_second: ips.map(|c| csv.float(line, f, c)).transpose()?,

@@ -312,3 +312,68 @@ fn optional_files_may_be_missing() {
     let md = std::fs::read_to_string(files.markdown).unwrap();
     assert!(md.contains("config.toml is not in the run folder") && md.contains("thresholds.csv is not in the run folder"));
 }
+
+/// A file cut short, or numbers no derma-train run writes, are errors naming the file (they
+/// were a report with "accuracy 1.5000", or report.json's figures beside plots of part of the
+/// test split, behind notes only).
+#[test]
+fn truncated_files_and_out_of_range_numbers_are_errors_naming_them() {
+    let tmp = binary_run();
+    let dir = tmp.path();
+    let predictions = std::fs::read_to_string(dir.join("predictions.csv")).unwrap();
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let report = std::fs::read_to_string(dir.join("report.json")).unwrap();
+    assert!(Run::read(dir).is_ok());
+
+    // The last test row missing: 13 rows for report.json's 7 + 7 test images.
+    let lines: Vec<&str> = predictions.lines().collect();
+    put(dir, "predictions.csv", &(lines[..lines.len() - 1].join("\n") + "\n"));
+    let msg = Run::read(dir).unwrap_err().to_string();
+    assert!(msg.contains("predictions.csv") && msg.contains("13 `test` rows, but report.json's test split has 14 images"), "{msg}");
+    // Cut in the middle of the last number: the row count still matches.
+    put(dir, "predictions.csv", &predictions[..predictions.len() - 2]);
+    let msg = Run::read(dir).unwrap_err().to_string();
+    assert!(msg.contains("predictions.csv: line 23") && msg.contains("ends in the middle of a line"), "{msg}");
+    put(dir, "predictions.csv", &predictions);
+
+    // metrics.csv: an AUC, an accuracy, an AP or a threshold outside [0, 1]; NaN and inf are
+    // what derma-train writes for undefined values and stay accepted.
+    let head: Vec<&str> = metrics.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    for (name, value, ok) in [
+        ("val_auc", "1.511", false),
+        ("val_acc", "-0.1", false),
+        ("val_ap", "1.2", false),
+        ("val_threshold", "1.7", false),
+        ("val_auc", "NaN", true),
+        ("val_threshold", "inf", true),
+    ] {
+        let mut lines: Vec<String> = metrics.lines().map(String::from).collect();
+        let mut fields: Vec<String> = lines[2].split(',').map(String::from).collect();
+        fields[col(name)] = value.into();
+        lines[2] = fields.join(",");
+        put(dir, "metrics.csv", &(lines.join("\n") + "\n"));
+        let read = Run::read(dir);
+        if ok {
+            assert!(read.is_ok(), "{name} = {value}: {:?}", read.err());
+        } else {
+            let msg = read.unwrap_err().to_string();
+            assert!(msg.contains("metrics.csv: line 3") && msg.contains(&format!("`{name}` is {value}")), "{name}: {msg}");
+        }
+    }
+    put(dir, "metrics.csv", &metrics);
+
+    // report.json.
+    for (pointer, value, want) in [
+        ("/test/accuracy", serde_json::json!(1.5), "`test.accuracy` is 1.5"),
+        ("/test/auc", serde_json::json!(-2.0), "`test.auc` is -2"),
+        ("/test/per_class/1/recall", serde_json::json!(1.25), "`test.per_class[1].recall` is 1.25"),
+        ("/threshold/value", serde_json::json!(1.7), "`threshold.value` is 1.7"),
+    ] {
+        let mut json: serde_json::Value = serde_json::from_str(&report).unwrap();
+        *json.pointer_mut(pointer).unwrap() = value;
+        put(dir, "report.json", &serde_json::to_string(&json).unwrap());
+        let msg = Run::read(dir).unwrap_err().to_string();
+        assert!(msg.contains("report.json") && msg.contains(want) && msg.contains("not a value in [0, 1]"), "{pointer}: {msg}");
+    }
+}
