@@ -480,7 +480,8 @@ fn predictions_csv(sc: &Scores) -> String {
     s
 }
 
-fn subset_patients(p: &Option<[Vec<String>; 3]>, idx: [&[usize]; 3]) -> Option<[Vec<String>; 3]> {
+/// Of per-split lists `p` (patients, paths), the entries of the images `idx` of each split.
+fn subset<T: Clone>(p: &Option<[Vec<T>; 3]>, idx: [&[usize]; 3]) -> Option<[Vec<T>; 3]> {
     p.as_ref().map(|p| [0, 1, 2].map(|s| idx[s].iter().map(|&i| p[s][i].clone()).collect()))
 }
 
@@ -684,7 +685,8 @@ pub fn run(options: &CascadeOptions, out: &Path, device: &Device, backend_name: 
                 train: data.train.subset(train),
                 val: data.val.subset(val),
                 test: data.test.subset(test),
-                patients: subset_patients(&data.patients, [train, val, test]),
+                patients: subset(&data.patients, [train, val, test]),
+                paths: subset(&data.paths, [train, val, test]),
             };
             let stage2_dir = out.join("stage2");
             stage(2, &c2, &sub, w2.as_deref(), &stage2_dir, resume, device, backend_name)?;

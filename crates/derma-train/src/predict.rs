@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::config::TrainConfig;
 use crate::evaluate::{Predictions, predict};
+use crate::report::csv_field;
 
 /// A trained model with everything needed to use it as it was validated.
 pub struct RunModel {
@@ -285,15 +286,6 @@ pub fn predictions_csv(run: &RunModel, names: &[String], pred: &Predictions, lab
         let _ = writeln!(s, ",{}", csv_field(&run.class_names[run.decision(probs)]));
     }
     s
-}
-
-/// Quotes a CSV field when it holds a comma, quote or newline.
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_string()
-    }
 }
 
 #[cfg(test)]

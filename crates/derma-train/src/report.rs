@@ -7,6 +7,8 @@ use std::path::Path;
 use derma_eval::{BinaryMetrics, ThresholdChoice};
 use serde_json::{Value, json};
 
+use derma_data::ImageDataset;
+
 use crate::evaluate::{Predictions, SplitMetrics};
 
 /// Writes `contents` to `path` atomically: a reader sees the old file or the new one, never a
@@ -16,8 +18,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 }
 
 /// The files of a run folder that make it a run (a finished or an interrupted one).
-pub const RUN_FILES: [&str; 10] = [
+pub const RUN_FILES: [&str; 11] = [
     "config.toml",
+    "splits.csv",
     "metrics.csv",
     "report.json",
     "model.bpk",
@@ -123,6 +126,36 @@ pub fn metrics_csv(binary: bool, earlier: &[String], rows: &[EpochRow]) -> Strin
             );
         }
         s.push('\n');
+    }
+    s
+}
+
+/// Quotes a CSV field when it holds a comma, quote or newline (RFC 4180).
+pub fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_string() }
+}
+
+/// `splits.csv` of a run on image files: `split,index,path,patient_id,label` for every image of
+/// train, val and test — which file `index` is in `predictions.csv`, and which patient (empty
+/// for an image without one: it was split on its own) — so the patient-level split can be
+/// checked and every prediction traced to its file. `paths` and `patients` per split as in
+/// [`crate::train::TaskData`]; labels as class names.
+pub fn splits_csv(paths: &[Vec<std::path::PathBuf>; 3], patients: Option<&[Vec<String>; 3]>, splits: [&ImageDataset; 3]) -> String {
+    let mut s = String::from("split,index,path,patient_id,label\n");
+    for (k, name) in ["train", "val", "test"].into_iter().enumerate() {
+        let names = splits[k].class_names();
+        for (i, path) in paths[k].iter().enumerate() {
+            let patient = patients.map_or("", |p| p[k][i].as_str());
+            // An image without a patient id is its own patient (`image:<path>`): left empty.
+            let patient = if patient.starts_with("image:") { "" } else { patient };
+            let _ = writeln!(
+                s,
+                "{name},{i},{},{},{}",
+                csv_field(&path.display().to_string()),
+                csv_field(patient),
+                csv_field(&names[splits[k].labels()[i]])
+            );
+        }
     }
     s
 }

@@ -77,7 +77,7 @@ use serde_json::json;
 use crate::config::TrainConfig;
 use crate::select::SelectMetric;
 use crate::folds::{self, Fold};
-use crate::report::write_atomic;
+use crate::report::{csv_field, write_atomic};
 use crate::train::{Diverged, RunOutcome, TaskData, fit, load_data};
 
 /// Keys every run sets from its weight source (`fit_from`): not for a plan.
@@ -485,10 +485,6 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let mean = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0);
     (mean, var.sqrt())
-}
-
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_string() }
 }
 
 /// Splits one CSV line (RFC 4180 quoting).
@@ -1050,6 +1046,8 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                     patients: pl.groups.as_ref().map(|_| {
                         [groups(&fold.train).unwrap_or_default(), groups(&fold.val).unwrap_or_default(), groups(&fold.test).unwrap_or_default()]
                     }),
+                    // The sweep's folds.csv says which pooled image is in which part.
+                    paths: None,
                 };
                 // A diverging trial (e.g. too high a learning rate) scores NaN and ranks last;
                 // it must not end the sweep, nor stop every resume at the same fold.

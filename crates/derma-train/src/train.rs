@@ -33,6 +33,10 @@ pub struct TaskData {
     /// patient id is its own patient), for patient-grouped cross-validation. `None` for
     /// MedMNIST, whose images are independent.
     pub patients: Option<[Vec<String>; 3]>,
+    /// File datasets: the file of every image of train, val and test, in split order (the
+    /// `index` of `predictions.csv`), written to the run folder's `splits.csv`. `None` for
+    /// MedMNIST (the index is the `.npz`'s).
+    pub paths: Option<[Vec<std::path::PathBuf>; 3]>,
 }
 
 impl TaskData {
@@ -222,11 +226,12 @@ fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
             .collect()
     };
     let patients = Some([patients(&crops.train), patients(&crops.val), patients(&crops.test)]);
+    let paths = Some([crops.train.paths.clone(), crops.val.paths.clone(), crops.test.paths.clone()]);
     let to_dataset = |split: mammo::CropSplit| {
         ImageDataset::new(split.pixels, split.labels, [split.height, split.width, split.channels], crops.class_names.clone())
             .map_err(|e| anyhow::anyhow!(e))
     };
-    Ok(TaskData { train: to_dataset(crops.train)?, val: to_dataset(crops.val)?, test: to_dataset(crops.test)?, patients })
+    Ok(TaskData { train: to_dataset(crops.train)?, val: to_dataset(crops.val)?, test: to_dataset(crops.test)?, patients, paths })
 }
 
 /// Whether a class name reads like a negative finding (`normal`, `benign`, `negative`, …).
@@ -299,6 +304,7 @@ fn load_medmnist(config: &TrainConfig) -> anyhow::Result<TaskData> {
         val: shrink_to(to_dataset(&arrays.val, &names)?, size)?,
         test: shrink_to(to_dataset(&arrays.test, &names)?, size)?,
         patients: None,
+        paths: None,
     })
 }
 
@@ -529,6 +535,10 @@ fn fit_from(
         let _ = report::remove_outputs(out_dir, &RESULT_FILES);
     }
     write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
+    if let Some(paths) = &data.paths {
+        let csv = report::splits_csv(paths, data.patients.as_ref(), [&data.train, &data.val, &data.test]);
+        write_atomic(&out_dir.join("splits.csv"), csv.as_bytes())?;
+    }
     let normalize = Normalize { affine: input_norm.affine(), out_channels: config.in_channels };
     let size = config.image_size();
     let train_augment = Augment::new(config.augment_config(), size);
@@ -946,8 +956,18 @@ fn write_report_pages(out_dir: &Path, data: &TaskData, train_counts: &[usize]) {
 /// What a finished run writes besides `config.toml` (removed when a fresh run starts in the
 /// folder; `--out` refuses a folder holding any of them without `--overwrite`:
 /// [`report::RUN_FILES`]).
-const RESULT_FILES: [&str; 9] =
-    ["model.bpk", "metrics.csv", "predictions.csv", "thresholds.csv", "report.json", "report.md", "report.html", "plots", "gallery"];
+const RESULT_FILES: [&str; 10] = [
+    "model.bpk",
+    "metrics.csv",
+    "predictions.csv",
+    "thresholds.csv",
+    "report.json",
+    "report.md",
+    "report.html",
+    "plots",
+    "gallery",
+    "splits.csv",
+];
 
 /// Warnings for an `input_norm` or `padding` in the configuration (an earlier run's config.toml
 /// reused with `--config`, say) that differs from what a fresh run derives from `pretrained`:

@@ -146,6 +146,30 @@ fn folder_dataset_and_its_errors() {
     // Which class is positive is said; `malignant` reads as a positive finding: no warning.
     assert!(stdout.contains("classes: `benign` = 0, `malignant` = 1 (the positive class)"), "{stdout}");
     assert!(!stderr.contains("reads like a negative finding"), "{stderr}");
+    // splits.csv: every image once, in predictions.csv's order within its split, each patient
+    // (the crop number's last digit) in one split only, labels the class folders.
+    let splits = std::fs::read_to_string(out.join("splits.csv")).unwrap();
+    let mut lines = splits.lines();
+    assert_eq!(lines.next(), Some("split,index,path,patient_id,label"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 30, "{splits}");
+    let mut split_of = std::collections::HashMap::new();
+    let mut next = std::collections::HashMap::new();
+    for r in &rows {
+        let index = next.entry(r[0]).or_insert(0usize);
+        assert_eq!(r[1], index.to_string(), "{r:?}");
+        *index += 1;
+        let path = std::path::Path::new(r[2]);
+        assert!(path.is_file() && path.parent().unwrap().ends_with(r[4]), "{r:?}");
+        let crop = path.file_stem().unwrap().to_str().unwrap();
+        assert_eq!(r[3], &crop[crop.len() - 1..], "{r:?}");
+        assert_eq!(*split_of.entry(r[3]).or_insert(r[0]), r[0], "patient {} in two splits", r[3]);
+    }
+    let predictions = std::fs::read_to_string(out.join("predictions.csv")).unwrap();
+    for split in ["val", "test"] {
+        let n = predictions.lines().filter(|l| l.starts_with(&format!("{split},"))).count();
+        assert_eq!(next.get(split).copied(), Some(n), "{split}");
+    }
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("augment = \"natural\"") && config.contains("hflip = 0.0"), "{config}");
     assert!(config.contains("patient_pattern = 'crop\\d\\d(\\d)'"), "{config}");

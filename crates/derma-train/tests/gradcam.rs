@@ -142,7 +142,7 @@ fn discs(n: usize, seed: u64) -> ImageDataset {
 #[test]
 fn heatmap_mass_lies_in_the_signal_region() {
     let device = Device::flex();
-    let data = TaskData { train: discs(256, 1), val: discs(48, 2), test: discs(48, 3), patients: None };
+    let data = TaskData { train: discs(256, 1), val: discs(48, 2), test: discs(48, 3), patients: None, paths: None };
     let config = TrainConfig {
         image_size: Some(S),
         width: 0.35,
