@@ -94,6 +94,13 @@ pub enum Error {
         origin: String,
     },
 
+    /// An image file in a format this crate does not read, in a class folder.
+    #[error("`{}` is not read (its format); expected an {FORMATS} (.png, .tif, .tiff, .jpg, .jpeg): convert it, or move it out of the class folder", .path.display())]
+    UnreadFormat {
+        /// The file.
+        path: PathBuf,
+    },
+
     // ----- images ------------------------------------------------------------
     /// The image cannot be opened or decoded.
     #[error("cannot decode image {}; expected an {FORMATS}", located(.path, .origin))]

@@ -112,6 +112,10 @@ impl Manifest {
     }
 }
 
+/// Image formats a class folder may hold that this crate does not read: refused by
+/// [`read_folder`] rather than left out.
+const UNREAD_IMAGE_EXTENSIONS: [&str; 11] = ["bmp", "gif", "webp", "jp2", "j2k", "pgm", "ppm", "pnm", "heic", "dicom", "ima"];
+
 /// Whether `path` has an image extension ([`IMAGE_EXTENSIONS`], any case).
 pub fn is_image_path(path: &Path) -> bool {
     extension(path).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.as_str()))
@@ -150,11 +154,15 @@ fn list_dir(dir: &Path, action: &'static str) -> Result<Vec<PathBuf>> {
 
 /// Read a folder with one subfolder per class.
 ///
-/// Class names are the (non-hidden) subfolder names, sorted without regard to case; each class's images are the
-/// files directly in its subfolder with an image extension, sorted by name. Hidden entries
-/// (names starting with `.`), files directly in `root` and other files are ignored. A class
-/// folder without images is an error ([`Error::EmptyClass`], or [`Error::Dicom`] if it holds
-/// `.dcm` files). Records have no patient id and no split; their origin is their path.
+/// Class names are the (non-hidden) subfolder names, sorted without regard to case; each
+/// class's images are the files with an image extension in its subfolder and the folders below
+/// it (e.g. `benign/P001/cc.png`, one folder per patient), sorted by path. Hidden entries
+/// (names starting with `.`), files directly in `root` and files that are not images (`.txt`,
+/// `Thumbs.db`) are ignored. Errors: a class folder without images ([`Error::EmptyClass`]);
+/// a `.dcm` file without a converted image beside it ([`Error::Dicom`]); an image in a format
+/// this crate does not read ([`Error::UnreadFormat`]: `.bmp`, `.gif`, `.webp`, ...), which would
+/// otherwise be left out of the dataset without a word. Records have no patient id and no split;
+/// their origin is their path.
 pub fn read_folder(root: impl AsRef<Path>) -> Result<Manifest> {
     let root = root.as_ref();
     let mut class_dirs = Vec::new();
@@ -181,18 +189,32 @@ pub fn read_folder(root: impl AsRef<Path>) -> Result<Manifest> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
-        let files: Vec<PathBuf> = list_dir(dir, "cannot read the class folder")?
-            .into_iter()
-            .filter(|p| p.is_file())
-            .collect();
-        let images: Vec<&PathBuf> = files.iter().filter(|p| is_image_path(p)).collect();
-        if images.is_empty() {
-            if let Some(dcm) = files.iter().find(|p| is_dicom_path(p)) {
-                return Err(Error::Dicom {
-                    path: dcm.clone(),
-                    origin: String::new(),
-                });
+        let mut files = Vec::new();
+        let mut folders = vec![dir.clone()];
+        while let Some(folder) = folders.pop() {
+            for p in list_dir(&folder, "cannot read the class folder")? {
+                if p.is_dir() {
+                    folders.push(p);
+                } else if p.is_file() {
+                    files.push(p);
+                }
             }
+        }
+        files.sort();
+        let images: Vec<&PathBuf> = files.iter().filter(|p| is_image_path(p)).collect();
+        // A DICOM original beside its converted image is that image; alone it is not read.
+        if let Some(dcm) = files.iter().find(|p| is_dicom_path(p) && !IMAGE_EXTENSIONS.iter().any(|e| {
+            [e.to_string(), e.to_ascii_uppercase()].iter().any(|e| p.with_extension(e).is_file())
+        })) {
+            return Err(Error::Dicom {
+                path: dcm.clone(),
+                origin: String::new(),
+            });
+        }
+        if let Some(other) = files.iter().find(|p| extension(p).is_some_and(|e| UNREAD_IMAGE_EXTENSIONS.contains(&e.as_str()))) {
+            return Err(Error::UnreadFormat { path: other.clone() });
+        }
+        if images.is_empty() {
             return Err(Error::EmptyClass {
                 class: class_names[label].clone(),
                 place: format!(

@@ -54,6 +54,36 @@ fn folder_classes_are_sorted_subfolders_and_only_images_count() {
     assert_eq!(m.class_counts(), [3, 1]);
 }
 
+/// Images in folders below a class folder (one per patient, say) are the class's too; a DICOM
+/// original beside its converted image is skipped, one alone is refused, and so is an image
+/// format that is not read (before, all three were left out without a word).
+#[test]
+fn folder_classes_are_read_recursively_and_unread_images_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    save_small(&root.join("benign/b1.png"), 1);
+    save_small(&root.join("benign/P7/b2.png"), 2);
+    save_small(&root.join("benign/P7/views/b3.tif"), 3);
+    save_small(&root.join("benign/.P8/hidden.png"), 4);
+    write(&root.join("benign/b1.dcm"), "the original of b1.png");
+    save_small(&root.join("malignant/P9/m1.png"), 5);
+    let m = read_folder(root).unwrap();
+    let got: Vec<String> = m.records.iter().map(|r| r.path.strip_prefix(root).unwrap().display().to_string()).collect();
+    assert_eq!(got, ["benign/P7/b2.png", "benign/P7/views/b3.tif", "benign/b1.png", "malignant/P9/m1.png"]);
+    assert_eq!(m.class_counts(), [3, 1]);
+
+    write(&root.join("malignant/P9/m2.dcm"), "not converted");
+    let err = read_folder(root).unwrap_err();
+    assert!(matches!(&err, Error::Dicom { path, .. } if path.ends_with("malignant/P9/m2.dcm")), "{err:?}");
+    std::fs::remove_file(root.join("malignant/P9/m2.dcm")).unwrap();
+
+    write(&root.join("benign/P7/b4.BMP"), "a bitmap");
+    let err = read_folder(root).unwrap_err();
+    assert!(matches!(&err, Error::UnreadFormat { path } if path.ends_with("benign/P7/b4.BMP")), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("b4.BMP") && msg.contains(".png, .tif"), "{msg}");
+}
+
 /// Class order does not depend on case: with `benign/` and `Malignant/` (or those CSV labels)
 /// `Malignant` is label 1, the positive class of a two-class run, as `malignant` is; byte order
 /// put every capitalised name first.
