@@ -55,7 +55,7 @@ pub use run::Run;
 
 use document::{Computed, GallerySection};
 pub use output::write_atomic;
-pub use plot::threshold_text;
+pub use plot::{threshold_text, threshold_texts};
 use output::create_dir;
 
 /// What the report should contain besides the run folder's files.

@@ -130,7 +130,7 @@ pub(crate) fn finite_segments<X: Copy>(points: impl IntoIterator<Item = (X, f64)
 
 /// [`threshold_text`] of each value, with more digits where two different values would read
 /// alike (validation thresholds can differ in the 7th decimal, or sit at 0.99984 and 0.99987).
-pub(crate) fn threshold_texts(values: &[f64]) -> Vec<String> {
+pub fn threshold_texts(values: &[f64]) -> Vec<String> {
     let clash = |texts: &[String]| {
         (0..values.len()).any(|i| (0..i).any(|j| texts[i] == texts[j] && values[i] != values[j]))
     };

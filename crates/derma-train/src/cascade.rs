@@ -369,15 +369,37 @@ fn target_rows(r: f64, sc: &Scores) -> anyhow::Result<Value> {
     Ok(json!({ "recall": r, "stage1": stage1, "cascade": cascade, "cascade_end_to_end": end_to_end }))
 }
 
-fn fmt_t(v: &Value) -> String {
-    match v.as_f64() {
-        Some(t) => format!("{t:.4}"),
+/// How `cascade.md` prints a threshold of `report`: derma-report's 4 decimals, with more
+/// digits wherever two different thresholds of the report would read alike (a weak stage 1's
+/// thresholds at 99 % and 98 % recall can differ in the 6th decimal); null (`—`) or a string
+/// as written.
+fn threshold_formatter(report: &Value) -> impl Fn(&Value) -> String + use<> {
+    fn collect(v: &Value, out: &mut Vec<f64>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match x.as_f64() {
+                        Some(t) if k.ends_with("threshold") => out.push(t),
+                        _ => collect(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            _ => {}
+        }
+    }
+    let mut values = Vec::new();
+    collect(report, &mut values);
+    let texts = derma_report::threshold_texts(&values);
+    move |v: &Value| match v.as_f64() {
+        Some(t) => values.iter().position(|&x| x == t).map_or_else(|| derma_report::threshold_text(t), |i| texts[i].clone()),
         None => v.as_str().unwrap_or("—").to_string(),
     }
 }
 
 /// `cascade.md`.
 fn cascade_md(report: &Value) -> String {
+    let fmt_t = threshold_formatter(report);
     let mut s = String::from("# Two-stage cascade\n\n");
     let _ = writeln!(
         s,
@@ -762,6 +784,25 @@ mod tests {
         let (cascade, e2e) = note(0.3);
         assert_eq!(cascade, None);
         assert!(!e2e.contains("outside"), "{e2e}");
+    }
+
+    /// Thresholds that read alike at 4 decimals get the digits that tell them apart (a weak
+    /// stage 1's 0.612483 and 0.612489 both printed `0.6125`, with different counts beside
+    /// them): every threshold of the report then gets 5 decimals; a report without such a
+    /// pair keeps 4.
+    #[test]
+    fn thresholds_that_would_read_alike_get_more_digits() {
+        let report = json!({ "targets": [
+            { "stage1": { "threshold": 0.612483 }, "cascade": { "stage1_threshold": 0.612489, "stage2_threshold": 0.25 } },
+        ]});
+        let fmt = threshold_formatter(&report);
+        let t = &report["targets"][0];
+        assert_eq!(fmt(&t["stage1"]["threshold"]), "0.61248");
+        assert_eq!(fmt(&t["cascade"]["stage1_threshold"]), "0.61249");
+        assert_eq!(fmt(&t["cascade"]["stage2_threshold"]), "0.25000");
+        assert_eq!(fmt(&Value::Null), "—");
+        let fmt = threshold_formatter(&json!({ "a": { "threshold": 0.612483 }, "b": { "threshold": 0.25 } }));
+        assert_eq!(fmt(&json!(0.612483)), "0.6125");
     }
 
     #[test]
