@@ -77,7 +77,9 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<TaskData> {
     let (mut data, source) = if config.is_file_dataset() {
         (load_files(config)?, config.dataset.clone())
     } else {
-        (load_medmnist(config)?, config.dataset.clone())
+        // Messages name the file a problem is in (`the val split of dermamnist is empty` did not).
+        let source = config.npz.as_ref().map_or_else(|| config.dataset.clone(), |p| format!("{} ({})", config.dataset, p.display()));
+        (load_medmnist(config)?, source)
     };
     if let Some(pos) = &config.positive_classes {
         let (positives, bin) = binary_view(pos, data.train.class_names(), &source)?;

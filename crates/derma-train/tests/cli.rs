@@ -630,6 +630,15 @@ fn npz_of_another_resolution_than_size_is_refused() {
     let err = text(&o.stderr);
     assert!(err.contains("28x28") && err.contains("--size 28") && err.contains("colours.npz"), "{err}");
     assert!(!out.exists(), "a failed start leaves no run folder");
+    // A split without images, or without a class, names the file too.
+    let gappy = dir.path().join("gappy.npz");
+    let mut val = colour_split(1, 2);
+    val.labels.iter_mut().for_each(|l| *l = 0);
+    let arrays = medmnist::MedMnistArrays { train: colour_split(4, 1), val, test: colour_split(1, 3) };
+    medmnist::write_npz(&gappy, &arrays).unwrap();
+    let o = derma_train(&["--npz", gappy.to_str().unwrap(), "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("the val split of dermamnist (") && err.contains("gappy.npz) has no `bcc` image"), "{err}");
     drop(dir);
 }
 
