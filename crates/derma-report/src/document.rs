@@ -116,7 +116,17 @@ fn headline(run: &Run) -> Vec<String> {
         format!("Task: {} classes ({}).", classes.len(), classes.join(", "))
     }];
     let metric = run.config.as_ref().and_then(|c| c.get("select_metric")).map_or(String::new(), |m| format!(", selected by validation {m}"));
-    lines.push(format!("Best epoch: {} of {}{metric}.", run.report.best_epoch, run.epochs.len()));
+    // A run with `patience` that ran fewer epochs than configured stopped early.
+    let setting = |key: &str| run.config.as_ref().and_then(|c| c.get(key)).and_then(|v| v.parse::<usize>().ok());
+    let stopped = match (setting("epochs"), setting("patience")) {
+        (Some(planned), Some(patience)) if patience > 0 && run.epochs.len() < planned => format!(
+            "; stopped early after epoch {} of {planned} planned (--patience {patience}: that many epochs without a better \
+             validation score)",
+            run.epochs.len()
+        ),
+        _ => String::new(),
+    };
+    lines.push(format!("Best epoch: {} of {}{metric}{stopped}.", run.report.best_epoch, run.epochs.len()));
     let mut test = format!(
         "Test ({} images): accuracy {}, balanced accuracy {}, {} {}",
         run.test.len(),

@@ -261,3 +261,21 @@ fn a_report_regenerated_from_the_run_folder_alone_keeps_its_class_table_and_thum
     let e = write_report(run.path(), &ReportOptions::default(), None).unwrap_err().to_string();
     assert!(e.contains("report.json") && e.contains("train_counts"), "{e}");
 }
+
+/// A run that ran fewer epochs than configured under `patience` stopped early: the headline says
+/// so (it read "Best epoch: 2 of 3" as if 3 had been planned).
+#[test]
+fn an_early_stop_is_stated() {
+    let run = binary_run();
+    let config = std::fs::read_to_string(run.path().join("config.toml")).unwrap();
+    let md = |config: &str| {
+        std::fs::write(run.path().join("config.toml"), config).unwrap();
+        let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
+        std::fs::read_to_string(&files.markdown).unwrap()
+    };
+    // The fixture: epochs = 3, three rows, patience = 3: not stopped early.
+    assert!(!md(&config).contains("stopped early"));
+    let ten = config.replace("epochs = 3\n", "epochs = 10\n");
+    assert!(md(&ten).contains("Best epoch: 2 of 3, selected by validation sens@spec; stopped early after epoch 3 of 10 planned (--patience 3"));
+    assert!(!md(&ten.replace("patience = 3\n", "patience = 0\n")).contains("stopped early"));
+}
