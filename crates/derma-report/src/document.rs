@@ -515,7 +515,11 @@ fn gallery(doc: &mut Vec<Block>, run: &Run, section: &GallerySection) {
     };
     match section {
         GallerySection::NoImages(groups) => {
-            doc.push(Block::Note("Gallery skipped: no image source was given, so no thumbnails; the images it would show are listed.".into()));
+            doc.push(Block::Note(
+                "No thumbnails: the images are not in the run folder and gallery/ holds none for this selection (the \
+                 training run writes them); the images the gallery would show are listed."
+                    .into(),
+            ));
             for g in groups {
                 doc.push(Block::Heading(3, g.kind.title().into()));
                 if g.items.is_empty() {

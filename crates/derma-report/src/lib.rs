@@ -190,14 +190,15 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
     let groups = gallery::select(run, options.gallery_size);
     let (gallery_section, gallery_files) = match images {
         // A regenerated report shows the thumbnails an earlier report (the training run's)
-        // left for the same selection.
+        // left for the same selection: the same gallery, nothing to note.
         None => match gallery::existing(dir, &groups) {
-            Some(figures) => {
-                notes.push("gallery: no image source was given; the thumbnails already in gallery/ are shown".to_string());
-                (GallerySection::Figures(figures), Vec::new())
-            }
+            Some(figures) => (GallerySection::Figures(figures), Vec::new()),
             None => {
-                notes.push("gallery skipped: no image source was given".to_string());
+                notes.push(
+                    "gallery without thumbnails: the images are not in the run folder and gallery/ holds none for this \
+                     selection (the training run writes them)"
+                        .to_string(),
+                );
                 (GallerySection::NoImages(groups), Vec::new())
             }
         },

@@ -111,9 +111,9 @@ fn without_an_image_source_the_gallery_is_listed_and_skipped() {
     let tmp = binary_run();
     let files = write_report(tmp.path(), &ReportOptions::default(), None).unwrap();
     assert!(files.gallery.is_empty());
-    assert!(files.notes.iter().any(|n| n.contains("gallery skipped")));
+    assert!(files.notes.iter().any(|n| n.contains("gallery without thumbnails")), "{:?}", files.notes);
     let md = std::fs::read_to_string(&files.markdown).unwrap();
-    assert!(md.contains("Gallery skipped: no image source was given"), "{md}");
+    assert!(md.contains("No thumbnails: the images are not in the run folder"), "{md}");
     assert!(md.contains("| 108 | not mel/bcc | 0.9500 |"), "the selected items are listed:\n{md}");
     assert!(!tmp.path().join("gallery").exists());
 }
