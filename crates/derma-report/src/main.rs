@@ -20,7 +20,8 @@ fn main() -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     for dir in &dirs {
         if !dir.is_dir() {
-            eprintln!("error: {}: no such folder (expected a derma-train run folder)", dir.display());
+            let what = if dir.exists() { "is a file" } else { "no such folder" };
+            eprintln!("error: {}: {what} (expected a derma-train run folder)", dir.display());
             status = ExitCode::FAILURE;
             continue;
         }
