@@ -78,8 +78,19 @@ fn run() -> anyhow::Result<()> {
         train::resume(&config, &backend.device, backend.name, dir).map_err(|e| with_divergence_advice(e, dir))?;
         return Ok(());
     }
+    let config_file = cli.args.config.clone();
     let mut config = cli.args.into_config()?;
-    config.validate().map_err(|e| anyhow::anyhow!(e))?;
+    config.validate().map_err(|e| {
+        // "--lr must be > 0" about a value that came from the config file says where it is.
+        let flag = e.strip_prefix("--").and_then(|r| r.split([' ', ':']).next()).unwrap_or("").to_string();
+        let id = flag.replace('-', "_");
+        match &config_file {
+            Some(file) if !flag.is_empty() && flags.contains(&id) && matches.value_source(&id) != Some(ValueSource::CommandLine) => {
+                anyhow::anyhow!("{e} (the value of `{id}` in --config {})", file.display())
+            }
+            _ => anyhow::anyhow!(e),
+        }
+    })?;
     // The run's config.toml holds absolute paths: `--resume DIR` works from any directory.
     config.make_paths_absolute().map_err(|e| anyhow::anyhow!("cannot make the paths absolute: {e}"))?;
     let out = config.out.clone().unwrap_or_else(|| {

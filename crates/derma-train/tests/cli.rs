@@ -826,3 +826,20 @@ fn shipped_configs_are_valid() {
     assert_eq!((combined.gamma, combined.bce_weight, combined.focal_weight), (3.0, 0.5, 0.5));
     assert_eq!(combined.alpha, Some(derma_train::Alpha::Scalar(1.0)));
 }
+
+/// A bad value from `--config` is named as the flag's error plus where it is; one given on the
+/// command line is the flag's alone.
+#[test]
+fn a_bad_config_value_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mine.toml");
+    std::fs::write(&config, "lr = -0.5\nepochs = 2\n").unwrap();
+    let out = dir.path().join("run");
+    let o = derma_train(&["--config", config.to_str().unwrap(), "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("--lr must be > 0, got -0.5 (the value of `lr` in --config") && err.contains("mine.toml"), "{err}");
+    let o = derma_train(&["--config", config.to_str().unwrap(), "--lr", "-2", "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("--lr must be > 0, got -2") && !err.contains("mine.toml"), "{err}");
+    assert!(!out.exists());
+}
