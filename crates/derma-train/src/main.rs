@@ -82,10 +82,15 @@ fn run() -> anyhow::Result<()> {
     let mut config = cli.args.into_config()?;
     config.validate().map_err(|e| {
         // "--lr must be > 0" about a value that came from the config file says where it is.
-        let flag = e.strip_prefix("--").and_then(|r| r.split([' ', ':']).next()).unwrap_or("").to_string();
+        let flag = e.strip_prefix("--").and_then(|r| r.split([' ', ':']).next()).unwrap_or("");
         let id = flag.replace('-', "_");
+        let in_file = |file: &std::path::Path| {
+            std::fs::read_to_string(file).ok().and_then(|t| t.parse::<toml::Table>().ok()).is_some_and(|t| t.contains_key(&id))
+        };
         match &config_file {
-            Some(file) if !flag.is_empty() && flags.contains(&id) && matches.value_source(&id) != Some(ValueSource::CommandLine) => {
+            Some(file)
+                if flags.contains(&id) && matches.value_source(&id) != Some(ValueSource::CommandLine) && in_file(file) =>
+            {
                 anyhow::anyhow!("{e} (the value of `{id}` in --config {})", file.display())
             }
             _ => anyhow::anyhow!(e),
