@@ -191,7 +191,12 @@ pub fn read_folder(root: impl AsRef<Path>) -> Result<Manifest> {
         );
         let mut files = Vec::new();
         let mut folders = vec![dir.clone()];
+        // Each folder once (a link back up the tree would otherwise be walked forever).
+        let mut seen = std::collections::HashSet::new();
         while let Some(folder) = folders.pop() {
+            if !seen.insert(fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone())) {
+                continue;
+            }
             for p in list_dir(&folder, "cannot read the class folder")? {
                 if p.is_dir() {
                     folders.push(p);
@@ -203,9 +208,7 @@ pub fn read_folder(root: impl AsRef<Path>) -> Result<Manifest> {
         files.sort();
         let images: Vec<&PathBuf> = files.iter().filter(|p| is_image_path(p)).collect();
         // A DICOM original beside its converted image is that image; alone it is not read.
-        if let Some(dcm) = files.iter().find(|p| is_dicom_path(p) && !IMAGE_EXTENSIONS.iter().any(|e| {
-            [e.to_string(), e.to_ascii_uppercase()].iter().any(|e| p.with_extension(e).is_file())
-        })) {
+        if let Some(dcm) = files.iter().find(|p| is_dicom_path(p) && converted(p).is_none()) {
             return Err(Error::Dicom {
                 path: dcm.clone(),
                 origin: String::new(),
@@ -408,15 +411,20 @@ fn resolve_image(base: &Path, listed: &str, origin: &str) -> Result<PathBuf> {
     if !is_dicom_path(&path) {
         return Ok(path);
     }
+    converted(&path).ok_or_else(|| Error::Dicom {
+        path,
+        origin: origin.to_string(),
+    })
+}
+
+/// The converted image beside a `.dcm` file: the same name with an image extension (lower or
+/// upper case), if such a file exists.
+fn converted(dcm: &Path) -> Option<PathBuf> {
     IMAGE_EXTENSIONS
         .iter()
         .flat_map(|e| [e.to_string(), e.to_ascii_uppercase()])
-        .map(|e| path.with_extension(e))
+        .map(|e| dcm.with_extension(e))
         .find(|p| p.is_file())
-        .ok_or_else(|| Error::Dicom {
-            path,
-            origin: origin.to_string(),
-        })
 }
 
 /// [`Error::DuplicateImage`] for the first file listed twice (compared after resolving links

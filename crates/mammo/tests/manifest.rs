@@ -72,6 +72,11 @@ fn folder_classes_are_read_recursively_and_unread_images_are_refused() {
     assert_eq!(got, ["benign/P7/b2.png", "benign/P7/views/b3.tif", "benign/b1.png", "malignant/P9/m1.png"]);
     assert_eq!(m.class_counts(), [3, 1]);
 
+    // A link back up the tree is walked once.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(root.join("benign"), root.join("benign/P7/loop")).unwrap();
+    assert_eq!(read_folder(root).unwrap().class_counts(), [3, 1]);
+
     write(&root.join("malignant/P9/m2.dcm"), "not converted");
     let err = read_folder(root).unwrap_err();
     assert!(matches!(&err, Error::Dicom { path, .. } if path.ends_with("malignant/P9/m2.dcm")), "{err:?}");
