@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use burn::module::{ModuleMapper, Param, RunningState};
+use burn::module::{ModuleMapper, ModuleVisitor, Param, RunningState};
 use burn::tensor::FloatDType;
 use burn::prelude::*;
 use burn_store::{
@@ -201,11 +201,41 @@ pub fn load_torchvision(
     };
     check_strict(&result, path, keep_classifier)?;
     let mut model = model.map(&mut CastFloats(dtype));
+    // A damaged file (or one saved from a diverged run) would make the first step NaN, blamed
+    // on the learning rate.
+    if let Some(key) = first_non_finite(&model) {
+        anyhow::bail!("{}: `{key}` holds NaN or infinite values: the weight file is damaged, or was saved from a diverged training run", path.display());
+    }
     if gray_stem {
         let (norm, _) = weight_conventions(path)?;
         model = fold_gray_stem(model, norm.affine());
     }
     Ok(model)
+}
+
+/// The first float parameter or buffer of `model` holding a NaN or an infinity, by its name in
+/// a torchvision file ([`torchvision_name`]).
+fn first_non_finite(model: &MobileNetV2) -> Option<String> {
+    struct Finder {
+        path: Vec<String>,
+        found: Option<String>,
+    }
+    impl ModuleVisitor for Finder {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.found.is_none() && !param.val().is_finite().all().into_scalar::<bool>() {
+                self.found = Some(torchvision_name(&self.path.join(".")));
+            }
+        }
+    }
+    let mut finder = Finder { path: Vec::new(), found: None };
+    model.visit(&mut finder);
+    finder.found
 }
 
 /// Brings every float parameter and buffer to the model's precision. burn-store loads a tensor
@@ -299,12 +329,28 @@ fn check_strict(result: &ApplyResult, path: &Path, keep_classifier: bool) -> any
         problems.push(format!("  unexpected tensor `{}` (not part of MobileNetV2 at this width)", torchvision_name(key)));
     }
     if problems.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "{} is not a torchvision MobileNetV2 state dict matching this model:\n{}",
-            path.display(),
-            problems.join("\n")
-        )
+        return Ok(());
     }
+    // Another width mismatches every layer (~250 lines): say so first, list the first few.
+    let stem = result.errors.iter().find_map(|e| match e {
+        ApplyError::ShapeMismatch { path, expected, found } if path == "stem.conv.weight" => Some((found[0], expected[0])),
+        _ => None,
+    });
+    let width = stem.map_or(String::new(), |(file, model)| {
+        format!(
+            " (its stem has {file} output channels, this model's {model}: the file holds a network of another --width; \
+             torchvision's stem has 32 at width 1.0, about 32 x width rounded to a multiple of 8 otherwise)"
+        )
+    });
+    const SHOWN: usize = 12;
+    let more = problems.len().saturating_sub(SHOWN);
+    problems.truncate(SHOWN);
+    if more > 0 {
+        problems.push(format!("  ... and {more} more"));
+    }
+    anyhow::bail!(
+        "{} is not a torchvision MobileNetV2 state dict matching this model{width}:\n{}",
+        path.display(),
+        problems.join("\n")
+    )
 }

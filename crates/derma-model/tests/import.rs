@@ -144,6 +144,27 @@ fn width_mismatch_is_an_error_naming_keys() {
     // The fixture is width 0.25 (8 stem channels), the model 0.5 (16).
     assert!(err.contains("`features.0.0.weight`: shape [8, 3, 3, 3] in the file, the model needs [16, 3, 3, 3]"), "{err}");
     assert!(err.contains("`features.0.1.weight`: shape [8]") && !err.contains("gamma"), "{err}");
+    // Said first, and the ~250 lines of a whole network cut to a few.
+    assert!(err.contains("(its stem has 8 output channels, this model's 16: the file holds a network of another --width"), "{err}");
+    assert!(err.lines().count() <= 14 && err.contains("more"), "{err}");
+}
+
+/// A weight file holding a NaN (damaged, or saved from a diverged run) is refused, naming the
+/// tensor: it made the first training step NaN, reported as a learning rate too high.
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    let (header, mut data) = safetensors_fixture();
+    let range = offsets(&header["features.3.conv.0.0.weight"]);
+    data[range.start + 4..range.start + 8].copy_from_slice(&f32::NAN.to_le_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nan.safetensors");
+    write_safetensors(&path, &header, &data);
+    let model = MobileNetV2Config::new(7).with_width(0.25).init(&Device::flex());
+    let err = load_torchvision(model, &path, false).unwrap_err().to_string();
+    assert!(err.contains("nan.safetensors") && err.contains("`features.3.conv.0.0.weight` holds NaN or infinite values"), "{err}");
+    // The untouched file loads.
+    let model = MobileNetV2Config::new(7).with_width(0.25).init(&Device::flex());
+    assert!(load_torchvision(model, &fixture("mobilenet_v2_w025.safetensors"), false).is_ok());
 }
 
 /// Errors name the keys as the file has them (torchvision's), not the model's internal names:
