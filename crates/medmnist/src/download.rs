@@ -170,7 +170,8 @@ pub fn resolve_root_from(
 /// Download `url` to `dest`, requiring the content to match `checksum`.
 ///
 /// The body is streamed to `.<name>.part-<pid>` in `dest`'s directory (created
-/// if needed) while being hashed, synced to disk, and atomically renamed onto
+/// if needed; partial files of killed downloads, untouched for 10 minutes, are removed first)
+/// while being hashed, synced to disk, and atomically renamed onto
 /// `dest` only if the checksum matches; otherwise the temporary file is
 /// deleted and `dest` is left untouched. `progress` draws a byte progress bar
 /// on standard error when it is a terminal.
@@ -194,9 +195,12 @@ pub fn download_verified(
     };
     fs::create_dir_all(&dir).map_err(Error::io("cannot create the cache directory", &dir))?;
 
-    let mut part_name = OsString::from(".");
-    part_name.push(file_name);
-    part_name.push(format!(".part-{}", std::process::id()));
+    let mut prefix = OsString::from(".");
+    prefix.push(file_name);
+    prefix.push(".part-");
+    remove_stale_parts(&dir, &prefix);
+    let mut part_name = prefix;
+    part_name.push(std::process::id().to_string());
     let mut part = PartFile {
         path: dir.join(part_name),
         armed: true,
@@ -226,6 +230,26 @@ pub fn download_verified(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// How long a partial download may go unwritten before it counts as abandoned.
+const STALE_PART: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the partial downloads (`<prefix><pid>` in `dir`) that a killed process left: those
+/// not written for [`STALE_PART`] (a download in progress writes every few milliseconds).
+/// Best effort: a file that cannot be read or removed stays.
+fn remove_stale_parts(dir: &Path, prefix: &std::ffi::OsStr) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let prefix = prefix.as_encoded_bytes();
+    for entry in entries.flatten() {
+        if !entry.file_name().as_encoded_bytes().starts_with(prefix) {
+            continue;
+        }
+        let idle = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if idle.is_some_and(|d| d >= STALE_PART) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// GET `url` into a new file at `part`, returning the content's digest.

@@ -183,6 +183,24 @@ fn unreachable_server_names_the_url() {
     assert!(!dest.exists());
 }
 
+/// A partial download a killed process left (`.<name>.part-<pid>`, unwritten for 10 minutes)
+/// is removed by the next download of that file; one still being written (fresh), or of
+/// another file, stays.
+#[test]
+fn a_killed_downloads_partial_file_is_removed_by_the_next() {
+    let server = TestServer::start(&[("/x", GOOD)]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for (name, modified) in [(".data.npz.part-4242", Some(old)), (".data.npz.part-4343", None), (".other.npz.part-4242", Some(old))] {
+        let f = std::fs::File::create(dir.path().join(name)).expect("create");
+        if let Some(t) = modified {
+            f.set_modified(t).expect("set mtime");
+        }
+    }
+    download_verified(&server.url("/x"), &dir.path().join("data.npz"), &Checksum::md5(GOOD_MD5).expect("md5"), false).expect("ok");
+    assert_eq!(entries(dir.path()), [".data.npz.part-4343", ".other.npz.part-4242", "data.npz"]);
+}
+
 #[test]
 fn download_verified_replaces_existing_destination() {
     let server = TestServer::start(&[("/x", GOOD)]);
