@@ -354,6 +354,13 @@ pub fn attach_negative_lists<I: IntoIterator<Item = OsString>>(command: &Command
 }
 
 /// The `N` numbers of a list flag (`A,B,C` or `A B C`), or an error naming the flag.
+/// The configuration key a check's message is about: `lr` for "--lr must be > 0, got -0.5",
+/// `class_weights` for "--class-weights: ..."; `None` when it does not start with a flag.
+pub fn key_of_message(message: &str) -> Option<String> {
+    let flag = message.strip_prefix("--")?.split([' ', ':']).next()?;
+    (!flag.is_empty()).then(|| flag.replace('-', "_"))
+}
+
 fn exactly<const N: usize>(flag: &str, values: Vec<f64>) -> anyhow::Result<[f64; N]> {
     let n = values.len();
     values.try_into().map_err(|_| anyhow::anyhow!("{flag}: expected {N} comma-separated numbers, got {n}"))

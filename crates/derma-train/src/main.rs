@@ -82,8 +82,7 @@ fn run() -> anyhow::Result<()> {
     let mut config = cli.args.into_config()?;
     config.validate().map_err(|e| {
         // "--lr must be > 0" about a value that came from the config file says where it is.
-        let flag = e.strip_prefix("--").and_then(|r| r.split([' ', ':']).next()).unwrap_or("");
-        let id = flag.replace('-', "_");
+        let id = derma_train::cli::key_of_message(&e).unwrap_or_default();
         let in_file = |file: &std::path::Path| {
             std::fs::read_to_string(file).ok().and_then(|t| t.parse::<toml::Table>().ok()).is_some_and(|t| t.contains_key(&id))
         };

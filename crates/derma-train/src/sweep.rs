@@ -120,6 +120,9 @@ pub struct Plan {
     pub base: toml::Table,
     /// Keys forced over every trial (command-line `--epochs`, `--backend`).
     pub overrides: toml::Table,
+    /// The plan's `config` file and the keys `base` holds from it (not replaced by `[base]`),
+    /// for messages about their values.
+    pub config_file: Option<(PathBuf, Vec<String>)>,
     /// Number of folds.
     pub folds: usize,
     /// Score of a fold.
@@ -213,6 +216,7 @@ impl Plan {
         let at = path.display();
         let file: PlanFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("plan {at}: {e}"))?;
         let mut base = toml::Table::new();
+        let mut config_file = None;
         if let Some(config) = &file.config {
             let config_path = path.parent().unwrap_or(Path::new("")).join(config);
             let text = std::fs::read_to_string(&config_path)
@@ -227,6 +231,8 @@ impl Plan {
             }
             // A run's config.toml also names its own folder; each fold has its own under --out.
             base.remove("out");
+            let keys = base.keys().filter(|k| !file.base.contains_key(*k)).cloned().collect();
+            config_file = Some((config_path, keys));
         }
         for (k, v) in file.base {
             base.insert(k, v);
@@ -274,6 +280,7 @@ impl Plan {
             name,
             base,
             overrides: toml::Table::new(),
+            config_file,
             folds: file.folds.unwrap_or(5),
             metric,
             seed: file.seed.unwrap_or(0),
@@ -338,7 +345,14 @@ impl Plan {
         if !(self.inner_val > 0.0 && self.inner_val < 1.0) {
             anyhow::bail!("plan {at}: inner_val must be in (0, 1), got {}", self.inner_val);
         }
-        self.config(&toml::Table::new()).map_err(|e| anyhow::anyhow!("plan {at}: [base]: {e}"))?;
+        self.config(&toml::Table::new()).map_err(|e| {
+            // A value from the plan's config file is named there, not as [base]'s.
+            let key = crate::cli::key_of_message(&e).unwrap_or_default();
+            match &self.config_file {
+                Some((file, keys)) if keys.contains(&key) => anyhow::anyhow!("plan {at}: config {}: {e}", file.display()),
+                _ => anyhow::anyhow!("plan {at}: [base]: {e}"),
+            }
+        })?;
         // The sweep chooses these itself: a value would be recorded but not used.
         if self.base.contains_key("out") {
             anyhow::bail!("plan {at}: [base]: `out` is not a sweep key: each fold's run folder is under derma-sweep's --out");

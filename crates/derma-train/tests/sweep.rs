@@ -358,6 +358,17 @@ fn plan_errors_name_the_file_and_the_key() {
             assert!(e.contains(w), "`{w}` missing from the error for\n{text}\n→ {e}");
         }
     }
+    // A bad value in the plan's config file is named there; the same key in [base] is [base]'s.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "lr = -0.5\nepochs = 2\n").unwrap();
+    let at = dir.path().join("p.toml");
+    let text = format!("config = \"bad.toml\"\n{phase}");
+    let e = format!("{:#}", Plan::from_toml(&text, &at).unwrap().validate().unwrap_err());
+    assert!(e.contains("p.toml: config ") && e.contains("bad.toml: --lr must be > 0, got -0.5") && !e.contains("[base]"), "{e}");
+    let text = format!("config = \"bad.toml\"\n[base]\nlr = -2.0\n{phase}");
+    let e = format!("{:#}", Plan::from_toml(&text, &at).unwrap().validate().unwrap_err());
+    assert!(e.contains("p.toml: [base]: --lr must be > 0, got -2"), "{e}");
+
     // A valid plan: grids expand (keys alphabetically, the last fastest), phases keep their order.
     let text = "folds = 3\n[[phase]]\nname = \"a\"\ngrid = { gamma = [1.0, 2.0], alpha = [0.25, 0.5] }\n[[phase]]\nname = \"b\"\ntrials = [{ lr = 0.01 }]\n";
     let mut p = plan(text).unwrap();
