@@ -81,6 +81,17 @@ pub enum EvalError {
         what: &'static str,
     },
 
+    /// An interval estimate got too few samples of a class to estimate a variance.
+    #[error("{what} needs at least two positives and two negatives, got {positives} and {negatives}")]
+    TooFew {
+        /// What needed them, e.g. `"the AUC's DeLong interval"`.
+        what: &'static str,
+        /// Positives given.
+        positives: usize,
+        /// Negatives given.
+        negatives: usize,
+    },
+
     /// A multi-class computation that needs at least two classes got labels of one class only.
     #[error("{what} needs at least two classes in the labels, but all {n} labels are class {class}")]
     SingleClass {

@@ -15,6 +15,8 @@
 //!   F1, F2) at one threshold, `score >= threshold` being positive.
 //! - [`threshold`]: choosing the operating threshold on validation data
 //!   (`min-spec:0.8`, `recall:0.99`, `fbeta:2`, `youden`, `fixed:0.5`).
+//! - [`interval`]: 95 % confidence intervals — Wilson for sensitivity, specificity and
+//!   precision from their counts, DeLong for the ROC AUC (scipy and the definition checked).
 //! - [`error`]: the error type.
 
 mod check;
@@ -22,12 +24,14 @@ mod check;
 pub mod binary;
 pub mod curve;
 pub mod error;
+pub mod interval;
 pub mod metrics;
 pub mod threshold;
 
 pub use binary::{BinaryCounts, BinaryMetrics, apply, fbeta};
 pub use curve::{PrCurve, RocCurve, average_precision, precision_recall_curve, roc_auc, roc_curve};
 pub use error::{EvalError, Result};
+pub use interval::{Z95, auc_delong95, wilson95};
 pub use metrics::{
     ClassReport, accuracy, argmax, argmax_rows, balanced_accuracy, confusion_matrix, macro_auc_ovr, per_class_report,
 };

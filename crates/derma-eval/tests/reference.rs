@@ -4,12 +4,16 @@
 //! `python3 scripts/reference_eval.py` from the repository root to regenerate it). Each case
 //! holds labels and scores, scikit-learn's `roc_auc_score` and `average_precision_score`,
 //! and the threshold (and whether the rule was met) that a brute-force enumeration of every
-//! candidate threshold picks for several rules.
+//! candidate threshold picks for several rules; also the AUC's DeLong 95 % interval computed
+//! from its definition, and scipy's Wilson 95 % intervals of the sensitivity and specificity at
+//! the `min-spec:0.8` threshold (plus a few edge counts after the cases).
 
 mod common;
 
 use common::assert_close;
-use derma_eval::{ThresholdRule, apply, average_precision, precision_recall_curve, roc_auc, roc_curve, select_threshold};
+use derma_eval::{
+    ThresholdRule, apply, auc_delong95, average_precision, precision_recall_curve, roc_auc, roc_curve, select_threshold, wilson95,
+};
 
 const FIXTURE: &str = include_str!("fixtures/reference.txt");
 
@@ -23,9 +27,14 @@ struct Case {
     ap: f64,
     /// `(rule, threshold, met)`.
     choices: Vec<(String, f64, bool)>,
+    /// DeLong's 95 % interval of the AUC.
+    auc_ci95: (f64, f64),
+    /// `(successes, trials, low, high)`: scipy's Wilson 95 % intervals.
+    wilson: Vec<(u64, u64, f64, f64)>,
 }
 
-fn cases() -> Vec<Case> {
+/// The fixture's cases, and the Wilson lines after the last case.
+fn fixture() -> (Vec<Case>, Vec<(u64, u64, f64, f64)>) {
     let mut cases = Vec::new();
     let mut case = Case::default();
     for line in FIXTURE.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
@@ -41,10 +50,23 @@ fn cases() -> Vec<Case> {
                 let fields: Vec<&str> = rest.split(' ').collect();
                 case.choices.push((fields[0].to_string(), number(fields[1]), fields[2] == "met"));
             }
+            "auc_ci95" => {
+                let (lo, hi) = rest.split_once(' ').unwrap();
+                case.auc_ci95 = (number(lo), number(hi));
+            }
+            "wilson95" => {
+                let f: Vec<&str> = rest.split(' ').collect();
+                case.wilson.push((f[0].parse().unwrap(), f[1].parse().unwrap(), number(f[2]), number(f[3])));
+            }
             "end" => cases.push(std::mem::take(&mut case)),
             other => panic!("unknown fixture line `{other}`"),
         }
     }
+    (cases, case.wilson)
+}
+
+fn cases() -> Vec<Case> {
+    let (cases, _) = fixture();
     assert_eq!(cases.len(), 4, "the fixture holds four cases");
     // The fallback branch of min-spec (no threshold meets the floor) is exercised.
     assert!(cases.iter().any(|c| c.choices.iter().any(|(_, _, met)| !met)), "every fixture choice is met");
@@ -95,4 +117,36 @@ fn threshold_choices_match_a_brute_force_enumeration() {
             assert_eq!(choice.val, apply(*threshold, &c.labels, &c.scores).unwrap(), "{}: {rule}", c.name);
         }
     }
+}
+
+/// DeLong's interval (mid-ranks, O(N log N)) equals the definition's (every positive-negative
+/// pair) on the tied cases, to 1e-12.
+#[test]
+fn auc_intervals_match_delongs_definition() {
+    for c in cases() {
+        let (lo, hi) = auc_delong95(&c.labels, &c.scores).unwrap();
+        assert_close(lo, c.auc_ci95.0, &format!("{}: AUC 95 % low", c.name));
+        assert_close(hi, c.auc_ci95.1, &format!("{}: AUC 95 % high", c.name));
+        assert!(lo < c.auc && c.auc < hi, "{}", c.name);
+    }
+    // Too few of a class for a variance, one class, NaN: errors.
+    assert!(auc_delong95(&[true, false, false], &[0.9, 0.1, 0.2]).is_err());
+    assert!(auc_delong95(&[false, false], &[0.9, 0.1]).is_err());
+    assert!(auc_delong95(&[true, true, false, false], &[0.9, f64::NAN, 0.1, 0.2]).is_err());
+}
+
+/// Wilson intervals equal scipy's: the sensitivity and specificity counts of each case at
+/// min-spec:0.8, and 0 or all of 20, 0 or 1 of 1, 7 of 99.
+#[test]
+fn wilson_intervals_match_scipy() {
+    let (cases, edges) = fixture();
+    let all: Vec<_> = cases.iter().flat_map(|c| c.wilson.clone()).chain(edges).collect();
+    assert_eq!(all.len(), 13);
+    for (k, n, lo, hi) in all {
+        let (l, h) = wilson95(k, n).unwrap();
+        assert_close(l, lo, &format!("{k} of {n}: low"));
+        assert_close(h, hi, &format!("{k} of {n}: high"));
+    }
+    assert_eq!(wilson95(0, 0), None);
+    assert_eq!(wilson95(3, 2), None);
 }
