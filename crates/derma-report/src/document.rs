@@ -81,6 +81,22 @@ pub(crate) fn num(x: f64) -> String {
     if x.is_finite() { format!("{x:.4}") } else { "n/a".into() }
 }
 
+/// A 95 % interval as `low–high` (`n/a` without one).
+fn interval(ci: Option<(f64, f64)>) -> String {
+    ci.map_or_else(|| "n/a".into(), |(lo, hi)| format!("{}–{}", num(lo), num(hi)))
+}
+
+/// Wilson 95 % intervals of a binary operating point's rates, from its counts.
+fn sensitivity_ci(m: &BinaryMetrics) -> String {
+    interval(derma_eval::wilson95(m.tp, m.tp + m.fn_))
+}
+fn specificity_ci(m: &BinaryMetrics) -> String {
+    interval(derma_eval::wilson95(m.tn, m.tn + m.fp))
+}
+fn precision_ci(m: &BinaryMetrics) -> String {
+    interval(derma_eval::wilson95(m.tp, m.tp + m.fp))
+}
+
 fn cells<const N: usize>(v: [String; N]) -> Vec<Cell> {
     v.into_iter().map(Cell::Text).collect()
 }
@@ -127,8 +143,14 @@ fn headline(run: &Run) -> Vec<String> {
         _ => String::new(),
     };
     lines.push(format!("Best epoch: {} of {}{metric}{stopped}.", run.report.best_epoch, run.epochs.len()));
+    // A binary AUC with DeLong's 95 % interval, from predictions.csv.
+    let auc_ci = if run.is_binary() {
+        format!(" (95% CI {})", interval(derma_eval::auc_delong95(&run.test.positives(), &run.test.scores()).ok()))
+    } else {
+        String::new()
+    };
     let mut test = format!(
-        "Test ({} images): accuracy {}, balanced accuracy {}, {} {}",
+        "Test ({} images): accuracy {}, balanced accuracy {}, {} {}{auc_ci}",
         run.test.len(),
         num(t.accuracy),
         num(t.balanced_accuracy),
@@ -137,11 +159,13 @@ fn headline(run: &Run) -> Vec<String> {
     );
     if let Some(th) = &run.report.threshold {
         test += &format!(
-            "; at threshold {} ({}): sensitivity {}, specificity {}",
+            "; at threshold {} ({}): sensitivity {} (95% CI {}), specificity {} (95% CI {})",
             threshold_text(th.threshold()),
             th.rule,
             num(th.test.sensitivity),
-            num(th.test.specificity)
+            sensitivity_ci(&th.test),
+            num(th.test.specificity),
+            specificity_ci(&th.test)
         );
     }
     lines.push(test + ".");
@@ -335,8 +359,11 @@ fn threshold_section(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
     };
     let rows = vec![
         row("sensitivity", |m| num(m.sensitivity)),
+        row("sensitivity 95% CI (Wilson)", sensitivity_ci),
         row("specificity", |m| num(m.specificity)),
+        row("specificity 95% CI (Wilson)", specificity_ci),
         row("precision", |m| num(m.precision)),
+        row("precision 95% CI (Wilson)", precision_ci),
         row("F1", |m| num(m.f1)),
         row("F2", |m| num(m.f2)),
         row("TP", |m| m.tp.to_string()),
@@ -347,8 +374,9 @@ fn threshold_section(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
     doc.push(Block::Table { header, rows });
     let t = &run.report.test;
     doc.push(Block::Paragraph(format!(
-        "Test ROC AUC {}, average precision {} (threshold-free).",
+        "Test ROC AUC {} (95% CI {}, DeLong), average precision {} (threshold-free).",
         num(t.auc.unwrap_or(t.auc_macro)),
+        interval(derma_eval::auc_delong95(&run.test.positives(), &run.test.scores()).ok()),
         t.ap.map_or("n/a".into(), num)
     )));
 }

@@ -85,6 +85,21 @@ fn binary_markdown_has_the_sections_numbers_and_existing_links() {
     assert!(md.contains("| sensitivity | 0.7500 | 0.7143 |"), "val/test sensitivity row missing:\n{md}");
     assert!(md.contains("| specificity | 0.7500 | 0.5714 |"), "val/test specificity row missing:\n{md}");
     assert!(md.contains("| TP | 3 | 5 |") && md.contains("| FN | 1 | 2 |"), "count rows missing:\n{md}");
+    // 95 % intervals: Wilson from the test counts, scipy 1.17
+    // `binomtest(k, n).proportion_ci(0.95, method="wilson")`: 5 of 7 → 0.3589–0.9178, 4 of 7 →
+    // 0.2505–0.8418, 5 of 8 → 0.3057–0.8632; DeLong's for the test AUC (0.7041) from its
+    // definition over every positive-negative pair (scripts/reference_eval.py's delong_ci95 on
+    // BINARY_TEST): 0.4097–0.9985.
+    for want in [
+        "sensitivity 0.7143 (95% CI 0.3589–0.9178), specificity 0.5714 (95% CI 0.2505–0.8418)",
+        "| 0.3589–0.9178 |",
+        "| 0.2505–0.8418 |",
+        "| 0.3057–0.8632 |",
+        "ROC AUC 0.7041 (95% CI 0.4097–0.9985)",
+        "Test ROC AUC 0.7041 (95% CI 0.4097–0.9985, DeLong)",
+    ] {
+        assert!(md.contains(want), "`{want}` missing:\n{md}");
+    }
     assert!(md.contains("rule: recall:0.75") && md.contains("rule met on validation: yes"));
     // Configuration: the settings that matter for this loss and sampler.
     assert!(md.contains("| gamma | 2.0 |") && md.contains("| sampler\\_power | 0.5 |"), "config table:\n{md}");

@@ -214,9 +214,16 @@ pub fn at_half(pred: &Predictions) -> anyhow::Result<BinaryMetrics> {
 }
 
 fn binary_json(m: &BinaryMetrics) -> Value {
+    // Wilson 95 % intervals from the counts (null without a denominator).
+    let ci = |k: u64, n: u64| derma_eval::wilson95(k, n).map(|(lo, hi)| [lo, hi]);
     json!({
         "sensitivity": m.sensitivity, "specificity": m.specificity, "precision": m.precision,
         "f1": m.f1, "f2": m.f2, "tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn_,
+        "ci95": {
+            "sensitivity": ci(m.tp, m.tp + m.fn_),
+            "specificity": ci(m.tn, m.tn + m.fp),
+            "precision": ci(m.tp, m.tp + m.fp),
+        },
     })
 }
 
@@ -246,6 +253,8 @@ pub fn report_json(
     let mut report = json!({ "best_epoch": best_epoch, "classes": class_names, "train_counts": train_counts });
     if let (Some((choice, val)), Some(b)) = (threshold, &test.binary) {
         test_json["auc"] = json!(test.auc);
+        // DeLong's 95 % interval (null when a class has fewer than two test images).
+        test_json["auc_ci95"] = json!(derma_eval::auc_delong95(&test_pred.positives(), &test_pred.scores()).ok().map(|(lo, hi)| [lo, hi]));
         test_json["ap"] = json!(b.ap);
         report["threshold"] = json!({
             "rule": choice.rule.to_string(),

@@ -685,6 +685,16 @@ fn binary_screening_run_reports_the_validation_threshold() {
         }
     }
     assert_eq!((tp, fp), (t["tp"].as_u64().unwrap(), t["fp"].as_u64().unwrap()));
+    // 95 % intervals: Wilson from these counts (derma-eval's, checked against scipy there) and
+    // DeLong's around the test AUC.
+    let n = |k: &str| t[k].as_u64().unwrap();
+    for (key, k, total) in [("sensitivity", n("tp"), n("tp") + n("fn")), ("specificity", n("tn"), n("tn") + n("fp"))] {
+        let (lo, hi) = derma_eval::wilson95(k, total).unwrap();
+        assert_eq!(t["ci95"][key], serde_json::json!([lo, hi]), "test.ci95.{key}");
+        assert!(lo <= t[key].as_f64().unwrap() && t[key].as_f64().unwrap() <= hi);
+    }
+    let (auc, ci) = (report["test"]["auc"].as_f64().unwrap(), &report["test"]["auc_ci95"]);
+    assert!(ci[0].as_f64().unwrap() < auc && auc < ci[1].as_f64().unwrap(), "{ci} around {auc}");
     // ... and the decision at 0.5 the `test_at_0.5` counts (the fixed threshold beside the rule's)
     let half = &th["test_at_0.5"];
     // (label, prob) of one split's rows.
