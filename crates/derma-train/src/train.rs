@@ -886,11 +886,26 @@ fn fit_from(
             println!("note: {note}");
         }
         let m = &b.at_threshold;
+        // 95 % intervals: Wilson from the counts, DeLong for the AUC.
+        let ci = |v: Option<(f64, f64)>| v.map_or_else(|| "n/a".to_string(), |(lo, hi)| format!("{lo:.3}-{hi:.3}"));
         println!(
-            "threshold {} = {} ({}): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4}, AP {:.4}",
+            "threshold {} = {} ({}): test sensitivity {:.4} [95% CI {}] specificity {:.4} [{}] precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4} [{}], AP {:.4}",
             c.rule,
             derma_report::threshold_text(c.value),
-            if matches!(c.rule, derma_eval::ThresholdRule::Fixed(_)) { "fixed" } else { "chosen on val" }, m.sensitivity, m.specificity, m.precision, m.f2, m.tp, m.fp, m.tn, m.fn_, test.auc, b.ap
+            if matches!(c.rule, derma_eval::ThresholdRule::Fixed(_)) { "fixed" } else { "chosen on val" },
+            m.sensitivity,
+            ci(derma_eval::wilson95(m.tp, m.tp + m.fn_)),
+            m.specificity,
+            ci(derma_eval::wilson95(m.tn, m.tn + m.fp)),
+            m.precision,
+            m.f2,
+            m.tp,
+            m.fp,
+            m.tn,
+            m.fn_,
+            test.auc,
+            ci(derma_eval::auc_delong95(&test_pred.positives(), &test_pred.scores()).ok()),
+            b.ap
         );
         if c.value != 0.5 {
             let h = report::at_half(&test_pred)?;
