@@ -255,12 +255,19 @@ pub fn stage2_data(labels: [&[usize]; 3], scores: [&[f64]; 3], t1: f64) -> Stage
     Stage2Data::Train { train, val, test, test_is_all }
 }
 
-/// Binary metrics as JSON (`recall` = sensitivity).
+/// Binary metrics as JSON (`recall` = sensitivity), with Wilson 95 % intervals of the three
+/// rates from the counts (`ci95`; null without a denominator).
 fn metrics_json(m: &BinaryMetrics) -> Value {
+    let ci = |k: u64, n: u64| derma_eval::wilson95(k, n).map(|(lo, hi)| [lo, hi]);
     json!({
         "threshold": if m.threshold.is_finite() { json!(m.threshold) } else { json!("inf") },
         "precision": m.precision, "recall": m.sensitivity, "specificity": m.specificity,
         "tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn_,
+        "ci95": {
+            "precision": ci(m.tp, m.tp + m.fp),
+            "recall": ci(m.tp, m.tp + m.fn_),
+            "specificity": ci(m.tn, m.tn + m.fp),
+        },
     })
 }
 
@@ -442,7 +449,7 @@ fn cascade_md(report: &Value) -> String {
             );
         }
     }
-    let _ = writeln!(s, "| recall target | model | thresholds | val recall | test precision | test recall | test specificity | test FP | test TP | test FN |");
+    let _ = writeln!(s, "| recall target | model | thresholds | val recall | test precision (95% CI) | test recall (95% CI) | test specificity (95% CI) | test FP | test TP | test FN |");
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     for t in report["targets"].as_array().into_iter().flatten() {
         let r = t["recall"].as_f64().unwrap_or(f64::NAN);
@@ -456,7 +463,14 @@ fn cascade_md(report: &Value) -> String {
             ),
         ];
         for (name, m, th) in rows {
-            let f = |k: &str| m["test"][k].as_f64().map_or("—".into(), |v| format!("{v:.4}"));
+            // The rate with its Wilson 95 % interval (`ci95`, from the counts).
+            let f = |k: &str| {
+                let v = m["test"][k].as_f64().map_or("—".into(), |v| format!("{v:.4}"));
+                match (m["test"]["ci95"][k][0].as_f64(), m["test"]["ci95"][k][1].as_f64()) {
+                    (Some(lo), Some(hi)) => format!("{v} ({lo:.3}–{hi:.3})"),
+                    _ => v,
+                }
+            };
             let n = |k: &str| m["test"][k].as_u64().map_or("—".into(), |v| v.to_string());
             let _ = writeln!(
                 s,

@@ -128,9 +128,14 @@ fn cascade_end_to_end_matches_its_stages() {
     assert!(kept as f64 >= 0.99 * v2_pos.len() as f64, "stage-2 validation recall {kept}/{}", v2_pos.len());
     let e2e = &targets[0]["cascade_end_to_end"];
     assert!(e2e["val"]["recall"].as_f64().unwrap() >= 0.99);
+    // Wilson 95 % intervals from each row's counts (derma-eval's, checked against scipy there).
+    let (tp, fp) = (m["tp"].as_u64().unwrap(), m["fp"].as_u64().unwrap());
+    let (lo, hi) = derma_eval::wilson95(tp, tp + fp).unwrap();
+    assert_eq!(m["ci95"]["precision"], serde_json::json!([lo, hi]));
+    let precision_cell = format!("{:.4} ({lo:.3}–{hi:.3})", m["precision"].as_f64().unwrap());
 
     let md = std::fs::read_to_string(out.join("cascade.md")).unwrap();
-    for want in ["| 99% | stage 1 alone |", "| 99% | cascade |", "| 98% | cascade, end-to-end |", "Cascade confusion matrix"] {
+    for want in ["| 99% | stage 1 alone |", "| 99% | cascade |", "| 98% | cascade, end-to-end |", "Cascade confusion matrix", &precision_cell] {
         assert!(md.contains(want), "`{want}` missing:\n{md}");
     }
 
