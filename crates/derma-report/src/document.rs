@@ -297,7 +297,8 @@ fn test_results(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
         cells(["balanced accuracy".into(), num(t.balanced_accuracy)]),
     ];
     if run.is_binary() {
-        rows.push(cells(["ROC AUC".into(), num(t.auc.unwrap_or(t.auc_macro))]));
+        let ci = interval(derma_eval::auc_delong95(&run.test.positives(), &run.test.scores()).ok());
+        rows.push(cells(["ROC AUC".into(), format!("{} (95% CI {ci}, DeLong)", num(t.auc.unwrap_or(t.auc_macro)))]));
         if let Some(ap) = t.ap {
             rows.push(cells(["average precision (PR AUC)".into(), num(ap)]));
         }
@@ -307,16 +308,21 @@ fn test_results(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
     doc.push(Block::Table { header: vec!["metric".into(), "value".into()], rows });
 
     let auc_of = |class: usize| c.curves.classes.iter().find(|cc| cc.class == class).map(|cc| cc.auc);
-    let mut header: Vec<String> = ["class", "precision", "recall", "F1", "support"].map(String::from).to_vec();
+    let mut header: Vec<String> = ["class", "precision", "recall", "recall 95% CI (Wilson)", "F1", "support"].map(String::from).to_vec();
     if !run.is_binary() {
         header.push("one-vs-rest AUC".into());
     }
+    // A class's recall is its diagonal count of its row of the confusion matrix.
+    let recall_ci = |i: usize| {
+        let row = &t.confusion_matrix[i];
+        interval(derma_eval::wilson95(row[i], row.iter().sum()))
+    };
     let rows = t
         .per_class
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let mut row = cells([r.name.clone(), num(r.precision), num(r.recall), num(r.f1), r.support.to_string()]);
+            let mut row = cells([r.name.clone(), num(r.precision), num(r.recall), recall_ci(i), num(r.f1), r.support.to_string()]);
             if !run.is_binary() {
                 row.push(auc_of(i).map_or("n/a".into(), num).into());
             }
