@@ -355,10 +355,28 @@ pub fn attach_negative_lists<I: IntoIterator<Item = OsString>>(command: &Command
 
 /// The `N` numbers of a list flag (`A,B,C` or `A B C`), or an error naming the flag.
 /// The configuration key a check's message is about: `lr` for "--lr must be > 0, got -0.5",
-/// `class_weights` for "--class-weights: ..."; `None` when it does not start with a flag.
+/// `class_weights` for "--class-weights: ..." (after a `stage N: ` prefix too); `None` when it
+/// does not start with a flag.
 pub fn key_of_message(message: &str) -> Option<String> {
+    let message = match message.strip_prefix("stage ") {
+        Some(rest) => rest.split_once(": ").map_or(message, |(_, m)| m),
+        None => message,
+    };
     let flag = message.strip_prefix("--")?.split([' ', ':']).next()?;
     (!flag.is_empty()).then(|| flag.replace('-', "_"))
+}
+
+/// `message` (a check's refusal) with where its value came from when that is the `--config`
+/// file `file`: the key it is about ([`key_of_message`]) is set in the file, and not
+/// `given_elsewhere` (on the command line, say).
+pub fn with_config_source(message: &str, file: Option<&std::path::Path>, given_elsewhere: impl Fn(&str) -> bool) -> String {
+    let Some((file, key)) = file.zip(key_of_message(message)) else { return message.to_string() };
+    let in_file = std::fs::read_to_string(file).ok().and_then(|t| t.parse::<toml::Table>().ok()).is_some_and(|t| t.contains_key(&key));
+    if in_file && !given_elsewhere(&key) {
+        format!("{message} (the value of `{key}` in --config {})", file.display())
+    } else {
+        message.to_string()
+    }
 }
 
 fn exactly<const N: usize>(flag: &str, values: Vec<f64>) -> anyhow::Result<[f64; N]> {

@@ -80,20 +80,14 @@ fn run() -> anyhow::Result<()> {
     }
     let config_file = cli.args.config.clone();
     let mut config = cli.args.into_config()?;
+    // "--lr must be > 0" about a value that came from the config file says where it is.
     config.validate().map_err(|e| {
-        // "--lr must be > 0" about a value that came from the config file says where it is.
-        let id = derma_train::cli::key_of_message(&e).unwrap_or_default();
-        let in_file = |file: &std::path::Path| {
-            std::fs::read_to_string(file).ok().and_then(|t| t.parse::<toml::Table>().ok()).is_some_and(|t| t.contains_key(&id))
-        };
-        match &config_file {
-            Some(file)
-                if flags.contains(&id) && matches.value_source(&id) != Some(ValueSource::CommandLine) && in_file(file) =>
-            {
-                anyhow::anyhow!("{e} (the value of `{id}` in --config {})", file.display())
-            }
-            _ => anyhow::anyhow!(e),
-        }
+        anyhow::anyhow!(
+            "{}",
+            derma_train::cli::with_config_source(&e, config_file.as_deref(), |key| {
+                !flags.iter().any(|f| f == key) || matches.value_source(key) == Some(ValueSource::CommandLine)
+            })
+        )
     })?;
     // The run's config.toml holds absolute paths: `--resume DIR` works from any directory.
     config.make_paths_absolute().map_err(|e| anyhow::anyhow!("cannot make the paths absolute: {e}"))?;

@@ -210,5 +210,15 @@ fn cascade_refuses_a_multi_class_task_and_bad_stage_keys() {
         let e = text(&o.stderr);
         assert!(!o.status.success() && e.contains(&format!("stage {}", &stage[7..])) && e.contains(words), "{key}: {e}");
     }
+    // A refused value from --config names the file; set again on the command line, it does not.
+    let config = dir.path().join("mine.toml");
+    std::fs::write(&config, "lr = -0.5\n").unwrap();
+    let base = ["--npz", "x.npz", "--positive-classes", "mel", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let o = derma_cascade(&base);
+    let e = text(&o.stderr);
+    assert!(!o.status.success() && e.contains("--lr must be > 0, got -0.5 (the value of `lr` in --config") && e.contains("mine.toml"), "{e}");
+    let o = derma_cascade(&[&base[..], &["--set", "lr=-2.0"]].concat());
+    let e = text(&o.stderr);
+    assert!(!o.status.success() && e.contains("--lr must be > 0, got -2") && !e.contains("mine.toml"), "{e}");
     assert!(!out.exists(), "nothing is written before the checks pass");
 }

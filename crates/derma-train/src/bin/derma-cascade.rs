@@ -74,6 +74,7 @@ fn run() -> anyhow::Result<()> {
     let args = derma_train::cli::attach_negative_lists(&command, std::env::args_os());
     let matches = command.get_matches_from(args);
     let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let config_file = cli.train.config.clone();
     let out = cli.train.out.clone();
     let config = cli.train.into_config()?;
     // What the stage configurations are made from must survive TOML (integers, UTF-8 paths),
@@ -85,7 +86,18 @@ fn run() -> anyhow::Result<()> {
         base.insert(k, v);
     }
     let options = CascadeOptions { base, stage1: table(&cli.stage1, "stage1")?, stage2: table(&cli.stage2, "stage2")?, recalls: cli.recall };
-    options.configs_for(cli.resume)?; // every flag checked before any work
+    // Every flag checked before any work; a refused value from the --config file says where
+    // it is (unless the command line, --set or a --stageN sets that key too).
+    let given: Vec<String> = matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
+        .map(|id| id.as_str().to_string())
+        .chain(options.stage1.keys().chain(options.stage2.keys()).cloned())
+        .chain(table(&cli.set, "set")?.keys().cloned())
+        .collect();
+    options.configs_for(cli.resume).map_err(|e| {
+        anyhow::anyhow!("{}", derma_train::cli::with_config_source(&format!("{e:#}"), config_file.as_deref(), |key| given.iter().any(|g| g == key)))
+    })?;
     for w in options.ignored_settings() {
         eprintln!("{w}");
     }
