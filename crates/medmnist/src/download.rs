@@ -193,12 +193,25 @@ pub fn download_verified(
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
+    // The folders this call creates, removed again (if still empty) when the download fails:
+    // a failed first download leaves the file system as it was.
+    let created: Vec<PathBuf> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.exists()).map(Path::to_path_buf).collect();
     fs::create_dir_all(&dir).map_err(Error::io("cannot create the cache directory", &dir))?;
+    let result = download_into(url, dest, &dir, file_name, checksum, progress);
+    if result.is_err() {
+        for folder in &created {
+            let _ = fs::remove_dir(folder); // only an empty one goes
+        }
+    }
+    result
+}
 
+/// [`download_verified`] once `dir`, `dest`'s folder, exists.
+fn download_into(url: &str, dest: &Path, dir: &Path, file_name: &std::ffi::OsStr, checksum: &Checksum, progress: bool) -> Result<()> {
     let mut prefix = OsString::from(".");
     prefix.push(file_name);
     prefix.push(".part-");
-    remove_stale_parts(&dir, &prefix);
+    remove_stale_parts(dir, &prefix);
     let mut part_name = prefix;
     part_name.push(std::process::id().to_string());
     let mut part = PartFile {
@@ -226,7 +239,7 @@ pub fn download_verified(
     fs::rename(&part.path, dest).map_err(Error::io("cannot move the finished download into place at", dest))?;
     part.disarm();
     // Make the rename durable; failure here does not invalidate the file.
-    if let Ok(d) = File::open(&dir) {
+    if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())

@@ -181,6 +181,10 @@ fn unreachable_server_names_the_url() {
     let msg = err.to_string();
     assert!(msg.contains(&url) && msg.contains(GOOD_MD5) && msg.contains(&dest.display().to_string()), "{msg}");
     assert!(!dest.exists());
+    // Into a cache folder that does not exist yet: the folders it created go again.
+    let deep = dir.path().join("cache/medmnist/data.npz");
+    assert!(download_verified(&url, &deep, &Checksum::md5(GOOD_MD5).expect("md5"), false).is_err());
+    assert_eq!(entries(dir.path()), Vec::<String>::new(), "an empty cache folder was left");
 }
 
 /// A partial download a killed process left (`.<name>.part-<pid>`, unwritten for 10 minutes)
