@@ -134,6 +134,22 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.classes == 0 {
         anyhow::bail!("--classes must be at least 1");
     }
+    // As derma-train checks them (a NaN rate failed only after the warm-up).
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        anyhow::bail!("--lr must be > 0, got {}", args.lr);
+    }
+    if !(args.weight_decay.is_finite() && args.weight_decay >= 0.0) {
+        anyhow::bail!("--weight-decay must be >= 0, got {}", args.weight_decay);
+    }
+    // The report's folder must exist before minutes of measuring, not after.
+    if let Some(path) = &args.json {
+        if path.is_dir() {
+            anyhow::bail!("--json {}: is a folder; expected the path of the JSON file to write", path.display());
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+            anyhow::bail!("--json {}: its folder {} does not exist", path.display(), parent.display());
+        }
+    }
     let backend = derma_train::backend::select(&args.backend)?;
     let settings = Settings {
         width: args.width,

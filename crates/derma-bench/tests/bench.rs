@@ -310,3 +310,27 @@ fn the_pointwise_choice_reaches_the_steps_and_the_report() {
         assert_eq!(serde_json::to_value(&report).unwrap()["pointwise"], kind.name());
     }
 }
+
+/// The binary refuses a bad learning rate or weight decay, and a `--json` whose folder does not
+/// exist, before measuring anything (a NaN rate failed after the warm-up, a bad path after the
+/// whole benchmark).
+#[test]
+fn the_binary_refuses_bad_rates_and_json_paths_up_front() {
+    let run = |extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_derma-bench"))
+            .args(["--backend", "cpu", "--sizes", "28:2", "--width", "0.1", "--steps", "1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    for (extra, want) in [
+        (vec!["--lr=-1"], "--lr must be > 0, got -1"),
+        (vec!["--lr", "nan"], "--lr must be > 0, got NaN"),
+        (vec!["--weight-decay=-5"], "--weight-decay must be >= 0, got -5"),
+        (vec!["--json", "/nonexistent/folder/x.json"], "--json /nonexistent/folder/x.json: its folder /nonexistent/folder does not exist"),
+    ] {
+        let (ok, err) = run(&extra);
+        assert!(!ok && err.contains(want) && !err.contains("derma-bench: "), "{extra:?}: {err}");
+    }
+}

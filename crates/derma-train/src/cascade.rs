@@ -468,6 +468,8 @@ fn cascade_md(report: &Value) -> String {
                 let v = m["test"][k].as_f64().map_or("—".into(), |v| format!("{v:.4}"));
                 match (m["test"]["ci95"][k][0].as_f64(), m["test"]["ci95"][k][1].as_f64()) {
                     (Some(lo), Some(hi)) => format!("{v} ({lo:.3}–{hi:.3})"),
+                    // No denominator (e.g. nothing flagged: precision has none).
+                    _ if m["test"]["ci95"].is_object() => format!("{v} (n/a)"),
                     _ => v,
                 }
             };
@@ -559,8 +561,9 @@ fn stage(
                     );
                 }
                 println!("stage {n}: continuing {} from its checkpoint", dir.display());
+                // `out` stays as the stage wrote it (none: the stage folder is `dir`), so the
+                // resumed stage's config.toml and report equal an uninterrupted one's.
                 let mut full = TrainConfig::from_run_folder(&dir.join("config.toml"), "--resume")?;
-                full.out = Some(dir.to_path_buf());
                 // An earlier version's relative paths (relative to the directory the cascade ran
                 // in) are written back absolute.
                 full.make_paths_absolute().map_err(|e| anyhow::anyhow!("{}: cannot make the paths absolute: {e}", dir.display()))?;
@@ -817,6 +820,25 @@ mod tests {
         assert_eq!(fmt(&Value::Null), "—");
         let fmt = threshold_formatter(&json!({ "a": { "threshold": 0.612483 }, "b": { "threshold": 0.25 } }));
         assert_eq!(fmt(&json!(0.612483)), "0.6125");
+    }
+
+    /// cascade.md's rate cells: the rate with its interval, or `(n/a)` where the interval has no
+    /// denominator (nothing flagged: no precision) — the cell lost its interval silently.
+    #[test]
+    fn rate_cells_carry_their_interval_or_say_it_is_missing() {
+        let flagged = metrics_json(&BinaryMetrics::from_counts(0.5, BinaryCounts { tp: 3, fp: 1, tn: 5, fn_: 1 }));
+        let none = metrics_json(&BinaryMetrics::from_counts(0.9, BinaryCounts { tp: 0, fp: 0, tn: 6, fn_: 4 }));
+        let row = |m: &Value| json!({ "val": m, "test": m, "stage1_threshold": 0.5, "stage2_threshold": 0.9 });
+        let report = json!({
+            "stage1": { "threshold_rule": "recall:0.99", "threshold": 0.5 },
+            "stage2": { "skipped": "test" },
+            "targets": [{ "recall": 0.99, "stage1": row(&flagged), "cascade": row(&none), "cascade_end_to_end": row(&none) }],
+        });
+        let md = cascade_md(&report);
+        // 3 of 4 flagged are positive: Wilson 0.301–0.954 (scipy 1.17
+        // `binomtest(k, n).proportion_ci(0.95, method="wilson")`; 0 of 4: 0.000–0.490, 6 of 6: 0.610–1.000).
+        assert!(md.contains("| 0.7500 (0.301–0.954) |"), "{md}");
+        assert!(md.contains("| 0.0000 (n/a) | 0.0000 (0.000–0.490) | 1.0000 (0.610–1.000) |"), "{md}");
     }
 
     #[test]

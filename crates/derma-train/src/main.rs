@@ -70,7 +70,8 @@ fn run() -> anyhow::Result<()> {
             config.step = step;
             config.validate_for_resume().map_err(|e| anyhow::anyhow!("--resume {} --step: {e}", dir.display()))?;
         }
-        config.out = Some(dir.clone());
+        // Absolute, as a fresh run records it (`--resume runs/x` wrote `out = "runs/x"`).
+        config.out = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
         // SAFETY: only the main thread runs yet (no data loading, no device, no pool).
         unsafe { backend::restore_optimizer_state_on_the_cpu() };
         let backend = backend::select(&config.backend)?;

@@ -341,11 +341,18 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert!(!o.status.success() && text(&o.stderr).contains("the data differ from those the checkpoint was trained on"), "{}", text(&o.stderr));
     std::fs::write(&npz, original).unwrap();
     // --step may come with --resume too (how the step runs, e.g. eager after a failed capture).
-    let o = derma_train(&["--resume", out.to_str().unwrap(), "--backend", "cpu", "--step", "eager"]);
+    // Given relative to the working directory, the folder is still recorded absolute.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_derma-train"))
+        .current_dir(out.parent().unwrap())
+        .args(["--resume", out.file_name().unwrap().to_str().unwrap(), "--backend", "cpu", "--step", "eager"])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).contains("resuming after epoch"), "{}", text(&o.stdout));
     assert!(text(&o.stdout).contains("training step: eager (--step eager)"), "{}", text(&o.stdout));
     assert!(!out.join("checkpoint").exists(), "a finished run keeps its checkpoint");
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains(&format!("out = {}", toml::Value::String(out.display().to_string()))), "{config}");
 
     // Every column but the timings, every epoch, and the test report: identical.
     let resumed = without_timings(&out);
