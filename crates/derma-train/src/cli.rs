@@ -353,7 +353,6 @@ pub fn attach_negative_lists<I: IntoIterator<Item = OsString>>(command: &Command
     out
 }
 
-/// The `N` numbers of a list flag (`A,B,C` or `A B C`), or an error naming the flag.
 /// The configuration key a check's message is about: `lr` for "--lr must be > 0, got -0.5",
 /// `class_weights` for "--class-weights: ..." (after a `stage N: ` prefix too); `None` when it
 /// does not start with a flag.
@@ -379,6 +378,7 @@ pub fn with_config_source(message: &str, file: Option<&std::path::Path>, given_e
     }
 }
 
+/// The `N` numbers of a list flag (`A,B,C` or `A B C`), or an error naming the flag.
 fn exactly<const N: usize>(flag: &str, values: Vec<f64>) -> anyhow::Result<[f64; N]> {
     let n = values.len();
     values.try_into().map_err(|_| anyhow::anyhow!("{flag}: expected {N} comma-separated numbers, got {n}"))

@@ -297,11 +297,6 @@ pub fn predictions_csv(run: &RunModel, names: &[String], pred: &Predictions, lab
 mod tests {
     use super::*;
 
-    /// A MedMNIST run's images as PNG files give the dataset its `.npz` split gives
-    /// (`read_npz_split`: the file's images, then `shrink_to` the image size), at an image size
-    /// above the file's resolution (enlarged later by the evaluation transform, as in training)
-    /// and below it; before, files were resized straight to the image size by another filter
-    /// (probabilities 0.3–1.2 % off at 40 px for 28-px images).
     /// A folder's images, below it too, once each, sorted; a link back up the tree is not
     /// walked again (it looped forever).
     #[test]
@@ -318,6 +313,11 @@ mod tests {
         assert_eq!(got, ["a/b/x.tif", "a/y.JPG", "z.png"]);
     }
 
+    /// A MedMNIST run's images as PNG files give the dataset its `.npz` split gives
+    /// (`read_npz_split`: the file's images, then `shrink_to` the image size), at an image size
+    /// above the file's resolution (enlarged later by the evaluation transform, as in training)
+    /// and below it; before, files were resized straight to the image size by another filter
+    /// (probabilities 0.3–1.2 % off at 40 px for 28-px images).
     #[test]
     fn a_medmnist_runs_image_files_take_the_npz_images_way() {
         let dir = tempfile::tempdir().unwrap();
