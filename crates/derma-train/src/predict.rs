@@ -130,15 +130,8 @@ impl RunModel {
     }
 }
 
-/// Image file extensions read as inputs.
-const IMAGE_EXTENSIONS: [&str; 5] = ["png", "jpg", "jpeg", "tif", "tiff"];
-
-/// Whether `path` has one of the image extensions [`list_images`] reads (any case).
-pub fn is_image_file(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-}
-
-/// `path` itself if it is a file, else the image files under the folder (recursively, sorted).
+/// `path` itself if it is a file, else the image files under the folder (recursively, sorted;
+/// [`mammo::files_below`], [`mammo::is_image_path`]).
 pub fn list_images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -146,30 +139,7 @@ pub fn list_images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !path.is_dir() {
         anyhow::bail!("--input {}: no such file or folder", path.display());
     }
-    let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    // Each folder once (a link back up the tree would otherwise be walked forever).
-    let mut seen = std::collections::HashSet::new();
-    while let Some(dir) = stack.pop() {
-        if !seen.insert(std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone())) {
-            continue;
-        }
-        let entries = std::fs::read_dir(&dir).with_context(|| format!("--input: cannot list {}", dir.display()))?;
-        for entry in entries {
-            let p = entry.with_context(|| format!("--input: cannot list {}", dir.display()))?.path();
-            let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
-            let image = is_image_file(&p);
-            if hidden {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if image {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
+    let out: Vec<PathBuf> = mammo::files_below(path).context("--input")?.into_iter().filter(|p| mammo::is_image_path(p)).collect();
     if out.is_empty() {
         anyhow::bail!("--input {}: no image files (png, jpg, jpeg, tif, tiff) in it", path.display());
     }

@@ -35,7 +35,7 @@ pub use decode::{Image, Intensity, decode, percentile_u16};
 pub use error::{Error, Result};
 pub use load::{CropSplit, Crops, LoadConfig, LoadReport, load};
 pub use manifest::{
-    CBIS_PATHOLOGY, IMAGE_EXTENSIONS, Manifest, Record, is_dicom_path, is_image_path,
+    CBIS_PATHOLOGY, IMAGE_EXTENSIONS, Manifest, Record, files_below, is_dicom_path, is_image_path,
     read_cbis_ddsm, read_csv, read_folder,
 };
 pub use patient::PatientPattern;

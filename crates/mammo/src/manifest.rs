@@ -152,6 +152,28 @@ fn list_dir(dir: &Path, action: &'static str) -> Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
+/// Every non-hidden file in `dir` and the folders below it (hidden folders skipped), sorted by
+/// path; each folder is walked once, so a link back up the tree does not loop.
+pub fn files_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(folder) = folders.pop() {
+        if !seen.insert(fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone())) {
+            continue;
+        }
+        for p in list_dir(&folder, "cannot read the folder")? {
+            if p.is_dir() {
+                folders.push(p);
+            } else if p.is_file() {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 /// Read a folder with one subfolder per class.
 ///
 /// Class names are the (non-hidden) subfolder names, sorted without regard to case; each
@@ -189,23 +211,7 @@ pub fn read_folder(root: impl AsRef<Path>) -> Result<Manifest> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
-        let mut files = Vec::new();
-        let mut folders = vec![dir.clone()];
-        // Each folder once (a link back up the tree would otherwise be walked forever).
-        let mut seen = std::collections::HashSet::new();
-        while let Some(folder) = folders.pop() {
-            if !seen.insert(fs::canonicalize(&folder).unwrap_or_else(|_| folder.clone())) {
-                continue;
-            }
-            for p in list_dir(&folder, "cannot read the class folder")? {
-                if p.is_dir() {
-                    folders.push(p);
-                } else if p.is_file() {
-                    files.push(p);
-                }
-            }
-        }
-        files.sort();
+        let files = files_below(dir)?;
         let images: Vec<&PathBuf> = files.iter().filter(|p| is_image_path(p)).collect();
         // A DICOM original beside its converted image is that image; alone it is not read.
         if let Some(dcm) = files.iter().find(|p| is_dicom_path(p) && converted(p).is_none()) {

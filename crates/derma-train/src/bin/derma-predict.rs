@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use derma_data::{Augment, SplitName};
 use derma_train::gradcam::{Target, gradcam, overlay};
-use derma_train::predict::{RunModel, is_image_file, list_images, predictions_csv, read_images, read_npz_split};
+use derma_train::predict::{RunModel, list_images, predictions_csv, read_images, read_npz_split};
 use derma_train::report::{RUN_FILES, write_atomic};
 use derma_train::backend;
 use image::ImageEncoder as _;
@@ -73,7 +73,7 @@ fn run() -> anyhow::Result<()> {
         );
     }
     if let (Some(out), Some(input)) = (canonical(&cli.out), canonical(&cli.input))
-        && (out == input || (input.is_dir() && out.starts_with(&input) && is_image_file(&out)))
+        && (out == input || (input.is_dir() && out.starts_with(&input) && mammo::is_image_path(&out)))
     {
         anyhow::bail!("--out {}: is one of the --input files; write the CSV elsewhere", cli.out.display());
     }
