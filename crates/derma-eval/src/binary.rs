@@ -74,6 +74,23 @@ impl BinaryCounts {
         ratio(self.tp, self.tp + self.fp)
     }
 
+    /// Wilson 95 % interval of the sensitivity ([`crate::wilson95`] of `tp` in `tp + fn`);
+    /// `None` without positives.
+    pub fn sensitivity_ci95(&self) -> Option<(f64, f64)> {
+        crate::wilson95(self.tp, self.positives())
+    }
+
+    /// Wilson 95 % interval of the specificity (`tn` in `tn + fp`); `None` without negatives.
+    pub fn specificity_ci95(&self) -> Option<(f64, f64)> {
+        crate::wilson95(self.tn, self.negatives())
+    }
+
+    /// Wilson 95 % interval of the precision (`tp` in `tp + fp`); `None` when nothing is
+    /// predicted positive.
+    pub fn precision_ci95(&self) -> Option<(f64, f64)> {
+        crate::wilson95(self.tp, self.tp + self.fp)
+    }
+
     /// F-β from the counts, `(1 + β²) tp / (β² (tp + fn) + (tp + fp))`, the expression
     /// scikit-learn's `fbeta_score` evaluates; 0 when `tp = 0`. `beta` should be positive.
     pub fn fbeta(&self, beta: f64) -> f64 {

@@ -88,13 +88,13 @@ fn interval(ci: Option<(f64, f64)>) -> String {
 
 /// Wilson 95 % intervals of a binary operating point's rates, from its counts.
 fn sensitivity_ci(m: &BinaryMetrics) -> String {
-    interval(derma_eval::wilson95(m.tp, m.tp + m.fn_))
+    interval(m.counts().sensitivity_ci95())
 }
 fn specificity_ci(m: &BinaryMetrics) -> String {
-    interval(derma_eval::wilson95(m.tn, m.tn + m.fp))
+    interval(m.counts().specificity_ci95())
 }
 fn precision_ci(m: &BinaryMetrics) -> String {
-    interval(derma_eval::wilson95(m.tp, m.tp + m.fp))
+    interval(m.counts().precision_ci95())
 }
 
 fn cells<const N: usize>(v: [String; N]) -> Vec<Cell> {

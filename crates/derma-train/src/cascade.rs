@@ -258,15 +258,15 @@ pub fn stage2_data(labels: [&[usize]; 3], scores: [&[f64]; 3], t1: f64) -> Stage
 /// Binary metrics as JSON (`recall` = sensitivity), with Wilson 95 % intervals of the three
 /// rates from the counts (`ci95`; null without a denominator).
 fn metrics_json(m: &BinaryMetrics) -> Value {
-    let ci = |k: u64, n: u64| derma_eval::wilson95(k, n).map(|(lo, hi)| [lo, hi]);
+    let (c, pair) = (m.counts(), |ci: Option<(f64, f64)>| ci.map(|(lo, hi)| [lo, hi]));
     json!({
         "threshold": if m.threshold.is_finite() { json!(m.threshold) } else { json!("inf") },
         "precision": m.precision, "recall": m.sensitivity, "specificity": m.specificity,
         "tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn_,
         "ci95": {
-            "precision": ci(m.tp, m.tp + m.fp),
-            "recall": ci(m.tp, m.tp + m.fn_),
-            "specificity": ci(m.tn, m.tn + m.fp),
+            "precision": pair(c.precision_ci95()),
+            "recall": pair(c.sensitivity_ci95()),
+            "specificity": pair(c.specificity_ci95()),
         },
     })
 }

@@ -215,14 +215,14 @@ pub fn at_half(pred: &Predictions) -> anyhow::Result<BinaryMetrics> {
 
 fn binary_json(m: &BinaryMetrics) -> Value {
     // Wilson 95 % intervals from the counts (null without a denominator).
-    let ci = |k: u64, n: u64| derma_eval::wilson95(k, n).map(|(lo, hi)| [lo, hi]);
+    let (c, pair) = (m.counts(), |ci: Option<(f64, f64)>| ci.map(|(lo, hi)| [lo, hi]));
     json!({
         "sensitivity": m.sensitivity, "specificity": m.specificity, "precision": m.precision,
         "f1": m.f1, "f2": m.f2, "tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn_,
         "ci95": {
-            "sensitivity": ci(m.tp, m.tp + m.fn_),
-            "specificity": ci(m.tn, m.tn + m.fp),
-            "precision": ci(m.tp, m.tp + m.fp),
+            "sensitivity": pair(c.sensitivity_ci95()),
+            "specificity": pair(c.specificity_ci95()),
+            "precision": pair(c.precision_ci95()),
         },
     })
 }
