@@ -74,6 +74,9 @@ pub(crate) struct Computed<'a> {
     pub gallery: &'a GallerySection,
     /// Notes collected while building the report.
     pub notes: &'a [String],
+    /// Binary tasks: DeLong's 95 % interval of the test AUC, from predictions.csv (`None`
+    /// multi-class, or with fewer than two test images of a class).
+    pub auc_ci95: Option<(f64, f64)>,
 }
 
 /// A number with 4 decimals (`n/a` when undefined).
@@ -104,7 +107,7 @@ fn cells<const N: usize>(v: [String; N]) -> Vec<Cell> {
 /// Builds the report of `run`.
 pub(crate) fn build(run: &Run, c: &Computed) -> Vec<Block> {
     let mut doc = vec![Block::Heading(1, c.title.clone())];
-    doc.push(Block::List(headline(run)));
+    doc.push(Block::List(headline(run, c)));
     configuration(&mut doc, run);
     class_counts(&mut doc, run, c.train_counts);
     test_results(&mut doc, run, c);
@@ -123,7 +126,7 @@ pub(crate) fn build(run: &Run, c: &Computed) -> Vec<Block> {
     doc
 }
 
-fn headline(run: &Run) -> Vec<String> {
+fn headline(run: &Run, c: &Computed) -> Vec<String> {
     let classes = run.classes();
     let t = &run.report.test;
     let mut lines = vec![if run.is_binary() {
@@ -143,9 +146,9 @@ fn headline(run: &Run) -> Vec<String> {
         _ => String::new(),
     };
     lines.push(format!("Best epoch: {} of {}{metric}{stopped}.", run.report.best_epoch, run.epochs.len()));
-    // A binary AUC with DeLong's 95 % interval, from predictions.csv.
+    // A binary AUC with DeLong's 95 % interval.
     let auc_ci = if run.is_binary() {
-        format!(" (95% CI {})", interval(derma_eval::auc_delong95(&run.test.positives(), &run.test.scores()).ok()))
+        format!(" (95% CI {})", interval(c.auc_ci95))
     } else {
         String::new()
     };
@@ -297,7 +300,7 @@ fn test_results(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
         cells(["balanced accuracy".into(), num(t.balanced_accuracy)]),
     ];
     if run.is_binary() {
-        let ci = interval(derma_eval::auc_delong95(&run.test.positives(), &run.test.scores()).ok());
+        let ci = interval(c.auc_ci95);
         rows.push(cells(["ROC AUC".into(), format!("{} (95% CI {ci}, DeLong)", num(t.auc.unwrap_or(t.auc_macro)))]));
         if let Some(ap) = t.ap {
             rows.push(cells(["average precision (PR AUC)".into(), num(ap)]));
@@ -382,7 +385,7 @@ fn threshold_section(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
     doc.push(Block::Paragraph(format!(
         "Test ROC AUC {} (95% CI {}, DeLong), average precision {} (threshold-free).",
         num(t.auc.unwrap_or(t.auc_macro)),
-        interval(derma_eval::auc_delong95(&run.test.positives(), &run.test.scores()).ok()),
+        interval(c.auc_ci95),
         t.ap.map_or("n/a".into(), num)
     )));
 }

@@ -232,6 +232,7 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
             plots: &plot_list,
             gallery: &gallery_section,
             notes: &notes,
+            auc_ci95: if run.is_binary() { derma_eval::auc_delong95(&run.test.positives(), &run.test.scores()).ok() } else { None },
         },
     );
     // The pages first (the HTML embeds the new images), then the old thumbnails go: a failure

@@ -886,7 +886,7 @@ fn fit_from(
             println!("note: {note}");
         }
         let m = &b.at_threshold;
-        // 95 % intervals: Wilson from the counts, DeLong for the AUC.
+        // 95 % intervals: Wilson from the counts, DeLong's for the AUC.
         let ci = |v: Option<(f64, f64)>| v.map_or_else(|| "n/a".to_string(), |(lo, hi)| format!("{lo:.3}-{hi:.3}"));
         println!(
             "threshold {} = {} ({}): test sensitivity {:.4} [95% CI {}] specificity {:.4} [{}] precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4} [{}], AP {:.4}",
@@ -904,7 +904,8 @@ fn fit_from(
             m.tn,
             m.fn_,
             test.auc,
-            ci(derma_eval::auc_delong95(&test_pred.positives(), &test_pred.scores()).ok()),
+            // report.json's DeLong interval (computed once, there).
+            ci(report_value["test"]["auc_ci95"][0].as_f64().zip(report_value["test"]["auc_ci95"][1].as_f64())),
             b.ap
         );
         if c.value != 0.5 {
