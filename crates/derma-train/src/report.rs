@@ -17,7 +17,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(derma_report::write_atomic(path, contents)?)
 }
 
-/// The files of a run folder that make it a run (a finished or an interrupted one).
+/// The files of a run folder that make it a run (a finished or an interrupted one); a fresh
+/// run into the folder removes all but `config.toml` before writing its own.
 pub const RUN_FILES: [&str; 11] = [
     "config.toml",
     "splits.csv",
@@ -146,8 +147,8 @@ pub fn splits_csv(paths: &[Vec<std::path::PathBuf>; 3], patients: Option<&[Vec<S
         let names = splits[k].class_names();
         for (i, path) in paths[k].iter().enumerate() {
             let patient = patients.map_or("", |p| p[k][i].as_str());
-            // An image without a patient id is its own patient (`image:<path>`): left empty.
-            let patient = if patient.starts_with("image:") { "" } else { patient };
+            // An image without a patient id is its own patient: left empty.
+            let patient = if patient.starts_with(crate::train::OWN_PATIENT) { "" } else { patient };
             let _ = writeln!(
                 s,
                 "{name},{i},{},{},{}",

@@ -70,6 +70,10 @@ fn to_dataset(split: &medmnist::Split, names: &[String]) -> anyhow::Result<Image
     .map_err(|e| anyhow::anyhow!(e))
 }
 
+/// The patient id of an image without one in [`TaskData::patients`]: this prefix and its path
+/// (its own patient, grouped with no other image; `splits.csv` leaves it empty).
+pub(crate) const OWN_PATIENT: &str = "image:";
+
 /// Loads the configured data — a MedMNIST dataset (downloading it if needed), the `.npz`
 /// given with `--npz`, or image files (`folder`, `csv`, `cbis-ddsm`) — and applies the binary
 /// view of `--positive-classes`.
@@ -224,7 +228,7 @@ fn load_files(config: &TrainConfig) -> anyhow::Result<TaskData> {
             .patients
             .iter()
             .zip(&split.paths)
-            .map(|(p, path)| p.clone().unwrap_or_else(|| format!("image:{}", path.display())))
+            .map(|(p, path)| p.clone().unwrap_or_else(|| format!("{OWN_PATIENT}{}", path.display())))
             .collect()
     };
     let patients = Some([patients(&crops.train), patients(&crops.val), patients(&crops.test)]);
@@ -534,7 +538,9 @@ fn fit_from(
         // An older run's results (--overwrite, a retrained sweep fold) must not sit beside
         // this run's config.toml and model.bpk.
         checkpoint::remove(out_dir);
-        let _ = report::remove_outputs(out_dir, &RESULT_FILES);
+        // Every run file but config.toml, which is written next.
+        let results: Vec<&str> = report::RUN_FILES.into_iter().filter(|f| *f != "config.toml").collect();
+        let _ = report::remove_outputs(out_dir, &results);
     }
     write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
     if let Some(paths) = &data.paths {
@@ -970,22 +976,6 @@ fn write_report_pages(out_dir: &Path, data: &TaskData, train_counts: &[usize]) {
         Err(e) => eprintln!("warning: the report pages were not written: {e}"),
     }
 }
-
-/// What a finished run writes besides `config.toml` (removed when a fresh run starts in the
-/// folder; `--out` refuses a folder holding any of them without `--overwrite`:
-/// [`report::RUN_FILES`]).
-const RESULT_FILES: [&str; 10] = [
-    "model.bpk",
-    "metrics.csv",
-    "predictions.csv",
-    "thresholds.csv",
-    "report.json",
-    "report.md",
-    "report.html",
-    "plots",
-    "gallery",
-    "splits.csv",
-];
 
 /// Warnings for an `input_norm` or `padding` in the configuration (an earlier run's config.toml
 /// reused with `--config`, say) that differs from what a fresh run derives from `pretrained`:

@@ -82,8 +82,9 @@ fn run() -> anyhow::Result<()> {
     config.check_storable().map_err(|e| anyhow::anyhow!(e))?;
     let mut base: toml::Table = toml::from_str(&config.to_toml()).map_err(|e| anyhow::anyhow!("the merged configuration: {e}"))?;
     base.remove("out");
-    for (k, v) in table(&cli.set, "set")? {
-        base.insert(k, v);
+    let set = table(&cli.set, "set")?;
+    for (k, v) in &set {
+        base.insert(k.clone(), v.clone());
     }
     let options = CascadeOptions { base, stage1: table(&cli.stage1, "stage1")?, stage2: table(&cli.stage2, "stage2")?, recalls: cli.recall };
     // Every flag checked before any work; a refused value from the --config file says where
@@ -93,7 +94,7 @@ fn run() -> anyhow::Result<()> {
         .filter(|id| matches.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine))
         .map(|id| id.as_str().to_string())
         .chain(options.stage1.keys().chain(options.stage2.keys()).cloned())
-        .chain(table(&cli.set, "set")?.keys().cloned())
+        .chain(set.keys().cloned())
         .collect();
     options.configs_for(cli.resume).map_err(|e| {
         anyhow::anyhow!("{}", derma_train::cli::with_config_source(&format!("{e:#}"), config_file.as_deref(), |key| given.iter().any(|g| g == key)))
