@@ -354,23 +354,42 @@ pub fn attach_negative_lists<I: IntoIterator<Item = OsString>>(command: &Command
 }
 
 /// The configuration key a check's message is about: `lr` for "--lr must be > 0, got -0.5",
-/// `class_weights` for "--class-weights: ..." (after a `stage N: ` prefix too); `None` when it
-/// does not start with a flag.
+/// `class_weights` for "--class-weights: ..." (after a `stage N: ` prefix too), and the dotted
+/// path of an augmentation knob, `augment_knobs.rotation` for "--rotation
+/// (augment_knobs.rotation) must be ..."; `None` when it does not start with a flag.
 pub fn key_of_message(message: &str) -> Option<String> {
     let message = match message.strip_prefix("stage ") {
         Some(rest) => rest.split_once(": ").map_or(message, |(_, m)| m),
         None => message,
     };
     let flag = message.strip_prefix("--")?.split([' ', ':']).next()?;
-    (!flag.is_empty()).then(|| flag.replace('-', "_"))
+    if flag.is_empty() {
+        return None;
+    }
+    let knob = message.split_once("(augment_knobs.").and_then(|(_, rest)| rest.split_once(')')).map(|(knob, _)| knob);
+    Some(match knob {
+        Some(knob) => format!("augment_knobs.{knob}"),
+        None => flag.replace('-', "_"),
+    })
+}
+
+/// The flag (its clap id) that sets the configuration key `key` ([`key_of_message`]): the key
+/// itself, or a knob's own flag (`augment_knobs.zoom` is `--zoom`).
+pub fn flag_of_key(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
 }
 
 /// `message` (a check's refusal) with where its value came from when that is the `--config`
-/// file `file`: the key it is about ([`key_of_message`]) is set in the file, and not
-/// `given_elsewhere` (on the command line, say).
+/// file `file`: the key it is about ([`key_of_message`], a dotted path into a table) is set in
+/// the file, and not `given_elsewhere` (on the command line, say; it is handed that key).
 pub fn with_config_source(message: &str, file: Option<&std::path::Path>, given_elsewhere: impl Fn(&str) -> bool) -> String {
     let Some((file, key)) = file.zip(key_of_message(message)) else { return message.to_string() };
-    let in_file = std::fs::read_to_string(file).ok().and_then(|t| t.parse::<toml::Table>().ok()).is_some_and(|t| t.contains_key(&key));
+    let table = std::fs::read_to_string(file).ok().and_then(|t| t.parse::<toml::Table>().ok());
+    let in_file = table.is_some_and(|t| {
+        let mut path = key.split('.');
+        let first = t.get(path.next().unwrap_or_default());
+        path.try_fold(first, |value, part| Some(value?.as_table()?.get(part))).flatten().is_some()
+    });
     if in_file && !given_elsewhere(&key) {
         format!("{message} (the value of `{key}` in --config {})", file.display())
     } else {
@@ -472,5 +491,22 @@ mod tests {
         let command = <Cli as clap::CommandFactory>::command();
         let args = attach_negative_lists(&command, ["derma-train", "--zoom", "-1,2", "--lr", "-1,2", "-0.5,1"].map(OsString::from));
         assert_eq!(args, ["derma-train", "--zoom=-1,2", "--lr", "-1,2", "-0.5,1"].map(OsString::from));
+    }
+
+    /// The key a refusal is about, as the config file spells it (a knob's through its table).
+    #[test]
+    fn the_key_of_a_message() {
+        for (message, key) in [
+            ("--lr must be > 0, got -0.5", Some("lr")),
+            ("--class-weights: expected 7 numbers", Some("class_weights")),
+            ("stage 2: --alpha lists 3 values but there are 2 classes", Some("alpha")),
+            ("--rotation (augment_knobs.rotation) must be in [0, 180] degrees, got -5", Some("augment_knobs.rotation")),
+            ("--zoom (augment_knobs.zoom) must be [min, max]", Some("augment_knobs.zoom")),
+            ("stage 1: --crop-scale (augment_knobs.crop_scale) must be", Some("augment_knobs.crop_scale")),
+            ("no flag here", None),
+        ] {
+            assert_eq!(key_of_message(message).as_deref(), key, "{message}");
+        }
+        assert_eq!((flag_of_key("augment_knobs.crop_scale"), flag_of_key("lr")), ("crop_scale", "lr"));
     }
 }

@@ -86,7 +86,8 @@ fn run() -> anyhow::Result<()> {
         anyhow::anyhow!(
             "{}",
             derma_train::cli::with_config_source(&e, config_file.as_deref(), |key| {
-                !flags.iter().any(|f| f == key) || matches.value_source(key) == Some(ValueSource::CommandLine)
+                let flag = derma_train::cli::flag_of_key(key);
+                !flags.iter().any(|f| f == flag) || matches.value_source(flag) == Some(ValueSource::CommandLine)
             })
         )
     })?;

@@ -349,7 +349,8 @@ impl Plan {
             // A value from the plan's config file is named there, not as [base]'s.
             let key = crate::cli::key_of_message(&e).unwrap_or_default();
             match &self.config_file {
-                Some((file, keys)) if keys.contains(&key) => anyhow::anyhow!("plan {at}: config {}: {e}", file.display()),
+                // A knob (`augment_knobs.rotation`) is the file's if its table is.
+                Some((file, keys)) if keys.iter().any(|k| Some(k.as_str()) == key.split('.').next()) => anyhow::anyhow!("plan {at}: config {}: {e}", file.display()),
                 _ => anyhow::anyhow!("plan {at}: [base]: {e}"),
             }
         })?;

@@ -220,5 +220,13 @@ fn cascade_refuses_a_multi_class_task_and_bad_stage_keys() {
     let o = derma_cascade(&[&base[..], &["--set", "lr=-2.0"]].concat());
     let e = text(&o.stderr);
     assert!(!o.status.success() && e.contains("--lr must be > 0, got -2") && !e.contains("mine.toml"), "{e}");
+    // An augmentation knob of the file's [augment_knobs]; a --set of that table replaces it.
+    std::fs::write(&config, "[augment_knobs]\nhflip = 1.5\n").unwrap();
+    let o = derma_cascade(&base);
+    let e = text(&o.stderr);
+    assert!(!o.status.success() && e.contains("(the value of `augment_knobs.hflip` in --config") && e.contains("mine.toml"), "{e}");
+    let o = derma_cascade(&[&base[..], &["--set", "augment_knobs={ hflip = 2.0 }"]].concat());
+    let e = text(&o.stderr);
+    assert!(!o.status.success() && e.contains("--hflip (augment_knobs.hflip) must be in [0, 1], got 2") && !e.contains("mine.toml"), "{e}");
     assert!(!out.exists(), "nothing is written before the checks pass");
 }

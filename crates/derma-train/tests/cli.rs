@@ -858,5 +858,18 @@ fn a_bad_config_value_names_the_file() {
     let o = derma_train(&["--config", config.to_str().unwrap(), "--lr", "-2", "--backend", "cpu", "--out", out.to_str().unwrap()]);
     let err = text(&o.stderr);
     assert!(!o.status.success() && err.contains("--lr must be > 0, got -2") && !err.contains("mine.toml"), "{err}");
+    // An augmentation knob sits in the file's [augment_knobs] table.
+    std::fs::write(&config, "[augment_knobs]\nrotation = -5.0\n").unwrap();
+    let o = derma_train(&["--config", config.to_str().unwrap(), "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("--rotation (augment_knobs.rotation) must be in [0, 180] degrees, got -5 (the value of `augment_knobs.rotation` in --config")
+            && err.contains("mine.toml"),
+        "{err}"
+    );
+    let o = derma_train(&["--config", config.to_str().unwrap(), "--rotation", "-7", "--backend", "cpu", "--out", out.to_str().unwrap()]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("got -7") && !err.contains("mine.toml"), "{err}");
     assert!(!out.exists());
 }

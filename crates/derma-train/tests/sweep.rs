@@ -368,6 +368,10 @@ fn plan_errors_name_the_file_and_the_key() {
     let text = format!("config = \"bad.toml\"\n[base]\nlr = -2.0\n{phase}");
     let e = format!("{:#}", Plan::from_toml(&text, &at).unwrap().validate().unwrap_err());
     assert!(e.contains("p.toml: [base]: --lr must be > 0, got -2"), "{e}");
+    // So is an augmentation knob: its table is the file's.
+    std::fs::write(dir.path().join("knob.toml"), "[augment_knobs]\nrotation = -5.0\n").unwrap();
+    let e = format!("{:#}", Plan::from_toml(&format!("config = \"knob.toml\"\n{phase}"), &at).unwrap().validate().unwrap_err());
+    assert!(e.contains("knob.toml: --rotation (augment_knobs.rotation) must be") && !e.contains("[base]"), "{e}");
 
     // A valid plan: grids expand (keys alphabetically, the last fastest), phases keep their order.
     let text = "folds = 3\n[[phase]]\nname = \"a\"\ngrid = { gamma = [1.0, 2.0], alpha = [0.25, 0.5] }\n[[phase]]\nname = \"b\"\ntrials = [{ lr = 0.01 }]\n";

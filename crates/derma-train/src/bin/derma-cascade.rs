@@ -97,7 +97,10 @@ fn run() -> anyhow::Result<()> {
         .chain(set.keys().cloned())
         .collect();
     options.configs_for(cli.resume).map_err(|e| {
-        anyhow::anyhow!("{}", derma_train::cli::with_config_source(&format!("{e:#}"), config_file.as_deref(), |key| given.iter().any(|g| g == key)))
+        anyhow::anyhow!("{}", derma_train::cli::with_config_source(&format!("{e:#}"), config_file.as_deref(), |key| {
+            // The flag, or the top-level key a --set / --stageN table replaces (`augment_knobs`).
+            given.iter().any(|g| g == derma_train::cli::flag_of_key(key) || key.split('.').next() == Some(g.as_str()))
+        }))
     })?;
     for w in options.ignored_settings() {
         eprintln!("{w}");
