@@ -14,7 +14,7 @@ use clap::Parser;
 
 use derma_data::{Augment, AugmentConfig, AugmentPreset, Loader, LoaderConfig, Normalize};
 use derma_train::TrainConfig;
-use derma_train::train::load_data;
+use derma_train::dataset::load_data;
 
 /// Images per second of the data pipeline alone (no model).
 #[derive(Parser)]

@@ -65,7 +65,8 @@ use crate::evaluate::Predictions;
 use crate::predict::RunModel;
 use crate::report::write_atomic;
 use crate::sweep::{data_fingerprint, merge_config};
-use crate::train::{TaskData, fit, load_data};
+use crate::dataset::{TaskData, load_data};
+use crate::train::fit;
 
 /// Stage 1's keys over the base configuration.
 pub fn stage1_recipe() -> toml::Table {

@@ -57,7 +57,7 @@ pub struct State {
     /// The `metrics.csv` rows of the finished epochs (without the header): the resumed run
     /// writes them again before its own, whatever metrics.csv held when it stopped.
     pub metrics_rows: Vec<String>,
-    /// [`crate::train::TaskData::fingerprint`] of the data trained on (absent in checkpoints
+    /// [`crate::dataset::TaskData::fingerprint`] of the data trained on (absent in checkpoints
     /// of earlier versions): a resume refuses other data.
     #[serde(default)]
     pub data_hash: Option<String>,

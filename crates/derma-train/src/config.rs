@@ -660,7 +660,7 @@ impl TrainConfig {
                 && let Ok(info) = medmnist::lookup(&self.dataset)
             {
                 let names: Vec<String> = info.labels.iter().map(|l| l.to_string()).collect();
-                crate::train::binary_view(p, &names, &self.dataset).map_err(|e| e.to_string())?;
+                crate::dataset::binary_view(p, &names, &self.dataset).map_err(|e| e.to_string())?;
             }
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {

@@ -5,6 +5,7 @@
 //! - [`config`]: the run configuration (TOML + flags) and its validation.
 //! - [`cli`]: the training flags shared by the binaries, and their error exit.
 //! - [`backend`]: the device — wgpu GPU or the Flex CPU backend.
+//! - [`dataset`]: the task's data — MedMNIST or image files → train / val / test datasets.
 //! - [`pretrained`]: where ImageNet / user weights come from.
 //! - [`loss`]: cross-entropy, BCE, focal and combined losses with class weights.
 //! - [`metric`]: the metric-learning auxiliary loss: batch-hard triplets on the embedding
@@ -36,6 +37,7 @@ pub mod cascade;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod dataset;
 pub mod evaluate;
 pub mod flat_adamw;
 pub mod fused_adamw;

@@ -149,7 +149,7 @@ pub fn list_images(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Decodes `paths` with the run's file pipeline into a dataset (labels 0: unknown): a file
 /// dataset's run at its image size; a MedMNIST run's the way its `.npz` images went, brought
 /// to the dataset's resolution (`size`) and then shrunk to the image size if that is smaller
-/// ([`crate::train::shrink_to`]; a larger one is reached by the evaluation transform, as in
+/// ([`crate::dataset::shrink_to`]; a larger one is reached by the evaluation transform, as in
 /// training), so a file holding an `.npz` image scores as that image does. Grayscale files stay
 /// 1-channel unless some file is colour. A MedMNIST run trained on 8-bit images without an
 /// intensity window, so a 16-bit file is scaled by its full range there (`Intensity::None`);
@@ -191,7 +191,7 @@ pub fn read_images(paths: &[PathBuf], config: &TrainConfig, class_names: &[Strin
     }
     let dataset = ImageDataset::new(pixels, vec![0; images.len()], [size, size, channels], class_names.to_vec())
         .map_err(|e| anyhow::anyhow!(e))?;
-    if config.is_file_dataset() { Ok(dataset) } else { crate::train::shrink_to(dataset, config.image_size()) }
+    if config.is_file_dataset() { Ok(dataset) } else { crate::dataset::shrink_to(dataset, config.image_size()) }
 }
 
 /// One split of a MedMNIST-layout `.npz`, labelled as the run was trained: a
@@ -227,7 +227,7 @@ pub fn read_npz_split(path: &Path, split: SplitName, run: &RunModel) -> anyhow::
             .map_err(|e| anyhow::anyhow!("{}: {e} (the run's classes: {})", path.display(), run.class_names.join(", ")));
     };
     let names: Vec<String> = info.labels.iter().map(|l| l.to_string()).collect();
-    let (positives, bin) = crate::train::binary_view(positive, &names, &run.config.dataset)?;
+    let (positives, bin) = crate::dataset::binary_view(positive, &names, &run.config.dataset)?;
     let d = ImageDataset::new(s.images, labels, shape, names)
         .map_err(|e| anyhow::anyhow!("{}: {e} (the run was trained on {})", path.display(), run.config.dataset))?;
     Ok(d.binary(&positives, bin))
@@ -306,7 +306,7 @@ mod tests {
             let config = TrainConfig { image_size: Some(image_size), ..TrainConfig::default() };
             assert_eq!(config.size as usize, size, "the built-in config is the 28-px DermaMNIST");
             let npz = ImageDataset::new(pixels.clone(), vec![0; n], [size, size, 3], names.clone()).unwrap();
-            let want = crate::train::shrink_to(npz, image_size).unwrap();
+            let want = crate::dataset::shrink_to(npz, image_size).unwrap();
             let got = read_images(&paths, &config, &names).unwrap();
             assert_eq!(got.image_shape(), want.image_shape(), "image size {image_size}");
             assert_eq!(got.image_shape()[0], image_size.min(size));

@@ -140,7 +140,7 @@ pub fn csv_field(v: &str) -> String {
 /// train, val and test — which file `index` is in `predictions.csv`, and which patient (empty
 /// for an image without one: it was split on its own) — so the patient-level split can be
 /// checked and every prediction traced to its file. `paths` and `patients` per split as in
-/// [`crate::train::TaskData`]; labels as class names.
+/// [`crate::dataset::TaskData`]; labels as class names.
 pub fn splits_csv(paths: &[Vec<std::path::PathBuf>; 3], patients: Option<&[Vec<String>; 3]>, splits: [&ImageDataset; 3]) -> String {
     let mut s = String::from("split,index,path,patient_id,label\n");
     for (k, name) in ["train", "val", "test"].into_iter().enumerate() {
@@ -148,7 +148,7 @@ pub fn splits_csv(paths: &[Vec<std::path::PathBuf>; 3], patients: Option<&[Vec<S
         for (i, path) in paths[k].iter().enumerate() {
             let patient = patients.map_or("", |p| p[k][i].as_str());
             // An image without a patient id is its own patient: left empty.
-            let patient = if patient.starts_with(crate::train::OWN_PATIENT) { "" } else { patient };
+            let patient = if patient.starts_with(crate::dataset::OWN_PATIENT) { "" } else { patient };
             let _ = writeln!(
                 s,
                 "{name},{i},{},{},{}",

@@ -78,7 +78,8 @@ use crate::config::TrainConfig;
 use crate::select::SelectMetric;
 use crate::folds::{self, Fold};
 use crate::report::{csv_field, write_atomic};
-use crate::train::{Diverged, RunOutcome, TaskData, fit, load_data};
+use crate::dataset::{FNV_OFFSET, TaskData, fnv1a, fnv1a_images, load_data};
+use crate::train::{Diverged, RunOutcome, fit};
 
 /// Keys every run sets from its weight source (`fit_from`): not for a plan.
 const DERIVED_KEYS: [&str; 2] = ["input_norm", "padding"];
@@ -826,23 +827,6 @@ fn folds_recorded(out: &Path, number: usize, params_key: &str, folds: usize, con
 /// A fold folder's `score.json`, if readable.
 fn score_json(dir: &Path) -> Option<serde_json::Value> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("score.json")).ok()?).ok()
-}
-
-/// FNV-1a, 64 bits: a stable hash (the same on every platform and build) for folder names
-/// and data fingerprints.
-pub(crate) fn fnv1a(h: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-}
-
-pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// [`fnv1a`] over every image of `d` followed by its label (u64, little-endian), in order.
-pub(crate) fn fnv1a_images(mut h: u64, d: &ImageDataset) -> u64 {
-    for i in 0..d.len() {
-        h = fnv1a(h, d.image(i));
-        h = fnv1a(h, &(d.label(i) as u64).to_le_bytes());
-    }
-    h
 }
 
 /// A trial's run folder: `trial-NNN-HHHHHHHH`, the trial number and a hash of its effective

@@ -7,7 +7,8 @@ use derma_data::ImageDataset;
 use derma_model::MobileNetV2Config;
 use derma_train::TrainConfig;
 use derma_train::gradcam::{Heatmap, Target, gradcam};
-use derma_train::train::{TaskData, fit};
+use derma_train::dataset::TaskData;
+use derma_train::train::fit;
 
 /// Reference Grad-CAM by definition, with Burn's autodiff: α_k = mean_ij ∂y_c/∂A_k(i,j),
 /// map = ReLU(Σ_k α_k A_k) — the computation of the original paper / pytorch-grad-cam.

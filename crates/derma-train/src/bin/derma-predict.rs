@@ -115,7 +115,7 @@ fn run() -> anyhow::Result<()> {
     }
     let (dataset, names) = if is_npz {
         // Shrunk as the training run shrank its file (area filter), so the scores match.
-        let d = derma_train::train::shrink_to(read_npz_split(&cli.input, split, &run)?, run.image_size())?;
+        let d = derma_train::dataset::shrink_to(read_npz_split(&cli.input, split, &run)?, run.image_size())?;
         let names = (0..d.len()).map(|i| i.to_string()).collect::<Vec<_>>();
         (d, names)
     } else {
