@@ -20,6 +20,7 @@ use crate::metric::MetricHead;
 use crate::mining::{EpochLosses, HardMining, Mined};
 use crate::report::{self, EpochRow, write_atomic};
 use crate::captured_step::CapturedStep;
+use crate::loss::Loss;
 use crate::step::{RunningLoss, TrainStep, adamw};
 
 /// Learning rate at `step` (0-based) of `total`: linear warmup over `warmup` steps, then
@@ -152,20 +153,7 @@ fn fit_from(
     from: Option<checkpoint::State>,
 ) -> anyhow::Result<RunOutcome> {
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
-    // The training steps run on this thread; the batch-norm, depthwise and pointwise choices
-    // are the thread's.
-    derma_model::set_batch_norm_impl(config.batch_norm);
-    if config.batch_norm == derma_model::BatchNormImpl::Burn {
-        println!("batch norm: Burn's batch_norm_train (--batch-norm burn)");
-    }
-    derma_model::set_depthwise_impl(config.depthwise);
-    if config.depthwise == derma_model::DepthwiseImpl::Burn {
-        println!("depthwise convolutions: Burn's conv2d and its backward pass (--depthwise burn)");
-    }
-    derma_model::set_pointwise_impl(config.pointwise);
-    if config.pointwise == derma_model::PointwiseImpl::Kernels {
-        println!("1x1 convolutions: derma-model's pointwise kernels (--pointwise kernels)");
-    }
+    select_kernels(config);
     let data_hash = data.fingerprint();
     if let Some(recorded) = from.as_ref().and_then(|s| s.data_hash.as_deref())
         && recorded != data_hash
@@ -215,31 +203,7 @@ fn fit_from(
 
     let train_device = device.clone().autodiff();
     device.seed(config.seed);
-    let model_config = MobileNetV2Config::new(num_logits)
-        .with_width(config.width)
-        .with_in_channels(config.in_channels)
-        .with_output_stride(config.output_stride)
-        .with_dilate(config.dilate)
-        .with_dropout(config.dropout)
-        .with_padding(padding);
-    let mut model = model_config.init(&train_device);
-    if let Some(path) = weights {
-        model = load_torchvision(model, path, false).map_err(|e| anyhow::anyhow!("--pretrained: {e:#}"))?;
-        println!("weights: {} (input normalisation {input_norm:?}, padding {padding:?}; new {num_logits}-logit classifier)", path.display());
-        if !config.freeze_bn && model.has_identity_bn_statistics() {
-            eprintln!(
-                "warning: {} holds identity batch-norm statistics (mean 0, variance 1: batch norms folded into the \
-                 convolutions, as in the converted TF-lite weights). In training mode every batch norm re-normalises \
-                 its layer with batch statistics, which changes the pretrained function; --freeze-bn keeps it \
-                 (docs/results.md, transfer learning: 64 px DermaMNIST-ham, with and without).",
-                path.display()
-            );
-        }
-    }
-    if config.freeze_bn {
-        model = model.set_bn_frozen(true);
-        println!("batch norms: running statistics throughout training (--freeze-bn)");
-    }
+    let (model_config, mut model) = build_model(config, num_logits, weights, (input_norm, padding), &train_device)?;
     // Every setting is resolved (loss weights, threshold rule, pretrained weights): a flag
     // that fails above leaves no config.toml to block the corrected command.
     if from.is_none() {
@@ -286,7 +250,7 @@ fn fit_from(
     // With a metric head, the captured step takes over the eager step's freshly initialised
     // head (the eager step then keeps none).
     let mut captured = capture.then(|| new_captured(step_state.take_metric()));
-    let (mut eager_reported, mut graphs_reported) = (false, Vec::<(usize, usize)>::new());
+    let mut capture_news = CaptureNews::default();
     let train_labels = data.train.labels();
     let mut mining = config.mining().map(|m| HardMining::new(m, train_labels, binary));
     let mut mined: Option<Mined> = None;
@@ -397,18 +361,7 @@ fn fit_from(
                 epoch,
             },
         );
-        let bar = if tty {
-            let b = ProgressBar::new(loader.len() as u64);
-            b.set_style(
-                ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(format!("{}/{}", epoch + 1, config.epochs));
-            b
-        } else {
-            ProgressBar::hidden()
-        };
+        let bar = progress_bar(tty, loader.len(), epoch, config.epochs);
         // The running loss stays on the device; it is read every `report_every` steps only.
         let mut running = RunningLoss::new(device);
         let mut running_metric = RunningLoss::new(device);
@@ -462,22 +415,8 @@ fn fit_from(
         let train_loss = running.mean();
         let train_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        // Said once, at the end of the epoch where the capture happened or failed.
         if let Some(c) = captured.as_ref() {
-            if let (Err(why), false) = (c.captured(), eager_reported) {
-                println!("training step: not captured, every step eager: {why}");
-                eager_reported = true;
-            }
-            // Each graph once: the full batch's (again after a recapture), and an epoch's last,
-            // smaller batch's, recorded at its second epoch.
-            for (i, (size, from)) in c.graphs().into_iter().enumerate() {
-                let Some(from) = from.filter(|from| !graphs_reported.contains(&(size, *from))) else { continue };
-                match i {
-                    0 => println!("training step: the captured graph is replayed from step {from}"),
-                    _ => println!("training step: the {size}-image last batch has a graph of its own, replayed from step {from}"),
-                }
-                graphs_reported.push((size, from));
-            }
+            capture_news.report(c);
         }
         if !train_loss.is_finite() {
             return Err(diverged(out_dir, Diverged { epoch: epoch + 1, loss: train_loss, validation: false }, &signature(config, device, backend_name)));
@@ -499,22 +438,7 @@ fn fit_from(
         let val = split_metrics(&val_pred, threshold)?;
         let images_per_second = n_images as f64 / train_seconds;
         let row = EpochRow { epoch: epoch + 1, train_loss, val, lr, seconds: started.elapsed().as_secs_f64(), images_per_second };
-        let mut line = format!(
-            "epoch {:>3}/{}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}  val_bal_acc {:.4}  val_auc {:.4}",
-            row.epoch, config.epochs, row.train_loss, row.val.loss, row.val.accuracy, row.val.balanced_accuracy, row.val.auc
-        );
-        if let Some(b) = &row.val.binary {
-            let m = &b.at_threshold;
-            line += &format!("  sens {:.3} spec {:.3} @{:.3}  fp {}", m.sensitivity, m.specificity, m.threshold, m.fp);
-            if !floor_met {
-                line += " (floor not met)";
-            }
-        }
-        if let Some(m) = metric_loss {
-            line += &format!("  triplet {m:.4}");
-        }
-        line += &format!("  {:.0} img/s  {:.1}s", row.images_per_second, row.seconds);
-        println!("{line}");
+        println!("{}", epoch_line(&row, config.epochs, floor_met, metric_loss));
         if let Some(m) = mined.as_ref().filter(|_| epoch + 1 < config.epochs) {
             println!("{}", mining_line(m, binary, epoch + 2));
         }
@@ -570,68 +494,209 @@ fn fit_from(
     }
 
     let (_, best_epoch, best_model) = best.expect("at least one epoch ran");
-    let val_pred = predict(&best_model, &data.val, size, normalize, config.batch_size, Some(&loss_eval), device);
-    let test_pred = predict(&best_model, &data.test, size, normalize, config.batch_size, Some(&loss_eval), device);
-    let choice = if binary { Some(choose_threshold(&rule, &val_pred)?) } else { None };
-    let threshold = choice.as_ref().map_or(0.5, |c| c.value);
-    let val = split_metrics(&val_pred, threshold)?;
-    let test = split_metrics(&test_pred, threshold)?;
-    write_atomic(
-        &out_dir.join("predictions.csv"),
-        report::predictions_csv(&[("val", &val_pred), ("test", &test_pred)]).as_bytes(),
-    )?;
-    if binary {
-        write_atomic(&out_dir.join("thresholds.csv"), report::thresholds_csv(&val_pred)?.as_bytes())?;
-    }
-    let mut report_value = report::report_json(best_epoch, &class_names, &counts, &test_pred, &test, choice.as_ref().map(|c| (c, &val)))?;
-    // What the run was trained and evaluated on (TaskData::fingerprint): a cascade resumed
-    // later reuses this run only for the same data.
-    report_value["data_hash"] = serde_json::json!(data_hash);
-    write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report_value)?.as_bytes())?;
-    // Only now is the run complete without its checkpoint: a run stopped before this point
-    // is finished by --resume (the final evaluation only, when every epoch had run).
-    checkpoint::remove(out_dir);
-    write_report_pages(out_dir, data, &counts);
+    let finish = Finish { config, data, device, out_dir, rule: &rule, normalize, loss: &loss_eval, data_hash: &data_hash };
+    finish.evaluate(best_epoch, &best_model)
+}
 
-    println!("\nbest epoch {best_epoch} (by val {}); test set:", config.select_metric);
-    print!("{}", report::summary_table(&class_names, &test_pred, &test)?);
-    if let (Some(c), Some(b)) = (&choice, &test.binary) {
-        if let Some(note) = &c.note {
-            println!("note: {note}");
-        }
-        let m = &b.at_threshold;
-        // 95 % intervals: Wilson from the counts, DeLong's for the AUC.
-        let ci = |v: Option<(f64, f64)>| v.map_or_else(|| "n/a".to_string(), |(lo, hi)| format!("{lo:.3}-{hi:.3}"));
-        println!(
-            "threshold {} = {} ({}): test sensitivity {:.4} [95% CI {}] specificity {:.4} [{}] precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4} [{}], AP {:.4}",
-            c.rule,
-            derma_report::threshold_text(c.value),
-            if matches!(c.rule, derma_eval::ThresholdRule::Fixed(_)) { "fixed" } else { "chosen on val" },
-            m.sensitivity,
-            ci(m.counts().sensitivity_ci95()),
-            m.specificity,
-            ci(m.counts().specificity_ci95()),
-            m.precision,
-            m.f2,
-            m.tp,
-            m.fp,
-            m.tn,
-            m.fn_,
-            test.auc,
-            // report.json's DeLong interval (computed once, there).
-            ci(report_value["test"]["auc_ci95"][0].as_f64().zip(report_value["test"]["auc_ci95"][1].as_f64())),
-            b.ap
-        );
-        if c.value != 0.5 {
-            let h = report::at_half(&test_pred)?;
-            println!(
-                "threshold 0.5 (for comparison): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {})",
-                h.sensitivity, h.specificity, h.precision, h.f2, h.tp, h.fp, h.tn, h.fn_
+/// The run's network on `device`: MobileNetV2 as configured with the weights' `padding`, the
+/// pretrained `weights` (if any) loaded with a new `num_logits` classifier, and batch norms
+/// frozen with `--freeze-bn`.
+fn build_model(
+    config: &TrainConfig,
+    num_logits: usize,
+    weights: Option<&Path>,
+    (input_norm, padding): (InputNorm, Padding),
+    device: &Device,
+) -> anyhow::Result<(MobileNetV2Config, MobileNetV2)> {
+    let model_config = MobileNetV2Config::new(num_logits)
+        .with_width(config.width)
+        .with_in_channels(config.in_channels)
+        .with_output_stride(config.output_stride)
+        .with_dilate(config.dilate)
+        .with_dropout(config.dropout)
+        .with_padding(padding);
+    let mut model = model_config.init(device);
+    if let Some(path) = weights {
+        model = load_torchvision(model, path, false).map_err(|e| anyhow::anyhow!("--pretrained: {e:#}"))?;
+        println!("weights: {} (input normalisation {input_norm:?}, padding {padding:?}; new {num_logits}-logit classifier)", path.display());
+        if !config.freeze_bn && model.has_identity_bn_statistics() {
+            eprintln!(
+                "warning: {} holds identity batch-norm statistics (mean 0, variance 1: batch norms folded into the \
+                 convolutions, as in the converted TF-lite weights). In training mode every batch norm re-normalises \
+                 its layer with batch statistics, which changes the pretrained function; --freeze-bn keeps it \
+                 (docs/results.md, transfer learning: 64 px DermaMNIST-ham, with and without).",
+                path.display()
             );
         }
     }
-    println!("run folder: {}", out_dir.display());
-    Ok(RunOutcome { out_dir: out_dir.to_path_buf(), best_epoch, test, report: report_value })
+    if config.freeze_bn {
+        model = model.set_bn_frozen(true);
+        println!("batch norms: running statistics throughout training (--freeze-bn)");
+    }
+    Ok((model_config, model))
+}
+
+/// The kernels the training steps of this thread use (batch norm, depthwise and 1x1
+/// convolutions: the choices are the thread's), said when they are not the defaults.
+fn select_kernels(config: &TrainConfig) {
+    derma_model::set_batch_norm_impl(config.batch_norm);
+    if config.batch_norm == derma_model::BatchNormImpl::Burn {
+        println!("batch norm: Burn's batch_norm_train (--batch-norm burn)");
+    }
+    derma_model::set_depthwise_impl(config.depthwise);
+    if config.depthwise == derma_model::DepthwiseImpl::Burn {
+        println!("depthwise convolutions: Burn's conv2d and its backward pass (--depthwise burn)");
+    }
+    derma_model::set_pointwise_impl(config.pointwise);
+    if config.pointwise == derma_model::PointwiseImpl::Kernels {
+        println!("1x1 convolutions: derma-model's pointwise kernels (--pointwise kernels)");
+    }
+}
+
+/// An epoch's progress bar on a terminal (hidden otherwise).
+fn progress_bar(tty: bool, batches: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    if !tty {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(batches as u64);
+    b.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b.set_prefix(format!("{}/{epochs}", epoch + 1));
+    b
+}
+
+/// What the captured step has said so far: each piece of news once, at the end of the epoch
+/// where the capture happened or failed.
+#[derive(Default)]
+struct CaptureNews {
+    eager: bool,
+    graphs: Vec<(usize, usize)>,
+}
+
+impl CaptureNews {
+    fn report(&mut self, c: &CapturedStep) {
+        if let (Err(why), false) = (c.captured(), self.eager) {
+            println!("training step: not captured, every step eager: {why}");
+            self.eager = true;
+        }
+        // Each graph once: the full batch's (again after a recapture), and an epoch's last,
+        // smaller batch's, recorded at its second epoch.
+        for (i, (size, from)) in c.graphs().into_iter().enumerate() {
+            let Some(from) = from.filter(|from| !self.graphs.contains(&(size, *from))) else { continue };
+            match i {
+                0 => println!("training step: the captured graph is replayed from step {from}"),
+                _ => println!("training step: the {size}-image last batch has a graph of its own, replayed from step {from}"),
+            }
+            self.graphs.push((size, from));
+        }
+    }
+}
+
+/// An epoch's line: training loss, validation figures (and the operating point of a binary
+/// task), the triplet loss of a metric head, speed and time.
+fn epoch_line(row: &EpochRow, epochs: usize, floor_met: bool, metric_loss: Option<f64>) -> String {
+    let mut line = format!(
+        "epoch {:>3}/{}  train_loss {:.4}  val_loss {:.4}  val_acc {:.4}  val_bal_acc {:.4}  val_auc {:.4}",
+        row.epoch, epochs, row.train_loss, row.val.loss, row.val.accuracy, row.val.balanced_accuracy, row.val.auc
+    );
+    if let Some(b) = &row.val.binary {
+        let m = &b.at_threshold;
+        line += &format!("  sens {:.3} spec {:.3} @{:.3}  fp {}", m.sensitivity, m.specificity, m.threshold, m.fp);
+        if !floor_met {
+            line += " (floor not met)";
+        }
+    }
+    if let Some(m) = metric_loss {
+        line += &format!("  triplet {m:.4}");
+    }
+    line += &format!("  {:.0} img/s  {:.1}s", row.images_per_second, row.seconds);
+    line
+}
+
+/// The end of a run: the best epoch's model evaluated on validation (the threshold) and test,
+/// the result files written, the checkpoint removed and the summary printed.
+struct Finish<'a> {
+    config: &'a TrainConfig,
+    data: &'a TaskData,
+    device: &'a Device,
+    out_dir: &'a Path,
+    rule: &'a ThresholdRule,
+    normalize: Normalize,
+    loss: &'a Loss,
+    data_hash: &'a str,
+}
+
+impl Finish<'_> {
+    fn evaluate(&self, best_epoch: usize, best_model: &MobileNetV2) -> anyhow::Result<RunOutcome> {
+        let Finish { config, data, device, out_dir, normalize, .. } = *self;
+        let (size, binary) = (config.image_size(), data.is_binary());
+        let (class_names, counts) = (data.train.class_names().to_vec(), data.train.class_counts());
+        let val_pred = predict(best_model, &data.val, size, normalize, config.batch_size, Some(self.loss), device);
+        let test_pred = predict(best_model, &data.test, size, normalize, config.batch_size, Some(self.loss), device);
+        let choice = if binary { Some(choose_threshold(self.rule, &val_pred)?) } else { None };
+        let threshold = choice.as_ref().map_or(0.5, |c| c.value);
+        let val = split_metrics(&val_pred, threshold)?;
+        let test = split_metrics(&test_pred, threshold)?;
+        write_atomic(
+            &out_dir.join("predictions.csv"),
+            report::predictions_csv(&[("val", &val_pred), ("test", &test_pred)]).as_bytes(),
+        )?;
+        if binary {
+            write_atomic(&out_dir.join("thresholds.csv"), report::thresholds_csv(&val_pred)?.as_bytes())?;
+        }
+        let mut report_value = report::report_json(best_epoch, &class_names, &counts, &test_pred, &test, choice.as_ref().map(|c| (c, &val)))?;
+        // What the run was trained and evaluated on (TaskData::fingerprint): a cascade resumed
+        // later reuses this run only for the same data.
+        report_value["data_hash"] = serde_json::json!(self.data_hash);
+        write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report_value)?.as_bytes())?;
+        // Only now is the run complete without its checkpoint: a run stopped before this point
+        // is finished by --resume (the final evaluation only, when every epoch had run).
+        checkpoint::remove(out_dir);
+        write_report_pages(out_dir, data, &counts);
+
+        println!("\nbest epoch {best_epoch} (by val {}); test set:", config.select_metric);
+        print!("{}", report::summary_table(&class_names, &test_pred, &test)?);
+        if let (Some(c), Some(b)) = (&choice, &test.binary) {
+            if let Some(note) = &c.note {
+                println!("note: {note}");
+            }
+            let m = &b.at_threshold;
+            // 95 % intervals: Wilson from the counts, DeLong's for the AUC.
+            let ci = |v: Option<(f64, f64)>| v.map_or_else(|| "n/a".to_string(), |(lo, hi)| format!("{lo:.3}-{hi:.3}"));
+            println!(
+                "threshold {} = {} ({}): test sensitivity {:.4} [95% CI {}] specificity {:.4} [{}] precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {}), AUC {:.4} [{}], AP {:.4}",
+                c.rule,
+                derma_report::threshold_text(c.value),
+                if matches!(c.rule, derma_eval::ThresholdRule::Fixed(_)) { "fixed" } else { "chosen on val" },
+                m.sensitivity,
+                ci(m.counts().sensitivity_ci95()),
+                m.specificity,
+                ci(m.counts().specificity_ci95()),
+                m.precision,
+                m.f2,
+                m.tp,
+                m.fp,
+                m.tn,
+                m.fn_,
+                test.auc,
+                // report.json's DeLong interval (computed once, there).
+                ci(report_value["test"]["auc_ci95"][0].as_f64().zip(report_value["test"]["auc_ci95"][1].as_f64())),
+                b.ap
+            );
+            if c.value != 0.5 {
+                let h = report::at_half(&test_pred)?;
+                println!(
+                    "threshold 0.5 (for comparison): test sensitivity {:.4} specificity {:.4} precision {:.4} F2 {:.4} (tp {} fp {} tn {} fn {})",
+                    h.sensitivity, h.specificity, h.precision, h.f2, h.tp, h.fp, h.tn, h.fn_
+                );
+            }
+        }
+        println!("run folder: {}", out_dir.display());
+        Ok(RunOutcome { out_dir: out_dir.to_path_buf(), best_epoch, test, report: report_value })
+    }
 }
 
 /// An epoch's draws without a last batch of a single image: batch norm cannot normalise one
