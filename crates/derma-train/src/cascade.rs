@@ -64,7 +64,7 @@ use crate::config::TrainConfig;
 use crate::evaluate::Predictions;
 use crate::predict::RunModel;
 use crate::report::write_atomic;
-use crate::sweep::{data_fingerprint, merge_config};
+use crate::dataset::data_fingerprint;
 use crate::dataset::{TaskData, load_data};
 use crate::train::fit;
 
@@ -136,8 +136,8 @@ impl CascadeOptions {
     /// ([`TrainConfig::validate_for_resume`]): a stage reused or continued does not read it,
     /// and one trained afresh asks for it then.
     pub fn configs_for(&self, resume: bool) -> anyhow::Result<(TrainConfig, TrainConfig)> {
-        let mut c1 = merge_config(&[&self.base, &stage1_recipe(), &self.stage1]).map_err(|e| anyhow::anyhow!("stage 1: {e}"))?;
-        let mut c2 = merge_config(&[&self.base, &stage2_recipe(), &self.stage2]).map_err(|e| anyhow::anyhow!("stage 2: {e}"))?;
+        let mut c1 = TrainConfig::from_layers(&[&self.base, &stage1_recipe(), &self.stage1]).map_err(|e| anyhow::anyhow!("stage 1: {e}"))?;
+        let mut c2 = TrainConfig::from_layers(&[&self.base, &stage2_recipe(), &self.stage2]).map_err(|e| anyhow::anyhow!("stage 2: {e}"))?;
         for (n, c) in [(1, &mut c1), (2, &mut c2)] {
             // The stages' config.toml hold absolute paths, as derma-train's runs do (also those
             // given with --set, --stage1, --stage2): --resume and derma-predict work from any

@@ -323,6 +323,20 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The configuration of `layers` merged in order over the built-in defaults, exactly as
+    /// `--config` merges a file (each layer replaces whole top-level keys): a sweep trial's or
+    /// a cascade stage's.
+    pub fn from_layers(layers: &[&toml::Table]) -> Result<Self, String> {
+        let mut merged = toml::Table::new();
+        for layer in layers {
+            for (k, v) in layer.iter() {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        let text = toml::to_string(&merged).map_err(|e| e.to_string())?;
+        Self::from_toml(&text)
+    }
+
     /// Reads a TOML config; missing keys take the built-in defaults.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)

@@ -64,6 +64,27 @@ pub(crate) fn fnv1a_images(mut h: u64, d: &ImageDataset) -> u64 {
     h
 }
 
+/// The configuration keys that decide which images are loaded, as text: configurations with
+/// the same fingerprint load the same data (a sweep trial changing one reloads the data).
+pub fn data_fingerprint(c: &TrainConfig) -> String {
+    let file = c.is_file_dataset();
+    format!(
+        "{:?}",
+        (
+            &c.dataset,
+            c.size,
+            &c.npz,
+            &c.data_root,
+            &c.data_dir,
+            &c.manifest,
+            &c.positive_classes,
+            // MedMNIST images are shrunk to the training size at load time too.
+            c.image_size(),
+            file.then(|| (&c.intensity, &c.resize, c.split_fractions, c.seed, &c.patient_pattern)),
+        )
+    )
+}
+
 fn to_dataset(split: &medmnist::Split, names: &[String]) -> anyhow::Result<ImageDataset> {
     ImageDataset::new(
         split.images.clone(),

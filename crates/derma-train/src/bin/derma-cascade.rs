@@ -6,10 +6,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use derma_train::{backend, report};
+use derma_train::{TrainConfig, backend, report};
 use derma_train::cli::{TrainArgs, exit};
 use derma_train::cascade::{self, CascadeOptions, parse_assignment};
-use derma_train::sweep::merge_config;
 
 /// Train and evaluate a two-stage screening cascade.
 #[derive(Parser, Debug)]
@@ -138,7 +137,7 @@ fn run() -> anyhow::Result<()> {
         // SAFETY: only the main thread runs yet (no data loading, no device, no pool).
         unsafe { backend::restore_optimizer_state_on_the_cpu() };
     }
-    let backend = backend::select(&merge_config(&[&options.base]).map_err(|e| anyhow::anyhow!(e))?.backend)?;
+    let backend = backend::select(&TrainConfig::from_layers(&[&options.base]).map_err(|e| anyhow::anyhow!(e))?.backend)?;
     backend::explain_out_of_memory("Give the stages a smaller batch_size (or image size) in the recipe and run it again.".into());
     cascade::run(&options, &out, &backend.device, backend.name, cli.resume)?;
     Ok(())

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use derma_train::sweep::{self, Plan, merge_config};
+use derma_train::sweep::{self, Plan};
 use derma_train::backend;
 
 /// Cross-validated hyper-parameter sweeps for derma-train.
@@ -63,7 +63,7 @@ fn run() -> anyhow::Result<()> {
         return Ok(());
     }
     let out = cli.out.unwrap_or_else(|| PathBuf::from("runs").join(format!("sweep-{}", plan.name)));
-    let base = merge_config(&[&plan.base, &plan.overrides]).map_err(|e| anyhow::anyhow!(e))?;
+    let base = derma_train::TrainConfig::from_layers(&[&plan.base, &plan.overrides]).map_err(|e| anyhow::anyhow!(e))?;
     let backend = backend::select(&base.backend)?;
     backend::explain_out_of_memory("Give the plan a smaller batch_size (or image size) and run it again.".into());
     let summary = sweep::run(&plan, &out, &backend.device, backend.name)?;
