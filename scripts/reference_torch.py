@@ -3,13 +3,13 @@
 
 Run where torch + torchvision + scikit-learn are installed (CPU is enough; used: torch 2.11.0,
 torchvision 0.26.0, scikit-learn 1.9.1; the per-sample, weighted one-vs-rest, scalar-alpha and
-64-px output-stride references added with torch 2.15.0, torchvision 0.29.2, every earlier value
-unchanged):
+64-px output-stride references added with torch 2.15.0, torchvision 0.29.2, as were the AdamW
+steps; every earlier value unchanged):
 
     python3 scripts/reference_torch.py tests/fixtures
 
 Writes (all small, committed):
-  torch_reference.json        losses, gradients, class weights, parameter counts
+  torch_reference.json        losses, gradients, class weights, parameter counts, AdamW steps
   mobilenet_v2_w025.pth       torchvision mobilenet_v2(width_mult=0.25, num_classes=7) state dict,
   mobilenet_v2_w025.safetensors   the same tensors as safetensors,
   mobilenet_v2_w025_io.json   an input batch and the eval-mode logits torchvision computes on it,
@@ -164,6 +164,31 @@ for width in [0.25, 0.35, 0.5, 0.75, 1.0, 1.4]:
     for classes in [1, 7, 1000]:
         m = torchvision.models.mobilenet_v2(width_mult=width, num_classes=classes)
         ref["param_counts"].append({"width": width, "classes": classes, "params": sum(p.numel() for p in m.parameters())})
+
+# ---- AdamW: three steps of a small linear layer, eps 1e-8 (PyTorch's default) and 1e-5 --------
+# derma-train's fused AdamW against torch.optim.AdamW (decoupled weight decay 0.1, lr 0.01):
+# a 5 -> 4 linear layer from fixed weights, loss = scale * sum(y^2) of the inputs times
+# (1 + step). With scale 1e-6 the gradients are ~1e-5, where eps decides the step size.
+# Weights in Burn's layout ([d_input, d_output], torch's transposed).
+def fixed(n):
+    return torch.tensor([((i * 37 % 17) - 8.0) / 10.0 for i in range(n)], dtype=torch.float32)
+
+ref["adamw"] = {"lr": 0.01, "weight_decay": 0.1, "added_with": torch.__version__, "runs": []}
+for scale in [1.0, 1e-6]:
+    for eps in [1e-8, 1e-5]:
+        layer = torch.nn.Linear(5, 4)
+        with torch.no_grad():
+            layer.weight.copy_(fixed(20).reshape(5, 4).T)
+            layer.bias.copy_(fixed(4) * 0.5)
+        opt = torch.optim.AdamW(layer.parameters(), lr=0.01, weight_decay=0.1, eps=eps)
+        x = fixed(30).reshape(6, 5)
+        for step in range(3):
+            opt.zero_grad()
+            y = layer(x * (1.0 + step))
+            (scale * (y * y).sum()).backward()
+            opt.step()
+        ref["adamw"]["runs"].append({"scale": scale, "eps": eps, "weight": layer.weight.detach().T.flatten().tolist(),
+                                     "bias": layer.bias.detach().tolist()})
 
 with open(os.path.join(out, "torch_reference.json"), "w") as f:
     json.dump(ref, f, indent=1)

@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use derma_data::{HostBatch, ImageDataset, Loader, LoaderConfig};
 use derma_model::MobileNetV2;
-use derma_train::step::{Phase, RunningLoss, TrainStep};
+use derma_train::step::{AdamWSettings, Phase, RunningLoss, TrainStep};
 use derma_train::captured_step::{CapturedStep, WARMUP_STEPS};
 use derma_train::LossConfig;
 use serde::Serialize;
@@ -215,7 +215,7 @@ pub fn train_captured(
 /// learning-rate group) and `schedule` with at least [`WARMUP_STEPS`] + 1 untimed steps, so that
 /// every timed step is a replay.
 fn captured_step(train_device: &Device, weight_decay: f64, schedule: Schedule) -> (CapturedStep, Schedule) {
-    let step = CapturedStep::new(LossConfig::ce().init(train_device), weight_decay, 1.0, train_device);
+    let step = CapturedStep::new(LossConfig::ce().init(train_device), AdamWSettings::new(weight_decay), 1.0, train_device);
     (step, Schedule { warmup: schedule.warmup.max(WARMUP_STEPS + 1), ..schedule })
 }
 

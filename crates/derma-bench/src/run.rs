@@ -7,7 +7,7 @@ use burn::prelude::*;
 use derma_data::{Augment, AugmentConfig, AugmentPreset, LoaderConfig, Normalize, batch::assemble};
 use derma_model::{BatchNormImpl, DepthwiseImpl, InputNorm, PointwiseImpl, MobileNetV2, MobileNetV2Config};
 use derma_train::LossConfig;
-use derma_train::step::{TrainStep, burn_adamw};
+use derma_train::step::{AdamWSettings, TrainStep, burn_adamw};
 
 use crate::measure::{self, Schedule};
 use crate::memory;
@@ -106,11 +106,11 @@ pub fn run_config_with(
     let mut model = model(settings, dataset.num_classes(), &train_device);
     let loss = LossConfig::ce().init(&train_device);
     let mut step = match settings.optimizer {
-        Optimizer::AdamWBurn => TrainStep::with_optimizer(burn_adamw(settings.weight_decay), loss, 1.0),
-        _ => TrainStep::new(loss, settings.weight_decay, 1.0),
+        Optimizer::AdamWBurn => TrainStep::with_optimizer(burn_adamw(AdamWSettings::new(settings.weight_decay)), loss, 1.0),
+        _ => TrainStep::new(loss, AdamWSettings::new(settings.weight_decay), 1.0),
     };
     if settings.optimizer == Optimizer::AdamWFlat {
-        step = step.with_flat_adamw(settings.weight_decay).map_err(anyhow::Error::msg)?;
+        step = step.with_flat_adamw(AdamWSettings::new(settings.weight_decay)).map_err(anyhow::Error::msg)?;
     }
     let mut result =
         ConfigResult { size: sb.size, batch: sb.batch, step: None, e2e: None, e2e_captured: None, loader: None, infer: None, infer_graph: None, step_graph: None, step_captured: None, phases: None, memory: None };

@@ -10,7 +10,7 @@ use derma_data::AugmentPreset;
 use derma_data::batch::assemble;
 use derma_model::{BatchNormImpl, DepthwiseImpl, MobileNetV2, MobileNetV2Config, PointwiseImpl};
 use derma_train::LossConfig;
-use derma_train::step::TrainStep;
+use derma_train::step::{AdamWSettings, TrainStep};
 
 fn settings() -> Settings {
     Settings {
@@ -100,7 +100,7 @@ fn measurements_are_positive_and_steps_update_the_weights() {
     device.seed(0);
     let model = MobileNetV2Config::new(7).with_width(0.25).init(&train_device);
     let (cls0, stem0) = weights(&model);
-    let mut step = TrainStep::new(LossConfig::ce().init(&train_device), 1e-4, 1.0);
+    let mut step = TrainStep::new(LossConfig::ce().init(&train_device), AdamWSettings::new(1e-4), 1.0);
 
     let schedule = Schedule { warmup: 1, steps: 2 };
     let (model, m) = measure::train_resident(model, &mut step, &batch, &train_device, &device, schedule, 1e-2).unwrap();

@@ -59,7 +59,7 @@ use derma_model::{MobileNetV2, assign, set_stable_buffers};
 use crate::fused_adamw::{FusedAdamW, StableCoefficients};
 use crate::loss::Loss;
 use crate::metric::{MetricHead, TripletInputs};
-use crate::step::StepOutput;
+use crate::step::{AdamWSettings, StepOutput};
 
 /// Eager steps before the capture (Burn's `capture` also warms up three times: with fusion, the
 /// first run builds and tunes the fused kernels, and only later runs allocate what the
@@ -154,12 +154,12 @@ fn row_codes() -> ModuleLearningRate {
 }
 
 impl CapturedStep {
-    /// AdamW with `weight_decay` (β 0.9/0.999, ε 1e-5, as [`crate::step::adamw`]); the
-    /// backbone's learning rate is `backbone_lr_mult` × the classifier's. `loss` must have been
-    /// initialised on `train_device` (with autodiff), where the model's parameters live.
-    pub fn new(loss: Loss, weight_decay: f64, backbone_lr_mult: f64, train_device: &Device) -> Self {
+    /// AdamW with `settings` (as [`crate::step::adamw`]); the backbone's learning rate is
+    /// `backbone_lr_mult` × the classifier's. `loss` must have been initialised on
+    /// `train_device` (with autodiff), where the model's parameters live.
+    pub fn new(loss: Loss, settings: AdamWSettings, backbone_lr_mult: f64, train_device: &Device) -> Self {
         let table = StableCoefficients::new(ROWS, &train_device.clone().inner());
-        let adamw = FusedAdamW::new(weight_decay as f32);
+        let adamw = FusedAdamW::new(settings.weight_decay as f32).with_epsilon(settings.epsilon as f32);
         let optim = adamw.clone().with_stable(table.clone()).init();
         Self {
             loss,
@@ -666,9 +666,9 @@ mod tests {
         let b = derma_model::detached_copy(a.clone());
         let frozen = unfreeze.is_some();
         let (a, b) = (a.set_backbone_frozen(frozen), b.set_backbone_frozen(frozen));
-        let mut captured = CapturedStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5, device);
+        let mut captured = CapturedStep::new(crate::LossConfig::ce().init(device), AdamWSettings::new(0.05), 0.5, device);
         captured.set_backbone_start(unfreeze.unwrap_or(0));
-        let mut eager = TrainStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5);
+        let mut eager = TrainStep::new(crate::LossConfig::ce().init(device), AdamWSettings::new(0.05), 0.5);
         let (mut a, mut b) = (a, b);
         let mut losses = Vec::new();
         for (i, (images, targets)) in batches(device, sizes).into_iter().enumerate() {
@@ -708,8 +708,8 @@ mod tests {
         let metric = crate::metric::MetricConfig::new(0.5, 0.2, 8);
         let head = MetricHead::new(metric, config.last_channel(), device);
         let twin_head = MetricHead { embedding: derma_model::detached_copy(head.embedding.clone()), config: metric };
-        let mut captured = CapturedStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5, device).with_metric(head);
-        let mut eager = TrainStep::new(crate::LossConfig::ce().init(device), 0.05, 0.5).with_metric(twin_head);
+        let mut captured = CapturedStep::new(crate::LossConfig::ce().init(device), AdamWSettings::new(0.05), 0.5, device).with_metric(head);
+        let mut eager = TrainStep::new(crate::LossConfig::ce().init(device), AdamWSettings::new(0.05), 0.5).with_metric(twin_head);
         let (mut a, mut b) = (a, b);
         let mut outputs = Vec::new();
         for (i, (images, targets)) in batches(device, sizes).into_iter().enumerate() {
@@ -829,7 +829,7 @@ mod tests {
         let device = Device::wgpu(Default::default()).autodiff();
         // A step dropped during its warm-up leaves the stream free for the next capture.
         let config = MobileNetV2Config::new(3).with_width(0.25);
-        let mut dropped = CapturedStep::new(crate::LossConfig::ce().init(&device), 0.0, 1.0, &device);
+        let mut dropped = CapturedStep::new(crate::LossConfig::ce().init(&device), AdamWSettings::new(0.0), 1.0, &device);
         let (images, targets) = batches(&device, &[4]).swap_remove(0);
         let _ = dropped.step(config.init(&device), images, targets, 1e-3).expect("a warm-up step");
         drop(dropped);

@@ -118,6 +118,9 @@ pub struct TrainArgs {
     /// AdamW weight decay (decoupled).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// AdamW ε, added to the square root of the second moment (PyTorch's `eps`).
+    #[arg(long)]
+    pub adam_epsilon: Option<f64>,
     /// Linear learning-rate warmup (epochs, fractions allowed), then cosine decay to 0.
     #[arg(long)]
     pub warmup_epochs: Option<f64>,
@@ -244,7 +247,7 @@ impl TrainArgs {
         macro_rules! set_opt {
             ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
         }
-        set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, warmup_epochs, width,
+        set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, adam_epsilon, warmup_epochs, width,
              output_stride, dilate, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
              embedding_dim, select_metric, patience, threshold, batch_norm, depthwise, pointwise, step);

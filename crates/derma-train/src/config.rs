@@ -259,6 +259,9 @@ pub struct TrainConfig {
     pub lr: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
+    /// AdamW ε (added to the square root of the second moment). Absent from the config.toml
+    /// of runs made before the key existed, which trained with 1e-5 ([`Self::from_run_folder`]).
+    pub adam_epsilon: f64,
     /// Linear warmup length in epochs.
     pub warmup_epochs: f64,
     /// Seed of initialisation, sampling and augmentation.
@@ -374,8 +377,19 @@ impl TrainConfig {
     /// and the file, and say that an unknown key may come from another derma-train version.
     pub fn from_run_folder(path: &Path, flag: &str) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{flag}: cannot read {}: {e}", path.display()))?;
-        Self::from_toml(&text)
-            .map_err(|e| anyhow::anyhow!("{flag}: {}: {e} (is the run folder from another derma-train version?)", path.display()))
+        let mut config = Self::from_toml(&text)
+            .map_err(|e| anyhow::anyhow!("{flag}: {}: {e} (is the run folder from another derma-train version?)", path.display()))?;
+        // A run recorded before `adam_epsilon` existed trained with 1e-5, whatever the default
+        // is now: resumed, it keeps that.
+        if text.parse::<toml::Table>().is_ok_and(|t| !t.contains_key("adam_epsilon")) {
+            config.adam_epsilon = 1e-5;
+        }
+        Ok(config)
+    }
+
+    /// AdamW's settings: `weight_decay` and `adam_epsilon`.
+    pub fn adamw(&self) -> crate::step::AdamWSettings {
+        crate::step::AdamWSettings { weight_decay: self.weight_decay, epsilon: self.adam_epsilon }
     }
 
     /// Parses TOML over the built-in defaults.
@@ -683,6 +697,11 @@ impl TrainConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(format!("--weight-decay must be >= 0, got {}", self.weight_decay));
         }
+        // Below f32's smallest normal number it would be 0 on the device (a division by zero
+        // for a parameter whose gradients are all zero).
+        if !(self.adam_epsilon.is_finite() && self.adam_epsilon >= 1e-30 && self.adam_epsilon <= 1.0) {
+            return Err(format!("--adam-epsilon must be in [1e-30, 1], got {}", self.adam_epsilon));
+        }
         if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
             return Err(format!("--warmup-epochs must be >= 0, got {}", self.warmup_epochs));
         }
@@ -914,6 +933,22 @@ mod tests {
         c.pretrained = "/nonexistent/weights.safetensors".into();
         assert!(c.validate().unwrap_err().contains("--pretrained"));
         c.validate_for_resume().unwrap();
+    }
+
+    /// AdamW's ε: the built-in default (Burn's 1e-5 until PyTorch's is chosen), a config value,
+    /// and 1e-5 for a run folder recorded before the key existed (that run trained with it).
+    #[test]
+    fn adam_epsilon_of_a_run_and_of_an_older_run_folder() {
+        assert_eq!(TrainConfig::default().adamw(), crate::step::AdamWSettings { weight_decay: 1e-4, epsilon: 1e-5 });
+        let c = TrainConfig::from_toml("adam_epsilon = 1e-8\nweight_decay = 0.05\n").unwrap();
+        assert_eq!(c.adamw(), crate::step::AdamWSettings { weight_decay: 0.05, epsilon: 1e-8 });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, c.to_toml()).unwrap();
+        assert_eq!(TrainConfig::from_run_folder(&path, "--resume").unwrap().adam_epsilon, 1e-8);
+        let older: String = c.to_toml().lines().filter(|l| !l.starts_with("adam_epsilon")).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, older).unwrap();
+        assert_eq!(TrainConfig::from_run_folder(&path, "--resume").unwrap().adam_epsilon, 1e-5);
     }
 
     fn warned(edit: impl Fn(&mut TrainConfig)) -> Vec<String> {

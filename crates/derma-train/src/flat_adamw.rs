@@ -18,15 +18,15 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
-/// AdamW's constants, as Burn's `AdamWConfig` defaults (and [`crate::step::adamw`]).
+/// AdamW's β, as Burn's `AdamWConfig` defaults (and [`crate::step::adamw`]).
 const BETA_1: f32 = 0.9;
 const BETA_2: f32 = 0.999;
-const EPSILON: f32 = 1e-5;
 
 /// Flat AdamW with decoupled weight decay (see the module documentation).
 #[derive(Clone)]
 pub struct FlatAdamW {
     weight_decay: f64,
+    epsilon: f32,
     state: Option<FlatState>,
 }
 
@@ -87,9 +87,9 @@ impl ModuleMapper for Scatter {
 }
 
 impl FlatAdamW {
-    /// AdamW with decoupled `weight_decay`.
-    pub fn new(weight_decay: f64) -> Self {
-        Self { weight_decay, state: None }
+    /// AdamW with `settings` (decoupled weight decay, ε).
+    pub fn new(settings: crate::step::AdamWSettings) -> Self {
+        Self { weight_decay: settings.weight_decay, epsilon: settings.epsilon as f32, state: None }
     }
 
     /// One update of every parameter of `module` that has a gradient in `grads`, at learning
@@ -132,7 +132,7 @@ impl FlatAdamW {
         };
         let m = state.moment_1.clone().div_scalar(1f32 - BETA_1.powi(state.time));
         let v = state.moment_2.clone().div_scalar(1f32 - BETA_2.powi(state.time));
-        let delta = m.div(v.sqrt().add_scalar(EPSILON));
+        let delta = m.div(v.sqrt().add_scalar(self.epsilon));
         // Burn's AdamW keeps the weight decay as f32 (`AdamWConfig::weight_decay: f32`).
         let decay_rate = lr * (self.weight_decay as f32) as f64;
         let decayed = if decay_rate == 0.0 { param } else { param.mul_scalar(1.0 - decay_rate) };
@@ -178,7 +178,7 @@ mod tests {
         // No dropout: the two models' forwards would draw different masks.
         let model = derma_model::MobileNetV2Config::new(3).with_width(0.25).with_dropout(0.0).init(&device);
         let loss = LossConfig::ce().init(&device);
-        let mut flat = FlatAdamW::new(1e-2);
+        let mut flat = FlatAdamW::new(crate::step::AdamWSettings::new(1e-2));
         let mut burn_optim = AdamWConfig::new().with_weight_decay(1e-2).init();
         let start = all_weights(&model);
         let (mut a, mut b) = (model.clone(), model);

@@ -8,7 +8,7 @@
 //! needed (a progress line, the end of the epoch).
 //!
 //! ```ignore
-//! let mut step = TrainStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult);
+//! let mut step = TrainStep::new(loss_config.init(&train_device), config.adamw(), config.backbone_lr_mult);
 //! let mut running = RunningLoss::new(&device);
 //! for mut batch in loader {
 //!     let lr = learning_rate(config.lr, global_step, warmup, total_steps);
@@ -47,16 +47,33 @@ pub fn module_lr(lr: f64, backbone_mult: f64) -> ModuleLearningRate {
         .step()
 }
 
-/// The training optimiser: AdamW (β 0.9/0.999, ε 1e-5) with decoupled weight decay, each
-/// parameter tensor's update one operation ([`FusedAdamW`]: Burn's arithmetic and state).
-pub fn adamw(weight_decay: f64) -> ModuleOptimizer {
-    FusedAdamW::new(weight_decay as f32).init()
+/// AdamW's settings (β 0.9 / 0.999): the decoupled weight decay and ε, added to the square
+/// root of the bias-corrected second moment (`--weight-decay`, `--adam-epsilon`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamWSettings {
+    /// Decoupled weight decay (PyTorch's `weight_decay`).
+    pub weight_decay: f64,
+    /// ε of the update's denominator (PyTorch's `eps`).
+    pub epsilon: f64,
+}
+
+impl AdamWSettings {
+    /// `weight_decay` with ε 1e-5, Burn's `AdamWConfig` default.
+    pub fn new(weight_decay: f64) -> Self {
+        Self { weight_decay, epsilon: 1e-5 }
+    }
+}
+
+/// The training optimiser: AdamW with decoupled weight decay, each parameter tensor's update
+/// one operation ([`FusedAdamW`]: Burn's arithmetic and state).
+pub fn adamw(settings: AdamWSettings) -> ModuleOptimizer {
+    FusedAdamW::new(settings.weight_decay as f32).with_epsilon(settings.epsilon as f32).init()
 }
 
 /// Burn's own AdamW with the same settings: ~15 tensor operations per parameter tensor (the
 /// baseline `derma-bench --optimizer adamw-burn` measures). Its records are [`adamw`]'s.
-pub fn burn_adamw(weight_decay: f64) -> ModuleOptimizer {
-    AdamWConfig::new().with_weight_decay(weight_decay as f32).init()
+pub fn burn_adamw(settings: AdamWSettings) -> ModuleOptimizer {
+    AdamWConfig::new().with_weight_decay(settings.weight_decay as f32).with_epsilon(settings.epsilon as f32).init()
 }
 
 /// One step on `model` (whose parameters live on an autodiff device): logits of `images`
@@ -138,10 +155,10 @@ pub struct TrainStep {
 }
 
 impl TrainStep {
-    /// AdamW with `weight_decay`; `loss` must have been initialised on the training
-    /// (autodiff) device.
-    pub fn new(loss: Loss, weight_decay: f64, backbone_lr_mult: f64) -> Self {
-        Self::with_optimizer(adamw(weight_decay), loss, backbone_lr_mult)
+    /// AdamW with `settings`; `loss` must have been initialised on the training (autodiff)
+    /// device.
+    pub fn new(loss: Loss, settings: AdamWSettings, backbone_lr_mult: f64) -> Self {
+        Self::with_optimizer(adamw(settings), loss, backbone_lr_mult)
     }
 
     /// Any [`ModuleOptimizer`] (e.g. one restored from a record).
@@ -153,11 +170,11 @@ impl TrainStep {
     /// arithmetic) instead of Burn's per-parameter AdamW: a throughput lever `derma-bench
     /// --optimizer adamw-flat` measures. Refused with a backbone learning-rate multiplier
     /// other than 1 or a metric head (one learning rate, one module).
-    pub fn with_flat_adamw(mut self, weight_decay: f64) -> Result<Self, String> {
+    pub fn with_flat_adamw(mut self, settings: AdamWSettings) -> Result<Self, String> {
         if self.backbone_lr_mult != 1.0 || self.metric.is_some() {
             return Err("the flat AdamW takes one learning rate for one module: no --backbone-lr-mult, no metric head".into());
         }
-        self.flat = Some(FlatAdamW::new(weight_decay));
+        self.flat = Some(FlatAdamW::new(settings));
         Ok(self)
     }
 
@@ -339,7 +356,7 @@ mod tests {
         let model = derma_model::MobileNetV2Config::new(3).with_width(0.25).init(&device);
         let weights = |m: &MobileNetV2| m.classifier.weight.val().into_data().try_into_vec::<f32>().unwrap();
         let before = weights(&model);
-        let mut step = TrainStep::new(crate::LossConfig::ce().init(&device), 0.0, 1.0);
+        let mut step = TrainStep::new(crate::LossConfig::ce().init(&device), AdamWSettings::new(0.0), 1.0);
         let images = Tensor::<4>::random([2, 3, 28, 28], burn::tensor::Distribution::Default, &device);
         let targets = Tensor::<1, Int>::from_ints([0, 2], &device);
         let mut seen = Vec::new();

@@ -223,7 +223,7 @@ fn fit_from(
     let size = config.image_size();
     let train_augment = Augment::new(config.augment_config(), size);
     let loss_eval = loss_config.init(device);
-    let mut step_state = TrainStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult);
+    let mut step_state = TrainStep::new(loss_config.init(&train_device), config.adamw(), config.backbone_lr_mult);
     if let Some(metric) = config.metric() {
         // Initialised after the network, so the network's initialisation does not change.
         step_state = step_state.with_metric(MetricHead::new(metric, model_config.last_channel(), &train_device));
@@ -241,7 +241,7 @@ fn fit_from(
     let (capture, why) = config.captured_step(derma_model::writes_in_place(device));
     println!("{why}");
     let new_captured = |head: Option<MetricHead>| {
-        let c = CapturedStep::new(loss_config.init(&train_device), config.weight_decay, config.backbone_lr_mult, &train_device);
+        let c = CapturedStep::new(loss_config.init(&train_device), config.adamw(), config.backbone_lr_mult, &train_device);
         match head {
             Some(head) => c.with_metric(head),
             None => c,
@@ -275,7 +275,7 @@ fn fit_from(
             captured = Some(new_captured(head).resume(record, state.step));
         } else {
             let mut resumed =
-                TrainStep::with_optimizer(adamw(config.weight_decay).load_record(record), step_state.loss().clone(), config.backbone_lr_mult);
+                TrainStep::with_optimizer(adamw(config.adamw()).load_record(record), step_state.loss().clone(), config.backbone_lr_mult);
             if let Some(h) = head {
                 resumed = resumed.with_metric(h);
             }

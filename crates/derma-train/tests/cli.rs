@@ -587,6 +587,8 @@ fn invalid_flags_are_refused_with_the_flag_name() {
         (vec!["--mining-strength", "-1"], "--mining-strength"),
         (vec!["--metric-weight", "-1"], "--metric-weight"),
         (vec!["--triplet-margin", "0"], "--triplet-margin"),
+        (vec!["--adam-epsilon", "0"], "--adam-epsilon must be in [1e-30, 1], got 0"),
+        (vec!["--adam-epsilon", "2"], "--adam-epsilon must be in [1e-30, 1], got 2"),
         (vec!["--embedding-dim", "0"], "--embedding-dim"),
         (vec!["--in-channels", "2"], "--in-channels"),
         (vec!["--batch-norm", "cudnn"], "--batch-norm"),

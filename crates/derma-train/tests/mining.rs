@@ -16,7 +16,7 @@ use derma_train::metric::{
     synthesize, triplet_hinge,
 };
 use derma_train::mining::{MiningConfig, competing, multipliers};
-use derma_train::step::TrainStep;
+use derma_train::step::{AdamWSettings, TrainStep};
 use derma_train::LossConfig;
 
 // ---------------------------------------------------------------- weighted draw
@@ -396,7 +396,7 @@ fn a_step_with_the_metric_head_trains_the_head_and_returns_per_sample_losses() {
         let model = config.init(&ad);
         let head = MetricHead::new(MetricConfig::new(0.5, 0.2, 8), config.last_channel(), &ad);
         let before: Vec<f32> = head.embedding.projection.weight.val().into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
-        let mut step = TrainStep::new(LossConfig::ce().init(&ad), 0.0, 1.0).with_metric(head);
+        let mut step = TrainStep::new(LossConfig::ce().init(&ad), AdamWSettings::new(0.0), 1.0).with_metric(head);
         let images = Tensor::<4>::random([6, 3, 28, 28], burn::tensor::Distribution::Normal(0.0, 1.0), &ad);
         let targets = Tensor::<1, Int>::from_data(TensorData::new(labels.iter().map(|&l| l as i64).collect::<Vec<_>>(), [6]), &ad);
         let (_model, out) = step.step_full(model, images, targets, &labels, 1e-2, 0.5);

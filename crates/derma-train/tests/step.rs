@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::Distribution;
 use derma_model::{MobileNetV2, MobileNetV2Config};
 use derma_train::LossConfig;
-use derma_train::step::TrainStep;
+use derma_train::step::{AdamWSettings, TrainStep};
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap()
@@ -35,7 +35,7 @@ fn steps(backbone_lr_mult: f64, frozen_first: bool, n: usize) -> [(Vec<f32>, Vec
     let before = weights(&model);
     let x = Tensor::<4>::random([6, 3, 32, 32], Distribution::Normal(0.0, 1.0), &train);
     let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2, 0, 1, 2], [6]), &train);
-    let mut step = TrainStep::new(LossConfig::ce().init(&train), 0.0, backbone_lr_mult);
+    let mut step = TrainStep::new(LossConfig::ce().init(&train), AdamWSettings::new(0.0), backbone_lr_mult);
     let mut first = None;
     for i in 0..n {
         model = model.set_backbone_frozen(frozen_first && i == 0);
