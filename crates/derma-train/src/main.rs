@@ -103,11 +103,6 @@ fn run() -> anyhow::Result<()> {
     report::check_out_is_free(&out, &report::RUN_FILES, cli.overwrite)?;
     let backend = backend::select(&config.backend)?;
     let shown = std::path::absolute(&out).unwrap_or_else(|_| out.clone());
-    println!(
-        "run folder: {} (stopped after its first epoch, it continues with `derma-train --resume {}`)",
-        shown.display(),
-        shown.display()
-    );
     backend::explain_out_of_memory(out_of_memory_advice(&config, &shown));
     train::run(&config, &backend.device, backend.name, &out).map_err(|e| with_divergence_advice(e, &shown))?;
     Ok(())

@@ -99,6 +99,9 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     }
     let weights = crate::pretrained::resolve(&config.pretrained, config.offline)?;
     let data = load_data(config)?;
+    // Said once the weights and data are there (a run refused before has nothing to resume).
+    let shown = std::path::absolute(out_dir).unwrap_or_else(|_| out_dir.to_path_buf());
+    println!("run folder: {} (stopped after its first epoch, it continues with `derma-train --resume {}`)", shown.display(), shown.display());
     fit(config, &data, weights.as_deref(), device, backend_name, out_dir)
 }
 

@@ -639,6 +639,8 @@ fn npz_of_another_resolution_than_size_is_refused() {
     let err = text(&o.stderr);
     assert!(err.contains("28x28") && err.contains("--size 28") && err.contains("colours.npz"), "{err}");
     assert!(!out.exists(), "a failed start leaves no run folder");
+    // Nor advice to resume a run that never started.
+    assert!(!text(&o.stdout).contains("--resume"), "{}", text(&o.stdout));
     // A split without images, or without a class, names the file too.
     let gappy = dir.path().join("gappy.npz");
     let mut val = colour_split(1, 2);
