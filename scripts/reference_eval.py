@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Reference values for crates/derma-eval, from scikit-learn (1.9.1), scipy (1.17) and numpy (2.4).
 
+The calibration lines (brier, ece10, reliability10, the topcase block) were added later; every
+earlier line is unchanged.
+
     python3 scripts/reference_eval.py            # writes crates/derma-eval/tests/fixtures/reference.txt
 
 Writes a small plain-text fixture read by crates/derma-eval/tests/reference.rs: a few
@@ -17,7 +20,8 @@ import numpy as np
 import scipy
 import sklearn
 from scipy.stats import binomtest, norm
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 OUT = Path(__file__).resolve().parent.parent / "crates/derma-eval/tests/fixtures/reference.txt"
 
@@ -96,6 +100,7 @@ def case(name, rng, n, prevalence, shift, decimals, negative_on_top=False):
     lines = [f"case {name}", "labels " + " ".join(map(str, y)), "scores " + " ".join(repr(float(v)) for v in s)]
     lines.append(f"auc {float(roc_auc_score(y, s))!r}")
     lines.append(f"ap {float(average_precision_score(y, s))!r}")
+    lines.append(f"brier {float(brier_score_loss(y, s))!r}")
     lo, hi = delong_ci95(y, s)
     lines.append(f"auc_ci95 {float(lo)!r} {float(hi)!r}")
     for rule in RULES:
@@ -106,6 +111,37 @@ def case(name, rng, n, prevalence, shift, decimals, negative_on_top=False):
     for k, total in [(row["tp"], row["P"]), (row["tn"], row["N"])]:
         lo, hi = wilson_ci95(k, total)
         lines.append(f"wilson95 {k} {total} {lo!r} {hi!r}")
+    lines += calibration_lines(s, y)
+    lines.append("end")
+    return lines
+
+
+def calibration_lines(score, hit, n_bins=10):
+    """Brier score and the reliability table / ECE of `score` against `hit` (0/1), in
+    calibration_curve's bins (its own binning, scikit-learn 1.9.1 source: searchsorted over
+    the inner edges of linspace(0, 1, n_bins + 1))."""
+    prob_true, prob_pred = calibration_curve(hit, score, n_bins=n_bins, strategy="uniform")
+    counts = np.bincount(np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], score), minlength=n_bins)
+    counts = counts[counts != 0]
+    ece = float(np.sum(counts / len(score) * np.abs(prob_true - prob_pred)))
+    table = " ".join(f"{int(c)}:{float(m)!r}:{float(t)!r}" for c, m, t in zip(counts, prob_pred, prob_true))
+    return [f"ece{n_bins} {ece!r}", f"reliability{n_bins} {table}"]
+
+
+def top_label_case(name, rng, n, k):
+    """K-class probability rows (softmax of scaled normal logits, rounded to 2 decimals and
+    renormalised), labels drawn from them; scikit-learn's multi-class brier_score_loss and the
+    top-label reliability table (highest probability against whether the arg-max is right)."""
+    logits = rng.normal(0.0, 1.5, (n, k))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    p = np.round(p, 2)
+    p = p / p.sum(1, keepdims=True)
+    y = np.array([rng.choice(k, p=row) for row in p])
+    lines = [f"topcase {name}", f"classes {k}", "labels " + " ".join(map(str, y)),
+             "probs " + " ".join(repr(float(v)) for v in p.flatten())]
+    lines.append(f"brier {float(brier_score_loss(y, p, labels=np.arange(k)))!r}")
+    top = p.argmax(1)
+    lines += calibration_lines(p[np.arange(n), top], (top == y).astype(int))
     lines.append("end")
     return lines
 
@@ -118,7 +154,10 @@ def main():
         "# Per case: labels (1 = positive), scores, sklearn roc_auc_score and average_precision_score,",
         "# the AUC's DeLong 95 % interval from its definition (auc_ci95 LO HI), `choose RULE THRESHOLD",
         "# met|not-met` from a brute-force enumeration of the candidates, and scipy's Wilson 95 %",
-        "# intervals (wilson95 K N LO HI) of the sensitivity and specificity at min-spec:0.8.",
+        "# intervals (wilson95 K N LO HI) of the sensitivity and specificity at min-spec:0.8; then",
+        "# brier_score_loss, the ECE over calibration_curve's 10 uniform bins and those bins",
+        "# (reliability10 COUNT:MEAN_SCORE:OBSERVED, non-empty bins). `topcase` blocks: K-class rows,",
+        "# multi-class brier_score_loss and the top-label ECE / bins.",
     ]
     out += case("tenths-30pc", rng, 200, 0.30, 0.30, 1)     # 11 distinct values: heavy ties
     out += case("hundredths-8pc", rng, 200, 0.08, 0.25, 2)  # imbalanced, screening-like
@@ -128,6 +167,9 @@ def main():
     for k, total in [(0, 20), (20, 20), (0, 1), (1, 1), (7, 99)]:
         lo, hi = wilson_ci95(k, total)
         out.append(f"wilson95 {k} {total} {lo!r} {hi!r}")
+    # Top-label calibration of multi-class rows (drawn after every line above, which the new
+    # draws leave as they were).
+    out += top_label_case("seven-classes", rng, 150, 7)
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
     path.write_text("\n".join(out) + "\n")
     print(f"wrote {path}")

@@ -15,6 +15,8 @@
 //!   F1, F2) at one threshold, `score >= threshold` being positive.
 //! - [`threshold`]: choosing the operating threshold on validation data
 //!   (`min-spec:0.8`, `recall:0.99`, `fbeta:2`, `youden`, `fixed:0.5`).
+//! - [`calibration`]: whether the probabilities come true — Brier score, reliability table
+//!   and expected calibration error (binary, or top-label over several classes).
 //! - [`interval`]: 95 % confidence intervals — Wilson for sensitivity, specificity and
 //!   precision from their counts, DeLong for the ROC AUC (scipy and the definition checked).
 //! - [`error`]: the error type.
@@ -22,6 +24,7 @@
 mod check;
 
 pub mod binary;
+pub mod calibration;
 pub mod curve;
 pub mod error;
 pub mod interval;
@@ -29,6 +32,7 @@ pub mod metrics;
 pub mod threshold;
 
 pub use binary::{BinaryCounts, BinaryMetrics, apply, fbeta};
+pub use calibration::{Calibration, ReliabilityBin, calibration};
 pub use curve::{PrCurve, RocCurve, average_precision, precision_recall_curve, roc_auc, roc_curve};
 pub use error::{EvalError, Result};
 pub use interval::{Z95, auc_delong95, wilson95};

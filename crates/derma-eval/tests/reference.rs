@@ -6,13 +6,16 @@
 //! and the threshold (and whether the rule was met) that a brute-force enumeration of every
 //! candidate threshold picks for several rules; also the AUC's DeLong 95 % interval computed
 //! from its definition, and scipy's Wilson 95 % intervals of the sensitivity and specificity at
-//! the `min-spec:0.8` threshold (plus a few edge counts after the cases).
+//! the `min-spec:0.8` threshold (plus a few edge counts after the cases); and the calibration
+//! of each case — `brier_score_loss`, the reliability table of `calibration_curve`'s 10
+//! uniform bins and the ECE over them — with one multi-class `topcase` block (top-label).
 
 mod common;
 
 use common::assert_close;
 use derma_eval::{
-    ThresholdRule, apply, auc_delong95, average_precision, precision_recall_curve, roc_auc, roc_curve, select_threshold, wilson95,
+    ThresholdRule, apply, auc_delong95, average_precision, calibration, precision_recall_curve, roc_auc, roc_curve, select_threshold,
+    wilson95,
 };
 
 const FIXTURE: &str = include_str!("fixtures/reference.txt");
@@ -31,18 +34,46 @@ struct Case {
     auc_ci95: (f64, f64),
     /// `(successes, trials, low, high)`: scipy's Wilson 95 % intervals.
     wilson: Vec<(u64, u64, f64, f64)>,
+    /// `brier_score_loss`.
+    brier: f64,
+    /// The ECE over 10 uniform bins, and the non-empty bins `(count, mean score, observed)`.
+    ece: f64,
+    reliability: Vec<(usize, f64, f64)>,
+    /// A `topcase`: the class count and the rows of probabilities (`scores`, flattened).
+    classes: usize,
 }
 
-/// The fixture's cases, and the Wilson lines after the last case.
-fn fixture() -> (Vec<Case>, Vec<(u64, u64, f64, f64)>) {
+/// The fixture's binary cases, the Wilson lines after the last case, and the `topcase` blocks.
+fn fixture_all() -> (Vec<Case>, Vec<(u64, u64, f64, f64)>, Vec<Case>) {
     let mut cases = Vec::new();
+    let mut top = Vec::new();
+    let mut edges = Vec::new();
     let mut case = Case::default();
     for line in FIXTURE.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
         let number = |s: &str| -> f64 { s.parse().unwrap_or_else(|_| panic!("bad number `{s}` in `{line}`")) };
         match key {
             "case" => case = Case { name: rest.to_string(), ..Case::default() },
+            "topcase" => {
+                // The Wilson edge lines before it belong to no case.
+                edges.append(&mut case.wilson);
+                case = Case { name: rest.to_string(), ..Case::default() };
+            }
+            "classes" => case.classes = rest.parse().unwrap(),
+            "labels" if case.classes > 0 => case.choices = rest.split(' ').map(|v| (v.to_string(), 0.0, true)).collect(),
             "labels" => case.labels = rest.split(' ').map(|v| v == "1").collect(),
+            "probs" => case.scores = rest.split(' ').map(number).collect(),
+            "brier" => case.brier = number(rest),
+            "ece10" => case.ece = number(rest),
+            "reliability10" => {
+                case.reliability = rest
+                    .split(' ')
+                    .map(|bin| {
+                        let f: Vec<&str> = bin.split(':').collect();
+                        (f[0].parse().unwrap(), number(f[1]), number(f[2]))
+                    })
+                    .collect()
+            }
             "scores" => case.scores = rest.split(' ').map(number).collect(),
             "auc" => case.auc = number(rest),
             "ap" => case.ap = number(rest),
@@ -58,11 +89,19 @@ fn fixture() -> (Vec<Case>, Vec<(u64, u64, f64, f64)>) {
                 let f: Vec<&str> = rest.split(' ').collect();
                 case.wilson.push((f[0].parse().unwrap(), f[1].parse().unwrap(), number(f[2]), number(f[3])));
             }
+            "end" if case.classes > 0 => top.push(std::mem::take(&mut case)),
             "end" => cases.push(std::mem::take(&mut case)),
             other => panic!("unknown fixture line `{other}`"),
         }
     }
-    (cases, case.wilson)
+    edges.append(&mut case.wilson);
+    (cases, edges, top)
+}
+
+/// The fixture's binary cases and the Wilson lines after the last case.
+fn fixture() -> (Vec<Case>, Vec<(u64, u64, f64, f64)>) {
+    let (cases, wilson, _) = fixture_all();
+    (cases, wilson)
 }
 
 fn cases() -> Vec<Case> {
@@ -149,4 +188,38 @@ fn wilson_intervals_match_scipy() {
     }
     assert_eq!(wilson95(0, 0), None);
     assert_eq!(wilson95(3, 2), None);
+}
+
+/// The calibration of every binary case (positive-class scores in tenths and hundredths, many
+/// on the bin edges) and of the 7-class top-label block equals scikit-learn's: the Brier score,
+/// each non-empty bin's count, mean score and observed fraction, and the ECE, to 1e-12.
+#[test]
+fn calibration_matches_sklearn() {
+    let (binary, _, top) = fixture_all();
+    assert_eq!(top.len(), 1);
+    let mut checked = Vec::new();
+    for c in &binary {
+        let labels: Vec<usize> = c.labels.iter().map(|&l| usize::from(l)).collect();
+        let rows: Vec<[f64; 1]> = c.scores.iter().map(|&s| [s]).collect();
+        checked.push((c, calibration(&labels, &rows, 10).unwrap()));
+    }
+    for c in &top {
+        let labels: Vec<usize> = c.choices.iter().map(|(l, _, _)| l.parse().unwrap()).collect();
+        let rows: Vec<&[f64]> = c.scores.chunks(c.classes).collect();
+        assert_eq!((rows.len(), labels.len()), (150, 150));
+        let got = calibration(&labels, &rows, 10).unwrap();
+        assert!(got.top_label);
+        checked.push((c, got));
+    }
+    for (c, got) in checked {
+        assert_close(got.brier, c.brier, &format!("{}: Brier", c.name));
+        assert_close(got.ece, c.ece, &format!("{}: ECE", c.name));
+        let filled: Vec<_> = got.bins.iter().filter(|b| b.count > 0).collect();
+        assert_eq!(filled.len(), c.reliability.len(), "{}: non-empty bins", c.name);
+        for (b, &(count, mean, observed)) in filled.iter().zip(&c.reliability) {
+            assert_eq!(b.count, count, "{}: bin ({}, {}]", c.name, b.lower, b.upper);
+            assert_close(b.mean_score, mean, &format!("{}: bin ({}, {}] mean score", c.name, b.lower, b.upper));
+            assert_close(b.observed, observed, &format!("{}: bin ({}, {}] observed", c.name, b.lower, b.upper));
+        }
+    }
 }
