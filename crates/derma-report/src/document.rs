@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use derma_eval::BinaryMetrics;
+use derma_eval::{BinaryMetrics, Calibration};
 
 use crate::confusion::{Confusion, rule_text};
 use crate::gallery::{ErrorKind, Figure, Group};
@@ -74,6 +74,8 @@ pub(crate) struct Computed<'a> {
     pub gallery: &'a GallerySection,
     /// Notes collected while building the report.
     pub notes: &'a [String],
+    /// The test split's calibration (recomputed from predictions.csv).
+    pub calibration: &'a Calibration,
     /// Binary tasks: DeLong's 95 % interval of the test AUC, from predictions.csv (`None`
     /// multi-class, or with fewer than two test images of a class).
     pub auc_ci95: Option<(f64, f64)>,
@@ -427,7 +429,35 @@ fn plots(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
                 .collect();
             doc.push(Block::Table { header, rows });
         }
+        if path.ends_with("calibration.png") {
+            calibration_table(doc, run, c.calibration);
+        }
     }
+}
+
+/// The numbers behind the reliability diagram: Brier score, ECE and the non-empty bins.
+fn calibration_table(doc: &mut Vec<Block>, run: &Run, c: &Calibration) {
+    let of = crate::calibration::subject(run, c);
+    doc.push(Block::Paragraph(format!(
+        "Brier score {}, expected calibration error {} over {} equal-width bins of {of}{}. \
+         A point below the diagonal means the model says more than comes true (over-confident, \
+         or scores pushed up by class weights, undersampling or focal loss); above it, less.",
+        num(c.brier),
+        num(c.ece),
+        c.bins.len(),
+        if c.top_label { " (whether the arg-max class is right)" } else { "" },
+    )));
+    let header = ["probability bin", "test images", "mean predicted", "observed"].map(String::from).to_vec();
+    let rows = c
+        .bins
+        .iter()
+        .filter(|b| b.count > 0)
+        .map(|b| {
+            let open = if b.lower == 0.0 { "[" } else { "(" };
+            cells([format!("{open}{:.1}, {:.1}]", b.lower, b.upper), b.count.to_string(), num(b.mean_score), num(b.observed)])
+        })
+        .collect();
+    doc.push(Block::Table { header, rows });
 }
 
 /// Specificity floors of the threshold table.

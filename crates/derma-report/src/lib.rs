@@ -10,6 +10,7 @@
 //! | `plots/roc.png`, `plots/pr.png` | test ROC and precision-recall curves |
 //! | `plots/confusion.png` | test confusion matrix, counts and row-normalised |
 //! | `plots/recall.png` | test recall per class |
+//! | `plots/calibration.png` | test reliability diagram, Brier score and calibration error |
 //! | `gallery/*.png` | the most confident test errors (when an [`ImageSource`] is given) |
 //! | `report.md` | everything above with configuration, class counts and metric tables |
 //! | `report.html` | the same, self-contained (images inlined) |
@@ -23,7 +24,8 @@
 //! - [`run`]: reading and cross-checking the run folder's files.
 //! - [`rule`]: the run's prediction rule (arg-max, or `prob >= threshold` for binary tasks).
 //! - `check`: `report.json`'s numbers recomputed from `predictions.csv` (disagreements become notes).
-//! - [`curves`], [`roc`], [`confusion`], [`recall`]: one plot each (and the numbers behind it).
+//! - [`curves`], [`roc`], [`confusion`], [`recall`], [`calibration`]: one plot each (and the
+//!   numbers behind it).
 //! - [`gallery`]: choosing the most confident errors and writing their thumbnails.
 //! - `document`, `markdown`, `html`: the report's content, once, rendered twice.
 //! - `plot`, `output`, `csv`: shared plotting/PNG helpers, atomic writes, CSV reading.
@@ -37,6 +39,7 @@ mod markdown;
 mod output;
 mod plot;
 
+pub mod calibration;
 pub mod confusion;
 pub mod curves;
 pub mod error;
@@ -95,6 +98,8 @@ pub struct ReportFiles {
     pub confusion: PathBuf,
     /// `plots/recall.png`.
     pub recall: PathBuf,
+    /// `plots/calibration.png`.
+    pub calibration: PathBuf,
     /// The gallery thumbnails (empty without an image source).
     pub gallery: Vec<PathBuf>,
     /// What was skipped or looked wrong, in words (also in the report's *Notes*).
@@ -102,9 +107,9 @@ pub struct ReportFiles {
 }
 
 impl ReportFiles {
-    /// The five plots.
-    pub fn plots(&self) -> [&Path; 5] {
-        [&self.curves, &self.roc, &self.pr, &self.confusion, &self.recall]
+    /// The six plots.
+    pub fn plots(&self) -> [&Path; 6] {
+        [&self.curves, &self.roc, &self.pr, &self.confusion, &self.recall, &self.calibration]
     }
 
     /// Every file written.
@@ -168,6 +173,7 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
         pr: plots_dir.join("pr.png"),
         confusion: plots_dir.join("confusion.png"),
         recall: plots_dir.join("recall.png"),
+        calibration: plots_dir.join("calibration.png"),
         gallery: Vec::new(),
         notes: Vec::new(),
     };
@@ -186,6 +192,8 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
     roc::write(run, &curves, &files.roc, &files.pr)?;
     confusion::write(&confusion, rule, &files.confusion)?;
     recall::write(run, &per_class, &files.recall)?;
+    let calibrated = calibration::compute(run)?;
+    calibration::write(run, &calibrated, &files.calibration)?;
 
     let groups = gallery::select(run, options.gallery_size);
     let (gallery_section, gallery_files) = match images {
@@ -219,6 +227,7 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
         ("plots/pr.png", "Precision-recall curve", "test precision-recall curve"),
         ("plots/confusion.png", "Confusion matrix", "test confusion matrix"),
         ("plots/recall.png", "Per-class recall", "test recall per class"),
+        ("plots/calibration.png", "Calibration", "test reliability diagram"),
     ]
     .map(|(p, h, a)| (p.to_string(), h, a.to_string()));
     let blocks = document::build(
@@ -232,6 +241,7 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
             plots: &plot_list,
             gallery: &gallery_section,
             notes: &notes,
+            calibration: &calibrated,
             auc_ci95: if run.is_binary() { derma_eval::auc_delong95(&run.test.positives(), &run.test.scores()).ok() } else { None },
         },
     );

@@ -133,7 +133,7 @@ pub(crate) fn write(run: &Run, curves: &Curves, roc_path: &Path, pr_path: &Path)
 /// Markers of the operating points: the chosen threshold, then 0.5.
 const POINT_COLORS: [RGBColor; 2] = [RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
 
-fn unit_chart<'a, 'b>(
+pub(crate) fn unit_chart<'a, 'b>(
     root: &'a Area<'b>,
     title: &str,
     x_desc: &str,
@@ -227,7 +227,7 @@ fn short_label(threshold: f64) -> String {
     format!("t = {}", threshold_text(threshold))
 }
 
-type UnitChart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(crate) type UnitChart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// A filled circle at `xy` with a legend entry and a short label beside it.
 fn mark_point<'a, 'b: 'a>(chart: &mut UnitChart<'a, 'b>, xy: (f64, f64), col: RGBColor, legend_text: String, tag: &str) -> DrawResult {
@@ -244,7 +244,7 @@ fn mark_point<'a, 'b: 'a>(chart: &mut UnitChart<'a, 'b>, xy: (f64, f64), col: RG
     Ok(())
 }
 
-fn legend<'a, 'b: 'a>(chart: &mut UnitChart<'a, 'b>, position: SeriesLabelPosition) -> DrawResult {
+pub(crate) fn legend<'a, 'b: 'a>(chart: &mut UnitChart<'a, 'b>, position: SeriesLabelPosition) -> DrawResult {
     chart
         .configure_series_labels()
         .position(position)

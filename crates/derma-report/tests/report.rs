@@ -118,8 +118,13 @@ fn binary_markdown_has_the_sections_numbers_and_existing_links() {
     assert!(md.contains("| chosen | 0.6123 | 0.7500 | 0.7500 | 0.7500 |"), "threshold table lacks the chosen row:\n{md}");
     assert!(md.contains("| spec ≥ 0.80, 0.85, 0.90, 0.95, 0.99 | 0.8000 | 0.5000 | 1.0000 | 1.0000 |"), "threshold table:\n{md}");
     assert!(md.contains("| spec ≥ 0.50, 0.60, 0.70 | 0.4000 | 1.0000 | 0.7500 | 0.8000 |"), "threshold table:\n{md}");
+    // Calibration of BINARY_TEST, scikit-learn 1.9.1: brier_score_loss = 0.23624447, and over
+    // calibration_curve(n_bins=10)'s bins an ECE of 0.29461; its (0.6, 0.7] bin holds 5 scores
+    // of mean 0.63692, 2 of them positive.
+    assert!(md.contains("Brier score 0.2362, expected calibration error 0.2946 over 10 equal-width bins of P(mel/bcc)."), "{md}");
+    assert!(md.contains("| (0.6, 0.7\\] | 5 | 0.6369 | 0.4000 |") && md.contains("| \\[0.0, 0.1\\] | 2 | 0.0750 | 0.0000 |"), "{md}");
     let links = markdown_links(&md);
-    assert_eq!(links.iter().filter(|l| l.starts_with("plots")).count(), 5, "{links:?}");
+    assert_eq!(links.iter().filter(|l| l.starts_with("plots")).count(), 6, "{links:?}");
     assert_eq!(links.iter().filter(|l| l.starts_with("gallery")).count(), 5, "3 FP + 2 FN thumbnails: {links:?}");
     for link in &links {
         assert!(link.is_relative(), "{} is not relative", link.display());
@@ -138,6 +143,11 @@ fn multiclass_markdown_has_per_class_tables_and_no_binary_sections() {
     assert!(md.contains("| nv | 1 | 0 | 2 |"), "confusion table row:\n{md}");
     assert!(md.contains("macro one-vs-rest ROC AUC"));
     assert!(!md.contains("## Operating threshold") && !md.contains("threshold table"));
+    // Top-label calibration of MULTI_TEST, scikit-learn 1.9.1: brier_score_loss(labels, probs)
+    // = 0.55056; the highest probabilities against whether numpy's arg-max is right, in
+    // calibration_curve(n_bins=10)'s bins: ECE 0.35556, (0.7, 0.8] holding 2 (mean 0.8), 1 right.
+    assert!(md.contains("Brier score 0.5506, expected calibration error 0.3556 over 10 equal-width bins of the top label's probability"), "{md}");
+    assert!(md.contains("| (0.7, 0.8\\] | 2 | 0.8000 | 0.5000 |"), "{md}");
     for link in markdown_links(&md) {
         assert!(run.path().join(&link).is_file(), "report.md links to missing {}", link.display());
     }
@@ -150,7 +160,7 @@ fn html_is_self_contained() {
     let files = write_report(run.path(), &ReportOptions::default(), Some(&source)).unwrap();
     let html = std::fs::read_to_string(&files.html).unwrap();
     let inlined = html.matches("<img src=\"data:image/png;base64,").count();
-    assert_eq!(inlined, 5 + 5, "5 plots and 5 thumbnails inlined");
+    assert_eq!(inlined, 6 + 5, "6 plots and 5 thumbnails inlined");
     assert_eq!(html.matches("<img").count(), inlined, "every image is inlined");
     for local in ["src=\"plots/", "src=\"gallery/", "href=", "url(", "<link", "<script"] {
         assert!(!html.contains(local), "report.html refers to another file: `{local}`");

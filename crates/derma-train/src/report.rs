@@ -250,6 +250,7 @@ pub fn report_json(
             "name": n, "precision": r.precision, "recall": r.recall, "f1": r.f1, "support": r.support,
         })).collect::<Vec<_>>(),
         "confusion_matrix": cm,
+        "calibration": calibration_json(test_pred)?,
     });
     let mut report = json!({ "best_epoch": best_epoch, "classes": class_names, "train_counts": train_counts });
     if let (Some((choice, val)), Some(b)) = (threshold, &test.binary) {
@@ -269,6 +270,21 @@ pub fn report_json(
     }
     report["test"] = test_json;
     Ok(report)
+}
+
+/// The calibration of a split's probabilities ([`derma_eval::calibration`], 10 bins): the
+/// Brier score, the ECE, whether it is top-label (several classes) or the positive class's,
+/// and the non-empty bins' edges, counts, mean scores and observed fractions.
+pub fn calibration_json(pred: &Predictions) -> anyhow::Result<Value> {
+    let c = derma_eval::calibration(&pred.labels, &pred.probs, derma_eval::calibration::BINS)?;
+    Ok(json!({
+        "brier": c.brier,
+        "ece": c.ece,
+        "of": if c.top_label { "top label" } else { "positive class" },
+        "bins": c.bins.iter().filter(|b| b.count > 0).map(|b| json!({
+            "lower": b.lower, "upper": b.upper, "count": b.count, "mean_score": b.mean_score, "observed": b.observed,
+        })).collect::<Vec<_>>(),
+    }))
 }
 
 /// The end-of-run table: per-class precision/recall/F1/support and the confusion matrix.

@@ -662,6 +662,15 @@ impl Finish<'_> {
 
         println!("\nbest epoch {best_epoch} (by val {}); test set:", config.select_metric);
         print!("{}", report::summary_table(&class_names, &test_pred, &test)?);
+        // report.json's calibration (computed once, there).
+        let calibration = &report_value["test"]["calibration"];
+        println!(
+            "calibration ({}): Brier {:.4}, ECE {:.4} over {} equal-width bins (plots/calibration.png)",
+            calibration["of"].as_str().unwrap_or(""),
+            calibration["brier"].as_f64().unwrap_or(f64::NAN),
+            calibration["ece"].as_f64().unwrap_or(f64::NAN),
+            derma_eval::calibration::BINS
+        );
         if let (Some(c), Some(b)) = (&choice, &test.binary) {
             if let Some(note) = &c.note {
                 println!("note: {note}");
