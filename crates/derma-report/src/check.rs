@@ -51,6 +51,10 @@ pub(crate) fn disagreements(run: &Run) -> Vec<String> {
             compare("average precision".into(), ap, derma_eval::average_precision(&pos, &scores).ok());
         }
     }
+    if let (Some(json), Ok(csv)) = (&test.calibration, derma_eval::calibration(labels, &run.test.probs, derma_eval::calibration::BINS)) {
+        compare("Brier score".into(), json.brier, Some(csv.brier));
+        compare("expected calibration error".into(), json.ece, Some(csv.ece));
+    }
     if let Ok(per_class) = derma_eval::per_class_report(labels, &predicted, k) {
         for (json, csv) in test.per_class.iter().zip(&per_class) {
             compare(format!("precision of `{}`", json.name), json.precision, Some(csv.precision));

@@ -169,6 +169,18 @@ pub struct TestJson {
     /// Binary: average precision.
     #[serde(default)]
     pub ap: Option<f64>,
+    /// The calibration derma-train computed (absent in runs made before it did).
+    #[serde(default)]
+    pub calibration: Option<CalibrationJson>,
+}
+
+/// `test.calibration`'s summary numbers (its bins are recomputed from `predictions.csv`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CalibrationJson {
+    /// The Brier score.
+    pub brier: f64,
+    /// The expected calibration error.
+    pub ece: f64,
 }
 
 /// One entry of `per_class`.
@@ -322,6 +334,7 @@ fn read_report_json(path: &Path) -> Result<ReportJson> {
         ("test.auc_macro".into(), Some(t.auc_macro)),
         ("test.auc".into(), t.auc),
         ("test.ap".into(), t.ap),
+        ("test.calibration.ece".into(), t.calibration.as_ref().map(|c| c.ece)),
         ("threshold.value".into(), report.threshold.as_ref().and_then(|th| th.value)),
     ];
     for (i, c) in t.per_class.iter().enumerate() {

@@ -379,4 +379,10 @@ fn truncated_files_and_out_of_range_numbers_are_errors_naming_them() {
         let msg = Run::read(dir).unwrap_err().to_string();
         assert!(msg.contains("report.json") && msg.contains(want) && msg.contains("not a value in [0, 1]"), "{pointer}: {msg}");
     }
+    // A calibration error cannot exceed 1 either.
+    let mut json: serde_json::Value = serde_json::from_str(&report).unwrap();
+    json["test"]["calibration"] = serde_json::json!({ "brier": 0.2, "ece": 1.2 });
+    put(dir, "report.json", &serde_json::to_string(&json).unwrap());
+    let msg = Run::read(dir).unwrap_err().to_string();
+    assert!(msg.contains("`test.calibration.ece` is 1.2, not a value in [0, 1]"), "{msg}");
 }

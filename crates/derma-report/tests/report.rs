@@ -242,11 +242,14 @@ fn headline_numbers_that_predictions_csv_does_not_reproduce_are_noted() {
     json["test"]["auc_macro"] = serde_json::json!(0.9999);
     json["test"]["balanced_accuracy"] = serde_json::json!(0.5);
     json["test"]["per_class"][0]["recall"] = serde_json::json!(0.77);
+    // MULTI_TEST's Brier score is 0.55056 (scikit-learn, above); its ECE 0.35556 is kept.
+    json["test"]["calibration"] = serde_json::json!({ "brier": 0.25, "ece": 0.35555555555555557, "of": "top label", "bins": [] });
     std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
     let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
     let notes = files.notes.join("\n");
+    assert!(!notes.contains("expected calibration error"), "{notes}");
     for want in ["test macro AUC (auc_macro) is 0.9999", "test balanced accuracy is 0.5, but predictions.csv gives 0.444",
-        "test recall of `akiec` is 0.77, but predictions.csv gives 0.333", "disagree"] {
+        "test recall of `akiec` is 0.77, but predictions.csv gives 0.333", "test Brier score is 0.25, but predictions.csv gives 0.5505", "disagree"] {
         assert!(notes.contains(want), "`{want}` missing:\n{notes}");
     }
     assert!(std::fs::read_to_string(&files.markdown).unwrap().contains("0.9999"), "the note reaches the report");
