@@ -1,5 +1,6 @@
-//! The training run: data ([`crate::dataset`]) → model → epochs of AdamW with warmup + cosine, validation after
-//! every epoch, best-epoch selection, and the final test evaluation written to the run folder.
+//! The training run: data ([`crate::dataset`]) → model → epochs of AdamW with warmup +
+//! cosine, validation after every epoch, best-epoch selection, and the final test evaluation
+//! written to the run folder.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
