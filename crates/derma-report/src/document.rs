@@ -174,6 +174,14 @@ fn headline(run: &Run, c: &Computed) -> Vec<String> {
         );
     }
     lines.push(test + ".");
+    let cal = c.calibration;
+    lines.push(format!(
+        "Calibration (test, {} over {} bins): Brier score {}, expected calibration error {}.",
+        crate::calibration::subject(run, cal),
+        cal.bins.len(),
+        num(cal.brier),
+        num(cal.ece)
+    ));
     lines
 }
 

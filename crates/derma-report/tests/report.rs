@@ -122,6 +122,7 @@ fn binary_markdown_has_the_sections_numbers_and_existing_links() {
     // calibration_curve(n_bins=10)'s bins an ECE of 0.29461; its (0.6, 0.7] bin holds 5 scores
     // of mean 0.63692, 2 of them positive.
     assert!(md.contains("Brier score 0.2362, expected calibration error 0.2946 over 10 equal-width bins of P(mel/bcc)."), "{md}");
+    assert!(md.contains("- Calibration (test, P(mel/bcc) over 10 bins): Brier score 0.2362, expected calibration error 0.2946."), "{md}");
     assert!(md.contains("| (0.6, 0.7\\] | 5 | 0.6369 | 0.4000 |") && md.contains("| \\[0.0, 0.1\\] | 2 | 0.0750 | 0.0000 |"), "{md}");
     let links = markdown_links(&md);
     assert_eq!(links.iter().filter(|l| l.starts_with("plots")).count(), 6, "{links:?}");
