@@ -56,14 +56,20 @@ pub struct Calibration {
 /// The calibration of `probs` (rows of class probabilities, or one column with the positive
 /// probability of a binary task) against `labels`, in `bins` equal-width bins.
 ///
-/// Errors on empty input, mismatched lengths, ragged rows, non-finite probabilities, labels
-/// that are not class indices (0 / 1 for one column) and `bins == 0`
-/// ([`EvalError::NoClasses`](crate::EvalError::NoClasses) stands for no bins).
+/// Errors on empty input, mismatched lengths, ragged rows, non-finite probabilities or ones
+/// outside [0, 1] (as `calibration_curve`), labels that are not class indices (0 / 1 for one
+/// column) and `bins == 0` ([`EvalError::NoClasses`](crate::EvalError::NoClasses) stands for no
+/// bins).
 pub fn calibration<R: AsRef<[f64]>>(labels: &[usize], probs: &[R], bins: usize) -> Result<Calibration> {
     let k = check::prob_rows(labels.len(), probs)?;
     check::classes(labels, k.max(2), "label")?;
     if bins == 0 {
         return Err(EvalError::NoClasses);
+    }
+    for (index, row) in probs.iter().enumerate() {
+        if let Some(&value) = row.as_ref().iter().find(|p| !(0.0..=1.0).contains(*p)) {
+            return Err(EvalError::NotAProbability { index, value });
+        }
     }
     let n = labels.len() as f64;
     // (score, whether it came true) per sample, and each sample's squared error.
@@ -164,5 +170,6 @@ mod tests {
         assert!(matches!(calibration(&[2], &[[0.5]], 10), Err(EvalError::BadClass { .. })));
         assert!(matches!(calibration(&[1], &[[f64::NAN]], 10), Err(EvalError::NotFinite { .. })));
         assert!(matches!(calibration(&[1], &[[0.5]], 0), Err(EvalError::NoClasses)));
+        assert!(matches!(calibration(&[0, 1], &[[0.2, 0.8], [1.1, -0.1]], 10), Err(EvalError::NotAProbability { index: 1, value: 1.1 })));
     }
 }

@@ -59,6 +59,15 @@ pub enum EvalError {
         classes: usize,
     },
 
+    /// A probability is outside [0, 1] (calibration compares probabilities with frequencies).
+    #[error("the probability at row {index} is {value}, not a value in [0, 1]")]
+    NotAProbability {
+        /// Row index.
+        index: usize,
+        /// The offending value.
+        value: f64,
+    },
+
     /// Probability rows differ in length.
     #[error("probability row {index} has {len} columns but row 0 has {expected}: every row needs one column per class")]
     RaggedRows {

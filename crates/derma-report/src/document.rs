@@ -176,11 +176,12 @@ fn headline(run: &Run, c: &Computed) -> Vec<String> {
     lines.push(test + ".");
     let cal = c.calibration;
     lines.push(format!(
-        "Calibration (test, {} over {} bins): Brier score {}, expected calibration error {}.",
-        crate::calibration::subject(run, cal),
-        cal.bins.len(),
+        "Calibration (test): Brier score {}{}; expected calibration error {} over {} bins of {}.",
         num(cal.brier),
-        num(cal.ece)
+        brier_scope(cal),
+        num(cal.ece),
+        cal.bins.len(),
+        crate::calibration::subject(run, cal),
     ));
     lines
 }
@@ -443,14 +444,25 @@ fn plots(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
     }
 }
 
+/// What the Brier score is over: the one probability of a binary task, or every class.
+fn brier_scope(c: &Calibration) -> &'static str {
+    if c.top_label { " (summed over the classes)" } else { "" }
+}
+
 /// The numbers behind the reliability diagram: Brier score, ECE and the non-empty bins.
 fn calibration_table(doc: &mut Vec<Block>, run: &Run, c: &Calibration) {
     let of = crate::calibration::subject(run, c);
+    let below = if c.top_label {
+        "the top label is right less often than its probability says (over-confidence)"
+    } else {
+        "fewer images are positive than the probabilities say (the positive class over-predicted, as class \
+         weights, undersampling and focal loss do)"
+    };
     doc.push(Block::Paragraph(format!(
-        "Brier score {}, expected calibration error {} over {} equal-width bins of {of}{}. \
-         A point below the diagonal means the model says more than comes true (over-confident, \
-         or scores pushed up by class weights, undersampling or focal loss); above it, less.",
+        "Brier score {}{}. Expected calibration error {} over {} equal-width bins of {of}{}. A point below \
+         the diagonal means {below}; above it, the opposite.",
         num(c.brier),
+        brier_scope(c),
         num(c.ece),
         c.bins.len(),
         if c.top_label { " (whether the arg-max class is right)" } else { "" },

@@ -345,6 +345,10 @@ fn read_report_json(path: &Path) -> Result<ReportJson> {
     if let Some((name, v)) = scores.into_iter().find_map(|(n, v)| v.filter(|v| !(v.is_nan() || (0.0..=1.0).contains(v))).map(|v| (n, v))) {
         return Err(Error::Inconsistent { path: path.into(), reason: format!("`{name}` is {v}, not a value in [0, 1]") });
     }
+    // A Brier score summed over the classes reaches 2 (a sure and wrong prediction).
+    if let Some(b) = t.calibration.as_ref().map(|c| c.brier).filter(|b| !(b.is_nan() || (0.0..=2.0).contains(b))) {
+        return Err(Error::Inconsistent { path: path.into(), reason: format!("`test.calibration.brier` is {b}, not a value in [0, 2]") });
+    }
     Ok(report)
 }
 

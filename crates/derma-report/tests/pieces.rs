@@ -385,4 +385,8 @@ fn truncated_files_and_out_of_range_numbers_are_errors_naming_them() {
     put(dir, "report.json", &serde_json::to_string(&json).unwrap());
     let msg = Run::read(dir).unwrap_err().to_string();
     assert!(msg.contains("`test.calibration.ece` is 1.2, not a value in [0, 1]"), "{msg}");
+    json["test"]["calibration"] = serde_json::json!({ "brier": 2.5, "ece": 0.1 });
+    put(dir, "report.json", &serde_json::to_string(&json).unwrap());
+    let msg = Run::read(dir).unwrap_err().to_string();
+    assert!(msg.contains("`test.calibration.brier` is 2.5, not a value in [0, 2]"), "{msg}");
 }

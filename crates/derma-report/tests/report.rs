@@ -121,8 +121,8 @@ fn binary_markdown_has_the_sections_numbers_and_existing_links() {
     // Calibration of BINARY_TEST, scikit-learn 1.9.1: brier_score_loss = 0.23624447, and over
     // calibration_curve(n_bins=10)'s bins an ECE of 0.29461; its (0.6, 0.7] bin holds 5 scores
     // of mean 0.63692, 2 of them positive.
-    assert!(md.contains("Brier score 0.2362, expected calibration error 0.2946 over 10 equal-width bins of P(mel/bcc)."), "{md}");
-    assert!(md.contains("- Calibration (test, P(mel/bcc) over 10 bins): Brier score 0.2362, expected calibration error 0.2946."), "{md}");
+    assert!(md.contains("Brier score 0.2362. Expected calibration error 0.2946 over 10 equal-width bins of P(mel/bcc)."), "{md}");
+    assert!(md.contains("- Calibration (test): Brier score 0.2362; expected calibration error 0.2946 over 10 bins of P(mel/bcc)."), "{md}");
     assert!(md.contains("| (0.6, 0.7\\] | 5 | 0.6369 | 0.4000 |") && md.contains("| \\[0.0, 0.1\\] | 2 | 0.0750 | 0.0000 |"), "{md}");
     let links = markdown_links(&md);
     assert_eq!(links.iter().filter(|l| l.starts_with("plots")).count(), 6, "{links:?}");
@@ -147,7 +147,7 @@ fn multiclass_markdown_has_per_class_tables_and_no_binary_sections() {
     // Top-label calibration of MULTI_TEST, scikit-learn 1.9.1: brier_score_loss(labels, probs)
     // = 0.55056; the highest probabilities against whether numpy's arg-max is right, in
     // calibration_curve(n_bins=10)'s bins: ECE 0.35556, (0.7, 0.8] holding 2 (mean 0.8), 1 right.
-    assert!(md.contains("Brier score 0.5506, expected calibration error 0.3556 over 10 equal-width bins of the top label's probability"), "{md}");
+    assert!(md.contains("Brier score 0.5506 (summed over the classes). Expected calibration error 0.3556 over 10 equal-width bins of the top label's probability"), "{md}");
     assert!(md.contains("| (0.7, 0.8\\] | 2 | 0.8000 | 0.5000 |"), "{md}");
     for link in markdown_links(&md) {
         assert!(run.path().join(&link).is_file(), "report.md links to missing {}", link.display());
@@ -244,7 +244,7 @@ fn headline_numbers_that_predictions_csv_does_not_reproduce_are_noted() {
     json["test"]["balanced_accuracy"] = serde_json::json!(0.5);
     json["test"]["per_class"][0]["recall"] = serde_json::json!(0.77);
     // MULTI_TEST's Brier score is 0.55056 (scikit-learn, above); its ECE 0.35556 is kept.
-    json["test"]["calibration"] = serde_json::json!({ "brier": 0.25, "ece": 0.35555555555555557, "of": "top label", "bins": [] });
+    json["test"]["calibration"] = serde_json::json!({ "brier": 0.25, "ece": 0.35555555555555557, "bins_of": "top label", "bins": [] });
     std::fs::write(&path, serde_json::to_string(&json).unwrap()).unwrap();
     let files = write_report(run.path(), &ReportOptions::default(), None).unwrap();
     let notes = files.notes.join("\n");

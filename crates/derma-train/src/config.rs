@@ -697,10 +697,12 @@ impl TrainConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(format!("--weight-decay must be >= 0, got {}", self.weight_decay));
         }
-        // Below f32's smallest normal number it would be 0 on the device (a division by zero
-        // for a parameter whose gradients are all zero).
-        if !(self.adam_epsilon.is_finite() && self.adam_epsilon >= 1e-30 && self.adam_epsilon <= 1.0) {
-            return Err(format!("--adam-epsilon must be in [1e-30, 1], got {}", self.adam_epsilon));
+        // ε bounds the step of a parameter whose gradient is tiny: in float32 a gradient below
+        // ~1e-19 squares to 0, and the update m / (√v + ε) becomes g / ε — 1e10 × lr for
+        // g = 1e-20 and ε = 1e-30. 1e-12 keeps that below 1e-8 × lr (PyTorch's 1e-8 and the
+        // usual 1e-10 are allowed).
+        if !(self.adam_epsilon.is_finite() && self.adam_epsilon >= 1e-12 && self.adam_epsilon <= 1.0) {
+            return Err(format!("--adam-epsilon must be in [1e-12, 1], got {}", self.adam_epsilon));
         }
         if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
             return Err(format!("--warmup-epochs must be >= 0, got {}", self.warmup_epochs));

@@ -273,14 +273,16 @@ pub fn report_json(
 }
 
 /// The calibration of a split's probabilities ([`derma_eval::calibration`], 10 bins): the
-/// Brier score, the ECE, whether it is top-label (several classes) or the positive class's,
-/// and the non-empty bins' edges, counts, mean scores and observed fractions.
+/// Brier score (binary: of the positive-class probability; several classes: summed over them),
+/// the ECE, what the bins and ECE are of (`bins_of`: the top label with several classes, else
+/// the positive class), and the non-empty bins' edges, counts, mean scores and observed
+/// fractions.
 pub fn calibration_json(pred: &Predictions) -> anyhow::Result<Value> {
     let c = derma_eval::calibration(&pred.labels, &pred.probs, derma_eval::calibration::BINS)?;
     Ok(json!({
         "brier": c.brier,
         "ece": c.ece,
-        "of": if c.top_label { "top label" } else { "positive class" },
+        "bins_of": if c.top_label { "top label" } else { "positive class" },
         "bins": c.bins.iter().filter(|b| b.count > 0).map(|b| json!({
             "lower": b.lower, "upper": b.upper, "count": b.count, "mean_score": b.mean_score, "observed": b.observed,
         })).collect::<Vec<_>>(),

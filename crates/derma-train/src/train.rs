@@ -100,10 +100,7 @@ pub fn run(config: &TrainConfig, device: &Device, backend_name: &str, out_dir: &
     }
     let weights = crate::pretrained::resolve(&config.pretrained, config.offline)?;
     let data = load_data(config)?;
-    // Said once the weights and data are there (a run refused before has nothing to resume).
-    let shown = std::path::absolute(out_dir).unwrap_or_else(|_| out_dir.to_path_buf());
-    println!("run folder: {} (stopped after its first epoch, it continues with `derma-train --resume {}`)", shown.display(), shown.display());
-    fit(config, &data, weights.as_deref(), device, backend_name, out_dir)
+    fit_from(config, &data, weights.as_deref(), device, backend_name, out_dir, Start::New { announce: true })
 }
 
 /// Continues the interrupted run in `run_dir` from its checkpoint (see [`crate::checkpoint`]):
@@ -123,7 +120,7 @@ pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir
         anyhow::bail!("--resume {}: the checkpoint is of epoch {} but config.toml has epochs = {}", run_dir.display(), state.epoch, config.epochs);
     }
     let data = load_data(config)?;
-    fit_from(config, &data, None, device, backend_name, run_dir, Some(state))
+    fit_from(config, &data, None, device, backend_name, run_dir, Start::Checkpoint(state))
 }
 
 /// [`resume`] on already loaded `data` (a cascade's stage 2 trains on a subset): continues
@@ -131,7 +128,7 @@ pub fn resume(config: &TrainConfig, device: &Device, backend_name: &str, run_dir
 /// diverged mark is the caller's to check (the cascade's `stage` refuses it with its advice).
 pub fn resume_fit(config: &TrainConfig, data: &TaskData, device: &Device, backend_name: &str, run_dir: &Path) -> anyhow::Result<RunOutcome> {
     let state = checkpoint::read_state(run_dir)?;
-    fit_from(config, data, None, device, backend_name, run_dir, Some(state))
+    fit_from(config, data, None, device, backend_name, run_dir, Start::Checkpoint(state))
 }
 
 /// Trains on already loaded `data` (e.g. one cross-validation fold) and writes the run folder.
@@ -143,10 +140,19 @@ pub fn fit(
     backend_name: &str,
     out_dir: &Path,
 ) -> anyhow::Result<RunOutcome> {
-    fit_from(config, data, weights, device, backend_name, out_dir, None)
+    fit_from(config, data, weights, device, backend_name, out_dir, Start::New { announce: false })
 }
 
-/// [`fit`], from scratch (`from: None`) or from the run folder's checkpoint.
+/// Where a run starts.
+enum Start {
+    /// A new run; with `announce`, how to resume it is printed once its config.toml is
+    /// written (derma-train's own runs; a sweep fold or cascade stage is resumed by its tool).
+    New { announce: bool },
+    /// The run folder's checkpoint.
+    Checkpoint(checkpoint::State),
+}
+
+/// [`fit`], new or from the run folder's checkpoint.
 fn fit_from(
     config: &TrainConfig,
     data: &TaskData,
@@ -154,8 +160,12 @@ fn fit_from(
     device: &Device,
     backend_name: &str,
     out_dir: &Path,
-    from: Option<checkpoint::State>,
+    start: Start,
 ) -> anyhow::Result<RunOutcome> {
+    let (from, announce) = match start {
+        Start::New { announce } => (None, announce),
+        Start::Checkpoint(state) => (Some(state), false),
+    };
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
     select_kernels(config);
     let data_hash = data.fingerprint();
@@ -219,6 +229,12 @@ fn fit_from(
         let _ = report::remove_outputs(out_dir, &results);
     }
     write_atomic(&out_dir.join("config.toml"), config.to_toml().as_bytes())?;
+    if announce {
+        // Said once every setting is resolved and config.toml is there (a run refused before
+        // this point has nothing to resume).
+        let shown = std::path::absolute(out_dir).unwrap_or_else(|_| out_dir.to_path_buf());
+        println!("run folder: {} (stopped after its first epoch, it continues with `derma-train --resume {}`)", shown.display(), shown.display());
+    }
     if let Some(paths) = &data.paths {
         let csv = report::splits_csv(paths, data.patients.as_ref(), [&data.train, &data.val, &data.test]);
         write_atomic(&out_dir.join("splits.csv"), csv.as_bytes())?;
@@ -665,12 +681,14 @@ impl Finish<'_> {
         print!("{}", report::summary_table(&class_names, &test_pred, &test)?);
         // report.json's calibration (computed once, there).
         let calibration = &report_value["test"]["calibration"];
+        let top_label = calibration["bins_of"].as_str() == Some("top label");
         println!(
-            "calibration ({}): Brier {:.4}, ECE {:.4} over {} equal-width bins (plots/calibration.png)",
-            calibration["of"].as_str().unwrap_or(""),
+            "calibration: Brier {:.4}{}, ECE {:.4} over {} equal-width bins of the {} probability (plots/calibration.png)",
             calibration["brier"].as_f64().unwrap_or(f64::NAN),
+            if top_label { " (summed over the classes)" } else { "" },
             calibration["ece"].as_f64().unwrap_or(f64::NAN),
-            derma_eval::calibration::BINS
+            derma_eval::calibration::BINS,
+            if top_label { "top label's" } else { "positive class's" },
         );
         if let (Some(c), Some(b)) = (&choice, &test.binary) {
             if let Some(note) = &c.note {

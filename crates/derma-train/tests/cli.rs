@@ -587,8 +587,9 @@ fn invalid_flags_are_refused_with_the_flag_name() {
         (vec!["--mining-strength", "-1"], "--mining-strength"),
         (vec!["--metric-weight", "-1"], "--metric-weight"),
         (vec!["--triplet-margin", "0"], "--triplet-margin"),
-        (vec!["--adam-epsilon", "0"], "--adam-epsilon must be in [1e-30, 1], got 0"),
-        (vec!["--adam-epsilon", "2"], "--adam-epsilon must be in [1e-30, 1], got 2"),
+        (vec!["--adam-epsilon", "0"], "--adam-epsilon must be in [1e-12, 1], got 0"),
+        (vec!["--adam-epsilon", "1e-30"], "--adam-epsilon must be in [1e-12, 1], got 0.000000000000000000000000000001"),
+        (vec!["--adam-epsilon", "2"], "--adam-epsilon must be in [1e-12, 1], got 2"),
         (vec!["--embedding-dim", "0"], "--embedding-dim"),
         (vec!["--in-channels", "2"], "--in-channels"),
         (vec!["--batch-norm", "cudnn"], "--batch-norm"),
@@ -639,8 +640,13 @@ fn npz_of_another_resolution_than_size_is_refused() {
     let err = text(&o.stderr);
     assert!(err.contains("28x28") && err.contains("--size 28") && err.contains("colours.npz"), "{err}");
     assert!(!out.exists(), "a failed start leaves no run folder");
-    // Nor advice to resume a run that never started.
+    // Nor advice to resume a run that never started: not after a data check, nor after weights
+    // of another width (refused once the data are loaded, before config.toml is written).
     assert!(!text(&o.stdout).contains("--resume"), "{}", text(&o.stdout));
+    let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/mobilenet_v2_w025.pth");
+    let o = derma_train(&["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.5", "--pretrained", weights, "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o.stderr).contains("--pretrained"), "{}", text(&o.stderr));
+    assert!(!text(&o.stdout).contains("--resume") && !out.join("config.toml").exists(), "{}", text(&o.stdout));
     // A split without images, or without a class, names the file too.
     let gappy = dir.path().join("gappy.npz");
     let mut val = colour_split(1, 2);
@@ -778,6 +784,7 @@ fn pretrained_torchvision_weights_fine_tune() {
     let stdout = text(&o.stdout);
     assert!(o.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&o.stderr));
     assert!(stdout.contains("mobilenet_v2_w025.pth") && stdout.contains("backbone frozen") && stdout.contains("backbone unfrozen"), "{stdout}");
+    assert!(stdout.contains(&format!("it continues with `derma-train --resume {}`", out.display())), "{stdout}");
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     assert!(config.contains("input_norm = \"imagenet\"") && config.contains("padding = \"Symmetric\""), "{config}");
 
