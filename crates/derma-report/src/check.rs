@@ -5,7 +5,7 @@
 //! files of two runs, would make the report contradict itself silently. Every disagreement
 //! becomes a note in the report.
 
-use derma_eval::BinaryCounts;
+use derma_eval::{BinaryCounts, Calibration};
 
 use crate::run::{Run, Split};
 
@@ -23,8 +23,9 @@ fn binary(split: &Split) -> (Vec<bool>, Vec<f64>) {
 }
 
 /// One note per `report.json` number that `predictions.csv` does not reproduce (numbers that
-/// cannot be computed, e.g. an AUC on a test set of one class, are not compared).
-pub(crate) fn disagreements(run: &Run) -> Vec<String> {
+/// cannot be computed, e.g. an AUC on a test set of one class, are not compared); `calibrated`
+/// is the test calibration the report computed from `predictions.csv`.
+pub(crate) fn disagreements(run: &Run, calibrated: &Calibration) -> Vec<String> {
     let mut notes = Vec::new();
     let test = &run.report.test;
     let k = run.classes().len();
@@ -51,9 +52,9 @@ pub(crate) fn disagreements(run: &Run) -> Vec<String> {
             compare("average precision".into(), ap, derma_eval::average_precision(&pos, &scores).ok());
         }
     }
-    if let (Some(json), Ok(csv)) = (&test.calibration, derma_eval::calibration(labels, &run.test.probs, derma_eval::calibration::BINS)) {
-        compare("Brier score".into(), json.brier, Some(csv.brier));
-        compare("expected calibration error".into(), json.ece, Some(csv.ece));
+    if let Some(json) = &test.calibration {
+        compare("Brier score".into(), json.brier, Some(calibrated.brier));
+        compare("expected calibration error".into(), json.ece, Some(calibrated.ece));
     }
     if let Ok(per_class) = derma_eval::per_class_report(labels, &predicted, k) {
         for (json, csv) in test.per_class.iter().zip(&per_class) {

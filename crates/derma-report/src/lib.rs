@@ -157,7 +157,8 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
     let rule = run.rule();
     let confusion = confusion::compute(run)?;
     let per_class = recall::per_class(run)?;
-    notes.extend(check::disagreements(run));
+    let calibrated = calibration::compute(run)?;
+    notes.extend(check::disagreements(run, &calibrated));
     if confusion.counts != run.report.test.confusion_matrix {
         notes.push(format!(
             "the confusion matrix recomputed from predictions.csv ({:?}) differs from report.json's ({:?}); the plots use the recomputed one",
@@ -192,7 +193,6 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
     roc::write(run, &curves, &files.roc, &files.pr)?;
     confusion::write(&confusion, rule, &files.confusion)?;
     recall::write(run, &per_class, &files.recall)?;
-    let calibrated = calibration::compute(run)?;
     calibration::write(run, &calibrated, &files.calibration)?;
 
     let groups = gallery::select(run, options.gallery_size);

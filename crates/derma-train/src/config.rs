@@ -382,7 +382,7 @@ impl TrainConfig {
         // A run recorded before `adam_epsilon` existed trained with 1e-5, whatever the default
         // is now: resumed, it keeps that.
         if text.parse::<toml::Table>().is_ok_and(|t| !t.contains_key("adam_epsilon")) {
-            config.adam_epsilon = 1e-5;
+            config.adam_epsilon = crate::step::AdamWSettings::BURN_EPSILON;
         }
         Ok(config)
     }

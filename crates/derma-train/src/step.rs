@@ -58,9 +58,12 @@ pub struct AdamWSettings {
 }
 
 impl AdamWSettings {
-    /// `weight_decay` with ε 1e-5, Burn's `AdamWConfig` default.
+    /// Burn's `AdamWConfig` default ε, and the one every run used before `--adam-epsilon`.
+    pub const BURN_EPSILON: f64 = 1e-5;
+
+    /// `weight_decay` with ε [`Self::BURN_EPSILON`].
     pub fn new(weight_decay: f64) -> Self {
-        Self { weight_decay, epsilon: 1e-5 }
+        Self { weight_decay, epsilon: Self::BURN_EPSILON }
     }
 }
 
