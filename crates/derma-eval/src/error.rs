@@ -125,6 +125,16 @@ pub enum EvalError {
         classes: usize,
     },
 
+    /// Platt scaling found that the logits do not rank the positives above the negatives.
+    #[error(
+        "the fitted Platt slope is {slope}, not positive: these logits do not rank the positives above the \
+         negatives, and a map with that slope would reverse or erase their order"
+    )]
+    NotRanking {
+        /// The fitted slope.
+        slope: f64,
+    },
+
     /// A threshold rule could not be parsed, or its value is out of range.
     #[error(
         "invalid threshold rule `{text}`: {reason}; accepted forms: min-spec:<s>, recall:<r>, \

@@ -176,12 +176,13 @@ fn headline(run: &Run, c: &Computed) -> Vec<String> {
     lines.push(test + ".");
     let cal = c.calibration;
     lines.push(format!(
-        "Calibration (test): Brier score {}{}; expected calibration error {} over {} bins of {}.",
+        "Calibration (test): Brier score {}{}; expected calibration error {} over {} bins of {}{}.",
         num(cal.brier),
         brier_scope(cal),
         num(cal.ece),
         cal.bins.len(),
         crate::calibration::subject(run, cal),
+        recalibration_text(run).map_or(String::new(), |t| format!(" ({t})")),
     ));
     lines
 }
@@ -197,12 +198,13 @@ fn shown(key: &str, cfg: &BTreeMap<String, String>, binary: bool) -> bool {
         "mining_strength" | "mining_fraction" => is("hard_negative_mining", &["true"]),
         "triplet_margin" | "embedding_dim" => cfg.get("metric_weight").is_some_and(|w| w.parse::<f64>().is_ok_and(|w| w > 0.0)),
         "threshold" => binary,
+        "calibrate" => cfg.get("calibrate").is_some_and(|v| v != "none"),
         "dilate" => cfg.get("output_stride").is_some_and(|s| s != "32"),
         _ => true,
     }
 }
 
-const CONFIG_KEYS: [&str; 45] = [
+const CONFIG_KEYS: [&str; 46] = [
     "dataset",
     "size",
     "image_size",
@@ -246,6 +248,7 @@ const CONFIG_KEYS: [&str; 45] = [
     "select_metric",
     "patience",
     "threshold",
+    "calibrate",
     "backend",
     "out",
 ];
@@ -445,6 +448,35 @@ fn plots(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
 }
 
 /// What the Brier score is over: the one probability of a binary task, or every class.
+/// What `--calibrate` did, if the run used it: the map and the model's own figures, or why no
+/// map was applied.
+fn recalibration_text(run: &Run) -> Option<String> {
+    let r = run.report.recalibration.as_ref()?;
+    if !r.applied {
+        return Some(format!(
+            "--calibrate {} was not applied, so these are the model's own probabilities: {}",
+            r.method,
+            r.reason.as_deref().unwrap_or("no reason recorded")
+        ));
+    }
+    let (scale, bias) = (r.scale.unwrap_or(f64::NAN), r.bias.unwrap_or(f64::NAN));
+    let map = if r.method == "platt" {
+        format!("Platt scaling sigmoid(a·z + b), a = {}, b = {}", num(scale), num(bias))
+    } else {
+        format!("temperature scaling softmax(z / T), T = {}", num(1.0 / scale))
+    };
+    let before = r.test_before.as_ref().map_or(String::new(), |b| {
+        format!("; the model's own probabilities had Brier score {} and expected calibration error {}", num(b.brier), num(b.ece))
+    });
+    Some(format!("after --calibrate {}: {map}, fitted on the validation split{before}", r.method))
+}
+
+/// `text` with its first letter in upper case.
+fn upper_first(text: &str) -> String {
+    let mut c = text.chars();
+    c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+}
+
 fn brier_scope(c: &Calibration) -> &'static str {
     if c.top_label { " (summed over the classes)" } else { "" }
 }
@@ -467,6 +499,9 @@ fn calibration_table(doc: &mut Vec<Block>, run: &Run, c: &Calibration) {
         c.bins.len(),
         if c.top_label { " (whether the arg-max class is right)" } else { "" },
     )));
+    if let Some(t) = recalibration_text(run) {
+        doc.push(Block::Paragraph(format!("{}.", upper_first(&t))));
+    }
     let header = ["probability bin", "test images", "mean predicted", "observed"].map(String::from).to_vec();
     let rows = c
         .bins

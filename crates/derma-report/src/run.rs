@@ -148,6 +148,31 @@ pub struct ReportJson {
     /// Binary tasks: the operating threshold.
     #[serde(default)]
     pub threshold: Option<ThresholdJson>,
+    /// `--calibrate`: the logit map fitted on validation (absent without it).
+    #[serde(default)]
+    pub recalibration: Option<RecalibrationJson>,
+}
+
+/// `report.json`'s `recalibration`: the map the probabilities (predictions.csv, `test`) went
+/// through, or why none was applied.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecalibrationJson {
+    /// `temperature` or `platt`.
+    pub method: String,
+    /// Whether the map was fitted and applied.
+    pub applied: bool,
+    /// The slope (`1/T` for temperature scaling).
+    #[serde(default)]
+    pub scale: Option<f64>,
+    /// Platt's intercept (0 for temperature scaling).
+    #[serde(default)]
+    pub bias: Option<f64>,
+    /// Why no map was applied.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The test calibration of the model's own probabilities.
+    #[serde(default)]
+    pub test_before: Option<CalibrationJson>,
 }
 
 /// `report.json`'s `test`.

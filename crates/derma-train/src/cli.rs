@@ -231,6 +231,9 @@ pub struct TrainArgs {
     /// Binary operating threshold: min-spec:0.80, recall:0.99, fbeta:2, youden, fixed:0.5.
     #[arg(long)]
     pub threshold: Option<String>,
+    /// Recalibrate the final probabilities on validation: none, temperature, or platt (binary).
+    #[arg(long)]
+    pub calibrate: Option<crate::config::Calibrate>,
 }
 
 impl TrainArgs {
@@ -250,7 +253,7 @@ impl TrainArgs {
         set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, adam_epsilon, warmup_epochs, width,
              output_stride, dilate, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
-             embedding_dim, select_metric, patience, threshold, batch_norm, depthwise, pointwise, step);
+             embedding_dim, select_metric, patience, threshold, calibrate, batch_norm, depthwise, pointwise, step);
         set_opt!(data_root, data_dir, npz, patient_pattern, image_size, positive_classes, augment, out, samples_per_epoch);
         if self.freeze_bn {
             c.freeze_bn = true;

@@ -78,6 +78,45 @@ impl FromStr for StepMode {
     }
 }
 
+/// Recalibration of the probabilities after training (`--calibrate`, config key `calibrate`):
+/// a map of the logits fitted on the validation split ([`derma_eval::recalibration`]) and used
+/// for every probability after it — the threshold, the test metrics, `predictions.csv`,
+/// `derma-predict` and the cascade. Both maps keep the logits' order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Calibrate {
+    /// The model's own probabilities.
+    #[default]
+    None,
+    /// Temperature scaling, `softmax(z / T)` (any task).
+    Temperature,
+    /// Platt scaling, `sigmoid(a·z + b)` (binary tasks: also undoes a prior shift).
+    Platt,
+}
+
+impl Calibrate {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Calibrate::None => "none",
+            Calibrate::Temperature => "temperature",
+            Calibrate::Platt => "platt",
+        }
+    }
+}
+
+impl FromStr for Calibrate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Calibrate::None),
+            "temperature" => Ok(Calibrate::Temperature),
+            "platt" => Ok(Calibrate::Platt),
+            other => Err(format!("--calibrate `{other}`: expected none, temperature or platt")),
+        }
+    }
+}
+
 /// Parses `0.25` or `0.1,0.2,0.7`.
 pub fn parse_list(s: &str) -> Result<Vec<f64>, String> {
     s.split(',')
@@ -312,6 +351,10 @@ pub struct TrainConfig {
     pub patience: usize,
     /// Operating-threshold rule of binary tasks.
     pub threshold: String,
+    /// Recalibration of the final probabilities, fitted on validation ([`Calibrate`]). Absent
+    /// in older `config.toml` files, which then get `none`.
+    #[serde(default)]
+    pub calibrate: Calibrate,
     /// `auto`, `wgpu` or `cpu`.
     pub backend: String,
     /// Run folder.

@@ -4,9 +4,10 @@
 
 use burn::prelude::*;
 use derma_data::{Augment, ImageDataset, Loader, LoaderConfig, Normalize};
-use derma_eval::{BinaryMetrics, ThresholdChoice, ThresholdRule};
+use derma_eval::{BinaryMetrics, LogitScaling, Recalibration, ThresholdChoice, ThresholdRule};
 use derma_model::MobileNetV2;
 
+use crate::config::Calibrate;
 use crate::loss::Loss;
 
 /// Probabilities of every image of a split.
@@ -16,8 +17,11 @@ pub struct Predictions {
     pub indices: Vec<usize>,
     /// True class of each row.
     pub labels: Vec<usize>,
-    /// Per row: class probabilities (`K ≥ 2`) or the positive-class probability (binary).
+    /// Per row: class probabilities (`K ≥ 2`) or the positive-class probability (binary);
+    /// after [`Predictions::recalibrated`], those of the mapped logits.
     pub probs: Vec<Vec<f64>>,
+    /// Per row: the model's own logits (`K`, or 1 for binary), never recalibrated.
+    pub logits: Vec<Vec<f32>>,
     /// Mean loss over the split.
     pub loss: f64,
 }
@@ -36,6 +40,28 @@ impl Predictions {
     /// Labels as booleans (binary task).
     pub fn positives(&self) -> Vec<bool> {
         self.labels.iter().map(|&l| l == 1).collect()
+    }
+
+    /// The same rows with the probabilities of the model's logits mapped by `scaling`
+    /// (`--calibrate`); the loss stays the model's own.
+    pub fn recalibrated(&self, scaling: &LogitScaling) -> Predictions {
+        let probs = self.logits.iter().map(|row| probabilities_f64(&scaling.apply(&row.iter().map(|&z| z as f64).collect::<Vec<_>>()))).collect();
+        Predictions { probs, ..self.clone() }
+    }
+
+    /// `--calibrate`: the logit map of `method` fitted to these (validation) rows' labels and
+    /// raw logits ([`derma_eval::fit_temperature`], [`derma_eval::fit_platt`]); `None` for
+    /// `none`.
+    pub fn fit_recalibration(&self, method: Calibrate) -> derma_eval::Result<Option<Recalibration>> {
+        let logits: Vec<Vec<f64>> = self.logits.iter().map(|r| r.iter().map(|&z| z as f64).collect()).collect();
+        match method {
+            Calibrate::None => Ok(None),
+            Calibrate::Temperature => derma_eval::fit_temperature(&self.labels, &logits).map(Some),
+            Calibrate::Platt => {
+                let single: Vec<f64> = logits.iter().map(|r| r[0]).collect();
+                derma_eval::fit_platt(&self.positives(), &single).map(Some)
+            }
+        }
     }
 }
 
@@ -62,7 +88,7 @@ pub fn predict(
             epoch: 0,
         },
     );
-    let mut out = Predictions { indices: Vec::new(), labels: Vec::new(), probs: Vec::new(), loss: 0.0 };
+    let mut out = Predictions { indices: Vec::new(), labels: Vec::new(), probs: Vec::new(), logits: Vec::new(), loss: 0.0 };
     // Σ numerator and Σ denominator of the split's loss (see `Loss::forward_sums`).
     let mut loss_sum = Tensor::<1>::zeros([1], device);
     let mut loss_den = Tensor::<1>::zeros([1], device);
@@ -76,6 +102,7 @@ pub fn predict(
         }
         let flat: Vec<f32> = logits.into_data().try_into_vec::<f32>().expect("logits are f32");
         out.probs.extend(flat.chunks(k).map(probabilities));
+        out.logits.extend(flat.chunks(k).map(<[f32]>::to_vec));
         out.labels.extend(batch.labels.iter().map(|&l| l as usize));
         out.indices.extend(batch.indices);
     }
@@ -92,13 +119,18 @@ pub fn predict(
 /// the f32 sigmoid 1.0 — and ranks that ties would blur are what AUC, average precision and
 /// the screening thresholds are made of. Non-finite logits give NaN (a diverged model).
 pub fn probabilities(logits: &[f32]) -> Vec<f64> {
+    probabilities_f64(&logits.iter().map(|&x| x as f64).collect::<Vec<_>>())
+}
+
+/// [`probabilities`] of logits already in f64 (recalibrated ones).
+pub fn probabilities_f64(logits: &[f64]) -> Vec<f64> {
     if let [x] = logits {
-        let x = *x as f64;
+        let x = *x;
         let p = if x >= 0.0 { 1.0 / (1.0 + (-x).exp()) } else { x.exp() / (1.0 + x.exp()) };
         return vec![if x.is_finite() { p } else { f64::NAN }];
     }
-    let max = logits.iter().map(|&x| x as f64).fold(f64::NEG_INFINITY, f64::max);
-    let e: Vec<f64> = logits.iter().map(|&x| if x.is_finite() { (x as f64 - max).exp() } else { f64::NAN }).collect();
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let e: Vec<f64> = logits.iter().map(|&x| if x.is_finite() { (x - max).exp() } else { f64::NAN }).collect();
     let sum: f64 = e.iter().sum();
     e.into_iter().map(|v| v / sum).collect()
 }

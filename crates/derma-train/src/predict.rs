@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use burn::prelude::*;
 use burn_store::{BurnpackStore, ModuleSnapshot};
 use derma_data::{ImageDataset, Normalize, SplitName};
+use derma_eval::LogitScaling;
 use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config, Padding};
 use rayon::prelude::*;
 
@@ -30,6 +31,8 @@ pub struct RunModel {
     pub model: MobileNetV2,
     /// Input normalisation of the run.
     pub normalize: Normalize,
+    /// The run's `--calibrate` map (`report.json` `recalibration`), applied to every prediction.
+    pub recalibration: Option<LogitScaling>,
 }
 
 impl RunModel {
@@ -76,6 +79,7 @@ impl RunModel {
                 anyhow::anyhow!("{}: a two-class run needs `threshold.value` (a number, or null for +inf)", file("report.json").display())
             })?),
         };
+        let recalibration = recalibration_of(&report["recalibration"], &file("report.json"))?;
         let logits = if binary { 1 } else { class_names.len() };
         let model = MobileNetV2Config::new(logits)
             .with_width(config.width)
@@ -98,6 +102,7 @@ impl RunModel {
             class_names,
             model,
             normalize,
+            recalibration,
         })
     }
 
@@ -111,9 +116,14 @@ impl RunModel {
         self.config.image_size()
     }
 
-    /// Probabilities of every image (labels, if any, are carried through).
+    /// Probabilities of every image (labels, if any, are carried through), through the run's
+    /// recalibration map if it has one — the probabilities its threshold was chosen on.
     pub fn predict(&self, images: &ImageDataset, batch_size: usize, device: &Device) -> Predictions {
-        predict(&self.model, images, self.image_size(), self.normalize, batch_size, None, device)
+        let pred = predict(&self.model, images, self.image_size(), self.normalize, batch_size, None, device);
+        match &self.recalibration {
+            Some(map) => pred.recalibrated(map),
+            None => pred,
+        }
     }
 
     /// The decision for one row of probabilities: the class at or above the threshold
@@ -127,6 +137,23 @@ impl RunModel {
                 .fold((0, f64::NEG_INFINITY), |b, (i, &p)| if p > b.1 { (i, p) } else { b })
                 .0,
         }
+    }
+}
+
+/// The logit map of report.json's `recalibration` record: none when the record is absent (a
+/// run without `--calibrate`, or older than it) or says the map was not applied.
+fn recalibration_of(record: &serde_json::Value, file: &Path) -> anyhow::Result<Option<LogitScaling>> {
+    if record.is_null() || record["applied"] == false {
+        return Ok(None);
+    }
+    match (record["applied"].as_bool(), record["scale"].as_f64(), record["bias"].as_f64()) {
+        (Some(true), Some(scale), Some(bias)) if scale.is_finite() && scale > 0.0 && bias.is_finite() => {
+            Ok(Some(LogitScaling { scale, bias }))
+        }
+        _ => anyhow::bail!(
+            "{}: `recalibration` needs `applied` (true or false) and, when applied, a positive `scale` and a finite `bias`; got {record}",
+            file.display()
+        ),
     }
 }
 

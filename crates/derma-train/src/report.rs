@@ -339,7 +339,7 @@ mod tests {
         probs.extend(vec![vec![0.95]; 10]);
         probs.extend(vec![vec![0.5]; 10]);
         let labels: Vec<usize> = (0..probs.len()).map(|i| usize::from(i >= 29_999)).collect();
-        let val = Predictions { indices: (0..probs.len()).collect(), labels, probs, loss: 0.0 };
+        let val = Predictions { indices: (0..probs.len()).collect(), labels, probs, logits: Vec::new(), loss: 0.0 };
         let csv = thresholds_csv(&val).unwrap();
         let row = csv.lines().find(|l| l.starts_with("0.5,")).unwrap_or_else(|| panic!("{csv}"));
         let fpr: f64 = row.split(',').nth(2).unwrap().parse().unwrap();

@@ -9,14 +9,14 @@ use std::time::Instant;
 use burn::prelude::*;
 use burn_store::{BurnpackStore, ModuleSnapshot};
 use derma_data::{Augment, Loader, LoaderConfig, Normalize};
-use derma_eval::ThresholdRule;
+use derma_eval::{LogitScaling, ThresholdRule};
 use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config, Padding, load_torchvision, weight_conventions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint;
-use crate::config::TrainConfig;
+use crate::config::{Calibrate, TrainConfig};
 use crate::dataset::{TaskData, load_data};
-use crate::evaluate::{SplitMetrics, choose_threshold, predict, split_metrics};
+use crate::evaluate::{Predictions, SplitMetrics, choose_threshold, predict, split_metrics};
 use crate::metric::MetricHead;
 use crate::mining::{EpochLosses, HardMining, Mined};
 use crate::report::{self, EpochRow, write_atomic};
@@ -656,6 +656,7 @@ impl Finish<'_> {
         let (class_names, counts) = (data.train.class_names().to_vec(), data.train.class_counts());
         let val_pred = predict(best_model, &data.val, size, normalize, config.batch_size, Some(self.loss), device);
         let test_pred = predict(best_model, &data.test, size, normalize, config.batch_size, Some(self.loss), device);
+        let (val_pred, test_pred, recalibration) = self.recalibrate(val_pred, test_pred)?;
         let choice = if binary { Some(choose_threshold(self.rule, &val_pred)?) } else { None };
         let threshold = choice.as_ref().map_or(0.5, |c| c.value);
         let val = split_metrics(&val_pred, threshold)?;
@@ -671,6 +672,9 @@ impl Finish<'_> {
         // What the run was trained and evaluated on (TaskData::fingerprint): a cascade resumed
         // later reuses this run only for the same data.
         report_value["data_hash"] = serde_json::json!(self.data_hash);
+        if let Some(r) = &recalibration {
+            report_value["recalibration"] = r.clone();
+        }
         write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report_value)?.as_bytes())?;
         // Only now is the run complete without its checkpoint: a run stopped before this point
         // is finished by --resume (the final evaluation only, when every epoch had run).
@@ -682,8 +686,18 @@ impl Finish<'_> {
         // report.json's calibration (computed once, there).
         let calibration = &report_value["test"]["calibration"];
         let top_label = calibration["bins_of"].as_str() == Some("top label");
+        // With --calibrate, the figures before the map beside them.
+        let before = recalibration.as_ref().filter(|r| r["applied"] == true).map_or(String::new(), |r| {
+            let b = &r["test_before"];
+            format!(
+                " after --calibrate {} (the model's own: Brier {:.4}, ECE {:.4})",
+                config.calibrate.name(),
+                b["brier"].as_f64().unwrap_or(f64::NAN),
+                b["ece"].as_f64().unwrap_or(f64::NAN)
+            )
+        });
         println!(
-            "calibration: Brier {:.4}{}, ECE {:.4} over {} equal-width bins of the {} probability (plots/calibration.png)",
+            "calibration: Brier {:.4}{}, ECE {:.4} over {} equal-width bins of the {} probability{before} (plots/calibration.png)",
             calibration["brier"].as_f64().unwrap_or(f64::NAN),
             if top_label { " (summed over the classes)" } else { "" },
             calibration["ece"].as_f64().unwrap_or(f64::NAN),
@@ -727,6 +741,56 @@ impl Finish<'_> {
         }
         println!("run folder: {}", out_dir.display());
         Ok(RunOutcome { out_dir: out_dir.to_path_buf(), best_epoch, test, report: report_value })
+    }
+
+    /// `--calibrate`: the logit map fitted on the validation rows, applied to both splits, and
+    /// report.json's `recalibration` record (None without `--calibrate`). A map that cannot be
+    /// fitted (validation of one class, logits that do not rank) leaves the model's own
+    /// probabilities, with a warning and the reason in the record — the trained run is kept.
+    fn recalibrate(&self, val: Predictions, test: Predictions) -> anyhow::Result<(Predictions, Predictions, Option<serde_json::Value>)> {
+        let method = self.config.calibrate;
+        let fitted = match val.fit_recalibration(method) {
+            Ok(None) => return Ok((val, test, None)),
+            Ok(Some(r)) => r,
+            Err(e) => {
+                eprintln!("warning: --calibrate {}: not applied, the probabilities stay the model's own: {e}", method.name());
+                let record = serde_json::json!({ "method": method.name(), "fitted_on": "val", "applied": false, "reason": e.to_string() });
+                return Ok((val, test, Some(record)));
+            }
+        };
+        let before = report::calibration_json(&test)?;
+        let LogitScaling { scale, bias } = fitted.scaling;
+        let map = match method {
+            Calibrate::Platt => format!("sigmoid({scale:.4}·z {} {:.4})", if bias < 0.0 { '-' } else { '+' }, bias.abs()),
+            _ => format!("T = {:.4}", 1.0 / scale),
+        };
+        println!(
+            "recalibration: --calibrate {} fitted on val, {map}: val NLL {:.4} -> {:.4}",
+            method.name(),
+            fitted.nll_before,
+            fitted.nll_after
+        );
+        if fitted.at_bound {
+            eprintln!(
+                "warning: --calibrate temperature: the best temperature lies outside [{}, {}] and the end was taken (the \
+                 validation split is perfectly separated, or its logits carry no information)",
+                derma_eval::recalibration::MIN_TEMPERATURE,
+                derma_eval::recalibration::MAX_TEMPERATURE
+            );
+        }
+        let record = serde_json::json!({
+            "method": method.name(),
+            "fitted_on": "val",
+            "applied": true,
+            "scale": scale,
+            "bias": bias,
+            "temperature": (method == Calibrate::Temperature).then(|| 1.0 / scale),
+            "at_bound": fitted.at_bound,
+            "val_nll_before": fitted.nll_before,
+            "val_nll_after": fitted.nll_after,
+            "test_before": { "brier": before["brier"], "ece": before["ece"] },
+        });
+        Ok((val.recalibrated(&fitted.scaling), test.recalibrated(&fitted.scaling), Some(record)))
     }
 }
 

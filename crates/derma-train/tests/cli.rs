@@ -579,6 +579,7 @@ fn invalid_flags_are_refused_with_the_flag_name() {
         (vec!["--epochs", "0"], "--epochs"),
         (vec!["--size", "32"], "--size"),
         (vec!["--threshold", "min-spec:2"], "--threshold"),
+        (vec!["--calibrate", "isotonic"], "--calibrate"),
         (vec!["--class-weights", "heavy"], "--class-weights"),
         (vec!["--sampler", "magic"], "--sampler"),
         (vec!["--select-metric", "f2"], "--select-metric"),
@@ -768,6 +769,113 @@ fn binary_screening_run_reports_the_validation_threshold() {
     let roc = std::fs::read_to_string(out.join("thresholds.csv")).unwrap();
     assert_eq!(roc.lines().next().unwrap(), "threshold,tpr,fpr,precision");
     assert!(roc.lines().count() > 3);
+}
+
+/// `--calibrate`: the map is fitted on the validation rows' raw logits, and every probability
+/// after it — predictions.csv, the threshold, the test calibration, `RunModel::predict` — is the
+/// mapped one; report.json keeps the model's own test calibration beside it.
+#[test]
+fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
+    let (_dir, npz, out) = colour_run_dir();
+    let base = ["--npz", npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8", "--epochs", "2", "--batch-size", "10"];
+    let run = |extra: &[&str], out: &std::path::Path| {
+        let mut args = base.to_vec();
+        args.extend(extra.iter().copied());
+        args.extend(["--out", out.to_str().unwrap()]);
+        derma_train(&args)
+    };
+    // Platt scaling needs the single logit of a two-class task.
+    let o = run(&["--calibrate", "platt"], &out);
+    assert!(!o.status.success() && text(&o.stderr).contains("--calibrate platt fits a two-class task"), "{}", text(&o.stderr));
+
+    let device = burn::prelude::Device::flex();
+    let json = |out: &std::path::Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap() };
+    // predictions.csv rows of one split: (label, probabilities).
+    let rows = |out: &std::path::Path, split: &str| -> Vec<(usize, Vec<f64>)> {
+        std::fs::read_to_string(out.join("predictions.csv"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{split},")))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[2].parse().unwrap(), f[3..].iter().map(|v| v.parse().unwrap()).collect())
+            })
+            .collect()
+    };
+    let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{what}: {a} vs {b}");
+    let sigmoid = |u: f64| 1.0 / (1.0 + (-u).exp());
+
+    // Binary, Platt.
+    let o = run(&["--positive-classes", "mel,bcc,0", "--threshold", "min-spec:0.8", "--calibrate", "platt"], &out);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("recalibration: --calibrate platt fitted on val, sigmoid("), "{}", text(&o.stdout));
+    let report = json(&out);
+    let r = &report["recalibration"];
+    assert_eq!((r["method"].as_str(), r["applied"].as_bool(), r["fitted_on"].as_str()), (Some("platt"), Some(true), Some("val")), "{r}");
+    let (a, b) = (r["scale"].as_f64().unwrap(), r["bias"].as_f64().unwrap());
+    // The model's raw logits of both splits, as the run's data pipeline gives them.
+    let model = derma_train::predict::RunModel::load(&out, &device).unwrap();
+    assert_eq!(model.recalibration, Some(derma_eval::LogitScaling { scale: a, bias: b }));
+    let data = derma_train::dataset::load_data(&model.config).unwrap();
+    let val = model.predict(&data.val, 7, &device);
+    let test = model.predict(&data.test, 7, &device);
+    // The map is Platt's fit of the validation logits (derma-eval's, checked against
+    // scikit-learn there), not the identity.
+    let z: Vec<f64> = val.logits.iter().map(|r| r[0] as f64).collect();
+    let fit = derma_eval::fit_platt(&val.positives(), &z).unwrap().scaling;
+    close(fit.scale, a, "slope");
+    close(fit.bias, b, "intercept");
+    assert!((a - 1.0).abs() > 1e-3 || b.abs() > 1e-3, "the map is the identity: {r}");
+    // predictions.csv and RunModel::predict hold sigmoid(a·z + b) of the raw logits.
+    for (split, pred) in [("val", &val), ("test", &test)] {
+        let csv = rows(&out, split);
+        assert_eq!(csv.len(), pred.logits.len());
+        for ((label, p), (logit, q)) in csv.iter().zip(pred.logits.iter().zip(&pred.probs)) {
+            let want = sigmoid(a * logit[0] as f64 + b);
+            close(p[0], want, split);
+            close(q[0], want, split);
+            assert!(*label <= 1);
+        }
+    }
+    // The threshold was chosen on the mapped validation probabilities: at it the validation
+    // counts of predictions.csv are report.json's.
+    let th = &report["threshold"];
+    let t = th["value"].as_f64().unwrap();
+    let val_rows = rows(&out, "val");
+    let tp = val_rows.iter().filter(|(l, p)| *l == 1 && p[0] >= t).count() as u64;
+    let fp = val_rows.iter().filter(|(l, p)| *l == 0 && p[0] >= t).count() as u64;
+    assert_eq!((tp, fp), (th["val"]["tp"].as_u64().unwrap(), th["val"]["fp"].as_u64().unwrap()), "{th}");
+    // test.calibration is of the mapped test probabilities, test_before of the model's own.
+    let labels: Vec<usize> = test.labels.clone();
+    let mapped = derma_eval::calibration(&labels, &test.probs, 10).unwrap();
+    let own: Vec<Vec<f64>> = test.logits.iter().map(|r| vec![sigmoid(r[0] as f64)]).collect();
+    let own = derma_eval::calibration(&labels, &own, 10).unwrap();
+    close(report["test"]["calibration"]["ece"].as_f64().unwrap(), mapped.ece, "ECE");
+    close(r["test_before"]["ece"].as_f64().unwrap(), own.ece, "ECE before");
+    close(r["test_before"]["brier"].as_f64().unwrap(), own.brier, "Brier before");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("after --calibrate platt: Platt scaling sigmoid(a·z + b)"), "{md}");
+
+    // Seven classes, temperature: softmax(z / T) of the raw logits, T fitted on validation.
+    let out7 = out.with_file_name("run7");
+    let o = run(&["--calibrate", "temperature"], &out7);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    let r = json(&out7)["recalibration"].clone();
+    let scale = r["scale"].as_f64().unwrap();
+    assert_eq!((r["method"].as_str(), r["bias"].as_f64()), (Some("temperature"), Some(0.0)), "{r}");
+    close(r["temperature"].as_f64().unwrap(), 1.0 / scale, "T");
+    let model = derma_train::predict::RunModel::load(&out7, &device).unwrap();
+    let data = derma_train::dataset::load_data(&model.config).unwrap();
+    let val = model.predict(&data.val, 7, &device);
+    let rows64: Vec<Vec<f64>> = val.logits.iter().map(|r| r.iter().map(|&z| z as f64).collect()).collect();
+    close(derma_eval::fit_temperature(&val.labels, &rows64).unwrap().scaling.scale, scale, "1/T");
+    for ((_, p), logits) in rows(&out7, "val").iter().zip(&val.logits) {
+        let e: Vec<f64> = logits.iter().map(|&z| (scale * z as f64).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        for (p, e) in p.iter().zip(&e) {
+            close(*p, e / sum, "softmax(z / T)");
+        }
+    }
 }
 
 /// Transfer learning from a torchvision state dict: strict load with a new head, a frozen
