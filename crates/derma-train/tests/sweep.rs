@@ -751,6 +751,24 @@ fn sweep_on_image_files_never_splits_a_patient() {
     for ((fold, patient), parts) in &part_of {
         assert_eq!(parts.len(), 1, "fold {fold}: {patient} is in {parts:?}");
     }
+    // Each fold's run folder has splits.csv, as a plain run on image files: every image of the
+    // fold's train / inner val / held-out parts with its file, in the part folds.csv gives its
+    // patient (a file `pN-J.png` is patient-N's).
+    let trial = trial_folder(&out, 1);
+    for k in 1..=3 {
+        let splits = std::fs::read_to_string(trial.join(format!("fold-{k}/splits.csv"))).unwrap();
+        assert!(splits.starts_with("split,index,path,patient_id,label\n"), "{splits}");
+        let mut n = 0;
+        for line in splits.lines().skip(1) {
+            let f = csv_fields(line);
+            let (split, path, patient) = (&f[0], &f[2], &f[3]);
+            let file = Path::new(path).file_name().unwrap().to_string_lossy().into_owned();
+            assert!(file.starts_with(&format!("p{}-", patient.trim_start_matches("patient-"))), "fold {k}: {line}");
+            assert_eq!(part_of[&(k.to_string(), patient.clone())], HashSet::from([split.clone()]), "fold {k}: {line}");
+            n += 1;
+        }
+        assert_eq!(n, n_pool, "fold {k}: every pooled image once");
+    }
 }
 
 /// A trial whose training diverges (lr 1e38: the weights overflow float32 and the loss is

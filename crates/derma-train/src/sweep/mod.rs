@@ -116,6 +116,8 @@ struct Pool {
     fingerprint: String,
     images: ImageDataset,
     groups: Option<Vec<String>>,
+    /// Image-file datasets: each pooled image's file (for the folds' `splits.csv`).
+    paths: Option<Vec<std::path::PathBuf>>,
     folds: Vec<Fold>,
 }
 
@@ -160,6 +162,7 @@ fn load_pool(plan: &Plan, config: &TrainConfig) -> anyhow::Result<Pool> {
     }
     let images = concat(&data.train, &data.val)?;
     let groups = data.patients.as_ref().map(|[tr, va, _]| [tr.clone(), va.clone()].concat());
+    let paths = data.paths.as_ref().map(|[tr, va, _]| [tr.clone(), va.clone()].concat());
     let folds = folds::cross_validation(images.labels(), images.class_names(), groups.as_deref(), plan.folds, plan.inner_val, plan.seed)
         .map_err(|e| anyhow::anyhow!("cross-validation of {} train+val images: {e}", images.len()))?;
     let sizes: Vec<String> = folds.iter().map(|f| format!("{}/{}/{}", f.train.len(), f.val.len(), f.test.len())).collect();
@@ -170,7 +173,7 @@ fn load_pool(plan: &Plan, config: &TrainConfig) -> anyhow::Result<Pool> {
         if groups.is_some() { ", patient-grouped" } else { "" },
         sizes.join(", ")
     );
-    Ok(Pool { fingerprint: data_fingerprint(config), images, groups, folds })
+    Ok(Pool { fingerprint: data_fingerprint(config), images, groups, paths, folds })
 }
 
 /// `folds.csv`: `fold,part,index,label,patient` — every pooled image (train images first,
@@ -442,8 +445,12 @@ pub fn run(plan: &Plan, out: &Path, device: &Device, backend_name: &str) -> anyh
                     patients: pl.groups.as_ref().map(|_| {
                         [groups(&fold.train).unwrap_or_default(), groups(&fold.val).unwrap_or_default(), groups(&fold.test).unwrap_or_default()]
                     }),
-                    // The sweep's folds.csv says which pooled image is in which part.
-                    paths: None,
+                    // Image files: the fold's run folder gets splits.csv (train / inner val /
+                    // held-out, with each image's file), as a plain run on image files does.
+                    paths: pl.paths.as_ref().map(|p| {
+                        let files = |idx: &[usize]| idx.iter().map(|&i| p[i].clone()).collect::<Vec<_>>();
+                        [files(&fold.train), files(&fold.val), files(&fold.test)]
+                    }),
                 };
                 // A diverging trial (e.g. too high a learning rate) scores NaN and ranks last;
                 // it must not end the sweep, nor stop every resume at the same fold.
