@@ -1,22 +1,25 @@
 //! Recalibration: a map of the logits, fitted on held-out (validation) data, after which the
 //! probabilities come true more often than the raw ones ([`crate::calibration`] measures it).
 //!
-//! Both methods scale the logits, `z' = scale · z + bias`, and so keep their order: a binary
-//! task's ROC curve and the multi-class arg-max do not change, only the probabilities (and the
-//! threshold value that meets a rule).
+//! Both methods scale the logits, `z' = scale · z + bias` with `scale > 0`, an increasing map:
+//! a binary task's ranking (ROC curve, AUC) and each image's multi-class arg-max do not change
+//! in exact arithmetic, only the probabilities (and the threshold value that meets a rule). A
+//! K-class temperature can reorder one class's probabilities *across* images, so the one-vs-rest
+//! AUCs may move a little.
 //!
 //! - [`fit_temperature`], **temperature scaling** (Guo et al. 2017, "On calibration of modern
 //!   neural networks"): `softmax(z / T)` with the one `T > 0` that minimises the negative
 //!   log-likelihood of the labels (`scale = 1/T`, `bias = 0`); a single logit is the binary
 //!   `sigmoid(z / T)`. It fixes over- and under-confidence, not a shifted prior.
-//! - [`fit_platt`], **Platt scaling** of a binary logit (Platt 2000), exactly
-//!   `sklearn.calibration._sigmoid_calibration`: `sigmoid(a·z + b)` fitted by maximum likelihood
+//! - [`fit_platt`], **Platt scaling** of a binary logit (Platt 2000), the problem
+//!   `sklearn.calibration._sigmoid_calibration` solves (its L-BFGS stops at a gradient of 1e-6:
+//!   the two agree to ~1e-6): `sigmoid(a·z + b)` fitted by maximum likelihood
 //!   against Platt's smoothed targets `(N₊ + 1)/(N₊ + 2)` and `1/(N₋ + 2)`. Its intercept also
 //!   undoes the prior shift that class weights and undersampling put into a binary model.
 //!
 //! Both objectives are convex; they are solved to machine precision by safeguarded Newton steps
-//! (the references, in `tests/reference.rs`, are scipy's bounded scalar minimiser and
-//! scikit-learn's L-BFGS).
+//! (the references, in `tests/recalibration.rs`, are scipy's `brentq` on the derivative,
+//! checked against its bounded scalar minimiser, and scikit-learn's L-BFGS).
 
 use crate::check;
 use crate::error::{EvalError, Result};
@@ -123,8 +126,8 @@ pub fn fit_temperature<R: AsRef<[f64]>>(labels: &[usize], logits: &[R]) -> Resul
     Ok(Recalibration { scaling: LogitScaling { scale, bias: 0.0 }, nll_before: nll(1.0), nll_after: nll(scale), at_bound })
 }
 
-/// Platt scaling of binary `logits` (one per image) fitted to `positives`:
-/// `sklearn.calibration._sigmoid_calibration` (module documentation).
+/// Platt scaling of binary `logits` (one per image) fitted to `positives`: the optimum of
+/// `sklearn.calibration._sigmoid_calibration`'s problem (module documentation).
 ///
 /// Errors on empty input, mismatched lengths, non-finite logits, labels of one class only, or
 /// logits that do not rank positives above negatives (a fitted slope ≤ 0: the map would

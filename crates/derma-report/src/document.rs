@@ -447,7 +447,6 @@ fn plots(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
     }
 }
 
-/// What the Brier score is over: the one probability of a binary task, or every class.
 /// What `--calibrate` did, if the run used it: the map and the model's own figures, or why no
 /// map was applied.
 fn recalibration_text(run: &Run) -> Option<String> {
@@ -463,7 +462,8 @@ fn recalibration_text(run: &Run) -> Option<String> {
     let map = if r.method == "platt" {
         format!("Platt scaling sigmoid(a·z + b), a = {}, b = {}", num(scale), num(bias))
     } else {
-        format!("temperature scaling softmax(z / T), T = {}", num(1.0 / scale))
+        let f = if run.is_binary() { "sigmoid(z / T)" } else { "softmax(z / T)" };
+        format!("temperature scaling {f}, T = {}", num(1.0 / scale))
     };
     let before = r.test_before.as_ref().map_or(String::new(), |b| {
         format!("; the model's own probabilities had Brier score {} and expected calibration error {}", num(b.brier), num(b.ece))
@@ -477,6 +477,7 @@ fn upper_first(text: &str) -> String {
     c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
 }
 
+/// What the Brier score is over: the one probability of a binary task, or every class.
 fn brier_scope(c: &Calibration) -> &'static str {
     if c.top_label { " (summed over the classes)" } else { "" }
 }

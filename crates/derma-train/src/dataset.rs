@@ -145,13 +145,6 @@ pub fn load_data(config: &TrainConfig) -> anyhow::Result<TaskData> {
             data.train.num_classes()
         );
     }
-    if config.calibrate == crate::config::Calibrate::Platt && !data.is_binary() {
-        anyhow::bail!(
-            "--calibrate platt fits a two-class task's single logit; {source} has {} classes (use --calibrate temperature, \
-             or --positive-classes)",
-            data.train.num_classes()
-        );
-    }
     Ok(data)
 }
 

@@ -52,16 +52,19 @@ impl Predictions {
     /// `--calibrate`: the logit map of `method` fitted to these (validation) rows' labels and
     /// raw logits ([`derma_eval::fit_temperature`], [`derma_eval::fit_platt`]); `None` for
     /// `none`.
-    pub fn fit_recalibration(&self, method: Calibrate) -> derma_eval::Result<Option<Recalibration>> {
+    pub fn fit_recalibration(&self, method: Calibrate) -> anyhow::Result<Option<Recalibration>> {
         let logits: Vec<Vec<f64>> = self.logits.iter().map(|r| r.iter().map(|&z| z as f64).collect()).collect();
-        match method {
-            Calibrate::None => Ok(None),
-            Calibrate::Temperature => derma_eval::fit_temperature(&self.labels, &logits).map(Some),
+        Ok(match method {
+            Calibrate::None => None,
+            Calibrate::Temperature => Some(derma_eval::fit_temperature(&self.labels, &logits)?),
+            Calibrate::Platt if !self.is_binary() => {
+                anyhow::bail!("Platt scaling fits a single (binary) logit; these rows have {}", self.logits.first().map_or(0, Vec::len))
+            }
             Calibrate::Platt => {
                 let single: Vec<f64> = logits.iter().map(|r| r[0]).collect();
-                derma_eval::fit_platt(&self.positives(), &single).map(Some)
+                Some(derma_eval::fit_platt(&self.positives(), &single)?)
             }
-        }
+        })
     }
 }
 

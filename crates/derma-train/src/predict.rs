@@ -294,6 +294,26 @@ pub fn predictions_csv(run: &RunModel, names: &[String], pred: &Predictions, lab
 mod tests {
     use super::*;
 
+    /// report.json's `recalibration`: absent or not applied is no map; an applied one needs a
+    /// positive scale and a finite bias, else the file is named.
+    #[test]
+    fn the_recalibration_record_is_read_strictly() {
+        let file = Path::new("run/report.json");
+        let read = |v: serde_json::Value| recalibration_of(&v, file);
+        assert_eq!(read(serde_json::Value::Null).unwrap(), None);
+        assert_eq!(read(serde_json::json!({"method": "platt", "applied": false, "reason": "one class"})).unwrap(), None);
+        let applied = serde_json::json!({"method": "platt", "applied": true, "scale": 0.5, "bias": -1.25});
+        assert_eq!(read(applied).unwrap(), Some(LogitScaling { scale: 0.5, bias: -1.25 }));
+        for bad in [
+            serde_json::json!({"method": "platt", "applied": true, "scale": -0.5, "bias": 0.0}),
+            serde_json::json!({"method": "platt", "applied": true, "bias": 0.0}),
+            serde_json::json!({"method": "platt", "scale": 0.5, "bias": 0.0}),
+        ] {
+            let e = read(bad.clone()).unwrap_err().to_string();
+            assert!(e.contains("run/report.json") && e.contains("`recalibration`"), "{bad}: {e}");
+        }
+    }
+
     /// A folder's images, below it too, once each, sorted; a link back up the tree is not
     /// walked again (it looped forever).
     #[test]

@@ -166,6 +166,14 @@ fn fit_from(
         Start::New { announce } => (None, announce),
         Start::Checkpoint(state) => (Some(state), false),
     };
+    // Here, not in load_data: a sweep trial may change `calibrate` without reloading the data.
+    if config.calibrate == Calibrate::Platt && !data.is_binary() {
+        anyhow::bail!(
+            "--calibrate platt fits a two-class task's single logit; the data have {} classes (use --calibrate temperature, \
+             or --positive-classes)",
+            data.train.num_classes()
+        );
+    }
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
     select_kernels(config);
     let data_hash = data.fingerprint();
@@ -758,6 +766,38 @@ impl Finish<'_> {
                 return Ok((val, test, Some(record)));
             }
         };
+        let (val_mapped, test_mapped) = (val.recalibrated(&fitted.scaling), test.recalibrated(&fitted.scaling));
+        // A map is applied only where it keeps what it promises: a temperature at an end of its
+        // range (a perfectly separated validation split, or logits without information) and a
+        // binary map that ties probabilities the model's own keep apart (f64 saturating at 0 or
+        // 1 for a steep map) would change the ranking metrics and the threshold, not only the
+        // probabilities.
+        let refused = if fitted.at_bound {
+            let t = 1.0 / fitted.scaling.scale;
+            Some(format!(
+                "the best temperature lies at or beyond an end of [{}, {}], T = {t}: {}",
+                derma_eval::recalibration::MIN_TEMPERATURE,
+                derma_eval::recalibration::MAX_TEMPERATURE,
+                if t <= 1.0 {
+                    "the model separates the validation split perfectly, and so low a temperature would round the probabilities to 0 and 1"
+                } else {
+                    "the logits carry no information on the validation split, and so high a temperature would flatten the probabilities"
+                }
+            ))
+        } else if val.is_binary() && (ties_added(&val, &val_mapped) || ties_added(&test, &test_mapped)) {
+            Some(format!(
+                "the fitted map (scale {:.4}, bias {:.4}) rounds probabilities the model keeps apart to equal values, which \
+                 would change the ROC curve and the threshold",
+                fitted.scaling.scale, fitted.scaling.bias
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            eprintln!("warning: --calibrate {}: not applied, the probabilities stay the model's own: {reason}", method.name());
+            let record = serde_json::json!({ "method": method.name(), "fitted_on": "val", "applied": false, "reason": reason });
+            return Ok((val, test, Some(record)));
+        }
         let before = report::calibration_json(&test)?;
         let LogitScaling { scale, bias } = fitted.scaling;
         let map = match method {
@@ -770,14 +810,6 @@ impl Finish<'_> {
             fitted.nll_before,
             fitted.nll_after
         );
-        if fitted.at_bound {
-            eprintln!(
-                "warning: --calibrate temperature: the best temperature lies outside [{}, {}] and the end was taken (the \
-                 validation split is perfectly separated, or its logits carry no information)",
-                derma_eval::recalibration::MIN_TEMPERATURE,
-                derma_eval::recalibration::MAX_TEMPERATURE
-            );
-        }
         let record = serde_json::json!({
             "method": method.name(),
             "fitted_on": "val",
@@ -790,8 +822,20 @@ impl Finish<'_> {
             "val_nll_after": fitted.nll_after,
             "test_before": { "brier": before["brier"], "ece": before["ece"] },
         });
-        Ok((val.recalibrated(&fitted.scaling), test.recalibrated(&fitted.scaling), Some(record)))
+        Ok((val_mapped, test_mapped, Some(record)))
     }
+}
+
+/// Whether the binary probabilities of `mapped` tie two rows that `raw` keeps apart (the map
+/// is increasing, so only rounding can do that).
+fn ties_added(raw: &Predictions, mapped: &Predictions) -> bool {
+    let distinct = |p: &Predictions| {
+        let mut s = p.scores();
+        s.sort_by(f64::total_cmp);
+        s.dedup();
+        s.len()
+    };
+    distinct(mapped) < distinct(raw)
 }
 
 /// An epoch's draws without a last batch of a single image: batch norm cannot normalise one
@@ -891,6 +935,24 @@ pub fn gpu_warmup_note(backend_name: &str) -> Option<&'static str> {
 mod tests {
 
     use super::*;
+
+    /// A steep binary map that rounds two probabilities to 1.0 adds a tie; an increasing map
+    /// that keeps them apart does not.
+    #[test]
+    fn a_map_that_ties_probabilities_is_detected() {
+        let pred = |logits: &[f32]| Predictions {
+            indices: (0..logits.len()).collect(),
+            labels: vec![0; logits.len()],
+            probs: logits.iter().map(|&z| crate::evaluate::probabilities(&[z])).collect(),
+            logits: logits.iter().map(|&z| vec![z]).collect(),
+            loss: 0.0,
+        };
+        let raw = pred(&[-1.0, 0.5, 1.0, 2.0]);
+        // sigmoid(40·0.5 + 20) and sigmoid(40·1 + 20) are both 1.0 in f64.
+        assert!(ties_added(&raw, &raw.recalibrated(&LogitScaling { scale: 40.0, bias: 20.0 })));
+        assert!(!ties_added(&raw, &raw.recalibrated(&LogitScaling { scale: 0.3, bias: -1.2 })));
+        assert!(!ties_added(&raw, &raw));
+    }
 
     /// A configuration's `input_norm`/`padding` that the weights contradict is named in a
     /// warning; matching or absent ones say nothing.

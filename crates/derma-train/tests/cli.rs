@@ -856,11 +856,45 @@ fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("after --calibrate platt: Platt scaling sigmoid(a·z + b)"), "{md}");
 
-    // Seven classes, temperature: softmax(z / T) of the raw logits, T fitted on validation.
+    // Seven classes, temperature. The colours separate every validation image: the NLL falls
+    // without end as T → 0, the fit stops at T = 0.01, and such a map (probabilities rounded
+    // to 0 and 1) is not applied — the model's own probabilities are kept and reported.
     let out7 = out.with_file_name("run7");
     let o = run(&["--calibrate", "temperature"], &out7);
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stderr).contains("warning: --calibrate temperature: not applied"), "{}", text(&o.stderr));
     let r = json(&out7)["recalibration"].clone();
+    assert_eq!((r["applied"].as_bool(), r["scale"].as_f64()), (Some(false), None), "{r}");
+    // (After two epochs the batch norms' running statistics are not settled: on validation the
+    // true class's logit is below the row's mean, and the fit runs to T = 100.)
+    assert!(r["reason"].as_str().unwrap().contains("T = 100: the logits carry no information"), "{r}");
+    let model = derma_train::predict::RunModel::load(&out7, &device).unwrap();
+    assert_eq!(model.recalibration, None);
+    let data = derma_train::dataset::load_data(&model.config).unwrap();
+    let own = model.predict(&data.val, 7, &device);
+    for ((_, p), q) in rows(&out7, "val").iter().zip(&own.probs) {
+        for (p, q) in p.iter().zip(q) {
+            close(*p, *q, "the model's own probability");
+        }
+    }
+    assert!(std::fs::read_to_string(out7.join("report.md")).unwrap().contains("--calibrate temperature was not applied"));
+
+    // With a quarter of the validation labels moved to another class the trained model is
+    // over-confident there: T > 1, applied, softmax(z / T) of the raw logits.
+    let noisy_npz = npz.with_file_name("noisy-val.npz");
+    let mut val = colour_split(8, 2);
+    for i in (0..val.len).step_by(4) {
+        val.labels[i] = (val.labels[i] + 3) % 7;
+    }
+    medmnist::write_npz(&noisy_npz, &medmnist::MedMnistArrays { train: colour_split(20, 1), val, test: colour_split(8, 3) }).unwrap();
+    let out7 = out.with_file_name("run7-noisy");
+    let o = derma_train(&[
+        "--npz", noisy_npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8", "--epochs", "5",
+        "--batch-size", "10", "--lr", "0.003", "--calibrate", "temperature", "--out", out7.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    let r = json(&out7)["recalibration"].clone();
+    assert!(r["applied"].as_bool().unwrap() && r["temperature"].as_f64().unwrap() > 1.0, "{r}");
     let scale = r["scale"].as_f64().unwrap();
     assert_eq!((r["method"].as_str(), r["bias"].as_f64()), (Some("temperature"), Some(0.0)), "{r}");
     close(r["temperature"].as_f64().unwrap(), 1.0 / scale, "T");
