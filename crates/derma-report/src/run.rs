@@ -172,7 +172,30 @@ pub struct RecalibrationJson {
     pub reason: Option<String>,
     /// The test calibration of the model's own probabilities.
     #[serde(default)]
-    pub test_before: Option<CalibrationJson>,
+    pub test_before: Option<BeforeJson>,
+}
+
+/// `recalibration.test_before`: the model's own test calibration before the map.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BeforeJson {
+    /// The Brier score.
+    pub brier: f64,
+    /// The expected calibration error.
+    pub ece: f64,
+    /// The non-empty reliability bins (absent in run folders written before they were kept).
+    #[serde(default)]
+    pub bins: Vec<BinJson>,
+}
+
+/// One reliability bin of [`BeforeJson`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct BinJson {
+    /// Images in the bin.
+    pub count: u64,
+    /// Their mean probability.
+    pub mean_score: f64,
+    /// The fraction of them that came true.
+    pub observed: f64,
 }
 
 /// `report.json`'s `test`.

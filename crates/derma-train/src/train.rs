@@ -820,7 +820,8 @@ impl Finish<'_> {
             "at_bound": fitted.at_bound,
             "val_nll_before": fitted.nll_before,
             "val_nll_after": fitted.nll_after,
-            "test_before": { "brier": before["brier"], "ece": before["ece"] },
+            // The model's own test calibration, in test.calibration's form (bins included).
+            "test_before": before,
         });
         Ok((val_mapped, test_mapped, Some(record)))
     }

@@ -853,6 +853,9 @@ fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
     close(report["test"]["calibration"]["ece"].as_f64().unwrap(), mapped.ece, "ECE");
     close(r["test_before"]["ece"].as_f64().unwrap(), own.ece, "ECE before");
     close(r["test_before"]["brier"].as_f64().unwrap(), own.brier, "Brier before");
+    let own_bins: Vec<u64> = own.bins.iter().filter(|b| b.count > 0).map(|b| b.count as u64).collect();
+    let kept: Vec<u64> = r["test_before"]["bins"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).collect();
+    assert_eq!(kept, own_bins, "test_before.bins");
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("after --calibrate platt: Platt scaling sigmoid(a·z + b)"), "{md}");
 
