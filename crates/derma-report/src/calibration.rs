@@ -19,7 +19,7 @@ use plotters::prelude::*;
 use crate::error::{Error, Result};
 use crate::plot::{Area, DrawResult, GREY, color, write_plot};
 use crate::roc::{legend, unit_chart};
-use crate::run::{BeforeJson, Run};
+use crate::run::{CalibrationJson, Run};
 
 /// Size of `calibration.png`.
 pub const SIZE: (u32, u32) = (900, 700);
@@ -47,7 +47,7 @@ pub(crate) fn write(run: &Run, c: &Calibration, path: &Path) -> Result<()> {
     write_plot(path, SIZE, |root| draw(root, &title, &what, c, before, run.test.len()))
 }
 
-fn draw(root: &Area, title: &str, what: &str, c: &Calibration, before: Option<&BeforeJson>, n: usize) -> DrawResult {
+fn draw(root: &Area, title: &str, what: &str, c: &Calibration, before: Option<&CalibrationJson>, n: usize) -> DrawResult {
     let x_desc = format!("mean predicted probability in the bin ({what})");
     let y_desc = if c.top_label { "fraction right (arg-max = true class)" } else { "fraction positive" };
     let mut chart = unit_chart(root, title, &x_desc, y_desc)?;

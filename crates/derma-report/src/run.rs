@@ -172,22 +172,10 @@ pub struct RecalibrationJson {
     pub reason: Option<String>,
     /// The test calibration of the model's own probabilities.
     #[serde(default)]
-    pub test_before: Option<BeforeJson>,
+    pub test_before: Option<CalibrationJson>,
 }
 
-/// `recalibration.test_before`: the model's own test calibration before the map.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct BeforeJson {
-    /// The Brier score.
-    pub brier: f64,
-    /// The expected calibration error.
-    pub ece: f64,
-    /// The non-empty reliability bins (absent in run folders written before they were kept).
-    #[serde(default)]
-    pub bins: Vec<BinJson>,
-}
-
-/// One reliability bin of [`BeforeJson`].
+/// One reliability bin of [`CalibrationJson`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct BinJson {
     /// Images in the bin.
@@ -222,13 +210,17 @@ pub struct TestJson {
     pub calibration: Option<CalibrationJson>,
 }
 
-/// `test.calibration`'s summary numbers (its bins are recomputed from `predictions.csv`).
+/// A calibration in report.json: `test.calibration` (whose bins the report recomputes from
+/// `predictions.csv`) or `recalibration.test_before` (whose bins are the model's own curve).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CalibrationJson {
     /// The Brier score.
     pub brier: f64,
     /// The expected calibration error.
     pub ece: f64,
+    /// The non-empty reliability bins (absent in run folders written before they were kept).
+    #[serde(default)]
+    pub bins: Vec<BinJson>,
 }
 
 /// One entry of `per_class`.
