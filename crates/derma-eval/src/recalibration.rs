@@ -263,8 +263,8 @@ mod tests {
 
     #[test]
     fn platt_zero_gradient_at_its_optimum() {
-        // The stationarity conditions of the smoothed-target likelihood: Σ (p − t) = 0 and
-        // Σ (p − t)·z = 0 (Platt 2000, eq. 4) at the fitted (a, b).
+        // The stationarity conditions of the smoothed-target likelihood (its gradient in b and
+        // in a): Σ (p − t) = 0 and Σ (p − t)·z = 0 at the fitted (a, b).
         let z = [-3.0, -2.5, -1.0, -0.5, 0.0, 0.3, 1.0, 2.0, 2.2, 4.0];
         let y = [false, false, true, false, false, true, false, true, true, true];
         let r = fit_platt(&y, &z).unwrap();

@@ -757,14 +757,16 @@ impl Finish<'_> {
     /// probabilities, with a warning and the reason in the record — the trained run is kept.
     fn recalibrate(&self, val: Predictions, test: Predictions) -> anyhow::Result<(Predictions, Predictions, Option<serde_json::Value>)> {
         let method = self.config.calibrate;
+        // The model's own probabilities kept, with a warning and the reason in the record.
+        let not_applied = |val: Predictions, test: Predictions, reason: String| {
+            eprintln!("warning: --calibrate {}: not applied, the probabilities stay the model's own: {reason}", method.name());
+            let record = serde_json::json!({ "method": method.name(), "fitted_on": "val", "applied": false, "reason": reason });
+            Ok((val, test, Some(record)))
+        };
         let fitted = match val.fit_recalibration(method) {
             Ok(None) => return Ok((val, test, None)),
             Ok(Some(r)) => r,
-            Err(e) => {
-                eprintln!("warning: --calibrate {}: not applied, the probabilities stay the model's own: {e}", method.name());
-                let record = serde_json::json!({ "method": method.name(), "fitted_on": "val", "applied": false, "reason": e.to_string() });
-                return Ok((val, test, Some(record)));
-            }
+            Err(e) => return not_applied(val, test, e.to_string()),
         };
         let (val_mapped, test_mapped) = (val.recalibrated(&fitted.scaling), test.recalibrated(&fitted.scaling));
         // A map is applied only where it keeps what it promises: a temperature at an end of its
@@ -794,9 +796,7 @@ impl Finish<'_> {
             None
         };
         if let Some(reason) = refused {
-            eprintln!("warning: --calibrate {}: not applied, the probabilities stay the model's own: {reason}", method.name());
-            let record = serde_json::json!({ "method": method.name(), "fitted_on": "val", "applied": false, "reason": reason });
-            return Ok((val, test, Some(record)));
+            return not_applied(val, test, reason);
         }
         let before = report::calibration_json(&test)?;
         let LogitScaling { scale, bias } = fitted.scaling;
