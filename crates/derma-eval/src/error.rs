@@ -125,10 +125,25 @@ pub enum EvalError {
         classes: usize,
     },
 
-    /// Platt scaling found that the logits do not rank the positives above the negatives.
+    /// A fit with a parameter per class got labels without one of the classes.
     #[error(
-        "the fitted Platt slope is {slope}, not positive: these logits do not rank the positives above the \
-         negatives, and a map with that slope would reverse or erase their order"
+        "{what} fits a bias for every class, but class {class} (of {classes}) has no sample in the labels: \
+         its bias would have no finite optimum (the split is too small for this map)"
+    )]
+    NoSampleOfClass {
+        /// The absent class.
+        class: usize,
+        /// Number of classes.
+        classes: usize,
+        /// What needed every class, e.g. `"bias-corrected temperature scaling"`.
+        what: &'static str,
+    },
+
+    /// A recalibration (Platt scaling, bias-corrected temperature scaling) found that the logits
+    /// do not rank the labels' classes above the others.
+    #[error(
+        "the fitted slope of the logits is {slope}, not positive: these logits do not rank the labels' classes \
+         above the others, and a map with that slope would reverse or erase their order"
     )]
     NotRanking {
         /// The fitted slope.

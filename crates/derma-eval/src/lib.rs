@@ -17,8 +17,8 @@
 //!   (`min-spec:0.8`, `recall:0.99`, `fbeta:2`, `youden`, `fixed:0.5`).
 //! - [`calibration`]: whether the probabilities come true — Brier score, reliability table
 //!   and expected calibration error (binary, or top-label over several classes).
-//! - [`recalibration`]: making them come true — temperature scaling and Platt scaling of the
-//!   logits, fitted on validation data (scipy / scikit-learn checked).
+//! - [`recalibration`]: making them come true — temperature, Platt and bias-corrected
+//!   temperature scaling of the logits, fitted on validation data (scipy / scikit-learn checked).
 //! - [`interval`]: 95 % confidence intervals — Wilson for sensitivity, specificity and
 //!   precision from their counts, DeLong for the ROC AUC (scipy and the definition checked).
 //! - [`error`]: the error type.
@@ -42,5 +42,5 @@ pub use interval::{Z95, auc_delong95, wilson95};
 pub use metrics::{
     ClassReport, accuracy, argmax, argmax_rows, balanced_accuracy, confusion_matrix, macro_auc_ovr, per_class_report,
 };
-pub use recalibration::{LogitScaling, Recalibration, fit_platt, fit_temperature};
+pub use recalibration::{LogitScaling, Recalibration, fit_bcts, fit_platt, fit_temperature};
 pub use threshold::{ThresholdChoice, ThresholdRule, select_threshold};

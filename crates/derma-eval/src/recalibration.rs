@@ -1,11 +1,13 @@
 //! Recalibration: a map of the logits, fitted on held-out (validation) data, after which the
 //! probabilities come true more often than the raw ones ([`crate::calibration`] measures it).
 //!
-//! Both methods scale the logits, `z' = scale · z + bias` with `scale > 0`, an increasing map:
-//! a binary task's ranking (ROC curve, AUC) and each image's multi-class arg-max do not change
-//! in exact arithmetic, only the probabilities (and the threshold value that meets a rule). A
-//! K-class temperature can reorder one class's probabilities *across* images, so the one-vs-rest
-//! AUCs may move a little.
+//! Every method scales the logits, `z' = scale · z + bias` with `scale > 0`. For a single
+//! (binary) logit that is an increasing map: the ranking (ROC curve, AUC) does not change in
+//! exact arithmetic, only the probabilities (and the threshold value that meets a rule). On K
+//! classes temperature scaling keeps each image's arg-max but can reorder one class's
+//! probabilities *across* images, so the one-vs-rest AUCs may move a little; bias-corrected
+//! temperature scaling adds a bias per class, which moves the arg-max on purpose (it corrects the
+//! class prior).
 //!
 //! - [`fit_temperature`], **temperature scaling** (Guo et al. 2017, "On calibration of modern
 //!   neural networks"): `softmax(z / T)` with the one `T > 0` that minimises the negative
@@ -16,10 +18,17 @@
 //!   the two agree to ~1e-6): `sigmoid(a·z + b)` fitted by maximum likelihood
 //!   against Platt's smoothed targets `(N₊ + 1)/(N₊ + 2)` and `1/(N₋ + 2)`. Its intercept also
 //!   undoes the prior shift that class weights and undersampling put into a binary model.
+//! - [`fit_bcts`], **bias-corrected temperature scaling** (Alexandari, Kundaje & Shrikumar 2020,
+//!   "Maximum likelihood with bias-corrected calibration is hard-to-beat at label shift
+//!   adaptation"): `softmax(z / T + b)` with one bias per class, by maximum likelihood of the
+//!   hard labels: the K-class counterpart of Platt's intercept, which undoes the prior shift of
+//!   balanced class weights or a balanced sampler. On a single logit it is `sigmoid(z / T + b)`,
+//!   an unpenalised logistic regression of the labels on the logit.
 //!
-//! Both objectives are convex; they are solved to machine precision by safeguarded Newton steps
+//! The objectives are convex; they are solved to machine precision by safeguarded Newton steps
 //! (the references, in `tests/recalibration.rs`, are scipy's `brentq` on the derivative,
-//! checked against its bounded scalar minimiser, and scikit-learn's L-BFGS).
+//! checked against its bounded scalar minimiser, scikit-learn's L-BFGS, and scipy's BFGS with
+//! scikit-learn's logistic regression).
 
 use crate::check;
 use crate::error::{EvalError, Result};
@@ -30,30 +39,46 @@ pub const MIN_TEMPERATURE: f64 = 0.01;
 /// The other end of the search (a model whose logits carry no information: `T → ∞`).
 pub const MAX_TEMPERATURE: f64 = 100.0;
 
-/// The logit map `z' = scale · z + bias` (the bias only for a single logit).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The logit map `z' = scale · z + bias`: `bias` for a single (binary) logit, `class_bias[k]`
+/// for class `k` of a K-class row.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogitScaling {
     /// Multiplies every logit (`1/T` for temperature scaling, Platt's slope).
     pub scale: f64,
     /// Added to a single (binary) logit: Platt's intercept; 0 for temperature scaling.
     pub bias: f64,
+    /// Added to each class's logit of a K-class row (bias-corrected temperature scaling, centred
+    /// to mean 0); empty for none.
+    pub class_bias: Vec<f64>,
 }
 
 impl LogitScaling {
     /// The map that changes nothing.
-    pub const IDENTITY: LogitScaling = LogitScaling { scale: 1.0, bias: 0.0 };
+    pub const IDENTITY: LogitScaling = LogitScaling { scale: 1.0, bias: 0.0, class_bias: Vec::new() };
 
-    /// The mapped logits of one row (the bias only on a single logit).
+    /// The map `scale · z + bias` (no class biases).
+    pub fn affine(scale: f64, bias: f64) -> LogitScaling {
+        LogitScaling { scale, bias, class_bias: Vec::new() }
+    }
+
+    /// The mapped logits of one row: `bias` on a single logit, `class_bias` on K.
+    ///
+    /// Panics if the row's length differs from a non-empty `class_bias` (readers of a stored
+    /// map check it against the class count first).
     pub fn apply(&self, logits: &[f64]) -> Vec<f64> {
         match logits {
             [z] => vec![self.scale * z + self.bias],
-            row => row.iter().map(|z| self.scale * z).collect(),
+            row if self.class_bias.is_empty() => row.iter().map(|z| self.scale * z).collect(),
+            row => {
+                assert_eq!(row.len(), self.class_bias.len(), "a row of {} logits and {} class biases", row.len(), self.class_bias.len());
+                row.iter().zip(&self.class_bias).map(|(z, b)| self.scale * z + b).collect()
+            }
         }
     }
 }
 
 /// A fitted map and what it did on the data it was fitted to.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recalibration {
     /// The map.
     pub scaling: LogitScaling,
@@ -62,8 +87,8 @@ pub struct Recalibration {
     pub nll_before: f64,
     /// … and after it.
     pub nll_after: f64,
-    /// Temperature scaling only: the optimum lies at or beyond an end of
-    /// [`MIN_TEMPERATURE`, `MAX_TEMPERATURE`] and the end was taken.
+    /// Temperature scaling (plain or bias-corrected): the optimum lies at or beyond an end of
+    /// [`MIN_TEMPERATURE`, `MAX_TEMPERATURE`] (the end was taken), or has no finite value.
     pub at_bound: bool,
 }
 
@@ -123,7 +148,7 @@ pub fn fit_temperature<R: AsRef<[f64]>>(labels: &[usize], logits: &[R]) -> Resul
         (s, false)
     };
     let nll = |s: f64| rows.iter().zip(labels).map(|(row, &y)| log_sum_exp(row, s) - s * row[y]).sum::<f64>() / rows.len() as f64;
-    Ok(Recalibration { scaling: LogitScaling { scale, bias: 0.0 }, nll_before: nll(1.0), nll_after: nll(scale), at_bound })
+    Ok(Recalibration { scaling: LogitScaling::affine(scale, 0.0), nll_before: nll(1.0), nll_after: nll(scale), at_bound })
 }
 
 /// Platt scaling of binary `logits` (one per image) fitted to `positives`: the optimum of
@@ -184,7 +209,157 @@ pub fn fit_platt(positives: &[bool], logits: &[f64]) -> Result<Recalibration> {
         logits.iter().zip(positives).map(|(z, &y)| softplus(a * z + b) - if y { a * z + b } else { 0.0 }).sum::<f64>()
             / logits.len() as f64
     };
-    Ok(Recalibration { scaling: LogitScaling { scale: a, bias: b }, nll_before: nll(1.0, 0.0), nll_after: nll(a, b), at_bound: false })
+    Ok(Recalibration { scaling: LogitScaling::affine(a, b), nll_before: nll(1.0, 0.0), nll_after: nll(a, b), at_bound: false })
+}
+
+/// Bias-corrected temperature scaling of `logits` (rows of K ≥ 2 class logits, or one binary
+/// logit per row with labels 0 / 1) fitted to `labels`: the scale `1/T` and the class biases
+/// minimising the mean negative log-likelihood of `softmax(z / T + b)` (module documentation).
+/// The K-class biases come centred to mean 0 (softmax ignores a common shift); a binary
+/// logit's map is `sigmoid(z / T + bias)`.
+///
+/// Errors on empty input, mismatched lengths, ragged rows, non-finite logits, labels that are
+/// not class indices, labels of one class only, a class without a label (its bias would have
+/// no finite optimum), or a fitted scale ≤ 0. A scale outside [`1/MAX_TEMPERATURE`,
+/// `1/MIN_TEMPERATURE`] (a split the logits separate perfectly) comes back with `at_bound`.
+pub fn fit_bcts<R: AsRef<[f64]>>(labels: &[usize], logits: &[R]) -> Result<Recalibration> {
+    const WHAT: &str = "bias-corrected temperature scaling";
+    let k = check::prob_rows(labels.len(), logits)?;
+    let classes = k.max(2);
+    check::classes(labels, classes, "label")?;
+    if let Some(&first) = labels.first()
+        && labels.iter().all(|&l| l == first)
+    {
+        return Err(EvalError::SingleClass { class: first, n: labels.len(), what: WHAT });
+    }
+    let mut counts = vec![0usize; classes];
+    labels.iter().for_each(|&l| counts[l] += 1);
+    if let Some(class) = counts.iter().position(|&c| c == 0) {
+        return Err(EvalError::NoSampleOfClass { class, classes, what: WHAT });
+    }
+    let rows: Vec<Vec<f64>> = logits.iter().map(|r| if k == 1 { vec![0.0, r.as_ref()[0]] } else { r.as_ref().to_vec() }).collect();
+    // The parameters θ = (s, b_1 … b_{K−1}) with b_0 = 0 (softmax ignores a common shift):
+    // u = s·z + b, and the summed NLL Σ logsumexp(u) − u_y is convex in θ.
+    let mapped = |theta: &[f64], row: &[f64]| -> Vec<f64> {
+        row.iter().enumerate().map(|(j, z)| theta[0] * z + if j == 0 { 0.0 } else { theta[j] }).collect()
+    };
+    let objective = |theta: &[f64]| -> f64 {
+        rows.iter().zip(labels).map(|(row, &y)| {
+            let u = mapped(theta, row);
+            log_sum_exp(&u, 1.0) - u[y]
+        }).sum()
+    };
+    let mut theta = vec![0.0; classes];
+    theta[0] = 1.0;
+    let mut value = objective(&theta);
+    let mut converged = false;
+    for _ in 0..500 {
+        // Gradient and Hessian: with p = softmax(u) and the feature of class j,
+        // φ_j = (z_j, e_j), g = Σ E_p[φ] − φ_y and H = Σ Cov_p[φ].
+        let mut g = vec![0.0; classes];
+        let mut h = vec![0.0; classes * classes];
+        for (row, &y) in rows.iter().zip(labels) {
+            let p = softmax(&mapped(&theta, row), 1.0);
+            let ez: f64 = p.iter().zip(row).map(|(p, z)| p * z).sum();
+            let ez2: f64 = p.iter().zip(row).map(|(p, z)| p * z * z).sum();
+            g[0] += ez - row[y];
+            h[0] += ez2 - ez * ez;
+            for a in 1..classes {
+                g[a] += p[a] - if a == y { 1.0 } else { 0.0 };
+                let hsa = p[a] * (row[a] - ez);
+                h[a] += hsa;
+                h[a * classes] += hsa;
+                for c in 1..classes {
+                    h[a * classes + c] += if a == c { p[a] } else { 0.0 } - p[a] * p[c];
+                }
+            }
+        }
+        let step_dir = solve(&h, &g, classes);
+        // Converged when the Newton decrement g·H⁻¹g (twice the predicted decrease) is at the
+        // rounding of the objective. A split the logits separate has no optimum: the NLL falls
+        // geometrically towards 0 as the scale grows, so the search stops when the scale leaves
+        // its range or the NLL underflows to 0, not converged.
+        let decrement: f64 = g.iter().zip(&step_dir).map(|(g, d)| g * d).sum();
+        if decrement <= 1e-15 * value {
+            converged = value > 0.0;
+            break;
+        }
+        if theta[0] > 1.0 / MIN_TEMPERATURE {
+            break;
+        }
+        // Backtracking until the objective does not grow (convex: a small enough Newton step
+        // always decreases it).
+        let mut step = 1.0;
+        let mut moved = false;
+        while step > 1e-10 {
+            let next: Vec<f64> = theta.iter().zip(&step_dir).map(|(t, d)| t - step * d).collect();
+            let v = objective(&next);
+            if v <= value {
+                moved = next != theta;
+                (theta, value) = (next, v);
+                break;
+            }
+            step *= 0.5;
+        }
+        if !moved {
+            converged = true;
+            break;
+        }
+    }
+    let scale = theta[0];
+    if !(scale > 0.0) {
+        return Err(EvalError::NotRanking { slope: scale });
+    }
+    let at_bound = !converged || !(1.0 / MAX_TEMPERATURE..=1.0 / MIN_TEMPERATURE).contains(&scale);
+    let n = rows.len() as f64;
+    let mut start = vec![0.0; classes];
+    start[0] = 1.0;
+    let (nll_before, nll_after) = (objective(&start) / n, value / n);
+    let scaling = if k == 1 {
+        LogitScaling::affine(scale, theta[1])
+    } else {
+        let mut b: Vec<f64> = (0..classes).map(|j| if j == 0 { 0.0 } else { theta[j] }).collect();
+        let mean = b.iter().sum::<f64>() / classes as f64;
+        b.iter_mut().for_each(|v| *v -= mean);
+        LogitScaling { scale, bias: 0.0, class_bias: b }
+    };
+    Ok(Recalibration { scaling, nll_before, nll_after, at_bound })
+}
+
+/// The solution `d` of `(H + ridge·I) d = g` for a symmetric positive semi-definite `n × n`
+/// `h` (row-major), by Gaussian elimination with partial pivoting; the ridge (relative to the
+/// diagonal) keeps a nearly singular Hessian solvable.
+fn solve(h: &[f64], g: &[f64], n: usize) -> Vec<f64> {
+    let trace: f64 = (0..n).map(|i| h[i * n + i]).sum();
+    let ridge = 1e-12 * trace.max(f64::MIN_POSITIVE);
+    let mut a: Vec<Vec<f64>> = (0..n).map(|i| {
+        let mut row: Vec<f64> = h[i * n..(i + 1) * n].to_vec();
+        row[i] += ridge;
+        row.push(g[i]);
+        row
+    }).collect();
+    for col in 0..n {
+        let pivot = (col..n).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs())).unwrap_or(col);
+        a.swap(col, pivot);
+        let d = a[col][col];
+        if d == 0.0 {
+            continue;
+        }
+        for r in col + 1..n {
+            let f = a[r][col] / d;
+            if f != 0.0 {
+                for c in col..=n {
+                    a[r][c] -= f * a[col][c];
+                }
+            }
+        }
+    }
+    let mut x = vec![0.0; n];
+    for r in (0..n).rev() {
+        let tail: f64 = (r + 1..n).map(|c| a[r][c] * x[c]).sum();
+        x[r] = if a[r][r] == 0.0 { 0.0 } else { (a[r][n] - tail) / a[r][r] };
+    }
+    x
 }
 
 /// `softmax(s · row)`.
@@ -217,10 +392,12 @@ mod tests {
 
     #[test]
     fn the_map_keeps_order_and_scales_only_a_single_logit_with_a_bias() {
-        let m = LogitScaling { scale: 0.5, bias: -1.0 };
+        let m = LogitScaling::affine(0.5, -1.0);
         assert_eq!(m.apply(&[4.0]), vec![1.0]);
         assert_eq!(m.apply(&[4.0, -2.0, 0.0]), vec![2.0, -1.0, 0.0]);
         assert_eq!(LogitScaling::IDENTITY.apply(&[3.0, 1.0]), vec![3.0, 1.0]);
+        let c = LogitScaling { scale: 2.0, bias: 0.0, class_bias: vec![0.5, -0.5] };
+        assert_eq!(c.apply(&[1.0, 1.0]), vec![2.5, 1.5]);
     }
 
     #[test]

@@ -461,6 +461,15 @@ fn recalibration_text(run: &Run) -> Option<String> {
     let (scale, bias) = (r.scale.unwrap_or(f64::NAN), r.bias.unwrap_or(f64::NAN));
     let map = if r.method == "platt" {
         format!("Platt scaling sigmoid(a·z + b), a = {}, b = {}", num(scale), num(bias))
+    } else if r.method == "bcts" {
+        let biases = match &r.class_bias {
+            Some(b) => {
+                let each: Vec<String> = run.report.classes.iter().zip(b).map(|(c, b)| format!("{c} {}", num(*b))).collect();
+                format!("softmax(z / T + b), T = {}, b: {}", num(1.0 / scale), each.join(", "))
+            }
+            None => format!("sigmoid(z / T + b), T = {}, b = {}", num(1.0 / scale), num(bias)),
+        };
+        format!("bias-corrected temperature scaling {biases}")
     } else {
         let f = if run.is_binary() { "sigmoid(z / T)" } else { "softmax(z / T)" };
         format!("temperature scaling {f}, T = {}", num(1.0 / scale))

@@ -157,16 +157,19 @@ pub struct ReportJson {
 /// through, or why none was applied.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RecalibrationJson {
-    /// `temperature` or `platt`.
+    /// `temperature`, `platt` or `bcts`.
     pub method: String,
     /// Whether the map was fitted and applied.
     pub applied: bool,
     /// The slope (`1/T` for temperature scaling).
     #[serde(default)]
     pub scale: Option<f64>,
-    /// Platt's intercept (0 for temperature scaling).
+    /// Platt's intercept, or a binary `bcts` bias (0 for temperature scaling).
     #[serde(default)]
     pub bias: Option<f64>,
+    /// `bcts` on K classes: one bias per class (centred to mean 0).
+    #[serde(default)]
+    pub class_bias: Option<Vec<f64>>,
     /// Why no map was applied.
     #[serde(default)]
     pub reason: Option<String>,

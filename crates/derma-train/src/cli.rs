@@ -231,7 +231,8 @@ pub struct TrainArgs {
     /// Binary operating threshold: min-spec:0.80, recall:0.99, fbeta:2, youden, fixed:0.5.
     #[arg(long)]
     pub threshold: Option<String>,
-    /// Recalibrate the final probabilities on validation: none, temperature, or platt (binary).
+    /// Recalibrate the final probabilities on validation: none, temperature, platt (binary), or
+    /// bcts (bias-corrected temperature scaling: a bias per class).
     #[arg(long)]
     pub calibrate: Option<crate::config::Calibrate>,
 }

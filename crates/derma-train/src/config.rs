@@ -81,7 +81,8 @@ impl FromStr for StepMode {
 /// Recalibration of the probabilities after training (`--calibrate`, config key `calibrate`):
 /// a map of the logits fitted on the validation split ([`derma_eval::recalibration`]) and used
 /// for every probability after it — the threshold, the test metrics, `predictions.csv`,
-/// `derma-predict` and the cascade. Both maps keep the logits' order.
+/// `derma-predict` and the cascade. Temperature and Platt scaling keep the logits' order;
+/// bias-corrected temperature scaling moves a multi-class arg-max (it corrects the prior).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Calibrate {
@@ -92,6 +93,10 @@ pub enum Calibrate {
     Temperature,
     /// Platt scaling, `sigmoid(a·z + b)` (binary tasks: also undoes a prior shift).
     Platt,
+    /// Bias-corrected temperature scaling, `softmax(z / T + b)` with a bias per class (any task:
+    /// the multi-class counterpart of Platt's intercept; a binary logit gets `sigmoid(z / T + b)`
+    /// fitted to the hard labels).
+    Bcts,
 }
 
 impl Calibrate {
@@ -101,6 +106,7 @@ impl Calibrate {
             Calibrate::None => "none",
             Calibrate::Temperature => "temperature",
             Calibrate::Platt => "platt",
+            Calibrate::Bcts => "bcts",
         }
     }
 }
@@ -112,7 +118,8 @@ impl FromStr for Calibrate {
             "none" => Ok(Calibrate::None),
             "temperature" => Ok(Calibrate::Temperature),
             "platt" => Ok(Calibrate::Platt),
-            other => Err(format!("--calibrate `{other}`: expected none, temperature or platt")),
+            "bcts" => Ok(Calibrate::Bcts),
+            other => Err(format!("--calibrate `{other}`: expected none, temperature, platt or bcts")),
         }
     }
 }

@@ -50,13 +50,14 @@ impl Predictions {
     }
 
     /// `--calibrate`: the logit map of `method` fitted to these (validation) rows' labels and
-    /// raw logits ([`derma_eval::fit_temperature`], [`derma_eval::fit_platt`]); `None` for
-    /// `none`.
+    /// raw logits ([`derma_eval::fit_temperature`], [`derma_eval::fit_platt`],
+    /// [`derma_eval::fit_bcts`]); `None` for `none`.
     pub fn fit_recalibration(&self, method: Calibrate) -> anyhow::Result<Option<Recalibration>> {
         let logits: Vec<Vec<f64>> = self.logits.iter().map(|r| r.iter().map(|&z| z as f64).collect()).collect();
         Ok(match method {
             Calibrate::None => None,
             Calibrate::Temperature => Some(derma_eval::fit_temperature(&self.labels, &logits)?),
+            Calibrate::Bcts => Some(derma_eval::fit_bcts(&self.labels, &logits)?),
             Calibrate::Platt if !self.is_binary() => {
                 anyhow::bail!("Platt scaling fits a single (binary) logit; these rows have {}", self.logits.first().map_or(0, Vec::len))
             }

@@ -79,8 +79,8 @@ impl RunModel {
                 anyhow::anyhow!("{}: a two-class run needs `threshold.value` (a number, or null for +inf)", file("report.json").display())
             })?),
         };
-        let recalibration = recalibration_of(&report["recalibration"], &file("report.json"))?;
         let logits = if binary { 1 } else { class_names.len() };
+        let recalibration = recalibration_of(&report["recalibration"], logits, &file("report.json"))?;
         let model = MobileNetV2Config::new(logits)
             .with_width(config.width)
             .with_in_channels(config.in_channels)
@@ -140,18 +140,29 @@ impl RunModel {
     }
 }
 
-/// The logit map of report.json's `recalibration` record: none when the record is absent (a
-/// run without `--calibrate`, or older than it) or says the map was not applied.
-fn recalibration_of(record: &serde_json::Value, file: &Path) -> anyhow::Result<Option<LogitScaling>> {
+/// The logit map of report.json's `recalibration` record for a model with `logits` outputs:
+/// none when the record is absent (a run without `--calibrate`, or older than it) or says the
+/// map was not applied.
+fn recalibration_of(record: &serde_json::Value, logits: usize, file: &Path) -> anyhow::Result<Option<LogitScaling>> {
     if record.is_null() || record["applied"] == false {
         return Ok(None);
     }
-    match (record["applied"].as_bool(), record["scale"].as_f64(), record["bias"].as_f64()) {
-        (Some(true), Some(scale), Some(bias)) if scale.is_finite() && scale > 0.0 && bias.is_finite() => {
-            Ok(Some(LogitScaling { scale, bias }))
+    // `class_bias` (bias-corrected temperature scaling of K > 1 logits): absent, or one finite
+    // number per logit.
+    let class_bias: Option<Vec<f64>> = match &record["class_bias"] {
+        serde_json::Value::Null => Some(Vec::new()),
+        serde_json::Value::Array(values) if logits > 1 && values.len() == logits => {
+            values.iter().map(|v| v.as_f64().filter(|b| b.is_finite())).collect()
+        }
+        _ => None,
+    };
+    match (record["applied"].as_bool(), record["scale"].as_f64(), record["bias"].as_f64(), class_bias) {
+        (Some(true), Some(scale), Some(bias), Some(class_bias)) if scale.is_finite() && scale > 0.0 && bias.is_finite() => {
+            Ok(Some(LogitScaling { scale, bias, class_bias }))
         }
         _ => anyhow::bail!(
-            "{}: `recalibration` needs `applied` (true or false) and, when applied, a positive `scale` and a finite `bias`; got {record}",
+            "{}: `recalibration` needs `applied` (true or false) and, when applied, a positive `scale`, a finite `bias` and, \
+             if it has `class_bias`, one finite number per class of this {logits}-logit model; got {record}",
             file.display()
         ),
     }
@@ -299,17 +310,26 @@ mod tests {
     #[test]
     fn the_recalibration_record_is_read_strictly() {
         let file = Path::new("run/report.json");
-        let read = |v: serde_json::Value| recalibration_of(&v, file);
+        let read = |v: serde_json::Value| recalibration_of(&v, 1, file);
         assert_eq!(read(serde_json::Value::Null).unwrap(), None);
         assert_eq!(read(serde_json::json!({"method": "platt", "applied": false, "reason": "one class"})).unwrap(), None);
         let applied = serde_json::json!({"method": "platt", "applied": true, "scale": 0.5, "bias": -1.25});
-        assert_eq!(read(applied).unwrap(), Some(LogitScaling { scale: 0.5, bias: -1.25 }));
-        for bad in [
-            serde_json::json!({"method": "platt", "applied": true, "scale": -0.5, "bias": 0.0}),
-            serde_json::json!({"method": "platt", "applied": true, "bias": 0.0}),
-            serde_json::json!({"method": "platt", "scale": 0.5, "bias": 0.0}),
+        assert_eq!(read(applied).unwrap(), Some(LogitScaling::affine(0.5, -1.25)));
+        // Class biases: one per logit of a K-class model.
+        let bcts = serde_json::json!({"method": "bcts", "applied": true, "scale": 0.8, "bias": 0.0, "class_bias": [0.5, -0.25, -0.25]});
+        assert_eq!(
+            recalibration_of(&bcts, 3, file).unwrap(),
+            Some(LogitScaling { scale: 0.8, bias: 0.0, class_bias: vec![0.5, -0.25, -0.25] })
+        );
+        for (bad, logits) in [
+            (serde_json::json!({"method": "platt", "applied": true, "scale": -0.5, "bias": 0.0}), 1),
+            (serde_json::json!({"method": "platt", "applied": true, "bias": 0.0}), 1),
+            (serde_json::json!({"method": "platt", "scale": 0.5, "bias": 0.0}), 1),
+            (bcts.clone(), 4),
+            (bcts.clone(), 1),
+            (serde_json::json!({"method": "bcts", "applied": true, "scale": 0.8, "bias": 0.0, "class_bias": [0.5, "x", 0.1]}), 3),
         ] {
-            let e = read(bad.clone()).unwrap_err().to_string();
+            let e = recalibration_of(&bad, logits, file).unwrap_err().to_string();
             assert!(e.contains("run/report.json") && e.contains("`recalibration`"), "{bad}: {e}");
         }
     }

@@ -777,7 +777,7 @@ impl Finish<'_> {
         let refused = if fitted.at_bound {
             let t = 1.0 / fitted.scaling.scale;
             Some(format!(
-                "the best temperature lies at or beyond an end of [{}, {}], T = {t}: {}",
+                "the best temperature lies at or beyond an end of [{}, {}] or has no finite value, T = {t}: {}",
                 derma_eval::recalibration::MIN_TEMPERATURE,
                 derma_eval::recalibration::MAX_TEMPERATURE,
                 if t <= 1.0 {
@@ -799,9 +799,16 @@ impl Finish<'_> {
             return not_applied(val, test, reason);
         }
         let before = report::calibration_json(&test)?;
-        let LogitScaling { scale, bias } = fitted.scaling;
+        let LogitScaling { scale, bias, ref class_bias } = fitted.scaling;
+        let signed = |v: f64| format!("{} {:.4}", if v < 0.0 { '-' } else { '+' }, v.abs());
         let map = match method {
-            Calibrate::Platt => format!("sigmoid({scale:.4}·z {} {:.4})", if bias < 0.0 { '-' } else { '+' }, bias.abs()),
+            Calibrate::Platt => format!("sigmoid({scale:.4}·z {})", signed(bias)),
+            Calibrate::Bcts if class_bias.is_empty() => format!("sigmoid(z / {:.4} {})", 1.0 / scale, signed(bias)),
+            Calibrate::Bcts => {
+                let names = self.data.train.class_names();
+                let b: Vec<String> = names.iter().zip(class_bias).map(|(n, b)| format!("{n} {b:+.3}")).collect();
+                format!("T = {:.4}, class biases {}", 1.0 / scale, b.join(", "))
+            }
             _ => format!("T = {:.4}", 1.0 / scale),
         };
         println!(
@@ -816,7 +823,8 @@ impl Finish<'_> {
             "applied": true,
             "scale": scale,
             "bias": bias,
-            "temperature": (method == Calibrate::Temperature).then(|| 1.0 / scale),
+            "class_bias": (!class_bias.is_empty()).then_some(class_bias),
+            "temperature": matches!(method, Calibrate::Temperature | Calibrate::Bcts).then(|| 1.0 / scale),
             "at_bound": fitted.at_bound,
             "val_nll_before": fitted.nll_before,
             "val_nll_after": fitted.nll_after,
@@ -950,8 +958,8 @@ mod tests {
         };
         let raw = pred(&[-1.0, 0.5, 1.0, 2.0]);
         // sigmoid(40·0.5 + 20) and sigmoid(40·1 + 20) are both 1.0 in f64.
-        assert!(ties_added(&raw, &raw.recalibrated(&LogitScaling { scale: 40.0, bias: 20.0 })));
-        assert!(!ties_added(&raw, &raw.recalibrated(&LogitScaling { scale: 0.3, bias: -1.2 })));
+        assert!(ties_added(&raw, &raw.recalibrated(&LogitScaling::affine(40.0, 20.0))));
+        assert!(!ties_added(&raw, &raw.recalibrated(&LogitScaling::affine(0.3, -1.2))));
         assert!(!ties_added(&raw, &raw));
     }
 

@@ -815,7 +815,7 @@ fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
     let (a, b) = (r["scale"].as_f64().unwrap(), r["bias"].as_f64().unwrap());
     // The model's raw logits of both splits, as the run's data pipeline gives them.
     let model = derma_train::predict::RunModel::load(&out, &device).unwrap();
-    assert_eq!(model.recalibration, Some(derma_eval::LogitScaling { scale: a, bias: b }));
+    assert_eq!(model.recalibration, Some(derma_eval::LogitScaling::affine(a, b)));
     let data = derma_train::dataset::load_data(&model.config).unwrap();
     let val = model.predict(&data.val, 7, &device);
     let test = model.predict(&data.test, 7, &device);
@@ -913,6 +913,44 @@ fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
             close(*p, e / sum, "softmax(z / T)");
         }
     }
+
+    // The same data with bias-corrected temperature scaling: one bias per class, fitted to the
+    // run's raw validation logits (derma-eval's fit_bcts, checked against scipy there); every
+    // row of predictions.csv and of RunModel::predict is softmax(z / T + b).
+    let out_b = out.with_file_name("run7-bcts");
+    let o = derma_train(&[
+        "--npz", noisy_npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8", "--epochs", "5",
+        "--batch-size", "10", "--lr", "0.003", "--calibrate", "bcts", "--out", out_b.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    assert!(text(&o.stdout).contains("recalibration: --calibrate bcts fitted on val, T = "), "{}", text(&o.stdout));
+    let r = json(&out_b)["recalibration"].clone();
+    assert_eq!((r["method"].as_str(), r["applied"].as_bool()), (Some("bcts"), Some(true)), "{r}");
+    let scale = r["scale"].as_f64().unwrap();
+    let bias: Vec<f64> = r["class_bias"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(bias.len(), 7, "{r}");
+    close(r["temperature"].as_f64().unwrap(), 1.0 / scale, "T");
+    let model = derma_train::predict::RunModel::load(&out_b, &device).unwrap();
+    assert_eq!(model.recalibration, Some(derma_eval::LogitScaling { scale, bias: 0.0, class_bias: bias.clone() }));
+    let data = derma_train::dataset::load_data(&model.config).unwrap();
+    let val = model.predict(&data.val, 7, &device);
+    let rows64: Vec<Vec<f64>> = val.logits.iter().map(|r| r.iter().map(|&z| z as f64).collect()).collect();
+    let fit = derma_eval::fit_bcts(&val.labels, &rows64).unwrap().scaling;
+    close(fit.scale, scale, "1/T");
+    for (f, b) in fit.class_bias.iter().zip(&bias) {
+        close(*f, *b, "class bias");
+    }
+    assert!(bias.iter().any(|b| b.abs() > 1e-3), "no class bias: {r}");
+    for (((_, p), logits), q) in rows(&out_b, "val").iter().zip(&val.logits).zip(&val.probs) {
+        let e: Vec<f64> = logits.iter().zip(&bias).map(|(&z, b)| (scale * z as f64 + b).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        for ((p, q), e) in p.iter().zip(q).zip(&e) {
+            close(*p, e / sum, "softmax(z / T + b)");
+            close(*q, e / sum, "RunModel's softmax(z / T + b)");
+        }
+    }
+    let md = std::fs::read_to_string(out_b.join("report.md")).unwrap();
+    assert!(md.contains("after --calibrate bcts: bias-corrected temperature scaling softmax(z / T + b)"), "{md}");
 }
 
 /// Transfer learning from a torchvision state dict: strict load with a new head, a frozen
