@@ -345,12 +345,11 @@ fn solve(h: &[f64], g: &[f64], n: usize) -> Vec<f64> {
         if d == 0.0 {
             continue;
         }
-        for r in col + 1..n {
-            let f = a[r][col] / d;
+        let pivot_row = a[col].clone();
+        for row in a.iter_mut().skip(col + 1) {
+            let f = row[col] / d;
             if f != 0.0 {
-                for c in col..=n {
-                    a[r][c] -= f * a[col][c];
-                }
+                row[col..].iter_mut().zip(&pivot_row[col..]).for_each(|(x, p)| *x -= f * p);
             }
         }
     }
