@@ -125,6 +125,16 @@ pub enum EvalError {
         classes: usize,
     },
 
+    /// A class prior (the prior-corrected decision) that is not one positive frequency per
+    /// class.
+    #[error("the class prior {prior:?} does not fit these rows of {classes} probabilities: expected one positive, finite frequency per class")]
+    BadPrior {
+        /// The prior given.
+        prior: Vec<f64>,
+        /// Columns of the rows.
+        classes: usize,
+    },
+
     /// A fit with a parameter per class got labels without one of the classes.
     #[error(
         "{what} fits a bias for every class, but class {class} (of {classes}) has no sample in the labels: \

@@ -41,6 +41,7 @@ pub use error::{EvalError, Result};
 pub use interval::{Z95, auc_delong95, wilson95};
 pub use metrics::{
     ClassReport, accuracy, argmax, argmax_rows, balanced_accuracy, confusion_matrix, macro_auc_ovr, per_class_report,
+    prior_corrected_argmax,
 };
 pub use recalibration::{LogitScaling, Recalibration, fit_bcts, fit_platt, fit_temperature};
 pub use threshold::{ThresholdChoice, ThresholdRule, select_threshold};

@@ -155,6 +155,23 @@ pub fn argmax(row: &[f64]) -> Result<usize> {
     Ok(best)
 }
 
+/// The prior-corrected decision of one probability row: the index of the largest
+/// `row[k] / prior[k]`, the first among ties — post-hoc logit adjustment (Menon et al. 2021,
+/// "Long-tail learning via logit adjustment": `argmax_k z_k − log prior_k`), the decision that
+/// maximises balanced accuracy when the row's probabilities come true under `prior`.
+///
+/// Errors on an empty row, a non-finite value, or a `prior` that is not one positive, finite
+/// value per column.
+pub fn prior_corrected_argmax(row: &[f64], prior: &[f64]) -> Result<usize> {
+    if prior.len() != row.len() || prior.iter().any(|p| !(p.is_finite() && *p > 0.0)) {
+        return Err(EvalError::BadPrior { prior: prior.to_vec(), classes: row.len() });
+    }
+    if let Some((index, &value)) = row.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(EvalError::NotFinite { index, value });
+    }
+    argmax(&row.iter().zip(prior).map(|(p, q)| p / q).collect::<Vec<_>>())
+}
+
 /// The predicted class of every row of `probs` ([`argmax`] of each row, as
 /// `numpy.argmax(probs, axis=1)`).
 ///

@@ -17,6 +17,7 @@ mod common;
 use common::{assert_all_close, assert_close};
 use derma_eval::{
     EvalError, accuracy, argmax, argmax_rows, balanced_accuracy, confusion_matrix, macro_auc_ovr, per_class_report,
+    prior_corrected_argmax,
 };
 
 const Y: [usize; 12] = [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 0];
@@ -52,6 +53,25 @@ fn argmax_takes_the_first_maximum_like_numpy() {
     assert_eq!(argmax(&[]), Err(EvalError::NoClasses));
     let err = argmax_rows(&[vec![0.1, 0.9], vec![0.5]]).unwrap_err();
     assert_eq!(err, EvalError::RaggedRows { index: 1, len: 1, expected: 2 });
+}
+
+#[test]
+fn the_prior_corrected_decision_divides_by_the_prior() {
+    // prior = np.bincount(y) / len(y)   -> [1/3, 1/4, 1/4, 1/6]
+    // d = (np.array(p) / prior).argmax(1)
+    // d.tolist()                        -> [0, 1, 3, 3, 1, 3, 2, 3, 1, 0, 2, 0]
+    // balanced_accuracy_score(y, d)     -> 0.625  (the arg-max: 0.5625)
+    let prior = [1.0 / 3.0, 0.25, 0.25, 1.0 / 6.0];
+    let d: Vec<usize> = P.iter().map(|row| prior_corrected_argmax(row, &prior).unwrap()).collect();
+    assert_eq!(d, [0, 1, 3, 3, 1, 3, 2, 3, 1, 0, 2, 0]);
+    assert_close(balanced_accuracy(&Y, &d, 4).unwrap(), 0.625, "balanced accuracy of the prior-corrected decision");
+    assert_close(balanced_accuracy(&Y, &PRED, 4).unwrap(), 0.5625, "balanced accuracy of the arg-max");
+    // A uniform prior is the arg-max.
+    assert_eq!(P.iter().map(|row| prior_corrected_argmax(row, &[0.25; 4]).unwrap()).collect::<Vec<_>>(), PRED);
+    for bad in [vec![0.5, 0.5], vec![0.5, 0.5, 0.0, 0.0], vec![0.5, 0.5, f64::NAN, 0.1]] {
+        assert!(matches!(prior_corrected_argmax(&P[0], &bad), Err(EvalError::BadPrior { classes: 4, .. })), "{bad:?}");
+    }
+    assert!(matches!(prior_corrected_argmax(&[0.5, f64::NAN], &[0.5, 0.5]), Err(EvalError::NotFinite { index: 1, .. })));
 }
 
 #[test]

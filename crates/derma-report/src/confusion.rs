@@ -50,16 +50,17 @@ pub fn compute(run: &Run) -> Result<Confusion> {
 }
 
 /// The rule in words, for titles.
-pub(crate) fn rule_text(rule: Rule) -> String {
-    match rule {
+pub(crate) fn rule_text(rule: &Rule) -> String {
+    match *rule {
         Rule::Argmax => "predicted class = arg-max probability".into(),
+        Rule::Balanced(_) => "predicted class = arg-max of probability / training class frequency".into(),
         Rule::Threshold(t) if t.is_infinite() => "threshold +inf: nothing predicted positive".into(),
         Rule::Threshold(t) => format!("positive when p ≥ {}", crate::plot::threshold_text(t)),
     }
 }
 
 /// Draws `confusion.png`.
-pub(crate) fn write(confusion: &Confusion, rule: Rule, path: &Path) -> Result<()> {
+pub(crate) fn write(confusion: &Confusion, rule: &Rule, path: &Path) -> Result<()> {
     write_plot(path, SIZE, |root| {
         let root = root.margin(8, 0, 0, 0).titled(&format!("Test confusion matrix ({})", rule_text(rule)), (FONT, TITLE))?;
         let halves = root.split_evenly((1, 2));

@@ -307,7 +307,7 @@ fn test_results(doc: &mut Vec<Block>, run: &Run, c: &Computed) {
         "Best epoch {}, test set of {} images, {}.",
         run.report.best_epoch,
         run.test.len(),
-        rule_text(run.rule())
+        rule_text(&run.rule())
     )));
     let mut rows = vec![
         cells(["accuracy".into(), num(t.accuracy)]),

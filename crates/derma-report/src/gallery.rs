@@ -129,7 +129,7 @@ pub fn select(run: &Run, n: usize) -> Vec<Group> {
             let (fps, fns): (Vec<Item>, Vec<Item>) = items.into_iter().partition(|it| it.label == 0);
             vec![take(ErrorKind::FalsePositive, fps, true), take(ErrorKind::FalseNegative, fns, false)]
         }
-        Rule::Argmax => vec![take(ErrorKind::Misclassified, items, true)],
+        Rule::Argmax | Rule::Balanced(_) => vec![take(ErrorKind::Misclassified, items, true)],
     }
 }
 

@@ -191,7 +191,7 @@ pub fn write_report_for(run: &Run, options: &ReportOptions, images: Option<&dyn 
         }
     }
     roc::write(run, &curves, &files.roc, &files.pr)?;
-    confusion::write(&confusion, rule, &files.confusion)?;
+    confusion::write(&confusion, &rule, &files.confusion)?;
     recall::write(run, &per_class, &files.recall)?;
     calibration::write(run, &calibrated, &files.calibration)?;
 

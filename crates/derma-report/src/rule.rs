@@ -1,16 +1,20 @@
 //! The prediction rule of a run, exactly as derma-train applied it when it wrote
 //! `report.json`: arg-max of the class probabilities (the first class among ties, as
-//! `numpy.argmax` and `derma_eval::argmax`), or for a binary task `prob >= threshold`
-//! (a probability equal to the threshold is positive; `+inf` flags nothing), derma-eval's
-//! convention.
+//! `numpy.argmax` and `derma_eval::argmax`), the arg-max of probability / class prior
+//! (`--decision balanced`, `derma_eval::prior_corrected_argmax`), or for a binary task
+//! `prob >= threshold` (a probability equal to the threshold is positive; `+inf` flags
+//! nothing), derma-eval's convention.
 
 use crate::run::Split;
 
 /// How a probability row becomes a predicted class.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
     /// The class of the largest probability (first among ties).
     Argmax,
+    /// The class of the largest probability / prior (first among ties): report.json's
+    /// `decision.prior`, the training split's class frequencies.
+    Balanced(Vec<f64>),
     /// Binary: class 1 when the positive-class probability is `>=` the threshold.
     Threshold(f64),
 }
@@ -24,6 +28,8 @@ impl Rule {
             // Rows are validated finite when read; a non-finite row (only possible in a
             // hand-built `Split`) falls back to class 0 instead of panicking.
             Rule::Argmax => derma_eval::argmax(probs).unwrap_or(0),
+            // The prior is validated when report.json is read.
+            Rule::Balanced(ref prior) => derma_eval::prior_corrected_argmax(probs, prior).unwrap_or(0),
         }
     }
 
@@ -37,7 +43,7 @@ impl Rule {
     pub fn confidence(&self, probs: &[f64]) -> f64 {
         match self {
             Rule::Threshold(_) => probs.first().copied().unwrap_or(f64::NAN),
-            Rule::Argmax => probs.get(self.predict(probs)).copied().unwrap_or(f64::NAN),
+            Rule::Argmax | Rule::Balanced(_) => probs.get(self.predict(probs)).copied().unwrap_or(f64::NAN),
         }
     }
 }

@@ -148,9 +148,21 @@ pub struct ReportJson {
     /// Binary tasks: the operating threshold.
     #[serde(default)]
     pub threshold: Option<ThresholdJson>,
+    /// `--decision balanced`: the rule and the class prior it divides by (absent: arg-max).
+    #[serde(default)]
+    pub decision: Option<DecisionJson>,
     /// `--calibrate`: the logit map fitted on validation (absent without it).
     #[serde(default)]
     pub recalibration: Option<RecalibrationJson>,
+}
+
+/// `report.json`'s `decision`: a multi-class decision rule other than the arg-max.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DecisionJson {
+    /// `balanced`.
+    pub rule: String,
+    /// The training split's class frequencies.
+    pub prior: Vec<f64>,
 }
 
 /// `report.json`'s `recalibration`: the map the probabilities (predictions.csv, `test`) went
@@ -318,11 +330,12 @@ impl Run {
         &self.report.classes
     }
 
-    /// The prediction rule the run reported its results with: `prob >= threshold` (binary)
-    /// or arg-max.
+    /// The prediction rule the run reported its results with: `prob >= threshold` (binary),
+    /// the balanced decision (`decision` in report.json) or arg-max.
     pub fn rule(&self) -> Rule {
-        match &self.report.threshold {
-            Some(t) if self.is_binary() => Rule::Threshold(t.threshold()),
+        match (&self.report.threshold, &self.report.decision) {
+            (Some(t), _) if self.is_binary() => Rule::Threshold(t.threshold()),
+            (_, Some(d)) => Rule::Balanced(d.prior.clone()),
             _ => Rule::Argmax,
         }
     }
@@ -387,6 +400,19 @@ fn read_report_json(path: &Path) -> Result<ReportJson> {
     }
     if let Some((name, v)) = scores.into_iter().find_map(|(n, v)| v.filter(|v| !(v.is_nan() || (0.0..=1.0).contains(v))).map(|v| (n, v))) {
         return Err(Error::Inconsistent { path: path.into(), reason: format!("`{name}` is {v}, not a value in [0, 1]") });
+    }
+    if let Some(d) = &report.decision
+        && (d.rule != "balanced" || d.prior.len() != report.classes.len() || d.prior.iter().any(|p| !(p.is_finite() && *p > 0.0)))
+    {
+        return Err(Error::Inconsistent {
+            path: path.into(),
+            reason: format!(
+                "`decision` needs `rule` \"balanced\" and a `prior` of {} positive frequencies (one per class), got rule `{}` and {:?}",
+                report.classes.len(),
+                d.rule,
+                d.prior
+            ),
+        });
     }
     // A Brier score summed over the classes reaches 2 (a sure and wrong prediction).
     if let Some(b) = t.calibration.as_ref().map(|c| c.brier).filter(|b| !(b.is_nan() || (0.0..=2.0).contains(b))) {

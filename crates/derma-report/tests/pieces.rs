@@ -389,4 +389,17 @@ fn truncated_files_and_out_of_range_numbers_are_errors_naming_them() {
     put(dir, "report.json", &serde_json::to_string(&json).unwrap());
     let msg = Run::read(dir).unwrap_err().to_string();
     assert!(msg.contains("`test.calibration.brier` is 2.5, not a value in [0, 2]"), "{msg}");
+    // A `decision` (--decision balanced) needs one positive frequency per class.
+    let classes = json["classes"].as_array().unwrap().len();
+    json["test"]["calibration"] = serde_json::json!({ "brier": 0.2, "ece": 0.1 });
+    for decision in [
+        serde_json::json!({ "rule": "balanced", "prior": vec![0.5; classes + 1] }),
+        serde_json::json!({ "rule": "balanced", "prior": vec![0.0; classes] }),
+        serde_json::json!({ "rule": "other", "prior": vec![0.5; classes] }),
+    ] {
+        json["decision"] = decision.clone();
+        put(dir, "report.json", &serde_json::to_string(&json).unwrap());
+        let msg = Run::read(dir).unwrap_err().to_string();
+        assert!(msg.contains("report.json") && msg.contains("`decision` needs `rule` \"balanced\""), "{decision}: {msg}");
+    }
 }

@@ -235,6 +235,10 @@ pub struct TrainArgs {
     /// bcts (bias-corrected temperature scaling: a bias per class).
     #[arg(long)]
     pub calibrate: Option<crate::config::Calibrate>,
+    /// Multi-class decision: argmax, or balanced (arg-max of probability / training class
+    /// frequency: maximises balanced accuracy; needs unweighted training or --calibrate bcts).
+    #[arg(long)]
+    pub decision: Option<crate::config::Decision>,
 }
 
 impl TrainArgs {
@@ -254,7 +258,7 @@ impl TrainArgs {
         set!(dataset, size, intensity, resize, in_channels, backend, epochs, batch_size, lr, weight_decay, adam_epsilon, warmup_epochs, width,
              output_stride, dilate, dropout, pretrained, seed, freeze_backbone_epochs, backbone_lr_mult, loss, gamma, class_weights, bce_weight, focal_weight,
              sampler, sampler_power, undersample_ratio, mining_strength, mining_fraction, metric_weight, triplet_margin,
-             embedding_dim, select_metric, patience, threshold, calibrate, batch_norm, depthwise, pointwise, step);
+             embedding_dim, select_metric, patience, threshold, calibrate, decision, batch_norm, depthwise, pointwise, step);
         set_opt!(data_root, data_dir, npz, patient_pattern, image_size, positive_classes, augment, out, samples_per_epoch);
         if self.freeze_bn {
             c.freeze_bn = true;

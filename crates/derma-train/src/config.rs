@@ -124,6 +124,44 @@ impl FromStr for Calibrate {
     }
 }
 
+/// How a multi-class run turns its probabilities into a predicted class (`--decision`, config
+/// key `decision`): the test metrics, confusion matrix, per-class report, `derma-predict` and the
+/// report pages use it; metrics.csv's per-epoch figures stay the model's own arg-max.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// The most probable class: the decision that maximises accuracy when the probabilities
+    /// come true.
+    #[default]
+    Argmax,
+    /// The arg-max of `p_k / prior_k`, the prior being the training split's class frequencies
+    /// (post-hoc logit adjustment, Menon et al. 2021: `z_k − log prior_k`): the decision that
+    /// maximises balanced accuracy when the probabilities come true under that prior — a model
+    /// trained without re-weighting, or one whose prior `--calibrate bcts` restored.
+    Balanced,
+}
+
+impl Decision {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Decision::Argmax => "argmax",
+            Decision::Balanced => "balanced",
+        }
+    }
+}
+
+impl FromStr for Decision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "argmax" => Ok(Decision::Argmax),
+            "balanced" => Ok(Decision::Balanced),
+            other => Err(format!("--decision `{other}`: expected argmax or balanced")),
+        }
+    }
+}
+
 /// Parses `0.25` or `0.1,0.2,0.7`.
 pub fn parse_list(s: &str) -> Result<Vec<f64>, String> {
     s.split(',')
@@ -362,6 +400,10 @@ pub struct TrainConfig {
     /// in older `config.toml` files, which then get `none`.
     #[serde(default)]
     pub calibrate: Calibrate,
+    /// Multi-class decision rule ([`Decision`]). Absent in older `config.toml` files, which then
+    /// get `argmax`.
+    #[serde(default)]
+    pub decision: Decision,
     /// `auto`, `wgpu` or `cpu`.
     pub backend: String,
     /// Run folder.

@@ -165,8 +165,10 @@ pub struct BinarySplit {
     pub at_threshold: BinaryMetrics,
 }
 
-/// Metrics of `pred`; `threshold` is the operating threshold of a binary task.
-pub fn split_metrics(pred: &Predictions, threshold: f64) -> anyhow::Result<SplitMetrics> {
+/// Metrics of `pred`; `threshold` is the operating threshold of a binary task, `prior` a
+/// multi-class task's class prior for the balanced decision (`--decision balanced`:
+/// [`derma_eval::prior_corrected_argmax`]; `None`: the arg-max).
+pub fn split_metrics(pred: &Predictions, threshold: f64, prior: Option<&[f64]>) -> anyhow::Result<SplitMetrics> {
     let k = if pred.is_binary() { 2 } else { pred.probs[0].len() };
     if pred.is_binary() {
         let scores = pred.scores();
@@ -182,7 +184,10 @@ pub fn split_metrics(pred: &Predictions, threshold: f64) -> anyhow::Result<Split
             binary: Some(BinarySplit { ap: derma_eval::average_precision(&positives, &scores)?, at_threshold: at }),
         })
     } else {
-        let predicted: Vec<usize> = pred.probs.iter().map(|p| argmax(p)).collect();
+        let predicted: Vec<usize> = match prior {
+            Some(prior) => pred.probs.iter().map(|p| derma_eval::prior_corrected_argmax(p, prior)).collect::<Result<_, _>>()?,
+            None => pred.probs.iter().map(|p| argmax(p)).collect(),
+        };
         Ok(SplitMetrics {
             loss: pred.loss,
             accuracy: derma_eval::accuracy(&pred.labels, &predicted)?,

@@ -33,6 +33,9 @@ pub struct RunModel {
     pub normalize: Normalize,
     /// The run's `--calibrate` map (`report.json` `recalibration`), applied to every prediction.
     pub recalibration: Option<LogitScaling>,
+    /// `--decision balanced`: the class prior the decision divides by (`report.json`
+    /// `decision.prior`); `None`: the arg-max.
+    pub prior: Option<Vec<f64>>,
 }
 
 impl RunModel {
@@ -81,6 +84,7 @@ impl RunModel {
         };
         let logits = if binary { 1 } else { class_names.len() };
         let recalibration = recalibration_of(&report["recalibration"], logits, &file("report.json"))?;
+        let prior = prior_of(&report["decision"], &class_names, &file("report.json"))?;
         let model = MobileNetV2Config::new(logits)
             .with_width(config.width)
             .with_in_channels(config.in_channels)
@@ -103,6 +107,7 @@ impl RunModel {
             model,
             normalize,
             recalibration,
+            prior,
         })
     }
 
@@ -127,11 +132,13 @@ impl RunModel {
     }
 
     /// The decision for one row of probabilities: the class at or above the threshold
-    /// (binary), else the most probable class.
+    /// (binary), the balanced decision (`--decision balanced`), else the most probable class.
     pub fn decision(&self, probs: &[f64]) -> usize {
-        match self.threshold {
-            Some(t) => usize::from(probs[0] >= t),
-            None => probs
+        match (self.threshold, &self.prior) {
+            (Some(t), _) => usize::from(probs[0] >= t),
+            // A non-finite row (a diverged model) falls back to class 0, as the arg-max below.
+            (None, Some(prior)) => derma_eval::prior_corrected_argmax(probs, prior).unwrap_or(0),
+            (None, None) => probs
                 .iter()
                 .enumerate()
                 .fold((0, f64::NEG_INFINITY), |b, (i, &p)| if p > b.1 { (i, p) } else { b })
@@ -164,6 +171,27 @@ fn recalibration_of(record: &serde_json::Value, logits: usize, file: &Path) -> a
             "{}: `recalibration` needs `applied` (true or false) and, when applied, a positive `scale`, a finite `bias` and, \
              if it has `class_bias`, one finite number per class of this {logits}-logit model; got {record}",
             file.display()
+        ),
+    }
+}
+
+/// The class prior of report.json's `decision` record (`--decision balanced`): none when the
+/// record is absent (an arg-max run, or one older than the flag).
+fn prior_of(record: &serde_json::Value, class_names: &[String], file: &Path) -> anyhow::Result<Option<Vec<f64>>> {
+    if record.is_null() {
+        return Ok(None);
+    }
+    let prior: Option<Vec<f64>> = record["prior"]
+        .as_array()
+        .filter(|a| a.len() == class_names.len())
+        .and_then(|a| a.iter().map(|v| v.as_f64().filter(|p| p.is_finite() && *p > 0.0)).collect());
+    match (record["rule"].as_str(), prior) {
+        (Some("balanced"), Some(prior)) if class_names.len() > 2 => Ok(Some(prior)),
+        _ => anyhow::bail!(
+            "{}: `decision` needs `rule` \"balanced\" and a `prior` of one positive frequency per class of a multi-class \
+             run ({} classes); got {record}",
+            file.display(),
+            class_names.len()
         ),
     }
 }
@@ -331,6 +359,28 @@ mod tests {
         ] {
             let e = recalibration_of(&bad, logits, file).unwrap_err().to_string();
             assert!(e.contains("run/report.json") && e.contains("`recalibration`"), "{bad}: {e}");
+        }
+    }
+
+    /// report.json's `decision`: absent is the arg-max; a balanced one needs one positive
+    /// frequency per class of a multi-class run, else the file is named.
+    #[test]
+    fn the_decision_record_is_read_strictly() {
+        let file = Path::new("run/report.json");
+        let names = |k: usize| (0..k).map(|i| format!("c{i}")).collect::<Vec<_>>();
+        assert_eq!(prior_of(&serde_json::Value::Null, &names(3), file).unwrap(), None);
+        let good = serde_json::json!({"rule": "balanced", "prior": [0.5, 0.25, 0.25]});
+        assert_eq!(prior_of(&good, &names(3), file).unwrap(), Some(vec![0.5, 0.25, 0.25]));
+        for (bad, k) in [
+            (good.clone(), 4),
+            (good.clone(), 2),
+            (serde_json::json!({"rule": "balanced", "prior": [0.5, 0.5]}), 2),
+            (serde_json::json!({"rule": "argmax", "prior": [0.5, 0.25, 0.25]}), 3),
+            (serde_json::json!({"rule": "balanced", "prior": [0.5, 0.0, 0.5]}), 3),
+            (serde_json::json!({"rule": "balanced"}), 3),
+        ] {
+            let e = prior_of(&bad, &names(k), file).unwrap_err().to_string();
+            assert!(e.contains("run/report.json") && e.contains("`decision`"), "{bad}: {e}");
         }
     }
 

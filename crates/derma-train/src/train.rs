@@ -14,7 +14,7 @@ use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config, Padding, load_torch
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint;
-use crate::config::{Calibrate, TrainConfig};
+use crate::config::{Calibrate, Decision, TrainConfig};
 use crate::dataset::{TaskData, load_data};
 use crate::evaluate::{Predictions, SplitMetrics, choose_threshold, predict, split_metrics};
 use crate::metric::MetricHead;
@@ -173,6 +173,9 @@ fn fit_from(
              or --positive-classes)",
             data.train.num_classes()
         );
+    }
+    if config.decision == Decision::Balanced {
+        check_balanced_decision(config, data)?;
     }
     std::fs::create_dir_all(out_dir).map_err(|e| anyhow::anyhow!("--out {}: cannot create it: {e}", out_dir.display()))?;
     select_kernels(config);
@@ -463,7 +466,9 @@ fn fit_from(
         // A floor no threshold meets leaves only the empty operating point (threshold above
         // every score: sensitivity 0), whatever the fallback threshold shows.
         let floor_met = choice.as_ref().is_none_or(|c| c.met);
-        let val = split_metrics(&val_pred, threshold)?;
+        // The model's own arg-max here, whatever --decision says (as --calibrate, a choice made
+        // after training).
+        let val = split_metrics(&val_pred, threshold, None)?;
         let images_per_second = n_images as f64 / train_seconds;
         let row = EpochRow { epoch: epoch + 1, train_loss, val, lr, seconds: started.elapsed().as_secs_f64(), images_per_second };
         println!("{}", epoch_line(&row, config.epochs, floor_met, metric_loss));
@@ -667,8 +672,13 @@ impl Finish<'_> {
         let (val_pred, test_pred, recalibration) = self.recalibrate(val_pred, test_pred)?;
         let choice = if binary { Some(choose_threshold(self.rule, &val_pred)?) } else { None };
         let threshold = choice.as_ref().map_or(0.5, |c| c.value);
-        let val = split_metrics(&val_pred, threshold)?;
-        let test = split_metrics(&test_pred, threshold)?;
+        // --decision balanced: the training split's class frequencies.
+        let prior: Option<Vec<f64>> = (config.decision == Decision::Balanced && !binary).then(|| {
+            let total: usize = counts.iter().sum();
+            counts.iter().map(|&c| c as f64 / total as f64).collect()
+        });
+        let val = split_metrics(&val_pred, threshold, prior.as_deref())?;
+        let test = split_metrics(&test_pred, threshold, prior.as_deref())?;
         write_atomic(
             &out_dir.join("predictions.csv"),
             report::predictions_csv(&[("val", &val_pred), ("test", &test_pred)]).as_bytes(),
@@ -683,6 +693,9 @@ impl Finish<'_> {
         if let Some(r) = &recalibration {
             report_value["recalibration"] = r.clone();
         }
+        if let Some(prior) = &prior {
+            report_value["decision"] = serde_json::json!({ "rule": Decision::Balanced.name(), "prior": prior });
+        }
         write_atomic(&out_dir.join("report.json"), serde_json::to_string_pretty(&report_value)?.as_bytes())?;
         // Only now is the run complete without its checkpoint: a run stopped before this point
         // is finished by --resume (the final evaluation only, when every epoch had run).
@@ -691,6 +704,10 @@ impl Finish<'_> {
 
         println!("\nbest epoch {best_epoch} (by val {}); test set:", config.select_metric);
         print!("{}", report::summary_table(&class_names, &test_pred, &test)?);
+        if let Some(prior) = &prior {
+            let each: Vec<String> = class_names.iter().zip(prior).map(|(n, p)| format!("{n} {p:.3}")).collect();
+            println!("decision: --decision balanced, the arg-max of probability / training class frequency ({})", each.join(", "));
+        }
         // report.json's calibration (computed once, there).
         let calibration = &report_value["test"]["calibration"];
         let top_label = calibration["bins_of"].as_str() == Some("top label");
@@ -833,6 +850,39 @@ impl Finish<'_> {
         });
         Ok((val_mapped, test_mapped, Some(record)))
     }
+}
+
+/// `--decision balanced` divides probabilities by the training split's class frequencies: right
+/// for probabilities that come true under that prior. A binary task picks its operating point
+/// with `--threshold` instead; and class weights, a re-balancing sampler or a per-class focal
+/// α train the model towards equal classes already, so the division would correct twice —
+/// unless `--calibrate bcts` first fits the probabilities back to the data's prior.
+fn check_balanced_decision(config: &TrainConfig, data: &TaskData) -> anyhow::Result<()> {
+    if data.is_binary() {
+        anyhow::bail!(
+            "--decision balanced is a multi-class decision rule; a two-class task chooses its operating point with --threshold \
+             (e.g. youden, or min-spec:0.80)"
+        );
+    }
+    let mut reweighting = Vec::new();
+    if !matches!(&config.class_weights, crate::config::ClassWeights::Named(name) if name == "none") {
+        reweighting.push("--class-weights");
+    }
+    if config.sampler != "none" {
+        reweighting.push("--sampler");
+    }
+    if config.alpha.is_some() {
+        reweighting.push("--alpha");
+    }
+    if !reweighting.is_empty() && config.calibrate != Calibrate::Bcts {
+        anyhow::bail!(
+            "--decision balanced with {}: the training already pushes the model towards equal classes, and dividing its \
+             probabilities by the class frequencies would correct twice; add --calibrate bcts (which fits them back to \
+             the data's prior on validation) or drop the re-weighting",
+            reweighting.join(" and ")
+        );
+    }
+    Ok(())
 }
 
 /// Whether the binary probabilities of `mapped` tie two rows that `raw` keeps apart (the map

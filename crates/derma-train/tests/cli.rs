@@ -787,6 +787,15 @@ fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
     // Platt scaling needs the single logit of a two-class task.
     let o = run(&["--calibrate", "platt"], &out);
     assert!(!o.status.success() && text(&o.stderr).contains("--calibrate platt fits a two-class task"), "{}", text(&o.stderr));
+    // The balanced decision: multi-class only, and not over a re-weighted training unless
+    // --calibrate bcts restores the prior first.
+    let o = run(&["--decision", "balanced", "--positive-classes", "mel,bcc"], &out);
+    assert!(!o.status.success() && text(&o.stderr).contains("--decision balanced is a multi-class decision rule"), "{}", text(&o.stderr));
+    for reweight in [&["--class-weights", "balanced"][..], &["--sampler", "weighted"][..]] {
+        let o = run(&[&["--decision", "balanced"][..], reweight].concat(), &out);
+        let e = text(&o.stderr);
+        assert!(!o.status.success() && e.contains(&format!("--decision balanced with {}", reweight[0])) && e.contains("--calibrate bcts"), "{e}");
+    }
 
     let device = burn::prelude::Device::flex();
     let json = |out: &std::path::Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap() };
@@ -914,13 +923,33 @@ fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
         }
     }
 
-    // The same data with bias-corrected temperature scaling: one bias per class, fitted to the
-    // run's raw validation logits (derma-eval's fit_bcts, checked against scipy there); every
-    // row of predictions.csv and of RunModel::predict is softmax(z / T + b).
+    // Bias-corrected temperature scaling with the balanced decision, on a training split where
+    // the other classes keep 20, 4, 12, 2, 16 and 8 of their 20 images and the rest are
+    // relabelled class 5 (78 of 140: a majority, as nv in DermaMNIST). One bias per class, fitted to the run's raw validation logits (derma-eval's
+    // fit_bcts, checked against scipy there); every row of predictions.csv and of
+    // RunModel::predict is softmax(z / T + b); each test image's class is the arg-max of
+    // probability / training class frequency.
+    let skewed_npz = npz.with_file_name("skewed.npz");
+    let mut train = colour_split(20, 1);
+    const KEEP: [usize; 7] = [20, 4, 12, 2, 16, 20, 8];
+    for i in 0..train.len {
+        // colour_split's image i is of class i % 7, the (i / 7)-th of its class.
+        if i / 7 >= KEEP[train.labels[i] as usize] {
+            train.labels[i] = 5;
+        }
+    }
+    let train_counts: Vec<usize> = (0..7).map(|c| train.labels.iter().filter(|&&l| l as usize == c).count()).collect();
+    assert_eq!(train_counts.iter().sum::<usize>(), 140);
+    assert_eq!(train_counts, [20, 4, 12, 2, 16, 78, 8]);
+    let mut val = colour_split(8, 2);
+    for i in (0..val.len).step_by(4) {
+        val.labels[i] = (val.labels[i] + 3) % 7;
+    }
+    medmnist::write_npz(&skewed_npz, &medmnist::MedMnistArrays { train, val, test: colour_split(8, 3) }).unwrap();
     let out_b = out.with_file_name("run7-bcts");
     let o = derma_train(&[
-        "--npz", noisy_npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8", "--epochs", "5",
-        "--batch-size", "10", "--lr", "0.003", "--calibrate", "bcts", "--out", out_b.to_str().unwrap(),
+        "--npz", skewed_npz.to_str().unwrap(), "--backend", "cpu", "--width", "0.25", "--output-stride", "8", "--epochs", "5",
+        "--batch-size", "10", "--lr", "0.003", "--calibrate", "bcts", "--decision", "balanced", "--out", out_b.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).contains("recalibration: --calibrate bcts fitted on val, T = "), "{}", text(&o.stdout));
@@ -951,6 +980,31 @@ fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
     }
     let md = std::fs::read_to_string(out_b.join("report.md")).unwrap();
     assert!(md.contains("after --calibrate bcts: bias-corrected temperature scaling softmax(z / T + b)"), "{md}");
+    assert!(md.contains("arg-max of probability / training class frequency"), "{md}");
+    // derma-report recomputes the figures from predictions.csv under the same rule: no note of
+    // a disagreement with report.json.
+    assert!(!md.contains("but predictions.csv gives") && !md.contains("differs from report.json"), "{md}");
+    // The decision: report.json's prior is the training split's class frequencies, and its
+    // test confusion matrix is that of arg-max(p / prior) over predictions.csv — here not the
+    // plain arg-max's (priors from 2/140 to 78/140 turn some images to rarer classes).
+    let report = json(&out_b);
+    let prior: Vec<f64> = report["decision"]["prior"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert_eq!(report["decision"]["rule"].as_str(), Some("balanced"));
+    for (p, &n) in prior.iter().zip(&train_counts) {
+        close(*p, n as f64 / 140.0, "prior");
+    }
+    assert_eq!(model.prior.as_deref(), Some(&prior[..]));
+    let test_rows = rows(&out_b, "test");
+    let labels: Vec<usize> = test_rows.iter().map(|(l, _)| *l).collect();
+    let balanced: Vec<usize> = test_rows.iter().map(|(_, p)| derma_eval::prior_corrected_argmax(p, &prior).unwrap()).collect();
+    let plain: Vec<usize> = test_rows.iter().map(|(_, p)| derma_eval::argmax(p).unwrap()).collect();
+    let cm = |pred: &[usize]| serde_json::json!(derma_eval::confusion_matrix(&labels, pred, 7).unwrap());
+    assert_eq!(report["test"]["confusion_matrix"], cm(&balanced));
+    assert_ne!(cm(&balanced), cm(&plain), "the balanced decision changed no test image");
+    close(report["test"]["balanced_accuracy"].as_f64().unwrap(), derma_eval::balanced_accuracy(&labels, &balanced, 7).unwrap(), "balanced accuracy");
+    for ((_, p), d) in test_rows.iter().zip(&balanced) {
+        assert_eq!(model.decision(p), *d);
+    }
 }
 
 /// Transfer learning from a torchvision state dict: strict load with a new head, a frozen

@@ -126,13 +126,14 @@ fn run() -> anyhow::Result<()> {
     let pred = run.predict(&dataset, cli.batch_size, &device);
     write_atomic(&cli.out, predictions_csv(&run, &names, &pred, is_npz).as_bytes())?;
     println!(
-        "{} images → {} ({} on {}{}{})",
+        "{} images → {} ({} on {}{}{}{})",
         dataset.len(),
         cli.out.display(),
         if run.is_binary() { "binary" } else { "multi-class" },
         backend.name,
         run.threshold.map_or(String::new(), |t| format!(", threshold {t}")),
-        if run.recalibration.is_some() { format!(", probabilities recalibrated (--calibrate {})", run.config.calibrate.name()) } else { String::new() }
+        if run.recalibration.is_some() { format!(", probabilities recalibrated (--calibrate {})", run.config.calibrate.name()) } else { String::new() },
+        if run.prior.is_some() { ", classes by --decision balanced (probability / training class frequency)" } else { "" }
     );
 
     if let Some(dir) = &cli.gradcam {
