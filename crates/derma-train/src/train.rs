@@ -673,10 +673,7 @@ impl Finish<'_> {
         let choice = if binary { Some(choose_threshold(self.rule, &val_pred)?) } else { None };
         let threshold = choice.as_ref().map_or(0.5, |c| c.value);
         // --decision balanced: the training split's class frequencies.
-        let prior: Option<Vec<f64>> = (config.decision == Decision::Balanced && !binary).then(|| {
-            let total: usize = counts.iter().sum();
-            counts.iter().map(|&c| c as f64 / total as f64).collect()
-        });
+        let prior = self.decision_prior(&counts, recalibration.as_ref());
         let val = split_metrics(&val_pred, threshold, prior.as_deref())?;
         let test = split_metrics(&test_pred, threshold, prior.as_deref())?;
         write_atomic(
@@ -766,6 +763,30 @@ impl Finish<'_> {
         }
         println!("run folder: {}", out_dir.display());
         Ok(RunOutcome { out_dir: out_dir.to_path_buf(), best_epoch, test, report: report_value })
+    }
+
+    /// `--decision balanced`: the training split's class frequencies the decision divides by, or
+    /// `None` (the arg-max). Not applied, with a warning, where the division would be wrong: a
+    /// class without training images (its frequency is 0), or a re-weighted training whose
+    /// `--calibrate bcts` map could not be applied (its probabilities still lean towards equal
+    /// classes; [`check_balanced_decision`] let it through for the map).
+    fn decision_prior(&self, counts: &[usize], recalibration: Option<&serde_json::Value>) -> Option<Vec<f64>> {
+        if self.config.decision != Decision::Balanced || self.data.is_binary() {
+            return None;
+        }
+        let skip = if let Some(class) = counts.iter().position(|&c| c == 0) {
+            Some(format!("class `{}` has no training image, so it has no frequency to divide by", self.data.train.class_names()[class]))
+        } else if !reweighting(self.config).is_empty() && recalibration.is_none_or(|r| r["applied"] != true) {
+            Some(format!("--calibrate bcts was not applied, and after {} the division would correct twice", reweighting(self.config).join(" and ")))
+        } else {
+            None
+        };
+        if let Some(reason) = skip {
+            eprintln!("warning: --decision balanced: not applied, the classes are the arg-max: {reason}");
+            return None;
+        }
+        let total: usize = counts.iter().sum();
+        Some(counts.iter().map(|&c| c as f64 / total as f64).collect())
     }
 
     /// `--calibrate`: the logit map fitted on the validation rows, applied to both splits, and
@@ -864,16 +885,7 @@ fn check_balanced_decision(config: &TrainConfig, data: &TaskData) -> anyhow::Res
              (e.g. youden, or min-spec:0.80)"
         );
     }
-    let mut reweighting = Vec::new();
-    if !matches!(&config.class_weights, crate::config::ClassWeights::Named(name) if name == "none") {
-        reweighting.push("--class-weights");
-    }
-    if config.sampler != "none" {
-        reweighting.push("--sampler");
-    }
-    if config.alpha.is_some() {
-        reweighting.push("--alpha");
-    }
+    let reweighting = reweighting(config);
     if !reweighting.is_empty() && config.calibrate != Calibrate::Bcts {
         anyhow::bail!(
             "--decision balanced with {}: the training already pushes the model towards equal classes, and dividing its \
@@ -883,6 +895,22 @@ fn check_balanced_decision(config: &TrainConfig, data: &TaskData) -> anyhow::Res
         );
     }
     Ok(())
+}
+
+/// The flags of `config` that train towards equal classes: `--class-weights`, a `--sampler`
+/// and a focal `--alpha`.
+fn reweighting(config: &TrainConfig) -> Vec<&'static str> {
+    let mut flags = Vec::new();
+    if !matches!(&config.class_weights, crate::config::ClassWeights::Named(name) if name == "none") {
+        flags.push("--class-weights");
+    }
+    if config.sampler != "none" {
+        flags.push("--sampler");
+    }
+    if config.alpha.is_some() {
+        flags.push("--alpha");
+    }
+    flags
 }
 
 /// Whether the binary probabilities of `mapped` tie two rows that `raw` keeps apart (the map

@@ -890,6 +890,20 @@ fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
         }
     }
     assert!(std::fs::read_to_string(out7.join("report.md")).unwrap().contains("--calibrate temperature was not applied"));
+    // The same separated validation split defeats bcts too; after balanced class weights the
+    // balanced decision then falls back to the arg-max (dividing the re-weighted model's
+    // probabilities by the class frequencies would correct twice), with a warning.
+    let out_w = out.with_file_name("run7-weights");
+    let o = run(&["--class-weights", "balanced", "--calibrate", "bcts", "--decision", "balanced"], &out_w);
+    assert!(o.status.success(), "stdout:\n{}\nstderr:\n{}", text(&o.stdout), text(&o.stderr));
+    let e = text(&o.stderr);
+    assert!(e.contains("warning: --calibrate bcts: not applied") && e.contains("warning: --decision balanced: not applied"), "{e}");
+    let report = json(&out_w);
+    assert!(report["decision"].is_null() && report["recalibration"]["applied"] == false, "{report}");
+    let w = rows(&out_w, "test");
+    let labels: Vec<usize> = w.iter().map(|(l, _)| *l).collect();
+    let plain: Vec<usize> = w.iter().map(|(_, p)| derma_eval::argmax(p).unwrap()).collect();
+    assert_eq!(report["test"]["confusion_matrix"], serde_json::json!(derma_eval::confusion_matrix(&labels, &plain, 7).unwrap()));
 
     // With a quarter of the validation labels moved to another class the trained model is
     // over-confident there: T > 1, applied, softmax(z / T) of the raw logits.
