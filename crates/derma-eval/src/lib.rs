@@ -8,7 +8,8 @@
 //! never a panic.
 //!
 //! - [`metrics`]: multi-class — confusion matrix, accuracy, balanced accuracy, per-class
-//!   precision/recall/F1/support, macro one-vs-rest ROC AUC (MedMNIST's `getAUC`), arg-max.
+//!   precision/recall/F1/support, macro one-vs-rest ROC AUC (MedMNIST's `getAUC`), arg-max and
+//!   the prior-corrected (balanced) arg-max.
 //! - [`curve`]: binary ranking — ROC curve and AUC, precision-recall curve and average
 //!   precision.
 //! - [`binary`]: binary counts and screening rates (sensitivity, specificity, precision,
