@@ -249,9 +249,11 @@ pub fn fit_bcts<R: AsRef<[f64]>>(labels: &[usize], logits: &[R]) -> Result<Recal
             log_sum_exp(&u, 1.0) - u[y]
         }).sum()
     };
+    // From the identity map: s = 1, b = 0.
     let mut theta = vec![0.0; classes];
     theta[0] = 1.0;
     let mut value = objective(&theta);
+    let start_value = value;
     let mut converged = false;
     for _ in 0..500 {
         // Gradient and Hessian: with p = softmax(u) and the feature of class j,
@@ -312,9 +314,7 @@ pub fn fit_bcts<R: AsRef<[f64]>>(labels: &[usize], logits: &[R]) -> Result<Recal
     }
     let at_bound = !converged || !(1.0 / MAX_TEMPERATURE..=1.0 / MIN_TEMPERATURE).contains(&scale);
     let n = rows.len() as f64;
-    let mut start = vec![0.0; classes];
-    start[0] = 1.0;
-    let (nll_before, nll_after) = (objective(&start) / n, value / n);
+    let (nll_before, nll_after) = (start_value / n, value / n);
     let scaling = if k == 1 {
         LogitScaling::affine(scale, theta[1])
     } else {
