@@ -13,6 +13,7 @@ use burn_store::{BurnpackStore, ModuleSnapshot};
 use derma_data::{ImageDataset, Normalize, SplitName};
 use derma_eval::LogitScaling;
 use derma_model::{InputNorm, MobileNetV2, MobileNetV2Config, Padding};
+use derma_report::Rule;
 use rayon::prelude::*;
 
 use crate::config::TrainConfig;
@@ -25,17 +26,16 @@ pub struct RunModel {
     pub config: TrainConfig,
     /// Class names (`report.json`); binary runs: `[negative, positive]`.
     pub class_names: Vec<String>,
-    /// Binary runs: the operating threshold chosen on validation.
-    pub threshold: Option<f64>,
+    /// How a row of probabilities becomes a class, as the run decided its test images
+    /// (`report.json`): the operating threshold chosen on validation (binary runs), the
+    /// balanced decision (`--decision balanced`, `decision.prior`), or the arg-max.
+    pub rule: Rule,
     /// The model, in evaluation mode.
     pub model: MobileNetV2,
     /// Input normalisation of the run.
     pub normalize: Normalize,
     /// The run's `--calibrate` map (`report.json` `recalibration`), applied to every prediction.
     pub recalibration: Option<LogitScaling>,
-    /// `--decision balanced`: the class prior the decision divides by (`report.json`
-    /// `decision.prior`); `None`: the arg-max.
-    pub prior: Option<Vec<f64>>,
 }
 
 impl RunModel {
@@ -75,16 +75,18 @@ impl RunModel {
         let binary = class_names.len() == 2;
         // The operating threshold chosen on validation; JSON has no infinity: `null` is +inf
         // (a rule that flags nothing).
-        let threshold = match report["threshold"].get("value") {
-            _ if !binary => None,
-            Some(serde_json::Value::Null) => Some(f64::INFINITY),
-            v => Some(v.and_then(|v| v.as_f64()).ok_or_else(|| {
+        let rule = match report["threshold"].get("value") {
+            _ if !binary => match prior_of(&report["decision"], &class_names, &file("report.json"))? {
+                Some(prior) => Rule::Balanced(prior),
+                None => Rule::Argmax,
+            },
+            Some(serde_json::Value::Null) => Rule::Threshold(f64::INFINITY),
+            v => Rule::Threshold(v.and_then(|v| v.as_f64()).ok_or_else(|| {
                 anyhow::anyhow!("{}: a two-class run needs `threshold.value` (a number, or null for +inf)", file("report.json").display())
             })?),
         };
         let logits = if binary { 1 } else { class_names.len() };
         let recalibration = recalibration_of(&report["recalibration"], logits, &file("report.json"))?;
-        let prior = prior_of(&report["decision"], &class_names, &file("report.json"))?;
         let model = MobileNetV2Config::new(logits)
             .with_width(config.width)
             .with_in_channels(config.in_channels)
@@ -101,19 +103,18 @@ impl RunModel {
         let input_norm = config.input_norm.unwrap_or(InputNorm::ImageNet);
         let normalize = Normalize { affine: input_norm.affine(), out_channels: config.in_channels };
         Ok(Self {
-            threshold,
+            rule,
             config,
             class_names,
             model,
             normalize,
             recalibration,
-            prior,
         })
     }
 
     /// Single-logit binary model?
     pub fn is_binary(&self) -> bool {
-        self.threshold.is_some()
+        matches!(self.rule, Rule::Threshold(_))
     }
 
     /// Input side in pixels.
@@ -131,19 +132,12 @@ impl RunModel {
         }
     }
 
-    /// The decision for one row of probabilities: the class at or above the threshold
-    /// (binary), the balanced decision (`--decision balanced`), else the most probable class.
+    /// The decision for one row of probabilities ([`Rule::predict`], the rule derma-report
+    /// checks report.json with): the class at or above the threshold (binary), the balanced
+    /// decision (`--decision balanced`), else the most probable class; a row with a non-finite
+    /// probability (a diverged model) is class 0.
     pub fn decision(&self, probs: &[f64]) -> usize {
-        match (self.threshold, &self.prior) {
-            (Some(t), _) => usize::from(probs[0] >= t),
-            // A non-finite row (a diverged model) falls back to class 0, as the arg-max below.
-            (None, Some(prior)) => derma_eval::prior_corrected_argmax(probs, prior).unwrap_or(0),
-            (None, None) => probs
-                .iter()
-                .enumerate()
-                .fold((0, f64::NEG_INFINITY), |b, (i, &p)| if p > b.1 { (i, p) } else { b })
-                .0,
-        }
+        self.rule.predict(probs)
     }
 }
 

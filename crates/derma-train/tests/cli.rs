@@ -1007,7 +1007,7 @@ fn calibrate_fits_on_validation_and_every_probability_uses_the_map() {
     for (p, &n) in prior.iter().zip(&train_counts) {
         close(*p, n as f64 / 140.0, "prior");
     }
-    assert_eq!(model.prior.as_deref(), Some(&prior[..]));
+    assert_eq!(model.rule, derma_report::Rule::Balanced(prior.clone()));
     let test_rows = rows(&out_b, "test");
     let labels: Vec<usize> = test_rows.iter().map(|(l, _)| *l).collect();
     let balanced: Vec<usize> = test_rows.iter().map(|(_, p)| derma_eval::prior_corrected_argmax(p, &prior).unwrap()).collect();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use derma_data::{Augment, SplitName};
+use derma_report::Rule;
 use derma_train::gradcam::{Target, gradcam, overlay};
 use derma_train::predict::{RunModel, list_images, predictions_csv, read_images, read_npz_split};
 use derma_train::report::{RUN_FILES, write_atomic};
@@ -111,7 +112,7 @@ fn run() -> anyhow::Result<()> {
         if !run.is_binary() {
             anyhow::bail!("--threshold applies to binary runs; {} has {} classes", cli.run.display(), run.class_names.len());
         }
-        run.threshold = Some(t);
+        run.rule = Rule::Threshold(t);
     }
     let (dataset, names) = if is_npz {
         // Shrunk as the training run shrank its file (area filter), so the scores match.
@@ -131,9 +132,12 @@ fn run() -> anyhow::Result<()> {
         cli.out.display(),
         if run.is_binary() { "binary" } else { "multi-class" },
         backend.name,
-        run.threshold.map_or(String::new(), |t| format!(", threshold {t}")),
+        match run.rule {
+            Rule::Threshold(t) => format!(", threshold {t}"),
+            Rule::Argmax | Rule::Balanced(_) => String::new(),
+        },
         if run.recalibration.is_some() { format!(", probabilities recalibrated (--calibrate {})", run.config.calibrate.name()) } else { String::new() },
-        if run.prior.is_some() { ", classes by --decision balanced (probability / training class frequency)" } else { "" }
+        if matches!(run.rule, Rule::Balanced(_)) { ", classes by --decision balanced (probability / training class frequency)" } else { "" }
     );
 
     if let Some(dir) = &cli.gradcam {
