@@ -101,6 +101,10 @@ pub enum EvalError {
         negatives: usize,
     },
 
+    /// A bootstrap was asked for no resamples.
+    #[error("a bootstrap needs at least one resample, got 0")]
+    TooFewResamples,
+
     /// A multi-class computation that needs at least two classes got labels of one class only.
     #[error("{what} needs at least two classes in the labels, but all {n} labels are class {class}")]
     SingleClass {

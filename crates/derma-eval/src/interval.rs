@@ -43,6 +43,19 @@ pub fn wilson95(successes: u64, trials: u64) -> Option<(f64, f64)> {
 /// Errors as [`roc_auc`](crate::roc_auc) does, and with fewer than two positives or two
 /// negatives (no variance to estimate).
 pub fn auc_delong95(labels: &[bool], scores: &[f64]) -> Result<(f64, f64)> {
+    let (v10, v01) = auc_components(labels, scores)?;
+    let (m, n) = (v10.len() as f64, v01.len() as f64);
+    let auc = v10.iter().sum::<f64>() / m;
+    let variance = sample_variance(&v10) / m + sample_variance(&v01) / n;
+    let half = Z95 * variance.sqrt();
+    Ok(((auc - half).max(0.0), (auc + half).min(1.0)))
+}
+
+/// DeLong's structural components of the ROC AUC: `V₁₀`, each positive's share of negatives
+/// scored below it (ties one half), in the positives' order, and `V₀₁`, each negative's share of
+/// positives scored above it; the AUC is the mean of either. Computed from mid-ranks as Sun &
+/// Xu (2014), O(N log N). Errors as [`auc_delong95`].
+pub(crate) fn auc_components(labels: &[bool], scores: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
     check::scores(labels.len(), scores)?;
     let (m, n) = check::both_classes(labels, "the AUC's confidence interval")?;
     if m < 2 || n < 2 {
@@ -61,10 +74,7 @@ pub fn auc_delong95(labels: &[bool], scores: &[f64]) -> Result<(f64, f64)> {
     let v10: Vec<f64> = pos_all.iter().zip(&pos_own).map(|(a, o)| (a - o) / n).collect();
     // A negative's rank among all minus its rank among negatives: the positives below it.
     let v01: Vec<f64> = neg_all.iter().zip(&neg_own).map(|(a, o)| 1.0 - (a - o) / m).collect();
-    let auc = v10.iter().sum::<f64>() / m;
-    let variance = sample_variance(&v10) / m + sample_variance(&v01) / n;
-    let half = Z95 * variance.sqrt();
-    Ok(((auc - half).max(0.0), (auc + half).min(1.0)))
+    Ok((v10, v01))
 }
 
 /// 1-based ranks of `values`, tied values sharing the mean of their ranks.
@@ -89,7 +99,7 @@ fn mid_ranks(values: &[f64]) -> Vec<f64> {
 }
 
 /// The variance with `n − 1` in the denominator.
-fn sample_variance(v: &[f64]) -> f64 {
+pub(crate) fn sample_variance(v: &[f64]) -> f64 {
     let mean = v.iter().sum::<f64>() / v.len() as f64;
     v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (v.len() - 1) as f64
 }

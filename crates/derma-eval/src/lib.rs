@@ -22,6 +22,8 @@
 //!   temperature scaling of the logits, fitted on validation data (scipy / scikit-learn checked).
 //! - [`interval`]: 95 % confidence intervals — Wilson for sensitivity, specificity and
 //!   precision from their counts, DeLong for the ROC AUC (scipy and the definition checked).
+//! - [`paired`]: two models on the same test images — DeLong's paired AUC test, McNemar's exact
+//!   test, a class-stratified paired bootstrap of any difference.
 //! - [`error`]: the error type.
 
 mod check;
@@ -32,6 +34,7 @@ pub mod curve;
 pub mod error;
 pub mod interval;
 pub mod metrics;
+pub mod paired;
 pub mod recalibration;
 pub mod threshold;
 
@@ -44,5 +47,6 @@ pub use metrics::{
     ClassReport, accuracy, argmax, argmax_rows, balanced_accuracy, confusion_matrix, macro_auc_ovr, per_class_report,
     prior_corrected_argmax,
 };
+pub use paired::{BootstrapInterval, McNemar, PairedAuc, SplitMix64, delong_paired, mcnemar_exact, paired_bootstrap};
 pub use recalibration::{LogitScaling, Recalibration, fit_bcts, fit_platt, fit_temperature};
 pub use threshold::{ThresholdChoice, ThresholdRule, select_threshold};

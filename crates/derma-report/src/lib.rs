@@ -27,6 +27,7 @@
 //! - [`curves`], [`roc`], [`confusion`], [`recall`], [`calibration`]: one plot each (and the
 //!   numbers behind it).
 //! - [`gallery`]: choosing the most confident errors and writing their thumbnails.
+//! - [`compare`]: two runs on the same test images, compared paired (`derma-report --compare A B`).
 //! - `document`, `markdown`, `html`: the report's content, once, rendered twice.
 //! - `plot`, `output`, `csv`: shared plotting/PNG helpers, atomic writes, CSV reading.
 //! - [`error`]: the error type.
@@ -40,6 +41,7 @@ mod output;
 mod plot;
 
 pub mod calibration;
+pub mod compare;
 pub mod confusion;
 pub mod curves;
 pub mod error;
@@ -51,6 +53,7 @@ pub mod run;
 
 use std::path::{Path, PathBuf};
 
+pub use compare::{CompareOptions, Comparison, compare};
 pub use error::{Error, Result};
 pub use gallery::{ImageSource, Thumb};
 pub use rule::Rule;
