@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use derma_eval::{EvalError, delong_paired, macro_auc_ovr, mcnemar_exact, paired_bootstrap};
+use derma_eval::{BootstrapInterval, EvalError, PairedAuc, delong_paired, macro_auc_ovr, mcnemar_exact, paired_bootstrap};
 
 use crate::error::{Error, Result};
 use crate::run::{Run, Split};
@@ -50,6 +50,26 @@ pub struct Row {
     pub test: String,
 }
 
+impl Row {
+    /// A row of DeLong's paired AUC test.
+    fn delong(figure: String, auc: PairedAuc) -> Self {
+        Self {
+            figure,
+            a: auc.auc_a,
+            b: auc.auc_b,
+            ci95: auc.ci95,
+            interval: "DeLong",
+            p_value: Some(auc.p_value),
+            test: "DeLong, paired".into(),
+        }
+    }
+
+    /// A row with a bootstrap interval and no test.
+    fn bootstrap(figure: &str, a: f64, b: f64, interval: &BootstrapInterval) -> Self {
+        Self { figure: figure.into(), a, b, ci95: interval.ci95, interval: "bootstrap", p_value: None, test: String::new() }
+    }
+}
+
 /// The comparison of run B against run A on their common test split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
@@ -65,6 +85,8 @@ pub struct Comparison {
     pub classes: Vec<String>,
     /// The compared figures.
     pub rows: Vec<Row>,
+    /// Figures that could not be compared, and why.
+    pub notes: Vec<String>,
     /// The bootstrap's settings.
     pub options: CompareOptions,
 }
@@ -138,19 +160,11 @@ pub fn compare(a: &Run, b: &Run, options: CompareOptions) -> Result<Comparison> 
         })
     };
 
-    let mut rows = Vec::new();
+    let (mut rows, mut notes) = (Vec::new(), Vec::new());
     if a.is_binary() {
         let (scores_a, scores_b, positives) = (ta.scores(), tb.scores(), ta.positives());
         let auc = delong_paired(&positives, &scores_a, &scores_b).map_err(eval("the AUC"))?;
-        rows.push(Row {
-            figure: "AUC".into(),
-            a: auc.auc_a,
-            b: auc.auc_b,
-            ci95: auc.ci95,
-            interval: "DeLong",
-            p_value: Some(auc.p_value),
-            test: "DeLong, paired".into(),
-        });
+        rows.push(Row::delong("AUC".into(), auc));
         rows.push(proportion("sensitivity (at each run's threshold)".into(), &|i| labels[i] == 1)?);
         rows.push(proportion("specificity (at each run's threshold)".into(), &|i| labels[i] == 0)?);
         rows.push(proportion("accuracy".into(), &|_| true)?);
@@ -162,31 +176,19 @@ pub fn compare(a: &Run, b: &Run, options: CompareOptions) -> Result<Comparison> 
             derma_eval::balanced_accuracy(&y, &p, k)
         };
         let all: Vec<usize> = (0..labels.len()).collect();
-        let interval = bootstrap(&|idx| Ok(balanced(&pred_b, idx)? - balanced(&pred_a, idx)?)).map_err(eval("balanced accuracy"))?;
-        rows.push(Row {
-            figure: "balanced accuracy".into(),
-            a: balanced(&pred_a, &all).map_err(eval("balanced accuracy"))?,
-            b: balanced(&pred_b, &all).map_err(eval("balanced accuracy"))?,
-            ci95: interval.ci95,
-            interval: "bootstrap",
-            p_value: None,
-            test: String::new(),
-        });
+        let what = "balanced accuracy";
+        let interval = bootstrap(&|idx| Ok(balanced(&pred_b, idx)? - balanced(&pred_a, idx)?)).map_err(eval(what))?;
+        let (value_a, value_b) = (balanced(&pred_a, &all).map_err(eval(what))?, balanced(&pred_b, &all).map_err(eval(what))?);
+        rows.push(Row::bootstrap(what, value_a, value_b, &interval));
         let macro_auc = |split: &Split, idx: &[usize]| {
             let y: Vec<usize> = idx.iter().map(|&i| labels[i]).collect();
             let p: Vec<&[f64]> = idx.iter().map(|&i| &split.probs[i][..]).collect();
             macro_auc_ovr(&y, &p)
         };
-        let interval = bootstrap(&|idx| Ok(macro_auc(tb, idx)? - macro_auc(ta, idx)?)).map_err(eval("the macro AUC"))?;
-        rows.push(Row {
-            figure: "macro AUC (one-vs-rest)".into(),
-            a: macro_auc(ta, &all).map_err(eval("the macro AUC"))?,
-            b: macro_auc(tb, &all).map_err(eval("the macro AUC"))?,
-            ci95: interval.ci95,
-            interval: "bootstrap",
-            p_value: None,
-            test: String::new(),
-        });
+        let what = "macro AUC (one-vs-rest)";
+        let interval = bootstrap(&|idx| Ok(macro_auc(tb, idx)? - macro_auc(ta, idx)?)).map_err(eval(what))?;
+        let (value_a, value_b) = (macro_auc(ta, &all).map_err(eval(what))?, macro_auc(tb, &all).map_err(eval(what))?);
+        rows.push(Row::bootstrap(what, value_a, value_b, &interval));
         for (c, name) in a.classes().iter().enumerate() {
             rows.push(proportion(format!("recall {name}"), &|i| labels[i] == c)?);
         }
@@ -194,18 +196,12 @@ pub fn compare(a: &Run, b: &Run, options: CompareOptions) -> Result<Comparison> 
             let what = format!("the AUC of {name} (one-vs-rest)");
             let is_c: Vec<bool> = labels.iter().map(|&l| l == c).collect();
             let column = |split: &Split| -> Vec<f64> { split.probs.iter().map(|p| p[c]).collect() };
-            // A class of one test image has no DeLong variance: its row is left out, and said so.
+            // A class of one test image has no DeLong variance: its row is left out, with a note.
             match delong_paired(&is_c, &column(ta), &column(tb)) {
-                Ok(auc) => rows.push(Row {
-                    figure: format!("AUC {name} (one-vs-rest)"),
-                    a: auc.auc_a,
-                    b: auc.auc_b,
-                    ci95: auc.ci95,
-                    interval: "DeLong",
-                    p_value: Some(auc.p_value),
-                    test: "DeLong, paired".into(),
-                }),
-                Err(EvalError::TooFew { .. }) => {}
+                Ok(auc) => rows.push(Row::delong(format!("AUC {name} (one-vs-rest)"), auc)),
+                Err(EvalError::TooFew { positives, .. }) => {
+                    notes.push(format!("no AUC row for {name}: {positives} test image(s), DeLong's test needs at least 2"))
+                }
                 Err(e) => return Err(eval(&what)(e)),
             }
         }
@@ -217,6 +213,7 @@ pub fn compare(a: &Run, b: &Run, options: CompareOptions) -> Result<Comparison> 
         class_counts: ta.class_counts(k),
         classes: a.classes().to_vec(),
         rows,
+        notes,
         options,
     })
 }
@@ -245,6 +242,9 @@ impl Comparison {
                 r.interval,
                 if r.test.is_empty() { "–" } else { &r.test }
             );
+        }
+        for note in &self.notes {
+            let _ = writeln!(s, "\nNote: {note}.");
         }
         let _ = writeln!(
             s,

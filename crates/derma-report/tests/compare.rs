@@ -145,6 +145,16 @@ fn multi_class_runs_each_decide_with_their_own_rule() {
         assert_eq!((r.b - r.a, r.p_value), (0.0, Some(1.0)), "{name}");
     }
 
+    // A class of one test image has no DeLong variance: no AUC row, a note instead.
+    let mut one = a.clone();
+    for i in [5, 6] {
+        one.test.labels[i] = 0;
+    }
+    let single = compare(&one, &one, CompareOptions::default()).unwrap();
+    assert_eq!(single.notes, ["no AUC row for nv: 1 test image(s), DeLong's test needs at least 2"]);
+    assert!(single.rows.iter().all(|r| r.figure != "AUC nv (one-vs-rest)") && single.rows.iter().any(|r| r.figure == "recall nv"));
+    assert!(single.markdown().contains("Note: no AUC row for nv"));
+
     let md = c.markdown();
     assert!(md.contains("## B against A on the same 9 test images"), "{md}");
     assert!(md.contains("- test images per class: akiec 3, bcc 3, nv 3"), "{md}");
