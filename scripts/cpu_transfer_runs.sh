@@ -46,7 +46,10 @@ torch() {
   local name=$1; shift
   if grep -q '"framework"' "$runs/$name.log" 2>/dev/null; then echo "$name: finished"; return 0; fi
   echo "$name: starting"
-  python3 scripts/train_torch.py --npz "$npz" --epochs 10 --device cpu "$@" >"$runs/$name.log" 2>&1
+  # Its run folder (`derma-report --compare` pairs it with derma-train's); one left by a
+  # stopped run is replaced.
+  rm -rf "${runs:?}/$name"
+  python3 scripts/train_torch.py --npz "$npz" --epochs 10 --device cpu --out "$runs/$name" "$@" >"$runs/$name.log" 2>&1
 }
 
 row() {

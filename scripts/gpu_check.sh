@@ -7,7 +7,8 @@
 # ../shared/data/dermamnist-ham/dermamnist_ham_28.npz), or `-` when each run's flags name their
 # own data (`--dataset csv --manifest …`); OUT: folder for logs and run folders.
 # Each run is a name, ` -- `, then derma-train flags; a name starting with `torch` runs
-# scripts/train_torch.py with those flags instead. Ends with the summary table of the derma-train
+# scripts/train_torch.py with those flags instead (its run folder, OUT/NAME, pairs with a
+# derma-train run's in `derma-report --compare`). Ends with the summary table of the derma-train
 # runs (scripts/summarize_runs.py) and the PyTorch JSON lines.
 #
 # DEADLINE (seconds, optional): runs go in the order given; one still going when the deadline
@@ -40,7 +41,7 @@ for spec in "$@"; do
   fi
   if [ "${name#torch}" != "$name" ]; then
     # shellcheck disable=SC2086
-    "${limit[@]}" python3 scripts/train_torch.py "${data[@]}" $flags > "$out/$name.log" 2>&1 || echo "$name failed (exit $?; 124/137: the deadline): $(tail -3 "$out/$name.log")"
+    "${limit[@]}" python3 scripts/train_torch.py "${data[@]}" --out "$out/$name" $flags > "$out/$name.log" 2>&1 || echo "$name failed (exit $?; 124/137: the deadline): $(tail -3 "$out/$name.log")"
   else
     # shellcheck disable=SC2086
     if "${limit[@]}" "$bin" "${data[@]}" --out "$out/$name" $flags > "$out/$name.log" 2>&1; then

@@ -14,6 +14,14 @@ Transfer learning, as `derma-train --pretrained FILE --image-size N [--freeze-bn
     python3 scripts/train_torch.py --npz dermamnist_ham_64.npz --image-size 128 \
         --pretrained weights/mobilenet_v2_tflite.safetensors --freeze-bn
 
+`--out DIR` also writes the run as a derma-train run folder (predictions.csv of the best epoch's
+validation and test probabilities, numbered as derma-train numbers them; report.json; metrics.csv;
+config.toml; each written atomically), so `derma-report --compare` can compare it with a
+derma-train run on the same test images, paired:
+
+    python3 scripts/train_torch.py --npz dermamnist_ham_64.npz --out runs/torch-64
+    cargo run --release -p derma-report -- --compare runs/torch-64 runs/derma-64
+
 `--pretrained` takes a torchvision-layout `.safetensors` or `.pth` state dict; everything but
 `classifier.1` loads strictly and the classifier is torchvision's fresh one for the 7 classes
 (N(0, 0.01) weights, zero bias; derma-model initialises its head the same way). A safetensors file whose
@@ -29,6 +37,7 @@ parameters still learn), like derma-train's `--freeze-bn`.
 import argparse
 import json
 import math
+import os
 import time
 
 import numpy as np
@@ -50,7 +59,10 @@ p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu
 p.add_argument("--pretrained", help="torchvision-layout .safetensors / .pth state dict")
 p.add_argument("--image-size", type=int, help="training resolution (default: the npz's)")
 p.add_argument("--freeze-bn", action="store_true", help="BatchNorms on running statistics")
+p.add_argument("--out", help="also write a derma-train run folder here (for derma-report --compare)")
 a = p.parse_args()
+if a.out and os.path.exists(os.path.join(a.out, "report.json")):
+    raise SystemExit(f"--out {a.out}: it already holds a run (report.json); give a new folder")
 
 
 class TfSamePad(torch.nn.Module):
@@ -125,6 +137,45 @@ steps = math.ceil(len(xtr) / a.batch_size)
 total, warm = steps * a.epochs, round(a.warmup_epochs * steps)
 
 
+CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]  # DermaMNIST's labels 0-6
+
+
+def write_atomic(path, text):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_run_folder(out, pv, yv, pt, yt):
+    """The files derma-report reads (crates/derma-report/src/run.rs), in derma-train's formats."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    os.makedirs(out, exist_ok=True)
+    rows = ["split,index,label," + ",".join(f"prob_{c}" for c in range(k))]
+    for name, probs, labels in [("val", pv, yv), ("test", pt, yt)]:
+        rows += [f"{name},{i},{labels[i]}," + ",".join(repr(float(v)) for v in probs[i]) for i in range(len(labels))]
+    write_atomic(os.path.join(out, "predictions.csv"), "\n".join(rows) + "\n")
+    head = "epoch,train_loss,val_loss,val_acc,val_bal_acc,val_auc,lr,seconds,images_per_second"
+    write_atomic(os.path.join(out, "metrics.csv"), "\n".join([head] + [",".join(repr(v) for v in r) for r in metrics_rows]) + "\n")
+    pred = pt.argmax(1)
+    precision, recall, f1, support = precision_recall_fscore_support(yt, pred, labels=range(k), zero_division=0)
+    report = {
+        "framework": "pytorch " + torch.__version__, "best_epoch": best[1], "classes": CLASSES,
+        "train_counts": np.bincount(ytr.cpu().numpy(), minlength=k).tolist(),
+        "test": {
+            "accuracy": float((pred == yt).mean()), "balanced_accuracy": float(balanced_accuracy_score(yt, pred)),
+            "auc_macro": float(roc_auc_score(yt, pt, multi_class="ovr", average="macro")),
+            "loss": float(-np.log(np.clip(pt[np.arange(len(yt)), yt], 1e-12, 1)).mean()),
+            "per_class": [{"name": CLASSES[c], "precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
+                           "support": int(support[c])} for c in range(k)],
+            "confusion_matrix": confusion_matrix(yt, pred, labels=range(k)).tolist(),
+        },
+    }
+    write_atomic(os.path.join(out, "report.json"), json.dumps(report, indent=1) + "\n")
+    config = {"framework": "pytorch " + torch.__version__, **{n: v for n, v in vars(a).items() if v is not None}}
+    write_atomic(os.path.join(out, "config.toml"), "".join(f"{n} = {json.dumps(v)}\n" for n, v in config.items()))
+
+
 def lr_at(s):
     if s < warm:
         return a.lr * (s + 1) / warm
@@ -137,7 +188,7 @@ def predict(x):
         return torch.cat([F.softmax(model(x[i:i + 512]), 1) for i in range(0, len(x), 512)]).cpu().numpy()
 
 
-best, step, epoch_times = (-1, None, None), 0, []
+best, step, epoch_times, metrics_rows = (-1, None, None), 0, [], []
 for epoch in range(a.epochs):
     model.train()
     if a.freeze_bn:
@@ -149,6 +200,7 @@ for epoch in range(a.epochs):
     if dev == "cuda":
         torch.cuda.synchronize()
     t0 = time.time()
+    loss_sum = torch.zeros((), device=dev)
     for i in range(steps):
         idx = order[i * a.batch_size:(i + 1) * a.batch_size]
         for group in opt.param_groups:
@@ -157,12 +209,17 @@ for epoch in range(a.epochs):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        loss_sum += loss.detach() * len(idx)
         step += 1
     if dev == "cuda":
         torch.cuda.synchronize()
     epoch_times.append(time.time() - t0)
     pv = predict(xva)
-    auc = roc_auc_score(yva.cpu().numpy(), pv, multi_class="ovr", average="macro")
+    yv = yva.cpu().numpy()
+    auc = roc_auc_score(yv, pv, multi_class="ovr", average="macro")
+    metrics_rows.append([epoch + 1, float(loss_sum) / len(xtr), float(-np.log(np.clip(pv[np.arange(len(yv)), yv], 1e-12, 1)).mean()),
+                         float((pv.argmax(1) == yv).mean()), float(balanced_accuracy_score(yv, pv.argmax(1))), float(auc),
+                         lr_at(step - 1), epoch_times[-1], len(xtr) / epoch_times[-1]])
     if auc > best[0]:
         best = (auc, epoch + 1, {n: t.detach().clone() for n, t in model.state_dict().items()})
     # One line per epoch, flushed: a run stopped at a deadline (SIGTERM) keeps its progress in
@@ -172,6 +229,8 @@ for epoch in range(a.epochs):
 model.load_state_dict(best[2])
 pt = predict(xte)
 yt = yte.cpu().numpy()
+if a.out:
+    write_run_folder(a.out, predict(xva), yva.cpu().numpy(), pt, yt)
 print(json.dumps({
     "framework": "pytorch " + torch.__version__, "npz": a.npz, "width": a.width, "epochs": a.epochs,
     "pretrained": a.pretrained, "image_size": int(xtr.shape[2]), "freeze_bn": a.freeze_bn,
