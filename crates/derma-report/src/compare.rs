@@ -186,22 +186,35 @@ pub fn compare(a: &Run, b: &Run, options: CompareOptions) -> Result<Comparison> 
             macro_auc_ovr(&y, &p)
         };
         let what = "macro AUC (one-vs-rest)";
-        let interval = bootstrap(&|idx| Ok(macro_auc(tb, idx)? - macro_auc(ta, idx)?)).map_err(eval(what))?;
-        let (value_a, value_b) = (macro_auc(ta, &all).map_err(eval(what))?, macro_auc(tb, &all).map_err(eval(what))?);
-        rows.push(Row::bootstrap(what, value_a, value_b, &interval));
+        let counts = ta.class_counts(k);
+        let absent: Vec<&str> = a.classes().iter().zip(&counts).filter(|&(_, &n)| n == 0).map(|(c, _)| c.as_str()).collect();
+        if absent.is_empty() {
+            let interval = bootstrap(&|idx| Ok(macro_auc(tb, idx)? - macro_auc(ta, idx)?)).map_err(eval(what))?;
+            let (value_a, value_b) = (macro_auc(ta, &all).map_err(eval(what))?, macro_auc(tb, &all).map_err(eval(what))?);
+            rows.push(Row::bootstrap(what, value_a, value_b, &interval));
+        } else {
+            notes.push(format!("no macro AUC row: no test image of {} (a one-vs-rest AUC needs each class)", absent.join(", ")));
+        }
         for (c, name) in a.classes().iter().enumerate() {
+            if counts[c] == 0 {
+                notes.push(format!("no recall row for {name}: no test image of it"));
+                continue;
+            }
             rows.push(proportion(format!("recall {name}"), &|i| labels[i] == c)?);
         }
         for (c, name) in a.classes().iter().enumerate() {
             let what = format!("the AUC of {name} (one-vs-rest)");
             let is_c: Vec<bool> = labels.iter().map(|&l| l == c).collect();
             let column = |split: &Split| -> Vec<f64> { split.probs.iter().map(|p| p[c]).collect() };
-            // A class of one test image has no DeLong variance: its row is left out, with a note.
+            // A class of fewer than two test images (or of all but one) has no DeLong variance:
+            // its row is left out, with a note.
             match delong_paired(&is_c, &column(ta), &column(tb)) {
                 Ok(auc) => rows.push(Row::delong(format!("AUC {name} (one-vs-rest)"), auc)),
-                Err(EvalError::TooFew { positives, .. }) => {
-                    notes.push(format!("no AUC row for {name}: {positives} test image(s), DeLong's test needs at least 2"))
-                }
+                Err(EvalError::TooFew { .. } | EvalError::OneClass { .. }) => notes.push(format!(
+                    "no AUC row for {name}: {} of the {} test images, DeLong's test needs at least 2 in and 2 out of the class",
+                    counts[c],
+                    labels.len()
+                )),
                 Err(e) => return Err(eval(&what)(e)),
             }
         }

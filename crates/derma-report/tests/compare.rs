@@ -151,9 +151,25 @@ fn multi_class_runs_each_decide_with_their_own_rule() {
         one.test.labels[i] = 0;
     }
     let single = compare(&one, &one, CompareOptions::default()).unwrap();
-    assert_eq!(single.notes, ["no AUC row for nv: 1 test image(s), DeLong's test needs at least 2"]);
+    assert_eq!(single.notes, ["no AUC row for nv: 1 of the 9 test images, DeLong's test needs at least 2 in and 2 out of the class"]);
     assert!(single.rows.iter().all(|r| r.figure != "AUC nv (one-vs-rest)") && single.rows.iter().any(|r| r.figure == "recall nv"));
     assert!(single.markdown().contains("Note: no AUC row for nv"));
+
+    // A class without test images: no macro AUC, recall or AUC row for it, notes instead.
+    let mut none = a.clone();
+    for i in [4, 5, 6] {
+        none.test.labels[i] = 0;
+    }
+    let absent = compare(&none, &none, CompareOptions::default()).unwrap();
+    assert_eq!(
+        absent.notes,
+        [
+            "no macro AUC row: no test image of nv (a one-vs-rest AUC needs each class)",
+            "no recall row for nv: no test image of it",
+            "no AUC row for nv: 0 of the 9 test images, DeLong's test needs at least 2 in and 2 out of the class",
+        ]
+    );
+    assert!(absent.rows.iter().any(|r| r.figure == "balanced accuracy"));
 
     let md = c.markdown();
     assert!(md.contains("## B against A on the same 9 test images"), "{md}");
