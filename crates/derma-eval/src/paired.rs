@@ -60,22 +60,14 @@ pub fn delong_paired(labels: &[bool], a: &[f64], b: &[f64]) -> Result<PairedAuc>
 }
 
 /// McNemar's exact test of two paired proportions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct McNemar {
     /// Cases the first model gets right and the second wrong.
     pub only_a: u64,
     /// Cases the second model gets right and the first wrong.
     pub only_b: u64,
-    /// Two-sided p-value, as an `f64` bit pattern kept in a `u64` so the type stays `Eq`;
-    /// read it with [`McNemar::p_value`].
-    p_bits: u64,
-}
-
-impl McNemar {
     /// Two-sided exact p-value of "both models are right equally often".
-    pub fn p_value(&self) -> f64 {
-        f64::from_bits(self.p_bits)
-    }
+    pub p_value: f64,
 }
 
 /// McNemar's exact test (the mid-p is not used): of the `k = only_a + only_b` discordant cases,
@@ -95,7 +87,7 @@ pub fn mcnemar_exact(a_right: &[bool], b_right: &[bool]) -> Result<McNemar> {
     let only_a = a_right.iter().zip(b_right).filter(|&(&a, &b)| a && !b).count() as u64;
     let only_b = a_right.iter().zip(b_right).filter(|&(&a, &b)| b && !a).count() as u64;
     let p = (2.0 * binomial_half_cdf(only_a.min(only_b), only_a + only_b)).min(1.0);
-    Ok(McNemar { only_a, only_b, p_bits: p.to_bits() })
+    Ok(McNemar { only_a, only_b, p_value: p })
 }
 
 /// `P[Binomial(n, ½) ≤ k]`, summed in the log domain (`½ⁿ` underflows past n = 1074).

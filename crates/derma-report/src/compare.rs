@@ -154,7 +154,7 @@ pub fn compare(a: &Run, b: &Run, options: CompareOptions) -> Result<Comparison> 
             b: share(&right_b, &picked),
             ci95: interval.ci95,
             interval: "bootstrap",
-            p_value: Some(mcnemar.p_value()),
+            p_value: Some(mcnemar.p_value),
             test: format!("McNemar exact: {} right only in A, {} only in B", mcnemar.only_a, mcnemar.only_b),
             figure,
         })

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
@@ -25,14 +24,7 @@ fn write_binary_b(dir: &Path) {
     for (row, prob) in [(5, 0.75), (7, 0.90), (1, 0.15), (4, 0.60), (8, 0.30)] {
         test[row].1 = prob;
     }
-    let mut p = String::from("split,index,label,prob\n");
-    for (i, (l, s)) in BINARY_VAL.iter().enumerate() {
-        let _ = writeln!(p, "val,{},{l},{s}", 10 + i);
-    }
-    for (i, (l, s)) in test.iter().enumerate() {
-        let _ = writeln!(p, "test,{},{l},{s}", 100 + i);
-    }
-    put(dir, "predictions.csv", &p);
+    put(dir, "predictions.csv", &binary_predictions(&test));
 }
 
 fn row<'a>(c: &'a derma_report::Comparison, figure: &str) -> &'a derma_report::compare::Row {

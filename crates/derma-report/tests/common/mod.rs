@@ -120,6 +120,18 @@ fn binary_json(m: &derma_eval::BinaryMetrics) -> serde_json::Value {
            "f1": m.f1, "f2": m.f2, "tp": m.tp, "fp": m.fp, "tn": m.tn, "fn": m.fn_})
 }
 
+/// The binary run's predictions.csv with these test rows (BINARY_VAL's validation rows).
+pub fn binary_predictions(test: &[(usize, f64)]) -> String {
+    let mut p = String::from("split,index,label,prob\n");
+    for (i, (l, s)) in BINARY_VAL.iter().enumerate() {
+        let _ = writeln!(p, "val,{},{l},{s}", 10 + i);
+    }
+    for (i, (l, s)) in test.iter().enumerate() {
+        let _ = writeln!(p, "test,{},{l},{s}", 100 + i);
+    }
+    p
+}
+
 /// A binary run folder in a fresh temporary directory.
 pub fn binary_run() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
@@ -131,14 +143,7 @@ pub fn binary_run() -> tempfile::TempDir {
 pub fn write_binary_run(dir: &Path) {
     put(dir, "config.toml", &config(true));
     put(dir, "metrics.csv", &metrics(true));
-    let mut p = String::from("split,index,label,prob\n");
-    for (i, (l, s)) in BINARY_VAL.iter().enumerate() {
-        let _ = writeln!(p, "val,{},{l},{s}", 10 + i);
-    }
-    for (i, (l, s)) in BINARY_TEST.iter().enumerate() {
-        let _ = writeln!(p, "test,{},{l},{s}", 100 + i);
-    }
-    put(dir, "predictions.csv", &p);
+    put(dir, "predictions.csv", &binary_predictions(&BINARY_TEST));
 
     let (vl, vs): (Vec<bool>, Vec<f64>) = BINARY_VAL.iter().map(|&(l, s)| (l == 1, s)).unzip();
     let (tl, ts): (Vec<bool>, Vec<f64>) = BINARY_TEST.iter().map(|&(l, s)| (l == 1, s)).unzip();
